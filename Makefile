@@ -1,0 +1,45 @@
+# Every target sets up what it needs: the venv, the Python packages, and Debian packages.
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install run demo test lint bench clean .deb-packages
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "$(PY) is required"; exit 1; }
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian packages the tests read PDFs with (pdftotext); WeasyPrint needs pango.
+.deb-packages:
+	@if ! command -v pdftotext >/dev/null || ! ldconfig -p | grep -q libpango-1.0; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -qq poppler-utils libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core >/dev/null; \
+	fi
+
+run: $(STAMP) .deb-packages
+	$(BIN)/lodestone dev
+
+demo: $(STAMP) .deb-packages
+	$(BIN)/lodestone demo
+
+test: $(STAMP) .deb-packages
+	$(BIN)/ruff check .
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(BIN)/python bench/pipeline.py
+
+clean:
+	rm -rf var .pytest_cache

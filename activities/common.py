@@ -1,0 +1,59 @@
+"""What every activity class shares: the tenant-scoped job lookup and error helpers."""
+
+import asyncio
+import contextlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from schema.tables import Job, Submission, WorkflowDefinition
+
+
+@dataclass
+class LoadedJob:
+    job: Job
+    definition: dict[str, Any]
+    input: dict[str, Any]
+
+
+def fail(error_type: str, message: str) -> ApplicationError:
+    return ApplicationError(message, type=error_type, non_retryable=True)
+
+
+async def load_job(session: AsyncSession, job_id: str) -> LoadedJob:
+    job = await session.get(Job, uuid.UUID(job_id))
+    if job is None:
+        # RLS hides other tenants' jobs, so a wrong tenant lands here too.
+        raise fail("JobNotFound", f"job {job_id} does not exist for this tenant")
+    definition = await session.get(WorkflowDefinition, job.workflow_definition_id)
+    submission = await session.get(Submission, job.submission_id)
+    assert definition is not None and submission is not None  # foreign keys guarantee both
+    return LoadedJob(job, definition.definition, submission.input)
+
+
+class heartbeating:
+    """Heartbeat every `every` seconds while a long call runs, so a lost worker is noticed
+    within the heartbeat timeout rather than the start-to-close timeout."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.every = every
+        self._task: asyncio.Task[None] | None = None
+
+    async def _beat(self) -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(self.every)
+
+    async def __aenter__(self) -> "heartbeating":
+        self._task = asyncio.create_task(self._beat())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task

@@ -1,0 +1,58 @@
+"""Job bookkeeping in PostgreSQL: the plan, status transitions, the dead-letter row."""
+
+import uuid
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio import activity
+
+from activities.common import load_job
+from lodestone.db import tenant_session
+from lodestone.settings import Settings
+from schema.tables import JobFailure, utcnow
+from workflows.dag import step_dependencies
+from workflows.types import FailureInput, JobPlan, JobRef, JobStatusInput
+
+TERMINAL = {"delivered", "failed", "cancelled"}
+
+
+class JobActivities:
+    def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+
+    @activity.defn
+    async def load_plan(self, ref: JobRef) -> JobPlan:
+        async with tenant_session(self.engine, ref.tenant_id) as session:
+            loaded = await load_job(session, ref.job_id)
+        d = loaded.definition
+        return JobPlan(
+            dependencies=step_dependencies(d["steps"]),
+            outputs=d.get("outputs", ["html"]),
+            delivery_targets=len(d.get("delivery", [])),
+            max_parallel_steps=self.settings.step_concurrency,
+        )
+
+    @activity.defn
+    async def set_status(self, inp: JobStatusInput) -> None:
+        async with tenant_session(self.engine, inp.tenant_id) as session:
+            job = (await load_job(session, inp.job_id)).job
+            if job.status in TERMINAL:
+                return
+            job.status, job.updated_at = inp.status, utcnow()
+            session.add(job)
+
+    @activity.defn
+    async def record_failure(self, inp: FailureInput) -> None:
+        async with tenant_session(self.engine, inp.tenant_id) as session:
+            job = (await load_job(session, inp.job_id)).job
+            job.status, job.error, job.updated_at = "failed", f"{inp.error_code}: {inp.message}", utcnow()
+            session.add(job)
+            await session.execute(
+                insert(JobFailure).values(
+                    id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=job.id,
+                    error_code=inp.error_code, message=inp.message[:4000],
+                    failed_step=inp.failed_step,
+                    temporal_link=self.settings.workflow_link(inp.job_id), created_at=utcnow(),
+                ).on_conflict_do_nothing(index_elements=["job_id"]))
+        activity.logger.info("job %s failed: %s", inp.job_id, inp.error_code)

@@ -1,0 +1,68 @@
+"""Rendering: the job's HTML in the Jinja2 sandbox, and its PDF in a capped child process.
+Artifacts land under {tenant_id}/jobs/{job_id}/."""
+
+import uuid
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
+from temporalio import activity
+
+from activities.common import fail, heartbeating, load_job
+from lodestone.db import tenant_session
+from lodestone.pdf import PdfRenderFailed, render_pdf
+from lodestone.settings import Settings
+from lodestone.storage import ObjectStore, StoredObject, job_key
+from lodestone.templating import TemplateRenderError, TemplateSecurityViolation, render
+from schema.tables import Artifact, JobStep, utcnow
+from workflows.types import RenderInput, RenderResult
+
+FILES = {"html": ("report.html", "text/html; charset=utf-8"), "pdf": ("report.pdf", "application/pdf")}
+
+
+class RenderActivities:
+    def __init__(self, engine: AsyncEngine, store: ObjectStore, settings: Settings) -> None:
+        self.engine, self.store, self.settings = engine, store, settings
+
+    @activity.defn
+    async def render(self, inp: RenderInput) -> RenderResult:
+        name, content_type = FILES[inp.kind]
+        data = await (self._html(inp) if inp.kind == "html" else self._pdf(inp))
+        stored = await self.store.put_bytes(job_key(inp.tenant_id, inp.job_id, name), data, content_type)
+        return await self._record(inp, stored, content_type)
+
+    async def _html(self, inp: RenderInput) -> bytes:
+        async with tenant_session(self.engine, inp.tenant_id) as session:
+            loaded = await load_job(session, inp.job_id)
+            steps = (await session.exec(select(JobStep).where(JobStep.job_id == loaded.job.id))).all()
+        outputs = {s.step_id: (await self.store.get_bytes(s.output_key)).decode()
+                   for s in steps if s.output_key}
+        context = {"input": loaded.input, "steps": outputs,
+                   "job": {"id": str(loaded.job.id), "workflow_key": loaded.job.workflow_key,
+                           "created_at": loaded.job.created_at.isoformat()}}
+        try:
+            return render(loaded.definition["template"], context, html=True).encode()
+        except (TemplateRenderError, TemplateSecurityViolation) as e:
+            raise fail(type(e).__name__, f"template: {e}") from e
+
+    async def _pdf(self, inp: RenderInput) -> bytes:
+        html = await self.store.get_bytes(job_key(inp.tenant_id, inp.job_id, FILES["html"][0]))
+        try:
+            async with heartbeating():
+                return await render_pdf(html, timeout=self.settings.pdf_timeout_seconds,
+                                        memory_mb=self.settings.pdf_memory_mb)
+        except PdfRenderFailed as e:
+            raise fail("PdfRenderFailed", str(e)) from e
+
+    async def _record(self, inp: RenderInput, stored: StoredObject, content_type: str) -> RenderResult:
+        stmt = insert(Artifact).values(
+            id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=uuid.UUID(inp.job_id),
+            kind=inp.kind, key=stored.key, content_type=content_type, size=stored.size,
+            sha256=stored.sha256, created_at=utcnow())
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["job_id", "kind"],
+            set_={"size": stored.size, "sha256": stored.sha256, "key": stored.key},
+        ).returning(Artifact.id)
+        async with tenant_session(self.engine, inp.tenant_id) as session:
+            artifact_id = (await session.execute(stmt)).scalar_one()
+        return RenderResult(str(artifact_id), stored.key, stored.size)

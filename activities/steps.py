@@ -1,0 +1,95 @@
+"""One LLM step per activity: build the prompt from the submission and earlier steps,
+call the model, store the output, record usage. A completed step is never re-run."""
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.common import LoadedJob, fail, heartbeating, load_job
+from lodestone.db import tenant_session
+from lodestone.llm import LLMClient, LLMError, LLMTransient
+from lodestone.settings import Settings
+from lodestone.storage import ObjectStore, job_key
+from lodestone.templating import TemplateRenderError, TemplateSecurityViolation, render
+from schema.tables import JobStep, UsageRecord, utcnow
+from workflows.types import StepInput, StepResult
+
+
+class StepActivities:
+    def __init__(self, engine: AsyncEngine, store: ObjectStore, llm: LLMClient, settings: Settings) -> None:
+        self.engine, self.store, self.llm, self.settings = engine, store, llm, settings
+
+    @activity.defn
+    async def run_step(self, inp: StepInput) -> StepResult:
+        async with tenant_session(self.engine, inp.tenant_id) as session:
+            loaded = await load_job(session, inp.job_id)
+            rows = (await session.exec(select(JobStep).where(JobStep.job_id == loaded.job.id))).all()
+            usage = (await session.exec(select(UsageRecord).where(
+                UsageRecord.job_id == loaded.job.id, UsageRecord.step_id == inp.step_id))).first()
+        outputs = {r.step_id: r for r in rows}
+        mine = outputs.get(inp.step_id)
+        if mine is not None and mine.status == "completed" and usage is not None:
+            return StepResult(inp.step_id, mine.output_key or "", usage.model, usage.tokens_in,
+                              usage.tokens_out, usage.cost_usd)
+        step = next(s for s in loaded.definition["steps"] if s["id"] == inp.step_id)
+        model = step.get("model", self.settings.llm_model)
+        await self._mark(inp, "running", None)
+        try:
+            prompt = render(step["instructions"], await self._context(loaded, step, outputs), html=False)
+            async with heartbeating():
+                completion = await self.llm.complete(model, prompt)
+        except LLMTransient as e:
+            delay = timedelta(seconds=e.retry_after) if e.retry_after else None
+            raise ApplicationError(str(e), type=type(e).__name__, next_retry_delay=delay) from e
+        except (LLMError, TemplateRenderError, TemplateSecurityViolation) as e:
+            await self._mark(inp, "failed", str(e))
+            raise fail(type(e).__name__, str(e)) from e
+        stored = await self.store.put_bytes(
+            job_key(inp.tenant_id, inp.job_id, f"steps/{inp.step_id}.txt"),
+            completion.text.encode(), "text/plain; charset=utf-8")
+        async with tenant_session(self.engine, inp.tenant_id) as session:
+            await session.execute(insert(UsageRecord).values(
+                id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=uuid.UUID(inp.job_id),
+                step_id=inp.step_id, model=completion.model, tokens_in=completion.tokens_in,
+                tokens_out=completion.tokens_out, cost_usd=completion.cost_usd, created_at=utcnow(),
+            ).on_conflict_do_nothing(index_elements=["job_id", "step_id"]))
+            await self._upsert(session, inp, "completed", None, stored.key)
+        return StepResult(inp.step_id, stored.key, completion.model, completion.tokens_in,
+                          completion.tokens_out, completion.cost_usd)
+
+    async def _context(self, loaded: LoadedJob, step: dict[str, Any], outputs: dict[str, JobStep]) -> dict[str, Any]:
+        ctx: dict[str, Any] = {"input": loaded.input}
+        for name, ref in step.get("inputs", {}).items():
+            kind, _, field = ref.partition(".")
+            if kind == "input":
+                if field not in loaded.input:
+                    raise fail("StepInputMissing", f"step {step['id']!r} needs input field {field!r}")
+                ctx[name] = loaded.input[field]
+            else:
+                row = outputs.get(field)
+                if row is None or row.output_key is None:
+                    raise ApplicationError(f"step {field!r} has no output yet", type="StepNotReady")
+                ctx[name] = (await self.store.get_bytes(row.output_key)).decode()
+        return ctx
+
+    async def _mark(self, inp: StepInput, status: str, error: str | None) -> None:
+        async with tenant_session(self.engine, inp.tenant_id) as session:
+            await self._upsert(session, inp, status, error, None)
+
+    async def _upsert(self, session: Any, inp: StepInput, status: str, error: str | None,
+                      output_key: str | None) -> None:
+        finished = utcnow() if status in ("completed", "failed") else None
+        stmt = insert(JobStep).values(
+            id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=uuid.UUID(inp.job_id),
+            step_id=inp.step_id, status=status, output_key=output_key, error=error,
+            attempts=activity.info().attempt, started_at=utcnow(), finished_at=finished)
+        await session.execute(stmt.on_conflict_do_update(
+            index_elements=["job_id", "step_id"],
+            set_={"status": status, "error": error, "attempts": activity.info().attempt,
+                  "finished_at": finished, "output_key": stmt.excluded.output_key}))

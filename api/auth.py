@@ -1,0 +1,87 @@
+"""Bearer tokens from a Keycloak realm (or the dev issuer at Keycloak's path), checked
+against the realm's JWKS: RS256 only, with iss, aud, exp and nbf."""
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+import httpx
+from jwcrypto import jwk
+from jwcrypto.common import JWException
+from keycloak import KeycloakOpenID
+
+from api.problems import Problem
+from lodestone.settings import Settings
+
+REFETCH_MIN_INTERVAL = 30.0
+ROLE_RANK = {"viewer": 0, "editor": 1, "admin": 2}
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: uuid.UUID
+    subject: str
+    roles: frozenset[str]
+
+    def allows(self, role: str) -> bool:
+        need = ROLE_RANK[role]
+        return any(ROLE_RANK.get(r, -1) >= need for r in self.roles)
+
+
+def unauthorized(detail: str) -> Problem:
+    return Problem(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings, http: httpx.AsyncClient) -> None:
+        self.settings, self.http = settings, http
+        issuer = settings.issuer
+        base, _, realm = issuer.rpartition("/realms/")
+        self._kc = KeycloakOpenID(server_url=base or issuer, realm_name=realm or settings.auth_realm,
+                                  client_id=settings.auth_audience)
+        self._keys: jwk.JWKSet | None = None
+        self._fetched_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def _refresh(self, force: bool) -> None:
+        async with self._lock:
+            fresh = time.monotonic() - self._fetched_at < REFETCH_MIN_INTERVAL
+            if self._keys is not None and (not force or fresh):
+                return
+            resp = await self.http.get(self.settings.jwks_url, timeout=5.0)
+            resp.raise_for_status()
+            self._keys = jwk.JWKSet.from_json(resp.text)
+            self._fetched_at = time.monotonic()
+
+    def _decode(self, token: str) -> dict:
+        assert self._keys is not None
+        return self._kc.decode_token(
+            token, key=self._keys, algs=["RS256"], leeway=30,
+            check_claims={"iss": self.settings.issuer, "aud": self.settings.auth_audience,
+                          "exp": None})
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            await self._refresh(force=False)
+        except httpx.HTTPError as e:
+            raise Problem(503, "auth_unavailable", f"could not fetch the issuer's keys: {e}") from e
+        try:
+            claims = self._decode(token)
+        except JWException as e:
+            if "key" not in str(e).lower():
+                raise unauthorized(f"invalid token: {e}") from e
+            await self._refresh(force=True)  # an unknown kid: maybe the realm rotated its keys
+            try:
+                claims = self._decode(token)
+            except JWException as e2:
+                raise unauthorized(f"invalid token: {e2}") from e2
+        except (ValueError, json.JSONDecodeError) as e:
+            raise unauthorized("malformed token") from e
+        try:
+            tenant = uuid.UUID(str(claims["tenant_id"]))
+        except (KeyError, ValueError) as e:
+            raise unauthorized("token has no valid tenant_id claim") from e
+        roles = frozenset(claims.get("realm_access", {}).get("roles", [])) & set(ROLE_RANK)
+        return Principal(tenant, str(claims.get("sub", "")), roles)

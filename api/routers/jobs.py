@@ -1,0 +1,104 @@
+"""Jobs: a filtered, cursor-paged list, and one job with its steps, usage, artifacts,
+deliveries, error and Temporal Web UI link."""
+
+import base64
+import uuid
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+from sqlmodel import col, or_, select
+
+from api.deps import SessionDep, StateDep, Viewer
+from api.problems import Problem, not_found
+from schema.tables import Artifact, Delivery, Job, JobFailure, JobStep, UsageRecord
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+
+class JobSummary(BaseModel):
+    id: str
+    workflow_key: str
+    status: str
+    created_at: str
+    updated_at: str
+
+
+class JobPage(BaseModel):
+    items: list[JobSummary]
+    next_cursor: str | None
+
+
+class JobDetail(JobSummary):
+    error: dict[str, Any] | None
+    steps: list[dict[str, Any]]
+    artifacts: list[dict[str, Any]]
+    deliveries: list[dict[str, Any]]
+    links: dict[str, str]
+
+
+def summary(job: Job) -> JobSummary:
+    return JobSummary(id=str(job.id), workflow_key=job.workflow_key, status=job.status,
+                      created_at=job.created_at.isoformat(), updated_at=job.updated_at.isoformat())
+
+
+def _cursor(job: Job) -> str:
+    return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
+
+
+def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        ts, _, ident = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        return datetime.fromisoformat(ts), uuid.UUID(ident)
+    except ValueError as e:
+        raise Problem(400, "invalid_cursor", "the cursor is not one this API issued") from e
+
+
+@router.get("", response_model=JobPage)
+async def list_jobs(_: Viewer, session: SessionDep, status: str | None = None,
+                    workflow_key: str | None = None, cursor: str | None = None,
+                    limit: int = Query(default=50, ge=1, le=200)) -> JobPage:
+    query = select(Job).order_by(col(Job.created_at).desc(), col(Job.id).desc()).limit(limit + 1)
+    if status:
+        query = query.where(Job.status == status)
+    if workflow_key:
+        query = query.where(Job.workflow_key == workflow_key)
+    if cursor:
+        ts, ident = _parse_cursor(cursor)
+        query = query.where(or_(col(Job.created_at) < ts, (col(Job.created_at) == ts) & (col(Job.id) < ident)))
+    rows = list((await session.exec(query)).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return JobPage(items=[summary(j) for j in rows], next_cursor=_cursor(rows[-1]) if more else None)
+
+
+@router.get("/{job_id}", response_model=JobDetail)
+async def get_job(job_id: uuid.UUID, _: Viewer, session: SessionDep, state: StateDep) -> JobDetail:
+    job = await session.get(Job, job_id)
+    if job is None:
+        raise not_found("job", job_id)
+    steps = (await session.exec(select(JobStep).where(JobStep.job_id == job_id).order_by(JobStep.started_at))).all()
+    usage = {u.step_id: u for u in (await session.exec(select(UsageRecord).where(UsageRecord.job_id == job_id))).all()}
+    artifacts = (await session.exec(select(Artifact).where(Artifact.job_id == job_id))).all()
+    deliveries = (await session.exec(select(Delivery).where(Delivery.job_id == job_id))).all()
+    failure = (await session.exec(select(JobFailure).where(JobFailure.job_id == job_id))).first()
+    api = state.settings.api_url
+    return JobDetail(
+        **summary(job).model_dump(),
+        error=None if failure is None else {
+            "code": failure.error_code, "message": failure.message,
+            "failed_step": failure.failed_step, "temporal_link": failure.temporal_link},
+        steps=[{"id": s.step_id, "status": s.status, "attempts": s.attempts, "error": s.error,
+                "usage": None if s.step_id not in usage else {
+                    "model": usage[s.step_id].model, "tokens_in": usage[s.step_id].tokens_in,
+                    "tokens_out": usage[s.step_id].tokens_out, "cost_usd": usage[s.step_id].cost_usd}}
+               for s in steps],
+        artifacts=[{"id": str(a.id), "kind": a.kind, "content_type": a.content_type, "size": a.size,
+                    "sha256": a.sha256, "url": f"{api}/v1/artifacts/{a.id}"} for a in artifacts],
+        deliveries=[{"id": str(d.id), "kind": d.kind, "target": d.target, "webhook_id": d.webhook_id,
+                     "status": d.status, "attempts": d.attempts,
+                     "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None}
+                    for d in deliveries],
+        links={"self": f"{api}/v1/jobs/{job_id}", "temporal": state.settings.workflow_link(str(job_id))},
+    )

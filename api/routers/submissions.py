@@ -1,0 +1,136 @@
+"""Submissions: a job row and its SubmissionWorkflow start, in one transaction, with
+Idempotency-Key semantics."""
+
+import hashlib
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, delete, select
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from api.deps import Editor, StateDep
+from api.problems import Problem, not_found
+from lodestone.db import tenant_session
+from lodestone.settings import Settings
+from schema.definitions import InputInvalid, validate_input
+from schema.tables import IdempotencyKey, Job, Submission, WorkflowDefinition
+from workflows.submission import SubmissionWorkflow
+from workflows.types import JOB_ID, TENANT_ID, WORKFLOW_KEY, SubmissionInput
+
+router = APIRouter(prefix="/v1/submissions", tags=["submissions"])
+
+
+class SubmissionCreate(BaseModel):
+    workflow_key: str = Field(min_length=1, max_length=63)
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class SubmissionAccepted(BaseModel):
+    job_id: str
+    status: str
+    links: dict[str, str]
+
+
+def accepted(job: Job, settings: Settings) -> SubmissionAccepted:
+    return SubmissionAccepted(job_id=str(job.id), status=job.status, links={
+        "self": f"{settings.api_url}/v1/jobs/{job.id}",
+        "temporal": settings.workflow_link(str(job.id))})
+
+
+def request_hash(body: SubmissionCreate) -> str:
+    canonical = json.dumps(body.model_dump(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def start_job(temporal: Client, settings: Settings, job: Job) -> None:
+    await temporal.start_workflow(
+        SubmissionWorkflow.run, SubmissionInput(str(job.tenant_id), str(job.id)),
+        id=str(job.id), task_queue=settings.temporal_task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=TypedSearchAttributes([
+            SearchAttributePair(TENANT_ID, str(job.tenant_id)), SearchAttributePair(JOB_ID, str(job.id)),
+            SearchAttributePair(WORKFLOW_KEY, job.workflow_key)]))
+
+
+async def replay_key(state: StateDep, principal: Editor, key: str, digest: str) -> SubmissionAccepted | None:
+    async with tenant_session(state.engine, principal.tenant_id) as session:
+        row = await session.get(IdempotencyKey, (principal.tenant_id, key))
+        if row is None:
+            return None
+        if row.request_hash != digest:
+            raise Problem(409, "idempotency_conflict",
+                          "this Idempotency-Key was already used with a different request body")
+        job = await session.get(Job, row.job_id)
+        assert job is not None
+    if job.status == "pending":
+        # The first request may have died between its commit and the start: finish its work.
+        try:
+            await start_job(state.temporal, state.settings, job)
+        except WorkflowAlreadyStartedError:
+            pass
+    return accepted(job, state.settings)
+
+
+async def create_job(state: StateDep, principal: Editor, body: SubmissionCreate,
+                     idempotency_key: str | None, digest: str) -> Job | SubmissionAccepted:
+    async with tenant_session(state.engine, principal.tenant_id) as session:
+        definition = (await session.exec(select(WorkflowDefinition).where(
+            WorkflowDefinition.key == body.workflow_key,
+            col(WorkflowDefinition.superseded_at).is_(None)))).first()
+        if definition is None:
+            raise not_found("workflow", body.workflow_key)
+        try:
+            validate_input(definition.definition, body.input)
+        except InputInvalid as e:
+            raise Problem(422, "invalid_input", e.message, pointer=e.path) from e
+        submission = Submission(tenant_id=principal.tenant_id,
+                                workflow_definition_id=definition.id, input=body.input)
+        job = Job(tenant_id=principal.tenant_id, submission_id=submission.id,
+                  workflow_definition_id=definition.id, workflow_key=definition.key)
+        session.add(submission)
+        await session.flush()
+        session.add(job)
+        await session.flush()
+        if idempotency_key:
+            session.add(IdempotencyKey(tenant_id=principal.tenant_id, key=idempotency_key,
+                                       request_hash=digest, job_id=job.id))
+            try:
+                await session.flush()  # a concurrent twin blocks here until the first commits
+            except IntegrityError:
+                await session.rollback()
+                done = await replay_key(state, principal, idempotency_key, digest)
+                if done is None:
+                    raise
+                return done
+    return job
+
+
+async def discard_job(state: StateDep, job: Job) -> None:
+    async with tenant_session(state.engine, job.tenant_id) as session:
+        await session.execute(delete(IdempotencyKey).where(col(IdempotencyKey.job_id) == job.id))
+        await session.execute(delete(Job).where(col(Job.id) == job.id))
+        await session.execute(delete(Submission).where(col(Submission.id) == job.submission_id))
+
+
+@router.post("", status_code=202, response_model=SubmissionAccepted,
+             responses={409: {"description": "Idempotency-Key reused with another body"}})
+async def submit(body: SubmissionCreate, state: StateDep, principal: Editor,
+                 idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> SubmissionAccepted:
+    digest = request_hash(body)
+    if idempotency_key and (done := await replay_key(state, principal, idempotency_key, digest)):
+        return done
+    job = await create_job(state, principal, body, idempotency_key, digest)
+    if isinstance(job, SubmissionAccepted):
+        return job
+    # The row is committed before the start, so the workflow's first activity always finds it.
+    try:
+        await start_job(state.temporal, state.settings, job)
+    except Exception as e:
+        await discard_job(state, job)
+        raise Problem(503, "temporal_unavailable", f"could not start the workflow: {e}") from e
+    return accepted(job, state.settings)

@@ -1,0 +1,1 @@
+"""Lodestone: what the API, the worker and the CLI share."""

@@ -1,0 +1,1 @@
+"""The embedded stack: PostgreSQL, the Temporal dev server, and the dev JWT issuer keys."""

@@ -1,0 +1,67 @@
+"""The embedded stack as `lodestone dev`, `lodestone demo` and the tests start it."""
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lodestone.devstack.keys import load_or_create_key
+from lodestone.devstack.postgres import OWNER_ROLE, bootstrap, start_postgres
+from lodestone.devstack.processes import ProcessGroup, wait_for_port
+from lodestone.devstack.temporal import start_temporal
+from lodestone.settings import Settings
+from schema.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    group: ProcessGroup = field(default_factory=ProcessGroup)
+
+    @property
+    def logs(self) -> Path:
+        return self.settings.data_path / "logs"
+
+    def env(self) -> dict[str, str]:
+        """What the API and worker children need to find this stack."""
+        s = self.settings
+        return {"DATA_DIR": str(s.data_path), "TEMPORAL_PORT": str(s.temporal_port),
+                "POSTGRES_PORT": str(s.postgres_port), "API_PORT": str(s.api_port),
+                "API_HOST": s.api_host, "TEMPORAL_UI_PORT": str(s.temporal_ui_port)}
+
+    def start_infra(self, progress: Progress | None = None) -> None:
+        s = self.settings
+        s.data_path.mkdir(parents=True, exist_ok=True)
+        say = progress or (lambda _msg: None)
+        if s.embedded_postgres:
+            say(f"PostgreSQL on 127.0.0.1:{s.postgres_port}")
+            handle = start_postgres(self.group, s.data_path, s.postgres_port)
+            asyncio.run(bootstrap(handle))
+            admin_url = handle.url(OWNER_ROLE)
+        else:
+            admin_url = s.admin_database_url
+        say("migrations")
+        upgrade(admin_url)
+        if s.temporal_address is None:
+            say(f"Temporal dev server on 127.0.0.1:{s.temporal_port}, Web UI on {s.temporal_ui}")
+            start_temporal(self.group, s.data_path / "temporal", s.temporal_port, s.temporal_ui_port,
+                           s.temporal_http_port, s.temporal_metrics_port)
+        load_or_create_key(s.data_path)
+
+    def start_app(self, progress: Progress | None = None) -> None:
+        say = progress or (lambda _msg: None)
+        exe = [sys.executable, "-m", "lodestone.cli"]
+        say(f"API on {self.settings.api_url}")
+        api = self.group.start("api", [*exe, "api"], log_path=self.logs / "api.log", env=self.env())
+        say("worker")
+        self.group.start("worker", [*exe, "worker"], log_path=self.logs / "worker.log", env=self.env())
+        wait_for_port(self.settings.api_host, self.settings.api_port, 60, api)
+
+    def stop(self) -> None:
+        self.group.stop()

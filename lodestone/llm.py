@@ -1,0 +1,141 @@
+"""LLM providers: `offline` (deterministic, no network) and any OpenAI-compatible API.
+
+The client never retries by itself: Temporal's retry policy does, and a 429's
+Retry-After is handed back so the activity can wait that long.
+"""
+
+import hashlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from lodestone.settings import Settings
+
+OFFLINE_MODEL = "offline"
+
+
+class LLMError(Exception):
+    """Base of every LLM failure."""
+
+
+class LLMTransient(LLMError):
+    """Worth retrying: 429, 5xx, timeouts, lost connections."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class LLMEmptyAnswer(LLMError):
+    """The model answered with no text."""
+
+
+class LLMRefused(LLMError):
+    """The model refused, or a content filter stopped it."""
+
+
+class LLMRequestRejected(LLMError):
+    """The provider rejected the request itself (bad model, bad key, bad input)."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    model: str
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+
+
+class LLMClient(ABC):
+    @abstractmethod
+    async def complete(self, model: str, prompt: str) -> Completion: ...
+
+    async def close(self) -> None:
+        return None
+
+
+def offline_text(model: str, prompt: str) -> str:
+    digest = hashlib.sha256(f"{model}\n{prompt}".encode()).hexdigest()
+    words = prompt.split()
+    opening = " ".join(words[:40])
+    return (
+        f"[offline output: no language model was called; model={model}, digest={digest[:12]}]\n"
+        f"Derived from a {len(words)}-word prompt that opens: {opening}"
+    )
+
+
+class OfflineLLM(LLMClient):
+    async def complete(self, model: str, prompt: str) -> Completion:
+        text = offline_text(model, prompt)
+        return Completion(text, model, len(prompt.split()), len(text.split()), 0.0)
+
+
+def _retry_after(headers: object) -> float | None:
+    value = getattr(headers, "get", lambda _k: None)("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class OpenAICompatibleLLM(LLMClient):
+    def __init__(self, settings: Settings) -> None:
+        from openai import AsyncOpenAI
+
+        self._client = AsyncOpenAI(base_url=settings.llm_base_url, api_key=settings.llm_api_key,
+                                   timeout=settings.llm_timeout_seconds, max_retries=0)
+        self._prices = settings.llm_prices
+
+    async def complete(self, model: str, prompt: str) -> Completion:
+        import openai
+
+        try:
+            resp = await self._client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": prompt}])
+        except openai.RateLimitError as e:
+            raise LLMTransient(f"rate limited (429) by {model}", _retry_after(e.response.headers)) from e
+        except openai.APITimeoutError as e:
+            raise LLMTransient(f"timed out waiting for {model}") from e
+        except openai.APIConnectionError as e:
+            raise LLMTransient(f"could not reach the LLM endpoint: {e}") from e
+        except openai.APIStatusError as e:
+            if e.status_code >= 500 or e.status_code in (408, 409):
+                raise LLMTransient(f"LLM endpoint answered {e.status_code}",
+                                   _retry_after(e.response.headers)) from e
+            raise LLMRequestRejected(f"LLM endpoint rejected the request: {e.status_code}") from e
+        if not resp.choices:
+            raise LLMEmptyAnswer(f"{model} returned no choices")
+        choice = resp.choices[0]
+        if choice.finish_reason == "content_filter" or getattr(choice.message, "refusal", None):
+            raise LLMRefused(f"{model} refused: {choice.message.refusal or 'content filter'}")
+        text = (choice.message.content or "").strip()
+        if not text:
+            raise LLMEmptyAnswer(f"{model} returned an empty answer")
+        tin = resp.usage.prompt_tokens if resp.usage else 0
+        tout = resp.usage.completion_tokens if resp.usage else 0
+        price_in, price_out = self._prices.get(model, (0.0, 0.0))
+        cost = (tin * price_in + tout * price_out) / 1_000_000
+        return Completion(text, resp.model or model, tin, tout, round(cost, 8))
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+class RoutingLLM(LLMClient):
+    """Sends model `offline` to the offline provider and everything else to the API."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._offline = OfflineLLM()
+        self._remote = OpenAICompatibleLLM(settings) if settings.llm_base_url else None
+
+    async def complete(self, model: str, prompt: str) -> Completion:
+        if model == OFFLINE_MODEL:
+            return await self._offline.complete(model, prompt)
+        if self._remote is None:
+            raise LLMRequestRejected(
+                f"model {model!r} needs LLM_BASE_URL and LLM_API_KEY; only 'offline' runs without")
+        return await self._remote.complete(model, prompt)
+
+    async def close(self) -> None:
+        if self._remote:
+            await self._remote.close()

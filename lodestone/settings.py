@@ -1,0 +1,116 @@
+"""Every setting Lodestone reads, in one place. Nothing else reads the environment."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    data_dir: Path = Path("var")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    public_base_url: str | None = None
+
+    temporal_address: str | None = None
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    temporal_http_port: int = 7243
+    temporal_metrics_port: int = 7253
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "lodestone"
+    temporal_ui_url: str | None = None
+
+    postgres_port: int = 5433
+    database_url: str | None = None
+    database_admin_url: str | None = None
+    db_pool_size: int = 10
+
+    s3_endpoint: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_bucket: str = "lodestone"
+    s3_region: str = "us-east-1"
+    s3_secure: bool = False
+
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+    llm_model: str = "offline"
+    llm_timeout_seconds: float = 60.0
+    llm_prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
+
+    auth_issuer: str | None = None
+    auth_audience: str = "lodestone-api"
+    auth_realm: str = "lodestone"
+    auth_dev_issuer: bool = True
+
+    step_concurrency: int = 4
+    pdf_timeout_seconds: float = 60.0
+    pdf_memory_mb: int = 1024
+    webhook_timeout_seconds: float = 10.0
+
+    @model_validator(mode="after")
+    def _fail_fast(self) -> "Settings":
+        if self.s3_endpoint and not (self.s3_access_key and self.s3_secret_key):
+            raise ValueError("S3_ENDPOINT is set but S3_ACCESS_KEY or S3_SECRET_KEY is missing")
+        if self.llm_base_url and not self.llm_api_key:
+            raise ValueError("LLM_BASE_URL is set but LLM_API_KEY is missing")
+        if not self.auth_dev_issuer and not self.auth_issuer:
+            raise ValueError("AUTH_DEV_ISSUER is off, so AUTH_ISSUER must name the Keycloak realm")
+        if self.step_concurrency < 1:
+            raise ValueError("STEP_CONCURRENCY must be at least 1")
+        return self
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.resolve()
+
+    @property
+    def api_url(self) -> str:
+        return self.public_base_url or f"http://{self.api_host}:{self.api_port}"
+
+    @property
+    def temporal_target(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def temporal_ui(self) -> str:
+        return self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}"
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def app_database_url(self) -> str:
+        return self.database_url or (
+            f"postgresql+asyncpg://lodestone_app@127.0.0.1:{self.postgres_port}/lodestone"
+        )
+
+    @property
+    def admin_database_url(self) -> str:
+        if self.database_admin_url:
+            return self.database_admin_url
+        if self.database_url:
+            return self.database_url
+        return f"postgresql+asyncpg://lodestone_owner@127.0.0.1:{self.postgres_port}/lodestone"
+
+    @property
+    def issuer(self) -> str:
+        return self.auth_issuer or f"{self.api_url}/realms/{self.auth_realm}"
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.issuer}/protocol/openid-connect/certs"
+
+    def workflow_link(self, workflow_id: str) -> str:
+        return f"{self.temporal_ui}/namespaces/{self.temporal_namespace}/workflows/{workflow_id}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

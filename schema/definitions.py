@@ -1,0 +1,78 @@
+"""Validation of workflow definitions and submission input: the JSON Schema, the step
+DAG, and the templates. Every problem is a DefinitionInvalid with a code and a path."""
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from lodestone.templating import TemplateInvalid, check_template
+from workflows.dag import DagError, step_dependencies
+
+SCHEMA_PATH = Path(__file__).parent / "workflow_definition.schema.json"
+
+
+class DefinitionInvalid(ValueError):
+    def __init__(self, code: str, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.code, self.message, self.path = code, message, path
+
+
+class InputInvalid(ValueError):
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message)
+        self.message, self.path = message, path
+
+
+@lru_cache
+def definition_schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    return "/" + "/".join(str(p) for p in error.absolute_path)
+
+
+def validate_definition(definition: Any) -> dict[str, Any]:
+    validator = jsonschema.Draft202012Validator(definition_schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(definition))
+    if error is not None:
+        raise DefinitionInvalid("schema_violation", error.message, _where(error))
+    if "input_schema" in definition:
+        try:
+            jsonschema.Draft202012Validator.check_schema(definition["input_schema"])
+        except jsonschema.SchemaError as e:
+            raise DefinitionInvalid("schema_violation", f"input_schema: {e.message}",
+                                    "/input_schema") from e
+    try:
+        step_dependencies(definition["steps"])
+    except DagError as e:
+        raise DefinitionInvalid(e.code, str(e), "/steps") from e
+    known_fields = definition.get("input_schema", {}).get("properties")
+    for i, step in enumerate(definition["steps"]):
+        for name, ref in step.get("inputs", {}).items():
+            kind, _, field = ref.partition(".")
+            if kind == "input" and known_fields is not None and field not in known_fields:
+                raise DefinitionInvalid("unknown_ref", f"step {step['id']!r} input {name!r} "
+                                        f"refers to unknown field {field!r}",
+                                        f"/steps/{i}/inputs/{name}")
+        try:
+            check_template(step["instructions"], html=False)
+        except TemplateInvalid as e:
+            raise DefinitionInvalid("bad_template", f"step {step['id']!r} instructions: {e}",
+                                    f"/steps/{i}/instructions") from e
+    try:
+        check_template(definition["template"], html=True)
+    except TemplateInvalid as e:
+        raise DefinitionInvalid("bad_template", f"template: {e}", "/template") from e
+    return definition
+
+
+def validate_input(definition: dict[str, Any], data: Any) -> None:
+    schema = definition.get("input_schema", {"type": "object"})
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is not None:
+        raise InputInvalid(error.message, _where(error))

@@ -1,0 +1,212 @@
+"""Tables. Every tenant table carries tenant_id and is guarded by row-level security
+(see migrations/versions/0001_initial.py)."""
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kw)
+
+
+def _json() -> Any:
+    return Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
+
+
+def _tenant() -> Any:
+    return Field(foreign_key="tenants.id", index=True)
+
+
+class Tenant(SQLModel, table=True):
+    __tablename__ = "tenants"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    name: str
+    webhook_secret: str
+    created_at: datetime = _ts()
+
+
+class WorkflowDefinition(SQLModel, table=True):
+    __tablename__ = "workflow_definitions"
+    __table_args__ = (UniqueConstraint("tenant_id", "key", "version"),)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = _tenant()
+    key: str = Field(index=True)
+    version: int
+    definition: dict[str, Any] = _json()
+    created_at: datetime = _ts()
+    superseded_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class Form(SQLModel, table=True):
+    __tablename__ = "forms"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = _tenant()
+    slug: str = Field(unique=True)
+    workflow_key: str
+    field_schema: dict[str, Any] = _json()
+    created_at: datetime = _ts()
+
+
+class Submission(SQLModel, table=True):
+    __tablename__ = "submissions"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = _tenant()
+    workflow_definition_id: uuid.UUID = Field(foreign_key="workflow_definitions.id")
+    input: dict[str, Any] = _json()
+    created_at: datetime = _ts()
+
+
+class Job(SQLModel, table=True):
+    __tablename__ = "jobs"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = _tenant()
+    submission_id: uuid.UUID = Field(foreign_key="submissions.id")
+    workflow_definition_id: uuid.UUID = Field(foreign_key="workflow_definitions.id")
+    workflow_key: str = Field(index=True)
+    status: str = Field(default="pending", index=True)
+    error: str | None = None
+    created_at: datetime = _ts(index=True)
+    updated_at: datetime = _ts()
+
+
+class JobStep(SQLModel, table=True):
+    __tablename__ = "job_steps"
+    __table_args__ = (UniqueConstraint("job_id", "step_id"),)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = _tenant()
+    job_id: uuid.UUID = Field(foreign_key="jobs.id", index=True)
+    step_id: str
+    status: str = "running"
+    output_key: str | None = None
+    attempts: int = 0
+    error: str | None = None
+    started_at: datetime = _ts()
+    finished_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class Artifact(SQLModel, table=True):
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("job_id", "kind"),)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = _tenant()
+    job_id: uuid.UUID = Field(foreign_key="jobs.id", index=True)
+    kind: str
+    key: str
+    content_type: str
+    size: int
+    sha256: str
+    created_at: datetime = _ts()
+
+
+class UsageRecord(SQLModel, table=True):
+    __tablename__ = "usage_records"
+    __table_args__ = (UniqueConstraint("job_id", "step_id"),)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = _tenant()
+    job_id: uuid.UUID = Field(foreign_key="jobs.id", index=True)
+    step_id: str
+    model: str
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    created_at: datetime = _ts()
+
+
+class Delivery(SQLModel, table=True):
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("job_id", "target_index"),)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = _tenant()
+    job_id: uuid.UUID = Field(foreign_key="jobs.id", index=True)
+    target_index: int
+    kind: str
+    target: str
+    webhook_id: str
+    status: str = "pending"
+    attempts: int = 0
+    delivered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class DeliveryAttempt(SQLModel, table=True):
+    __tablename__ = "delivery_attempts"
+    __table_args__ = (UniqueConstraint("delivery_id", "attempt"),)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = _tenant()
+    delivery_id: uuid.UUID = Field(foreign_key="deliveries.id", index=True)
+    attempt: int
+    webhook_id: str
+    status_code: int | None = None
+    error: str | None = None
+    created_at: datetime = _ts()
+
+
+class JobFailure(SQLModel, table=True):
+    __tablename__ = "job_failures"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = _tenant()
+    job_id: uuid.UUID = Field(foreign_key="jobs.id", unique=True)
+    error_code: str
+    message: str
+    failed_step: str | None = None
+    temporal_link: str
+    created_at: datetime = _ts()
+
+
+class IdempotencyKey(SQLModel, table=True):
+    __tablename__ = "idempotency_keys"
+    tenant_id: uuid.UUID = Field(foreign_key="tenants.id", primary_key=True)
+    key: str = Field(primary_key=True)
+    request_hash: str
+    job_id: uuid.UUID = Field(foreign_key="jobs.id")
+    created_at: datetime = _ts()
+
+
+class Contact(SQLModel, table=True):
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("tenant_id", "wa_id"),)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = _tenant()
+    wa_id: str
+    name: str | None = None
+    created_at: datetime = _ts()
+
+
+class Message(SQLModel, table=True):
+    __tablename__ = "messages"
+    __table_args__ = (UniqueConstraint("tenant_id", "message_id"),)
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = _tenant()
+    contact_id: uuid.UUID = Field(foreign_key="contacts.id", index=True)
+    message_id: str
+    direction: str
+    body: str | None = None
+    sent_at: datetime = _ts()
+
+
+class Summary(SQLModel, table=True):
+    __tablename__ = "summaries"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = _tenant()
+    contact_id: uuid.UUID = Field(foreign_key="contacts.id", index=True)
+    window_start: datetime = Field(sa_type=DateTime(timezone=True))
+    window_end: datetime = Field(sa_type=DateTime(timezone=True))
+    artifact_key: str
+    created_at: datetime = _ts()
+
+
+TENANT_TABLES = [
+    t.__tablename__
+    for t in (
+        WorkflowDefinition, Form, Submission, Job, JobStep, Artifact, UsageRecord, Delivery,
+        DeliveryAttempt, JobFailure, IdempotencyKey, Contact, Message, Summary,
+    )
+]

@@ -1,0 +1,84 @@
+"""The Lodestone worker: every workflow and activity in one Worker, with its clients
+built here and injected. Stops cleanly on SIGINT/SIGTERM."""
+
+import asyncio
+import contextlib
+import logging
+import signal
+from dataclasses import dataclass
+from datetime import timedelta
+
+import httpx
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.delivery import DeliveryActivities
+from activities.jobs import JobActivities
+from activities.render import RenderActivities
+from activities.steps import StepActivities
+from lodestone.db import make_engine
+from lodestone.llm import LLMClient, RoutingLLM
+from lodestone.logs import setup_logging
+from lodestone.settings import Settings, get_settings
+from lodestone.storage import ObjectStore, make_store
+from workflows.submission import SubmissionWorkflow
+
+log = logging.getLogger("lodestone.worker")
+
+WORKFLOWS = [SubmissionWorkflow]
+
+
+@dataclass
+class WorkerDeps:
+    settings: Settings
+    store: ObjectStore
+    llm: LLMClient
+    http: httpx.AsyncClient
+
+
+def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def]
+    jobs = JobActivities(engine, deps.settings)
+    steps = StepActivities(engine, deps.store, deps.llm, deps.settings)
+    render = RenderActivities(engine, deps.store, deps.settings)
+    delivery = DeliveryActivities(engine, deps.http, deps.settings)
+    return [jobs.load_plan, jobs.set_status, jobs.record_failure, steps.run_step, render.render,
+            delivery.deliver_webhook]
+
+
+def build_worker(client: Client, engine, deps: WorkerDeps, task_queue: str | None = None) -> Worker:  # type: ignore[no-untyped-def]
+    return Worker(
+        client,
+        task_queue=task_queue or deps.settings.temporal_task_queue,
+        workflows=WORKFLOWS,
+        activities=activities(engine, deps),
+        max_concurrent_activities=50,
+        graceful_shutdown_timeout=timedelta(seconds=10),
+    )
+
+
+async def run_worker(settings: Settings | None = None) -> None:
+    settings = settings or get_settings()
+    client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+    engine = make_engine(settings.app_database_url, settings.db_pool_size)
+    deps = WorkerDeps(settings, make_store(settings), RoutingLLM(settings), httpx.AsyncClient())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    worker = build_worker(client, engine, deps)
+    try:
+        async with worker:
+            log.info("worker polling task queue %s on %s", settings.temporal_task_queue,
+                     settings.temporal_target)
+            await stop.wait()
+            log.info("worker stopping: finishing in-flight activities")
+    finally:
+        with contextlib.suppress(Exception):
+            await deps.http.aclose()
+            await deps.llm.close()
+        await engine.dispose()
+
+
+if __name__ == "__main__":
+    setup_logging()
+    asyncio.run(run_worker())

@@ -1,0 +1,150 @@
+"""SubmissionWorkflow: steps in dependency order, render, deliver, with every transition
+persisted by an activity. Workflow id = job id."""
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.delivery import DeliveryActivities
+    from activities.jobs import JobActivities
+    from activities.render import RenderActivities
+    from activities.steps import StepActivities
+    from workflows.types import (
+        DeliveryInput,
+        FailureInput,
+        JobPlan,
+        JobRef,
+        JobStatusInput,
+        RenderInput,
+        StepInput,
+        StepResult,
+        SubmissionInput,
+        SubmissionResult,
+    )
+
+DB_TIMEOUT = timedelta(seconds=30)
+DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), non_retryable_error_types=["JobNotFound"])
+STEP_TIMEOUT = timedelta(minutes=5)
+STEP_HEARTBEAT = timedelta(seconds=30)
+STEP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=6,
+    non_retryable_error_types=[
+        "LLMEmptyAnswer", "LLMRefused", "LLMRequestRejected", "StepInputMissing",
+        "TemplateRenderError", "TemplateSecurityViolation", "JobNotFound",
+    ],
+)
+RENDER_TIMEOUT = timedelta(minutes=3)
+RENDER_HEARTBEAT = timedelta(seconds=20)
+RENDER_RETRY = RetryPolicy(
+    maximum_attempts=3,
+    non_retryable_error_types=[
+        "TemplateRenderError", "TemplateSecurityViolation", "PdfRenderFailed", "JobNotFound"],
+)
+WEBHOOK_TIMEOUT = timedelta(seconds=30)
+WEBHOOK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5), maximum_attempts=10,
+    non_retryable_error_types=["WebhookRejected", "JobNotFound"],
+)
+
+
+def _error_code(err: ActivityError) -> tuple[str, str]:
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return cause.type or "ApplicationError", cause.message
+    return type(cause).__name__ if cause else "ActivityError", str(cause or err)
+
+
+@workflow.defn
+class SubmissionWorkflow:
+    def __init__(self) -> None:
+        self._status = "pending"
+        self._steps: dict[str, str] = {}
+        self._stage: str | None = None
+
+    @workflow.query
+    def progress(self) -> dict[str, object]:
+        return {"status": self._status, "steps": dict(self._steps), "stage": self._stage}
+
+    @workflow.run
+    async def run(self, inp: SubmissionInput) -> SubmissionResult:
+        job = JobRef(inp.tenant_id, inp.job_id)
+        try:
+            await self._set_status(inp, "queued")
+            plan = await workflow.execute_activity_method(
+                JobActivities.load_plan, job, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+            await self._set_status(inp, "processing")
+            await self._run_steps(inp, plan)
+            artifact_ids = [await self._render(inp, kind) for kind in plan.outputs]
+            webhook_ids = await self._deliver(inp, plan)
+            await self._set_status(inp, "delivered")
+        except ActivityError as err:
+            code, message = _error_code(err)
+            await workflow.execute_activity_method(
+                JobActivities.record_failure,
+                FailureInput(inp.tenant_id, inp.job_id, code, message, self._stage),
+                start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+            self._status = "failed"
+            raise ApplicationError(f"job {inp.job_id} failed at {self._stage}: {code}: {message}",
+                                   type=code, non_retryable=True) from err
+        return SubmissionResult(inp.job_id, "delivered", artifact_ids, webhook_ids)
+
+    async def _set_status(self, inp: SubmissionInput, status: str) -> None:
+        await workflow.execute_activity_method(
+            JobActivities.set_status, JobStatusInput(inp.tenant_id, inp.job_id, status),
+            start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+        self._status = status
+
+    async def _run_steps(self, inp: SubmissionInput, plan: JobPlan) -> None:
+        deps = plan.dependencies
+        done: set[str] = set()
+        running: dict[str, workflow.ActivityHandle[StepResult]] = {}
+        while len(done) < len(deps):
+            for step_id, needs in deps.items():
+                ready = step_id not in done and step_id not in running and set(needs) <= done
+                if ready and len(running) < plan.max_parallel_steps:
+                    self._steps[step_id] = "running"
+                    running[step_id] = workflow.start_activity_method(
+                        StepActivities.run_step, StepInput(inp.tenant_id, inp.job_id, step_id),
+                        start_to_close_timeout=STEP_TIMEOUT, heartbeat_timeout=STEP_HEARTBEAT,
+                        retry_policy=STEP_RETRY)
+            finished, _ = await workflow.wait(running.values(), return_when="FIRST_COMPLETED")
+            for step_id, handle in list(running.items()):
+                if handle not in finished:
+                    continue
+                del running[step_id]
+                if handle.exception() is not None:
+                    self._steps[step_id] = "failed"
+                    self._stage = f"step:{step_id}"
+                    for other in running.values():
+                        other.cancel()
+                    raise handle.exception()  # type: ignore[misc]
+                self._steps[step_id] = "completed"
+                done.add(step_id)
+
+    async def _render(self, inp: SubmissionInput, kind: str) -> str:
+        self._stage = f"render:{kind}"
+        result = await workflow.execute_activity_method(
+            RenderActivities.render, RenderInput(inp.tenant_id, inp.job_id, kind),
+            start_to_close_timeout=RENDER_TIMEOUT, heartbeat_timeout=RENDER_HEARTBEAT,
+            retry_policy=RENDER_RETRY)
+        return result.artifact_id
+
+    async def _deliver(self, inp: SubmissionInput, plan: JobPlan) -> list[str]:
+        self._stage = "deliver"
+        event_time = workflow.now().isoformat()
+        handles = [
+            workflow.start_activity_method(
+                DeliveryActivities.deliver_webhook,
+                DeliveryInput(inp.tenant_id, inp.job_id, i, event_time),
+                start_to_close_timeout=WEBHOOK_TIMEOUT, retry_policy=WEBHOOK_RETRY)
+            for i in range(plan.delivery_targets)
+        ]
+        ids = []
+        for i, handle in enumerate(handles):
+            self._stage = f"deliver:{i}"
+            ids.append((await handle).webhook_id)
+        return ids
