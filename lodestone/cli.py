@@ -43,15 +43,16 @@ def _serve_stack(one_shot: bool) -> int:
             stack.start_app(say)
         console.log("running the sample submission")
         result = run_demo(settings, console)
-        console.print(f"job:       {result.job_url}  [{result.status}]")
-        for path in result.artifact_paths:
-            console.print(f"artifact:  {path}")
-        console.print(f"temporal:  {result.temporal_link}")
-        console.print(f"webhook:   {'signature verified' if result.webhook_verified else 'NOT verified'}")
+        lines = [f"job:       {result.job_url} (status: {result.status})",
+                 *[f"artifact:  {path}" for path in result.artifact_paths],
+                 f"temporal:  {result.temporal_link}",
+                 f"webhook:   {'signature verified' if result.webhook_verified else 'NOT verified'}"]
+        for line in lines:
+            console.print(line, markup=False, soft_wrap=True)
         if one_shot:
             return 0 if result.ok else 1
         console.print(f"\nAPI {settings.api_url}/docs · Temporal Web UI {settings.temporal_ui} · "
-                      f"logs in {stack.logs} · Ctrl-C to stop")
+                      f"logs in {stack.logs} · Ctrl-C to stop", markup=False, soft_wrap=True)
         while True:
             stack.group.check()
             time.sleep(1)

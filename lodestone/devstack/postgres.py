@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,10 +91,21 @@ def start_postgres(group: ProcessGroup, data_dir: Path, port: int) -> PostgresHa
     return PostgresHandle(port=port, data_dir=pgdata)
 
 
+async def _connect(port: int, database: str, timeout: float = 30.0) -> asyncpg.Connection:
+    # The port opens before recovery ends; "starting up" means try again shortly.
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return await asyncpg.connect(host="127.0.0.1", port=port, user="postgres", database=database)
+        except (asyncpg.CannotConnectNowError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
 async def bootstrap(handle: PostgresHandle) -> None:
     """Create the owner and app roles and the database, idempotently."""
-    conn = await asyncpg.connect(host="127.0.0.1", port=handle.port, user="postgres",
-                                 database="postgres")
+    conn = await _connect(handle.port, "postgres")
     try:
         for role in (OWNER_ROLE, APP_ROLE):
             exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
@@ -103,8 +115,7 @@ async def bootstrap(handle: PostgresHandle) -> None:
             await conn.execute(f"CREATE DATABASE {DATABASE} OWNER {OWNER_ROLE}")
     finally:
         await conn.close()
-    conn = await asyncpg.connect(host="127.0.0.1", port=handle.port, user="postgres",
-                                 database=DATABASE)
+    conn = await _connect(handle.port, DATABASE)
     try:
         await conn.execute(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
         await conn.execute(f"ALTER SCHEMA public OWNER TO {OWNER_ROLE}")

@@ -23,6 +23,8 @@ Progress = Callable[[str], None]
 class Stack:
     settings: Settings
     group: ProcessGroup = field(default_factory=ProcessGroup)
+    web_ui: bool = True
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def logs(self) -> Path:
@@ -33,7 +35,7 @@ class Stack:
         s = self.settings
         return {"DATA_DIR": str(s.data_path), "TEMPORAL_PORT": str(s.temporal_port),
                 "POSTGRES_PORT": str(s.postgres_port), "API_PORT": str(s.api_port),
-                "API_HOST": s.api_host, "TEMPORAL_UI_PORT": str(s.temporal_ui_port)}
+                "API_HOST": s.api_host, "TEMPORAL_UI_PORT": str(s.temporal_ui_port), **self.extra_env}
 
     def start_infra(self, progress: Progress | None = None) -> None:
         s = self.settings
@@ -50,7 +52,8 @@ class Stack:
         upgrade(admin_url)
         if s.temporal_address is None:
             say(f"Temporal dev server on 127.0.0.1:{s.temporal_port}, Web UI on {s.temporal_ui}")
-            start_temporal(self.group, s.data_path / "temporal", s.temporal_port, s.temporal_ui_port,
+            start_temporal(self.group, s.data_path / "temporal", s.temporal_port,
+                           s.temporal_ui_port if self.web_ui else None,
                            s.temporal_http_port, s.temporal_metrics_port)
         load_or_create_key(s.data_path)
 

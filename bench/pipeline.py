@@ -1,0 +1,271 @@
+"""Throughput of Lodestone against raw Temporal, on one embedded stack and one dev server.
+
+1. raw `client.start_workflow` vs `POST /v1/submissions`: starts/s, p50 and p99 latency;
+2. a 3-step offline pipeline (html, one webhook): pipelines/s and POST-to-webhook latency;
+3. activities/s of that pipeline vs a one-activity hello-world workflow on an in-process worker.
+
+Run: .venv/bin/python bench/pipeline.py [--n 200] [--pipelines 50] [--concurrency 8]
+Progress goes to stderr; the table and then one JSON line (the last) go to stdout.
+"""
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity, workflow
+
+# The sandbox re-imports this module for the hello workflow: keep heavy imports out of it.
+with workflow.unsafe.imports_passed_through():
+    import httpx
+    from rich.console import Console
+    from rich.table import Table
+    from temporalio.api.enums.v1 import EventType
+    from temporalio.client import Client
+    from temporalio.worker import Worker
+
+    from lodestone.db import make_engine
+    from lodestone.devstack.keys import mint_token
+    from lodestone.devstack.processes import free_port
+    from lodestone.devstack.stack import Stack
+    from lodestone.receiver import Received, WebhookReceiver
+    from lodestone.settings import Settings
+    from lodestone.tenants import create_tenant
+
+HELLO_TIMEOUT = timedelta(seconds=30)
+err = Console(stderr=True)
+
+
+@activity.defn
+async def say_hello(name: str) -> str:
+    return f"Hello, {name}!"
+
+
+@workflow.defn
+class HelloWorkflow:
+    @workflow.run
+    async def run(self, name: str) -> str:
+        return await workflow.execute_activity(say_hello, name, start_to_close_timeout=HELLO_TIMEOUT)
+
+
+def definition(webhook_url: str) -> dict[str, Any]:
+    """research -> outline -> write, offline model, html only, one webhook."""
+    return {
+        "key": f"bench-{uuid.uuid4().hex[:8]}",
+        "input_schema": {"type": "object", "required": ["company"], "properties": {"company": {"type": "string"}}},
+        "steps": [
+            {"id": "research", "model": "offline", "inputs": {"c": "input.company"},
+             "instructions": "Research {{ c }}."},
+            {"id": "outline", "model": "offline", "inputs": {"r": "steps.research"},
+             "instructions": "Outline from: {{ r }}"},
+            {"id": "write", "model": "offline", "inputs": {"o": "steps.outline"},
+             "instructions": "Write using {{ o }}."},
+        ],
+        "template": "<html><body><h1>{{ input.company }}</h1>{{ steps.write | paragraphs }}</body></html>",
+        "outputs": ["html"],
+        "delivery": [{"type": "webhook", "url": webhook_url}],
+    }
+
+
+class Arrivals(list[Received]):
+    """Stands in for WebhookReceiver.received: stamps each successful webhook as it arrives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at: dict[str, float] = {}
+
+    def append(self, item: Received) -> None:  # called under the receiver's lock
+        if 200 <= item.status < 300:
+            self.at.setdefault(json.loads(item.body)["data"]["job_id"], time.monotonic())
+        super().append(item)
+
+
+def stats(latencies: list[float], wall: float) -> dict[str, float]:
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    return {"count": len(latencies), "per_s": round(len(latencies) / wall, 2),
+            "p50_ms": round(cuts[49] * 1000, 1), "p99_ms": round(cuts[98] * 1000, 1)}
+
+
+async def timed(n: int, concurrency: int, call: Callable[[int], Awaitable[Any]]) -> tuple[list[float], float]:
+    """Runs call(0..n-1), at most `concurrency` at once: per-call latencies and the wall time."""
+    gate = asyncio.Semaphore(concurrency)
+    latencies: list[float] = []
+
+    async def one(i: int) -> None:
+        async with gate:
+            t0 = time.monotonic()
+            await call(i)
+            latencies.append(time.monotonic() - t0)
+
+    start = time.monotonic()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    return latencies, time.monotonic() - start
+
+
+async def wait_arrivals(arrivals: Arrivals, job_ids: list[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while (missing := [j for j in job_ids if j not in arrivals.at]) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if missing:
+        err.print(f"[red]{len(missing)} of {len(job_ids)} jobs not delivered after {timeout:.0f}s[/red]")
+
+
+async def bench_starts(client: Client, api: httpx.AsyncClient, key: str, args: argparse.Namespace,
+                       run: str) -> tuple[dict[str, Any], list[str]]:
+    unpolled = f"bench-unpolled-{run}"  # nobody polls it: this measures the start alone
+
+    async def raw(i: int) -> None:
+        await client.start_workflow(HelloWorkflow.run, "raw", id=f"raw-{run}-{i}", task_queue=unpolled)
+
+    job_ids: list[str] = []
+
+    async def post(i: int) -> None:
+        resp = await api.post("/v1/submissions", json={"workflow_key": key, "input": {"company": f"Acme {i}"}},
+                              headers={"Idempotency-Key": uuid.uuid4().hex})
+        resp.raise_for_status()
+        job_ids.append(resp.json()["job_id"])
+
+    warm = args.concurrency
+    await timed(warm, warm, lambda i: raw(args.n + i))
+    err.print(f"raw client.start_workflow x{args.n}")
+    raw_lat, raw_wall = await timed(args.n, args.concurrency, raw)
+    await timed(warm, warm, post)
+    err.print(f"POST /v1/submissions x{args.n} (the stack's worker runs those jobs meanwhile)")
+    post_lat, post_wall = await timed(args.n, args.concurrency, post)
+    return {"raw_start": stats(raw_lat, raw_wall), "post_submission": stats(post_lat, post_wall)}, job_ids
+
+
+async def bench_pipelines(api: httpx.AsyncClient, key: str, arrivals: Arrivals,
+                          args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+    posted: dict[str, float] = {}
+
+    async def post(i: int) -> None:
+        t0 = time.monotonic()
+        resp = await api.post("/v1/submissions", json={"workflow_key": key, "input": {"company": f"Pipe {i}"}},
+                              headers={"Idempotency-Key": uuid.uuid4().hex})
+        resp.raise_for_status()
+        posted[resp.json()["job_id"]] = t0
+
+    err.print(f"{args.pipelines} pipelines, POST to signed webhook received")
+    await timed(args.pipelines, args.concurrency, post)
+    await wait_arrivals(arrivals, list(posted), args.timeout)
+    done = [j for j in posted if j in arrivals.at]
+    wall = max(arrivals.at[j] for j in done) - min(posted.values())
+    return stats([arrivals.at[j] - posted[j] for j in done], wall), done
+
+
+async def count_activities(client: Client, job_id: str) -> int:
+    events = [e async for e in client.get_workflow_handle(job_id).fetch_history_events()]
+    return sum(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED for e in events)
+
+
+async def bench_hello(client: Client, args: argparse.Namespace, run: str) -> dict[str, Any]:
+    queue = f"bench-hello-{run}"
+    async with Worker(client, task_queue=queue, workflows=[HelloWorkflow], activities=[say_hello]):
+        await client.execute_workflow(HelloWorkflow.run, "warm-up", id=f"hello-warm-{run}", task_queue=queue)
+        gate = asyncio.Semaphore(args.concurrency)
+        latencies: list[float] = []
+
+        async def one(i: int) -> float:
+            async with gate:
+                t0 = time.monotonic()
+                handle = await client.start_workflow(HelloWorkflow.run, f"n{i}", id=f"hello-{run}-{i}",
+                                                     task_queue=queue)
+            await handle.result()
+            latencies.append(time.monotonic() - t0)
+            return time.monotonic()
+
+        err.print(f"hello-world x{args.n} on an in-process worker")
+        start = time.monotonic()
+        ends = await asyncio.gather(*(one(i) for i in range(args.n)))
+    return stats(latencies, max(ends) - start)
+
+
+async def bench(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    run = uuid.uuid4().hex[:8]
+    engine = make_engine(settings.app_database_url, 2)
+    try:
+        tenant = await create_tenant(engine, "Bench")
+    finally:
+        await engine.dispose()
+    token = mint_token(settings.data_path, issuer=settings.issuer, audience=settings.auth_audience,
+                       tenant_id=str(tenant.id), roles=["admin"], subject="bench")
+    client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+    arrivals = Arrivals()
+    with WebhookReceiver(tenant.webhook_secret) as receiver:
+        receiver.received = arrivals
+        async with httpx.AsyncClient(base_url=settings.api_url, timeout=60,
+                                     headers={"Authorization": f"Bearer {token}"}) as api:
+            resp = await api.post("/v1/workflows", json=definition(receiver.url))
+            resp.raise_for_status()
+            key = resp.json()["key"]
+            out, phase1_jobs = await bench_starts(client, api, key, args, run)
+            out["delivered_during_post_phase"] = sum(j in arrivals.at for j in phase1_jobs)
+            err.print(f"draining the {len(phase1_jobs)} jobs the POST phase submitted")
+            await wait_arrivals(arrivals, phase1_jobs, args.timeout)
+            out["pipelines"], done = await bench_pipelines(api, key, arrivals, args)
+    out["activities_per_pipeline"] = await count_activities(client, done[0])
+    out["pipeline_activities_per_s"] = round(out["pipelines"]["per_s"] * out["activities_per_pipeline"], 2)
+    out["hello"] = await bench_hello(client, args, run)
+    out["post_vs_raw_start_rate"] = round(out["post_submission"]["per_s"] / out["raw_start"]["per_s"], 3)
+    out["pipeline_vs_hello_activity_rate"] = round(out["pipeline_activities_per_s"] / out["hello"]["per_s"], 3)
+    return out
+
+
+def report(r: dict[str, Any], args: argparse.Namespace) -> None:
+    table = Table(title=f"Lodestone bench (concurrency {args.concurrency}, one dev server, 2 cores)")
+    for col in ("measure", "count", "rate/s", "p50 ms", "p99 ms"):
+        table.add_column(col, justify="left" if col == "measure" else "right")
+
+    def row(name: str, s: dict[str, float], unit: str) -> None:
+        table.add_row(name, str(s["count"]), f"{s['per_s']:.1f} {unit}", f"{s['p50_ms']:.1f}", f"{s['p99_ms']:.1f}")
+
+    row("raw client.start_workflow", r["raw_start"], "starts")
+    row("POST /v1/submissions", r["post_submission"], "starts")
+    row("pipeline, POST to webhook", r["pipelines"], "pipelines")
+    row("hello-world, start to result", r["hello"], "wf")
+    Console().print(table)
+    print(f"POST/raw start rate: {r['post_vs_raw_start_rate']:.3f} "
+          f"({r['delivered_during_post_phase']}/{r['post_submission']['count']} jobs delivered during POSTs)")
+    print(f"activities per pipeline (from history): {r['activities_per_pipeline']}; "
+          f"pipeline {r['pipeline_activities_per_s']:.1f} act/s vs hello {r['hello']['per_s']:.1f} act/s "
+          f"= {r['pipeline_vs_hello_activity_rate']:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=200, help="starts per start benchmark, and hello workflows")
+    parser.add_argument("--pipelines", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for deliveries")
+    parser.add_argument("--keep", action="store_true", help="keep the data dir (logs) afterwards")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="lodestone-bench-", ignore_cleanup_errors=True) as tmp:
+        data_dir = Path(tempfile.mkdtemp(prefix="lodestone-bench-")) if args.keep else Path(tmp)
+        settings = Settings(_env_file=None, data_dir=data_dir, postgres_port=free_port(),  # type: ignore[call-arg]
+                            temporal_port=free_port(), temporal_http_port=free_port(),
+                            temporal_metrics_port=free_port(), temporal_ui_port=free_port(),
+                            api_port=free_port(), database_url=None, s3_endpoint=None, temporal_address=None,
+                            llm_base_url=None)
+        stack = Stack(settings, web_ui=False)
+        err.print(f"data dir {data_dir}")
+        try:
+            stack.start_infra(err.print)
+            stack.start_app(err.print)
+            result = asyncio.run(bench(settings, args))
+        finally:
+            err.print("stopping the stack")
+            stack.stop()
+    report(result, args)
+    print(json.dumps(result, separators=(",", ":")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Session fixtures: a real PostgreSQL and Temporal dev server, the API and worker as
+real processes, an OpenAI-compatible stand-in, and two tenants with tokens."""
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+
+from lodestone.db import make_engine
+from lodestone.devstack.keys import mint_token
+from lodestone.devstack.processes import free_port
+from lodestone.devstack.stack import Stack
+from lodestone.settings import Settings
+from lodestone.tenants import create_tenant
+from tests.standins.openai_server import OpenAIStandIn
+
+
+@pytest.fixture(scope="session")
+def llm_standin() -> Iterator[OpenAIStandIn]:
+    with OpenAIStandIn() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory, llm_standin: OpenAIStandIn) -> Settings:
+    return Settings(
+        _env_file=None,
+        data_dir=tmp_path_factory.mktemp("lodestone"),
+        postgres_port=free_port(), temporal_port=free_port(), temporal_http_port=free_port(),
+        temporal_metrics_port=free_port(), temporal_ui_port=free_port(), api_port=free_port(),
+        llm_base_url=llm_standin.base_url, llm_api_key="stand-in-key", llm_timeout_seconds=2.0,
+        database_url=None, s3_endpoint=None, temporal_address=None,
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings) -> Iterator[Stack]:
+    stack = Stack(settings, web_ui=False, extra_env={
+        "LLM_BASE_URL": settings.llm_base_url or "", "LLM_API_KEY": settings.llm_api_key or "",
+        "LLM_TIMEOUT_SECONDS": str(settings.llm_timeout_seconds),
+        "TEMPORAL_HTTP_PORT": str(settings.temporal_http_port),
+        "TEMPORAL_METRICS_PORT": str(settings.temporal_metrics_port)})
+    try:
+        stack.start_infra()
+        stack.start_app()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture(scope="session")
+async def engine(stack: Stack) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(stack.settings.app_database_url, 5)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture(scope="session")
+async def owner_engine(stack: Stack) -> AsyncIterator[AsyncEngine]:
+    eng = make_engine(stack.settings.admin_database_url, 2)
+    yield eng
+    await eng.dispose()
+
+
+@pytest.fixture(scope="session")
+async def temporal(stack: Stack) -> Client:
+    return await Client.connect(stack.settings.temporal_target)
+
+
+@dataclass
+class TenantCtx:
+    id: uuid.UUID
+    webhook_secret: str
+    api: httpx.AsyncClient
+
+    def token_for(self, settings: Settings, *roles: str, **kw: object) -> str:
+        return mint_token(settings.data_path, issuer=settings.issuer, audience=settings.auth_audience,
+                          tenant_id=str(self.id), roles=list(roles), **kw)  # type: ignore[arg-type]
+
+
+async def _tenant(settings: Settings, engine: AsyncEngine, name: str) -> TenantCtx:
+    tenant = await create_tenant(engine, name)
+    token = mint_token(settings.data_path, issuer=settings.issuer, audience=settings.auth_audience,
+                       tenant_id=str(tenant.id), roles=["admin"])
+    api = httpx.AsyncClient(base_url=settings.api_url, headers={"Authorization": f"Bearer {token}"},
+                            timeout=30)
+    return TenantCtx(tenant.id, tenant.webhook_secret, api)
+
+
+@pytest.fixture(scope="session")
+async def tenant_a(settings: Settings, engine: AsyncEngine) -> AsyncIterator[TenantCtx]:
+    ctx = await _tenant(settings, engine, "Tenant A")
+    yield ctx
+    await ctx.api.aclose()
+
+
+@pytest.fixture(scope="session")
+async def tenant_b(settings: Settings, engine: AsyncEngine) -> AsyncIterator[TenantCtx]:
+    ctx = await _tenant(settings, engine, "Tenant B")
+    yield ctx
+    await ctx.api.aclose()

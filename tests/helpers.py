@@ -1,0 +1,59 @@
+"""Shared test helpers: definitions, submitting, and waiting for a job to settle."""
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import httpx
+
+TERMINAL = {"delivered", "failed", "cancelled"}
+
+
+def definition(webhook_url: str, *, key: str | None = None, model: str = "offline",
+               outputs: list[str] | None = None) -> dict[str, Any]:
+    """research -> (angles, outline in parallel) -> write."""
+    return {
+        "key": key or f"wf-{uuid.uuid4().hex[:10]}",
+        "input_schema": {"type": "object", "required": ["company"],
+                         "properties": {"company": {"type": "string"}}},
+        "steps": [
+            {"id": "research", "model": model, "inputs": {"company": "input.company"},
+             "instructions": "Research {{ company }}."},
+            {"id": "angles", "model": model, "inputs": {"r": "steps.research"},
+             "instructions": "Angles from: {{ r }}"},
+            {"id": "outline", "model": model, "inputs": {"r": "steps.research"},
+             "instructions": "Outline from: {{ r }}"},
+            {"id": "write", "model": model, "inputs": {"a": "steps.angles", "o": "steps.outline"},
+             "instructions": "Write using {{ a }} and {{ o }}."},
+        ],
+        "template": "<html><body><h1>{{ input.company }}</h1>{{ steps.write | paragraphs }}</body></html>",
+        "outputs": outputs or ["html"],
+        "delivery": [{"type": "webhook", "url": webhook_url}],
+    }
+
+
+async def create_workflow(api: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
+    resp = await api.post("/v1/workflows", json=body)
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+async def submit(api: httpx.AsyncClient, key: str, inp: dict[str, Any] | None = None,
+                 idempotency_key: str | None = None) -> httpx.Response:
+    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+    return await api.post("/v1/submissions", json={"workflow_key": key, "input": inp or {"company": "Acme"}},
+                          headers=headers)
+
+
+async def wait_job(api: httpx.AsyncClient, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = await api.get(f"/v1/jobs/{job_id}")
+        assert resp.status_code == 200, resp.text
+        job = resp.json()
+        if job["status"] in TERMINAL:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s: {job}")
+        await asyncio.sleep(0.2)

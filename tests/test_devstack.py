@@ -1,0 +1,68 @@
+"""`lodestone demo` and `lodestone dev` as a user runs them: real processes, own ports,
+and no process left behind on exit, on SIGTERM, or when the parent is killed outright."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from lodestone.devstack.processes import free_port
+
+
+def stack_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "S3_", "LLM_", "TEMPORAL_"))}
+    env.update(DATA_DIR=str(data_dir), API_PORT=str(free_port()), POSTGRES_PORT=str(free_port()),
+               TEMPORAL_PORT=str(free_port()), TEMPORAL_UI_PORT=str(free_port()),
+               TEMPORAL_HTTP_PORT=str(free_port()), TEMPORAL_METRICS_PORT=str(free_port()))
+    return env
+
+
+def lodestone(*args: str, env: dict[str, str], **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "lodestone.cli", *args], env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def wait_gone(procs: list[psutil.Process], timeout: float = 20) -> list[psutil.Process]:
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    return alive
+
+
+def descendants_when_serving(proc: subprocess.Popen, timeout: float = 120) -> tuple[list[psutil.Process], str]:
+    out = []
+    deadline = time.monotonic() + timeout
+    for line in proc.stdout:  # type: ignore[union-attr]
+        out.append(line)
+        if "Ctrl-C to stop" in line:
+            return psutil.Process(proc.pid).children(recursive=True), "".join(out)
+        if time.monotonic() > deadline:
+            break
+    proc.kill()
+    pytest.fail("lodestone dev never reached serving:\n" + "".join(out))
+
+
+def test_demo_exits_zero_and_leaves_nothing(tmp_path):
+    proc = lodestone("demo", env=stack_env(tmp_path))
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out
+    assert "signature verified" in out and "(status: delivered)" in out
+    assert list(tmp_path.glob("objects/*/jobs/*/report.pdf"))
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigint", "sigkill"])
+def test_dev_stops_every_child(tmp_path, how):
+    proc = lodestone("dev", env=stack_env(tmp_path), start_new_session=True)
+    children, out = descendants_when_serving(proc)
+    names = {c.name() for c in children}
+    assert {"postgres", "temporal"} <= names, names
+    assert len([c for c in children if "lodestone.cli" in " ".join(c.cmdline())]) == 2  # api and worker
+    sig = {"sigterm": signal.SIGTERM, "sigint": signal.SIGINT, "sigkill": signal.SIGKILL}[how]
+    proc.send_signal(sig)
+    proc.wait(timeout=60)
+    assert wait_gone(children) == []

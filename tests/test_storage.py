@@ -1,0 +1,184 @@
+"""Both object stores run the same tests: the filesystem store and S3 (moto's server)."""
+
+import hashlib
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lodestone.devstack.processes import free_port, wait_for_port
+from lodestone.settings import Settings
+from lodestone.storage import (
+    CHUNK,
+    FilesystemStore,
+    InvalidKey,
+    ObjectNotFound,
+    ObjectStore,
+    S3Store,
+    check_key,
+    job_key,
+)
+
+# Crosses the 256 KiB chunk boundary twice, yet small enough for moto's memory.
+BIG = 600_000
+
+
+@pytest.fixture(scope="module")
+def moto_port() -> Iterator[int]:
+    port = free_port()
+    binary = Path(sys.executable).parent / "moto_server"
+    proc = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port("127.0.0.1", port, timeout=30, proc=proc)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module", params=["fs", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> ObjectStore:
+    if request.param == "fs":
+        return FilesystemStore(tmp_path_factory.mktemp("objects"))
+    port = request.getfixturevalue("moto_port")
+    return S3Store(Settings(_env_file=None, s3_endpoint=f"http://127.0.0.1:{port}", s3_access_key="test",
+                            s3_secret_key="test", s3_bucket="lodestone-test"))
+
+
+@pytest.fixture(scope="module")
+def big() -> bytes:
+    return os.urandom(BIG)
+
+
+def _key(name: str = "blob.bin") -> str:
+    return job_key(uuid.uuid4(), uuid.uuid4(), name)
+
+
+async def _read(store: ObjectStore, key: str, start: int = 0, end: int | None = None) -> bytes:
+    return b"".join([chunk async for chunk in store.iter_range(key, start, end)])
+
+
+async def test_put_returns_size_and_sha256(store):
+    key = _key("report.html")
+    data = b"<h1>Acme Anvils</h1>"
+    stored = await store.put_bytes(key, data, "text/html")
+    assert stored.key == key
+    assert stored.size == len(data)
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+
+
+async def test_get_bytes_and_size_round_trip(store, big):
+    key = _key()
+    await store.put_bytes(key, big, "application/octet-stream")
+    assert await store.get_bytes(key) == big
+    assert await store.size(key) == BIG
+
+
+async def test_overwrite_replaces_content(store):
+    key = _key()
+    await store.put_bytes(key, b"first version", "text/plain")
+    await store.put_bytes(key, b"second", "text/plain")
+    assert await store.get_bytes(key) == b"second"
+    assert await store.size(key) == 6
+
+
+async def test_empty_object(store):
+    key = _key()
+    stored = await store.put_bytes(key, b"", "text/plain")
+    assert stored.size == 0
+    assert await store.get_bytes(key) == b""
+    assert await store.size(key) == 0
+
+
+@pytest.mark.parametrize(("start", "end"), [
+    pytest.param(0, None, id="full"),
+    pytest.param(1000, 1999, id="middle"),  # end is inclusive
+    pytest.param(BIG - 100, None, id="tail"),
+    pytest.param(CHUNK - 10, CHUNK + 9, id="chunk-boundary"),
+    pytest.param(5, BIG - 5, id="many-chunks"),
+])
+async def test_iter_range(store, big, start, end):
+    key = _key()
+    await store.put_bytes(key, big, "application/octet-stream")
+    expected = big[start:] if end is None else big[start:end + 1]
+    got = await _read(store, key, start, end)
+    assert len(got) == len(expected)
+    assert got == expected
+
+
+async def test_iter_range_single_byte(store, big):
+    key = _key()
+    await store.put_bytes(key, big, "application/octet-stream")
+    assert await _read(store, key, CHUNK, CHUNK) == big[CHUNK:CHUNK + 1]
+
+
+async def test_missing_key_raises_object_not_found(store):
+    key = _key("never-written.bin")
+    with pytest.raises(ObjectNotFound):
+        await store.get_bytes(key)
+    with pytest.raises(ObjectNotFound):
+        await store.size(key)
+    with pytest.raises(ObjectNotFound):
+        await _read(store, key)
+    with pytest.raises(ObjectNotFound):
+        await _read(store, key, 10, 20)
+
+
+async def test_delete_then_not_found(store):
+    key = _key()
+    await store.put_bytes(key, b"short-lived", "text/plain")
+    assert await store.size(key) == 11
+    await store.delete(key)
+    with pytest.raises(ObjectNotFound):
+        await store.get_bytes(key)
+    with pytest.raises(ObjectNotFound):
+        await store.size(key)
+    # Deleting again is not an error.
+    await store.delete(key)
+
+
+async def test_delete_leaves_other_objects(store):
+    keep, drop = _key("keep.txt"), _key("drop.txt")
+    await store.put_bytes(keep, b"keep", "text/plain")
+    await store.put_bytes(drop, b"drop", "text/plain")
+    await store.delete(drop)
+    assert await store.get_bytes(keep) == b"keep"
+
+
+@pytest.mark.parametrize("bad", ["../x", "/abs", "a//b", "", "a/../b", "t/jobs/j/../../x"])
+async def test_store_rejects_invalid_keys(store, bad):
+    with pytest.raises(InvalidKey):
+        await store.put_bytes(bad, b"x", "text/plain")
+    with pytest.raises(InvalidKey):
+        await store.get_bytes(bad)
+    with pytest.raises(InvalidKey):
+        await store.size(bad)
+    with pytest.raises(InvalidKey):
+        await store.delete(bad)
+
+
+@pytest.mark.parametrize("bad", ["../x", "/abs", "a//b", "", "a/../b", ".hidden", "a b", "a\nb"])
+def test_check_key_rejects(bad):
+    with pytest.raises(InvalidKey):
+        check_key(bad)
+
+
+@pytest.mark.parametrize("good", ["a", "t1/jobs/j1/report.html", "A-b_c.d/e.pdf"])
+def test_check_key_accepts(good):
+    assert check_key(good) == good
+
+
+def test_job_key_layout():
+    tenant, job = uuid.uuid4(), uuid.uuid4()
+    assert job_key(tenant, job, "report.html") == f"{tenant}/jobs/{job}/report.html"
+    with pytest.raises(InvalidKey):
+        job_key(tenant, job, "../escape")
