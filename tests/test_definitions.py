@@ -78,7 +78,8 @@ async def test_submission_input_is_validated(tenant_a):
     resp = await tenant_a.api.post("/v1/submissions", json={"workflow_key": wf["key"], "input": {"company": 5}})
     assert resp.status_code == 422
     assert resp.json()["code"] == "invalid_input"
-    resp = await tenant_a.api.post("/v1/submissions", content=b"{not json", headers={"content-type": "application/json"})
+    resp = await tenant_a.api.post("/v1/submissions", content=b"{not json",
+                                   headers={"content-type": "application/json"})
     assert resp.status_code == 422 and resp.json()["code"] == "validation_error"
 
 

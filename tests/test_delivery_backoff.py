@@ -15,8 +15,17 @@ from temporalio.worker import Worker
 from lodestone.devstack.processes import venv_bin
 from workflows.submission import WEBHOOK_RETRY, SubmissionWorkflow
 from workflows.types import (
-    DeliveryInput, DeliveryResult, FailureInput, JobPlan, JobRef, JobStatusInput, RenderInput,
-    RenderResult, StepInput, StepResult, SubmissionInput,
+    DeliveryInput,
+    DeliveryResult,
+    FailureInput,
+    JobPlan,
+    JobRef,
+    JobStatusInput,
+    RenderInput,
+    RenderResult,
+    StepInput,
+    StepResult,
+    SubmissionInput,
 )
 
 

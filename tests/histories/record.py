@@ -12,13 +12,13 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
+from lodestone.db import make_engine
 from lodestone.devstack.keys import mint_token
 from lodestone.devstack.processes import free_port
 from lodestone.devstack.stack import Stack
 from lodestone.receiver import WebhookReceiver
 from lodestone.settings import Settings
 from lodestone.tenants import create_tenant
-from lodestone.db import make_engine
 from tests.helpers import create_workflow, definition, submit, wait_job
 from tests.standins.openai_server import OpenAIStandIn
 
