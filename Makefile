@@ -36,7 +36,6 @@ test: $(STAMP) .deb-packages
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py
