@@ -7,6 +7,8 @@ Retry-After is handed back so the activity can wait that long.
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 from lodestone.settings import Settings
 
@@ -71,11 +73,19 @@ class OfflineLLM(LLMClient):
 
 
 def _retry_after(headers: object) -> float | None:
+    """Retry-After as seconds, from either of its forms (delta-seconds or an HTTP date)."""
     value = getattr(headers, "get", lambda _k: None)("retry-after")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
+    if value is None:
         return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
 class OpenAICompatibleLLM(LLMClient):

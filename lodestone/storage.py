@@ -36,7 +36,8 @@ class StoredObject:
 
 
 def check_key(key: str) -> str:
-    if not _KEY.match(key) or ".." in key.split("/") or "//" in key:
+    parts = key.split("/")
+    if not _KEY.match(key) or any(p in ("", ".", "..") for p in parts):
         raise InvalidKey(f"invalid object key {key!r}")
     return key
 
@@ -87,20 +88,28 @@ class FilesystemStore(ObjectStore):
         return StoredObject(key, len(data), hashlib.sha256(data).hexdigest())
 
     async def get_bytes(self, key: str) -> bytes:
+        path = await asyncio.to_thread(self._file, key)
         try:
-            return await asyncio.to_thread(self._path(key).read_bytes)
+            return await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError as e:
             raise ObjectNotFound(key) from e
 
+    def _file(self, key: str) -> Path:
+        path = self._path(key)
+        if not path.is_file():  # a "directory" between keys is not an object, as on S3
+            raise ObjectNotFound(key)
+        return path
+
     async def size(self, key: str) -> int:
+        path = await asyncio.to_thread(self._file, key)
         try:
-            return self._path(key).stat().st_size
+            return (await asyncio.to_thread(path.stat)).st_size
         except FileNotFoundError as e:
             raise ObjectNotFound(key) from e
 
     async def iter_range(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         try:
-            f = open(self._path(key), "rb")  # noqa: SIM115
+            f = open(await asyncio.to_thread(self._file, key), "rb")  # noqa: SIM115
         except FileNotFoundError as e:
             raise ObjectNotFound(key) from e
         with f:
@@ -116,7 +125,10 @@ class FilesystemStore(ObjectStore):
                 yield chunk
 
     async def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        if await asyncio.to_thread(path.is_dir):
+            return
+        await asyncio.to_thread(path.unlink, True)
 
 
 class S3Store(ObjectStore):

@@ -4,6 +4,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from lodestone.devstack.processes import free_port
 from lodestone.llm import (
     LLMEmptyAnswer,
     LLMRefused,
@@ -18,7 +19,7 @@ from tests.standins.openai_server import OpenAIStandIn
 
 # The client gives up long before the stand-in answers a "slow" request.
 CLIENT_TIMEOUT = 0.5
-SLOW_SECONDS = 3.0
+SLOW_SECONDS = 2.0
 PRICES = {"ok-priced": (2.0, 10.0)}  # USD per million tokens, (in, out)
 
 
@@ -79,6 +80,16 @@ async def test_timeout_is_transient(llm):
         await llm.complete("slow", "hi")
 
 
+async def test_unreachable_endpoint_is_transient():
+    # A port nobody listens on: the connection is refused.
+    client = OpenAICompatibleLLM(_settings(f"http://127.0.0.1:{free_port()}/v1"))
+    try:
+        with pytest.raises(LLMTransient, match="could not reach"):
+            await client.complete("ok-nowhere", "hi")
+    finally:
+        await client.close()
+
+
 async def test_empty_answer(llm):
     with pytest.raises(LLMEmptyAnswer):
         await llm.complete("empty", "hi")
@@ -102,6 +113,15 @@ async def test_offline_is_deterministic_and_marked():
     assert first.tokens_in == 5 and first.tokens_out == len(first.text.split())
 
 
+async def test_offline_tells_apart_prompts_that_differ_past_the_quoted_opening():
+    # The text quotes only the first 40 words, so only the digest can tell these apart.
+    opening = " ".join(f"w{i}" for i in range(40))
+    one = await OfflineLLM().complete("offline", f"{opening} ending-one")
+    two = await OfflineLLM().complete("offline", f"{opening} ending-two")
+    assert one.tokens_in == two.tokens_in == 41
+    assert one.text != two.text
+
+
 async def test_routing_sends_offline_model_nowhere(standin):
     router = RoutingLLM(_settings(standin.base_url))
     try:
@@ -122,3 +142,16 @@ async def test_routing_without_base_url_rejects_remote_models():
     with pytest.raises(LLMRequestRejected, match="LLM_BASE_URL"):
         await router.complete("ok-anything", "hi")
     assert (await router.complete("offline", "hi")).model == "offline"
+
+
+def test_retry_after_reads_seconds_and_http_dates():
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    from lodestone.llm import _retry_after
+
+    assert _retry_after({"retry-after": "7"}) == 7.0
+    in_30s = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 25 <= (_retry_after({"retry-after": in_30s}) or 0) <= 30
+    assert _retry_after({"retry-after": "soon"}) is None
+    assert _retry_after({}) is None

@@ -182,3 +182,18 @@ def test_job_key_layout():
     assert job_key(tenant, job, "report.html") == f"{tenant}/jobs/{job}/report.html"
     with pytest.raises(InvalidKey):
         job_key(tenant, job, "../escape")
+
+
+async def test_directory_between_keys_is_not_an_object(store):
+    await store.put_bytes("t/jobs/j/a.txt", b"data", "text/plain")
+    for op in (store.size("t/jobs"), store.get_bytes("t/jobs")):
+        with pytest.raises(ObjectNotFound):
+            await op
+    await store.delete("t/jobs")  # no error, and the object under it survives
+    assert await store.get_bytes("t/jobs/j/a.txt") == b"data"
+
+
+@pytest.mark.parametrize("key", ["x/./y", "a/", "a/.", "./a"])
+def test_dot_segments_and_trailing_slash_are_invalid(key):
+    with pytest.raises(InvalidKey):
+        check_key(key)
