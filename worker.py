@@ -13,12 +13,14 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.delivery import DeliveryActivities
+from activities.ingest import IngestActivities
 from activities.jobs import JobActivities
 from activities.render import RenderActivities
 from activities.steps import StepActivities
 from lodestone.db import make_engine
 from lodestone.llm import LLMClient, RoutingLLM
 from lodestone.logs import setup_logging
+from lodestone.netguard import guarded_client
 from lodestone.settings import Settings, get_settings
 from lodestone.storage import ObjectStore, make_store
 from workflows.submission import SubmissionWorkflow
@@ -41,8 +43,9 @@ def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def
     steps = StepActivities(engine, deps.store, deps.llm, deps.settings)
     render = RenderActivities(engine, deps.store, deps.settings)
     delivery = DeliveryActivities(engine, deps.http, deps.settings)
+    ingest = IngestActivities(engine, deps.store, deps.http, deps.settings)
     return [jobs.load_plan, jobs.set_status, jobs.record_failure, steps.run_step, render.render,
-            delivery.deliver_webhook]
+            delivery.deliver_webhook, ingest.ingest_input]
 
 
 def build_worker(client: Client, engine, deps: WorkerDeps, task_queue: str | None = None) -> Worker:  # type: ignore[no-untyped-def]
@@ -60,7 +63,9 @@ async def run_worker(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
     engine = make_engine(settings.app_database_url, settings.db_pool_size)
-    deps = WorkerDeps(settings, make_store(settings), RoutingLLM(settings), httpx.AsyncClient())
+    # One guarded client for every outbound call: webhooks and input fetching alike.
+    http = guarded_client(settings.outbound_allow_cidrs, timeout=settings.webhook_timeout_seconds)
+    deps = WorkerDeps(settings, make_store(settings), RoutingLLM(settings), http)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

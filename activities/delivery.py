@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.common import fail, load_job
 from lodestone.db import tenant_session
+from lodestone.netguard import OutboundRefused, check_url
 from lodestone.settings import Settings
 from lodestone.webhooks import signed_headers, webhook_id
 from schema.tables import Artifact, Delivery, DeliveryAttempt, Tenant, utcnow
@@ -34,9 +35,12 @@ class DeliveryActivities:
         headers = signed_headers(secret, delivery.webhook_id, body)
         status, error = None, None
         try:
-            resp = await self.http.post(delivery.target, content=body, headers=headers,
+            resp = await self.http.post(check_url(delivery.target), content=body, headers=headers,
                                         timeout=self.settings.webhook_timeout_seconds)
             status = resp.status_code
+        except OutboundRefused as e:
+            await self._record(inp, delivery, attempt, None, f"refused: {e}", final=True)
+            raise fail("WebhookURLRefused", str(e)) from e
         except httpx.HTTPError as e:
             error = f"{type(e).__name__}: {e}"
         await self._record(inp, delivery, attempt, status, error)
@@ -77,7 +81,7 @@ class DeliveryActivities:
         return delivery, json.dumps(payload, separators=(",", ":")), tenant.webhook_secret
 
     async def _record(self, inp: DeliveryInput, delivery: Delivery, attempt: int,
-                      status: int | None, error: str | None) -> None:
+                      status: int | None, error: str | None, final: bool = False) -> None:
         ok = status is not None and 200 <= status < 300
         async with tenant_session(self.engine, inp.tenant_id) as session:
             stmt = insert(DeliveryAttempt).values(
@@ -92,6 +96,6 @@ class DeliveryActivities:
             row.attempts = max(row.attempts, attempt)
             if ok:
                 row.status, row.delivered_at = "delivered", utcnow()
-            elif status is not None and 400 <= status < 500 and status not in RETRYABLE_STATUS:
+            elif final or (status is not None and 400 <= status < 500 and status not in RETRYABLE_STATUS):
                 row.status = "failed"
             session.add(row)

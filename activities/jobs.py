@@ -9,7 +9,7 @@ from temporalio import activity
 from activities.common import load_job
 from lodestone.db import tenant_session
 from lodestone.settings import Settings
-from schema.tables import JobFailure, utcnow
+from schema.tables import JobFailure, Submission, utcnow
 from workflows.dag import step_dependencies
 from workflows.types import FailureInput, JobPlan, JobRef, JobStatusInput
 
@@ -25,12 +25,14 @@ class JobActivities:
     async def load_plan(self, ref: JobRef) -> JobPlan:
         async with tenant_session(self.engine, ref.tenant_id) as session:
             loaded = await load_job(session, ref.job_id)
+            submission = await session.get(Submission, loaded.job.submission_id)
         d = loaded.definition
         return JobPlan(
             dependencies=step_dependencies(d["steps"]),
             outputs=d.get("outputs", ["html"]),
             delivery_targets=len(d.get("delivery", [])),
             max_parallel_steps=self.settings.step_concurrency,
+            input_url=submission.input_url if submission and not loaded.job.input_key else None,
         )
 
     @activity.defn

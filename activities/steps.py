@@ -65,6 +65,8 @@ class StepActivities:
 
     async def _context(self, loaded: LoadedJob, step: dict[str, Any], outputs: dict[str, JobStep]) -> dict[str, Any]:
         ctx: dict[str, Any] = {"input": loaded.input}
+        if loaded.job.input_key:
+            ctx["input_file"] = await self._excerpt(loaded.job.input_key)
         for name, ref in step.get("inputs", {}).items():
             kind, _, field = ref.partition(".")
             if kind == "input":
@@ -77,6 +79,13 @@ class StepActivities:
                     raise ApplicationError(f"step {field!r} has no output yet", type="StepNotReady")
                 ctx[name] = (await self.store.get_bytes(row.output_key)).decode()
         return ctx
+
+    async def _excerpt(self, key: str) -> dict[str, Any]:
+        """The first INPUT_EXCERPT_BYTES of the input object: a prompt never loads it whole."""
+        limit = self.settings.input_excerpt_bytes
+        size = await self.store.size(key)
+        head = b"".join([c async for c in self.store.iter_range(key, 0, min(size, limit) - 1)]) if size else b""
+        return {"excerpt": head.decode(errors="replace"), "size": size, "truncated": size > limit}
 
     async def _mark(self, inp: StepInput, status: str, error: str | None) -> None:
         async with tenant_session(self.engine, inp.tenant_id) as session:

@@ -11,7 +11,7 @@ from temporalio.client import Client
 from api import problems
 from api.auth import TokenVerifier
 from api.deps import AppState
-from api.routers import artifacts, health, jobs, submissions, workflows
+from api.routers import artifacts, health, jobs, submissions, uploads, workflows
 from lodestone.db import make_engine
 from lodestone.logs import request_id
 from lodestone.settings import Settings, get_settings
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response.headers["X-Request-Id"] = rid
         return response
 
-    for router in (health.router, workflows.router, submissions.router, jobs.router, artifacts.router):
+    for router in (health.router, workflows.router, submissions.router, jobs.router, artifacts.router,
+                   uploads.router):
         app.include_router(router)
     return app

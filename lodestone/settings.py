@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     s3_secure: bool = False
 
+    upload_part_size: int = 16 * 1024 * 1024
+    upload_parts_in_flight: int = 2
+    upload_max_bytes: int = 10 * 1024**3
+    input_excerpt_bytes: int = 64 * 1024
+    ingest_max_redirects: int = 5
+    outbound_allow_cidrs: list[str] = Field(default_factory=list)
+
     llm_base_url: str | None = None
     llm_api_key: str | None = None
     llm_model: str = "offline"
@@ -61,6 +68,8 @@ class Settings(BaseSettings):
             raise ValueError("LLM_BASE_URL is set but LLM_API_KEY is missing")
         if not self.auth_dev_issuer and not self.auth_issuer:
             raise ValueError("AUTH_DEV_ISSUER is off, so AUTH_ISSUER must name the Keycloak realm")
+        if self.upload_part_size < 5 * 1024 * 1024:
+            raise ValueError("UPLOAD_PART_SIZE must be at least 5 MiB (the S3 minimum part size)")
         if self.step_concurrency < 1:
             raise ValueError("STEP_CONCURRENCY must be at least 1")
         return self

@@ -5,7 +5,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -31,6 +31,7 @@ class Tenant(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     name: str
     webhook_secret: str
+    upload_limit_bytes: int | None = Field(default=None, sa_type=BigInteger)
     created_at: datetime = _ts()
 
 
@@ -56,12 +57,25 @@ class Form(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
+class Upload(SQLModel, table=True):
+    __tablename__ = "uploads"
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    tenant_id: uuid.UUID = _tenant()
+    key: str
+    size: int = Field(sa_type=BigInteger)
+    sha256: str
+    content_type: str
+    created_at: datetime = _ts()
+
+
 class Submission(SQLModel, table=True):
     __tablename__ = "submissions"
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     tenant_id: uuid.UUID = _tenant()
     workflow_definition_id: uuid.UUID = Field(foreign_key="workflow_definitions.id")
     input: dict[str, Any] = _json()
+    input_upload_id: uuid.UUID | None = Field(default=None, foreign_key="uploads.id")
+    input_url: str | None = None
     created_at: datetime = _ts()
 
 
@@ -74,6 +88,7 @@ class Job(SQLModel, table=True):
     workflow_key: str = Field(index=True)
     status: str = Field(default="pending", index=True)
     error: str | None = None
+    input_key: str | None = None
     created_at: datetime = _ts(index=True)
     updated_at: datetime = _ts()
 
@@ -102,7 +117,7 @@ class Artifact(SQLModel, table=True):
     kind: str
     key: str
     content_type: str
-    size: int
+    size: int = Field(sa_type=BigInteger)
     sha256: str
     created_at: datetime = _ts()
 
@@ -206,7 +221,7 @@ class Summary(SQLModel, table=True):
 TENANT_TABLES = [
     t.__tablename__
     for t in (
-        WorkflowDefinition, Form, Submission, Job, JobStep, Artifact, UsageRecord, Delivery,
+        WorkflowDefinition, Form, Upload, Submission, Job, JobStep, Artifact, UsageRecord, Delivery,
         DeliveryAttempt, JobFailure, IdempotencyKey, Contact, Message, Summary,
     )
 ]

@@ -18,6 +18,7 @@ from lodestone.storage import (
     InvalidKey,
     ObjectNotFound,
     ObjectStore,
+    ObjectTooLarge,
     S3Store,
     check_key,
     job_key,
@@ -197,3 +198,61 @@ async def test_directory_between_keys_is_not_an_object(store):
 def test_dot_segments_and_trailing_slash_are_invalid(key):
     with pytest.raises(InvalidKey):
         check_key(key)
+
+
+async def _chunks(data: bytes, size: int = 64 * 1024, fail_after: int | None = None):
+    for i in range(0, len(data), size):
+        if fail_after is not None and i >= fail_after:
+            raise ConnectionResetError("client went away")
+        yield data[i : i + size]
+
+
+def _set_part_size(store, size: int) -> None:
+    store.part_size = size
+
+
+async def test_put_stream_in_parts_round_trips(store):
+    _set_part_size(store, 5 * 1024 * 1024)
+    data = os.urandom(11 * 1024 * 1024 + 123)  # three parts, the last one short
+    stored = await store.put_stream("t/uploads/u1/input", _chunks(data), "application/octet-stream")
+    assert stored.size == len(data) and stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert await store.get_bytes("t/uploads/u1/input") == data
+
+
+async def test_put_stream_over_limit_leaves_nothing(store):
+    data = os.urandom(300_000)
+    with pytest.raises(ObjectTooLarge):
+        await store.put_stream("t/uploads/big/input", _chunks(data), "application/octet-stream", limit=200_000)
+    with pytest.raises(ObjectNotFound):
+        await store.size("t/uploads/big/input")
+    await _assert_no_partial_uploads(store)
+
+
+async def test_put_stream_aborts_when_the_source_fails(store):
+    data = os.urandom(400_000)
+    with pytest.raises(ConnectionResetError):
+        await store.put_stream("t/uploads/cut/input", _chunks(data, fail_after=200_000), "application/octet-stream")
+    with pytest.raises(ObjectNotFound):
+        await store.size("t/uploads/cut/input")
+    await _assert_no_partial_uploads(store)
+
+
+async def test_parts_resume_after_a_lost_writer(store):
+    _set_part_size(store, 5 * 1024 * 1024)
+    data = os.urandom(12 * 1024 * 1024)
+    p = store.part_size
+    upload_id = await store.begin_parts("t/jobs/j/input", "application/octet-stream")
+    first = await store.put_part("t/jobs/j/input", upload_id, 1, data[:p])
+    # A new writer picks up with only the checkpoint (upload id and finished parts).
+    rest = [await store.put_part("t/jobs/j/input", upload_id, 2, data[p : 2 * p]),
+            await store.put_part("t/jobs/j/input", upload_id, 3, data[2 * p :])]
+    await store.complete_parts("t/jobs/j/input", upload_id, [first, *rest])
+    assert await store.get_bytes("t/jobs/j/input") == data
+
+
+async def _assert_no_partial_uploads(store) -> None:
+    if isinstance(store, S3Store):
+        listed = store.client._list_multipart_uploads(store.bucket)
+        assert list(listed.uploads) == []
+    else:
+        assert list(store.partial.iterdir()) == []

@@ -9,12 +9,14 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.delivery import DeliveryActivities
+    from activities.ingest import IngestActivities
     from activities.jobs import JobActivities
     from activities.render import RenderActivities
     from activities.steps import StepActivities
     from workflows.types import (
         DeliveryInput,
         FailureInput,
+        IngestInput,
         JobPlan,
         JobRef,
         JobStatusInput,
@@ -36,6 +38,12 @@ STEP_RETRY = RetryPolicy(
         "TemplateRenderError", "TemplateSecurityViolation", "JobNotFound",
     ],
 )
+INGEST_TIMEOUT = timedelta(hours=3)  # 10 GB at a slow 1 MB/s still fits
+INGEST_HEARTBEAT = timedelta(seconds=30)
+INGEST_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=10,
+    non_retryable_error_types=["InputURLRefused", "InputFetchFailed", "InputTooLarge", "JobNotFound"],
+)
 RENDER_TIMEOUT = timedelta(minutes=3)
 RENDER_HEARTBEAT = timedelta(seconds=20)
 RENDER_RETRY = RetryPolicy(
@@ -47,7 +55,7 @@ WEBHOOK_TIMEOUT = timedelta(seconds=30)
 WEBHOOK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=5), maximum_attempts=10,
-    non_retryable_error_types=["WebhookRejected", "JobNotFound"],
+    non_retryable_error_types=["WebhookRejected", "WebhookURLRefused", "JobNotFound"],
 )
 
 
@@ -77,6 +85,8 @@ class SubmissionWorkflow:
             plan = await workflow.execute_activity_method(
                 JobActivities.load_plan, job, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
             await self._set_status(inp, "processing")
+            if plan.input_url:
+                await self._ingest(inp, plan.input_url)
             await self._run_steps(inp, plan)
             artifact_ids = [await self._render(inp, kind) for kind in plan.outputs]
             webhook_ids = await self._deliver(inp, plan)
@@ -124,6 +134,13 @@ class SubmissionWorkflow:
                     raise handle.exception()  # type: ignore[misc]
                 self._steps[step_id] = "completed"
                 done.add(step_id)
+
+    async def _ingest(self, inp: SubmissionInput, url: str) -> None:
+        self._stage = "ingest"
+        await workflow.execute_activity_method(
+            IngestActivities.ingest_input, IngestInput(inp.tenant_id, inp.job_id, url),
+            start_to_close_timeout=INGEST_TIMEOUT, heartbeat_timeout=INGEST_HEARTBEAT,
+            retry_policy=INGEST_RETRY)
 
     async def _render(self, inp: SubmissionInput, kind: str) -> str:
         self._stage = f"render:{kind}"

@@ -37,6 +37,7 @@ class JobPlan:
     outputs: list[str]
     delivery_targets: int
     max_parallel_steps: int
+    input_url: str | None = None
 
 
 @dataclass
@@ -91,6 +92,31 @@ class DeliveryResult:
     webhook_id: str
     attempt: int
     status_code: int
+
+
+@dataclass
+class IngestInput:
+    tenant_id: str
+    job_id: str
+    url: str
+
+
+@dataclass
+class IngestCheckpoint:
+    """Heartbeat details: enough for a retried attempt to resume at the next part."""
+
+    upload_id: str
+    parts: list[list]  # [number, etag, size]
+    bytes_done: int
+
+
+@dataclass
+class IngestResult:
+    key: str
+    size: int
+    parts: int
+    parts_uploaded: int  # by the attempt that finished; fewer than parts after a resume
+    resumed_from_part: int
 
 
 @dataclass

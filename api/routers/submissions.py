@@ -3,10 +3,11 @@ Idempotency-Key semantics."""
 
 import hashlib
 import json
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select
 from temporalio.client import Client
@@ -16,9 +17,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from api.deps import Editor, StateDep
 from api.problems import Problem, not_found
 from lodestone.db import tenant_session
+from lodestone.netguard import OutboundRefused, check_url
 from lodestone.settings import Settings
 from schema.definitions import InputInvalid, validate_input
-from schema.tables import IdempotencyKey, Job, Submission, WorkflowDefinition
+from schema.tables import IdempotencyKey, Job, Submission, Upload, WorkflowDefinition
 from workflows.submission import SubmissionWorkflow
 from workflows.types import JOB_ID, TENANT_ID, WORKFLOW_KEY, SubmissionInput
 
@@ -28,6 +30,19 @@ router = APIRouter(prefix="/v1/submissions", tags=["submissions"])
 class SubmissionCreate(BaseModel):
     workflow_key: str = Field(min_length=1, max_length=63)
     input: dict[str, Any] = Field(default_factory=dict)
+    input_upload_id: uuid.UUID | None = None
+    input_url: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _one_input_object(self) -> "SubmissionCreate":
+        if self.input_upload_id and self.input_url:
+            raise ValueError("give input_upload_id or input_url, not both")
+        if self.input_url:
+            try:
+                check_url(self.input_url)
+            except OutboundRefused as e:
+                raise ValueError(str(e)) from e
+        return self
 
 
 class SubmissionAccepted(BaseModel):
@@ -43,7 +58,7 @@ def accepted(job: Job, settings: Settings) -> SubmissionAccepted:
 
 
 def request_hash(body: SubmissionCreate) -> str:
-    canonical = json.dumps(body.model_dump(), sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -88,10 +103,16 @@ async def create_job(state: StateDep, principal: Editor, body: SubmissionCreate,
             validate_input(definition.definition, body.input)
         except InputInvalid as e:
             raise Problem(422, "invalid_input", e.message, pointer=e.path) from e
-        submission = Submission(tenant_id=principal.tenant_id,
-                                workflow_definition_id=definition.id, input=body.input)
+        input_key = None
+        if body.input_upload_id:
+            upload = await session.get(Upload, body.input_upload_id)
+            if upload is None:
+                raise not_found("upload", body.input_upload_id)
+            input_key = upload.key
+        submission = Submission(tenant_id=principal.tenant_id, workflow_definition_id=definition.id,
+                                input=body.input, input_upload_id=body.input_upload_id, input_url=body.input_url)
         job = Job(tenant_id=principal.tenant_id, submission_id=submission.id,
-                  workflow_definition_id=definition.id, workflow_key=definition.key)
+                  workflow_definition_id=definition.id, workflow_key=definition.key, input_key=input_key)
         session.add(submission)
         await session.flush()
         session.add(job)

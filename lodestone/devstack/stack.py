@@ -1,6 +1,7 @@
 """The embedded stack as `lodestone dev`, `lodestone demo` and the tests start it."""
 
 import asyncio
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -35,7 +36,10 @@ class Stack:
         s = self.settings
         return {"DATA_DIR": str(s.data_path), "TEMPORAL_PORT": str(s.temporal_port),
                 "POSTGRES_PORT": str(s.postgres_port), "API_PORT": str(s.api_port),
-                "API_HOST": s.api_host, "TEMPORAL_UI_PORT": str(s.temporal_ui_port), **self.extra_env}
+                "API_HOST": s.api_host, "TEMPORAL_UI_PORT": str(s.temporal_ui_port),
+                # The sample job's webhook receiver listens on loopback.
+                "OUTBOUND_ALLOW_CIDRS": json.dumps(s.outbound_allow_cidrs or ["127.0.0.1/32"]),
+                **self.extra_env}
 
     def start_infra(self, progress: Progress | None = None) -> None:
         s = self.settings

@@ -6,7 +6,11 @@ Revises: 0001
 
 from alembic import op
 
-from schema.tables import TENANT_TABLES
+# Frozen here: later migrations guard the tables they add themselves.
+TENANT_TABLES = [
+    "workflow_definitions", "forms", "submissions", "jobs", "job_steps", "artifacts", "usage_records",
+    "deliveries", "delivery_attempts", "job_failures", "idempotency_keys", "contacts", "messages", "summaries",
+]
 
 revision = "0002"
 down_revision = "0001"
@@ -18,7 +22,7 @@ APP_ROLE = "lodestone_app"
 CURRENT_TENANT = "NULLIF(current_setting('app.tenant_id', true), '')::uuid"
 
 
-def _guard(table: str, column: str) -> None:
+def guard(table: str, column: str) -> None:
     op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
     op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
     op.execute(
@@ -32,9 +36,9 @@ def upgrade() -> None:
         f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}') "
         f"THEN CREATE ROLE {APP_ROLE} NOLOGIN; END IF; END $$"
     )
-    _guard("tenants", "id")
+    guard("tenants", "id")
     for table in TENANT_TABLES:
-        _guard(table, "tenant_id")
+        guard(table, "tenant_id")
     tables = ", ".join(["tenants", *TENANT_TABLES])
     op.execute(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
     op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON {tables} TO {APP_ROLE}")
