@@ -1,0 +1,124 @@
+"""The one outbound URL guard, shared by webhook delivery and input fetching.
+
+Only http and https. The host is resolved at connect time and every address it resolves
+to must be public (or inside OUTBOUND_ALLOW_CIDRS); the connection then goes to the
+address that was checked, so a DNS answer cannot change between check and use.
+Redirects are followed by hand, each hop checked the same way, up to a limit.
+"""
+
+import asyncio
+import ipaddress
+import socket
+import ssl
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import httpcore
+import httpx
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+ALLOWED_SCHEMES = ("http", "https")
+REDIRECTS = (301, 302, 303, 307, 308)
+
+
+class OutboundRefused(ValueError):
+    """The URL, or an address it resolves to, is not one Lodestone may call."""
+
+
+def _embedded_v4(ip: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 form carries (mapped, 6to4, Teredo, NAT64), else ip."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped:
+            return ip.ipv4_mapped
+        if ip.sixtofour:
+            return ip.sixtofour
+        if ip.teredo:
+            return ip.teredo[1]
+        if ip in ipaddress.ip_network("64:ff9b::/96"):
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return ip
+
+
+def check_address(ip: IPAddress, allow: Sequence[Network] = ()) -> None:
+    target = _embedded_v4(ip)
+    if any(target in net for net in allow if net.version == target.version):
+        return
+    if not target.is_global or target.is_multicast:
+        raise OutboundRefused(f"address {ip} is not public (loopback, private, link-local or reserved)")
+
+
+def check_url(url: str | httpx.URL) -> httpx.URL:
+    try:
+        parsed = httpx.URL(str(url))
+    except (httpx.InvalidURL, ValueError) as e:
+        raise OutboundRefused(f"invalid URL {str(url)[:200]!r}: {e}") from e
+    if parsed.scheme not in ALLOWED_SCHEMES:
+        raise OutboundRefused(f"scheme {parsed.scheme or '(none)'!r} is not allowed: only http and https")
+    if not parsed.host:
+        raise OutboundRefused(f"URL {str(url)[:200]!r} has no host")
+    if parsed.userinfo:
+        raise OutboundRefused("URLs with credentials in them are not allowed")
+    return parsed
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, allow: Sequence[Network]) -> None:
+        self.allow = allow
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None,
+                          socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as e:
+            # Not a refusal: DNS can fail for a while, so callers may retry this.
+            raise httpx.ConnectError(f"cannot resolve {host!r}: {e}") from e
+        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        for ip in addresses:
+            check_address(ip, self.allow)
+        return await self._inner.connect_tcp(str(addresses[0]), port, timeout=timeout,
+                                             local_address=local_address, socket_options=socket_options)
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+        raise OutboundRefused("unix sockets are not allowed")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    def __init__(self, allow: Sequence[Network], **limits: Any) -> None:
+        super().__init__()
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl.create_default_context(), network_backend=GuardedBackend(allow), **limits)
+
+
+def parse_allow(cidrs: Iterable[str]) -> list[Network]:
+    return [ipaddress.ip_network(c, strict=False) for c in cidrs]
+
+
+def guarded_client(allow_cidrs: Iterable[str] = (), timeout: float = 30.0) -> httpx.AsyncClient:
+    """An httpx client that can reach only public addresses (plus allow_cidrs); no proxies
+    from the environment, no automatic redirects."""
+    return httpx.AsyncClient(transport=GuardedTransport(parse_allow(allow_cidrs)), trust_env=False,
+                             follow_redirects=False, timeout=timeout)
+
+
+async def open_stream(client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None,
+                      max_redirects: int = 5) -> httpx.Response:
+    """GET url as a stream, following at most max_redirects redirects, each hop guarded.
+    The caller closes the response."""
+    current = check_url(url)
+    for _ in range(max_redirects + 1):
+        try:
+            resp = await client.send(client.build_request("GET", current, headers=headers), stream=True)
+        except httpx.InvalidURL as e:
+            raise OutboundRefused(str(e)) from e
+        if resp.status_code not in REDIRECTS or "location" not in resp.headers:
+            return resp
+        await resp.aclose()
+        current = check_url(current.join(resp.headers["location"]))
+    raise OutboundRefused(f"more than {max_redirects} redirects from {url[:200]!r}")
