@@ -1,6 +1,7 @@
 """Session fixtures: a real PostgreSQL and Temporal dev server, the API and worker as
 real processes, an OpenAI-compatible stand-in, and two tenants with tokens."""
 
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from temporalio.client import Client
 
 from lodestone.db import make_engine
 from lodestone.devstack.keys import mint_token
-from lodestone.devstack.processes import free_port
+from lodestone.devstack.processes import free_port, venv_bin, wait_for_port
 from lodestone.devstack.stack import Stack
 from lodestone.settings import Settings
 from lodestone.tenants import create_tenant
@@ -23,6 +24,24 @@ from tests.standins.openai_server import OpenAIStandIn
 def llm_standin() -> Iterator[OpenAIStandIn]:
     with OpenAIStandIn() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def moto_port() -> Iterator[int]:
+    """moto's S3 server: the stand-in for MinIO/S3. It keeps objects in memory: keep them small."""
+    port = free_port()
+    proc = subprocess.Popen([venv_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port("127.0.0.1", port, timeout=30, proc=proc)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture(scope="session")

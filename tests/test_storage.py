@@ -2,15 +2,10 @@
 
 import hashlib
 import os
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from lodestone.devstack.processes import free_port, wait_for_port
 from lodestone.settings import Settings
 from lodestone.storage import (
     CHUNK,
@@ -26,24 +21,6 @@ from lodestone.storage import (
 
 # Crosses the 256 KiB chunk boundary twice, yet small enough for moto's memory.
 BIG = 600_000
-
-
-@pytest.fixture(scope="module")
-def moto_port() -> Iterator[int]:
-    port = free_port()
-    binary = Path(sys.executable).parent / "moto_server"
-    proc = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port("127.0.0.1", port, timeout=30, proc=proc)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module", params=["fs", "s3"])

@@ -1,0 +1,125 @@
+"""Kill -9 the worker part-way through an ingest: the next attempt uploads only the parts
+that were not done, on both stores."""
+
+import asyncio
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from lodestone.settings import Settings
+from lodestone.storage import make_store
+from tests.ingest_worker import IngestProbeWorkflow
+from workflows.types import IngestInput, IngestResult
+
+PART = 5 * 1024 * 1024
+
+
+class StallingSource:
+    """Serves data with Range support; the first full read stalls after `stall_at` bytes."""
+
+    def __init__(self, data: bytes, stall_at: int) -> None:
+        self.data, self.stall_at, self.ranges = data, stall_at, []
+        self.release = threading.Event()
+        source = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                rng = self.headers.get("range")
+                source.ranges.append(rng)
+                start = int(rng.split("=")[1].split("-")[0]) if rng else 0
+                self.send_response(206 if rng else 200)
+                self.send_header("content-length", str(len(source.data) - start))
+                self.end_headers()
+                if rng is None:
+                    self.wfile.write(source.data[: source.stall_at])
+                    self.wfile.flush()
+                    source.release.wait(60)
+                    return
+                self.wfile.write(source.data[start:])
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/big.bin"
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def worker_env(settings: Settings, s3_endpoint: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "DATABASE_"))}
+    env.update(DATA_DIR=str(settings.data_path), POSTGRES_PORT=str(settings.postgres_port),
+               TEMPORAL_PORT=str(settings.temporal_port), UPLOAD_PART_SIZE=str(PART),
+               OUTBOUND_ALLOW_CIDRS='["127.0.0.1/32"]')
+    if s3_endpoint:
+        env.update(S3_ENDPOINT=s3_endpoint, S3_ACCESS_KEY="test", S3_SECRET_KEY="test", S3_BUCKET="resume")
+    return env
+
+
+def start_worker(env: dict[str, str], queue: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "tests.ingest_worker", queue], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+async def wait_for_parts(handle, parts: int, timeout: float = 60) -> None:
+    """Until the server holds a heartbeat that records `parts` finished parts."""
+    from temporalio.converter import default
+
+    for _ in range(int(timeout / 0.2)):
+        desc = await handle.describe()
+        for pending in desc.raw_description.pending_activities:
+            if pending.heartbeat_details.payloads:
+                cp = default().payload_converter.from_payloads(pending.heartbeat_details.payloads)[0]
+                if len(cp["parts"]) >= parts:
+                    return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no heartbeat with {parts} parts within {timeout}s")
+
+
+@pytest.mark.parametrize("backend", ["fs", "s3"])
+async def test_killed_ingest_resumes_from_last_part(backend, settings, stack, temporal, tenant_a, request):
+    s3 = f"http://127.0.0.1:{request.getfixturevalue('moto_port')}" if backend == "s3" else None
+    data = os.urandom(2 * PART + 300_000)  # three parts: two full, one short
+    source = StallingSource(data, stall_at=2 * PART + 100_000)
+    env, queue = worker_env(settings, s3), f"ingest-{uuid.uuid4()}"
+    first = start_worker(env, queue)
+    second = None
+    try:
+        job_id = str(uuid.uuid4())
+        handle = await temporal.start_workflow(
+            IngestProbeWorkflow.run, IngestInput(str(tenant_a.id), job_id, source.url),
+            id=f"ingest-{job_id}", task_queue=queue)
+        await wait_for_parts(handle, 2)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        source.release.set()
+        second = start_worker(env, queue)
+        result: IngestResult = await asyncio.wait_for(handle.result(), 60)
+    finally:
+        for proc in (first, second):
+            if proc and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        source.close()
+    assert (result.parts, result.resumed_from_part, result.parts_uploaded) == (3, 2, 1)
+    assert result.size == len(data)
+    assert source.ranges == [None, f"bytes={2 * PART}-"]
+    store = make_store(Settings(_env_file=None, data_dir=settings.data_path, s3_endpoint=s3,
+                                s3_access_key="test" if s3 else None, s3_secret_key="test" if s3 else None,
+                                s3_bucket="resume"))
+    stored = await store.get_bytes(result.key)
+    assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(data).hexdigest()
