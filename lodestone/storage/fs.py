@@ -18,7 +18,7 @@ from lodestone.storage.base import (
     check_key,
 )
 
-WRITE_BATCH = 1024 * 1024
+WRITE_BATCH = 4 * 1024 * 1024
 
 
 class FilesystemStore(ObjectStore):
@@ -30,6 +30,10 @@ class FilesystemStore(ObjectStore):
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
+
+    def _new_partial(self) -> Path:
+        self.partial.mkdir(parents=True, exist_ok=True)  # cheap, and survives a wiped root
+        return self.partial / uuid.uuid4().hex
 
     def _file(self, key: str) -> Path:
         path = self._path(key)
@@ -43,9 +47,10 @@ class FilesystemStore(ObjectStore):
         tmp.replace(path)
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> StoredObject:
-        path, tmp = self._path(key), self.partial / uuid.uuid4().hex
+        path = self._path(key)
 
         def write() -> None:
+            tmp = self._new_partial()
             with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
@@ -57,10 +62,12 @@ class FilesystemStore(ObjectStore):
 
     async def put_stream(self, key: str, chunks: AsyncIterator[bytes], content_type: str,
                          limit: int | None = None) -> StoredObject:
-        """Straight into one file: no parts needed when nothing has to resume."""
-        path, tmp = self._path(key), self.partial / uuid.uuid4().hex
+        """Straight into one file: no parts needed when nothing has to resume. One batch is
+        written (and hashed) in a thread while the next one is being received."""
+        path, tmp = self._path(key), await asyncio.to_thread(self._new_partial)
         digest, size, batch = hashlib.sha256(), 0, bytearray()
         f = await asyncio.to_thread(open, tmp, "wb")
+        writing: asyncio.Future[None] | None = None
         try:
             async for chunk in chunks:
                 size += len(chunk)
@@ -68,15 +75,21 @@ class FilesystemStore(ObjectStore):
                     raise ObjectTooLarge(limit)
                 batch += chunk
                 if len(batch) >= WRITE_BATCH:
-                    data = bytes(batch)
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(asyncio.to_thread(self._write_and_hash, f, bytes(batch), digest))
                     batch.clear()
-                    await asyncio.to_thread(self._write_and_hash, f, data, digest)
+            if writing is not None:
+                await writing
             await asyncio.to_thread(self._write_and_hash, f, bytes(batch), digest)
             await asyncio.to_thread(f.flush)
             await asyncio.to_thread(os.fsync, f.fileno())
             f.close()
             await asyncio.to_thread(self._publish, tmp, path)
         except BaseException:
+            if writing is not None:
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(writing)
             f.close()
             tmp.unlink(missing_ok=True)
             raise
@@ -132,9 +145,9 @@ class FilesystemStore(ObjectStore):
 
     async def begin_parts(self, key: str, content_type: str) -> str:
         check_key(key)
-        upload_id = uuid.uuid4().hex
-        await asyncio.to_thread(self._partial(upload_id).touch)
-        return upload_id
+        path = await asyncio.to_thread(self._new_partial)
+        await asyncio.to_thread(path.touch)
+        return path.name
 
     async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> PartRef:
         path = self._partial(upload_id)
