@@ -20,6 +20,7 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 ALLOWED_SCHEMES = ("http", "https")
 REDIRECTS = (301, 302, 303, 307, 308)
+_IETF_PROTOCOL_V4 = ipaddress.ip_network("192.0.0.0/24")
 
 
 class OutboundRefused(ValueError):
@@ -44,7 +45,12 @@ def check_address(ip: IPAddress, allow: Sequence[Network] = ()) -> None:
     target = _embedded_v4(ip)
     if any(target in net for net in allow if net.version == target.version):
         return
-    if not target.is_global or target.is_multicast:
+    # Public IPv6 unicast is 2000::/3; Python 3.11's is_global misses the rest of the reserved
+    # space (IPv4-compatible ::a.b.c.d, local-use NAT64 64:ff9b:1::/48) and site-local fec0::/10.
+    v6_not_public = target.version == 6 and (target.is_reserved or target.is_site_local)
+    if target.version == 4 and target in _IETF_PROTOCOL_V4:  # 3.11 counts only part of it as private
+        raise OutboundRefused(f"address {ip} is not public (IETF protocol assignments)")
+    if not target.is_global or target.is_multicast or v6_not_public:
         raise OutboundRefused(f"address {ip} is not public (loopback, private, link-local or reserved)")
 
 
