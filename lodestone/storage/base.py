@@ -114,8 +114,10 @@ class ObjectStore(ABC):
                 digest.update(chunk)
                 buffer += chunk
                 while len(buffer) >= self.part_size:
-                    await flush(bytes(buffer[: self.part_size]))
+                    with memoryview(buffer) as view:  # one copy per part, not two
+                        part = bytes(view[: self.part_size])
                     del buffer[: self.part_size]
+                    await flush(part)
             if buffer or not (parts or pending):
                 await flush(bytes(buffer))
             parts += await asyncio.gather(*pending)
