@@ -4,6 +4,7 @@ Idempotency-Key semantics."""
 import hashlib
 import json
 import uuid
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
@@ -25,6 +26,7 @@ from workflows.submission import SubmissionWorkflow
 from workflows.types import JOB_ID, TENANT_ID, WORKFLOW_KEY, SubmissionInput
 
 router = APIRouter(prefix="/v1/submissions", tags=["submissions"])
+START_TIMEOUT = timedelta(seconds=5)
 
 
 class SubmissionCreate(BaseModel):
@@ -65,7 +67,7 @@ def request_hash(body: SubmissionCreate) -> str:
 async def start_job(temporal: Client, settings: Settings, job: Job) -> None:
     await temporal.start_workflow(
         SubmissionWorkflow.run, SubmissionInput(str(job.tenant_id), str(job.id)),
-        id=str(job.id), task_queue=settings.temporal_task_queue,
+        id=str(job.id), task_queue=settings.temporal_task_queue, rpc_timeout=START_TIMEOUT,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         search_attributes=TypedSearchAttributes([
             SearchAttributePair(TENANT_ID, str(job.tenant_id)), SearchAttributePair(JOB_ID, str(job.id)),
