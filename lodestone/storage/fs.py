@@ -21,6 +21,19 @@ from lodestone.storage.base import (
 WRITE_BATCH = 4 * 1024 * 1024
 
 
+def _write_all(fd: int, chunks: list[bytes], digest: "hashlib._Hash") -> None:
+    for chunk in chunks:
+        digest.update(chunk)
+    views = [memoryview(c) for c in chunks if c]
+    while views:  # writev may write less than asked
+        written = os.writev(fd, views)
+        while views and written >= len(views[0]):
+            written -= len(views[0])
+            views.pop(0)
+        if views and written:
+            views[0] = views[0][written:]
+
+
 class FilesystemStore(ObjectStore):
     def __init__(self, root: Path, part_size: int = 16 * 1024 * 1024) -> None:
         self.root = root.resolve()
@@ -62,43 +75,42 @@ class FilesystemStore(ObjectStore):
 
     async def put_stream(self, key: str, chunks: AsyncIterator[bytes], content_type: str,
                          limit: int | None = None) -> StoredObject:
-        """Straight into one file: no parts needed when nothing has to resume. One batch is
-        written (and hashed) in a thread while the next one is being received."""
+        """Straight into one file: no parts needed when nothing has to resume. Chunks are
+        gathered (not copied) into batches; one batch is hashed and written with writev in
+        a thread while the next one is being received."""
         path, tmp = self._path(key), await asyncio.to_thread(self._new_partial)
-        digest, size, batch = hashlib.sha256(), 0, bytearray()
-        f = await asyncio.to_thread(open, tmp, "wb")
+        digest, size = hashlib.sha256(), 0
+        batch: list[bytes] = []
+        batched = 0
+        fd = await asyncio.to_thread(os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         writing: asyncio.Future[None] | None = None
         try:
             async for chunk in chunks:
                 size += len(chunk)
                 if limit is not None and size > limit:
                     raise ObjectTooLarge(limit)
-                batch += chunk
-                if len(batch) >= WRITE_BATCH:
+                batch.append(chunk)
+                batched += len(chunk)
+                if batched >= WRITE_BATCH or len(batch) >= 512:
                     if writing is not None:
                         await writing
-                    writing = asyncio.ensure_future(asyncio.to_thread(self._write_and_hash, f, bytes(batch), digest))
-                    batch.clear()
+                    writing = asyncio.ensure_future(asyncio.to_thread(_write_all, fd, batch, digest))
+                    batch, batched = [], 0
             if writing is not None:
                 await writing
-            await asyncio.to_thread(self._write_and_hash, f, bytes(batch), digest)
-            await asyncio.to_thread(f.flush)
-            await asyncio.to_thread(os.fsync, f.fileno())
-            f.close()
+            await asyncio.to_thread(_write_all, fd, batch, digest)
+            await asyncio.to_thread(os.fsync, fd)
+            os.close(fd)
             await asyncio.to_thread(self._publish, tmp, path)
         except BaseException:
             if writing is not None:
                 with contextlib.suppress(BaseException):
                     await asyncio.shield(writing)
-            f.close()
+            with contextlib.suppress(OSError):
+                os.close(fd)
             tmp.unlink(missing_ok=True)
             raise
         return StoredObject(key, size, digest.hexdigest())
-
-    @staticmethod
-    def _write_and_hash(f: object, data: bytes, digest: "hashlib._Hash") -> None:
-        digest.update(data)
-        f.write(data)  # type: ignore[attr-defined]
 
     async def get_bytes(self, key: str) -> bytes:
         path = await asyncio.to_thread(self._file, key)
