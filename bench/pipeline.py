@@ -1,16 +1,13 @@
-"""Throughput of Lodestone against raw Temporal, on one embedded stack and one dev server.
+"""Lodestone against raw Temporal, on one embedded stack and one dev server: (1) client.start_workflow
+vs POST /v1/submissions, (2) a 3-step offline pipeline from POST to its webhook, (3) the pipeline's
+activities/s vs a one-activity hello-world workflow on an in-process worker.
 
-1. raw `client.start_workflow` vs `POST /v1/submissions`: starts/s, p50 and p99 latency;
-2. a 3-step offline pipeline (html, one webhook): pipelines/s and POST-to-webhook latency;
-3. activities/s of that pipeline vs a one-activity hello-world workflow on an in-process worker.
-
-Run: .venv/bin/python bench/pipeline.py [--n 200] [--pipelines 50] [--concurrency 8]
-Progress goes to stderr; the table and then one JSON line (the last) go to stdout.
-"""
+Progress goes to stderr; a table and then one JSON line (the last) go to stdout."""
 
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -40,6 +37,8 @@ with workflow.unsafe.imports_passed_through():
     from lodestone.tenants import create_tenant
 
 HELLO_TIMEOUT = timedelta(seconds=30)
+PORTS = ("postgres", "temporal", "temporal_http", "temporal_metrics", "temporal_ui", "api")
+STEPS = [("research", "input.company"), ("outline", "steps.research"), ("write", "steps.outline")]
 err = Console(stderr=True)
 
 
@@ -60,14 +59,8 @@ def definition(webhook_url: str) -> dict[str, Any]:
     return {
         "key": f"bench-{uuid.uuid4().hex[:8]}",
         "input_schema": {"type": "object", "required": ["company"], "properties": {"company": {"type": "string"}}},
-        "steps": [
-            {"id": "research", "model": "offline", "inputs": {"c": "input.company"},
-             "instructions": "Research {{ c }}."},
-            {"id": "outline", "model": "offline", "inputs": {"r": "steps.research"},
-             "instructions": "Outline from: {{ r }}"},
-            {"id": "write", "model": "offline", "inputs": {"o": "steps.outline"},
-             "instructions": "Write using {{ o }}."},
-        ],
+        "steps": [{"id": step, "model": "offline", "inputs": {"x": source}, "instructions": step + ": {{ x }}"}
+                  for step, source in STEPS],
         "template": "<html><body><h1>{{ input.company }}</h1>{{ steps.write | paragraphs }}</body></html>",
         "outputs": ["html"],
         "delivery": [{"type": "webhook", "url": webhook_url}],
@@ -113,8 +106,15 @@ async def wait_arrivals(arrivals: Arrivals, job_ids: list[str], timeout: float) 
     deadline = time.monotonic() + timeout
     while (missing := [j for j in job_ids if j not in arrivals.at]) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    if missing:
+    if missing:  # a failed job never calls back: the caller reports on what did arrive
         err.print(f"[red]{len(missing)} of {len(job_ids)} jobs not delivered after {timeout:.0f}s[/red]")
+
+
+async def submit(api: httpx.AsyncClient, key: str, i: int) -> str:
+    resp = await api.post("/v1/submissions", json={"workflow_key": key, "input": {"company": f"Acme {i}"}},
+                          headers={"Idempotency-Key": uuid.uuid4().hex})
+    resp.raise_for_status()
+    return resp.json()["job_id"]
 
 
 async def bench_starts(client: Client, api: httpx.AsyncClient, key: str, args: argparse.Namespace,
@@ -127,10 +127,7 @@ async def bench_starts(client: Client, api: httpx.AsyncClient, key: str, args: a
     job_ids: list[str] = []
 
     async def post(i: int) -> None:
-        resp = await api.post("/v1/submissions", json={"workflow_key": key, "input": {"company": f"Acme {i}"}},
-                              headers={"Idempotency-Key": uuid.uuid4().hex})
-        resp.raise_for_status()
-        job_ids.append(resp.json()["job_id"])
+        job_ids.append(await submit(api, key, i))
 
     warm = args.concurrency
     await timed(warm, warm, lambda i: raw(args.n + i))
@@ -148,22 +145,15 @@ async def bench_pipelines(api: httpx.AsyncClient, key: str, arrivals: Arrivals,
 
     async def post(i: int) -> None:
         t0 = time.monotonic()
-        resp = await api.post("/v1/submissions", json={"workflow_key": key, "input": {"company": f"Pipe {i}"}},
-                              headers={"Idempotency-Key": uuid.uuid4().hex})
-        resp.raise_for_status()
-        posted[resp.json()["job_id"]] = t0
+        posted[await submit(api, key, i)] = t0
 
     err.print(f"{args.pipelines} pipelines, POST to signed webhook received")
     await timed(args.pipelines, args.concurrency, post)
     await wait_arrivals(arrivals, list(posted), args.timeout)
-    done = [j for j in posted if j in arrivals.at]
+    if len(done := [j for j in posted if j in arrivals.at]) < 2:
+        raise RuntimeError("fewer than 2 pipelines delivered: see the worker log under the data dir (--keep)")
     wall = max(arrivals.at[j] for j in done) - min(posted.values())
     return stats([arrivals.at[j] - posted[j] for j in done], wall), done
-
-
-async def count_activities(client: Client, job_id: str) -> int:
-    events = [e async for e in client.get_workflow_handle(job_id).fetch_history_events()]
-    return sum(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED for e in events)
 
 
 async def bench_hello(client: Client, args: argparse.Namespace, run: str) -> dict[str, Any]:
@@ -189,12 +179,10 @@ async def bench_hello(client: Client, args: argparse.Namespace, run: str) -> dic
 
 
 async def bench(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    run = uuid.uuid4().hex[:8]
+    run, out = uuid.uuid4().hex[:8], {"config": {k: v for k, v in vars(args).items() if k != "keep"}}
     engine = make_engine(settings.app_database_url, 2)
-    try:
-        tenant = await create_tenant(engine, "Bench")
-    finally:
-        await engine.dispose()
+    tenant = await create_tenant(engine, "Bench")
+    await engine.dispose()
     token = mint_token(settings.data_path, issuer=settings.issuer, audience=settings.auth_audience,
                        tenant_id=str(tenant.id), roles=["admin"], subject="bench")
     client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
@@ -206,12 +194,14 @@ async def bench(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
             resp = await api.post("/v1/workflows", json=definition(receiver.url))
             resp.raise_for_status()
             key = resp.json()["key"]
-            out, phase1_jobs = await bench_starts(client, api, key, args, run)
+            starts, phase1_jobs = await bench_starts(client, api, key, args, run)
+            out |= starts
             out["delivered_during_post_phase"] = sum(j in arrivals.at for j in phase1_jobs)
             err.print(f"draining the {len(phase1_jobs)} jobs the POST phase submitted")
             await wait_arrivals(arrivals, phase1_jobs, args.timeout)
             out["pipelines"], done = await bench_pipelines(api, key, arrivals, args)
-    out["activities_per_pipeline"] = await count_activities(client, done[0])
+    events = [e async for e in client.get_workflow_handle(done[0]).fetch_history_events()]
+    out["activities_per_pipeline"] = sum(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED for e in events)
     out["pipeline_activities_per_s"] = round(out["pipelines"]["per_s"] * out["activities_per_pipeline"], 2)
     out["hello"] = await bench_hello(client, args, run)
     out["post_vs_raw_start_rate"] = round(out["post_submission"]["per_s"] / out["raw_start"]["per_s"], 3)
@@ -220,7 +210,7 @@ async def bench(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def report(r: dict[str, Any], args: argparse.Namespace) -> None:
-    table = Table(title=f"Lodestone bench (concurrency {args.concurrency}, one dev server, 2 cores)")
+    table = Table(title=f"Lodestone bench (concurrency {args.concurrency}, one dev server, {os.cpu_count()} cores)")
     for col in ("measure", "count", "rate/s", "p50 ms", "p99 ms"):
         table.add_column(col, justify="left" if col == "measure" else "right")
 
@@ -249,11 +239,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lodestone-bench-", ignore_cleanup_errors=True) as tmp:
         data_dir = Path(tempfile.mkdtemp(prefix="lodestone-bench-")) if args.keep else Path(tmp)
-        settings = Settings(_env_file=None, data_dir=data_dir, postgres_port=free_port(),  # type: ignore[call-arg]
-                            temporal_port=free_port(), temporal_http_port=free_port(),
-                            temporal_metrics_port=free_port(), temporal_ui_port=free_port(),
-                            api_port=free_port(), database_url=None, s3_endpoint=None, temporal_address=None,
-                            llm_base_url=None)
+        ports = {f"{name}_port": free_port() for name in PORTS}
+        settings = Settings(_env_file=None, data_dir=data_dir, database_url=None, s3_endpoint=None,
+                            temporal_address=None, llm_base_url=None, **ports)
         stack = Stack(settings, web_ui=False)
         err.print(f"data dir {data_dir}")
         try:
