@@ -7,55 +7,17 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from lodestone.settings import Settings
 from lodestone.storage import make_store
 from tests.ingest_worker import IngestProbeWorkflow
+from tests.standins.file_source import FileSource
 from workflows.types import IngestInput, IngestResult
 
 PART = 5 * 1024 * 1024
-
-
-class StallingSource:
-    """Serves data with Range support; the first full read stalls after `stall_at` bytes."""
-
-    def __init__(self, data: bytes, stall_at: int) -> None:
-        self.data, self.stall_at, self.ranges = data, stall_at, []
-        self.release = threading.Event()
-        source = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                rng = self.headers.get("range")
-                source.ranges.append(rng)
-                start = int(rng.split("=")[1].split("-")[0]) if rng else 0
-                self.send_response(206 if rng else 200)
-                self.send_header("content-length", str(len(source.data) - start))
-                self.end_headers()
-                if rng is None:
-                    self.wfile.write(source.data[: source.stall_at])
-                    self.wfile.flush()
-                    source.release.wait(60)
-                    return
-                self.wfile.write(source.data[start:])
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/big.bin"
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def worker_env(settings: Settings, s3_endpoint: str | None) -> dict[str, str]:
@@ -94,14 +56,14 @@ async def wait_for_parts(handle, parts: int, timeout: float = 60) -> None:
 async def test_killed_ingest_resumes_from_last_part(backend, settings, stack, temporal, tenant_a, request):
     s3 = f"http://127.0.0.1:{request.getfixturevalue('moto_port')}" if backend == "s3" else None
     data = os.urandom(2 * PART + 300_000)  # three parts: two full, one short
-    source = StallingSource(data, stall_at=2 * PART + 100_000)
+    source = FileSource(data, stall_at=2 * PART + 100_000)
     env, queue = worker_env(settings, s3), f"ingest-{uuid.uuid4()}"
     first = start_worker(env, queue)
     second = None
     try:
         job_id = str(uuid.uuid4())
         handle = await temporal.start_workflow(
-            IngestProbeWorkflow.run, IngestInput(str(tenant_a.id), job_id, source.url),
+            IngestProbeWorkflow.run, IngestInput(str(tenant_a.id), job_id, source.url()),
             id=f"ingest-{job_id}", task_queue=queue)
         await wait_for_parts(handle, 2)
         first.send_signal(signal.SIGKILL)

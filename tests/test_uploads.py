@@ -5,9 +5,7 @@ import hashlib
 import os
 import select as selectors_
 import socket
-import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlmodel import select
@@ -17,6 +15,7 @@ from lodestone.receiver import WebhookReceiver
 from schema.tables import Tenant, Upload
 from tests.conftest import _tenant
 from tests.helpers import create_workflow, definition, submit, wait_job
+from tests.standins.file_source import FileSource
 
 LIMIT = 1024 * 1024
 
@@ -142,46 +141,9 @@ async def test_submission_cannot_use_another_tenants_upload(tenant_a, tenant_b):
     assert resp.status_code == 404
 
 
-class Source:
-    """A local file server with Range support, and a redirect into metadata space."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data, self.ranges = data, []
-        source = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                if self.path == "/metadata":
-                    self.send_response(302)
-                    self.send_header("location", "http://169.254.169.254/latest/meta-data/")
-                    self.send_header("content-length", "0")
-                    self.end_headers()
-                    return
-                rng = self.headers.get("range")
-                source.ranges.append(rng)
-                start = int(rng.split("=")[1].split("-")[0]) if rng else 0
-                self.send_response(206 if rng else 200)
-                self.send_header("content-length", str(len(source.data) - start))
-                self.end_headers()
-                self.wfile.write(source.data[start:])
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self, path: str = "/file.csv") -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 async def test_submission_ingests_input_url(tenant_a, settings):
     data = os.urandom(2_500_000)
-    source = Source(data)
+    source = FileSource(data)
     try:
         with WebhookReceiver(tenant_a.webhook_secret) as hook:
             wf = await create_workflow(tenant_a.api, definition(hook.url))
@@ -201,7 +163,7 @@ async def test_input_url_checks(tenant_a):
         resp = await tenant_a.api.post("/v1/submissions", json={
             "workflow_key": wf["key"], "input": {"company": "A"}, "input_url": url})
         assert resp.status_code == 422, url
-    source = Source(b"unused")
+    source = FileSource(b"unused")
     try:
         resp = await submit(tenant_a.api, wf["key"])  # control: no input object is fine
         assert resp.status_code == 202
