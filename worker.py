@@ -12,22 +12,28 @@ import httpx
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.conversation import ConversationActivities
 from activities.delivery import DeliveryActivities
 from activities.ingest import IngestActivities
 from activities.jobs import JobActivities
 from activities.render import RenderActivities
 from activities.steps import StepActivities
+from activities.summary import SummaryActivities
 from lodestone.db import make_engine
 from lodestone.llm import LLMClient, RoutingLLM
 from lodestone.logs import setup_logging
 from lodestone.netguard import guarded_client
 from lodestone.settings import Settings, get_settings
 from lodestone.storage import ObjectStore, make_store
+from lodestone.whatsapp import WhatsAppClient
+from workflows.conversation import ConversationWorkflow
+from workflows.retention import PurgeMessagesWorkflow
 from workflows.submission import SubmissionWorkflow
+from workflows.summary import SummaryWorkflow
 
 log = logging.getLogger("lodestone.worker")
 
-WORKFLOWS = [SubmissionWorkflow]
+WORKFLOWS = [SubmissionWorkflow, ConversationWorkflow, SummaryWorkflow, PurgeMessagesWorkflow]
 
 
 @dataclass
@@ -44,8 +50,13 @@ def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def
     render = RenderActivities(engine, deps.store, deps.settings)
     delivery = DeliveryActivities(engine, deps.http, deps.settings)
     ingest = IngestActivities(engine, deps.store, deps.http, deps.settings)
+    whatsapp = WhatsAppClient(deps.http, deps.settings)
+    conversation = ConversationActivities(engine, deps.llm, whatsapp, deps.settings)
+    summary = SummaryActivities(engine, deps.store, deps.llm, whatsapp, deps.settings)
     return [jobs.load_plan, jobs.set_status, jobs.record_failure, steps.run_step, render.render,
-            delivery.deliver_webhook, ingest.ingest_input]
+            delivery.deliver_webhook, ingest.ingest_input, conversation.reply_to_batch,
+            conversation.purge_message_bodies, summary.load_window, summary.run_stage,
+            summary.render_summary_pdf, summary.send_document, summary.record_summary]
 
 
 def build_worker(client: Client, engine, deps: WorkerDeps, task_queue: str | None = None) -> Worker:  # type: ignore[no-untyped-def]

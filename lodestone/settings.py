@@ -44,6 +44,16 @@ class Settings(BaseSettings):
     ingest_max_redirects: int = 5
     outbound_allow_cidrs: list[str] = Field(default_factory=list)
 
+    whatsapp_app_secret: str | None = None
+    whatsapp_verify_token: str | None = None
+    whatsapp_access_token: str | None = None
+    whatsapp_graph_url: str = "https://graph.facebook.com/v21.0"
+    whatsapp_typing_indicator: bool = True
+    reply_batch_debounce: float = 5.0
+    reply_batch_max_wait: float = 30.0
+    summary_interval_days: int = 15
+    message_retention_days: int = 90
+
     llm_base_url: str | None = None
     llm_api_key: str | None = None
     llm_model: str = "offline"
@@ -70,6 +80,8 @@ class Settings(BaseSettings):
             raise ValueError("AUTH_DEV_ISSUER is off, so AUTH_ISSUER must name the Keycloak realm")
         if self.upload_part_size < 5 * 1024 * 1024:
             raise ValueError("UPLOAD_PART_SIZE must be at least 5 MiB (the S3 minimum part size)")
+        if self.reply_batch_debounce <= 0 or self.reply_batch_max_wait < self.reply_batch_debounce:
+            raise ValueError("REPLY_BATCH_MAX_WAIT must be at least REPLY_BATCH_DEBOUNCE, both positive")
         if self.step_concurrency < 1:
             raise ValueError("STEP_CONCURRENCY must be at least 1")
         return self

@@ -2,28 +2,14 @@
 (see migrations/versions/0001_initial.py)."""
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, UniqueConstraint
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import BigInteger, DateTime, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _ts(**kw: Any) -> Any:
-    return Field(default_factory=utcnow, sa_type=DateTime(timezone=True), **kw)
-
-
-def _json() -> Any:
-    return Field(default_factory=dict, sa_column=Column(JSONB, nullable=False))
-
-
-def _tenant() -> Any:
-    return Field(foreign_key="tenants.id", index=True)
+from schema.columns import _json, _tenant, _ts, utcnow
+from schema.conversations import ChannelRoute, Contact, Message, Summary
 
 
 class Tenant(SQLModel, table=True):
@@ -185,43 +171,16 @@ class IdempotencyKey(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
-class Contact(SQLModel, table=True):
-    __tablename__ = "contacts"
-    __table_args__ = (UniqueConstraint("tenant_id", "wa_id"),)
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    tenant_id: uuid.UUID = _tenant()
-    wa_id: str
-    name: str | None = None
-    created_at: datetime = _ts()
-
-
-class Message(SQLModel, table=True):
-    __tablename__ = "messages"
-    __table_args__ = (UniqueConstraint("tenant_id", "message_id"),)
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    tenant_id: uuid.UUID = _tenant()
-    contact_id: uuid.UUID = Field(foreign_key="contacts.id", index=True)
-    message_id: str
-    direction: str
-    body: str | None = None
-    sent_at: datetime = _ts()
-
-
-class Summary(SQLModel, table=True):
-    __tablename__ = "summaries"
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    tenant_id: uuid.UUID = _tenant()
-    contact_id: uuid.UUID = Field(foreign_key="contacts.id", index=True)
-    window_start: datetime = Field(sa_type=DateTime(timezone=True))
-    window_end: datetime = Field(sa_type=DateTime(timezone=True))
-    artifact_key: str
-    created_at: datetime = _ts()
-
-
 TENANT_TABLES = [
     t.__tablename__
     for t in (
         WorkflowDefinition, Form, Upload, Submission, Job, JobStep, Artifact, UsageRecord, Delivery,
-        DeliveryAttempt, JobFailure, IdempotencyKey, Contact, Message, Summary,
+        DeliveryAttempt, JobFailure, IdempotencyKey, Contact, Message, Summary, ChannelRoute,
     )
+]
+
+__all__ = [
+    "Artifact", "ChannelRoute", "Contact", "Delivery", "DeliveryAttempt", "Form", "IdempotencyKey", "Job",
+    "JobFailure", "JobStep", "Message", "Submission", "Summary", "TENANT_TABLES", "Tenant", "Upload", "UsageRecord",
+    "WorkflowDefinition", "utcnow",
 ]

@@ -15,6 +15,7 @@ from lodestone.db import make_engine
 from lodestone.devstack.keys import mint_token
 from lodestone.devstack.processes import free_port, venv_bin, wait_for_port
 from lodestone.devstack.stack import Stack
+from lodestone.graph_standin import GraphAPIStandIn
 from lodestone.settings import Settings
 from lodestone.tenants import create_tenant
 from tests.standins.openai_server import OpenAIStandIn
@@ -45,7 +46,14 @@ def moto_port() -> Iterator[int]:
 
 
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory: pytest.TempPathFactory, llm_standin: OpenAIStandIn) -> Settings:
+def graph_standin() -> Iterator[GraphAPIStandIn]:
+    with GraphAPIStandIn(token="graph-test-token") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory: pytest.TempPathFactory, llm_standin: OpenAIStandIn,
+             graph_standin: GraphAPIStandIn) -> Settings:
     return Settings(
         _env_file=None,
         data_dir=tmp_path_factory.mktemp("lodestone"),
@@ -53,6 +61,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory, llm_standin: OpenAIStandI
         temporal_metrics_port=free_port(), temporal_ui_port=free_port(), api_port=free_port(),
         llm_base_url=llm_standin.base_url, llm_api_key="stand-in-key", llm_timeout_seconds=2.0,
         database_url=None, s3_endpoint=None, temporal_address=None,
+        whatsapp_app_secret="wa-app-secret", whatsapp_verify_token="wa-verify-token",
+        whatsapp_access_token="graph-test-token", whatsapp_graph_url=graph_standin.base_url,
+        reply_batch_debounce=1.0, reply_batch_max_wait=4.0,
     )
 
 
@@ -62,7 +73,13 @@ def stack(settings: Settings) -> Iterator[Stack]:
         "LLM_BASE_URL": settings.llm_base_url or "", "LLM_API_KEY": settings.llm_api_key or "",
         "LLM_TIMEOUT_SECONDS": str(settings.llm_timeout_seconds),
         "TEMPORAL_HTTP_PORT": str(settings.temporal_http_port),
-        "TEMPORAL_METRICS_PORT": str(settings.temporal_metrics_port)})
+        "TEMPORAL_METRICS_PORT": str(settings.temporal_metrics_port),
+        "WHATSAPP_APP_SECRET": settings.whatsapp_app_secret or "",
+        "WHATSAPP_VERIFY_TOKEN": settings.whatsapp_verify_token or "",
+        "WHATSAPP_ACCESS_TOKEN": settings.whatsapp_access_token or "",
+        "WHATSAPP_GRAPH_URL": settings.whatsapp_graph_url,
+        "REPLY_BATCH_DEBOUNCE": str(settings.reply_batch_debounce),
+        "REPLY_BATCH_MAX_WAIT": str(settings.reply_batch_max_wait)})
     try:
         stack.start_infra()
         stack.start_app()

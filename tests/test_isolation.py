@@ -10,7 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from lodestone.db import tenant_session
 from lodestone.receiver import WebhookReceiver
-from schema.tables import TENANT_TABLES, Job, WorkflowDefinition
+from schema.tables import TENANT_TABLES, ChannelRoute, Job, WorkflowDefinition
 from tests.helpers import create_workflow, definition, submit, wait_job
 
 
@@ -46,11 +46,29 @@ async def test_rls_hides_other_tenants_rows(engine, tenant_a, tenant_b, delivere
         assert (await s.get(Job, job_id)) is not None
 
 
+# channel_routes is the one deliberate exception: every tenant reads it, only its owner writes.
+PRIVATE_TABLES = ["tenants", *(t for t in TENANT_TABLES if t != "channel_routes")]
+
+
 async def test_no_tenant_set_sees_nothing(engine, delivered_job_a):
     async with AsyncSession(engine) as s:
-        for table in ["tenants", *TENANT_TABLES]:
+        for table in PRIVATE_TABLES:
             count = (await s.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
             assert count == 0, table
+
+
+async def test_channel_routes_are_readable_but_only_their_owner_writes(engine, tenant_a, tenant_b):
+    async with tenant_session(engine, tenant_a.id) as s:
+        s.add(ChannelRoute(phone_number_id=f"iso-{uuid.uuid4().hex[:8]}", tenant_id=tenant_a.id))
+    async with tenant_session(engine, tenant_b.id) as s:
+        routes = (await s.exec(select(ChannelRoute).where(ChannelRoute.tenant_id == tenant_a.id))).all()
+        assert routes  # readable: a webhook must find its tenant
+        result = await s.execute(text("UPDATE channel_routes SET tenant_id = :b WHERE tenant_id = :a"),
+                                 {"a": tenant_a.id, "b": tenant_b.id})
+        assert result.rowcount == 0  # but not B's to change
+    with pytest.raises(DBAPIError, match="row-level security"):
+        async with tenant_session(engine, tenant_b.id) as s:
+            s.add(ChannelRoute(phone_number_id=f"iso-{uuid.uuid4().hex[:8]}", tenant_id=tenant_a.id))
 
 
 async def test_rls_blocks_writing_into_another_tenant(engine, tenant_a, tenant_b):

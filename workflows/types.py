@@ -126,3 +126,133 @@ class FailureInput:
     error_code: str
     message: str
     failed_step: str | None = None
+
+
+@dataclass
+class NewMessage:
+    """Signal: an inbound message was stored (its WhatsApp message id)."""
+
+    message_id: str
+
+
+@dataclass
+class ConversationInput:
+    tenant_id: str
+    contact_id: str
+    debounce_seconds: float = 5.0
+    max_wait_seconds: float = 30.0
+    typing_indicator: bool = True
+    idle_close_seconds: float = 24 * 3600.0
+    # Carried across continue-as-new.
+    pending: list[str] = field(default_factory=list)
+    batches_done: int = 0
+
+
+@dataclass
+class ReplyInput:
+    tenant_id: str
+    contact_id: str
+    message_ids: list[str]
+    batch_key: str
+    typing_indicator: bool = True
+
+
+@dataclass
+class ReplyResult:
+    wa_message_id: str
+    sent_now: bool  # False when an earlier attempt had already sent it
+
+
+@dataclass
+class SummaryInput:
+    tenant_id: str
+    contact_id: str
+    interval_days: int = 15
+
+
+@dataclass
+class SummaryWindow:
+    tenant_id: str
+    contact_id: str
+    window_start: str
+    window_end: str
+
+
+@dataclass
+class SummaryStageInput:
+    tenant_id: str
+    contact_id: str
+    window_end: str
+    stage: str  # extract, themes, write
+    source_key: str
+
+
+@dataclass
+class SummaryStageResult:
+    key: str
+    model: str
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+
+
+@dataclass
+class TranscriptResult:
+    key: str
+    message_count: int
+
+
+@dataclass
+class SummaryPdfInput:
+    tenant_id: str
+    contact_id: str
+    window_start: str
+    window_end: str
+    transcript_key: str
+    summary_key: str
+    themes_key: str
+
+
+@dataclass
+class SendDocumentInput:
+    tenant_id: str
+    contact_id: str
+    pdf_key: str
+    window_end: str
+
+
+@dataclass
+class SendDocumentResult:
+    media_id: str
+    wa_message_id: str
+
+
+@dataclass
+class RecordSummaryInput:
+    tenant_id: str
+    contact_id: str
+    window_start: str
+    window_end: str
+    message_count: int
+    pdf_key: str
+    media_id: str
+    wa_message_id: str
+    usage: list[SummaryStageResult] = field(default_factory=list)
+
+
+@dataclass
+class SummaryResult:
+    pdf_key: str
+    message_count: int
+    wa_message_id: str
+
+
+@dataclass
+class PurgeInput:
+    retention_days: int
+
+
+@dataclass
+class PurgeResult:
+    tenants: int
+    purged: int

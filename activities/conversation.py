@@ -1,0 +1,106 @@
+"""Conversation I/O: one LLM reply per batch, sent through the Graph API exactly once per
+batch key, and the retention purge of old message bodies."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.common import fail
+from lodestone.db import tenant_session
+from lodestone.llm import LLMClient, LLMError, LLMTransient
+from lodestone.settings import Settings
+from lodestone.whatsapp import GraphError, WhatsAppClient
+from schema.tables import ChannelRoute, Contact, Message, utcnow
+from workflows.types import PurgeInput, PurgeResult, ReplyInput, ReplyResult
+
+HISTORY = 20  # earlier messages the reply prompt sees
+
+
+def graph_failure(e: GraphError) -> ApplicationError:
+    return ApplicationError(str(e), type="GraphUnavailable") if e.retryable else fail("GraphRejected", str(e))
+
+
+async def load_contact(session: AsyncSession, contact_id: str) -> Contact:
+    contact = await session.get(Contact, uuid.UUID(contact_id))
+    if contact is None or not contact.phone_number_id:
+        raise fail("ContactNotFound", f"contact {contact_id} does not exist or has no WhatsApp number")
+    return contact
+
+
+class ConversationActivities:
+    def __init__(self, engine: AsyncEngine, llm: LLMClient, whatsapp: WhatsAppClient, settings: Settings) -> None:
+        self.engine, self.llm, self.whatsapp, self.settings = engine, llm, whatsapp, settings
+
+    @activity.defn
+    async def reply_to_batch(self, inp: ReplyInput) -> ReplyResult:
+        async with tenant_session(self.engine, inp.tenant_id) as s:
+            contact = await load_contact(s, inp.contact_id)
+            done = (await s.exec(select(Message).where(Message.client_key == inp.batch_key))).first()
+            if done is not None and done.status == "sent":
+                return ReplyResult(done.message_id or "", sent_now=False)
+            history = list((await s.exec(select(Message).where(Message.contact_id == contact.id)
+                                         .order_by(col(Message.sent_at).desc()).limit(HISTORY))).all())
+        batch = [m for m in history if m.message_id in inp.message_ids]
+        if inp.typing_indicator and batch:
+            try:
+                await self.whatsapp.typing(contact.phone_number_id or "", batch[-1].message_id or "")
+            except GraphError as e:
+                activity.logger.info("typing indicator failed (%s); replying anyway", e)
+        prompt = self._prompt(contact, reversed(history), inp.message_ids)
+        try:
+            completion = await self.llm.complete(self.settings.llm_model, prompt)
+        except LLMTransient as e:
+            raise ApplicationError(str(e), type="LLMTransient") from e
+        except LLMError as e:
+            raise fail(type(e).__name__, str(e)) from e
+        await self._record(inp, contact, completion.text, status="pending")
+        try:
+            wa_id = await self.whatsapp.send_text(contact.phone_number_id or "", contact.wa_id, completion.text)
+        except GraphError as e:
+            raise graph_failure(e) from e
+        await self._record(inp, contact, completion.text, status="sent", message_id=wa_id)
+        return ReplyResult(wa_id, sent_now=True)
+
+    @staticmethod
+    def _prompt(contact: Contact, history: object, batch_ids: list[str]) -> str:
+        lines = [f"You are replying on WhatsApp to {contact.name or 'a customer'}. Reply once, briefly, to "
+                 "the new messages marked NEW, using the earlier ones as context."]
+        for m in history:  # type: ignore[attr-defined]
+            who = "customer" if m.direction == "in" else "us"
+            mark = "NEW " if m.message_id in batch_ids else ""
+            lines.append(f"{mark}{who}: {m.body or f'[{m.kind}]'}")
+        return "\n".join(lines)
+
+    async def _record(self, inp: ReplyInput, contact: Contact, body: str, status: str,
+                      message_id: str | None = None) -> None:
+        stmt = insert(Message).values(
+            id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), contact_id=contact.id, message_id=message_id,
+            client_key=inp.batch_key, direction="out", kind="text", status=status, body=body, sent_at=utcnow())
+        async with tenant_session(self.engine, inp.tenant_id) as s:
+            await s.execute(stmt.on_conflict_do_update(
+                index_elements=["tenant_id", "client_key"],
+                set_={"status": status, "message_id": message_id, "body": body}))
+
+    @activity.defn
+    async def purge_message_bodies(self, inp: PurgeInput) -> PurgeResult:
+        cutoff = datetime.now(UTC) - timedelta(days=inp.retention_days)
+        async with tenant_session(self.engine, uuid.UUID(int=0)) as s:
+            # Routes are readable across tenants: they name every tenant that has conversations.
+            tenants = set((await s.exec(select(ChannelRoute.tenant_id))).all())
+        purged = 0
+        for tenant in sorted(tenants):
+            async with tenant_session(self.engine, tenant) as s:
+                result = await s.execute(update(Message).where(
+                    col(Message.sent_at) < cutoff, col(Message.body).is_not(None),
+                ).values(body=None, purged_at=utcnow()))
+                purged += result.rowcount or 0
+            activity.heartbeat(str(tenant))
+        activity.logger.info("purged %d message bodies older than %s", purged, cutoff.date())
+        return PurgeResult(len(tenants), purged)

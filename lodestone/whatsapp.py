@@ -1,0 +1,55 @@
+"""A small client for the WhatsApp Cloud (Graph) API calls Lodestone makes."""
+
+import httpx
+
+from lodestone.settings import Settings
+
+
+class GraphError(Exception):
+    """The Graph API failed; `retryable` says whether trying again can help."""
+
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class WhatsAppClient:
+    def __init__(self, http: httpx.AsyncClient, settings: Settings) -> None:
+        self.http, self.base = http, settings.whatsapp_graph_url.rstrip("/")
+        self._auth = {"Authorization": f"Bearer {settings.whatsapp_access_token or ''}"}
+        self.configured = bool(settings.whatsapp_access_token)
+
+    async def _post(self, path: str, **kwargs: object) -> dict:
+        if not self.configured:
+            raise GraphError("WHATSAPP_ACCESS_TOKEN is not set", retryable=False)
+        try:
+            resp = await self.http.post(f"{self.base}/{path}", headers=self._auth, timeout=30, **kwargs)  # type: ignore[arg-type]
+        except httpx.HTTPError as e:
+            raise GraphError(f"Graph API unreachable: {e}", retryable=True) from e
+        if resp.status_code >= 400:
+            retryable = resp.status_code >= 500 or resp.status_code == 429
+            raise GraphError(f"Graph API answered {resp.status_code}: {resp.text[:300]}", retryable)
+        return resp.json()
+
+    async def typing(self, phone_number_id: str, message_id: str) -> None:
+        """Mark the message read and show the typing indicator while the reply is written."""
+        await self._post(f"{phone_number_id}/messages", json={
+            "messaging_product": "whatsapp", "status": "read", "message_id": message_id,
+            "typing_indicator": {"type": "text"}})
+
+    async def send_text(self, phone_number_id: str, to: str, body: str) -> str:
+        data = await self._post(f"{phone_number_id}/messages", json={
+            "messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": "text",
+            "text": {"preview_url": False, "body": body[:4096]}})
+        return data["messages"][0]["id"]
+
+    async def upload_media(self, phone_number_id: str, data: bytes, filename: str, mime: str) -> str:
+        resp = await self._post(f"{phone_number_id}/media", data={"messaging_product": "whatsapp", "type": mime},
+                                files={"file": (filename, data, mime)})
+        return resp["id"]
+
+    async def send_document(self, phone_number_id: str, to: str, media_id: str, filename: str, caption: str) -> str:
+        data = await self._post(f"{phone_number_id}/messages", json={
+            "messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": "document",
+            "document": {"id": media_id, "filename": filename, "caption": caption}})
+        return data["messages"][0]["id"]
