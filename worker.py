@@ -23,6 +23,7 @@ from lodestone.db import make_engine
 from lodestone.llm import LLMClient, RoutingLLM
 from lodestone.logs import setup_logging
 from lodestone.netguard import guarded_client
+from lodestone.schedules import ensure_purge_schedule
 from lodestone.settings import Settings, get_settings
 from lodestone.storage import ObjectStore, make_store
 from lodestone.whatsapp import WhatsAppClient
@@ -82,6 +83,7 @@ async def run_worker(settings: Settings | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     worker = build_worker(client, engine, deps)
+    log.info("retention purge schedule: %s", await ensure_purge_schedule(client, settings))
     try:
         async with worker:
             log.info("worker polling task queue %s on %s", settings.temporal_task_queue,

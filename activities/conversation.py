@@ -44,6 +44,7 @@ class ConversationActivities:
             contact = await load_contact(s, inp.contact_id)
             done = (await s.exec(select(Message).where(Message.client_key == inp.batch_key))).first()
             if done is not None and done.status == "sent":
+                await self._mark_answered(inp)
                 return ReplyResult(done.message_id or "", sent_now=False)
             history = list((await s.exec(select(Message).where(Message.contact_id == contact.id)
                                          .order_by(col(Message.sent_at).desc()).limit(HISTORY))).all())
@@ -66,7 +67,14 @@ class ConversationActivities:
         except GraphError as e:
             raise graph_failure(e) from e
         await self._record(inp, contact, completion.text, status="sent", message_id=wa_id)
+        await self._mark_answered(inp)
         return ReplyResult(wa_id, sent_now=True)
+
+    async def _mark_answered(self, inp: ReplyInput) -> None:
+        async with tenant_session(self.engine, inp.tenant_id) as s:
+            await s.execute(update(Message).where(
+                col(Message.message_id).in_(inp.message_ids), col(Message.direction) == "in",
+            ).values(status="answered"))
 
     @staticmethod
     def _prompt(contact: Contact, history: object, batch_ids: list[str]) -> str:

@@ -11,7 +11,7 @@ from temporalio.client import Client
 from api import problems
 from api.auth import TokenVerifier
 from api.deps import AppState
-from api.routers import artifacts, health, jobs, submissions, uploads, workflows
+from api.routers import artifacts, channels, health, jobs, schedules, submissions, uploads, whatsapp, workflows
 from lodestone.db import make_engine
 from lodestone.logs import request_id
 from lodestone.settings import Settings, get_settings
@@ -51,6 +51,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     for router in (health.router, workflows.router, submissions.router, jobs.router, artifacts.router,
-                   uploads.router):
+                   uploads.router, channels.router, whatsapp.router, schedules.router):
         app.include_router(router)
     return app

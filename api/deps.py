@@ -58,6 +58,7 @@ def require(role: str) -> Callable[[Principal], Principal]:
 
 Viewer = Annotated[Principal, Depends(require("viewer"))]
 Editor = Annotated[Principal, Depends(require("editor"))]
+Admin = Annotated[Principal, Depends(require("admin"))]
 
 
 async def get_session(state: StateDep, principal: PrincipalDep) -> AsyncIterator[AsyncSession]:

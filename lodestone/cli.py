@@ -11,11 +11,13 @@ import httpx
 import typer
 from rich.console import Console
 
+from lodestone.cli_schedules import schedules_app
 from lodestone.settings import get_settings
 
 app = typer.Typer(help="Lodestone: durable AI document pipelines on Temporal.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
+app.add_typer(schedules_app, name="schedules")
 console = Console(stderr=True)
 
 
@@ -27,43 +29,49 @@ def _raise_on_sigterm() -> None:
 
 
 def _serve_stack(one_shot: bool) -> int:
+    from contextlib import ExitStack
+
     from lodestone.demo import run_demo
+    from lodestone.demo_conversation import WhatsAppDev
     from lodestone.devstack.stack import Stack
+    from lodestone.graph_standin import GraphAPIStandIn
 
     settings = get_settings()
     stack = Stack(settings)
     _raise_on_sigterm()
-    try:
-        with console.status("starting the embedded stack") as status:
-            def say(msg: str) -> None:
-                status.update(f"starting {msg}")
-                console.log(f"starting {msg}")
+    with ExitStack() as standins:
+        graph = None
+        if not settings.whatsapp_access_token:  # no real WhatsApp: the Graph API stand-in
+            dev_keys = WhatsAppDev.load(settings.data_path)
+            graph = standins.enter_context(GraphAPIStandIn(dev_keys.access_token))
+            stack.extra_env.update(dev_keys.env(graph))
+        try:
+            with console.status("starting the embedded stack") as status:
+                def say(msg: str) -> None:
+                    status.update(f"starting {msg}")
+                    console.log(f"starting {msg}")
 
-            stack.start_infra(say)
-            stack.start_app(say)
-        console.log("running the sample submission")
-        result = run_demo(settings, console)
-        lines = [f"job:       {result.job_url} (status: {result.status})",
-                 *[f"artifact:  {path}" for path in result.artifact_paths],
-                 f"temporal:  {result.temporal_link}",
-                 f"webhook:   {'signature verified' if result.webhook_verified else 'NOT verified'}"]
-        for line in lines:
-            console.print(line, markup=False, soft_wrap=True)
-        if one_shot:
-            return 0 if result.ok else 1
-        console.print(f"\nAPI {settings.api_url}/docs · Temporal Web UI {settings.temporal_ui} · "
-                      f"logs in {stack.logs} · Ctrl-C to stop", markup=False, soft_wrap=True)
-        while True:
-            stack.group.check()
-            time.sleep(1)
-    except KeyboardInterrupt:
-        console.log("stopping")
-        return 0
-    except (RuntimeError, TimeoutError, OSError, httpx.HTTPError) as e:
-        console.print(f"[red]error:[/red] {e}  (logs in {stack.logs})")
-        return 1
-    finally:
-        stack.stop()
+                stack.start_infra(say)
+                stack.start_app(say)
+            console.log("running the sample submission")
+            result = run_demo(settings, console, graph)
+            for line in result.lines():
+                console.print(line, markup=False, soft_wrap=True)
+            if one_shot:
+                return 0 if result.ok else 1
+            console.print(f"\nAPI {settings.api_url}/docs · Temporal Web UI {settings.temporal_ui} · "
+                          f"logs in {stack.logs} · Ctrl-C to stop", markup=False, soft_wrap=True)
+            while True:
+                stack.group.check()
+                time.sleep(1)
+        except KeyboardInterrupt:
+            console.log("stopping")
+            return 0
+        except (RuntimeError, TimeoutError, OSError, httpx.HTTPError) as e:
+            console.print(f"[red]error:[/red] {e}  (logs in {stack.logs})")
+            return 1
+        finally:
+            stack.stop()
 
 
 @app.command()

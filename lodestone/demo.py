@@ -12,7 +12,9 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from lodestone.db import make_engine
+from lodestone.demo_conversation import ConversationResult, WhatsAppDev, run_conversation
 from lodestone.devstack.keys import mint_token
+from lodestone.graph_standin import GraphAPIStandIn
 from lodestone.receiver import WebhookReceiver
 from lodestone.settings import Settings
 from lodestone.tenants import create_tenant, get_tenant
@@ -67,10 +69,24 @@ class DemoResult:
     temporal_link: str
     artifact_paths: list[str]
     webhook_verified: bool
+    conversation: ConversationResult | None = None
 
     @property
     def ok(self) -> bool:
-        return self.status == "delivered" and self.webhook_verified
+        talked = self.conversation is None or self.conversation.ok
+        return self.status == "delivered" and self.webhook_verified and talked
+
+    def lines(self) -> list[str]:
+        out = [f"job:       {self.job_url} (status: {self.status})",
+               *[f"artifact:  {path}" for path in self.artifact_paths],
+               f"temporal:  {self.temporal_link}",
+               f"webhook:   {'signature verified' if self.webhook_verified else 'NOT verified'}"]
+        if self.conversation is not None:
+            c = self.conversation
+            out.append("whatsapp:  " + (f"one reply to 3 messages, {c.reply_delay:.1f}s after the last"
+                                        if c.reply_delay is not None else "NO reply"))
+            out.append(f"summary:   {c.summary_pdf or 'NO summary PDF'}")
+        return out
 
 
 def _ok(resp: httpx.Response) -> dict[str, Any]:
@@ -94,7 +110,8 @@ def _follow(api: httpx.Client, job_id: str, console: Console, timeout: float) ->
             time.sleep(0.3)
 
 
-def run_demo(settings: Settings, console: Console, timeout: float = 180.0) -> DemoResult:
+def run_demo(settings: Settings, console: Console, graph: GraphAPIStandIn | None = None,
+             timeout: float = 180.0) -> DemoResult:
     secret = asyncio.run(ensure_demo_tenant(settings))
     token = mint_token(settings.data_path, issuer=settings.issuer, audience=settings.auth_audience,
                        tenant_id=str(DEMO_TENANT), roles=["admin"], subject="demo")
@@ -112,5 +129,15 @@ def run_demo(settings: Settings, console: Console, timeout: float = 180.0) -> De
     if settings.s3_endpoint:
         paths = [f"s3://{settings.s3_bucket}/{DEMO_TENANT}/jobs/{job_id}/report.{a['kind']}"
                  for a in job["artifacts"]]
-    return DemoResult(job_id, job["status"], job["links"]["self"], job["links"]["temporal"], paths,
-                      bool(hook and hook.verified))
+    result = DemoResult(job_id, job["status"], job["links"]["self"], job["links"]["temporal"], paths,
+                        bool(hook and hook.verified))
+    if graph is not None:
+        result.conversation = asyncio.run(_conversation(settings, token, graph, console))
+    return result
+
+
+async def _conversation(settings: Settings, token: str, graph: GraphAPIStandIn, console: Console) -> ConversationResult:
+    async with httpx.AsyncClient(base_url=settings.api_url, headers={"Authorization": f"Bearer {token}"},
+                                 timeout=30) as api:
+        return await run_conversation(settings, api, WhatsAppDev.load(settings.data_path), graph, DEMO_TENANT,
+                                      console.log)
