@@ -16,6 +16,7 @@ from api.problems import Problem
 from lodestone.settings import Settings
 
 REFETCH_MIN_INTERVAL = 30.0
+LEEWAY = 30
 ROLE_RANK = {"viewer": 0, "editor": 1, "admin": 2}
 
 
@@ -42,23 +43,27 @@ class TokenVerifier:
         self._kc = KeycloakOpenID(server_url=base or issuer, realm_name=realm or settings.auth_realm,
                                   client_id=settings.auth_audience)
         self._keys: jwk.JWKSet | None = None
-        self._fetched_at = 0.0
+        self._forced_at = float("-inf")
         self._lock = asyncio.Lock()
 
     async def _refresh(self, force: bool) -> None:
+        """Fetch the JWKS once; on an unknown kid (force) again, but at most once per
+        REFETCH_MIN_INTERVAL, so made-up kids cannot turn us into a load on the realm."""
         async with self._lock:
-            fresh = time.monotonic() - self._fetched_at < REFETCH_MIN_INTERVAL
-            if self._keys is not None and (not force or fresh):
+            if self._keys is not None and not force:
+                return
+            if force and time.monotonic() - self._forced_at < REFETCH_MIN_INTERVAL:
                 return
             resp = await self.http.get(self.settings.jwks_url, timeout=5.0)
             resp.raise_for_status()
             self._keys = jwk.JWKSet.from_json(resp.text)
-            self._fetched_at = time.monotonic()
+            if force:
+                self._forced_at = time.monotonic()
 
     def _decode(self, token: str) -> dict:
         assert self._keys is not None
         return self._kc.decode_token(
-            token, key=self._keys, algs=["RS256"], leeway=30,
+            token, key=self._keys, algs=["RS256"], leeway=LEEWAY,
             check_claims={"iss": self.settings.issuer, "aud": self.settings.auth_audience,
                           "exp": None})
 
@@ -79,6 +84,9 @@ class TokenVerifier:
                 raise unauthorized(f"invalid token: {e2}") from e2
         except (ValueError, json.JSONDecodeError) as e:
             raise unauthorized("malformed token") from e
+        # jwcrypto checks nbf only when asked to require it; Keycloak tokens may omit it.
+        if "nbf" in claims and float(claims["nbf"]) > time.time() + LEEWAY:
+            raise unauthorized("token is not valid yet")
         try:
             tenant = uuid.UUID(str(claims["tenant_id"]))
         except (KeyError, ValueError) as e:
