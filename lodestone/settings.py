@@ -70,6 +70,19 @@ class Settings(BaseSettings):
     pdf_memory_mb: int = 1024
     webhook_timeout_seconds: float = 10.0
 
+    # Secrets are resolved by reference (lodestone.secrets): env:NAME, file:/abs/path, vault:path#field.
+    vault_addr: str | None = None
+    vault_role_id: str | None = Field(default=None, repr=False)
+    vault_secret_id: str | None = Field(default=None, repr=False)
+    vault_kv_mount: str = "secret"
+    vault_namespace: str | None = None
+    secrets_cache_seconds: float = 60.0
+    secrets_file_root: Path | None = None
+
+    link_signing_key: str | None = Field(default=None, repr=False)
+    link_default_ttl_seconds: int = 900
+    link_max_ttl_seconds: int = 604800
+
     @model_validator(mode="after")
     def _fail_fast(self) -> "Settings":
         if self.s3_endpoint and not (self.s3_access_key and self.s3_secret_key):
@@ -84,6 +97,12 @@ class Settings(BaseSettings):
             raise ValueError("REPLY_BATCH_MAX_WAIT must be at least REPLY_BATCH_DEBOUNCE, both positive")
         if self.step_concurrency < 1:
             raise ValueError("STEP_CONCURRENCY must be at least 1")
+        if self.vault_addr and not (self.vault_role_id and self.vault_secret_id):
+            raise ValueError("VAULT_ADDR is set but VAULT_ROLE_ID or VAULT_SECRET_ID is missing")
+        if self.secrets_cache_seconds < 0:
+            raise ValueError("SECRETS_CACHE_SECONDS must not be negative")
+        if self.link_signing_key is not None and len(self.link_signing_key) < 32:
+            raise ValueError("LINK_SIGNING_KEY must be at least 32 characters")
         return self
 
     @property

@@ -16,7 +16,6 @@ REPLY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=8,
     non_retryable_error_types=["LLMEmptyAnswer", "LLMRefused", "LLMRequestRejected", "GraphRejected"],
 )
-BATCHES_PER_RUN = 100  # continue-as-new well before the history grows large
 
 
 def conversation_id(tenant_id: str, wa_id: str) -> str:
@@ -65,11 +64,12 @@ class ConversationWorkflow:
                 ReplyInput(inp.tenant_id, inp.contact_id, batch, f"{workflow.info().workflow_id}:{batches}",
                            inp.typing_indicator),
                 start_to_close_timeout=REPLY_TIMEOUT, retry_policy=REPLY_RETRY)
-            if batches - inp.batches_done >= BATCHES_PER_RUN or workflow.info().is_continue_as_new_suggested():
+            if batches - inp.batches_done >= inp.batches_per_run or workflow.info().is_continue_as_new_suggested():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(ConversationInput(
                     inp.tenant_id, inp.contact_id, inp.debounce_seconds, inp.max_wait_seconds,
-                    inp.typing_indicator, inp.idle_close_seconds, list(self._pending), batches))
+                    inp.typing_indicator, inp.idle_close_seconds, inp.batches_per_run, list(self._pending),
+                    batches))
 
     async def _debounce(self, inp: ConversationInput) -> None:
         assert self._first_at is not None

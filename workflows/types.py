@@ -143,6 +143,7 @@ class ConversationInput:
     max_wait_seconds: float = 30.0
     typing_indicator: bool = True
     idle_close_seconds: float = 24 * 3600.0
+    batches_per_run: int = 100  # continue-as-new after this many, well before history grows large
     # Carried across continue-as-new.
     pending: list[str] = field(default_factory=list)
     batches_done: int = 0

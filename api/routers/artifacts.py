@@ -1,17 +1,31 @@
-"""Artifacts, streamed from object storage with single-range Range support."""
+"""Artifacts, streamed from object storage with single-range Range support, and signed,
+expiring links that download one artifact without a bearer token."""
 
 import re
 import uuid
+from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
 from api.deps import SessionDep, StateDep, Viewer
 from api.problems import Problem, not_found
+from lodestone import links
+from lodestone.db import tenant_session
+from lodestone.storage import ObjectStore
 from schema.tables import Artifact
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_STREAMED = {200: {"content": {"application/octet-stream": {}}}, 206: {}, 416: {}}
+RangeHeader = Annotated[str | None, Header(alias="Range")]
+
+
+class ArtifactLink(BaseModel):
+    url: str
+    expires_at: datetime
 
 
 def parse_range(header: str, size: int) -> tuple[int, int]:
@@ -30,21 +44,57 @@ def parse_range(header: str, size: int) -> tuple[int, int]:
     return start, end
 
 
-@router.get("/{artifact_id}", response_class=StreamingResponse,
-            responses={200: {"content": {"application/octet-stream": {}}}, 206: {}, 416: {}})
-async def get_artifact(artifact_id: uuid.UUID, _: Viewer, session: SessionDep, state: StateDep,
-                       range: str | None = Header(default=None)) -> StreamingResponse:  # noqa: A002
-    artifact = await session.get(Artifact, artifact_id)
-    if artifact is None:
-        raise not_found("artifact", artifact_id)
+def stream(artifact: Artifact, store: ObjectStore, range_header: str | None,
+           extra_headers: dict[str, str] | None = None) -> StreamingResponse:
     size = artifact.size
-    headers = {"Accept-Ranges": "bytes", "ETag": f'"{artifact.sha256}"'}
-    if range is None:
+    headers = {"Accept-Ranges": "bytes", "ETag": f'"{artifact.sha256}"', **(extra_headers or {})}
+    if range_header is None:
         start, end, status = 0, size - 1, 200
     else:
-        start, end = parse_range(range, size)
+        start, end = parse_range(range_header, size)
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     headers["Content-Length"] = str(end - start + 1)
-    return StreamingResponse(state.store.iter_range(artifact.key, start, end), status_code=status,
+    return StreamingResponse(store.iter_range(artifact.key, start, end), status_code=status,
                              media_type=artifact.content_type, headers=headers)
+
+
+@router.get("/{artifact_id}", response_class=StreamingResponse, responses=_STREAMED)
+async def get_artifact(artifact_id: uuid.UUID, _: Viewer, session: SessionDep, state: StateDep,
+                       range_header: RangeHeader = None) -> StreamingResponse:
+    artifact = await session.get(Artifact, artifact_id)
+    if artifact is None:
+        raise not_found("artifact", artifact_id)
+    return stream(artifact, state.store, range_header)
+
+
+@router.get("/{artifact_id}/link", response_model=ArtifactLink)
+async def get_artifact_link(artifact_id: uuid.UUID, principal: Viewer, session: SessionDep, state: StateDep,
+                            ttl_seconds: Annotated[int | None, Query(ge=1)] = None) -> ArtifactLink:
+    settings = state.settings
+    ttl = settings.link_default_ttl_seconds if ttl_seconds is None else ttl_seconds
+    if ttl > settings.link_max_ttl_seconds:
+        raise Problem(422, "validation_error", f"ttl_seconds must be at most {settings.link_max_ttl_seconds}",
+                      errors=[{"loc": ["query", "ttl_seconds"], "msg": "above the maximum link lifetime"}])
+    artifact = await session.get(Artifact, artifact_id)  # RLS: only the caller's tenant's rows
+    if artifact is None:
+        raise not_found("artifact", artifact_id)
+    link = links.mint(links.signing_key(settings), artifact.id, principal.tenant_id, ttl)
+    return ArtifactLink(url=f"{settings.api_url}/v1/artifacts/{artifact.id}/download?{link.query()}",
+                        expires_at=datetime.fromtimestamp(link.expires, UTC))
+
+
+@router.get("/{artifact_id}/download", response_class=StreamingResponse, responses={**_STREAMED, 403: {}})
+async def download_artifact(artifact_id: uuid.UUID, state: StateDep, range_header: RangeHeader = None,
+                            expires: str = "", tenant: str = "", sig: str = "") -> StreamingResponse:
+    # No bearer token: the signature is the credential, so every failure looks the same.
+    try:
+        tenant_id = links.verify(links.signing_key(state.settings), artifact_id, tenant=tenant,
+                                 expires=expires, sig=sig, max_ttl_seconds=state.settings.link_max_ttl_seconds)
+    except links.InvalidLink:
+        raise Problem(403, "forbidden", "this link is not valid") from None
+    async with tenant_session(state.engine, tenant_id) as session:
+        artifact = await session.get(Artifact, artifact_id)
+    if artifact is None or artifact.tenant_id != tenant_id:
+        raise not_found("artifact", artifact_id)
+    return stream(artifact, state.store, range_header, {"Referrer-Policy": "no-referrer"})
