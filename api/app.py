@@ -11,6 +11,7 @@ from temporalio.client import Client
 from api import problems
 from api.auth import TokenVerifier
 from api.deps import AppState
+from api.limits import BodyLimit, TenantRateLimiter
 from api.routers import artifacts, channels, health, jobs, schedules, submissions, uploads, whatsapp, workflows
 from lodestone.db import make_engine
 from lodestone.logs import request_id
@@ -27,8 +28,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         http = httpx.AsyncClient()
         temporal = await Client.connect(settings.temporal_target,
                                         namespace=settings.temporal_namespace, lazy=True)
-        app.state.lodestone = AppState(settings, engine, temporal, make_store(settings), http,
-                                       TokenVerifier(settings, http))
+        app.state.lodestone = AppState(
+            settings, engine, temporal, make_store(settings), http, TokenVerifier(settings, http),
+            TenantRateLimiter(settings.submissions_per_minute, settings.submissions_burst))
         try:
             yield
         finally:
@@ -38,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Lodestone", version="0.1.0", lifespan=lifespan,
                   description="Durable AI document pipelines on Temporal.")
     problems.install(app)
+    app.add_middleware(BodyLimit, limit=settings.request_body_max_bytes)
 
     @app.middleware("http")
     async def with_request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

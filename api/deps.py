@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from api.auth import Principal, TokenVerifier, unauthorized
+from api.limits import TenantRateLimiter
 from api.problems import Problem
 from lodestone.db import tenant_session
 from lodestone.settings import Settings
@@ -26,6 +27,7 @@ class AppState:
     store: ObjectStore
     http: httpx.AsyncClient
     verifier: TokenVerifier
+    submissions_limiter: TenantRateLimiter
 
 
 def get_state(request: Request) -> AppState:

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     auth_realm: str = "lodestone"
     auth_dev_issuer: bool = True
 
+    request_body_max_bytes: int = 1024 * 1024
+    submissions_per_minute: int = 600
+    submissions_burst: int = 60
+
     step_concurrency: int = 4
     pdf_timeout_seconds: float = 60.0
     pdf_memory_mb: int = 1024

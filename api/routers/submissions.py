@@ -141,9 +141,14 @@ async def discard_job(state: StateDep, job: Job) -> None:
 
 
 @router.post("", status_code=202, response_model=SubmissionAccepted,
-             responses={409: {"description": "Idempotency-Key reused with another body"}})
+             responses={409: {"description": "Idempotency-Key reused with another body"},
+                        429: {"description": "the tenant's submission rate is exceeded; see Retry-After"}})
 async def submit(body: SubmissionCreate, state: StateDep, principal: Editor,
                  idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> SubmissionAccepted:
+    wait = state.submissions_limiter.take(str(principal.tenant_id))
+    if wait:
+        raise Problem(429, "rate_limited", "too many submissions for this tenant; slow down",
+                      headers={"Retry-After": str(max(1, round(wait + 0.5)))})
     digest = request_hash(body)
     if idempotency_key and (done := await replay_key(state, principal, idempotency_key, digest)):
         return done
