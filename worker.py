@@ -24,7 +24,8 @@ from lodestone.llm import LLMClient, RoutingLLM
 from lodestone.logs import setup_logging
 from lodestone.netguard import guarded_client
 from lodestone.schedules import ensure_purge_schedule
-from lodestone.settings import Settings, get_settings
+from lodestone.secrets import SecretsProvider, make_secrets
+from lodestone.settings import Settings, get_settings, secret_env
 from lodestone.storage import ObjectStore, make_store
 from lodestone.whatsapp import WhatsAppClient
 from workflows.conversation import ConversationWorkflow
@@ -43,17 +44,18 @@ class WorkerDeps:
     store: ObjectStore
     llm: LLMClient
     http: httpx.AsyncClient
+    secrets: SecretsProvider
 
 
 def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def]
     jobs = JobActivities(engine, deps.settings)
     steps = StepActivities(engine, deps.store, deps.llm, deps.settings)
     render = RenderActivities(engine, deps.store, deps.settings)
-    delivery = DeliveryActivities(engine, deps.http, deps.settings)
+    delivery = DeliveryActivities(engine, deps.http, deps.settings, deps.secrets)
     ingest = IngestActivities(engine, deps.store, deps.http, deps.settings)
     whatsapp = WhatsAppClient(deps.http, deps.settings)
-    conversation = ConversationActivities(engine, deps.llm, whatsapp, deps.settings)
-    summary = SummaryActivities(engine, deps.store, deps.llm, whatsapp, deps.settings)
+    conversation = ConversationActivities(engine, deps.llm, whatsapp, deps.settings, deps.secrets)
+    summary = SummaryActivities(engine, deps.store, deps.llm, whatsapp, deps.settings, deps.secrets)
     return [jobs.load_plan, jobs.set_status, jobs.record_failure, steps.run_step, render.render,
             delivery.deliver_webhook, ingest.ingest_input, conversation.reply_to_batch,
             conversation.purge_message_bodies, summary.load_window, summary.run_stage,
@@ -77,7 +79,8 @@ async def run_worker(settings: Settings | None = None) -> None:
     engine = make_engine(settings.app_database_url, settings.db_pool_size)
     # One guarded client for every outbound call: webhooks and input fetching alike.
     http = guarded_client(settings.outbound_allow_cidrs, timeout=settings.webhook_timeout_seconds)
-    deps = WorkerDeps(settings, make_store(settings), RoutingLLM(settings), http)
+    deps = WorkerDeps(settings, make_store(settings), RoutingLLM(settings), http,
+                      make_secrets(settings, secret_env()))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -94,6 +97,7 @@ async def run_worker(settings: Settings | None = None) -> None:
         with contextlib.suppress(Exception):
             await deps.http.aclose()
             await deps.llm.close()
+            await deps.secrets.aclose()
         await engine.dispose()
 
 

@@ -15,9 +15,11 @@ from temporalio.exceptions import ApplicationError
 from activities.common import fail
 from lodestone.db import tenant_session
 from lodestone.llm import LLMClient, LLMError, LLMTransient
+from lodestone.secrets import SecretsError, SecretsProvider, SecretsUnavailable
 from lodestone.settings import Settings
+from lodestone.tenant_secrets import resolve_tenant_secret
 from lodestone.whatsapp import GraphError, WhatsAppClient
-from schema.tables import ChannelRoute, Contact, Message, utcnow
+from schema.tables import ChannelRoute, Contact, Message, Tenant, utcnow
 from workflows.types import PurgeInput, PurgeResult, ReplyInput, ReplyResult
 
 HISTORY = 20  # earlier messages the reply prompt sees
@@ -34,14 +36,29 @@ async def load_contact(session: AsyncSession, contact_id: str) -> Contact:
     return contact
 
 
+async def whatsapp_token(session: AsyncSession, secrets: SecretsProvider, settings: Settings,
+                         tenant_id: str) -> str | None:
+    """The tenant's own WhatsApp token (by reference), else the platform's."""
+    tenant = await session.get(Tenant, uuid.UUID(tenant_id))
+    refs = tenant.secret_refs if tenant else {}
+    try:
+        return await resolve_tenant_secret(secrets, tenant_id, refs, "whatsapp_token", settings.whatsapp_access_token)
+    except SecretsUnavailable as e:
+        raise ApplicationError(f"WhatsApp token unavailable: {e}", type="SecretsUnavailable") from e
+    except SecretsError as e:
+        raise fail("GraphRejected", f"the tenant's WhatsApp token cannot be read: {e}") from e
+
+
 class ConversationActivities:
-    def __init__(self, engine: AsyncEngine, llm: LLMClient, whatsapp: WhatsAppClient, settings: Settings) -> None:
-        self.engine, self.llm, self.whatsapp, self.settings = engine, llm, whatsapp, settings
+    def __init__(self, engine: AsyncEngine, llm: LLMClient, whatsapp: WhatsAppClient, settings: Settings,
+                 secrets: SecretsProvider) -> None:
+        self.engine, self.llm, self.whatsapp, self.settings, self.secrets = engine, llm, whatsapp, settings, secrets
 
     @activity.defn
     async def reply_to_batch(self, inp: ReplyInput) -> ReplyResult:
         async with tenant_session(self.engine, inp.tenant_id) as s:
             contact = await load_contact(s, inp.contact_id)
+            token = await whatsapp_token(s, self.secrets, self.settings, inp.tenant_id)
             done = (await s.exec(select(Message).where(Message.client_key == inp.batch_key))).first()
             if done is not None and done.status == "sent":
                 await self._mark_answered(inp)
@@ -51,7 +68,7 @@ class ConversationActivities:
         batch = [m for m in history if m.message_id in inp.message_ids]
         if inp.typing_indicator and batch:
             try:
-                await self.whatsapp.typing(contact.phone_number_id or "", batch[-1].message_id or "")
+                await self.whatsapp.typing(token, contact.phone_number_id or "", batch[-1].message_id or "")
             except GraphError as e:
                 activity.logger.info("typing indicator failed (%s); replying anyway", e)
         prompt = self._prompt(contact, reversed(history), inp.message_ids)
@@ -63,7 +80,7 @@ class ConversationActivities:
             raise fail(type(e).__name__, str(e)) from e
         await self._record(inp, contact, completion.text, status="pending")
         try:
-            wa_id = await self.whatsapp.send_text(contact.phone_number_id or "", contact.wa_id, completion.text)
+            wa_id = await self.whatsapp.send_text(token, contact.phone_number_id or "", contact.wa_id, completion.text)
         except GraphError as e:
             raise graph_failure(e) from e
         await self._record(inp, contact, completion.text, status="sent", message_id=wa_id)

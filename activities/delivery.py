@@ -14,7 +14,9 @@ from temporalio.exceptions import ApplicationError
 from activities.common import fail, load_job
 from lodestone.db import tenant_session
 from lodestone.netguard import OutboundRefused, check_url
+from lodestone.secrets import SecretsError, SecretsProvider, SecretsUnavailable
 from lodestone.settings import Settings
+from lodestone.tenant_secrets import resolve_tenant_secret
 from lodestone.webhooks import signed_headers, webhook_id
 from schema.tables import Artifact, Delivery, DeliveryAttempt, Tenant, utcnow
 from workflows.types import DeliveryInput, DeliveryResult
@@ -23,8 +25,9 @@ RETRYABLE_STATUS = {408, 425, 429}
 
 
 class DeliveryActivities:
-    def __init__(self, engine: AsyncEngine, http: httpx.AsyncClient, settings: Settings) -> None:
-        self.engine, self.http, self.settings = engine, http, settings
+    def __init__(self, engine: AsyncEngine, http: httpx.AsyncClient, settings: Settings,
+                 secrets: SecretsProvider) -> None:
+        self.engine, self.http, self.settings, self.secrets = engine, http, settings, secrets
 
     @activity.defn
     async def deliver_webhook(self, inp: DeliveryInput) -> DeliveryResult:
@@ -78,7 +81,14 @@ class DeliveryActivities:
                 ],
             },
         }
-        return delivery, json.dumps(payload, separators=(",", ":")), tenant.webhook_secret
+        try:
+            secret = await resolve_tenant_secret(self.secrets, tenant.id, tenant.secret_refs, "webhook_secret",
+                                                 tenant.webhook_secret)
+        except SecretsUnavailable as e:
+            raise ApplicationError(f"webhook secret unavailable: {e}", type="SecretsUnavailable") from e
+        except SecretsError as e:
+            raise fail("WebhookSecretMissing", f"the tenant's webhook secret cannot be read: {e}") from e
+        return delivery, json.dumps(payload, separators=(",", ":")), secret or tenant.webhook_secret
 
     async def _record(self, inp: DeliveryInput, delivery: Delivery, attempt: int,
                       status: int | None, error: str | None, final: bool = False) -> None:

@@ -13,10 +13,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.common import fail, heartbeating
-from activities.conversation import graph_failure, load_contact
+from activities.conversation import graph_failure, load_contact, whatsapp_token
 from lodestone.db import tenant_session
 from lodestone.llm import LLMClient, LLMError, LLMTransient
 from lodestone.pdf import PdfRenderFailed, render_pdf
+from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
 from lodestone.storage import ObjectNotFound, ObjectStore, check_key
 from lodestone.templating import render
@@ -49,8 +50,9 @@ def summary_key(tenant_id: str, contact_id: str, window_end: str, name: str) -> 
 
 class SummaryActivities:
     def __init__(self, engine: AsyncEngine, store: ObjectStore, llm: LLMClient, whatsapp: WhatsAppClient,
-                 settings: Settings) -> None:
-        self.engine, self.store, self.llm, self.whatsapp, self.settings = engine, store, llm, whatsapp, settings
+                 settings: Settings, secrets: SecretsProvider) -> None:
+        self.engine, self.store, self.llm, self.whatsapp = engine, store, llm, whatsapp
+        self.settings, self.secrets = settings, secrets
 
     @activity.defn
     async def load_window(self, w: SummaryWindow) -> TranscriptResult:
@@ -116,6 +118,7 @@ class SummaryActivities:
         client_key = f"summary:{inp.contact_id}:{inp.window_end}"
         async with tenant_session(self.engine, inp.tenant_id) as s:
             contact = await load_contact(s, inp.contact_id)
+            token = await whatsapp_token(s, self.secrets, self.settings, inp.tenant_id)
             done = (await s.exec(select(Message).where(Message.client_key == client_key))).first()
         if done is not None and done.status == "sent":  # an earlier attempt sent it: never twice
             return SendDocumentResult(done.body or "", done.message_id or "")
@@ -125,9 +128,9 @@ class SummaryActivities:
             raise fail("SummaryMissing", f"{inp.pdf_key} is gone") from e
         phone = contact.phone_number_id or ""
         try:
-            media_id = await self.whatsapp.upload_media(phone, pdf, "summary.pdf", "application/pdf")
+            media_id = await self.whatsapp.upload_media(token, phone, pdf, "summary.pdf", "application/pdf")
             await self._record(inp, contact.id, client_key, "pending", media_id, None)
-            wa_id = await self.whatsapp.send_document(phone, contact.wa_id, media_id, "summary.pdf",
+            wa_id = await self.whatsapp.send_document(token, phone, contact.wa_id, media_id, "summary.pdf",
                                                       f"Your summary to {inp.window_end[:10]}")
         except GraphError as e:
             raise graph_failure(e) from e

@@ -12,7 +12,18 @@ from api import problems
 from api.auth import TokenVerifier
 from api.deps import AppState
 from api.limits import BodyLimit, TenantRateLimiter
-from api.routers import artifacts, channels, health, jobs, schedules, submissions, uploads, whatsapp, workflows
+from api.routers import (
+    artifacts,
+    channels,
+    health,
+    jobs,
+    schedules,
+    submissions,
+    tenant,
+    uploads,
+    whatsapp,
+    workflows,
+)
 from lodestone.db import make_engine
 from lodestone.logs import request_id
 from lodestone.settings import Settings, get_settings
@@ -54,6 +65,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     for router in (health.router, workflows.router, submissions.router, jobs.router, artifacts.router,
-                   uploads.router, channels.router, whatsapp.router, schedules.router):
+                   uploads.router, channels.router, whatsapp.router, schedules.router, tenant.router):
         app.include_router(router)
     return app

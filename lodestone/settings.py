@@ -1,5 +1,7 @@
 """Every setting Lodestone reads, in one place. Nothing else reads the environment."""
 
+import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 
@@ -158,3 +160,8 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+def secret_env() -> Mapping[str, str]:
+    """What env: secret references may read: the process environment, read only here."""
+    return os.environ

@@ -14,16 +14,19 @@ class GraphError(Exception):
 
 
 class WhatsAppClient:
+    """Each call takes the access token to send with: the tenant's own (by reference), or the
+    platform's WHATSAPP_ACCESS_TOKEN."""
+
     def __init__(self, http: httpx.AsyncClient, settings: Settings) -> None:
         self.http, self.base = http, settings.whatsapp_graph_url.rstrip("/")
-        self._auth = {"Authorization": f"Bearer {settings.whatsapp_access_token or ''}"}
-        self.configured = bool(settings.whatsapp_access_token)
 
-    async def _post(self, path: str, **kwargs: object) -> dict:
-        if not self.configured:
-            raise GraphError("WHATSAPP_ACCESS_TOKEN is not set", retryable=False)
+    async def _post(self, token: str | None, path: str, **kwargs: object) -> dict:
+        if not token:
+            raise GraphError("no WhatsApp access token: set WHATSAPP_ACCESS_TOKEN or the tenant's whatsapp_token",
+                             retryable=False)
+        headers = {"Authorization": f"Bearer {token}"}
         try:
-            resp = await self.http.post(f"{self.base}/{path}", headers=self._auth, timeout=30, **kwargs)  # type: ignore[arg-type]
+            resp = await self.http.post(f"{self.base}/{path}", headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
         except httpx.HTTPError as e:
             raise GraphError(f"Graph API unreachable: {e}", retryable=True) from e
         if resp.status_code >= 400:
@@ -31,25 +34,27 @@ class WhatsAppClient:
             raise GraphError(f"Graph API answered {resp.status_code}: {resp.text[:300]}", retryable)
         return resp.json()
 
-    async def typing(self, phone_number_id: str, message_id: str) -> None:
+    async def typing(self, token: str | None, phone_number_id: str, message_id: str) -> None:
         """Mark the message read and show the typing indicator while the reply is written."""
-        await self._post(f"{phone_number_id}/messages", json={
+        await self._post(token, f"{phone_number_id}/messages", json={
             "messaging_product": "whatsapp", "status": "read", "message_id": message_id,
             "typing_indicator": {"type": "text"}})
 
-    async def send_text(self, phone_number_id: str, to: str, body: str) -> str:
-        data = await self._post(f"{phone_number_id}/messages", json={
+    async def send_text(self, token: str | None, phone_number_id: str, to: str, body: str) -> str:
+        data = await self._post(token, f"{phone_number_id}/messages", json={
             "messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": "text",
             "text": {"preview_url": False, "body": body[:4096]}})
         return data["messages"][0]["id"]
 
-    async def upload_media(self, phone_number_id: str, data: bytes, filename: str, mime: str) -> str:
-        resp = await self._post(f"{phone_number_id}/media", data={"messaging_product": "whatsapp", "type": mime},
+    async def upload_media(self, token: str | None, phone_number_id: str, data: bytes, filename: str,
+                           mime: str) -> str:
+        resp = await self._post(token, f"{phone_number_id}/media", data={"messaging_product": "whatsapp", "type": mime},
                                 files={"file": (filename, data, mime)})
         return resp["id"]
 
-    async def send_document(self, phone_number_id: str, to: str, media_id: str, filename: str, caption: str) -> str:
-        data = await self._post(f"{phone_number_id}/messages", json={
+    async def send_document(self, token: str | None, phone_number_id: str, to: str, media_id: str, filename: str,
+                            caption: str) -> str:
+        data = await self._post(token, f"{phone_number_id}/messages", json={
             "messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": "document",
             "document": {"id": media_id, "filename": filename, "caption": caption}})
         return data["messages"][0]["id"]

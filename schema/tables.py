@@ -18,6 +18,7 @@ class Tenant(SQLModel, table=True):
     name: str
     webhook_secret: str
     upload_limit_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    secret_refs: dict[str, str] = _json()  # references (lodestone.tenant_secrets), never values
     created_at: datetime = _ts()
 
 

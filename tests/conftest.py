@@ -79,7 +79,8 @@ def stack(settings: Settings) -> Iterator[Stack]:
         "WHATSAPP_ACCESS_TOKEN": settings.whatsapp_access_token or "",
         "WHATSAPP_GRAPH_URL": settings.whatsapp_graph_url,
         "REPLY_BATCH_DEBOUNCE": str(settings.reply_batch_debounce),
-        "REPLY_BATCH_MAX_WAIT": str(settings.reply_batch_max_wait)})
+        "REPLY_BATCH_MAX_WAIT": str(settings.reply_batch_max_wait),
+        "SECRETS_FILE_ROOT": str(settings.data_path / "secrets")})
     try:
         stack.start_infra()
         stack.start_app()

@@ -14,6 +14,7 @@ from lodestone.db import tenant_session
 from lodestone.devstack.processes import venv_bin
 from lodestone.llm import OfflineLLM
 from lodestone.netguard import guarded_client
+from lodestone.secrets import make_secrets
 from lodestone.whatsapp import WhatsAppClient
 from schema.tables import Message
 from tests.conversation_helpers import seed_contact
@@ -60,7 +61,8 @@ async def test_reply_is_sent_once_across_retries(settings, stack, engine, tenant
     async with tenant_session(engine, tenant_a.id) as s:
         ids = [m.message_id for m in (await s.exec(select(Message).where(Message.contact_id == contact.id))).all()]
     http = guarded_client(["127.0.0.1/32"])
-    acts = ConversationActivities(engine, OfflineLLM(), WhatsAppClient(http, settings), settings)
+    acts = ConversationActivities(engine, OfflineLLM(), WhatsAppClient(http, settings), settings,
+                                  make_secrets(settings, {}))
     inp = ReplyInput(str(tenant_a.id), str(contact.id), ids, f"test:{uuid.uuid4()}", typing_indicator=True)
     try:
         first = await ActivityEnvironment().run(acts.reply_to_batch, inp)

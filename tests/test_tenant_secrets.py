@@ -1,0 +1,55 @@
+"""A tenant's webhook secret resolved by reference at delivery time; references are confined
+to the tenant's own space."""
+
+import pytest
+
+from lodestone.receiver import WebhookReceiver
+from lodestone.secrets import InvalidSecretRef
+from lodestone.tenant_secrets import check_tenant_ref, tenant_env_prefix
+from lodestone.tenants import new_webhook_secret
+from tests.helpers import create_workflow, definition, submit, wait_job
+
+
+async def test_webhook_is_signed_with_the_referenced_secret(settings, tenant_b):
+    secret = new_webhook_secret()
+    path = settings.data_path / "secrets" / "tenants" / str(tenant_b.id) / "webhook_secret"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(secret + "\n")
+    resp = await tenant_b.api.put("/v1/tenant/secrets", json={"refs": {"webhook_secret": f"file:{path}"}})
+    assert resp.status_code == 200, resp.text
+    assert (await tenant_b.api.get("/v1/tenant/secrets")).json() == {"refs": {"webhook_secret": f"file:{path}"}}
+    try:
+        with WebhookReceiver(secret) as hook:
+            wf = await create_workflow(tenant_b.api, definition(hook.url))
+            job = await wait_job(tenant_b.api, (await submit(tenant_b.api, wf["key"])).json()["job_id"])
+        assert job["status"] == "delivered"
+        assert hook.received and hook.received[0].verified  # signed with the file's secret, not the row's
+        assert secret != tenant_b.webhook_secret
+    finally:
+        await tenant_b.api.put("/v1/tenant/secrets", json={"refs": {}})
+
+
+@pytest.mark.parametrize("ref", [
+    "vault:lodestone/tenants/{other}/keys#webhook", "vault:lodestone/shared#webhook",
+    "file:/srv/secrets/tenants/{other}/webhook", "file:/srv/secrets/tenants/{me}/../{other}/x",
+    "env:WEBHOOK_SECRET", "env:" + tenant_env_prefix("00000000-0000-4000-8000-000000000001") + "X",
+    "https://example.com/secret", "vault:lodestone/tenants/{me}",
+])
+async def test_references_outside_the_tenant_are_refused(ref, tenant_a, tenant_b):
+    ref = ref.format(me=tenant_a.id, other=tenant_b.id)
+    resp = await tenant_a.api.put("/v1/tenant/secrets", json={"refs": {"webhook_secret": ref}})
+    assert resp.status_code == 422 and resp.json()["code"] == "invalid_secret_ref"
+
+
+def test_references_inside_the_tenant_are_accepted(tenant_a):
+    for ref in (f"vault:lodestone/tenants/{tenant_a.id}/keys#webhook",
+                f"file:/srv/secrets/tenants/{tenant_a.id}/webhook",
+                f"env:{tenant_env_prefix(tenant_a.id)}WEBHOOK"):
+        check_tenant_ref(tenant_a.id, ref)
+    with pytest.raises(InvalidSecretRef):
+        check_tenant_ref(tenant_a.id, f"vault:lodestone/tenants/{tenant_a.id}")  # no #field
+
+
+async def test_unknown_secret_name_is_refused(tenant_a):
+    resp = await tenant_a.api.put("/v1/tenant/secrets", json={"refs": {"llm_key": "env:X"}})
+    assert resp.status_code == 422 and resp.json()["code"] == "unknown_secret"
