@@ -49,7 +49,7 @@ class WorkerDeps:
 
 def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def]
     jobs = JobActivities(engine, deps.settings)
-    steps = StepActivities(engine, deps.store, deps.llm, deps.settings)
+    steps = StepActivities(engine, deps.store, deps.llm, deps.settings, deps.secrets)
     render = RenderActivities(engine, deps.store, deps.settings)
     delivery = DeliveryActivities(engine, deps.http, deps.settings, deps.secrets)
     ingest = IngestActivities(engine, deps.store, deps.http, deps.settings)

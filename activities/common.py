@@ -10,7 +10,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from schema.tables import Job, Submission, WorkflowDefinition
+from lodestone.secrets import SecretsError, SecretsProvider, SecretsUnavailable
+from lodestone.tenant_secrets import resolve_tenant_secret
+from schema.tables import Job, Submission, Tenant, WorkflowDefinition
 
 
 @dataclass
@@ -22,6 +24,19 @@ class LoadedJob:
 
 def fail(error_type: str, message: str) -> ApplicationError:
     return ApplicationError(message, type=error_type, non_retryable=True)
+
+
+async def tenant_secret(session: AsyncSession, secrets: SecretsProvider, tenant_id: str, name: str,
+                        fallback: str | None) -> str | None:
+    """The tenant's secret `name` by its reference, else fallback. A backend that is down is
+    retried; a reference that cannot be read fails the activity for good."""
+    tenant = await session.get(Tenant, uuid.UUID(tenant_id))
+    try:
+        return await resolve_tenant_secret(secrets, tenant_id, tenant.secret_refs if tenant else {}, name, fallback)
+    except SecretsUnavailable as e:
+        raise ApplicationError(f"{name} unavailable: {e}", type="SecretsUnavailable") from e
+    except SecretsError as e:
+        raise fail("TenantSecretUnreadable", f"the tenant's {name} cannot be read: {e}") from e
 
 
 async def load_job(session: AsyncSession, job_id: str) -> LoadedJob:

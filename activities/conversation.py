@@ -12,14 +12,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.common import fail
+from activities.common import fail, tenant_secret
 from lodestone.db import tenant_session
 from lodestone.llm import LLMClient, LLMError, LLMTransient
-from lodestone.secrets import SecretsError, SecretsProvider, SecretsUnavailable
+from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
-from lodestone.tenant_secrets import resolve_tenant_secret
 from lodestone.whatsapp import GraphError, WhatsAppClient
-from schema.tables import ChannelRoute, Contact, Message, Tenant, utcnow
+from schema.tables import ChannelRoute, Contact, Message, utcnow
 from workflows.types import PurgeInput, PurgeResult, ReplyInput, ReplyResult
 
 HISTORY = 20  # earlier messages the reply prompt sees
@@ -39,14 +38,7 @@ async def load_contact(session: AsyncSession, contact_id: str) -> Contact:
 async def whatsapp_token(session: AsyncSession, secrets: SecretsProvider, settings: Settings,
                          tenant_id: str) -> str | None:
     """The tenant's own WhatsApp token (by reference), else the platform's."""
-    tenant = await session.get(Tenant, uuid.UUID(tenant_id))
-    refs = tenant.secret_refs if tenant else {}
-    try:
-        return await resolve_tenant_secret(secrets, tenant_id, refs, "whatsapp_token", settings.whatsapp_access_token)
-    except SecretsUnavailable as e:
-        raise ApplicationError(f"WhatsApp token unavailable: {e}", type="SecretsUnavailable") from e
-    except SecretsError as e:
-        raise fail("GraphRejected", f"the tenant's WhatsApp token cannot be read: {e}") from e
+    return await tenant_secret(session, secrets, tenant_id, "whatsapp_token", settings.whatsapp_access_token)
 
 
 class ConversationActivities:
@@ -59,6 +51,7 @@ class ConversationActivities:
         async with tenant_session(self.engine, inp.tenant_id) as s:
             contact = await load_contact(s, inp.contact_id)
             token = await whatsapp_token(s, self.secrets, self.settings, inp.tenant_id)
+            llm_key = await tenant_secret(s, self.secrets, inp.tenant_id, "llm_api_key", None)
             done = (await s.exec(select(Message).where(Message.client_key == inp.batch_key))).first()
             if done is not None and done.status == "sent":
                 await self._mark_answered(inp)
@@ -73,7 +66,7 @@ class ConversationActivities:
                 activity.logger.info("typing indicator failed (%s); replying anyway", e)
         prompt = self._prompt(contact, reversed(history), inp.message_ids)
         try:
-            completion = await self.llm.complete(self.settings.llm_model, prompt)
+            completion = await self.llm.complete(self.settings.llm_model, prompt, llm_key)
         except LLMTransient as e:
             raise ApplicationError(str(e), type="LLMTransient") from e
         except LLMError as e:

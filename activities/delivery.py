@@ -11,12 +11,11 @@ from sqlmodel import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.common import fail, load_job
+from activities.common import fail, load_job, tenant_secret
 from lodestone.db import tenant_session
 from lodestone.netguard import OutboundRefused, check_url
-from lodestone.secrets import SecretsError, SecretsProvider, SecretsUnavailable
+from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
-from lodestone.tenant_secrets import resolve_tenant_secret
 from lodestone.webhooks import signed_headers, webhook_id
 from schema.tables import Artifact, Delivery, DeliveryAttempt, Tenant, utcnow
 from workflows.types import DeliveryInput, DeliveryResult
@@ -81,13 +80,8 @@ class DeliveryActivities:
                 ],
             },
         }
-        try:
-            secret = await resolve_tenant_secret(self.secrets, tenant.id, tenant.secret_refs, "webhook_secret",
-                                                 tenant.webhook_secret)
-        except SecretsUnavailable as e:
-            raise ApplicationError(f"webhook secret unavailable: {e}", type="SecretsUnavailable") from e
-        except SecretsError as e:
-            raise fail("WebhookSecretMissing", f"the tenant's webhook secret cannot be read: {e}") from e
+        async with tenant_session(self.engine, inp.tenant_id) as session:
+            secret = await tenant_secret(session, self.secrets, inp.tenant_id, "webhook_secret", tenant.webhook_secret)
         return delivery, json.dumps(payload, separators=(",", ":")), secret or tenant.webhook_secret
 
     async def _record(self, inp: DeliveryInput, delivery: Delivery, attempt: int,

@@ -11,9 +11,10 @@ from sqlmodel import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.common import LoadedJob, fail, heartbeating, load_job
+from activities.common import LoadedJob, fail, heartbeating, load_job, tenant_secret
 from lodestone.db import tenant_session
 from lodestone.llm import LLMClient, LLMError, LLMTransient
+from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
 from lodestone.storage import ObjectStore, job_key
 from lodestone.templating import TemplateRenderError, TemplateSecurityViolation, render
@@ -22,8 +23,9 @@ from workflows.types import StepInput, StepResult
 
 
 class StepActivities:
-    def __init__(self, engine: AsyncEngine, store: ObjectStore, llm: LLMClient, settings: Settings) -> None:
-        self.engine, self.store, self.llm, self.settings = engine, store, llm, settings
+    def __init__(self, engine: AsyncEngine, store: ObjectStore, llm: LLMClient, settings: Settings,
+                 secrets: SecretsProvider) -> None:
+        self.engine, self.store, self.llm, self.settings, self.secrets = engine, store, llm, settings, secrets
 
     @activity.defn
     async def run_step(self, inp: StepInput) -> StepResult:
@@ -32,6 +34,7 @@ class StepActivities:
             rows = (await session.exec(select(JobStep).where(JobStep.job_id == loaded.job.id))).all()
             usage = (await session.exec(select(UsageRecord).where(
                 UsageRecord.job_id == loaded.job.id, UsageRecord.step_id == inp.step_id))).first()
+            llm_key = await tenant_secret(session, self.secrets, inp.tenant_id, "llm_api_key", None)
         outputs = {r.step_id: r for r in rows}
         mine = outputs.get(inp.step_id)
         if mine is not None and mine.status == "completed" and usage is not None:
@@ -43,7 +46,7 @@ class StepActivities:
         try:
             prompt = render(step["instructions"], await self._context(loaded, step, outputs), html=False)
             async with heartbeating():
-                completion = await self.llm.complete(model, prompt)
+                completion = await self.llm.complete(model, prompt, llm_key)
         except LLMTransient as e:
             delay = timedelta(seconds=e.retry_after) if e.retry_after else None
             raise ApplicationError(str(e), type=type(e).__name__, next_retry_delay=delay) from e

@@ -12,7 +12,7 @@ from sqlmodel import col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.common import fail, heartbeating
+from activities.common import fail, heartbeating, tenant_secret
 from activities.conversation import graph_failure, load_contact, whatsapp_token
 from lodestone.db import tenant_session
 from lodestone.llm import LLMClient, LLMError, LLMTransient
@@ -81,9 +81,11 @@ class SummaryActivities:
     async def run_stage(self, inp: SummaryStageInput) -> SummaryStageResult:
         text = await self._text(inp.source_key)
         prompt = STAGE_PROMPTS[inp.stage].format(text=text[-PROMPT_CHARS:])
+        async with tenant_session(self.engine, inp.tenant_id) as s:
+            llm_key = await tenant_secret(s, self.secrets, inp.tenant_id, "llm_api_key", None)
         try:
             async with heartbeating():
-                completion = await self.llm.complete(self.settings.llm_model, prompt)
+                completion = await self.llm.complete(self.settings.llm_model, prompt, llm_key)
         except LLMTransient as e:
             raise ApplicationError(str(e), type="LLMTransient") from e
         except LLMError as e:

@@ -50,7 +50,8 @@ class Completion:
 
 class LLMClient(ABC):
     @abstractmethod
-    async def complete(self, model: str, prompt: str) -> Completion: ...
+    async def complete(self, model: str, prompt: str, api_key: str | None = None) -> Completion:
+        """api_key: the tenant's own key, when it has one; else the provider's default."""
 
     async def close(self) -> None:
         return None
@@ -67,7 +68,7 @@ def offline_text(model: str, prompt: str) -> str:
 
 
 class OfflineLLM(LLMClient):
-    async def complete(self, model: str, prompt: str) -> Completion:
+    async def complete(self, model: str, prompt: str, api_key: str | None = None) -> Completion:
         text = offline_text(model, prompt)
         return Completion(text, model, len(prompt.split()), len(text.split()), 0.0)
 
@@ -96,11 +97,12 @@ class OpenAICompatibleLLM(LLMClient):
                                    timeout=settings.llm_timeout_seconds, max_retries=0)
         self._prices = settings.llm_prices
 
-    async def complete(self, model: str, prompt: str) -> Completion:
+    async def complete(self, model: str, prompt: str, api_key: str | None = None) -> Completion:
         import openai
 
+        client = self._client.with_options(api_key=api_key) if api_key else self._client
         try:
-            resp = await self._client.chat.completions.create(
+            resp = await client.chat.completions.create(
                 model=model, messages=[{"role": "user", "content": prompt}])
         except openai.RateLimitError as e:
             raise LLMTransient(f"rate limited (429) by {model}", _retry_after(e.response.headers)) from e
@@ -138,13 +140,13 @@ class RoutingLLM(LLMClient):
         self._offline = OfflineLLM()
         self._remote = OpenAICompatibleLLM(settings) if settings.llm_base_url else None
 
-    async def complete(self, model: str, prompt: str) -> Completion:
+    async def complete(self, model: str, prompt: str, api_key: str | None = None) -> Completion:
         if model == OFFLINE_MODEL:
             return await self._offline.complete(model, prompt)
         if self._remote is None:
             raise LLMRequestRejected(
                 f"model {model!r} needs LLM_BASE_URL and LLM_API_KEY; only 'offline' runs without")
-        return await self._remote.complete(model, prompt)
+        return await self._remote.complete(model, prompt, api_key)
 
     async def close(self) -> None:
         if self._remote:

@@ -7,7 +7,7 @@ from pathlib import PurePosixPath
 
 from lodestone.secrets import InvalidSecretRef, SecretsProvider, parse_vault_target, split_ref, validate_ref
 
-TENANT_SECRET_NAMES = ("webhook_secret", "whatsapp_token")
+TENANT_SECRET_NAMES = ("webhook_secret", "whatsapp_token", "llm_api_key")
 
 
 def tenant_env_prefix(tenant_id: uuid.UUID | str) -> str:

@@ -1,6 +1,8 @@
 """A tenant's webhook secret resolved by reference at delivery time; references are confined
 to the tenant's own space."""
 
+import uuid
+
 import pytest
 
 from lodestone.receiver import WebhookReceiver
@@ -53,3 +55,20 @@ def test_references_inside_the_tenant_are_accepted(tenant_a):
 async def test_unknown_secret_name_is_refused(tenant_a):
     resp = await tenant_a.api.put("/v1/tenant/secrets", json={"refs": {"llm_key": "env:X"}})
     assert resp.status_code == 422 and resp.json()["code"] == "unknown_secret"
+
+
+async def test_steps_call_the_llm_with_the_tenants_own_key(settings, tenant_b, llm_standin):
+    path = settings.data_path / "secrets" / "tenants" / str(tenant_b.id) / "llm_api_key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("tenant-b-own-llm-key")
+    await tenant_b.api.put("/v1/tenant/secrets", json={"refs": {"llm_api_key": f"file:{path}"}})
+    model = f"ok-{uuid.uuid4().hex[:8]}"
+    try:
+        with WebhookReceiver(tenant_b.webhook_secret) as hook:
+            wf = await create_workflow(tenant_b.api, definition(hook.url, model=model))
+            job = await wait_job(tenant_b.api, (await submit(tenant_b.api, wf["key"])).json()["job_id"])
+    finally:
+        await tenant_b.api.put("/v1/tenant/secrets", json={"refs": {}})
+    assert job["status"] == "delivered"
+    auths = {r["_authorization"] for r in llm_standin.requests if r["model"] == model}
+    assert auths == {"Bearer tenant-b-own-llm-key"}  # never the platform's LLM_API_KEY

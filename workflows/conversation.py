@@ -14,7 +14,8 @@ with workflow.unsafe.imports_passed_through():
 REPLY_TIMEOUT = timedelta(minutes=2)
 REPLY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=8,
-    non_retryable_error_types=["LLMEmptyAnswer", "LLMRefused", "LLMRequestRejected", "GraphRejected"],
+    non_retryable_error_types=["LLMEmptyAnswer", "LLMRefused", "LLMRequestRejected", "GraphRejected",
+                               "TenantSecretUnreadable", "ContactNotFound"],
 )
 
 

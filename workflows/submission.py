@@ -34,7 +34,7 @@ STEP_HEARTBEAT = timedelta(seconds=30)
 STEP_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=6,
     non_retryable_error_types=[
-        "LLMEmptyAnswer", "LLMRefused", "LLMRequestRejected", "StepInputMissing",
+        "LLMEmptyAnswer", "LLMRefused", "LLMRequestRejected", "StepInputMissing", "TenantSecretUnreadable",
         "TemplateRenderError", "TemplateSecurityViolation", "JobNotFound",
     ],
 )
@@ -55,7 +55,7 @@ WEBHOOK_TIMEOUT = timedelta(seconds=30)
 WEBHOOK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=5), maximum_attempts=10,
-    non_retryable_error_types=["WebhookRejected", "WebhookURLRefused", "JobNotFound"],
+    non_retryable_error_types=["WebhookRejected", "WebhookURLRefused", "TenantSecretUnreadable", "JobNotFound"],
 )
 
 

@@ -30,7 +30,7 @@ RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=8,
     non_retryable_error_types=[
         "LLMEmptyAnswer", "LLMRefused", "LLMRequestRejected", "PdfRenderFailed", "GraphRejected",
-        "ContactNotFound", "TemplateRenderError", "TemplateSecurityViolation"],
+        "ContactNotFound", "TemplateRenderError", "TemplateSecurityViolation", "TenantSecretUnreadable"],
 )
 SCHEDULED_TIME = "TemporalScheduledStartTime"
 

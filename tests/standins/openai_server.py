@@ -55,6 +55,7 @@ class OpenAIStandIn:
 
             def do_POST(self) -> None:  # noqa: N802
                 req = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+                req["_authorization"] = self.headers.get("authorization")
                 with standin._lock:
                     standin.requests.append(req)
                     seen = sum(1 for r in standin.requests if r.get("model") == req.get("model"))
