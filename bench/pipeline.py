@@ -242,7 +242,9 @@ def main() -> None:
         ports = {f"{name}_port": free_port() for name in PORTS}
         settings = Settings(_env_file=None, data_dir=data_dir, database_url=None, s3_endpoint=None,
                             temporal_address=None, llm_base_url=None, **ports)
-        stack = Stack(settings, web_ui=False)
+        # The bench measures throughput: lift the per-tenant submission rate limit.
+        stack = Stack(settings, web_ui=False, extra_env={"SUBMISSIONS_PER_MINUTE": "1000000",
+                                                         "SUBMISSIONS_BURST": "100000"})
         err.print(f"data dir {data_dir}")
         try:
             stack.start_infra(err.print)
