@@ -4,8 +4,9 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
+FUZZ_EXAMPLES ?= 200
 
-.PHONY: install run demo test lint bench clean .deb-packages
+.PHONY: install run demo test fuzz lint bench clean .deb-packages
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "$(PY) is required"; exit 1; }
@@ -33,6 +34,9 @@ demo: $(STAMP) .deb-packages
 test: $(STAMP) .deb-packages
 	$(BIN)/ruff check .
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+fuzz: $(STAMP) .deb-packages
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest $(PYTEST_ARGS) tests/test_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -15,6 +15,7 @@ from api.limits import BodyLimit, TenantRateLimiter
 from api.routers import (
     artifacts,
     channels,
+    forms,
     health,
     jobs,
     schedules,
@@ -41,7 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                         namespace=settings.temporal_namespace, lazy=True)
         app.state.lodestone = AppState(
             settings, engine, temporal, make_store(settings), http, TokenVerifier(settings, http),
-            TenantRateLimiter(settings.submissions_per_minute, settings.submissions_burst))
+            TenantRateLimiter(settings.submissions_per_minute, settings.submissions_burst),
+            TenantRateLimiter(settings.public_form_submissions_per_minute, settings.public_form_submissions_burst))
         try:
             yield
         finally:
@@ -65,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return response
 
     for router in (health.router, workflows.router, submissions.router, jobs.router, artifacts.router,
-                   uploads.router, channels.router, whatsapp.router, schedules.router, tenant.router):
+                   uploads.router, channels.router, whatsapp.router, schedules.router, tenant.router,
+                   forms.router):
         app.include_router(router)
     return app

@@ -28,6 +28,7 @@ class AppState:
     http: httpx.AsyncClient
     verifier: TokenVerifier
     submissions_limiter: TenantRateLimiter
+    forms_limiter: TenantRateLimiter
 
 
 def get_state(request: Request) -> AppState:

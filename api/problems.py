@@ -6,11 +6,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("lodestone.api")
 
 MEDIA_TYPE = "application/problem+json"
+# SQLSTATEs for text Postgres cannot hold (a NUL in text or jsonb): the input is at fault, not the server.
+UNSTORABLE_TEXT = {"22021", "22P05"}
 
 
 class Problem(Exception):
@@ -18,6 +21,41 @@ class Problem(Exception):
                  **extra: Any) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail, self.headers, self.extra = status, code, detail, headers, extra
+
+
+# The documented shape of every problem body; `errors` and `pointer` say which input was wrong.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem", "type": "object", "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "code": {"type": "string"}, "pointer": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object", "required": ["loc", "msg"], "properties": {
+            "loc": {"type": "array", "items": {"type": ["string", "integer"]}}, "msg": {"type": "string"}}}},
+    },
+}
+DESCRIPTIONS = {
+    400: "the body is malformed (not UTF-8 JSON, a bad Content-Length)",
+    401: "no valid bearer token",
+    403: "the token's roles do not allow this",
+    404: "not found, or not the caller's",
+    409: "conflicts with the current state",
+    413: "the body is too large",
+    416: "the Range is not satisfiable",
+    422: "the request is not valid",
+    429: "rate limited; see Retry-After",
+    503: "a dependency is unavailable; try again",
+}
+
+
+def responses(*statuses: int, descriptions: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for statuses answered with a problem body."""
+    described = {**DESCRIPTIONS, **(descriptions or {})}
+    return {s: {"description": described[s], "content": {MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}}
+            for s in statuses}
+
+
+# Every route behind a bearer token can answer these.
+AUTHENTICATED = responses(401, 403, 503, descriptions={503: "the token issuer's keys could not be fetched"})
 
 
 def problem_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None,
@@ -50,3 +88,10 @@ def install(app: FastAPI) -> None:
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(500, "internal_error", "an internal error occurred")
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        if getattr(exc.orig, "sqlstate", None) in UNSTORABLE_TEXT:
+            return problem_response(422, "invalid_text", "the request holds text that cannot be stored, "
+                                    "such as a NUL character")
+        return await _crash(request, exc)

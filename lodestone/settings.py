@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     request_body_max_bytes: int = 1024 * 1024
     submissions_per_minute: int = 600
     submissions_burst: int = 60
+    public_form_submissions_per_minute: int = 60
+    public_form_submissions_burst: int = 10
 
     step_concurrency: int = 4
     pdf_timeout_seconds: float = 60.0

@@ -1,5 +1,5 @@
-"""Conversation tables: WhatsApp contacts, their messages, 15-day summaries, and the
-route from a WhatsApp phone number to its tenant."""
+"""Conversation tables: WhatsApp contacts, their messages, 15-day summaries; and the two
+routing tables that find a tenant before it is known (a phone number, a public form slug)."""
 
 import uuid
 from datetime import datetime
@@ -16,6 +16,16 @@ class ChannelRoute(SQLModel, table=True):
 
     __tablename__ = "channel_routes"
     phone_number_id: str = Field(primary_key=True)
+    tenant_id: uuid.UUID = _tenant()
+    created_at: datetime = _ts()
+
+
+class FormRoute(SQLModel, table=True):
+    """Which tenant owns a public form slug. Readable by every tenant (a public submission
+    arrives before its tenant is known); writable only by its own tenant."""
+
+    __tablename__ = "form_routes"
+    slug: str = Field(primary_key=True)
     tenant_id: uuid.UUID = _tenant()
     created_at: datetime = _ts()
 

@@ -9,7 +9,7 @@ from sqlalchemy import BigInteger, DateTime, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from schema.columns import _json, _tenant, _ts, utcnow
-from schema.conversations import ChannelRoute, Contact, Message, Summary
+from schema.conversations import ChannelRoute, Contact, FormRoute, Message, Summary
 
 
 class Tenant(SQLModel, table=True):
@@ -36,9 +36,10 @@ class WorkflowDefinition(SQLModel, table=True):
 
 class Form(SQLModel, table=True):
     __tablename__ = "forms"
+    __table_args__ = (UniqueConstraint("tenant_id", "slug"),)
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     tenant_id: uuid.UUID = _tenant()
-    slug: str = Field(unique=True)
+    slug: str
     workflow_key: str
     field_schema: dict[str, Any] = _json()
     created_at: datetime = _ts()
@@ -176,12 +177,12 @@ TENANT_TABLES = [
     t.__tablename__
     for t in (
         WorkflowDefinition, Form, Upload, Submission, Job, JobStep, Artifact, UsageRecord, Delivery,
-        DeliveryAttempt, JobFailure, IdempotencyKey, Contact, Message, Summary, ChannelRoute,
+        DeliveryAttempt, JobFailure, IdempotencyKey, Contact, Message, Summary, ChannelRoute, FormRoute,
     )
 ]
 
 __all__ = [
-    "Artifact", "ChannelRoute", "Contact", "Delivery", "DeliveryAttempt", "Form", "IdempotencyKey", "Job",
+    "Artifact", "ChannelRoute", "Contact", "FormRoute", "Delivery", "DeliveryAttempt", "Form", "IdempotencyKey", "Job",
     "JobFailure", "JobStep", "Message", "Submission", "Summary", "TENANT_TABLES", "Tenant", "Upload", "UsageRecord",
     "WorkflowDefinition", "utcnow",
 ]

@@ -52,7 +52,8 @@ def calls(o: dict) -> list[tuple[str, str, dict | None]]:
 
 # Routes whose path names an object; the matrix below must cover each one. The signed
 # download takes no token (its link names the tenant): tests/test_artifact_links.py covers it.
-SIGNED_ROUTES = {"/v1/artifacts/{artifact_id}/download"}
+# Likewise a public form: the slug names its tenant (tests/test_forms.py).
+SIGNED_ROUTES = {"/v1/artifacts/{artifact_id}/download", "/v1/public/forms/{slug}/submissions"}
 ID_ROUTES_COVERED = {
     "/v1/jobs/{job_id}", "/v1/artifacts/{artifact_id}", "/v1/artifacts/{artifact_id}/link",
     "/v1/workflows/{key}", "/v1/schedules/{schedule_id}",

@@ -46,8 +46,8 @@ async def test_rls_hides_other_tenants_rows(engine, tenant_a, tenant_b, delivere
         assert (await s.get(Job, job_id)) is not None
 
 
-# channel_routes is the one deliberate exception: every tenant reads it, only its owner writes.
-PRIVATE_TABLES = ["tenants", *(t for t in TENANT_TABLES if t != "channel_routes")]
+# The two route tables are the deliberate exceptions: every tenant reads them, only owners write.
+PRIVATE_TABLES = ["tenants", *(t for t in TENANT_TABLES if t not in ("channel_routes", "form_routes"))]
 
 
 async def test_no_tenant_set_sees_nothing(engine, delivered_job_a):

@@ -1,5 +1,8 @@
 """Body-size caps per route (413) and the per-tenant submission rate (429 + Retry-After)."""
 
+import asyncio
+import socket
+
 import httpx
 import pytest
 
@@ -8,10 +11,21 @@ from api.limits import TenantRateLimiter
 from tests.helpers import create_workflow, definition
 
 
-async def test_declared_body_over_the_cap_is_413(settings, tenant_a):
-    big = b"{" + b" " * (settings.request_body_max_bytes + 10) + b"}"
-    resp = await tenant_a.api.post("/v1/workflows", content=big, headers={"content-type": "application/json"})
-    assert resp.status_code == 413 and resp.json()["code"] == "payload_too_large"
+async def test_declared_body_over_the_cap_is_413_before_any_byte(settings, tenant_a):
+    """Headers only: the answer comes without the body ever being sent."""
+    def ask() -> bytes:
+        with socket.create_connection((settings.api_host, settings.api_port), timeout=10) as sock:
+            sock.sendall((f"POST /v1/workflows HTTP/1.1\r\nHost: x\r\n"
+                          f"Authorization: {tenant_a.api.headers['authorization']}\r\n"
+                          f"Content-Type: application/json\r\n"
+                          f"Content-Length: {settings.request_body_max_bytes + 1}\r\n\r\n").encode())
+            answer = b""
+            while chunk := sock.recv(65536):  # the server closes after answering
+                answer += chunk
+            return answer
+
+    answer = await asyncio.to_thread(ask)
+    assert answer.startswith(b"HTTP/1.1 413") and b"payload_too_large" in answer
 
 
 @pytest.fixture

@@ -11,21 +11,30 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from api.deps import SessionDep, StateDep, Viewer
-from api.problems import Problem, not_found
+from api.problems import AUTHENTICATED, Problem, not_found, responses
 from lodestone import links
 from lodestone.db import tenant_session
 from lodestone.storage import ObjectStore
 from schema.tables import Artifact
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-_STREAMED = {200: {"content": {"application/octet-stream": {}}}, 206: {}, 416: {}}
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")  # ASCII digits only, as RFC 9110 says
+_PAST_ANY_END = 1 << 62
+_BYTES = {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}  # the artifact's own type
+_STREAMED = {200: {**_BYTES, "description": "the whole artifact (text/html, application/pdf, ...)"},
+             206: {**_BYTES, "description": "the requested range"}, **responses(404, 416, 422)}
 RangeHeader = Annotated[str | None, Header(alias="Range")]
 
 
 class ArtifactLink(BaseModel):
     url: str
     expires_at: datetime
+
+
+def _position(digits: str) -> int:
+    # int() refuses more than 4300 digits; past 18 digits a position is past every object's end.
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else _PAST_ANY_END
 
 
 def parse_range(header: str, size: int) -> tuple[int, int]:
@@ -35,9 +44,9 @@ def parse_range(header: str, size: int) -> tuple[int, int]:
                       headers={"Content-Range": f"bytes */{size}"})
     first, last = match.groups()
     if first == "":
-        start, end = max(size - int(last), 0), size - 1
+        start, end = max(size - _position(last), 0), size - 1
     else:
-        start, end = int(first), min(int(last), size - 1) if last else size - 1
+        start, end = _position(first), min(_position(last), size - 1) if last else size - 1
     if start >= size or start > end:
         raise Problem(416, "range_not_satisfiable", f"Range {header!r} is outside 0-{size - 1}",
                       headers={"Content-Range": f"bytes */{size}"})
@@ -59,7 +68,7 @@ def stream(artifact: Artifact, store: ObjectStore, range_header: str | None,
                              media_type=artifact.content_type, headers=headers)
 
 
-@router.get("/{artifact_id}", response_class=StreamingResponse, responses=_STREAMED)
+@router.get("/{artifact_id}", response_class=StreamingResponse, responses={**AUTHENTICATED, **_STREAMED})
 async def get_artifact(artifact_id: uuid.UUID, _: Viewer, session: SessionDep, state: StateDep,
                        range_header: RangeHeader = None) -> StreamingResponse:
     artifact = await session.get(Artifact, artifact_id)
@@ -68,7 +77,7 @@ async def get_artifact(artifact_id: uuid.UUID, _: Viewer, session: SessionDep, s
     return stream(artifact, state.store, range_header)
 
 
-@router.get("/{artifact_id}/link", response_model=ArtifactLink)
+@router.get("/{artifact_id}/link", response_model=ArtifactLink, responses={**AUTHENTICATED, **responses(404, 422)})
 async def get_artifact_link(artifact_id: uuid.UUID, principal: Viewer, session: SessionDep, state: StateDep,
                             ttl_seconds: Annotated[int | None, Query(ge=1)] = None) -> ArtifactLink:
     settings = state.settings
@@ -84,7 +93,8 @@ async def get_artifact_link(artifact_id: uuid.UUID, principal: Viewer, session: 
                         expires_at=datetime.fromtimestamp(link.expires, UTC))
 
 
-@router.get("/{artifact_id}/download", response_class=StreamingResponse, responses={**_STREAMED, 403: {}})
+@router.get("/{artifact_id}/download", response_class=StreamingResponse,
+            responses={**_STREAMED, **responses(403, descriptions={403: "the link is not valid or has expired"})})
 async def download_artifact(artifact_id: uuid.UUID, state: StateDep, range_header: RangeHeader = None,
                             expires: str = "", tenant: str = "", sig: str = "") -> StreamingResponse:
     # No bearer token: the signature is the credential, so every failure looks the same.

@@ -8,10 +8,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col, select
 
 from api.deps import Admin, SessionDep, Viewer
-from api.problems import Problem, not_found
+from api.problems import AUTHENTICATED, Problem, not_found, responses
 from schema.tables import ChannelRoute, utcnow
 
-router = APIRouter(prefix="/v1/channels/whatsapp", tags=["channels"])
+router = APIRouter(prefix="/v1/channels/whatsapp", tags=["channels"], responses=AUTHENTICATED)
 
 
 class ChannelCreate(BaseModel):
@@ -28,8 +28,8 @@ def public(row: ChannelRoute) -> ChannelPublic:
 
 
 @router.post("", status_code=201, response_model=ChannelPublic,
-             responses={200: {"description": "already routed to this tenant"},
-                        409: {"description": "routed to another tenant"}})
+             responses={200: {"model": ChannelPublic, "description": "already routed to this tenant"},
+                        **responses(400, 409, 422, descriptions={409: "routed to another tenant"})})
 async def register_channel(body: ChannelCreate, principal: Admin, session: SessionDep,
                            response: Response) -> ChannelPublic:
     inserted = (await session.execute(insert(ChannelRoute).values(
@@ -52,7 +52,7 @@ async def list_channels(principal: Viewer, session: SessionDep) -> list[ChannelP
     return [public(r) for r in rows]
 
 
-@router.delete("/{phone_number_id}", status_code=204, response_class=Response)
+@router.delete("/{phone_number_id}", status_code=204, response_class=Response, responses=responses(404, 422))
 async def delete_channel(phone_number_id: str, principal: Admin, session: SessionDep) -> Response:
     result = await session.execute(delete(ChannelRoute).where(
         col(ChannelRoute.phone_number_id) == phone_number_id, col(ChannelRoute.tenant_id) == principal.tenant_id))

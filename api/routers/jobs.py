@@ -3,7 +3,7 @@ deliveries, error and Temporal Web UI link."""
 
 import base64
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Query
@@ -11,10 +11,10 @@ from pydantic import BaseModel
 from sqlmodel import col, or_, select
 
 from api.deps import SessionDep, StateDep, Viewer
-from api.problems import Problem, not_found
+from api.problems import AUTHENTICATED, Problem, not_found, responses
 from schema.tables import Artifact, Delivery, Job, JobFailure, JobStep, UsageRecord
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=AUTHENTICATED)
 
 
 class JobSummary(BaseModel):
@@ -50,12 +50,14 @@ def _cursor(job: Job) -> str:
 def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         ts, _, ident = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(ts), uuid.UUID(ident)
-    except ValueError as e:
+        at = datetime.fromisoformat(ts)
+        # Ours carry UTC times; one with no UTC equivalent (year 1 at +01:00) would crash the query.
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC), uuid.UUID(ident)
+    except (ValueError, OverflowError) as e:
         raise Problem(400, "invalid_cursor", "the cursor is not one this API issued") from e
 
 
-@router.get("", response_model=JobPage)
+@router.get("", response_model=JobPage, responses=responses(400, 422))
 async def list_jobs(_: Viewer, session: SessionDep, status: str | None = None,
                     workflow_key: str | None = None, cursor: str | None = None,
                     limit: int = Query(default=50, ge=1, le=200)) -> JobPage:
@@ -73,7 +75,7 @@ async def list_jobs(_: Viewer, session: SessionDep, status: str | None = None,
     return JobPage(items=[summary(j) for j in rows], next_cursor=_cursor(rows[-1]) if more else None)
 
 
-@router.get("/{job_id}", response_model=JobDetail)
+@router.get("/{job_id}", response_model=JobDetail, responses=responses(404, 422))
 async def get_job(job_id: uuid.UUID, _: Viewer, session: SessionDep, state: StateDep) -> JobDetail:
     job = await session.get(Job, job_id)
     if job is None:

@@ -11,12 +11,14 @@ from pydantic import AwareDatetime, BaseModel, Field
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Admin, Editor, StateDep, Viewer
-from api.problems import Problem, not_found
+from api.problems import AUTHENTICATED, Problem, not_found, responses
 from lodestone import schedules as sched
 from lodestone.db import tenant_session
 from schema.conversations import Contact
 
-router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
+router = APIRouter(prefix="/v1/schedules", tags=["schedules"], responses={
+    **AUTHENTICATED, **responses(503, descriptions={503: "Temporal or the token issuer did not answer"})})
+BY_ID, BY_ID_WITH_BODY = responses(404, 422), responses(400, 404, 422)
 
 
 class ScheduleCreate(BaseModel):
@@ -77,7 +79,7 @@ def out(view: sched.SummarySchedule) -> ScheduleOut:
     return ScheduleOut.model_validate(view, from_attributes=True)
 
 
-@router.post("", status_code=201, response_model=ScheduleOut)
+@router.post("", status_code=201, response_model=ScheduleOut, responses=responses(400, 404, 409, 422))
 async def create_schedule(body: ScheduleCreate, state: StateDep, principal: Editor) -> ScheduleOut:
     async with tenant_session(state.engine, principal.tenant_id) as session:
         contact = await session.get(Contact, body.contact_id)
@@ -97,13 +99,13 @@ async def list_schedules(state: StateDep, principal: Viewer) -> ScheduleList:
                                                                                       principal.tenant_id)])
 
 
-@router.get("/{schedule_id}", response_model=ScheduleOut)
+@router.get("/{schedule_id}", response_model=ScheduleOut, responses=BY_ID)
 async def get_schedule(schedule_id: str, state: StateDep, principal: Viewer) -> ScheduleOut:
     with problems():
         return out(await sched.describe_summary_schedule(state.temporal, principal.tenant_id, schedule_id))
 
 
-@router.post("/{schedule_id}/pause", response_model=ScheduleOut)
+@router.post("/{schedule_id}/pause", response_model=ScheduleOut, responses=BY_ID_WITH_BODY)
 async def pause_schedule(schedule_id: str, state: StateDep, principal: Editor,
                          body: ScheduleNote | None = None) -> ScheduleOut:
     with problems():
@@ -111,7 +113,7 @@ async def pause_schedule(schedule_id: str, state: StateDep, principal: Editor,
         return out(await sched.describe_summary_schedule(state.temporal, principal.tenant_id, schedule_id))
 
 
-@router.post("/{schedule_id}/unpause", response_model=ScheduleOut)
+@router.post("/{schedule_id}/unpause", response_model=ScheduleOut, responses=BY_ID_WITH_BODY)
 async def unpause_schedule(schedule_id: str, state: StateDep, principal: Editor,
                            body: ScheduleNote | None = None) -> ScheduleOut:
     with problems():
@@ -119,14 +121,14 @@ async def unpause_schedule(schedule_id: str, state: StateDep, principal: Editor,
         return out(await sched.describe_summary_schedule(state.temporal, principal.tenant_id, schedule_id))
 
 
-@router.post("/{schedule_id}/trigger", status_code=202, response_model=Triggered)
+@router.post("/{schedule_id}/trigger", status_code=202, response_model=Triggered, responses=BY_ID)
 async def trigger_schedule(schedule_id: str, state: StateDep, principal: Editor) -> Triggered:
     with problems():
         running = await sched.trigger_summary_schedule(state.temporal, principal.tenant_id, schedule_id)
     return Triggered(schedule_id=schedule_id, running=running)
 
 
-@router.post("/{schedule_id}/backfill", status_code=202)
+@router.post("/{schedule_id}/backfill", status_code=202, responses=BY_ID_WITH_BODY)
 async def backfill_schedule(schedule_id: str, body: BackfillRequest, state: StateDep,
                             principal: Admin) -> dict[str, str]:
     with problems():
@@ -135,7 +137,7 @@ async def backfill_schedule(schedule_id: str, body: BackfillRequest, state: Stat
     return {"schedule_id": schedule_id, "start": body.start.isoformat(), "end": body.end.isoformat()}
 
 
-@router.delete("/{schedule_id}", status_code=204)
+@router.delete("/{schedule_id}", status_code=204, responses=BY_ID)
 async def delete_schedule(schedule_id: str, state: StateDep, principal: Admin) -> Response:
     with problems():
         await sched.delete_summary_schedule(state.temporal, principal.tenant_id, schedule_id)

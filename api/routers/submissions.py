@@ -5,7 +5,7 @@ import hashlib
 import json
 import uuid
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header
 from pydantic import BaseModel, Field, model_validator
@@ -15,8 +15,11 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from api.auth import Principal
 from api.deps import Editor, StateDep
-from api.problems import Problem, not_found
+from api.limits import TenantRateLimiter
+from api.problems import AUTHENTICATED, Problem, not_found, responses
+from api.routers.workflows import UNEVALUABLE, JsonObject
 from lodestone.db import tenant_session
 from lodestone.netguard import OutboundRefused, check_url
 from lodestone.settings import Settings
@@ -25,13 +28,13 @@ from schema.tables import IdempotencyKey, Job, Submission, Upload, WorkflowDefin
 from workflows.submission import SubmissionWorkflow
 from workflows.types import JOB_ID, TENANT_ID, WORKFLOW_KEY, SubmissionInput
 
-router = APIRouter(prefix="/v1/submissions", tags=["submissions"])
+router = APIRouter(prefix="/v1/submissions", tags=["submissions"], responses=AUTHENTICATED)
 START_TIMEOUT = timedelta(seconds=5)
 
 
 class SubmissionCreate(BaseModel):
     workflow_key: str = Field(min_length=1, max_length=63)
-    input: dict[str, Any] = Field(default_factory=dict)
+    input: JsonObject = Field(default_factory=dict)
     input_upload_id: uuid.UUID | None = None
     input_url: str | None = Field(default=None, max_length=2000)
 
@@ -105,6 +108,9 @@ async def create_job(state: StateDep, principal: Editor, body: SubmissionCreate,
             validate_input(definition.definition, body.input)
         except InputInvalid as e:
             raise Problem(422, "invalid_input", e.message, pointer=e.path) from e
+        except UNEVALUABLE as e:
+            raise Problem(422, "unusable_schema", "the workflow's input_schema cannot be evaluated: a $ref loops "
+                          "or does not resolve") from e
         input_key = None
         if body.input_upload_id:
             upload = await session.get(Upload, body.input_upload_id)
@@ -141,11 +147,19 @@ async def discard_job(state: StateDep, job: Job) -> None:
 
 
 @router.post("", status_code=202, response_model=SubmissionAccepted,
-             responses={409: {"description": "Idempotency-Key reused with another body"},
-                        429: {"description": "the tenant's submission rate is exceeded; see Retry-After"}})
+             responses=responses(400, 404, 409, 422, 429, 503, descriptions={
+                 404: "no such workflow or upload", 409: "Idempotency-Key reused with another body",
+                 429: "the tenant's submission rate is exceeded; see Retry-After",
+                 503: "Temporal or the token issuer did not answer"}))
 async def submit(body: SubmissionCreate, state: StateDep, principal: Editor,
                  idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> SubmissionAccepted:
-    wait = state.submissions_limiter.take(str(principal.tenant_id))
+    return await accept_submission(state, principal, body, idempotency_key)
+
+
+async def accept_submission(state: StateDep, principal: Principal, body: SubmissionCreate, idempotency_key: str | None,
+                            limiter: TenantRateLimiter | None = None) -> SubmissionAccepted:
+    """Rate limit, idempotency, job row, workflow start: shared by the API and public forms."""
+    wait = (limiter or state.submissions_limiter).take(str(principal.tenant_id))
     if wait:
         raise Problem(429, "rate_limited", "too many submissions for this tenant; slow down",
                       headers={"Retry-After": str(max(1, round(wait + 0.5)))})

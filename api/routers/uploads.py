@@ -9,12 +9,12 @@ from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
 from api.deps import Editor, StateDep
-from api.problems import Problem
+from api.problems import AUTHENTICATED, Problem, responses
 from lodestone.db import tenant_session
 from lodestone.storage import ObjectTooLarge, check_key
 from schema.tables import Tenant, Upload
 
-router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
+router = APIRouter(prefix="/v1/uploads", tags=["uploads"], responses=AUTHENTICATED)
 log = logging.getLogger("lodestone.api.uploads")
 
 
@@ -39,7 +39,7 @@ def too_large(limit: int) -> Problem:
 @router.post("", status_code=201, response_model=UploadPublic,
              openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {
                  "schema": {"type": "string", "format": "binary"}}}}},
-             responses={413: {"description": "over the tenant's upload limit"}})
+             responses=responses(400, 413, descriptions={413: "over the tenant's upload limit"}))
 async def create_upload(request: Request, state: StateDep, principal: Editor) -> UploadPublic:
     limit = await upload_limit(state, principal)
     declared = request.headers.get("content-length")

@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from api.deps import StateDep
-from api.problems import Problem
+from api.problems import Problem, responses
 from api.whatsapp_payload import STATUS_RANK, ChangeValue, WebhookPayload
 from lodestone.db import tenant_session
 from lodestone.settings import Settings
@@ -49,7 +49,8 @@ def configured(value: str | None, name: str) -> str:
     return value
 
 
-@router.get("", response_class=PlainTextResponse, responses={403: {"description": "wrong mode or token"}})
+@router.get("", response_class=PlainTextResponse, responses=responses(403, 422, 503, descriptions={
+    403: "wrong mode or token", 503: "WHATSAPP_VERIFY_TOKEN is unset"}))
 async def verify_subscription(state: StateDep, mode: Annotated[str, Query(alias="hub.mode")] = "",
                               token: Annotated[str, Query(alias="hub.verify_token")] = "",
                               challenge: Annotated[str, Query(alias="hub.challenge")] = "") -> PlainTextResponse:
@@ -132,7 +133,9 @@ async def signal(state: StateDep, msg: Inbound) -> None:
         search_attributes=TypedSearchAttributes([SearchAttributePair(TENANT_ID, msg.tenant_id)]))
 
 
-@router.post("", responses={401: {"description": "bad or missing signature"}})
+@router.post("", responses=responses(400, 401, 413, 422, 503, descriptions={
+    400: "not a WhatsApp webhook payload", 401: "bad or missing signature",
+    503: "WHATSAPP_APP_SECRET is unset, or Temporal did not answer"}))
 async def receive(request: Request, state: StateDep,
                   signature: Annotated[str | None, Header(alias="X-Hub-Signature-256")] = None) -> dict[str, str]:
     secret = configured(state.settings.whatsapp_app_secret, "WHATSAPP_APP_SECRET")
