@@ -1,18 +1,5 @@
-"""Secrets resolved by reference, so values never travel in workflow payloads or logs.
-
-A reference names where a secret lives; only the reference is stored or passed around:
-  env:NAME                    a variable from the mapping the provider was given
-  file:/abs/path              a file under the allowed root (one trailing newline stripped)
-  vault:<kv-v2 path>#<field>  a field of a KV v2 secret, read with an AppRole token
-
-Errors (the class name is what Temporal sees, so list the first three as non-retryable):
-  SecretNotFound      no such variable, file, Vault path or field
-  SecretAccessDenied  outside the file root, or denied by Vault policy
-  InvalidSecretRef    a malformed reference (its text is not echoed: it may be a pasted value)
-  SecretsUnavailable  the backend is down or refused our login: retry later
-  SecretsNotConfigured, a SecretsUnavailable: the scheme's backend has no settings
-Logs and messages carry references, paths and outcomes, never values or tokens.
-"""
+"""vault: references: Vault or OpenBao KV v2 through hvac, with AppRole login, a TTL cache,
+token renewal and re-login."""
 
 import asyncio
 import json
@@ -20,122 +7,29 @@ import logging
 import math
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import hvac
 import requests
 from hvac import exceptions as hv
 
+from lodestone.secrets.base import (
+    InvalidSecretRef,
+    SecretAccessDenied,
+    SecretNotFound,
+    SecretsNotConfigured,
+    SecretsProvider,
+    SecretsUnavailable,
+    parse_vault_target,
+    split_ref,
+)
 from lodestone.settings import Settings
 
-log = logging.getLogger(__name__)
-
-_SCHEMES = ("env", "file", "vault")
+log = logging.getLogger("lodestone.secrets")
 _DENIED = (hv.Forbidden, hv.Unauthorized)
-
-
-class SecretsError(Exception):
-    """Base of every error this module raises."""
-
-
-class SecretNotFound(SecretsError):
-    pass
-
-
-class SecretAccessDenied(SecretsError):
-    pass
-
-
-class InvalidSecretRef(SecretsError, ValueError):
-    pass
-
-
-class SecretsUnavailable(SecretsError):
-    """The backend cannot answer now (down, sealed, login refused): retryable."""
-
-
-class SecretsNotConfigured(SecretsUnavailable):
-    pass
-
-
-def split_ref(ref: str) -> tuple[str, str]:
-    scheme, sep, target = ref.partition(":")
-    if not sep or scheme not in _SCHEMES:
-        raise InvalidSecretRef("not a secret reference: expected env:NAME, file:/path or vault:path#field")
-    if not target:
-        raise InvalidSecretRef(f"empty {scheme}: reference")
-    return scheme, target
-
-
-def parse_vault_target(target: str) -> tuple[str, str]:
-    path, sep, field = target.partition("#")
-    path = path.strip("/")
-    if not sep or not path or not field or ".." in path.split("/"):
-        raise InvalidSecretRef("vault: references look like vault:<kv path>#<field>")
-    return path, field
-
-
-def validate_ref(ref: str) -> None:
-    """Raises InvalidSecretRef for a malformed reference, without resolving it (e.g. when a
-    workflow definition is saved)."""
-    scheme, target = split_ref(ref)
-    if scheme == "vault":
-        parse_vault_target(target)
-
-
-class SecretsProvider(ABC):
-    @abstractmethod
-    async def get(self, ref: str) -> str: ...
-
-    async def aclose(self) -> None:
-        return None
-
-
-class EnvFileSecrets(SecretsProvider):
-    """env: from the mapping given here (never read from os.environ behind the caller's back);
-    file: absolute paths that resolve, symlinks followed, inside file_root."""
-
-    def __init__(self, env: Mapping[str, str], file_root: Path | None = None) -> None:
-        self._env = env
-        self._root = file_root.resolve() if file_root is not None else None
-
-    def __repr__(self) -> str:
-        return f"EnvFileSecrets(env=<{len(self._env)} names>, file_root={self._root!r})"
-
-    async def get(self, ref: str) -> str:
-        scheme, target = split_ref(ref)
-        if scheme == "env":
-            if target not in self._env:
-                raise SecretNotFound(f"env:{target} is not set")
-            return self._env[target]
-        if scheme == "file":
-            return await asyncio.to_thread(self._read_file, target)
-        raise InvalidSecretRef(f"EnvFileSecrets resolves env: and file: references, not {scheme}:")
-
-    def _read_file(self, target: str) -> str:
-        path = Path(target)
-        if not path.is_absolute():
-            raise InvalidSecretRef(f"file:{target} is relative; file: references need an absolute path")
-        if self._root is None:
-            raise SecretsNotConfigured("file: references are disabled: SECRETS_FILE_ROOT is not set")
-        resolved = path.resolve()
-        if not resolved.is_relative_to(self._root):
-            log.warning("refused file secret outside the root: %s", path)
-            raise SecretAccessDenied(f"file:{path} is outside the secrets root {self._root}")
-        try:
-            text = resolved.read_text(encoding="utf-8")
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise SecretNotFound(f"file:{path} does not exist") from None
-        except PermissionError:
-            raise SecretAccessDenied(f"file:{path} is not readable by this process") from None
-        except UnicodeDecodeError:
-            raise SecretNotFound(f"file:{path} is not UTF-8 text") from None
-        return text.removesuffix("\n").removesuffix("\r")
 
 
 @dataclass
@@ -296,50 +190,3 @@ class VaultSecrets(SecretsProvider):
         # The type name only: hvac messages can carry response bodies.
         log.warning("vault unavailable while %s: %s", doing, type(exc).__name__)
         return SecretsUnavailable(f"Vault at {self._addr} is unavailable while {doing} ({type(exc).__name__})")
-
-
-class UnconfiguredSecrets(SecretsProvider):
-    """Stands in for a backend without settings; every reference raises SecretsNotConfigured."""
-
-    def __init__(self, reason: str) -> None:
-        self._reason = reason
-
-    def __repr__(self) -> str:
-        return f"UnconfiguredSecrets({self._reason!r})"
-
-    async def get(self, ref: str) -> str:
-        validate_ref(ref)
-        raise SecretsNotConfigured(self._reason)
-
-
-class ChainSecrets(SecretsProvider):
-    """Dispatches each reference to the provider for its scheme."""
-
-    def __init__(self, providers: Mapping[str, SecretsProvider]) -> None:
-        self._providers = dict(providers)
-
-    def __repr__(self) -> str:
-        return f"ChainSecrets({self._providers!r})"
-
-    async def get(self, ref: str) -> str:
-        scheme, _ = split_ref(ref)
-        provider = self._providers.get(scheme)
-        if provider is None:
-            raise SecretsNotConfigured(f"no provider for {scheme}: references")
-        return await provider.get(ref)
-
-    async def aclose(self) -> None:
-        for provider in {id(p): p for p in self._providers.values()}.values():
-            await provider.aclose()
-
-
-def make_secrets(settings: Settings, env: Mapping[str, str]) -> ChainSecrets:
-    """The provider the API and worker use. `env` is the mapping env: references read; the
-    caller decides what it holds (os.environ, or a filtered copy)."""
-    local = EnvFileSecrets(env, settings.secrets_file_root)
-    vault: SecretsProvider
-    if settings.vault_addr:
-        vault = VaultSecrets.from_settings(settings)
-    else:
-        vault = UnconfiguredSecrets("vault: references need VAULT_ADDR, VAULT_ROLE_ID and VAULT_SECRET_ID to be set")
-    return ChainSecrets({"env": local, "file": local, "vault": vault})
