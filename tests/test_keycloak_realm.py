@@ -6,7 +6,7 @@ from pathlib import Path
 from api.auth import ROLE_RANK
 from lodestone.settings import Settings
 
-REALM = json.loads((Path(__file__).parent.parent / "keycloak" / "lodestone-realm.json").read_text())
+REALM = json.loads((Path(__file__).parent.parent / "deploy" / "keycloak" / "lodestone-realm.json").read_text())
 
 
 def test_realm_has_the_roles_the_api_ranks():
