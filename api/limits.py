@@ -5,11 +5,12 @@ tenant can reach N times the rate. A shared store would make it exact; the bound
 is what protects the workers.
 """
 
-import json
 import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from api.problems import problem_response
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -17,15 +18,6 @@ ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message],
 
 # Routes that enforce their own, larger limit while streaming.
 OWN_LIMIT = ("/v1/uploads",)
-
-
-def _problem(status: int, code: str, detail: str) -> tuple[dict[str, Any], bytes]:
-    body = json.dumps({"type": f"https://lodestone.dev/problems/{code}", "title": code.replace("_", " "),
-                       "status": status, "detail": detail, "code": code}).encode()
-    start = {"type": "http.response.start", "status": status,
-             "headers": [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()),
-                         (b"connection", b"close")]}
-    return start, body
 
 
 class BodyLimit:
@@ -70,9 +62,13 @@ class BodyLimit:
                 raise
 
     async def _reject(self, send: Callable[[Message], Awaitable[None]]) -> None:
-        start, body = _problem(413, "payload_too_large", f"request bodies here are limited to {self.limit} bytes")
-        await send(start)
-        await send({"type": "http.response.body", "body": body})
+        response = problem_response(413, "payload_too_large", f"request bodies here are limited to {self.limit} bytes",
+                                    headers={"Connection": "close"})
+        await response({"type": "http"}, _no_body, send)
+
+
+async def _no_body() -> Message:
+    return {"type": "http.disconnect"}
 
 
 class TenantRateLimiter:

@@ -16,6 +16,7 @@ from sqlmodel import col, select
 
 from lodestone.db import make_engine, tenant_session
 from lodestone.graph_standin import GraphAPIStandIn
+from lodestone.schedules import summary_schedule_id
 from lodestone.settings import Settings
 from schema.tables import Contact, Summary
 
@@ -100,7 +101,7 @@ async def run_conversation(settings: Settings, api: httpx.AsyncClient, dev: What
         async with tenant_session(engine, tenant_id) as s:
             contact = (await s.exec(select(Contact).where(Contact.wa_id == DEMO_WA_ID))).one()
         created = await api.post("/v1/schedules", json={"contact_id": str(contact.id)})
-        schedule_id = f"summary:{tenant_id}:{contact.id}"
+        schedule_id = summary_schedule_id(tenant_id, contact.id)
         if created.status_code not in (201, 409):
             created.raise_for_status()
         started = time.time()

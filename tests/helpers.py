@@ -3,9 +3,13 @@
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+
+from api.app import create_app
 
 TERMINAL = {"delivered", "failed", "cancelled"}
 
@@ -57,3 +61,14 @@ async def wait_job(api: httpx.AsyncClient, job_id: str, timeout: float = 60) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s: {job}")
         await asyncio.sleep(0.2)
+
+
+@asynccontextmanager
+async def in_process_api(settings, token: str | None = None, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
+    """The API in this process, on the session stack's database and issuer, with some
+    settings changed; `token` is sent as the bearer when given."""
+    app = create_app(settings.model_copy(update={"auth_issuer": settings.issuer, **overrides}))
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://api.test", timeout=30, headers=headers) as http:
+        yield http

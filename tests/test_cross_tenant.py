@@ -12,7 +12,7 @@ from api.app import create_app
 from lodestone.receiver import WebhookReceiver
 from lodestone.schedules import create_summary_schedule
 from tests.conversation_helpers import seed_contact
-from tests.helpers import create_workflow, definition, submit, wait_job
+from tests.helpers import create_workflow, definition, in_process_api, submit, wait_job
 
 
 @pytest.fixture(scope="module")
@@ -91,34 +91,26 @@ async def test_tenant_b_gets_404_and_changes_nothing(objects_a, tenant_a, tenant
 async def test_interleaved_requests_over_a_small_pool_never_mix_tenants(settings, tenant_a, tenant_b, objects_a):
     wf_b = await create_workflow(tenant_b.api, definition("http://127.0.0.1:9/hook"))
     job_b = (await submit(tenant_b.api, wf_b["key"])).json()["job_id"]
-    small = settings.model_copy(update={"db_pool_size": 1})  # pool 1 + overflow 1: two connections
-    app = create_app(small)
     own = {tenant_a.id: objects_a["job"], tenant_b.id: job_b}
     errors: list[str] = []
     sem = asyncio.Semaphore(16)
 
     async def one(i: int, api: httpx.AsyncClient, tenant, other) -> None:  # type: ignore[no-untyped-def]
+        headers = {"Authorization": tokens[tenant]}
         async with sem:
             if i % 2:
-                resp = await api.get("/v1/jobs", params={"limit": 200})
+                resp = await api.get("/v1/jobs", params={"limit": 200}, headers=headers)
                 ids = {j["id"] for j in resp.json()["items"]}
                 if own[other] in ids or own[tenant] not in ids:
                     errors.append(f"list {i}")
             else:
-                mine = await api.get(f"/v1/jobs/{own[tenant]}")
-                theirs = await api.get(f"/v1/jobs/{own[other]}")
+                mine = await api.get(f"/v1/jobs/{own[tenant]}", headers=headers)
+                theirs = await api.get(f"/v1/jobs/{own[other]}", headers=headers)
                 if mine.status_code != 200 or theirs.status_code != 404:
                     errors.append(f"get {i}: {mine.status_code}/{theirs.status_code}")
 
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        clients = {t.id: httpx.AsyncClient(transport=transport, base_url="http://api.test",
-                                           headers={"Authorization": t.api.headers["authorization"]})
-                   for t in (tenant_a, tenant_b)}
-        try:
-            await asyncio.gather(*[one(i, clients[t.id], t.id, o.id) for i in range(250)
-                                   for t, o in ((tenant_a, tenant_b), (tenant_b, tenant_a))])
-        finally:
-            for c in clients.values():
-                await c.aclose()
+    tokens = {t.id: t.api.headers["authorization"] for t in (tenant_a, tenant_b)}
+    async with in_process_api(settings, db_pool_size=1) as api:  # pool 1 + overflow 1: two connections
+        await asyncio.gather(*[one(i, api, t.id, o.id) for i in range(250)
+                               for t, o in ((tenant_a, tenant_b), (tenant_b, tenant_a))])
     assert errors == []

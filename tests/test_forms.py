@@ -5,9 +5,8 @@ import uuid
 
 import httpx
 
-from api.app import create_app
 from lodestone.receiver import WebhookReceiver
-from tests.helpers import create_workflow, definition, wait_job
+from tests.helpers import create_workflow, definition, in_process_api, wait_job
 
 FIELDS = {"type": "object", "required": ["company"], "additionalProperties": False,
           "properties": {"company": {"type": "string", "minLength": 1, "maxLength": 100}}}
@@ -55,10 +54,8 @@ async def test_bad_fields_unknown_slug_and_taken_slug(settings, tenant_a, tenant
 async def test_public_form_rate_is_per_tenant(settings, tenant_a):
     wf = await create_workflow(tenant_a.api, definition("http://127.0.0.1:9/hook"))
     form = await _form(tenant_a.api, wf["key"])
-    app = create_app(settings.model_copy(update={"public_form_submissions_per_minute": 6,
-                                                 "public_form_submissions_burst": 2}))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://api.test") as anonymous:
+    async with in_process_api(settings, public_form_submissions_per_minute=6,
+                              public_form_submissions_burst=2) as anonymous:
         codes = [(await anonymous.post(f"/v1/public/forms/{form['slug']}/submissions",
                                        json={"company": f"c{i}"})) for i in range(3)]
     assert [c.status_code for c in codes] == [202, 202, 429]

@@ -3,12 +3,10 @@
 import asyncio
 import socket
 
-import httpx
 import pytest
 
-from api.app import create_app
 from api.limits import TenantRateLimiter
-from tests.helpers import create_workflow, definition
+from tests.helpers import create_workflow, definition, in_process_api
 
 
 async def test_declared_body_over_the_cap_is_413_before_any_byte(settings, tenant_a):
@@ -28,47 +26,31 @@ async def test_declared_body_over_the_cap_is_413_before_any_byte(settings, tenan
     assert answer.startswith(b"HTTP/1.1 413") and b"payload_too_large" in answer
 
 
-@pytest.fixture
-async def in_process(settings, tenant_a):
-    async def make(**overrides):
-        app = create_app(settings.model_copy(update=overrides))
-        return app
-
-    return make
+def auth(tenant) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {"Authorization": tenant.api.headers["authorization"]}
 
 
-async def test_chunked_body_over_the_cap_is_413(settings, tenant_a, in_process):
-    app = await in_process(request_body_max_bytes=10_000)
-
+async def test_chunked_body_over_the_cap_is_413(settings, tenant_a):
     async def chunks():
         for _ in range(10):
             yield b" " * 4096
 
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://api.test",
-            headers={"Authorization": tenant_a.api.headers["authorization"]}) as api:
-        resp = await api.post("/v1/workflows", content=chunks(), headers={"content-type": "application/json"})
+    async with in_process_api(settings, request_body_max_bytes=10_000) as api:
+        resp = await api.post("/v1/workflows", content=chunks(),
+                              headers={"content-type": "application/json", **auth(tenant_a)})
         assert resp.status_code == 413
-        ok = await api.post("/v1/workflows", json=definition("http://127.0.0.1:9/hook"))  # under the cap
-        assert ok.status_code == 201
+        ok = await api.post("/v1/workflows", json=definition("http://127.0.0.1:9/hook"), headers=auth(tenant_a))
+        assert ok.status_code == 201  # under the cap
 
 
-async def test_submission_rate_is_per_tenant(settings, tenant_a, tenant_b, in_process):
-    app = await in_process(submissions_per_minute=6, submissions_burst=3)
+async def test_submission_rate_is_per_tenant(settings, tenant_a, tenant_b):
     wf_a = await create_workflow(tenant_a.api, definition("http://127.0.0.1:9/hook"))
     wf_b = await create_workflow(tenant_b.api, definition("http://127.0.0.1:9/hook"))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        clients = [httpx.AsyncClient(transport=transport, base_url="http://api.test",
-                                     headers={"Authorization": t.api.headers["authorization"]})
-                   for t in (tenant_a, tenant_b)]
-        try:
-            a = [await clients[0].post("/v1/submissions", json={"workflow_key": wf_a["key"],
-                                                                 "input": {"company": "A"}}) for _ in range(4)]
-            b = await clients[1].post("/v1/submissions", json={"workflow_key": wf_b["key"], "input": {"company": "B"}})
-        finally:
-            for c in clients:
-                await c.aclose()
+    async with in_process_api(settings, submissions_per_minute=6, submissions_burst=3) as api:
+        a = [await api.post("/v1/submissions", json={"workflow_key": wf_a["key"], "input": {"company": "A"}},
+                            headers=auth(tenant_a)) for _ in range(4)]
+        b = await api.post("/v1/submissions", json={"workflow_key": wf_b["key"], "input": {"company": "B"}},
+                           headers=auth(tenant_b))
     assert [r.status_code for r in a] == [202, 202, 202, 429]
     assert a[3].json()["code"] == "rate_limited" and 1 <= int(a[3].headers["retry-after"]) <= 11
     assert b.status_code == 202  # another tenant's budget is its own

@@ -1,24 +1,18 @@
 """If the workflow cannot be started, the API answers 503 and leaves no job row behind."""
 
-import httpx
 from sqlmodel import func, select
 
-from api.app import create_app
 from lodestone.db import tenant_session
 from lodestone.devstack.processes import free_port
 from schema.tables import IdempotencyKey, Job, Submission
-from tests.helpers import create_workflow, definition
+from tests.helpers import create_workflow, definition, in_process_api
 
 
 async def test_failed_start_rolls_the_job_back(settings, tenant_a, engine):
     wf = await create_workflow(tenant_a.api, definition("http://127.0.0.1:9/hook"))
     # The same database and issuer, but a Temporal frontend that is not there.
-    broken = settings.model_copy(update={"temporal_address": f"127.0.0.1:{free_port()}",
-                                         "auth_issuer": settings.issuer})
-    app = create_app(broken)
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://api.test",
-            headers={"Authorization": tenant_a.api.headers["authorization"]}) as api:
+    async with in_process_api(settings, tenant_a.api.headers["authorization"].removeprefix("Bearer "),
+                              temporal_address=f"127.0.0.1:{free_port()}") as api:
         resp = await api.post("/v1/submissions", json={"workflow_key": wf["key"], "input": {"company": "A"}},
                               headers={"Idempotency-Key": "start-fails"})
     assert resp.status_code == 503, resp.text

@@ -7,18 +7,16 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 from sqlmodel import select
 
-from api.app import create_app
 from lodestone.db import tenant_session
 from lodestone.devstack.processes import free_port
 from schema.tables import Contact, Message
+from tests.helpers import in_process_api
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -44,15 +42,6 @@ async def post_webhook(settings, payload: dict[str, Any] | bytes, signature: str
         return await http.post("/webhooks/whatsapp", content=raw or body, headers=headers)
     async with httpx.AsyncClient(timeout=30) as client:
         return await client.post(f"{settings.api_url}/webhooks/whatsapp", content=raw or body, headers=headers)
-
-
-@asynccontextmanager
-async def in_process_api(settings, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
-    """The API in this process, on the same database, with some settings changed."""
-    app = create_app(settings.model_copy(update={"auth_issuer": settings.issuer, **overrides}))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://api.test", timeout=30) as http:
-        yield http
 
 
 def change(phone_number_id: str, **value: Any) -> dict[str, Any]:

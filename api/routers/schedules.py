@@ -4,7 +4,6 @@ The tenant boundary and the schedule's shape live in lodestone.schedules."""
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 
 from fastapi import APIRouter, Response
 from pydantic import AwareDatetime, BaseModel, Field
@@ -35,18 +34,8 @@ class BackfillRequest(BaseModel):
     end: AwareDatetime
 
 
-class ScheduleOut(BaseModel):
-    id: str
-    contact_id: str
-    interval_days: int
-    paused: bool
-    note: str | None
-    next_action_times: list[datetime]
-    recent_actions: list[str]
-    running: list[str]
-    overlap: str | None
-    created_at: datetime | None
-    updated_at: datetime | None
+# The description lodestone.schedules returns is the response body: one shape, one place.
+ScheduleOut = sched.SummarySchedule
 
 
 class ScheduleList(BaseModel):
@@ -75,10 +64,6 @@ def problems() -> Iterator[None]:
         raise
 
 
-def out(view: sched.SummarySchedule) -> ScheduleOut:
-    return ScheduleOut.model_validate(view, from_attributes=True)
-
-
 @router.post("", status_code=201, response_model=ScheduleOut, responses=responses(400, 404, 409, 422))
 async def create_schedule(body: ScheduleCreate, state: StateDep, principal: Editor) -> ScheduleOut:
     async with tenant_session(state.engine, principal.tenant_id) as session:
@@ -88,21 +73,20 @@ async def create_schedule(body: ScheduleCreate, state: StateDep, principal: Edit
     if not contact.phone_number_id:
         raise Problem(422, "contact_not_reachable", "the contact has no WhatsApp number to send summaries to")
     with problems():
-        return out(await sched.create_summary_schedule(state.temporal, state.settings, principal.tenant_id,
-                                                       body.contact_id, body.interval_days))
+        return await sched.create_summary_schedule(state.temporal, state.settings, principal.tenant_id,
+                                                   body.contact_id, body.interval_days)
 
 
 @router.get("", response_model=ScheduleList)
 async def list_schedules(state: StateDep, principal: Viewer) -> ScheduleList:
     with problems():
-        return ScheduleList(items=[out(s) for s in await sched.list_summary_schedules(state.temporal,
-                                                                                      principal.tenant_id)])
+        return ScheduleList(items=await sched.list_summary_schedules(state.temporal, principal.tenant_id))
 
 
 @router.get("/{schedule_id}", response_model=ScheduleOut, responses=BY_ID)
 async def get_schedule(schedule_id: str, state: StateDep, principal: Viewer) -> ScheduleOut:
     with problems():
-        return out(await sched.describe_summary_schedule(state.temporal, principal.tenant_id, schedule_id))
+        return await sched.describe_summary_schedule(state.temporal, principal.tenant_id, schedule_id)
 
 
 @router.post("/{schedule_id}/pause", response_model=ScheduleOut, responses=BY_ID_WITH_BODY)
@@ -110,7 +94,7 @@ async def pause_schedule(schedule_id: str, state: StateDep, principal: Editor,
                          body: ScheduleNote | None = None) -> ScheduleOut:
     with problems():
         await sched.pause_summary_schedule(state.temporal, principal.tenant_id, schedule_id, body and body.note)
-        return out(await sched.describe_summary_schedule(state.temporal, principal.tenant_id, schedule_id))
+        return await sched.describe_summary_schedule(state.temporal, principal.tenant_id, schedule_id)
 
 
 @router.post("/{schedule_id}/unpause", response_model=ScheduleOut, responses=BY_ID_WITH_BODY)
@@ -118,7 +102,7 @@ async def unpause_schedule(schedule_id: str, state: StateDep, principal: Editor,
                            body: ScheduleNote | None = None) -> ScheduleOut:
     with problems():
         await sched.unpause_summary_schedule(state.temporal, principal.tenant_id, schedule_id, body and body.note)
-        return out(await sched.describe_summary_schedule(state.temporal, principal.tenant_id, schedule_id))
+        return await sched.describe_summary_schedule(state.temporal, principal.tenant_id, schedule_id)
 
 
 @router.post("/{schedule_id}/trigger", status_code=202, response_model=Triggered, responses=BY_ID)
