@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_task_queue: str = "lodestone"
     temporal_ui_url: str | None = None
+    temporal_tls: bool = False
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_api_key: str | None = Field(default=None, repr=False)
 
     postgres_port: int = 5433
     database_url: str | None = None
@@ -78,6 +82,18 @@ class Settings(BaseSettings):
     pdf_memory_mb: int = 1024
     webhook_timeout_seconds: float = 10.0
 
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "lodestone@localhost"
+    smtp_username: str | None = None
+    smtp_password: str | None = Field(default=None, repr=False)
+    smtp_starttls: bool = False
+    smtp_timeout_seconds: float = 30.0
+
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9464
+    otel_exporter_otlp_endpoint: str | None = None
+
     # Secrets are resolved by reference (lodestone.secrets): env:NAME, file:/abs/path, vault:path#field.
     vault_addr: str | None = None
     vault_role_id: str | None = Field(default=None, repr=False)
@@ -109,6 +125,10 @@ class Settings(BaseSettings):
             raise ValueError("VAULT_ADDR is set but VAULT_ROLE_ID or VAULT_SECRET_ID is missing")
         if self.secrets_cache_seconds < 0:
             raise ValueError("SECRETS_CACHE_SECONDS must not be negative")
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError("TEMPORAL_TLS_CERT and TEMPORAL_TLS_KEY go together (mTLS client certificate)")
+        if self.smtp_username and not self.smtp_password:
+            raise ValueError("SMTP_USERNAME is set but SMTP_PASSWORD is missing")
         if self.link_signing_key is not None and len(self.link_signing_key) < 32:
             raise ValueError("LINK_SIGNING_KEY must be at least 32 characters")
         return self
