@@ -59,6 +59,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, llm_standin: OpenAIStandI
         data_dir=tmp_path_factory.mktemp("lodestone"),
         postgres_port=free_port(), temporal_port=free_port(), temporal_http_port=free_port(),
         temporal_metrics_port=free_port(), temporal_ui_port=free_port(), api_port=free_port(),
+        worker_metrics_port=free_port(),
         llm_base_url=llm_standin.base_url, llm_api_key="stand-in-key", llm_timeout_seconds=2.0,
         database_url=None, s3_endpoint=None, temporal_address=None,
         whatsapp_app_secret="wa-app-secret", whatsapp_verify_token="wa-verify-token",

@@ -37,6 +37,7 @@ class Stack:
         return {"DATA_DIR": str(s.data_path), "TEMPORAL_PORT": str(s.temporal_port),
                 "POSTGRES_PORT": str(s.postgres_port), "API_PORT": str(s.api_port),
                 "API_HOST": s.api_host, "TEMPORAL_UI_PORT": str(s.temporal_ui_port),
+                "WORKER_METRICS_PORT": str(s.worker_metrics_port),
                 # The sample job's webhook receiver listens on loopback.
                 "OUTBOUND_ALLOW_CIDRS": json.dumps(s.outbound_allow_cidrs or ["127.0.0.1/32"]),
                 **self.extra_env}
