@@ -20,14 +20,19 @@ from activities.render import RenderActivities
 from activities.steps import StepActivities
 from activities.summary import SummaryActivities
 from lodestone.db import make_engine
+from lodestone.interceptors import ObservingInterceptor
 from lodestone.llm import LLMClient, RoutingLLM
 from lodestone.logs import setup_logging
+from lodestone.metrics import SdkMetrics
 from lodestone.netguard import guarded_client
 from lodestone.schedules import ensure_purge_schedule
 from lodestone.secrets import SecretsProvider, make_secrets
 from lodestone.settings import Settings, get_settings, secret_env
 from lodestone.storage import ObjectStore, make_store
+from lodestone.temporal_client import connect
+from lodestone.tracing import setup_tracing, shutdown_tracing
 from lodestone.whatsapp import WhatsAppClient
+from lodestone.worker_http import serve, worker_app
 from workflows.conversation import ConversationWorkflow
 from workflows.retention import PurgeMessagesWorkflow
 from workflows.submission import SubmissionWorkflow
@@ -68,6 +73,7 @@ def build_worker(client: Client, engine, deps: WorkerDeps, task_queue: str | Non
         task_queue=task_queue or deps.settings.temporal_task_queue,
         workflows=WORKFLOWS,
         activities=activities(engine, deps),
+        interceptors=[ObservingInterceptor()],
         max_concurrent_activities=50,
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
@@ -75,7 +81,9 @@ def build_worker(client: Client, engine, deps: WorkerDeps, task_queue: str | Non
 
 async def run_worker(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
-    client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
+    setup_tracing(settings, "lodestone-worker")
+    sdk = SdkMetrics()
+    client = await connect(settings, runtime=sdk.runtime)
     engine = make_engine(settings.app_database_url, settings.db_pool_size)
     # One guarded client for every outbound call: webhooks and input fetching alike.
     http = guarded_client(settings.outbound_allow_cidrs, timeout=settings.webhook_timeout_seconds)
@@ -87,18 +95,29 @@ async def run_worker(settings: Settings | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     worker = build_worker(client, engine, deps)
     log.info("retention purge schedule: %s", await ensure_purge_schedule(client, settings))
+    local = httpx.AsyncClient()  # loopback only: the SDK's metrics endpoint
+    listener = None
+    if settings.worker_metrics_port:
+        listener = serve(worker_app(client, settings, sdk, local, stop), settings)
+        listener_task = asyncio.create_task(listener.serve())
     try:
         async with worker:
             log.info("worker polling task queue %s on %s", settings.temporal_task_queue,
                      settings.temporal_target)
             await stop.wait()
             log.info("worker stopping: finishing in-flight activities")
+        log.info("worker drained")
     finally:
+        if listener is not None:
+            listener.should_exit = True
+            await listener_task
         with contextlib.suppress(Exception):
+            await local.aclose()
             await deps.http.aclose()
             await deps.llm.close()
             await deps.secrets.aclose()
         await engine.dispose()
+        shutdown_tracing()
 
 
 if __name__ == "__main__":

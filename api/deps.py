@@ -15,6 +15,7 @@ from api.auth import Principal, TokenVerifier, unauthorized
 from api.limits import TenantRateLimiter
 from api.problems import Problem
 from lodestone.db import tenant_session
+from lodestone.logs import bind
 from lodestone.settings import Settings
 from lodestone.storage import ObjectStore
 
@@ -44,7 +45,9 @@ async def get_principal(
 ) -> Principal:
     if creds is None or creds.scheme.lower() != "bearer":
         raise unauthorized("missing bearer token")
-    return await state.verifier.verify(creds.credentials)
+    principal = await state.verifier.verify(creds.credentials)
+    bind(tenant_id=str(principal.tenant_id))  # every later log line of this request names the tenant
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

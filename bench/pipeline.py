@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from lodestone.tenants import create_tenant
 
 HELLO_TIMEOUT = timedelta(seconds=30)
-PORTS = ("postgres", "temporal", "temporal_http", "temporal_metrics", "temporal_ui", "api")
+PORTS = ("postgres", "temporal", "temporal_http", "temporal_metrics", "temporal_ui", "api", "worker_metrics")
 STEPS = [("research", "input.company"), ("outline", "steps.research"), ("write", "steps.outline")]
 err = Console(stderr=True)
 

@@ -40,15 +40,14 @@ def _fail(message: object) -> typer.Exit:
 
 
 async def _call(runtime: "Runtime", op: Callable[["Client"], Awaitable[T]]) -> T | Failed:
-    from temporalio.client import Client
     from temporalio.service import RPCError
 
     from lodestone.schedules import ScheduleError
+    from lodestone.temporal_client import connect
 
     settings = get_settings()
     try:
-        client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace,
-                                      runtime=runtime)
+        client = await connect(settings, runtime=runtime)
         return await op(client)
     except (ScheduleError, RPCError, RuntimeError) as e:
         return Failed(str(e))  # not the exception: its traceback would keep the client alive

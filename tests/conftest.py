@@ -19,6 +19,7 @@ from lodestone.graph_standin import GraphAPIStandIn
 from lodestone.settings import Settings
 from lodestone.tenants import create_tenant
 from tests.standins.openai_server import OpenAIStandIn
+from tests.standins.otlp_collector import OTLPCollector
 
 
 @pytest.fixture(scope="session")
@@ -52,8 +53,14 @@ def graph_standin() -> Iterator[GraphAPIStandIn]:
 
 
 @pytest.fixture(scope="session")
+def otlp_collector() -> Iterator[OTLPCollector]:
+    with OTLPCollector() as collector:
+        yield collector
+
+
+@pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory, llm_standin: OpenAIStandIn,
-             graph_standin: GraphAPIStandIn) -> Settings:
+             graph_standin: GraphAPIStandIn, otlp_collector: OTLPCollector) -> Settings:
     return Settings(
         _env_file=None,
         data_dir=tmp_path_factory.mktemp("lodestone"),
@@ -64,7 +71,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory, llm_standin: OpenAIStandI
         database_url=None, s3_endpoint=None, temporal_address=None,
         whatsapp_app_secret="wa-app-secret", whatsapp_verify_token="wa-verify-token",
         whatsapp_access_token="graph-test-token", whatsapp_graph_url=graph_standin.base_url,
-        reply_batch_debounce=1.0, reply_batch_max_wait=4.0,
+        reply_batch_debounce=1.0, reply_batch_max_wait=4.0, otel_exporter_otlp_endpoint=otlp_collector.url,
     )
 
 
@@ -81,7 +88,8 @@ def stack(settings: Settings) -> Iterator[Stack]:
         "WHATSAPP_GRAPH_URL": settings.whatsapp_graph_url,
         "REPLY_BATCH_DEBOUNCE": str(settings.reply_batch_debounce),
         "REPLY_BATCH_MAX_WAIT": str(settings.reply_batch_max_wait),
-        "SECRETS_FILE_ROOT": str(settings.data_path / "secrets")})
+        "SECRETS_FILE_ROOT": str(settings.data_path / "secrets"),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": settings.otel_exporter_otlp_endpoint or ""})
     try:
         stack.start_infra()
         stack.start_app()

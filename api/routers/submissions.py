@@ -21,6 +21,7 @@ from api.limits import TenantRateLimiter
 from api.problems import AUTHENTICATED, Problem, not_found, responses
 from api.routers.workflows import UNEVALUABLE, JsonObject
 from lodestone.db import tenant_session
+from lodestone.metrics import SUBMISSIONS
 from lodestone.netguard import OutboundRefused, check_url
 from lodestone.settings import Settings
 from schema.definitions import InputInvalid, validate_input
@@ -161,18 +162,23 @@ async def accept_submission(state: StateDep, principal: Principal, body: Submiss
     """Rate limit, idempotency, job row, workflow start: shared by the API and public forms."""
     wait = (limiter or state.submissions_limiter).take(str(principal.tenant_id))
     if wait:
+        SUBMISSIONS.labels(str(principal.tenant_id), body.workflow_key, "rate_limited").inc()
         raise Problem(429, "rate_limited", "too many submissions for this tenant; slow down",
                       headers={"Retry-After": str(max(1, round(wait + 0.5)))})
     digest = request_hash(body)
     if idempotency_key and (done := await replay_key(state, principal, idempotency_key, digest)):
+        SUBMISSIONS.labels(str(principal.tenant_id), body.workflow_key, "replayed").inc()
         return done
     job = await create_job(state, principal, body, idempotency_key, digest)
     if isinstance(job, SubmissionAccepted):
+        SUBMISSIONS.labels(str(principal.tenant_id), body.workflow_key, "replayed").inc()
         return job
     # The row is committed before the start, so the workflow's first activity always finds it.
     try:
         await start_job(state.temporal, state.settings, job)
     except Exception as e:
         await discard_job(state, job)
+        SUBMISSIONS.labels(str(principal.tenant_id), body.workflow_key, "start_failed").inc()
         raise Problem(503, "temporal_unavailable", f"could not start the workflow: {e}") from e
+    SUBMISSIONS.labels(str(principal.tenant_id), body.workflow_key, "accepted").inc()
     return accepted(job, state.settings)

@@ -1,0 +1,54 @@
+"""Prometheus metrics of the API and the worker, and the Temporal SDK's own runtime
+metrics served beside them on the same GET /metrics."""
+
+import httpx
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+from lodestone.devstack.processes import free_port
+
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
+
+SUBMISSIONS = Counter("lodestone_submissions", "Submissions the API answered, by outcome",
+                      ["tenant_id", "workflow_key", "outcome"])
+HTTP_REQUESTS = Histogram("lodestone_http_request_duration_seconds", "API request latency",
+                          ["method", "route", "status"], buckets=LATENCY_BUCKETS)
+JOB_DURATION = Histogram("lodestone_job_duration_seconds", "Submission to final status",
+                         ["status"], buckets=LATENCY_BUCKETS)
+STEP_DURATION = Histogram("lodestone_step_duration_seconds", "One LLM step attempt",
+                          ["model", "outcome"], buckets=LATENCY_BUCKETS)
+LLM_TOKENS = Counter("lodestone_llm_tokens", "LLM tokens used by steps", ["tenant_id", "model", "direction"])
+LLM_COST = Counter("lodestone_llm_cost_usd", "LLM cost of steps in US dollars", ["tenant_id", "model"])
+DELIVERY_ATTEMPTS = Counter("lodestone_delivery_attempts", "Delivery attempts by outcome", ["kind", "outcome"])
+DELIVERY_FAILURES = Counter("lodestone_delivery_failures", "Deliveries given up on, by reason", ["kind", "reason"])
+ACTIVITIES_IN_FLIGHT = Gauge("lodestone_activities_in_flight", "Activities running in this worker")
+TASK_QUEUE_BACKLOG = Gauge("lodestone_task_queue_backlog", "Approximate tasks waiting for a worker",
+                           ["task_queue", "type"])
+
+
+def in_flight() -> int:
+    return int(REGISTRY.get_sample_value("lodestone_activities_in_flight") or 0)
+
+
+class SdkMetrics:
+    """A Temporal Runtime whose Prometheus endpoint listens on a private loopback port;
+    render() appends its text so one scrape sees both."""
+
+    def __init__(self) -> None:
+        self.url = f"http://127.0.0.1:{free_port()}/metrics"
+        bind = self.url.removeprefix("http://").removesuffix("/metrics")
+        self.runtime = Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind)))
+
+    async def text(self, http: httpx.AsyncClient) -> bytes:
+        try:
+            resp = await http.get(self.url, timeout=2.0)
+            return resp.content if resp.status_code == 200 else b""
+        except httpx.HTTPError:
+            return b""
+
+
+async def render(sdk: SdkMetrics | None, http: httpx.AsyncClient) -> tuple[bytes, str]:
+    body = generate_latest(REGISTRY)
+    if sdk is not None:
+        body += b"\n" + await sdk.text(http)
+    return body, CONTENT_TYPE_LATEST

@@ -1,0 +1,66 @@
+"""The worker's small HTTP listener: GET /metrics, GET /health, and POST /drain, which
+stops polling and lets in-flight activities finish before the process exits."""
+
+import asyncio
+import logging
+from datetime import timedelta
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+
+from lodestone import metrics
+from lodestone.settings import Settings
+
+log = logging.getLogger("lodestone.worker")
+QUEUE_TYPES = {"workflow": TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, "activity": TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY}
+
+
+async def refresh_backlog(client: Client, settings: Settings) -> None:
+    for name, kind in QUEUE_TYPES.items():
+        try:
+            resp = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+                namespace=settings.temporal_namespace, task_queue=TaskQueue(name=settings.temporal_task_queue),
+                task_queue_type=kind, report_stats=True), timeout=timedelta(seconds=2))
+        except Exception as e:  # a scrape must not fail because the frontend is slow
+            log.warning("task queue backlog unavailable: %s", e)
+            continue
+        metrics.TASK_QUEUE_BACKLOG.labels(settings.temporal_task_queue, name).set(
+            resp.stats.approximate_backlog_count)
+
+
+def worker_app(client: Client, settings: Settings, sdk: metrics.SdkMetrics, http: httpx.AsyncClient,
+               drain: asyncio.Event) -> Starlette:
+    async def get_metrics(_: Request) -> Response:
+        await refresh_backlog(client, settings)
+        body, content_type = await metrics.render(sdk, http)
+        return Response(body, media_type=content_type)
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"status": "draining" if drain.is_set() else "polling",
+                             "task_queue": settings.temporal_task_queue,
+                             "activities_in_flight": metrics.in_flight()})
+
+    async def post_drain(_: Request) -> Response:
+        if not drain.is_set():
+            log.info("drain requested: no new tasks will be polled")
+            drain.set()
+        return JSONResponse({"status": "draining",
+                             "activities_in_flight": metrics.in_flight()},
+                            status_code=202)
+
+    return Starlette(routes=[Route("/metrics", get_metrics), Route("/health", health),
+                             Route("/drain", post_drain, methods=["POST"])])
+
+
+def serve(app: Starlette, settings: Settings) -> uvicorn.Server:
+    config = uvicorn.Config(app, host=settings.worker_metrics_host, port=settings.worker_metrics_port,
+                            log_config=None, access_log=False, lifespan="off")
+    return uvicorn.Server(config)
