@@ -62,7 +62,7 @@ def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def
     conversation = ConversationActivities(engine, deps.llm, whatsapp, deps.settings, deps.secrets)
     summary = SummaryActivities(engine, deps.store, deps.llm, whatsapp, deps.settings, deps.secrets)
     return [jobs.load_plan, jobs.set_status, jobs.record_failure, steps.run_step, render.render,
-            delivery.deliver_webhook, ingest.ingest_input, conversation.reply_to_batch,
+            delivery.deliver_webhook, delivery.deliver_email, ingest.ingest_input, conversation.reply_to_batch,
             conversation.purge_message_bodies, summary.load_window, summary.run_stage,
             summary.render_summary_pdf, summary.send_document, summary.record_summary]
 

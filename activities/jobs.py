@@ -33,6 +33,7 @@ class JobActivities:
             delivery_targets=len(d.get("delivery", [])),
             max_parallel_steps=self.settings.step_concurrency,
             input_url=submission.input_url if submission and not loaded.job.input_key else None,
+            delivery_kinds=[t["type"] for t in d.get("delivery", [])],
         )
 
     @activity.defn

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from activities.email_delivery import EmailDelivery
 from activities.ingest import IngestActivities
 from activities.render import RenderActivities
 from activities.steps import StepActivities
 
 WORKFLOW_FILES = sorted((Path(__file__).parent.parent / "workflows").glob("*.py"))
 CALLS = {"execute_activity_method", "start_activity_method", "execute_activity", "start_activity"}
-LONG = {"run_step", "render", "ingest_input"}
+LONG = {"run_step", "render", "ingest_input", "deliver_email"}
 
 
 def activity_calls() -> list[tuple[str, ast.Call]]:
@@ -40,7 +41,8 @@ def test_every_call_has_timeouts(where, call):
         assert "heartbeat_timeout" in kwargs, f"{where}: {name} is long and must heartbeat"
 
 
-@pytest.mark.parametrize("method", [StepActivities.run_step, RenderActivities._pdf, IngestActivities._copy])
+@pytest.mark.parametrize("method", [StepActivities.run_step, RenderActivities._pdf, IngestActivities._copy,
+                                    EmailDelivery.deliver_email])
 def test_long_activities_heartbeat(method):
     source = inspect.getsource(method)
     assert "heartbeating()" in source or "activity.heartbeat(" in source

@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.steps import StepActivities
     from workflows.types import (
         DeliveryInput,
+        DeliveryResult,
         FailureInput,
         IngestInput,
         JobPlan,
@@ -56,6 +57,13 @@ WEBHOOK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=5), maximum_attempts=10,
     non_retryable_error_types=["WebhookRejected", "WebhookURLRefused", "TenantSecretUnreadable", "JobNotFound"],
+)
+EMAIL_TIMEOUT = timedelta(minutes=2)  # above SMTP_TIMEOUT_SECONDS (30) for connect plus the commands
+EMAIL_HEARTBEAT = timedelta(seconds=20)
+EMAIL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5), maximum_attempts=10,
+    non_retryable_error_types=["EmailRejected", "EmailNotConfigured", "JobNotFound"],
 )
 
 
@@ -153,15 +161,21 @@ class SubmissionWorkflow:
     async def _deliver(self, inp: SubmissionInput, plan: JobPlan) -> list[str]:
         self._stage = "deliver"
         event_time = workflow.now().isoformat()
-        handles = [
-            workflow.start_activity_method(
-                DeliveryActivities.deliver_webhook,
-                DeliveryInput(inp.tenant_id, inp.job_id, i, event_time),
-                start_to_close_timeout=WEBHOOK_TIMEOUT, retry_policy=WEBHOOK_RETRY)
-            for i in range(plan.delivery_targets)
-        ]
+        handles = [self._start_delivery(DeliveryInput(inp.tenant_id, inp.job_id, i, event_time), plan)
+                   for i in range(plan.delivery_targets)]
         ids = []
         for i, handle in enumerate(handles):
             self._stage = f"deliver:{i}"
             ids.append((await handle).webhook_id)
         return ids
+
+    def _start_delivery(self, target: DeliveryInput, plan: JobPlan) -> workflow.ActivityHandle[DeliveryResult]:
+        # Plans recorded before email targets carry no kinds: every target was a webhook.
+        kinds = plan.delivery_kinds
+        if target.target_index < len(kinds) and kinds[target.target_index] == "email":
+            return workflow.start_activity_method(
+                DeliveryActivities.deliver_email, target, start_to_close_timeout=EMAIL_TIMEOUT,
+                heartbeat_timeout=EMAIL_HEARTBEAT, retry_policy=EMAIL_RETRY)
+        return workflow.start_activity_method(
+            DeliveryActivities.deliver_webhook, target,
+            start_to_close_timeout=WEBHOOK_TIMEOUT, retry_policy=WEBHOOK_RETRY)

@@ -38,6 +38,9 @@ class JobPlan:
     delivery_targets: int
     max_parallel_steps: int
     input_url: str | None = None
+    # The type of each delivery target ("webhook", "email"); a plan without it (recorded
+    # before email targets existed) has only webhooks.
+    delivery_kinds: list[str] = field(default_factory=list)
 
 
 @dataclass

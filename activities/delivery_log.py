@@ -1,0 +1,63 @@
+"""The bookkeeping every delivery channel shares: one deliveries row per (job, target) with a
+stable id (the webhook-id) for every retry, and one delivery_attempts row per attempt."""
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import select
+
+from activities.common import LoadedJob, load_job
+from lodestone.db import tenant_session
+from lodestone.webhooks import webhook_id
+from schema.tables import Artifact, Delivery, DeliveryAttempt, utcnow
+from workflows.types import DeliveryInput
+
+
+@dataclass
+class OpenDelivery:
+    delivery: Delivery
+    loaded: LoadedJob
+    target: dict[str, Any]
+    artifacts: list[Artifact]
+
+
+async def open_delivery(engine: AsyncEngine, inp: DeliveryInput) -> OpenDelivery:
+    """The target's row, made on the first attempt and found again on every later one."""
+    async with tenant_session(engine, inp.tenant_id) as session:
+        loaded = await load_job(session, inp.job_id)
+        target = loaded.definition["delivery"][inp.target_index]
+        artifacts = (await session.exec(select(Artifact).where(Artifact.job_id == loaded.job.id))).all()
+        await session.execute(insert(Delivery).values(
+            id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=loaded.job.id,
+            target_index=inp.target_index, kind=target["type"], target=target.get("url") or target["to"],
+            webhook_id=webhook_id(inp.job_id, inp.target_index), status="pending", attempts=0,
+        ).on_conflict_do_nothing(index_elements=["job_id", "target_index"]))
+        delivery = (await session.exec(select(Delivery).where(
+            Delivery.job_id == loaded.job.id, Delivery.target_index == inp.target_index))).one()
+    return OpenDelivery(delivery, loaded, target, sorted(artifacts, key=lambda a: a.kind))
+
+
+async def record_attempt(engine: AsyncEngine, tenant_id: str, delivery: Delivery, attempt: int,
+                         status: int | None, error: str | None, *, final: bool = False) -> None:
+    """Store one attempt (a retried record of the same attempt overwrites it). A 2xx status
+    marks the target delivered; `final` marks it failed for good."""
+    ok = status is not None and 200 <= status < 300
+    async with tenant_session(engine, tenant_id) as session:
+        stmt = insert(DeliveryAttempt).values(
+            id=uuid.uuid4(), tenant_id=uuid.UUID(tenant_id), delivery_id=delivery.id,
+            attempt=attempt, webhook_id=delivery.webhook_id, status_code=status, error=error,
+            created_at=utcnow())
+        await session.execute(stmt.on_conflict_do_update(
+            index_elements=["delivery_id", "attempt"],
+            set_={"status_code": status, "error": error, "created_at": utcnow()}))
+        row = await session.get(Delivery, delivery.id)
+        assert row is not None
+        row.attempts = max(row.attempts, attempt)
+        if ok:
+            row.status, row.delivered_at = "delivered", utcnow()
+        elif final and row.status != "delivered":
+            row.status = "failed"
+        session.add(row)
