@@ -6,6 +6,9 @@ the two rates and the API process's peak RSS during the upload (reset before eac
 through /proc/PID/clear_refs). The filesystem store runs every size; the S3 path
 (against moto's server, which keeps objects in memory) runs sizes up to 1 GB.
 
+"bare HTTP" is the same client against bench/asgi_sink.py, an ASGI app on the same uvicorn
+that reads the body and drops it: the most any upload endpoint on this server can reach.
+
 usage: python bench/ingest.py [--sizes 100MB,1GB,10GB] [--s3-sizes 100MB,1GB]
 The last line of output is one JSON object with every figure.
 """
@@ -70,13 +73,13 @@ def reset_peak(pid: int) -> None:
     Path(f"/proc/{pid}/clear_refs").write_text("5")
 
 
-def upload(api_url: str, token: str, total: int) -> float:
+def upload(api_url: str, token: str, total: int, path: str = "/v1/uploads") -> float:
     """One POST /v1/uploads from a lean client (a socket and sendall, as curl would): the
     client shares the two cores with the API, so a heavy client would be measured too."""
     host, port = api_url.removeprefix("http://").split(":")
     started = time.perf_counter()
     with socket.create_connection((host, int(port))) as sock:
-        sock.sendall((f"POST /v1/uploads HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+        sock.sendall((f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
                       f"Content-Type: application/octet-stream\r\nContent-Length: {total}\r\n\r\n").encode())
         for chunk in generated(total):
             sock.sendall(chunk)
@@ -91,7 +94,8 @@ def upload(api_url: str, token: str, total: int) -> float:
     if not status.startswith(b"HTTP/1.1 201"):
         raise RuntimeError(f"upload failed: {answer[:500]!r}")
     body = json.loads(answer.partition(b"\r\n\r\n")[2])
-    assert body["size"] == total
+    if body["size"] != total:
+        raise RuntimeError(f"{path} stored {body['size']} bytes of {total}")
     return elapsed
 
 
@@ -106,6 +110,22 @@ def clean(settings: Settings) -> None:
     if not settings.s3_endpoint:
         for tenant_dir in (settings.data_path / "objects").glob("[!.]*"):
             subprocess.run(["rm", "-rf", str(tenant_dir)], check=False)
+
+
+def sink_rates(sizes: list[int], group: ProcessGroup, data: Path) -> dict[int, float]:
+    """MB/s of the bare transport: the same uvicorn and client, a body read and dropped."""
+    port = free_port()
+    sink = group.start("asgi-sink", [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).parent),
+                                     "asgi_sink:app", "--port", str(port), "--http", "httptools", "--loop", "uvloop",
+                                     "--log-level", "warning"], log_path=data / "logs" / "sink.log")
+    wait_for_port("127.0.0.1", port, 30, sink)
+    rates = {}
+    for total in sizes:
+        best = min(upload(f"http://127.0.0.1:{port}", "-", total, "/") for _ in range(3 if total <= 1000 * MB else 1))
+        rates[total] = total / MB / best
+    sink.terminate()
+    sink.wait()
+    return rates
 
 
 def run_backend(name: str, settings: Settings, sizes: list[int], group: ProcessGroup) -> list[dict]:
@@ -169,6 +189,10 @@ def main() -> None:
         asyncio.run(bootstrap(pg))
         upgrade(pg.url(OWNER_ROLE))
         rows += run_backend("filesystem", Settings(**base, api_port=free_port()), sizes, group)
+        err.log("bare transport (ASGI sink)")
+        ceiling = sink_rates(sizes, group, data)
+        for r in rows:
+            r["transport_mb_s"] = ceiling[r["bytes"]]
         if s3_sizes:
             port = free_port()
             group.start("moto", [venv_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
@@ -178,11 +202,12 @@ def main() -> None:
                           s3_access_key="bench", s3_secret_key="bench")
             rows += run_backend("s3 (moto)", s3, s3_sizes, group)
     table = Table(title="POST /v1/uploads against writing straight to the same store")
-    for col in ("store", "size", "API MB/s", "direct MB/s", "ratio", "API peak RSS MB"):
+    for col in ("store", "size", "API MB/s", "direct MB/s", "ratio", "bare HTTP MB/s", "API peak RSS MB"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(r["store"], f"{r['bytes'] / MB:.0f} MB", f"{r['api_mb_s']:.0f}", f"{r['direct_mb_s']:.0f}",
-                      f"{r['ratio']:.2f}", f"{r['api_peak_rss_mb']:.1f}")
+                      f"{r['ratio']:.2f}", f"{r['transport_mb_s']:.0f}" if "transport_mb_s" in r else "-",
+                      f"{r['api_peak_rss_mb']:.1f}")
     Console().print(table)
     fs = [r for r in rows if r["store"] == "filesystem"]
     summary = {"rows": rows, "fs_min_ratio": min(r["ratio"] for r in fs),

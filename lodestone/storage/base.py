@@ -97,12 +97,14 @@ class ObjectStore(ABC):
         pending: set[asyncio.Task[PartRef]] = set()
         buffer = bytearray()
 
-        async def flush(data: bytes) -> None:
+        async def wait_for_slot() -> None:
             while len(pending) >= self.parts_in_flight:
                 done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
                     pending.discard(task)
                     parts.append(task.result())
+
+        def flush(data: bytes) -> None:
             number = len(parts) + len(pending) + 1
             pending.add(asyncio.create_task(self.put_part(key, upload_id, number, data)))
 
@@ -114,12 +116,16 @@ class ObjectStore(ABC):
                 digest.update(chunk)
                 buffer += chunk
                 while len(buffer) >= self.part_size:
+                    # Wait for a free slot before cutting the part, so memory holds at most
+                    # parts_in_flight parts plus the one filling.
+                    await wait_for_slot()
                     with memoryview(buffer) as view:  # one copy per part, not two
                         part = bytes(view[: self.part_size])
                     del buffer[: self.part_size]
-                    await flush(part)
+                    flush(part)
             if buffer or not (parts or pending):
-                await flush(bytes(buffer))
+                await wait_for_slot()
+                flush(bytes(buffer))
             parts += await asyncio.gather(*pending)
             pending.clear()
             await self.complete_parts(key, upload_id, sorted(parts, key=lambda p: p.number))
