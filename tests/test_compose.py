@@ -1,10 +1,12 @@
 """docker-compose.temporal.yml, checked against the code: there is no Docker engine here, so
 this parses the file and holds it to the settings the code actually reads."""
 
+import re
 from pathlib import Path
 
 import yaml
 
+from lodestone.devstack.temporal import SEARCH_ATTRIBUTES
 from lodestone.settings import Settings
 from workflows.types import JOB_ID, TENANT_ID, WORKFLOW_KEY
 
@@ -57,6 +59,8 @@ def test_wiring_matches_the_code():
     assert "--import-realm" in SERVICES["keycloak"]["command"]
     attrs = " ".join(SERVICES["temporal-search-attributes"]["command"])
     assert all(k.name in attrs for k in (TENANT_ID, JOB_ID, WORKFLOW_KEY))
+    registered = re.search(r"for a in ([\w ]+); do", attrs)
+    assert registered and tuple(registered.group(1).split()) == SEARCH_ATTRIBUTES  # same as the dev server
     init = (ROOT / "deploy" / "postgres" / "init.sql").read_text()
     assert "lodestone_app" in init and "NOBYPASSRLS" in init and "NOSUPERUSER" in init
     assert "lodestone/*" in (ROOT / "deploy" / "vault" / "bootstrap.sh").read_text()
