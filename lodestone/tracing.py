@@ -12,6 +12,9 @@ REQUEST_ID = "lodestone.request_id"
 
 
 def setup_tracing(settings: Settings, service: str) -> TracerProvider:
+    current = trace.get_tracer_provider()
+    if isinstance(current, TracerProvider):  # the global provider can be set once per process
+        return current
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
     if settings.otel_exporter_otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
