@@ -1,32 +1,48 @@
-"""Every checked-in history replays against the current workflow code. A change that
-breaks determinism for running workflows fails here (re-record: python -m tests.histories.record)."""
+"""Every checked-in history replays against the current workflow code, through the same
+lodestone.replay path as `lodestone ops history replay`. A change that breaks determinism
+for running workflows fails here (re-record: python -m tests.histories.record)."""
 
 import json
 from pathlib import Path
 
 import pytest
-from temporalio.client import WorkflowHistory
-from temporalio.worker import Replayer
 
-from worker import WORKFLOWS
+from lodestone.replay import HistoryUnreadable, load_history, registered_workflows, replay, workflow_type
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
-KNOWN_TYPES = {w.__name__ for w in WORKFLOWS}
-
-
-def workflow_type(path: Path) -> str:
-    first = json.loads(path.read_text())["events"][0]
-    return first["workflowExecutionStartedEventAttributes"]["workflowType"]["name"]
+KNOWN_TYPES = {w.__name__ for w in registered_workflows()}
 
 
 def test_every_workflow_type_has_a_history():
     assert HISTORIES, "no histories checked in"
-    assert KNOWN_TYPES <= {workflow_type(p) for p in HISTORIES}
+    assert KNOWN_TYPES <= {workflow_type(load_history(p.read_text(), p.stem)) for p in HISTORIES}
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path):
-    assert workflow_type(path) in KNOWN_TYPES
-    history = WorkflowHistory.from_json(path.stem, path.read_text())
-    result = await Replayer(workflows=WORKFLOWS).replay_workflow(history, raise_on_replay_failure=True)
-    assert result.replay_failure is None
+    outcome = await replay(load_history(path.read_text(), path.stem))
+    assert outcome.workflow_type in KNOWN_TYPES
+    assert outcome.ok, outcome.error
+
+
+def rename_first_activity(doc: dict, old: str, new: str) -> dict:
+    for event in doc["events"]:
+        scheduled = event.get("activityTaskScheduledEventAttributes")
+        if scheduled and scheduled["activityType"]["name"] == old:
+            scheduled["activityType"]["name"] = new
+            return doc
+    raise AssertionError(f"no {old} activity in the history")
+
+
+async def test_a_history_the_code_no_longer_matches_fails():
+    # As if the workflow had once called an activity the current code does not: nondeterminism.
+    doc = json.loads((Path(__file__).parent / "histories" / "submission_delivered.json").read_text())
+    outcome = await replay(load_history(json.dumps(rename_first_activity(doc, "load_plan", "load_plan_v0"))))
+    assert not outcome.ok
+    assert "load_plan_v0" in (outcome.error or "") and "nondetermin" in (outcome.error or "").lower()
+
+
+def test_unreadable_histories_are_named_errors():
+    for text in ("not json", "{}", '{"events": [{"eventId": "1"}]}'):
+        with pytest.raises(HistoryUnreadable):
+            load_history(text)
