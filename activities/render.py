@@ -12,7 +12,7 @@ from activities.common import fail, heartbeating, load_job
 from lodestone.db import tenant_session
 from lodestone.pdf import PdfRenderFailed, render_pdf
 from lodestone.settings import Settings
-from lodestone.storage import ObjectStore, StoredObject, job_key
+from lodestone.storage import ObjectNotFound, ObjectStore, StoredObject, job_key
 from lodestone.templating import TemplateRenderError, TemplateSecurityViolation, render
 from schema.tables import Artifact, JobStep, utcnow
 from workflows.types import RenderInput, RenderResult
@@ -26,10 +26,28 @@ class RenderActivities:
 
     @activity.defn
     async def render(self, inp: RenderInput) -> RenderResult:
+        if done := await self._stored(inp):
+            return done
         name, content_type = FILES[inp.kind]
         data = await (self._html(inp) if inp.kind == "html" else self._pdf(inp))
         stored = await self.store.put_bytes(job_key(inp.tenant_id, inp.job_id, name), data, content_type)
         return await self._record(inp, stored, content_type)
+
+    async def _stored(self, inp: RenderInput) -> RenderResult | None:
+        """A rendered artifact is never rendered again (a redriven job, a retried activity):
+        its id, key and sha256 may already have gone out in a delivered webhook, and a PDF
+        re-rendered from the same HTML is not byte-identical."""
+        async with tenant_session(self.engine, inp.tenant_id) as session:
+            row = (await session.exec(select(Artifact).where(
+                Artifact.job_id == uuid.UUID(inp.job_id), Artifact.kind == inp.kind))).first()
+        if row is None:
+            return None
+        try:
+            if await self.store.size(row.key) == row.size:
+                return RenderResult(str(row.id), row.key, row.size)
+        except ObjectNotFound:
+            pass
+        return None  # the row outlived its object: render it again (the upsert keeps the row's id)
 
     async def _html(self, inp: RenderInput) -> bytes:
         async with tenant_session(self.engine, inp.tenant_id) as session:

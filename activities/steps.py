@@ -34,12 +34,15 @@ class StepActivities:
             rows = (await session.exec(select(JobStep).where(JobStep.job_id == loaded.job.id))).all()
             usage = (await session.exec(select(UsageRecord).where(
                 UsageRecord.job_id == loaded.job.id, UsageRecord.step_id == inp.step_id))).first()
-            llm_key = await tenant_secret(session, self.secrets, inp.tenant_id, "llm_api_key", None)
         outputs = {r.step_id: r for r in rows}
         mine = outputs.get(inp.step_id)
         if mine is not None and mine.status == "completed" and usage is not None:
+            # Before the key is resolved: a redriven job skips its completed steps even when
+            # the tenant's secret backend is what broke.
             return StepResult(inp.step_id, mine.output_key or "", usage.model, usage.tokens_in,
                               usage.tokens_out, usage.cost_usd)
+        async with tenant_session(self.engine, inp.tenant_id) as session:
+            llm_key = await tenant_secret(session, self.secrets, inp.tenant_id, "llm_api_key", None)
         step = next(s for s in loaded.definition["steps"] if s["id"] == inp.step_id)
         model = step.get("model", self.settings.llm_model)
         await self._mark(inp, "running", None)
