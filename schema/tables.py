@@ -162,6 +162,7 @@ class JobFailure(SQLModel, table=True):
     failed_step: str | None = None
     temporal_link: str
     created_at: datetime = _ts()
+    redriven_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))  # `lodestone ops redrive`
 
 
 class IdempotencyKey(SQLModel, table=True):
