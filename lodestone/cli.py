@@ -12,12 +12,14 @@ import typer
 from rich.console import Console
 
 from lodestone.cli_schedules import schedules_app
+from lodestone.ops.cli import ops_app
 from lodestone.settings import get_settings
 
 app = typer.Typer(help="Lodestone: durable AI document pipelines on Temporal.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(schedules_app, name="schedules")
+app.add_typer(ops_app, name="ops")
 console = Console(stderr=True)
 
 

@@ -8,6 +8,8 @@ Behaviour is picked by the request's model name, so one server covers every case
   error500        500
   flaky-N         500 for the first N requests, then answers (per server)
   slow            sleeps past any sane client timeout before answering
+and any model a test puts in `broken` answers like `empty` until it is taken out again
+(a fault an operator can fix).
 """
 
 import json
@@ -21,6 +23,7 @@ class OpenAIStandIn:
     def __init__(self, slow_seconds: float = 5.0) -> None:
         self.slow_seconds = slow_seconds
         self.requests: list[dict[str, Any]] = []
+        self.broken: set[str] = set()
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -73,7 +76,7 @@ class OpenAIStandIn:
                     time.sleep(standin.slow_seconds)
                 content: str | None = f"stand-in answer to: {' '.join(prompt.split()[:12])}"
                 refusal = None
-                if model == "empty":
+                if model == "empty" or model in standin.broken:
                     content = ""
                 if model == "refuse":
                     content, refusal = None, "I can't help with that."
