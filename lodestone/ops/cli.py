@@ -3,11 +3,13 @@ tab-separated lines. Refusals and failures print one line on stderr and exit 1."
 
 import sys
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lodestone.cli_schedules import pause_cmd, trigger_cmd, unpause_cmd
@@ -44,6 +46,10 @@ def _when(value: object) -> str | None:
     return None if value is None else f"{value:%Y-%m-%d %H:%M:%S}Z"
 
 
+def _minute(value: datetime | None) -> str:
+    return "-" if value is None else f"{value:%Y-%m-%d %H:%M}"
+
+
 @ops_app.command("dead-letters")
 def dead_letters(tenant: Annotated[uuid.UUID | None, typer.Option(help="only this tenant's")] = None,
                  limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
@@ -69,11 +75,16 @@ def dead_letters(tenant: Annotated[uuid.UUID | None, typer.Option(help="only thi
             _line(r.job_id, r.tenant_id, r.tenant_name, r.workflow_key, r.job_status, r.failed_step, r.error_code,
                   _when(r.created_at), _when(r.redriven_at), link(str(r.job_id)), r.message)
     else:
-        table = Table("job", "tenant", "workflow", "failed at", "error", "message", "failed", "redriven", "Web UI")
+        table = Table(caption=f"Web UI: {link('<job>')} (--plain prints each link)", caption_justify="left")
+        table.add_column("job", min_width=36, overflow="fold")  # whole, never cut to "…": it is what redrive takes
+        for name in ("tenant", "workflow", "failed at"):
+            table.add_column(name, overflow="fold")
+        table.add_column("failed\nredriven", min_width=16, no_wrap=True)
+        table.add_column("message", overflow="fold")  # last: on a narrow terminal only its tail is cut
         for r in rows:
-            table.add_row(str(r.job_id), f"{r.tenant_name}\n{r.tenant_id}", r.workflow_key, r.failed_step or "-",
-                          r.error_code, r.message[:200], _when(r.created_at), _when(r.redriven_at) or "-",
-                          link(str(r.job_id)))
+            table.add_row(f"[link={link(str(r.job_id))}]{r.job_id}[/link]", escape(r.tenant_name),
+                          escape(r.workflow_key), f"{r.failed_step or '-'}\n{r.error_code}",
+                          f"{_minute(r.created_at)}\n{_minute(r.redriven_at)}", escape(r.message[:200]))
         Console().print(table)
 
 
