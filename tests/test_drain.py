@@ -11,8 +11,8 @@ import httpx
 import pytest
 import typer
 
-from lodestone.cli_drain import drain
 from lodestone.devstack.processes import free_port, wait_for_port
+from lodestone.ops.drain import drain
 
 
 async def test_drain_stops_a_worker(stack, tmp_path, capsys):

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lodestone.cli_schedules import pause_cmd, trigger_cmd, unpause_cmd
+from lodestone.ops.drain import drain
 from lodestone.ops.runner import fail, note, run, temporal
 from lodestone.settings import get_settings
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from lodestone.ops.deadletters import DeadLetter
     from lodestone.ops.redrive import Redrive
 
-ops_app = typer.Typer(help="Operate Lodestone: dead letters, redrive, schedules, workflow histories.",
+ops_app = typer.Typer(help="Operate Lodestone: dead letters, redrive, schedules, workflow histories, drain.",
                       no_args_is_help=True)
 schedules_ops = typer.Typer(help="Pause, resume and trigger summary schedules.", no_args_is_help=True)
 history_app = typer.Typer(help="Export a workflow history; replay one against the current code.",
@@ -33,6 +34,7 @@ ops_app.add_typer(history_app, name="history")
 schedules_ops.command("pause")(pause_cmd)
 schedules_ops.command("resume")(unpause_cmd)
 schedules_ops.command("trigger")(trigger_cmd)
+ops_app.command("drain")(drain)
 
 Plain = Annotated[bool, typer.Option("--plain", help="tab-separated lines, also the default when piped")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="show what would run, start nothing")]
