@@ -88,7 +88,8 @@ async def get_job(job_id: uuid.UUID, _: Viewer, session: SessionDep, state: Stat
     api = state.settings.api_url
     return JobDetail(
         **summary(job).model_dump(),
-        error=None if failure is None else {
+        # A redriven job keeps its dead letter for operators; the API shows it only while failed.
+        error=None if failure is None or job.status != "failed" else {
             "code": failure.error_code, "message": failure.message,
             "failed_step": failure.failed_step, "temporal_link": failure.temporal_link},
         steps=[{"id": s.step_id, "status": s.status, "attempts": s.attempts, "error": s.error,
