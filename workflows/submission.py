@@ -47,8 +47,11 @@ INGEST_RETRY = RetryPolicy(
 )
 RENDER_TIMEOUT = timedelta(minutes=3)
 RENDER_HEARTBEAT = timedelta(seconds=20)
+# Rendering's own failures are non-retryable; the attempts are for the database, the store or
+# the worker going away, so they last as long as a step's (3 attempts were spent by a 5 s
+# PostgreSQL restart after a worker kill in the fault suite).
 RENDER_RETRY = RetryPolicy(
-    maximum_attempts=3,
+    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=6,
     non_retryable_error_types=[
         "TemplateRenderError", "TemplateSecurityViolation", "PdfRenderFailed", "JobNotFound"],
 )
