@@ -5,8 +5,11 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST_ARGS ?=
 FUZZ_EXAMPLES ?= 200
+FAULT_PIPELINES ?= 50
+FAULT_KILLS ?= 5
+FAULT_SEED ?=
 
-.PHONY: install run demo test fuzz lint bench clean .deb-packages
+.PHONY: install run demo test fuzz faults lint bench clean .deb-packages
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "$(PY) is required"; exit 1; }
@@ -37,6 +40,9 @@ test: $(STAMP) .deb-packages
 
 fuzz: $(STAMP) .deb-packages
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest $(PYTEST_ARGS) tests/test_fuzz.py
+
+faults: $(STAMP) .deb-packages
+	FAULT_PIPELINES=$(FAULT_PIPELINES) FAULT_KILLS=$(FAULT_KILLS) FAULT_SEED=$(FAULT_SEED) $(BIN)/python -m tests.faults
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
