@@ -55,7 +55,8 @@ def delivery_message(*, sender: str, to: str, delivery_id: str, job_id: str, wor
     lines = [f"Job {job_id} ({workflow_key}) is done. Download its results:", ""]
     lines += [f"- {a.kind} ({a.content_type}, {a.size} bytes): {a.url}" for a in links]
     lines += ["", f"These links work until {format_datetime(expires)}."]
-    msg.set_content("\n".join(lines) + "\n")
+    # All ASCII (keys, ids and URLs), so 7bit keeps each link on one line for any reader.
+    msg.set_content("\n".join(lines) + "\n", cte="7bit")
     return msg
 
 

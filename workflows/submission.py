@@ -32,8 +32,10 @@ DB_TIMEOUT = timedelta(seconds=30)
 DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), non_retryable_error_types=["JobNotFound"])
 STEP_TIMEOUT = timedelta(minutes=5)
 STEP_HEARTBEAT = timedelta(seconds=30)
+# About 5 minutes of transient failure (2 s doubling to 1 min, 10 attempts): with 6 (about 1 min)
+# a 30 s LLM outage spent every attempt of a step that started with it, in the fault suite.
 STEP_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=6,
+    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=10,
     non_retryable_error_types=[
         "LLMEmptyAnswer", "LLMRefused", "LLMRequestRejected", "StepInputMissing", "TenantSecretUnreadable",
         "TemplateRenderError", "TemplateSecurityViolation", "JobNotFound",
@@ -48,8 +50,8 @@ INGEST_RETRY = RetryPolicy(
 RENDER_TIMEOUT = timedelta(minutes=3)
 RENDER_HEARTBEAT = timedelta(seconds=20)
 # Rendering's own failures are non-retryable; the attempts are for the database, the store or
-# the worker going away, so they last as long as a step's (3 attempts were spent by a 5 s
-# PostgreSQL restart after a worker kill in the fault suite).
+# the worker going away (3 attempts were spent by a 5 s PostgreSQL restart after a worker kill
+# in the fault suite), so they last about a minute.
 RENDER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=6,
     non_retryable_error_types=[
