@@ -30,7 +30,6 @@ class DeliveryActivities(EmailDelivery):
 
     @activity.defn
     async def deliver_webhook(self, inp: DeliveryInput) -> DeliveryResult:
-        attempt = activity.info().attempt
         opened = await open_delivery(self.engine, inp)
         delivery = opened.delivery
         if delivery.status == "delivered":
@@ -43,14 +42,14 @@ class DeliveryActivities(EmailDelivery):
                                         timeout=self.settings.webhook_timeout_seconds)
             status = resp.status_code
         except OutboundRefused as e:
-            await record_attempt(self.engine, inp.tenant_id, delivery, attempt, None, f"refused: {e}", final=True)
+            await record_attempt(self.engine, inp.tenant_id, delivery, None, f"refused: {e}", final=True)
             raise fail("WebhookURLRefused", str(e)) from e
         except httpx.HTTPError as e:
             error = f"{type(e).__name__}: {e}"
         rejected = status is not None and 400 <= status < 500 and status not in RETRYABLE_STATUS
-        await record_attempt(self.engine, inp.tenant_id, delivery, attempt, status, error, final=rejected)
+        number = await record_attempt(self.engine, inp.tenant_id, delivery, status, error, final=rejected)
         if status is not None and 200 <= status < 300:
-            return DeliveryResult(str(delivery.id), delivery.webhook_id, attempt, status)
+            return DeliveryResult(str(delivery.id), delivery.webhook_id, number, status)
         if rejected:
             raise fail("WebhookRejected", f"{delivery.target} answered {status}")
         raise ApplicationError(f"{delivery.target}: {error or f'answered {status}'}",

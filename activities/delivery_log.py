@@ -40,24 +40,23 @@ async def open_delivery(engine: AsyncEngine, inp: DeliveryInput) -> OpenDelivery
     return OpenDelivery(delivery, loaded, target, sorted(artifacts, key=lambda a: a.kind))
 
 
-async def record_attempt(engine: AsyncEngine, tenant_id: str, delivery: Delivery, attempt: int,
-                         status: int | None, error: str | None, *, final: bool = False) -> None:
-    """Store one attempt (a retried record of the same attempt overwrites it). A 2xx status
-    marks the target delivered; `final` marks it failed for good."""
+async def record_attempt(engine: AsyncEngine, tenant_id: str, delivery: Delivery,
+                         status: int | None, error: str | None, *, final: bool = False) -> int:
+    """Store one attempt and return its number. Attempts are numbered per target, across runs:
+    a redriven job's attempts (activity attempt 1, 2, ... again) follow the earlier ones
+    instead of overwriting them. A 2xx status marks the target delivered; `final` marks it
+    failed for good."""
     ok = status is not None and 200 <= status < 300
     async with tenant_session(engine, tenant_id) as session:
-        stmt = insert(DeliveryAttempt).values(
-            id=uuid.uuid4(), tenant_id=uuid.UUID(tenant_id), delivery_id=delivery.id,
-            attempt=attempt, webhook_id=delivery.webhook_id, status_code=status, error=error,
-            created_at=utcnow())
-        await session.execute(stmt.on_conflict_do_update(
-            index_elements=["delivery_id", "attempt"],
-            set_={"status_code": status, "error": error, "created_at": utcnow()}))
-        row = await session.get(Delivery, delivery.id)
-        assert row is not None
-        row.attempts = max(row.attempts, attempt)
+        # The row lock orders concurrent records of one target; the number is the next free one.
+        row = (await session.exec(select(Delivery).where(Delivery.id == delivery.id).with_for_update())).one()
+        number = row.attempts + 1
+        session.add(DeliveryAttempt(tenant_id=uuid.UUID(tenant_id), delivery_id=delivery.id, attempt=number,
+                                    webhook_id=delivery.webhook_id, status_code=status, error=error))
+        row.attempts = number
         if ok:
             row.status, row.delivered_at = "delivered", utcnow()
         elif final and row.status != "delivered":
             row.status = "failed"
         session.add(row)
+    return number

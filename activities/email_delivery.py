@@ -25,7 +25,6 @@ class EmailDelivery:
 
     @activity.defn
     async def deliver_email(self, inp: DeliveryInput) -> DeliveryResult:
-        attempt = activity.info().attempt
         opened = await open_delivery(self.engine, inp)
         delivery = opened.delivery
         if delivery.status == "delivered":
@@ -35,14 +34,14 @@ class EmailDelivery:
                 code = await mail.send(self.settings, self._message(inp, opened))
         except mail.MailError as e:
             transient = isinstance(e, mail.MailUnavailable)
-            await record_attempt(self.engine, inp.tenant_id, delivery, attempt, e.code, str(e), final=not transient)
+            await record_attempt(self.engine, inp.tenant_id, delivery, e.code, str(e), final=not transient)
             if isinstance(e, mail.MailNotConfigured):
                 raise fail("EmailNotConfigured", str(e)) from e
             if not transient:
                 raise fail("EmailRejected", f"{delivery.target}: {e}") from e
             raise ApplicationError(f"{delivery.target}: {e}", type="EmailUnavailable") from e
-        await record_attempt(self.engine, inp.tenant_id, delivery, attempt, code, None)
-        return DeliveryResult(str(delivery.id), delivery.webhook_id, attempt, code)
+        number = await record_attempt(self.engine, inp.tenant_id, delivery, code, None)
+        return DeliveryResult(str(delivery.id), delivery.webhook_id, number, code)
 
     def _message(self, inp: DeliveryInput, opened: OpenDelivery) -> EmailMessage:
         # Links are minted from the workflow's event time, so every retry sends the same message.

@@ -8,6 +8,7 @@ from temporalio import activity
 
 from activities.common import load_job
 from lodestone.db import tenant_session
+from lodestone.metrics import JOB_DURATION
 from lodestone.settings import Settings
 from schema.tables import JobFailure, Submission, utcnow
 from workflows.dag import step_dependencies
@@ -44,18 +45,22 @@ class JobActivities:
                 return
             job.status, job.updated_at = inp.status, utcnow()
             session.add(job)
+        if inp.status in TERMINAL:  # once: a retry finds the job terminal and returns above
+            JOB_DURATION.labels(inp.status).observe((job.updated_at - job.created_at).total_seconds())
 
     @activity.defn
     async def record_failure(self, inp: FailureInput) -> None:
         async with tenant_session(self.engine, inp.tenant_id) as session:
             job = (await load_job(session, inp.job_id)).job
+            first = job.status != "failed"
             job.status, job.error, job.updated_at = "failed", f"{inp.error_code}: {inp.message}", utcnow()
             session.add(job)
+            failure = dict(error_code=inp.error_code, message=inp.message[:4000], failed_step=inp.failed_step,
+                           temporal_link=self.settings.workflow_link(inp.job_id), created_at=utcnow())
+            # A redriven job that fails again: its one dead letter now tells the latest failure.
             await session.execute(
-                insert(JobFailure).values(
-                    id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=job.id,
-                    error_code=inp.error_code, message=inp.message[:4000],
-                    failed_step=inp.failed_step,
-                    temporal_link=self.settings.workflow_link(inp.job_id), created_at=utcnow(),
-                ).on_conflict_do_nothing(index_elements=["job_id"]))
+                insert(JobFailure).values(id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=job.id, **failure)
+                .on_conflict_do_update(index_elements=["job_id"], set_={**failure, "redriven_at": None}))
+        if first:
+            JOB_DURATION.labels("failed").observe((job.updated_at - job.created_at).total_seconds())
         activity.logger.info("job %s failed: %s", inp.job_id, inp.error_code)

@@ -72,6 +72,7 @@ async def test_api_and_worker_metrics(tenant_a, settings):
     assert f'lodestone_llm_cost_usd_total{{model="offline",tenant_id="{tenant}"}}' in worker
     assert 'lodestone_step_duration_seconds_count{model="offline",outcome="completed"}' in worker
     assert 'lodestone_delivery_attempts_total{kind="webhook",outcome="delivered"}' in worker
+    assert 'lodestone_job_duration_seconds_count{status="delivered"}' in worker
     assert f'lodestone_task_queue_backlog{{task_queue="{settings.temporal_task_queue}",type="activity"}}' in worker
     assert "temporal_activity_execution_latency" in worker and "temporal_workflow_completed" in worker
     assert health["status"] == "polling"

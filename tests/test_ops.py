@@ -160,8 +160,6 @@ async def test_redriven_job_keeps_its_artifacts(redelivered):
     assert {a["kind"]: (a["id"], a["sha256"], a["size"]) for a in sent} == after
 
 
-@pytest.mark.xfail(strict=True, reason="delivery_log.record_attempt numbers attempts by the activity attempt, so a "
-                                       "redriven run overwrites attempt 1; see the ops report's diff")
 async def test_redelivered_target_keeps_its_attempt_history(redelivered, engine, tenant_a):
     delivery = next(d for d in redelivered.after["deliveries"] if d["target"] == redelivered.bad.url)
     async with tenant_session(engine, tenant_a.id) as s:
@@ -238,8 +236,6 @@ async def test_dead_letters_cross_tenants_only_through_the_operator_session(
             await s.execute(text("UPDATE job_failures SET redriven_at = now()"))
 
 
-@pytest.mark.xfail(strict=True, reason="record_failure keeps a job's first dead letter (on conflict do nothing); "
-                                       "see the ops report's diff for activities/jobs.py")
 async def test_a_redriven_job_that_fails_again_is_a_fresh_dead_letter(settings, tenant_a, llm_standin):
     job_id = await _failing_job(tenant_a, llm_standin)
     code, _, err = await ops(settings, "redrive", job_id)  # the cause (an empty answer) is not fixed
