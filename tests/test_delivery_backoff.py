@@ -7,6 +7,8 @@ from datetime import datetime
 
 import pytest
 from temporalio import activity
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -15,6 +17,7 @@ from temporalio.worker import Worker
 from lodestone.devstack.processes import venv_bin
 from workflows.submission import WEBHOOK_RETRY, SubmissionWorkflow
 from workflows.types import (
+    STATUS,
     DeliveryInput,
     DeliveryResult,
     FailureInput,
@@ -73,6 +76,10 @@ class FakeActivities:
 async def env():
     async with await WorkflowEnvironment.start_time_skipping(
             test_server_existing_path=venv_bin("temporal-test-server")) as env:
+        # The workflow keeps its JobStatus search attribute current; this server needs it registered.
+        await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+            namespace=env.client.namespace,
+            search_attributes={STATUS.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD}))
         yield env
 
 

@@ -10,6 +10,7 @@ import httpx
 
 from lodestone.receiver import WebhookReceiver
 from tests.helpers import create_workflow, definition, wait_job
+from workflows.types import JOB_ID, STATUS, TENANT_ID, WORKFLOW_KEY
 
 
 async def _run_job(tenant, headers: dict[str, str]) -> str:  # type: ignore[no-untyped-def]
@@ -76,3 +77,17 @@ async def test_api_and_worker_metrics(tenant_a, settings):
     assert f'lodestone_task_queue_backlog{{task_queue="{settings.temporal_task_queue}",type="activity"}}' in worker
     assert "temporal_activity_execution_latency" in worker and "temporal_workflow_completed" in worker
     assert health["status"] == "polling"
+
+
+async def test_web_ui_search_attributes_follow_the_job(tenant_a, temporal):
+    job_id = await _run_job(tenant_a, {"X-Request-Id": f"req-{uuid.uuid4().hex}"})
+    attrs = (await temporal.get_workflow_handle(job_id).describe()).typed_search_attributes
+    assert attrs.get(TENANT_ID) == str(tenant_a.id) and attrs.get(JOB_ID) == job_id
+    assert attrs.get(WORKFLOW_KEY) and attrs.get(STATUS) == "delivered"
+    deadline = time.monotonic() + 10  # visibility is eventually consistent
+    while True:
+        found = [w.id async for w in temporal.list_workflows(f'JobStatus="delivered" AND JobId="{job_id}"')]
+        if found or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.3)
+    assert found == [job_id]

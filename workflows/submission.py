@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.render import RenderActivities
     from activities.steps import StepActivities
     from workflows.types import (
+        STATUS,
         DeliveryInput,
         DeliveryResult,
         FailureInput,
@@ -27,6 +28,8 @@ with workflow.unsafe.imports_passed_through():
         SubmissionInput,
         SubmissionResult,
     )
+
+STATUS_PATCH = "status-search-attribute"
 
 DB_TIMEOUT = timedelta(seconds=30)
 DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), non_retryable_error_types=["JobNotFound"])
@@ -110,7 +113,7 @@ class SubmissionWorkflow:
                 JobActivities.record_failure,
                 FailureInput(inp.tenant_id, inp.job_id, code, message, self._stage),
                 start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
-            self._status = "failed"
+            self._show_status("failed")
             raise ApplicationError(f"job {inp.job_id} failed at {self._stage}: {code}: {message}",
                                    type=code, non_retryable=True) from err
         return SubmissionResult(inp.job_id, "delivered", artifact_ids, webhook_ids)
@@ -119,7 +122,13 @@ class SubmissionWorkflow:
         await workflow.execute_activity_method(
             JobActivities.set_status, JobStatusInput(inp.tenant_id, inp.job_id, status),
             start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+        self._show_status(status)
+
+    def _show_status(self, status: str) -> None:
         self._status = status
+        # Runs recorded before the Status search attribute existed replay without the upsert.
+        if workflow.patched(STATUS_PATCH):
+            workflow.upsert_search_attributes([STATUS.value_set(status)])
 
     async def _run_steps(self, inp: SubmissionInput, plan: JobPlan) -> None:
         deps = plan.dependencies

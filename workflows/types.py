@@ -3,11 +3,19 @@ recorded histories keep replaying."""
 
 from dataclasses import dataclass, field
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
 JOB_ID = SearchAttributeKey.for_keyword("JobId")
 WORKFLOW_KEY = SearchAttributeKey.for_keyword("WorkflowKey")
+STATUS = SearchAttributeKey.for_keyword("JobStatus")  # the job's status, kept current by SubmissionWorkflow
+
+
+def job_search_attributes(tenant_id: object, job_id: object, workflow_key: str) -> TypedSearchAttributes:
+    """What a submission run starts with, from the API and from a redrive alike."""
+    return TypedSearchAttributes([
+        SearchAttributePair(TENANT_ID, str(tenant_id)), SearchAttributePair(JOB_ID, str(job_id)),
+        SearchAttributePair(WORKFLOW_KEY, workflow_key), SearchAttributePair(STATUS, "pending")])
 
 
 @dataclass

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, model_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.auth import Principal
@@ -27,7 +27,7 @@ from lodestone.settings import Settings
 from schema.definitions import InputInvalid, validate_input
 from schema.tables import IdempotencyKey, Job, Submission, Upload, WorkflowDefinition
 from workflows.submission import SubmissionWorkflow
-from workflows.types import JOB_ID, TENANT_ID, WORKFLOW_KEY, SubmissionInput
+from workflows.types import SubmissionInput, job_search_attributes
 
 router = APIRouter(prefix="/v1/submissions", tags=["submissions"], responses=AUTHENTICATED)
 START_TIMEOUT = timedelta(seconds=5)
@@ -73,9 +73,7 @@ async def start_job(temporal: Client, settings: Settings, job: Job) -> None:
         SubmissionWorkflow.run, SubmissionInput(str(job.tenant_id), str(job.id)),
         id=str(job.id), task_queue=settings.temporal_task_queue, rpc_timeout=START_TIMEOUT,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        search_attributes=TypedSearchAttributes([
-            SearchAttributePair(TENANT_ID, str(job.tenant_id)), SearchAttributePair(JOB_ID, str(job.id)),
-            SearchAttributePair(WORKFLOW_KEY, job.workflow_key)]))
+        search_attributes=job_search_attributes(job.tenant_id, job.id, job.workflow_key))
 
 
 async def replay_key(state: StateDep, principal: Editor, key: str, digest: str) -> SubmissionAccepted | None:

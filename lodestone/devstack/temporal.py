@@ -8,7 +8,7 @@ from temporalio.client import Client
 
 from lodestone.devstack.processes import ProcessGroup, port_is_free, venv_bin, wait_for_port
 
-SEARCH_ATTRIBUTES = ("TenantId", "JobId", "WorkflowKey", "Status")
+SEARCH_ATTRIBUTES = ("TenantId", "JobId", "WorkflowKey", "JobStatus")
 
 
 def temporal_argv(

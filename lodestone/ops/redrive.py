@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -21,7 +21,7 @@ from lodestone.ops.runner import OpsError
 from lodestone.settings import Settings
 from schema.tables import Artifact, Delivery, Job, JobFailure, JobStep, UsageRecord, WorkflowDefinition, utcnow
 from workflows.submission import SubmissionWorkflow
-from workflows.types import JOB_ID, TENANT_ID, WORKFLOW_KEY, SubmissionInput
+from workflows.types import SubmissionInput, job_search_attributes
 
 REDRIVABLE = {WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT}
 
@@ -46,10 +46,7 @@ class Redrive:
 
 
 def search_attributes(job: Job) -> TypedSearchAttributes:
-    # The same three the API sets when it starts a submission (api/routers/submissions.py).
-    return TypedSearchAttributes([
-        SearchAttributePair(TENANT_ID, str(job.tenant_id)), SearchAttributePair(JOB_ID, str(job.id)),
-        SearchAttributePair(WORKFLOW_KEY, job.workflow_key)])
+    return job_search_attributes(job.tenant_id, job.id, job.workflow_key)
 
 
 async def actions(session: AsyncSession, job: Job) -> list[Action]:
