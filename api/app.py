@@ -1,19 +1,16 @@
 """The FastAPI app. Clients are created once, in the lifespan."""
 
-import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI, Request, Response
-from opentelemetry import context, trace
-from opentelemetry.propagate import extract
+from fastapi import FastAPI
 
 from api import problems
 from api.auth import TokenVerifier
 from api.deps import AppState
 from api.limits import BodyLimit, TenantRateLimiter
+from api.observe import Observe
 from api.routers import (
     artifacts,
     channels,
@@ -29,12 +26,11 @@ from api.routers import (
     workflows,
 )
 from lodestone.db import make_engine
-from lodestone.logs import request_id
-from lodestone.metrics import HTTP_REQUESTS, SdkMetrics
+from lodestone.metrics import SdkMetrics
 from lodestone.settings import Settings, get_settings
 from lodestone.storage import make_store
 from lodestone.temporal_client import connect
-from lodestone.tracing import setup_tracing, with_request_id
+from lodestone.tracing import setup_tracing
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -61,29 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Durable AI document pipelines on Temporal.")
     problems.install(app)
     app.add_middleware(BodyLimit, limit=settings.request_body_max_bytes)
+    app.add_middleware(Observe)  # added last, so outermost
 
-    tracer = trace.get_tracer("lodestone.api")
-
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        # The request id rides as baggage beside the trace context, so workflows and
-        # activities started by this request log it too.
-        rid = request.headers.get("x-request-id", "")[:128] or uuid.uuid4().hex
-        token, otel_token = request_id.set(rid), context.attach(with_request_id(rid, extract(request.headers)))
-        started, status = time.monotonic(), 500
-        try:
-            with tracer.start_as_current_span(f"{request.method} {request.url.path}",
-                                              kind=trace.SpanKind.SERVER) as span:
-                response = await call_next(request)
-                status = response.status_code
-                span.set_attribute("http.response.status_code", status)
-        finally:
-            route = getattr(request.scope.get("route"), "path", "unmatched")
-            HTTP_REQUESTS.labels(request.method, route, str(status)).observe(time.monotonic() - started)
-            context.detach(otel_token)
-            request_id.reset(token)
-        response.headers["X-Request-Id"] = rid
-        return response
 
     for router in (health.router, workflows.router, submissions.router, jobs.router, artifacts.router,
                    uploads.router, channels.router, whatsapp.router, schedules.router, tenant.router,

@@ -6,6 +6,9 @@ the two rates and the API process's peak RSS during the upload (reset before eac
 through /proc/PID/clear_refs). The filesystem store runs every size; the S3 path
 (against moto's server, which keeps objects in memory) runs sizes up to 1 GB.
 
+"CPU s/GB" is user+system CPU per GB: the API process plus the sending client, against the
+direct write; on two cores their sum bounds the rate.
+
 "bare HTTP" is the same client against bench/asgi_sink.py, an ASGI app on the same uvicorn
 that reads the body and drops it: the most any upload endpoint on this server can reach.
 
@@ -17,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -60,6 +64,15 @@ def generated(total: int):
 async def agenerated(total: int):
     for chunk in generated(total):
         yield chunk
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU of a process (all its threads), or of this one."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -149,19 +162,27 @@ def run_backend(name: str, settings: Settings, sizes: list[int], group: ProcessG
         # run starting with no dirty pages, so writeback from the previous run is not billed.
         t_api = t_direct = float("inf")
         rss = 0.0
+        cpu = {"server": [], "client": [], "direct": []}
         for n in range(3 if total <= 1000 * MB else 1):
             err.log(f"{name}: {total / MB:.0f} MB, round {n + 1}")
             for which in (("api", "direct") if n % 2 == 0 else ("direct", "api")):
                 os.sync()
                 if which == "api":
                     reset_peak(api.pid)
+                    server0, client0 = cpu_seconds(api.pid), cpu_seconds()
                     t_api = min(t_api, upload(settings.api_url, token, total))
+                    cpu["server"].append(cpu_seconds(api.pid) - server0)
+                    cpu["client"].append(cpu_seconds() - client0)
                     rss = max(rss, peak_rss_mb(api.pid))
                 else:
+                    direct0 = cpu_seconds()
                     t_direct = min(t_direct, direct(settings, total))
+                    cpu["direct"].append(cpu_seconds() - direct0)
                 clean(settings)
         rows.append({"store": name, "bytes": total, "api_mb_s": total / MB / t_api,
-                     "direct_mb_s": total / MB / t_direct, "ratio": t_direct / t_api, "api_peak_rss_mb": rss})
+                     "direct_mb_s": total / MB / t_direct, "ratio": t_direct / t_api, "api_peak_rss_mb": rss,
+                     # CPU seconds per GB, least of the rounds: where the two cores go.
+                     **{f"{k}_cpu_s_per_gb": min(v) / (total / 1e9) for k, v in cpu.items()}})
     api.terminate()
     api.wait()
     return rows
@@ -202,12 +223,15 @@ def main() -> None:
                           s3_access_key="bench", s3_secret_key="bench")
             rows += run_backend("s3 (moto)", s3, s3_sizes, group)
     table = Table(title="POST /v1/uploads against writing straight to the same store")
-    for col in ("store", "size", "API MB/s", "direct MB/s", "ratio", "bare HTTP MB/s", "API peak RSS MB"):
+    for col in ("store", "size", "API MB/s", "direct MB/s", "ratio", "bare HTTP MB/s", "API peak RSS MB",
+                "CPU s/GB API+client", "CPU s/GB direct"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(r["store"], f"{r['bytes'] / MB:.0f} MB", f"{r['api_mb_s']:.0f}", f"{r['direct_mb_s']:.0f}",
                       f"{r['ratio']:.2f}", f"{r['transport_mb_s']:.0f}" if "transport_mb_s" in r else "-",
-                      f"{r['api_peak_rss_mb']:.1f}")
+                      f"{r['api_peak_rss_mb']:.1f}",
+                      f"{r['server_cpu_s_per_gb']:.2f}+{r['client_cpu_s_per_gb']:.2f}",
+                      f"{r['direct_cpu_s_per_gb']:.2f}")
     Console().print(table)
     fs = [r for r in rows if r["store"] == "filesystem"]
     summary = {"rows": rows, "fs_min_ratio": min(r["ratio"] for r in fs),
