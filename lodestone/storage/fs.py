@@ -21,9 +21,12 @@ from lodestone.storage.base import (
 WRITE_BATCH = 4 * 1024 * 1024
 
 
-def _write_all(fd: int, chunks: list[bytes], digest: "hashlib._Hash") -> None:
+def _hash_all(chunks: list[bytes], digest: "hashlib._Hash") -> None:
     for chunk in chunks:
         digest.update(chunk)
+
+
+def _write_all(fd: int, chunks: list[bytes]) -> None:
     views = [memoryview(c) for c in chunks if c]
     while views:  # writev may write less than asked
         written = os.writev(fd, views)
@@ -32,6 +35,11 @@ def _write_all(fd: int, chunks: list[bytes], digest: "hashlib._Hash") -> None:
             views.pop(0)
         if views and written:
             views[0] = views[0][written:]
+
+
+async def _store_batch(fd: int, chunks: list[bytes], digest: "hashlib._Hash") -> None:
+    # Hashing and writing both release the GIL: on two threads they overlap.
+    await asyncio.gather(asyncio.to_thread(_hash_all, chunks, digest), asyncio.to_thread(_write_all, fd, chunks))
 
 
 class FilesystemStore(ObjectStore):
@@ -76,8 +84,8 @@ class FilesystemStore(ObjectStore):
     async def put_stream(self, key: str, chunks: AsyncIterator[bytes], content_type: str,
                          limit: int | None = None) -> StoredObject:
         """Straight into one file: no parts needed when nothing has to resume. Chunks are
-        gathered (not copied) into batches; one batch is hashed and written with writev in
-        a thread while the next one is being received."""
+        gathered (not copied) into batches; one batch is hashed and written with writev, in
+        two threads at once, while the next one is being received."""
         path, tmp = self._path(key), await asyncio.to_thread(self._new_partial)
         digest, size = hashlib.sha256(), 0
         batch: list[bytes] = []
@@ -94,11 +102,11 @@ class FilesystemStore(ObjectStore):
                 if batched >= WRITE_BATCH or len(batch) >= 512:
                     if writing is not None:
                         await writing
-                    writing = asyncio.ensure_future(asyncio.to_thread(_write_all, fd, batch, digest))
+                    writing = asyncio.ensure_future(_store_batch(fd, batch, digest))
                     batch, batched = [], 0
             if writing is not None:
                 await writing
-            await asyncio.to_thread(_write_all, fd, batch, digest)
+            await _store_batch(fd, batch, digest)
             await asyncio.to_thread(os.fsync, fd)
             os.close(fd)
             await asyncio.to_thread(self._publish, tmp, path)
