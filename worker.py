@@ -82,8 +82,9 @@ def build_worker(client: Client, engine, deps: WorkerDeps, task_queue: str | Non
 async def run_worker(settings: Settings | None = None) -> None:
     settings = settings or get_settings()
     setup_tracing(settings, "lodestone-worker")
-    sdk = SdkMetrics()
-    client = await connect(settings, runtime=sdk.runtime)
+    # The SDK's runtime metrics are read only by the listener's /metrics.
+    sdk = SdkMetrics() if settings.worker_metrics_port else None
+    client = await connect(settings, runtime=sdk.runtime if sdk else None)
     engine = make_engine(settings.app_database_url, settings.db_pool_size)
     # One guarded client for every outbound call: webhooks and input fetching alike.
     http = guarded_client(settings.outbound_allow_cidrs, timeout=settings.webhook_timeout_seconds)
@@ -97,7 +98,7 @@ async def run_worker(settings: Settings | None = None) -> None:
     log.info("retention purge schedule: %s", await ensure_purge_schedule(client, settings))
     local = httpx.AsyncClient()  # loopback only: the SDK's metrics endpoint
     listener = None
-    if settings.worker_metrics_port:
+    if sdk is not None:
         listener = serve(worker_app(client, settings, sdk, local, stop), settings)
         listener_task = asyncio.create_task(listener.serve())
     try:

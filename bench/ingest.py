@@ -10,7 +10,9 @@ through /proc/PID/clear_refs). The filesystem store runs every size; the S3 path
 direct write; on two cores their sum bounds the rate.
 
 "bare HTTP" is the same client against bench/asgi_sink.py, an ASGI app on the same uvicorn
-that reads the body and drops it: the most any upload endpoint on this server can reach.
+that reads the body and drops it: the most any upload endpoint on this server can reach,
+and the server CPU that reading alone costs ("CPU s/GB bare"). "API RSS idle" is the API's
+resident memory after a warm-up upload, before the timed ones.
 
 usage: python bench/ingest.py [--sizes 100MB,1GB,10GB] [--s3-sizes 100MB,1GB]
 The last line of output is one JSON object with every figure.
@@ -75,11 +77,12 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def peak_rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """Peak (VmHWM) or current (VmRSS) resident memory of a process."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM")
+    raise RuntimeError(f"no {field}")
 
 
 def settle_disk() -> None:
@@ -135,8 +138,9 @@ def clean(settings: Settings) -> None:
             subprocess.run(["rm", "-rf", str(tenant_dir)], check=False)
 
 
-def sink_rates(sizes: list[int], group: ProcessGroup, data: Path) -> dict[int, float]:
-    """MB/s of the bare transport: the same uvicorn and client, a body read and dropped."""
+def sink_rates(sizes: list[int], group: ProcessGroup, data: Path) -> dict[int, tuple[float, float]]:
+    """MB/s and server CPU s/GB of the bare transport: the same uvicorn and client, a body
+    read and dropped."""
     port = free_port()
     sink = group.start("asgi-sink", [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).parent),
                                      "asgi_sink:app", "--port", str(port), "--http", "httptools", "--loop", "uvloop",
@@ -144,8 +148,12 @@ def sink_rates(sizes: list[int], group: ProcessGroup, data: Path) -> dict[int, f
     wait_for_port("127.0.0.1", port, 30, sink)
     rates = {}
     for total in sizes:
-        best = min(upload(f"http://127.0.0.1:{port}", "-", total, "/") for _ in range(3 if total <= 1000 * MB else 1))
-        rates[total] = total / MB / best
+        times, cpus = [], []
+        for _ in range(3 if total <= 1000 * MB else 1):
+            cpu0 = cpu_seconds(sink.pid)
+            times.append(upload(f"http://127.0.0.1:{port}", "-", total, "/"))
+            cpus.append(cpu_seconds(sink.pid) - cpu0)
+        rates[total] = (total / MB / min(times), min(cpus) / (total / 1e9))
     sink.terminate()
     sink.wait()
     return rates
@@ -165,6 +173,7 @@ def run_backend(name: str, settings: Settings, sizes: list[int], group: ProcessG
                        tenant_id=tenant, roles=["editor"], ttl_seconds=24 * 3600)
     rows = []
     upload(settings.api_url, token, 20 * MB)  # warm-up: the first request fetches the JWKS
+    idle_rss = rss_mb(api.pid, "VmRSS")  # the API at rest, before any timed upload
     clean(settings)
 
     for total in sizes:
@@ -183,7 +192,7 @@ def run_backend(name: str, settings: Settings, sizes: list[int], group: ProcessG
                     t_api = min(t_api, upload(settings.api_url, token, total))
                     cpu["server"].append(cpu_seconds(api.pid) - server0)
                     cpu["client"].append(cpu_seconds() - client0)
-                    rss = max(rss, peak_rss_mb(api.pid))
+                    rss = max(rss, rss_mb(api.pid))
                 else:
                     direct0 = cpu_seconds()
                     t_direct = min(t_direct, direct(settings, total))
@@ -191,6 +200,7 @@ def run_backend(name: str, settings: Settings, sizes: list[int], group: ProcessG
                 clean(settings)
         rows.append({"store": name, "bytes": total, "api_mb_s": total / MB / t_api,
                      "direct_mb_s": total / MB / t_direct, "ratio": t_direct / t_api, "api_peak_rss_mb": rss,
+                     "api_idle_rss_mb": idle_rss,
                      # CPU seconds per GB, least of the rounds: where the two cores go.
                      **{f"{k}_cpu_s_per_gb": min(v) / (total / 1e9) for k, v in cpu.items()}})
     api.terminate()
@@ -223,7 +233,7 @@ def main() -> None:
         err.log("bare transport (ASGI sink)")
         ceiling = sink_rates(sizes, group, data)
         for r in rows:
-            r["transport_mb_s"] = ceiling[r["bytes"]]
+            r["transport_mb_s"], r["transport_cpu_s_per_gb"] = ceiling[r["bytes"]]
         if s3_sizes:
             port = free_port()
             group.start("moto", [venv_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
@@ -233,15 +243,16 @@ def main() -> None:
                           s3_access_key="bench", s3_secret_key="bench")
             rows += run_backend("s3 (moto)", s3, s3_sizes, group)
     table = Table(title="POST /v1/uploads against writing straight to the same store")
-    for col in ("store", "size", "API MB/s", "direct MB/s", "ratio", "bare HTTP MB/s", "API peak RSS MB",
-                "CPU s/GB API+client", "CPU s/GB direct"):
+    for col in ("store", "size", "API MB/s", "direct MB/s", "ratio", "bare HTTP MB/s", "API RSS MB idle/peak",
+                "CPU s/GB API+client", "CPU s/GB direct", "CPU s/GB bare"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(r["store"], f"{r['bytes'] / MB:.0f} MB", f"{r['api_mb_s']:.0f}", f"{r['direct_mb_s']:.0f}",
                       f"{r['ratio']:.2f}", f"{r['transport_mb_s']:.0f}" if "transport_mb_s" in r else "-",
-                      f"{r['api_peak_rss_mb']:.1f}",
+                      f"{r['api_idle_rss_mb']:.1f}/{r['api_peak_rss_mb']:.1f}",
                       f"{r['server_cpu_s_per_gb']:.2f}+{r['client_cpu_s_per_gb']:.2f}",
-                      f"{r['direct_cpu_s_per_gb']:.2f}")
+                      f"{r['direct_cpu_s_per_gb']:.2f}",
+                      f"{r['transport_cpu_s_per_gb']:.2f}" if "transport_cpu_s_per_gb" in r else "-")
     Console().print(table)
     fs = [r for r in rows if r["store"] == "filesystem"]
     summary = {"rows": rows, "fs_min_ratio": min(r["ratio"] for r in fs),

@@ -33,9 +33,8 @@ class _ObservingActivity(ActivityInboundInterceptor):
             result = await super().execute_activity(input)
         except BaseException as err:
             elapsed = time.monotonic() - started
-            _failed(info, err, elapsed)
+            reason = _failed(info, err, elapsed)
             # The error's type only: messages can quote upstream answers.
-            reason = (err.type if isinstance(err, ApplicationError) else None) or type(err).__name__
             log.warning("activity %s attempt %d failed after %.3fs: %s", info.activity_type, info.attempt,
                         elapsed, reason)
             raise
@@ -60,7 +59,8 @@ def _succeeded(info: activity.Info, arg: Any, result: Any, elapsed: float) -> No
         metrics.DELIVERY_ATTEMPTS.labels(DELIVERY_KINDS[info.activity_type], "delivered").inc()
 
 
-def _failed(info: activity.Info, err: BaseException, elapsed: float) -> None:
+def _failed(info: activity.Info, err: BaseException, elapsed: float) -> str:
+    """Record the failure; returns its reason, the error's type."""
     final = isinstance(err, ApplicationError) and err.non_retryable
     policy = info.retry_policy
     if policy and policy.maximum_attempts and info.attempt >= policy.maximum_attempts:
@@ -73,3 +73,4 @@ def _failed(info: activity.Info, err: BaseException, elapsed: float) -> None:
         metrics.DELIVERY_ATTEMPTS.labels(kind, "failed" if final else "retrying").inc()
         if final:
             metrics.DELIVERY_FAILURES.labels(kind, reason).inc()
+    return reason

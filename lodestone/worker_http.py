@@ -24,16 +24,18 @@ QUEUE_TYPES = {"workflow": TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, "activity": T
 
 
 async def refresh_backlog(client: Client, settings: Settings) -> None:
-    for name, kind in QUEUE_TYPES.items():
+    async def one(name: str, kind: TaskQueueType.ValueType) -> None:
         try:
             resp = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
                 namespace=settings.temporal_namespace, task_queue=TaskQueue(name=settings.temporal_task_queue),
                 task_queue_type=kind, report_stats=True), timeout=timedelta(seconds=2))
         except Exception as e:  # a scrape must not fail because the frontend is slow
             log.warning("task queue backlog unavailable: %s", e)
-            continue
+            return
         metrics.TASK_QUEUE_BACKLOG.labels(settings.temporal_task_queue, name).set(
             resp.stats.approximate_backlog_count)
+
+    await asyncio.gather(*(one(name, kind) for name, kind in QUEUE_TYPES.items()))
 
 
 def worker_app(client: Client, settings: Settings, sdk: metrics.SdkMetrics, http: httpx.AsyncClient,
