@@ -2,17 +2,15 @@
 Output is plain lines on stdout, so it can be piped; errors go to stderr with exit code 2."""
 
 import asyncio
-import gc
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.console import Console
 
+from lodestone.ops.runner import fail, run, temporal
 from lodestone.settings import get_settings
 
 if TYPE_CHECKING:
@@ -22,52 +20,22 @@ if TYPE_CHECKING:
     from lodestone.schedules import SummarySchedule
 
 schedules_app = typer.Typer(help="Manage a tenant's summary schedules.", no_args_is_help=True)
-errors = Console(stderr=True)
 T = TypeVar("T")
 Tenant = Annotated[uuid.UUID, typer.Option("--tenant", help="tenant id (a UUID)")]
 ScheduleId = Annotated[str, typer.Argument(help="e.g. summary:<tenant>:<contact>")]
 Note = Annotated[str | None, typer.Option(help="why; shown on the schedule")]
 
 
-@dataclass
-class Failed:
-    message: str
-
-
 def _fail(message: object) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(2)
-
-
-async def _call(runtime: "Runtime", op: Callable[["Client"], Awaitable[T]]) -> T | Failed:
-    from temporalio.service import RPCError
-
-    from lodestone.schedules import ScheduleError
-    from lodestone.temporal_client import connect
-
-    settings = get_settings()
-    try:
-        client = await connect(settings, runtime=runtime)
-        return await op(client)
-    except (ScheduleError, RPCError, RuntimeError) as e:
-        return Failed(str(e))  # not the exception: its traceback would keep the client alive
+    return fail(message, exit_code=2)
 
 
 def _run(op: Callable[["Client"], Awaitable[T]]) -> T:
-    from temporalio.runtime import Runtime, TelemetryConfig
+    """One schedule call on a Temporal client of its own; failures exit 2 (ops.runner.run)."""
+    async def with_client(runtime: "Runtime") -> T:
+        return await op(await temporal(runtime))
 
-    # A runtime of our own, dropped before the interpreter exits: the default one is torn down
-    # during finalization, and its threads then abort the process now and then
-    # ("PyGILState_Release: thread state ... must be current"; temporalio/sdk-python#300).
-    runtime = Runtime(telemetry=TelemetryConfig())
-    try:
-        outcome = asyncio.run(_call(runtime, op))
-    finally:
-        del runtime
-        gc.collect()
-    if isinstance(outcome, Failed):
-        raise _fail(outcome.message)
-    return outcome
+    return run(with_client, exit_code=2)
 
 
 def _line(*fields: object) -> None:

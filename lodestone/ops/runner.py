@@ -28,9 +28,9 @@ class _Failed:
     message: str
 
 
-def fail(message: object) -> typer.Exit:
+def fail(message: object, exit_code: int = 1) -> typer.Exit:
     errors.print(f"[red]error:[/red] {escape(str(message))}", soft_wrap=True)
-    return typer.Exit(1)
+    return typer.Exit(exit_code)
 
 
 def note(message: str) -> None:
@@ -53,18 +53,21 @@ async def _guard(op: Callable[["Runtime"], Awaitable[T]], runtime: "Runtime") ->
     from sqlalchemy.exc import SQLAlchemyError
     from temporalio.service import RPCError
 
+    from lodestone.schedules import ScheduleError
+
     try:
         return await op(runtime)
-    except (OpsError, RPCError, SQLAlchemyError, OSError, RuntimeError) as e:
+    except (OpsError, ScheduleError, RPCError, SQLAlchemyError, OSError, RuntimeError) as e:
         return _Failed(_message(e))  # not the exception: its traceback would keep the client alive
 
 
-def run(op: Callable[["Runtime"], Awaitable[T]]) -> T:
+def run(op: Callable[["Runtime"], Awaitable[T]], exit_code: int = 1) -> T:
     from temporalio.runtime import Runtime, TelemetryConfig
 
     # A runtime of our own, dropped before the interpreter exits: the default one is torn down
-    # during finalization and can then abort the process (temporalio/sdk-python#300; see
-    # lodestone.cli_schedules). Without the core's log lines: they would land on stdout, and
+    # during finalization, and its threads then abort the process now and then
+    # ("PyGILState_Release: thread state ... must be current"; temporalio/sdk-python#300).
+    # Without the core's log lines: they would land on stdout, and
     # what went wrong reaches the operator as the command's own error.
     runtime = Runtime(telemetry=TelemetryConfig(logging=None))
     try:
@@ -73,5 +76,5 @@ def run(op: Callable[["Runtime"], Awaitable[T]]) -> T:
         del runtime
         gc.collect()
     if isinstance(outcome, _Failed):
-        raise fail(outcome.message)
+        raise fail(outcome.message, exit_code)
     return outcome
