@@ -30,7 +30,12 @@ async def tenant_secret(session: AsyncSession, secrets: SecretsProvider, tenant_
                         fallback: str | None) -> str | None:
     """The tenant's secret `name` by its reference, else fallback. A backend that is down is
     retried; a reference that cannot be read fails the activity for good."""
-    tenant = await session.get(Tenant, uuid.UUID(tenant_id))
+    return await secret_of(await session.get(Tenant, uuid.UUID(tenant_id)), secrets, tenant_id, name, fallback)
+
+
+async def secret_of(tenant: Tenant | None, secrets: SecretsProvider, tenant_id: str, name: str,
+                    fallback: str | None) -> str | None:
+    """tenant_secret for a tenant row already loaded: no session held while the backend answers."""
     try:
         return await resolve_tenant_secret(secrets, tenant_id, tenant.secret_refs if tenant else {}, name, fallback)
     except SecretsUnavailable as e:

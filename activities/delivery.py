@@ -2,22 +2,19 @@
 delivered target is never sent again. Email delivery comes from EmailDelivery."""
 
 import json
-import uuid
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.common import fail, tenant_secret
+from activities.common import fail, secret_of
 from activities.delivery_log import OpenDelivery, open_delivery, record_attempt
 from activities.email_delivery import EmailDelivery
-from lodestone.db import tenant_session
 from lodestone.netguard import OutboundRefused, check_url
 from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
 from lodestone.webhooks import signed_headers
-from schema.tables import Tenant
 from workflows.types import DeliveryInput, DeliveryResult
 
 RETRYABLE_STATUS = {408, 425, 429}
@@ -32,9 +29,11 @@ class DeliveryActivities(EmailDelivery):
     async def deliver_webhook(self, inp: DeliveryInput) -> DeliveryResult:
         opened = await open_delivery(self.engine, inp)
         delivery = opened.delivery
-        if delivery.status == "delivered":
-            return DeliveryResult(str(delivery.id), delivery.webhook_id, delivery.attempts, 200)
-        body, secret = self._payload(inp, opened), await self._secret(inp)
+        if opened.delivered:
+            return opened.result(delivery.attempts, 200)
+        body = self._payload(inp, opened)
+        secret = await secret_of(opened.tenant, self.secrets, inp.tenant_id, "webhook_secret",
+                                 opened.tenant.webhook_secret) or opened.tenant.webhook_secret
         headers = signed_headers(secret, delivery.webhook_id, body)
         status, error = None, None
         try:
@@ -49,7 +48,7 @@ class DeliveryActivities(EmailDelivery):
         rejected = status is not None and 400 <= status < 500 and status not in RETRYABLE_STATUS
         number = await record_attempt(self.engine, inp.tenant_id, delivery, status, error, final=rejected)
         if status is not None and 200 <= status < 300:
-            return DeliveryResult(str(delivery.id), delivery.webhook_id, number, status)
+            return opened.result(number, status)
         if rejected:
             raise fail("WebhookRejected", f"{delivery.target} answered {status}")
         raise ApplicationError(f"{delivery.target}: {error or f'answered {status}'}",
@@ -70,10 +69,3 @@ class DeliveryActivities(EmailDelivery):
             },
         }
         return json.dumps(payload, separators=(",", ":"))
-
-    async def _secret(self, inp: DeliveryInput) -> str:
-        async with tenant_session(self.engine, inp.tenant_id) as session:
-            tenant = await session.get(Tenant, uuid.UUID(inp.tenant_id))
-            assert tenant is not None
-            secret = await tenant_secret(session, self.secrets, inp.tenant_id, "webhook_secret", tenant.webhook_secret)
-        return secret or tenant.webhook_secret

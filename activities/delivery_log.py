@@ -3,7 +3,6 @@ stable id (the webhook-id) for every retry, and one delivery_attempts row per at
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,16 +11,23 @@ from sqlmodel import select
 from activities.common import LoadedJob, load_job
 from lodestone.db import tenant_session
 from lodestone.webhooks import webhook_id
-from schema.tables import Artifact, Delivery, DeliveryAttempt, utcnow
-from workflows.types import DeliveryInput
+from schema.tables import Artifact, Delivery, DeliveryAttempt, Tenant, utcnow
+from workflows.types import DeliveryInput, DeliveryResult
 
 
 @dataclass
 class OpenDelivery:
     delivery: Delivery
     loaded: LoadedJob
-    target: dict[str, Any]
+    tenant: Tenant
     artifacts: list[Artifact]
+
+    @property
+    def delivered(self) -> bool:
+        return self.delivery.status == "delivered"
+
+    def result(self, attempt: int, code: int) -> DeliveryResult:
+        return DeliveryResult(str(self.delivery.id), self.delivery.webhook_id, attempt, code)
 
 
 async def open_delivery(engine: AsyncEngine, inp: DeliveryInput) -> OpenDelivery:
@@ -30,6 +36,8 @@ async def open_delivery(engine: AsyncEngine, inp: DeliveryInput) -> OpenDelivery
         loaded = await load_job(session, inp.job_id)
         target = loaded.definition["delivery"][inp.target_index]
         artifacts = (await session.exec(select(Artifact).where(Artifact.job_id == loaded.job.id))).all()
+        tenant = await session.get(Tenant, uuid.UUID(inp.tenant_id))
+        assert tenant is not None  # the job was found under this tenant
         await session.execute(insert(Delivery).values(
             id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=loaded.job.id,
             target_index=inp.target_index, kind=target["type"], target=target.get("url") or target["to"],
@@ -37,7 +45,7 @@ async def open_delivery(engine: AsyncEngine, inp: DeliveryInput) -> OpenDelivery
         ).on_conflict_do_nothing(index_elements=["job_id", "target_index"]))
         delivery = (await session.exec(select(Delivery).where(
             Delivery.job_id == loaded.job.id, Delivery.target_index == inp.target_index))).one()
-    return OpenDelivery(delivery, loaded, target, sorted(artifacts, key=lambda a: a.kind))
+    return OpenDelivery(delivery, loaded, tenant, sorted(artifacts, key=lambda a: a.kind))
 
 
 async def record_attempt(engine: AsyncEngine, tenant_id: str, delivery: Delivery,

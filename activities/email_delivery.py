@@ -27,8 +27,8 @@ class EmailDelivery:
     async def deliver_email(self, inp: DeliveryInput) -> DeliveryResult:
         opened = await open_delivery(self.engine, inp)
         delivery = opened.delivery
-        if delivery.status == "delivered":
-            return DeliveryResult(str(delivery.id), delivery.webhook_id, delivery.attempts, 250)
+        if opened.delivered:
+            return opened.result(delivery.attempts, 250)
         try:
             async with heartbeating():
                 code = await mail.send(self.settings, self._message(inp, opened))
@@ -41,7 +41,7 @@ class EmailDelivery:
                 raise fail("EmailRejected", f"{delivery.target}: {e}") from e
             raise ApplicationError(f"{delivery.target}: {e}", type="EmailUnavailable") from e
         number = await record_attempt(self.engine, inp.tenant_id, delivery, code, None)
-        return DeliveryResult(str(delivery.id), delivery.webhook_id, number, code)
+        return opened.result(number, code)
 
     def _message(self, inp: DeliveryInput, opened: OpenDelivery) -> EmailMessage:
         # Links are minted from the workflow's event time, so every retry sends the same message.

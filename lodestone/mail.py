@@ -4,7 +4,7 @@ into permanent (a 5xx reply) and transient (a 4xx reply, a lost connection, a ti
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, parseaddr
 
 import aiosmtplib
 
@@ -39,7 +39,7 @@ class ArtifactLink:
 
 def message_id(delivery_id: str, sender: str) -> str:
     """The same for every attempt of one delivery, so a receiver can de-duplicate on it."""
-    domain = sender.rpartition("@")[2] or "lodestone.localhost"
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "lodestone.localhost"  # "Name <a@b>" too
     return f"<{delivery_id}@{domain}>"
 
 

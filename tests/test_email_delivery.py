@@ -201,3 +201,10 @@ def test_bad_email_targets_are_schema_violations(target):
 
 def test_email_targets_are_valid():
     assert validate_definition(copy.deepcopy(GOOD))["delivery"][1]["to"] == "sales@example.com"
+
+
+def test_message_id_takes_the_domain_of_a_sender_with_a_display_name():
+    from lodestone.mail import message_id
+
+    assert message_id("msg_1", "Lodestone <noreply@example.com>") == "<msg_1@example.com>"
+    assert message_id("msg_1", "noreply@example.com") == "<msg_1@example.com>"

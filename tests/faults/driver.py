@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio.client import Client
 
+from activities.jobs import TERMINAL
 from lodestone.db import tenant_session
 from lodestone.devstack.keys import mint_token
 from lodestone.tenants import create_tenant
@@ -26,7 +27,6 @@ from tests.standins.smtp_sink import SMTPSink
 from tests.standins.switchable_llm import SwitchableOpenAIStandIn
 from tests.standins.webhook_counter import CountingWebhookReceiver
 
-TERMINAL = {"delivered", "failed", "cancelled"}
 RETRY_STATUS = {429, 500, 502, 503, 504}
 SUBMIT_GIVE_UP = 300.0
 MODEL = "ok-faults"  # the stand-in answers it normally
