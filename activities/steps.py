@@ -11,14 +11,14 @@ from sqlmodel import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.common import LoadedJob, fail, heartbeating, load_job, tenant_secret
+from activities.common import LoadedJob, fail, heartbeating, load_job, secret_of
 from lodestone.db import tenant_session
 from lodestone.llm import LLMClient, LLMError, LLMTransient
 from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
 from lodestone.storage import ObjectStore, job_key
 from lodestone.templating import TemplateRenderError, TemplateSecurityViolation, render
-from schema.tables import JobStep, UsageRecord, utcnow
+from schema.tables import JobStep, Tenant, UsageRecord, utcnow
 from workflows.types import StepInput, StepResult
 
 
@@ -31,6 +31,7 @@ class StepActivities:
     async def run_step(self, inp: StepInput) -> StepResult:
         async with tenant_session(self.engine, inp.tenant_id) as session:
             loaded = await load_job(session, inp.job_id)
+            tenant = await session.get(Tenant, loaded.job.tenant_id)
             rows = (await session.exec(select(JobStep).where(JobStep.job_id == loaded.job.id))).all()
             usage = (await session.exec(select(UsageRecord).where(
                 UsageRecord.job_id == loaded.job.id, UsageRecord.step_id == inp.step_id))).first()
@@ -41,8 +42,7 @@ class StepActivities:
             # the tenant's secret backend is what broke.
             return StepResult(inp.step_id, mine.output_key or "", usage.model, usage.tokens_in,
                               usage.tokens_out, usage.cost_usd)
-        async with tenant_session(self.engine, inp.tenant_id) as session:
-            llm_key = await tenant_secret(session, self.secrets, inp.tenant_id, "llm_api_key", None)
+        llm_key = await secret_of(tenant, self.secrets, inp.tenant_id, "llm_api_key", None)
         step = next(s for s in loaded.definition["steps"] if s["id"] == inp.step_id)
         model = step.get("model", self.settings.llm_model)
         await self._mark(inp, "running", None)

@@ -6,11 +6,9 @@ from typing import Annotated
 
 import httpx
 import typer
-from rich.console import Console
 
+from lodestone.ops.runner import fail
 from lodestone.settings import get_settings
-
-console = Console(stderr=True)
 
 
 def drain(
@@ -22,12 +20,11 @@ def drain(
     base = (url or f"http://{settings.worker_metrics_host}:{settings.worker_metrics_port}").rstrip("/")
     with httpx.Client(timeout=5) as http:
         try:
-            first = http.post(f"{base}/drain").json()
-        except httpx.HTTPError as e:
-            console.print(f"[red]error:[/red] no worker answers at {base}: {e}")
-            raise typer.Exit(1) from e
-        typer.echo(f"draining {base}: {first['activities_in_flight']} activities in flight")
-        deadline, last = time.monotonic() + timeout, first["activities_in_flight"]
+            last = int(http.post(f"{base}/drain").raise_for_status().json()["activities_in_flight"])
+        except (httpx.HTTPError, ValueError, KeyError) as e:  # nothing, or not a Lodestone worker
+            raise fail(f"no worker answers at {base}: {e}") from e
+        typer.echo(f"draining {base}: {last} activities in flight")
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 state = http.get(f"{base}/health").json()
@@ -38,5 +35,4 @@ def drain(
                 last = state["activities_in_flight"]
                 typer.echo(f"  {last} activities in flight")
             time.sleep(0.5)
-    console.print(f"[red]error:[/red] the worker at {base} was still running after {timeout:.0f}s")
-    raise typer.Exit(1)
+    raise fail(f"the worker at {base} was still running after {timeout:.0f}s")

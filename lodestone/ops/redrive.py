@@ -110,8 +110,9 @@ async def original_input(client: Client, run: WorkflowExecutionDescription | Non
 
 
 async def redrive(settings: Settings, client: Client, owner: AsyncEngine, app: AsyncEngine, job_id: uuid.UUID, *,
-                  dry_run: bool = False, delivery_id: uuid.UUID | None = None) -> Redrive:
-    tenant = await job_tenant(owner, job_id)
+                  dry_run: bool = False, delivery_id: uuid.UUID | None = None,
+                  tenant: uuid.UUID | None = None) -> Redrive:
+    tenant = tenant or await job_tenant(owner, job_id)  # redeliver has found it already
     if tenant is None:
         raise OpsError(f"job {job_id} not found")
     # One transaction, holding the job row, until the new run has started: a second operator
@@ -165,4 +166,5 @@ async def redeliver(settings: Settings, client: Client, owner: AsyncEngine, app:
     found = await delivery_owner(owner, delivery_id)
     if found is None:
         raise OpsError(f"delivery {delivery_id} not found")
-    return await redrive(settings, client, owner, app, found[1], dry_run=dry_run, delivery_id=delivery_id)
+    return await redrive(settings, client, owner, app, found[1], dry_run=dry_run, delivery_id=delivery_id,
+                         tenant=found[0])
