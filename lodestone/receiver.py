@@ -1,7 +1,7 @@
 """A webhook receiver that verifies Standard Webhooks signatures and counts deliveries.
 
 The demo uses it as the customer's endpoint, and the tests as a counting stand-in that
-can be told to fail its first N requests.
+can be told to fail its first N requests, or every request while `unavailable` is set.
 """
 
 import threading
@@ -26,9 +26,11 @@ class WebhookReceiver:
     def __init__(self, secret: str, fail_first: int = 0, fail_status: int = 503) -> None:
         self.secret, self.fail_first, self.fail_status = secret, fail_first, fail_status
         self.received: list[Received] = []
+        self.unavailable = False  # while set, every request gets fail_status
         self._lock = threading.Lock()
         self._event = threading.Condition(self._lock)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -49,7 +51,7 @@ class WebhookReceiver:
                 except WebhookVerificationError:
                     verified = False
                 with receiver._lock:
-                    failing = len(receiver.received) < receiver.fail_first
+                    failing = receiver.unavailable or len(receiver.received) < receiver.fail_first
                     status = receiver.fail_status if failing else (204 if verified else 401)
                     receiver.received.append(
                         Received(headers.get("webhook-id", ""), headers, body, verified, status))
