@@ -4,12 +4,14 @@ import asyncio
 import contextlib
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from lodestone.llm import LLMTransient
 from lodestone.secrets import SecretsError, SecretsProvider, SecretsUnavailable
 from lodestone.tenant_secrets import resolve_tenant_secret
 from schema.tables import Job, Submission, Tenant, WorkflowDefinition
@@ -24,6 +26,12 @@ class LoadedJob:
 
 def fail(error_type: str, message: str) -> ApplicationError:
     return ApplicationError(message, type=error_type, non_retryable=True)
+
+
+def llm_transient(e: LLMTransient) -> ApplicationError:
+    """Retried, no sooner than the Retry-After the provider asked for."""
+    delay = timedelta(seconds=e.retry_after) if e.retry_after else None
+    return ApplicationError(str(e), type=type(e).__name__, next_retry_delay=delay)
 
 
 async def tenant_secret(session: AsyncSession, secrets: SecretsProvider, tenant_id: str, name: str,

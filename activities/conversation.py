@@ -12,13 +12,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.common import fail, tenant_secret
+from activities.common import fail, llm_transient, secret_of
 from lodestone.db import tenant_session
 from lodestone.llm import LLMClient, LLMError, LLMTransient
 from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
 from lodestone.whatsapp import GraphError, WhatsAppClient
-from schema.tables import ChannelRoute, Contact, Message, utcnow
+from schema.tables import ChannelRoute, Contact, Message, Tenant, utcnow
 from workflows.types import PurgeInput, PurgeResult, ReplyInput, ReplyResult
 
 HISTORY = 20  # earlier messages the reply prompt sees
@@ -35,10 +35,10 @@ async def load_contact(session: AsyncSession, contact_id: str) -> Contact:
     return contact
 
 
-async def whatsapp_token(session: AsyncSession, secrets: SecretsProvider, settings: Settings,
+async def whatsapp_token(tenant: Tenant | None, secrets: SecretsProvider, settings: Settings,
                          tenant_id: str) -> str | None:
     """The tenant's own WhatsApp token (by reference), else the platform's."""
-    return await tenant_secret(session, secrets, tenant_id, "whatsapp_token", settings.whatsapp_access_token)
+    return await secret_of(tenant, secrets, tenant_id, "whatsapp_token", settings.whatsapp_access_token)
 
 
 class ConversationActivities:
@@ -50,14 +50,16 @@ class ConversationActivities:
     async def reply_to_batch(self, inp: ReplyInput) -> ReplyResult:
         async with tenant_session(self.engine, inp.tenant_id) as s:
             contact = await load_contact(s, inp.contact_id)
-            token = await whatsapp_token(s, self.secrets, self.settings, inp.tenant_id)
-            llm_key = await tenant_secret(s, self.secrets, inp.tenant_id, "llm_api_key", None)
+            tenant = await s.get(Tenant, uuid.UUID(inp.tenant_id))
             done = (await s.exec(select(Message).where(Message.client_key == inp.batch_key))).first()
-            if done is not None and done.status == "sent":
-                await self._mark_answered(inp)
-                return ReplyResult(done.message_id or "", sent_now=False)
             history = list((await s.exec(select(Message).where(Message.contact_id == contact.id)
                                          .order_by(col(Message.sent_at).desc()).limit(HISTORY))).all())
+        if done is not None and done.status == "sent":  # sent before: never twice, secrets or not
+            await self._mark_answered(inp)
+            return ReplyResult(done.message_id or "", sent_now=False)
+        # Resolved outside the transaction: no connection held while the secrets backend answers.
+        token = await whatsapp_token(tenant, self.secrets, self.settings, inp.tenant_id)
+        llm_key = await secret_of(tenant, self.secrets, inp.tenant_id, "llm_api_key", None)
         batch = [m for m in history if m.message_id in inp.message_ids]
         if inp.typing_indicator and batch:
             try:
@@ -68,7 +70,7 @@ class ConversationActivities:
         try:
             completion = await self.llm.complete(self.settings.llm_model, prompt, llm_key)
         except LLMTransient as e:
-            raise ApplicationError(str(e), type="LLMTransient") from e
+            raise llm_transient(e) from e
         except LLMError as e:
             raise fail(type(e).__name__, str(e)) from e
         await self._record(inp, contact, completion.text, status="pending")

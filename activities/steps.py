@@ -2,7 +2,6 @@
 call the model, store the output, record usage. A completed step is never re-run."""
 
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert
@@ -11,7 +10,7 @@ from sqlmodel import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.common import LoadedJob, fail, heartbeating, load_job, secret_of
+from activities.common import LoadedJob, fail, heartbeating, llm_transient, load_job, secret_of
 from lodestone.db import tenant_session
 from lodestone.llm import LLMClient, LLMError, LLMTransient
 from lodestone.secrets import SecretsProvider
@@ -51,8 +50,7 @@ class StepActivities:
             async with heartbeating():
                 completion = await self.llm.complete(model, prompt, llm_key)
         except LLMTransient as e:
-            delay = timedelta(seconds=e.retry_after) if e.retry_after else None
-            raise ApplicationError(str(e), type=type(e).__name__, next_retry_delay=delay) from e
+            raise llm_transient(e) from e
         except (LLMError, TemplateRenderError, TemplateSecurityViolation) as e:
             await self._mark(inp, "failed", str(e))
             raise fail(type(e).__name__, str(e)) from e

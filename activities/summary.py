@@ -10,9 +10,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.common import fail, heartbeating, tenant_secret
+from activities.common import fail, heartbeating, llm_transient, secret_of
 from activities.conversation import graph_failure, load_contact, whatsapp_token
 from lodestone.db import tenant_session
 from lodestone.llm import LLMClient, LLMError, LLMTransient
@@ -22,7 +21,7 @@ from lodestone.settings import Settings
 from lodestone.storage import ObjectNotFound, ObjectStore, check_key
 from lodestone.templating import render
 from lodestone.whatsapp import GraphError, WhatsAppClient
-from schema.tables import Message, Summary, utcnow
+from schema.tables import Message, Summary, Tenant, utcnow
 from workflows.types import (
     RecordSummaryInput,
     SendDocumentInput,
@@ -82,12 +81,13 @@ class SummaryActivities:
         text = await self._text(inp.source_key)
         prompt = STAGE_PROMPTS[inp.stage].format(text=text[-PROMPT_CHARS:])
         async with tenant_session(self.engine, inp.tenant_id) as s:
-            llm_key = await tenant_secret(s, self.secrets, inp.tenant_id, "llm_api_key", None)
+            tenant = await s.get(Tenant, uuid.UUID(inp.tenant_id))
+        llm_key = await secret_of(tenant, self.secrets, inp.tenant_id, "llm_api_key", None)
         try:
             async with heartbeating():
                 completion = await self.llm.complete(self.settings.llm_model, prompt, llm_key)
         except LLMTransient as e:
-            raise ApplicationError(str(e), type="LLMTransient") from e
+            raise llm_transient(e) from e
         except LLMError as e:
             raise fail(type(e).__name__, str(e)) from e
         key = summary_key(inp.tenant_id, inp.contact_id, inp.window_end, f"{inp.stage}.txt")
@@ -120,10 +120,11 @@ class SummaryActivities:
         client_key = f"summary:{inp.contact_id}:{inp.window_end}"
         async with tenant_session(self.engine, inp.tenant_id) as s:
             contact = await load_contact(s, inp.contact_id)
-            token = await whatsapp_token(s, self.secrets, self.settings, inp.tenant_id)
+            tenant = await s.get(Tenant, uuid.UUID(inp.tenant_id))
             done = (await s.exec(select(Message).where(Message.client_key == client_key))).first()
         if done is not None and done.status == "sent":  # an earlier attempt sent it: never twice
             return SendDocumentResult(done.body or "", done.message_id or "")
+        token = await whatsapp_token(tenant, self.secrets, self.settings, inp.tenant_id)
         try:
             pdf = await self.store.get_bytes(inp.pdf_key)
         except ObjectNotFound as e:
