@@ -32,8 +32,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from lodestone.settings import Settings
-from workflows.retention import PurgeMessagesWorkflow
-from workflows.summary import SummaryWorkflow
+from workflows.names import PURGE_MESSAGES, SUMMARY
 from workflows.types import TENANT_ID, PurgeInput, SummaryInput
 
 PURGE_SCHEDULE_ID = "retention:purge-messages"
@@ -119,7 +118,7 @@ def _summary_schedule(settings: Settings, tenant: str, contact_id: str, interval
     offset = timedelta(seconds=int(((datetime.now(UTC) - _EPOCH) % every).total_seconds()))
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            SummaryWorkflow.run, SummaryInput(tenant, contact_id, interval_days),
+            SUMMARY, SummaryInput(tenant, contact_id, interval_days),
             id=schedule_id,  # Temporal appends the nominal fire time to each run's id
             task_queue=settings.temporal_task_queue,
             typed_search_attributes=TypedSearchAttributes([SearchAttributePair(TENANT_ID, tenant)])),
@@ -237,7 +236,7 @@ async def delete_summary_schedule(client: Client, tenant_id: str | uuid.UUID, sc
 
 def _purge_action(settings: Settings) -> ScheduleActionStartWorkflow:
     return ScheduleActionStartWorkflow(
-        PurgeMessagesWorkflow.run, PurgeInput(settings.message_retention_days),
+        PURGE_MESSAGES, PurgeInput(settings.message_retention_days),
         id=PURGE_SCHEDULE_ID, task_queue=settings.temporal_task_queue)
 
 

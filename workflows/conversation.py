@@ -9,6 +9,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.conversation import ConversationActivities
+    from workflows.names import CONVERSATION
     from workflows.types import ConversationInput, NewMessage, ReplyInput
 
 REPLY_TIMEOUT = timedelta(minutes=2)
@@ -19,11 +20,7 @@ REPLY_RETRY = RetryPolicy(
 )
 
 
-def conversation_id(tenant_id: str, wa_id: str) -> str:
-    return f"conversation:{tenant_id}:{wa_id}"
-
-
-@workflow.defn
+@workflow.defn(name=CONVERSATION)
 class ConversationWorkflow:
     def __init__(self) -> None:
         self._pending: list[str] = []

@@ -8,13 +8,14 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.conversation import ConversationActivities
+    from workflows.names import PURGE_MESSAGES
     from workflows.types import PurgeInput, PurgeResult
 
 PURGE_TIMEOUT = timedelta(minutes=30)
 PURGE_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=5)
 
 
-@workflow.defn
+@workflow.defn(name=PURGE_MESSAGES)
 class PurgeMessagesWorkflow:
     @workflow.run
     async def run(self, inp: PurgeInput) -> PurgeResult:

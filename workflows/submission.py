@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.jobs import JobActivities
     from activities.render import RenderActivities
     from activities.steps import StepActivities
+    from workflows.names import SUBMISSION
     from workflows.types import (
         STATUS,
         DeliveryInput,
@@ -82,7 +83,7 @@ def _error_code(err: ActivityError) -> tuple[str, str]:
     return type(cause).__name__ if cause else "ActivityError", str(cause or err)
 
 
-@workflow.defn
+@workflow.defn(name=SUBMISSION)
 class SubmissionWorkflow:
     def __init__(self) -> None:
         self._status = "pending"

@@ -9,6 +9,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.summary import SummaryActivities
+    from workflows.names import SUMMARY
     from workflows.types import (
         RecordSummaryInput,
         SendDocumentInput,
@@ -44,7 +45,7 @@ def _window_end() -> datetime:
     return workflow.now()
 
 
-@workflow.defn
+@workflow.defn(name=SUMMARY)
 class SummaryWorkflow:
     @workflow.run
     async def run(self, inp: SummaryInput) -> SummaryResult:

@@ -26,7 +26,7 @@ from lodestone.netguard import OutboundRefused, check_url
 from lodestone.settings import Settings
 from schema.definitions import InputInvalid, validate_input
 from schema.tables import IdempotencyKey, Job, Submission, Upload, WorkflowDefinition
-from workflows.submission import SubmissionWorkflow
+from workflows.names import SUBMISSION
 from workflows.types import SubmissionInput, job_search_attributes
 
 router = APIRouter(prefix="/v1/submissions", tags=["submissions"], responses=AUTHENTICATED)
@@ -70,7 +70,7 @@ def request_hash(body: SubmissionCreate) -> str:
 
 async def start_job(temporal: Client, settings: Settings, job: Job) -> None:
     await temporal.start_workflow(
-        SubmissionWorkflow.run, SubmissionInput(str(job.tenant_id), str(job.id)),
+        SUBMISSION, SubmissionInput(str(job.tenant_id), str(job.id)),
         id=str(job.id), task_queue=settings.temporal_task_queue, rpc_timeout=START_TIMEOUT,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         search_attributes=job_search_attributes(job.tenant_id, job.id, job.workflow_key))

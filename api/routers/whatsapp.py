@@ -26,7 +26,7 @@ from api.whatsapp_payload import STATUS_RANK, ChangeValue, WebhookPayload
 from lodestone.db import tenant_session
 from lodestone.settings import Settings
 from schema.tables import ChannelRoute, Contact, Message, utcnow
-from workflows.conversation import ConversationWorkflow, conversation_id
+from workflows.names import CONVERSATION, conversation_id
 from workflows.types import TENANT_ID, ConversationInput, NewMessage
 
 router = APIRouter(prefix="/webhooks/whatsapp", tags=["whatsapp"])
@@ -124,7 +124,7 @@ async def find_tenants(engine: AsyncEngine, phone_number_ids: set[str]) -> dict[
 async def signal(state: StateDep, msg: Inbound) -> None:
     settings: Settings = state.settings
     await state.temporal.start_workflow(
-        ConversationWorkflow.run,
+        CONVERSATION,
         ConversationInput(msg.tenant_id, msg.contact_id, debounce_seconds=settings.reply_batch_debounce,
                           max_wait_seconds=settings.reply_batch_max_wait,
                           typing_indicator=settings.whatsapp_typing_indicator),

@@ -26,7 +26,8 @@ from schema.tables import Message
 from tests.conversation_helpers import seed_contact
 from tests.helpers import create_workflow, definition, submit, wait_job
 from tests.standins.openai_server import OpenAIStandIn
-from workflows.conversation import ConversationWorkflow, conversation_id
+from workflows.conversation import ConversationWorkflow
+from workflows.names import conversation_id
 from workflows.retention import PurgeMessagesWorkflow
 from workflows.summary import SummaryWorkflow
 from workflows.types import TENANT_ID, ConversationInput, NewMessage, PurgeInput, SummaryInput
