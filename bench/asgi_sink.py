@@ -1,5 +1,14 @@
 """The transport ceiling for bench/ingest.py: an ASGI app that reads a request body and
-drops it, served by the same uvicorn (httptools, uvloop) as the API."""
+drops it, served by the same uvicorn (httptools, uvloop) and allocator settings as the API."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from lodestone.memory import tune_malloc  # noqa: E402
+
+tune_malloc()
 
 
 async def app(scope, receive, send):  # type: ignore[no-untyped-def]

@@ -95,8 +95,10 @@ def api() -> None:
 
     from api.app import create_app
     from lodestone.logs import setup_logging
+    from lodestone.memory import tune_malloc
 
     setup_logging()
+    tune_malloc()
     settings = get_settings()
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
                 log_config=None, access_log=False)

@@ -11,6 +11,7 @@ from starlette.requests import ClientDisconnect
 from api.deps import Editor, StateDep
 from api.problems import AUTHENTICATED, Problem, responses
 from lodestone.db import tenant_session
+from lodestone.memory import release_free_memory
 from lodestone.storage import ObjectTooLarge, check_key
 from schema.tables import Tenant, Upload
 
@@ -56,6 +57,8 @@ async def create_upload(request: Request, state: StateDep, principal: Editor) ->
     except ClientDisconnect as e:
         log.info("upload %s abandoned by the client; nothing kept", upload_id)
         raise Problem(400, "client_disconnected", "the client went away before the body ended") from e
+    finally:
+        release_free_memory()  # the body's buffers, kept for reuse while it streamed
     try:
         async with tenant_session(state.engine, principal.tenant_id) as session:
             session.add(Upload(id=upload_id, tenant_id=principal.tenant_id, key=key, size=stored.size,
