@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from lodestone.libc import start_writeback
 from lodestone.storage.base import (
     CHUNK,
     ObjectNotFound,
@@ -17,8 +18,13 @@ from lodestone.storage.base import (
     StoredObject,
     check_key,
 )
+from lodestone.storage.spool import writev_all
 
-WRITE_BATCH = 4 * 1024 * 1024
+WRITE_BATCH = 2 * 1024 * 1024
+BATCHES_QUEUED = 2
+# Disk writing starts behind the stream every WRITEBACK_EVERY bytes, so that the fsync at
+# the end waits for the tail, not for the whole object.
+WRITEBACK_EVERY = 32 * 1024 * 1024
 
 
 def _hash_all(chunks: list[bytes], digest: "hashlib._Hash") -> None:
@@ -26,20 +32,34 @@ def _hash_all(chunks: list[bytes], digest: "hashlib._Hash") -> None:
         digest.update(chunk)
 
 
-def _write_all(fd: int, chunks: list[bytes]) -> None:
-    views = [memoryview(c) for c in chunks if c]
-    while views:  # writev may write less than asked
-        written = os.writev(fd, views)
-        while views and written >= len(views[0]):
-            written -= len(views[0])
-            views.pop(0)
-        if views and written:
-            views[0] = views[0][written:]
+def _write_all(fd: int, chunks: list[bytes], writeback: tuple[int, int] | None = None) -> None:
+    writev_all(fd, [memoryview(c) for c in chunks if c])
+    if writeback is not None:
+        start_writeback(fd, *writeback)
 
 
-async def _store_batch(fd: int, chunks: list[bytes], digest: "hashlib._Hash") -> None:
+async def _store_batch(fd: int, chunks: list[bytes], digest: "hashlib._Hash",
+                       writeback: tuple[int, int] | None = None) -> None:
     # Hashing and writing both release the GIL: on two threads they overlap.
-    await asyncio.gather(asyncio.to_thread(_hash_all, chunks, digest), asyncio.to_thread(_write_all, fd, chunks))
+    await asyncio.gather(asyncio.to_thread(_hash_all, chunks, digest),
+                         asyncio.to_thread(_write_all, fd, chunks, writeback))
+
+
+async def _hand_over(queue: "asyncio.Queue[list[bytes] | None]", writer: "asyncio.Task[None]",
+                     batch: list[bytes] | None) -> None:
+    """Queue a batch (None: the end) for the writer, waiting while the queue is full; a
+    writer that failed raises here instead of leaving the reader blocked."""
+    if not queue.full():
+        queue.put_nowait(batch)
+    else:
+        put = asyncio.ensure_future(queue.put(batch))
+        await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if not put.done():
+            put.cancel()
+    if writer.done():
+        writer.result()
+        if batch is not None:
+            raise RuntimeError("the writer stopped before the stream ended")
 
 
 class FilesystemStore(ObjectStore):
@@ -84,15 +104,26 @@ class FilesystemStore(ObjectStore):
     async def put_stream(self, key: str, chunks: AsyncIterator[bytes], content_type: str,
                          limit: int | None = None) -> StoredObject:
         """Straight into one file: no parts needed when nothing has to resume. Chunks are
-        gathered (not copied) into batches; one batch is hashed and written with writev, in
-        two threads at once, while the next one is being received."""
+        gathered (not copied) into batches; a writer task hashes and writes each batch with
+        writev, in two threads at once, while the next batches are being received. At most
+        BATCHES_QUEUED batches wait for it, so memory stays bounded when the disk is slow."""
         path, tmp = self._path(key), await asyncio.to_thread(self._new_partial)
         digest, size = hashlib.sha256(), 0
-        batch: list[bytes] = []
-        batched = 0
         fd = await asyncio.to_thread(os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        writing: asyncio.Future[None] | None = None
+        queue: asyncio.Queue[list[bytes] | None] = asyncio.Queue(BATCHES_QUEUED)
+
+        async def write_batches() -> None:
+            written = flushed = 0
+            while (batch := await queue.get()) is not None:
+                written += sum(len(c) for c in batch)
+                writeback = (flushed, written - flushed) if written - flushed >= WRITEBACK_EVERY else None
+                await _store_batch(fd, batch, digest, writeback)
+                flushed = written if writeback else flushed
+
+        writer = asyncio.create_task(write_batches())
         try:
+            batch: list[bytes] = []
+            batched = 0
             async for chunk in chunks:
                 size += len(chunk)
                 if limit is not None and size > limit:
@@ -100,20 +131,21 @@ class FilesystemStore(ObjectStore):
                 batch.append(chunk)
                 batched += len(chunk)
                 if batched >= WRITE_BATCH or len(batch) >= 512:
-                    if writing is not None:
-                        await writing
-                    writing = asyncio.ensure_future(_store_batch(fd, batch, digest))
+                    await _hand_over(queue, writer, batch)
                     batch, batched = [], 0
-            if writing is not None:
-                await writing
-            await _store_batch(fd, batch, digest)
+            await _hand_over(queue, writer, batch)
+            await _hand_over(queue, writer, None)
+            await writer
             await asyncio.to_thread(os.fsync, fd)
             os.close(fd)
             await asyncio.to_thread(self._publish, tmp, path)
         except BaseException:
-            if writing is not None:
-                with contextlib.suppress(BaseException):
-                    await asyncio.shield(writing)
+            # Let the writer finish the batch in its threads before the fd is closed.
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(None)
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(writer)
             with contextlib.suppress(OSError):
                 os.close(fd)
             tmp.unlink(missing_ok=True)
