@@ -214,6 +214,54 @@ async def test_put_stream_aborts_when_the_source_fails(store):
     await _assert_no_partial_uploads(store)
 
 
+async def test_put_stream_aborts_when_the_store_fails(store, monkeypatch):
+    """A write that fails part-way (a full disk, a rejected part) leaves no object and no
+    partial upload, and the error reaches the caller."""
+    _set_part_size(store, 5 * 1024 * 1024)
+    calls = 0
+
+    def fail_second(*args):
+        nonlocal calls
+        calls += 1
+        if calls >= 2:
+            raise OSError(28, "No space left on device")
+        return real(*args)
+
+    if isinstance(store, S3Store):
+        real = store._upload_part_file
+        monkeypatch.setattr(store, "_upload_part_file", fail_second)
+    else:
+        import lodestone.storage.fs as fs
+
+        real = fs._write_all
+        monkeypatch.setattr(fs, "_write_all", fail_second)
+    with pytest.raises(OSError, match="No space left"):
+        await store.put_stream("t/uploads/full/input", _chunks(os.urandom(12 * 1024 * 1024)),
+                               "application/octet-stream")
+    with pytest.raises(ObjectNotFound):
+        await store.size("t/uploads/full/input")
+    await _assert_no_partial_uploads(store)
+
+
+async def test_s3_parts_are_sent_from_disk_not_memory(store, monkeypatch):
+    """put_stream spools each part to a temporary file and uploads from it: the bytes-taking
+    put_part is never used, and no spool file is left open."""
+    if not isinstance(store, S3Store):
+        pytest.skip("the filesystem store writes straight to its file")
+    _set_part_size(store, 5 * 1024 * 1024)
+
+    async def no_bytes_parts(*args):
+        raise AssertionError("a part was held in memory")
+
+    monkeypatch.setattr(store, "put_part", no_bytes_parts)
+    open_before = len(os.listdir("/proc/self/fd"))
+    data = os.urandom(11 * 1024 * 1024)
+    stored = await store.put_stream("t/uploads/spooled/input", _chunks(data), "application/octet-stream")
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert await store.get_bytes("t/uploads/spooled/input") == data
+    assert len(os.listdir("/proc/self/fd")) <= open_before
+
+
 async def test_parts_resume_after_a_lost_writer(store):
     _set_part_size(store, 5 * 1024 * 1024)
     data = os.urandom(12 * 1024 * 1024)

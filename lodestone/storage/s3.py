@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from lodestone.settings import Settings
 from lodestone.storage.base import CHUNK, ObjectNotFound, ObjectStore, PartRef, StoredObject, check_key
+from lodestone.storage.spool import SpooledPart
 
 
 class S3Store(ObjectStore):
@@ -87,6 +88,50 @@ class S3Store(ObjectStore):
                 raise ObjectNotFound(f"upload {upload_id}") from e
             raise
         return PartRef(number, etag, len(data))
+
+    async def put_part_file(self, key: str, upload_id: str, number: int, part: SpooledPart) -> PartRef:
+        from minio.error import S3Error
+
+        try:
+            etag = await asyncio.to_thread(self._upload_part_file, check_key(key), upload_id, number, part)
+        except S3Error as e:
+            if self._missing(e):
+                raise ObjectNotFound(f"upload {upload_id}") from e
+            raise
+        return PartRef(number, etag, part.size)
+
+    def _upload_part_file(self, key: str, upload_id: str, number: int, part: SpooledPart) -> str:
+        """UploadPart with the body read from the spool file as it is sent. minio's own call
+        takes the body as bytes, so this builds, signs (SigV4 with the part's SHA-256 as a
+        signed payload) and sends the request with the client's own pieces; urllib3 rewinds
+        the file if it retries."""
+        from urllib.parse import urlunsplit
+
+        from minio.error import S3Error
+        from minio.signer import sign_v4_s3
+        from minio.time import to_amz_date, utcnow
+
+        client = self.client
+        region = client._get_region(self.bucket)
+        url = client._base_url.build(method="PUT", region=region, bucket_name=self.bucket, object_name=key,
+                                     query_params={"partNumber": str(number), "uploadId": upload_id})
+        date = utcnow()
+        headers = {"Host": url.netloc, "User-Agent": client._user_agent, "Content-Length": str(part.size),
+                   "x-amz-content-sha256": part.sha256, "x-amz-date": to_amz_date(date)}
+        creds = client._provider.retrieve() if client._provider else None
+        if creds:
+            if creds.session_token:
+                headers["X-Amz-Security-Token"] = creds.session_token
+            headers = sign_v4_s3(method="PUT", url=url, region=region, headers=headers, credentials=creds,
+                                 content_sha256=part.sha256, date=date)
+        part.file.seek(0)
+        response = client._http.urlopen("PUT", urlunsplit(url), body=part.file, headers=headers)
+        if response.status != 200:
+            if response.data:
+                raise S3Error.fromxml(response)
+            raise S3Error(response, "UploadPartFailed", f"HTTP {response.status}", url.path, None, None,
+                          self.bucket, key)
+        return str(response.headers.get("etag", "")).replace('"', "")
 
     async def complete_parts(self, key: str, upload_id: str, parts: list[PartRef]) -> None:
         from minio.datatypes import Part
