@@ -6,6 +6,10 @@ the two rates and the API process's peak RSS during the upload (reset before eac
 through /proc/PID/clear_refs). The filesystem store runs every size; the S3 path
 (against moto's server, which keeps objects in memory) runs sizes up to 1 GB.
 
+Each size runs in rounds (--rounds up to 1 GB, --big-rounds above): one upload and one
+direct write back to back, in alternating order. Rates are medians; the ratio is the median
+of the rounds' own ratios, which pairs runs made under the same disk conditions.
+
 "CPU s/GB" is user+system CPU per GB: the API process plus the sending client, against the
 direct write; on two cores their sum bounds the rate.
 
@@ -14,7 +18,8 @@ that reads the body and drops it: the most any upload endpoint on this server ca
 and the server CPU that reading alone costs ("CPU s/GB bare"). "API RSS idle" is the API's
 resident memory after a warm-up upload, before the timed ones.
 
-usage: python bench/ingest.py [--sizes 100MB,1GB,10GB] [--s3-sizes 100MB,1GB]
+usage: python bench/ingest.py [--sizes 100MB,1GB,10GB] [--s3-sizes 100MB,1GB] [--rounds 5]
+                              [--big-rounds 2]
 The last line of output is one JSON object with every figure.
 """
 
@@ -24,6 +29,7 @@ import json
 import os
 import resource
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -75,6 +81,10 @@ def cpu_seconds(pid: int | None = None) -> float:
         return usage.ru_utime + usage.ru_stime
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def minor_faults(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
 
 
 def rss_mb(pid: int, field: str = "VmHWM") -> float:
@@ -159,7 +169,8 @@ def sink_rates(sizes: list[int], group: ProcessGroup, data: Path) -> dict[int, t
     return rates
 
 
-def run_backend(name: str, settings: Settings, sizes: list[int], group: ProcessGroup) -> list[dict]:
+def run_backend(name: str, settings: Settings, sizes: list[int], group: ProcessGroup, rounds: int,
+                big_rounds: int) -> list[dict]:
     env = {"DATA_DIR": str(settings.data_path), "POSTGRES_PORT": str(settings.postgres_port),
            "UPLOAD_MAX_BYTES": str(settings.upload_max_bytes),
            "API_PORT": str(settings.api_port), "TEMPORAL_PORT": str(free_port())}
@@ -177,32 +188,40 @@ def run_backend(name: str, settings: Settings, sizes: list[int], group: ProcessG
     clean(settings)
 
     for total in sizes:
-        # Best of three rounds in alternating order up to 1 GB (one round above), each timed
-        # run starting from a settled disk (settle_disk).
-        t_api = t_direct = float("inf")
+        # Rounds of one API upload and one direct write back to back, in alternating order,
+        # each timed run starting from a settled disk (settle_disk). The disk's speed drifts
+        # from second to second on a shared machine, so the ratio is the median of the
+        # rounds' own ratios, not a quotient of two best times from different moments.
+        times: dict[str, list[float]] = {"api": [], "direct": []}
         rss = 0.0
-        cpu = {"server": [], "client": [], "direct": []}
-        for n in range(3 if total <= 1000 * MB else 1):
+        cpu: dict[str, list[float]] = {"server": [], "client": [], "direct": []}
+        faults = []
+        for n in range(rounds if total <= 1000 * MB else big_rounds):
             err.log(f"{name}: {total / MB:.0f} MB, round {n + 1}")
             for which in (("api", "direct") if n % 2 == 0 else ("direct", "api")):
                 settle_disk()
                 if which == "api":
                     reset_peak(api.pid)
-                    server0, client0 = cpu_seconds(api.pid), cpu_seconds()
-                    t_api = min(t_api, upload(settings.api_url, token, total))
+                    server0, client0, faults0 = cpu_seconds(api.pid), cpu_seconds(), minor_faults(api.pid)
+                    times["api"].append(upload(settings.api_url, token, total))
                     cpu["server"].append(cpu_seconds(api.pid) - server0)
+                    faults.append(minor_faults(api.pid) - faults0)
                     cpu["client"].append(cpu_seconds() - client0)
                     rss = max(rss, rss_mb(api.pid))
                 else:
                     direct0 = cpu_seconds()
-                    t_direct = min(t_direct, direct(settings, total))
+                    times["direct"].append(direct(settings, total))
                     cpu["direct"].append(cpu_seconds() - direct0)
                 clean(settings)
-        rows.append({"store": name, "bytes": total, "api_mb_s": total / MB / t_api,
-                     "direct_mb_s": total / MB / t_direct, "ratio": t_direct / t_api, "api_peak_rss_mb": rss,
-                     "api_idle_rss_mb": idle_rss,
-                     # CPU seconds per GB, least of the rounds: where the two cores go.
-                     **{f"{k}_cpu_s_per_gb": min(v) / (total / 1e9) for k, v in cpu.items()}})
+        ratios = [d / a for a, d in zip(times["api"], times["direct"], strict=True)]
+        rows.append({"store": name, "bytes": total, "rounds": len(ratios),
+                     "api_mb_s": total / MB / statistics.median(times["api"]),
+                     "direct_mb_s": total / MB / statistics.median(times["direct"]),
+                     "ratio": statistics.median(ratios), "round_ratios": [round(r, 3) for r in ratios],
+                     "api_peak_rss_mb": rss, "api_idle_rss_mb": idle_rss,
+                     "api_page_faults_per_gb": statistics.median(faults) / (total / 1e9),
+                     # CPU seconds per GB, median of the rounds: where the two cores go.
+                     **{f"{k}_cpu_s_per_gb": statistics.median(v) / (total / 1e9) for k, v in cpu.items()}})
     api.terminate()
     api.wait()
     return rows
@@ -219,6 +238,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="100MB,1GB,10GB")
     parser.add_argument("--s3-sizes", default="100MB,1GB")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per size up to 1 GB")
+    parser.add_argument("--big-rounds", type=int, default=2, help="rounds per size over 1 GB")
     args = parser.parse_args()
     sizes = [parse_size(s) for s in args.sizes.split(",") if s]
     s3_sizes = [parse_size(s) for s in args.s3_sizes.split(",") if s]
@@ -229,7 +250,8 @@ def main() -> None:
         pg = start_postgres(group, data, base["postgres_port"])
         asyncio.run(bootstrap(pg))
         upgrade(pg.url(OWNER_ROLE))
-        rows += run_backend("filesystem", Settings(**base, api_port=free_port()), sizes, group)
+        rows += run_backend("filesystem", Settings(**base, api_port=free_port()), sizes, group, args.rounds,
+                            args.big_rounds)
         err.log("bare transport (ASGI sink)")
         ceiling = sink_rates(sizes, group, data)
         for r in rows:
@@ -241,7 +263,7 @@ def main() -> None:
             wait_for_port("127.0.0.1", port, 30)
             s3 = Settings(**base, api_port=free_port(), s3_endpoint=f"http://127.0.0.1:{port}",
                           s3_access_key="bench", s3_secret_key="bench")
-            rows += run_backend("s3 (moto)", s3, s3_sizes, group)
+            rows += run_backend("s3 (moto)", s3, s3_sizes, group, args.rounds, args.big_rounds)
     table = Table(title="POST /v1/uploads against writing straight to the same store")
     for col in ("store", "size", "API MB/s", "direct MB/s", "ratio", "bare HTTP MB/s", "API RSS MB idle/peak",
                 "CPU s/GB API+client", "CPU s/GB direct", "CPU s/GB bare"):
