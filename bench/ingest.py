@@ -218,6 +218,7 @@ def run_backend(name: str, settings: Settings, sizes: list[int], group: ProcessG
                      "api_mb_s": total / MB / statistics.median(times["api"]),
                      "direct_mb_s": total / MB / statistics.median(times["direct"]),
                      "ratio": statistics.median(ratios), "round_ratios": [round(r, 3) for r in ratios],
+                     "round_seconds": {k: [round(t, 3) for t in v] for k, v in times.items()},
                      "api_peak_rss_mb": rss, "api_idle_rss_mb": idle_rss,
                      "api_page_faults_per_gb": statistics.median(faults) / (total / 1e9),
                      # CPU seconds per GB, median of the rounds: where the two cores go.

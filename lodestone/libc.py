@@ -2,9 +2,12 @@
 
 import ctypes
 import ctypes.util
+import os
 from typing import Any
 
+SYNC_FILE_RANGE_WAIT_BEFORE = 1
 SYNC_FILE_RANGE_WRITE = 2
+SYNC_FILE_RANGE_WAIT_AFTER = 4
 
 
 def libc_function(name: str, argtypes: list[Any] | None = None) -> Any:
@@ -27,3 +30,13 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     sync_file_range). A hint: where unsupported it does nothing, and fsync still decides."""
     if _sync_file_range is not None:
         _sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)
+
+
+def finish_writeback(fd: int, offset: int, length: int) -> None:
+    """Wait until a file range is on disk, then drop it from the page cache: a large
+    sequential write keeps a bounded amount of dirty and cached data instead of all of it."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, length,
+                         SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER)
+    if hasattr(os, "posix_fadvise"):
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from lodestone.libc import start_writeback
+from lodestone.libc import finish_writeback, start_writeback
 from lodestone.storage.base import (
     CHUNK,
     ObjectNotFound,
@@ -22,8 +22,10 @@ from lodestone.storage.spool import writev_all
 
 WRITE_BATCH = 2 * 1024 * 1024
 BATCHES_QUEUED = 2
-# Disk writing starts behind the stream every WRITEBACK_EVERY bytes, so that the fsync at
-# the end waits for the tail, not for the whole object.
+# Write-behind: every WRITEBACK_EVERY bytes the disk starts writing the range just written,
+# and the range before it is waited for and dropped from the page cache. At most two such
+# ranges are dirty or cached at a time, however large the object, and the fsync at the end
+# waits for the tail only.
 WRITEBACK_EVERY = 32 * 1024 * 1024
 
 
@@ -32,17 +34,22 @@ def _hash_all(chunks: list[bytes], digest: "hashlib._Hash") -> None:
         digest.update(chunk)
 
 
-def _write_all(fd: int, chunks: list[bytes], writeback: tuple[int, int] | None = None) -> None:
+Range = tuple[int, int]
+
+
+def _write_all(fd: int, chunks: list[bytes], start: Range | None = None, finish: Range | None = None) -> None:
     writev_all(fd, [memoryview(c) for c in chunks if c])
-    if writeback is not None:
-        start_writeback(fd, *writeback)
+    if start is not None:
+        start_writeback(fd, *start)
+    if finish is not None:
+        finish_writeback(fd, *finish)
 
 
 async def _store_batch(fd: int, chunks: list[bytes], digest: "hashlib._Hash",
-                       writeback: tuple[int, int] | None = None) -> None:
+                       start: Range | None = None, finish: Range | None = None) -> None:
     # Hashing and writing both release the GIL: on two threads they overlap.
     await asyncio.gather(asyncio.to_thread(_hash_all, chunks, digest),
-                         asyncio.to_thread(_write_all, fd, chunks, writeback))
+                         asyncio.to_thread(_write_all, fd, chunks, start, finish))
 
 
 async def _hand_over(queue: "asyncio.Queue[list[bytes] | None]", writer: "asyncio.Task[None]",
@@ -113,12 +120,16 @@ class FilesystemStore(ObjectStore):
         queue: asyncio.Queue[list[bytes] | None] = asyncio.Queue(BATCHES_QUEUED)
 
         async def write_batches() -> None:
-            written = flushed = 0
+            written = started = 0
+            behind: Range | None = None  # writing started, not yet waited for
             while (batch := await queue.get()) is not None:
                 written += sum(len(c) for c in batch)
-                writeback = (flushed, written - flushed) if written - flushed >= WRITEBACK_EVERY else None
-                await _store_batch(fd, batch, digest, writeback)
-                flushed = written if writeback else flushed
+                if written - started < WRITEBACK_EVERY:
+                    await _store_batch(fd, batch, digest)
+                    continue
+                window = (started, written - started)
+                await _store_batch(fd, batch, digest, start=window, finish=behind)
+                behind, started = window, written
 
         writer = asyncio.create_task(write_batches())
         try:
