@@ -10,11 +10,20 @@ SYNC_FILE_RANGE_WRITE = 2
 SYNC_FILE_RANGE_WAIT_AFTER = 4
 
 
+def _load() -> ctypes.CDLL | None:
+    try:  # find_library may run ldconfig: once per process, not per call
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _load()
+
+
 def libc_function(name: str, argtypes: list[Any] | None = None) -> Any:
     """The named C library function, or None where the library lacks it (not glibc)."""
-    try:
-        function = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True), name)
-    except (OSError, AttributeError):
+    function = getattr(_LIBC, name, None)
+    if function is None:
         return None
     if argtypes is not None:
         function.argtypes = argtypes

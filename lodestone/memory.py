@@ -33,8 +33,10 @@ def tune_malloc() -> bool:
     return ok
 
 
+_malloc_trim = libc_function("malloc_trim")
+
+
 def release_free_memory() -> None:
     """Return the allocator's free pages to the OS (glibc malloc_trim); elsewhere a no-op."""
-    trim = libc_function("malloc_trim")
-    if trim is not None:
-        trim(0)
+    if _malloc_trim is not None:
+        _malloc_trim(0)

@@ -1,6 +1,5 @@
 """Large inputs: the request body streams into object storage, never held whole."""
 
-import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -12,7 +11,7 @@ from starlette.requests import ClientDisconnect
 from api.deps import Editor, StateDep
 from api.problems import AUTHENTICATED, Problem, responses
 from lodestone.db import tenant_session
-from lodestone.memory import TRIM_THRESHOLD, release_free_memory
+from lodestone.memory import release_free_memory
 from lodestone.storage import ObjectTooLarge, check_key
 from schema.tables import Tenant, Upload
 
@@ -59,10 +58,7 @@ async def create_upload(request: Request, state: StateDep, principal: Editor) ->
         log.info("upload %s abandoned by the client; nothing kept", upload_id)
         raise Problem(400, "client_disconnected", "the client went away before the body ended") from e
     finally:
-        if declared is None or int(declared) >= TRIM_THRESHOLD:
-            # The heap the body's buffers grew, kept for reuse while it streamed; a walk of
-            # the heap takes milliseconds, so only after bodies that can have grown it.
-            await asyncio.to_thread(release_free_memory)
+        release_free_memory()  # the heap the body's buffers grew, kept for reuse while it streamed
     try:
         async with tenant_session(state.engine, principal.tenant_id) as session:
             session.add(Upload(id=upload_id, tenant_id=principal.tenant_id, key=key, size=stored.size,
