@@ -12,7 +12,7 @@ SYNC_FILE_RANGE_WAIT_AFTER = 4
 
 def _load() -> ctypes.CDLL | None:
     try:  # find_library may run ldconfig: once per process, not per call
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     except OSError:
         return None
 

@@ -20,15 +20,16 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
-def _faults(tuned: bool) -> int:
+def _run(script: str, **fields: object) -> int:
+    """Run a script in a fresh interpreter (allocator settings are per process); its printed number."""
     root = str(Path(__file__).resolve().parent.parent)
-    out = subprocess.run([sys.executable, "-c", CHURN.format(root=root, tuned=tuned)], capture_output=True,
+    out = subprocess.run([sys.executable, "-c", script.format(root=root, **fields)], capture_output=True,
                          text=True, check=True)
     return int(out.stdout.strip())
 
 
 def test_tuned_allocator_reuses_chunk_memory():
-    untuned, tuned = _faults(False), _faults(True)
+    untuned, tuned = _run(CHURN, tuned=False), _run(CHURN, tuned=True)
     # Untuned glibc maps and zero-fills each chunk (64 pages apiece); tuned, the heap is reused.
     assert tuned * 10 < untuned, (tuned, untuned)
     assert tuned < 400  # well under one fault per chunk
@@ -55,7 +56,4 @@ print(kept - rss())
 
 
 def test_release_free_memory_returns_the_heap_a_body_grew():
-    root = str(Path(__file__).resolve().parent.parent)
-    out = subprocess.run([sys.executable, "-c", RELEASE.format(root=root)], capture_output=True, text=True,
-                         check=True)
-    assert int(out.stdout.strip()) > 32 * 1024 * 1024
+    assert _run(RELEASE) > 32 * 1024 * 1024

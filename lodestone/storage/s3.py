@@ -1,12 +1,21 @@
 """MinIO or S3 through the minio client. The client blocks, so calls run in threads."""
 
 import asyncio
+import contextlib
 import hashlib
 import io
 from collections.abc import AsyncIterator
 
 from lodestone.settings import Settings
-from lodestone.storage.base import CHUNK, ObjectNotFound, ObjectStore, PartRef, StoredObject, check_key
+from lodestone.storage.base import (
+    CHUNK,
+    ObjectNotFound,
+    ObjectStore,
+    ObjectTooLarge,
+    PartRef,
+    StoredObject,
+    check_key,
+)
 from lodestone.storage.spool import SpooledPart
 
 
@@ -88,6 +97,70 @@ class S3Store(ObjectStore):
                 raise ObjectNotFound(f"upload {upload_id}") from e
             raise
         return PartRef(number, etag, len(data))
+
+    async def put_stream(self, key: str, chunks: AsyncIterator[bytes], content_type: str,
+                         limit: int | None = None) -> StoredObject:
+        """A multipart upload of parts spooled to disk, up to parts_in_flight of them
+        uploading while the next one fills; the upload is aborted on any failure."""
+        upload_id = await self.begin_parts(check_key(key), content_type)
+        digest, size = hashlib.sha256(), 0
+        parts: list[PartRef] = []
+        pending: set[asyncio.Task[PartRef]] = set()
+        filling: SpooledPart | None = None
+
+        async def wait_for_slot() -> None:
+            while len(pending) >= self.parts_in_flight:
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    pending.discard(task)
+                    parts.append(task.result())
+
+        async def send(number: int, part: SpooledPart) -> PartRef:
+            upload = asyncio.ensure_future(self.put_part_file(key, upload_id, number, part))
+            try:
+                return await asyncio.shield(upload)
+            except asyncio.CancelledError:
+                await asyncio.wait({upload})  # its thread reads the file: close it after
+                raise
+            finally:
+                part.close()
+
+        async def ship(part: SpooledPart) -> None:
+            await part.flush(digest)
+            await wait_for_slot()
+            pending.add(asyncio.create_task(send(len(parts) + len(pending) + 1, part)))
+
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if limit is not None and size > limit:
+                    raise ObjectTooLarge(limit)
+                view = memoryview(chunk)
+                while view:
+                    if filling is None:
+                        filling = await SpooledPart.open()
+                    take = view[: self.part_size - filling.length]
+                    view = view[len(take):]
+                    await filling.add(take, digest)
+                    if filling.length >= self.part_size:
+                        part, filling = filling, None
+                        await ship(part)
+            if filling is not None or not (parts or pending):
+                part, filling = filling or await SpooledPart.open(), None
+                await ship(part)
+            parts += await asyncio.gather(*pending)
+            pending.clear()
+            await self.complete_parts(key, upload_id, sorted(parts, key=lambda p: p.number))
+        except BaseException:
+            if filling is not None:
+                filling.close()
+            for task in pending:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*pending, return_exceptions=True)
+                await asyncio.shield(self.abort_parts(key, upload_id))
+            raise
+        return StoredObject(key, size, digest.hexdigest())
 
     async def put_part_file(self, key: str, upload_id: str, number: int, part: SpooledPart) -> PartRef:
         from minio.error import S3Error
