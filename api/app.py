@@ -54,7 +54,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await engine.dispose()
 
     app = FastAPI(title="Lodestone", version="0.1.0", lifespan=lifespan,
-                  description="Durable AI document pipelines on Temporal.")
+                  description="Durable AI document pipelines on Temporal.",
+                  # Observe (below) makes the one server span, the request id and the metrics;
+                  # FastAPI's own telemetry would add a second server span per request.
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
     problems.install(app)
     app.add_middleware(BodyLimit, limit=settings.request_body_max_bytes)
     app.add_middleware(Observe)  # added last, so outermost
