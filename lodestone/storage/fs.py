@@ -20,8 +20,10 @@ from lodestone.storage.base import (
 )
 from lodestone.storage.spool import writev_all
 
-WRITE_BATCH = 2 * 1024 * 1024
-BATCHES_QUEUED = 2
+# One batch filling, one waiting and one being hashed and written: about 3 MiB of body per
+# upload. Larger or deeper batches bought no throughput, only resident memory.
+WRITE_BATCH = 1024 * 1024
+BATCHES_QUEUED = 1
 # Write-behind: every WRITEBACK_EVERY bytes the disk starts writing the range just written,
 # and the range before it is waited for and dropped from the page cache. At most two such
 # ranges are dirty or cached at a time, however large the object, and the fsync at the end
