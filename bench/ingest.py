@@ -276,7 +276,8 @@ def main() -> None:
                       f"{r['server_cpu_s_per_gb']:.2f}+{r['client_cpu_s_per_gb']:.2f}",
                       f"{r['direct_cpu_s_per_gb']:.2f}",
                       f"{r['transport_cpu_s_per_gb']:.2f}" if "transport_cpu_s_per_gb" in r else "-")
-    Console().print(table)
+    # Piped to a file, rich would squeeze the table into 80 columns.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
     fs = [r for r in rows if r["store"] == "filesystem"]
     summary = {"rows": rows, "fs_min_ratio": min(r["ratio"] for r in fs),
                "fs_rss_spread_mb": max(r["api_peak_rss_mb"] for r in fs) - min(r["api_peak_rss_mb"] for r in fs),

@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -221,7 +222,8 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> None:
     row("POST /v1/submissions", r["post_submission"], "starts")
     row("pipeline, POST to webhook", r["pipelines"], "pipelines")
     row("hello-world, start to result", r["hello"], "wf")
-    Console().print(table)
+    # Piped to a file, rich would squeeze the table into 80 columns.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
     print(f"POST/raw start rate: {r['post_vs_raw_start_rate']:.3f} "
           f"({r['delivered_during_post_phase']}/{r['post_submission']['count']} jobs delivered during POSTs)")
     print(f"activities per pipeline (from history): {r['activities_per_pipeline']}; "
