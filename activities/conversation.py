@@ -4,7 +4,7 @@ batch key, and the retention purge of old message bodies."""
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
@@ -18,7 +18,7 @@ from lodestone.llm import LLMClient, LLMError, LLMTransient
 from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
 from lodestone.whatsapp import GraphError, WhatsAppClient
-from schema.tables import ChannelRoute, Contact, Message, Tenant, utcnow
+from schema.tables import Contact, Message, Tenant, utcnow
 from workflows.types import PurgeInput, PurgeResult, ReplyInput, ReplyResult
 
 HISTORY = 20  # earlier messages the reply prompt sees
@@ -112,8 +112,10 @@ class ConversationActivities:
     async def purge_message_bodies(self, inp: PurgeInput) -> PurgeResult:
         cutoff = datetime.now(UTC) - timedelta(days=inp.retention_days)
         async with tenant_session(self.engine, uuid.UUID(int=0)) as s:
-            # Routes are readable across tenants: they name every tenant that has conversations.
-            tenants = set((await s.exec(select(ChannelRoute.tenant_id))).all())
+            # Every tenant still holding a body from before the cutoff, whether or not it still
+            # has a channel (migration 0008); the updates below run in each tenant's own session.
+            due = await s.execute(text("SELECT t FROM retention_due_tenants(:cutoff) AS t"), {"cutoff": cutoff})
+            tenants = set(due.scalars().all())
         purged = 0
         for tenant in sorted(tenants):
             async with tenant_session(self.engine, tenant) as s:
