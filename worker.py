@@ -25,7 +25,7 @@ from lodestone.llm import LLMClient, RoutingLLM
 from lodestone.logs import setup_logging
 from lodestone.metrics import SdkMetrics
 from lodestone.netguard import guarded_client
-from lodestone.schedules import ensure_purge_schedule
+from lodestone.retention import ensure_purge_schedule
 from lodestone.secrets import SecretsProvider, make_secrets
 from lodestone.settings import Settings, get_settings, secret_env
 from lodestone.storage import ObjectStore, make_store

@@ -7,7 +7,7 @@ missing one, so a tenant learns nothing about another's."""
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from temporalio.client import (
@@ -25,18 +25,14 @@ from temporalio.client import (
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from lodestone.settings import Settings
-from workflows.names import PURGE_MESSAGES, SUMMARY
-from workflows.types import TENANT_ID, PurgeInput, SummaryInput
+from workflows.names import SUMMARY
+from workflows.types import TENANT_ID, SummaryInput
 
-PURGE_SCHEDULE_ID = "retention:purge-messages"
-PURGE_EVERY = timedelta(days=1)
 MAX_INTERVAL_DAYS = 365
 MAX_BACKFILL = timedelta(days=366)
 SHOWN_NEXT_TIMES = 3
@@ -232,34 +228,3 @@ async def delete_summary_schedule(client: Client, tenant_id: str | uuid.UUID, sc
     """Runs already started keep going; only future fires stop."""
     with _not_found_as_typed(schedule_id):
         await _owned(client, tenant_id, schedule_id).delete()
-
-
-def _purge_action(settings: Settings) -> ScheduleActionStartWorkflow:
-    return ScheduleActionStartWorkflow(
-        PURGE_MESSAGES, PurgeInput(settings.message_retention_days),
-        id=PURGE_SCHEDULE_ID, task_queue=settings.temporal_task_queue)
-
-
-async def ensure_purge_schedule(client: Client, settings: Settings) -> str:
-    """Create the daily purge schedule, or bring its retention up to date.
-    Returns "created", "updated" or "unchanged"."""
-    schedule = Schedule(action=_purge_action(settings),
-                        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(PURGE_EVERY)]),
-                        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP))
-    try:
-        await client.create_schedule(PURGE_SCHEDULE_ID, schedule)
-        return "created"
-    except ScheduleAlreadyRunningError:
-        pass
-    handle = client.get_schedule_handle(PURGE_SCHEDULE_ID)
-    action = (await handle.describe()).schedule.action
-    assert isinstance(action, ScheduleActionStartWorkflow)
-    current = await client.data_converter.decode(action.args, [PurgeInput])  # type: ignore[arg-type]
-    if current and current[0] == PurgeInput(settings.message_retention_days):
-        return "unchanged"
-
-    def update(inp: ScheduleUpdateInput) -> ScheduleUpdate:
-        return ScheduleUpdate(schedule=replace(inp.description.schedule, action=_purge_action(settings)))
-
-    await handle.update(update)
-    return "updated"

@@ -15,7 +15,7 @@ import pytest
 from temporalio.client import Client, ScheduleActionStartWorkflow, WorkflowExecutionStatus
 
 from lodestone.db import tenant_session
-from lodestone.schedules import PURGE_SCHEDULE_ID, ensure_purge_schedule
+from lodestone.retention import PURGE_SCHEDULE_ID, ensure_purge_schedule
 from schema.conversations import Contact
 from tests.conversation_helpers import seed_contact
 from workflows.types import PurgeInput
