@@ -3,10 +3,10 @@
 It used to list tenants from channel_routes, so a tenant that had deleted its channel kept
 its message bodies past retention. retention_due_tenants(cutoff) returns the ids of the
 tenants that still hold a message body sent before the cutoff, and nothing else about
-them. It runs as its owner (SECURITY DEFINER) and turns app.retention_scan on while it reads, which one more
-SELECT policy on messages admits, for the owner role only; the app role may call the
-function but matches no new policy. The purge itself still updates each tenant's rows in
-that tenant's own session.
+them. It runs as its owner (SECURITY DEFINER) and turns app.retention_scan on while it
+reads; one more SELECT policy on messages admits that, for the owner role only. The app
+role may call the function but matches no new policy. The purge itself still updates each
+tenant's rows in that tenant's own session.
 
 Revision ID: 0008
 Revises: 0007
