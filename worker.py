@@ -32,7 +32,7 @@ from lodestone.storage import ObjectStore, make_store
 from lodestone.temporal_client import connect
 from lodestone.tracing import setup_tracing, shutdown_tracing
 from lodestone.whatsapp import WhatsAppClient
-from lodestone.worker_http import serve, worker_app
+from lodestone.worker_http import bind, serve, worker_app
 from workflows.conversation import ConversationWorkflow
 from workflows.retention import PurgeMessagesWorkflow
 from workflows.submission import SubmissionWorkflow
@@ -84,6 +84,7 @@ async def run_worker(settings: Settings | None = None) -> None:
     setup_tracing(settings, "lodestone-worker")
     # The SDK's runtime metrics are read only by the listener's /metrics.
     sdk = SdkMetrics() if settings.worker_metrics_port else None
+    listening = bind(settings) if sdk is not None else None
     client = await connect(settings, runtime=sdk.runtime if sdk else None)
     engine = make_engine(settings.app_database_url, settings.db_pool_size)
     # One guarded client for every outbound call: webhooks and input fetching alike.
@@ -100,7 +101,7 @@ async def run_worker(settings: Settings | None = None) -> None:
     listener = None
     if sdk is not None:
         listener = serve(worker_app(client, settings, sdk, local, stop), settings)
-        listener_task = asyncio.create_task(listener.serve())
+        listener_task = asyncio.create_task(listener.serve(sockets=[listening]))
     try:
         async with worker:
             log.info("worker polling task queue %s on %s", settings.temporal_task_queue,

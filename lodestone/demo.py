@@ -4,6 +4,7 @@ parallel) and receives the HTML and PDF by a signed webhook."""
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,12 +97,14 @@ def _ok(resp: httpx.Response) -> dict[str, Any]:
     return resp.json()
 
 
-def _follow(api: httpx.Client, job_id: str, console: Console, timeout: float) -> dict[str, Any]:
+def _follow(api: httpx.Client, job_id: str, console: Console, timeout: float,
+            alive: Callable[[], None]) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=console, transient=False) as bar:
         task = bar.add_task(f"job {job_id}: pending")
         while True:
+            alive()
             job = _ok(api.get(f"/v1/jobs/{job_id}"))
             steps = ", ".join(f"{s['id']}={s['status']}" for s in job["steps"]) or "no steps yet"
             bar.update(task, description=f"job {job_id}: {job['status']} [{steps}]")
@@ -110,8 +113,13 @@ def _follow(api: httpx.Client, job_id: str, console: Console, timeout: float) ->
             time.sleep(0.3)
 
 
+def _no_check() -> None:
+    pass
+
+
 def run_demo(settings: Settings, console: Console, graph: GraphAPIStandIn | None = None,
-             timeout: float = 180.0) -> DemoResult:
+             timeout: float = 180.0, alive: Callable[[], None] = _no_check) -> DemoResult:
+    """`alive` raises when a process the demo needs has died, so waiting stops there."""
     secret = asyncio.run(ensure_demo_tenant(settings))
     token = mint_token(settings.data_path, issuer=settings.issuer, audience=settings.auth_audience,
                        tenant_id=str(DEMO_TENANT), roles=["admin"], subject="demo")
@@ -122,7 +130,7 @@ def run_demo(settings: Settings, console: Console, graph: GraphAPIStandIn | None
                 "input": {"company": "Acme Anvils", "email": "buyer@example.com", "goal": "more leads"}}
         job_id = _ok(api.post("/v1/submissions", json=body,
                               headers={"Idempotency-Key": uuid.uuid4().hex}))["job_id"]
-        job = _follow(api, job_id, console, timeout)
+        job = _follow(api, job_id, console, timeout, alive)
         hook = receiver.wait_for_success(timeout=10) if job["status"] == "delivered" else None
     objects = settings.data_path / "objects"
     paths = [str(objects / f"{DEMO_TENANT}/jobs/{job_id}/report.{a['kind']}") for a in job["artifacts"]]
@@ -132,12 +140,13 @@ def run_demo(settings: Settings, console: Console, graph: GraphAPIStandIn | None
     result = DemoResult(job_id, job["status"], job["links"]["self"], job["links"]["temporal"], paths,
                         bool(hook and hook.verified))
     if graph is not None:
-        result.conversation = asyncio.run(_conversation(settings, token, graph, console))
+        result.conversation = asyncio.run(_conversation(settings, token, graph, console, alive))
     return result
 
 
-async def _conversation(settings: Settings, token: str, graph: GraphAPIStandIn, console: Console) -> ConversationResult:
+async def _conversation(settings: Settings, token: str, graph: GraphAPIStandIn, console: Console,
+                        alive: Callable[[], None]) -> ConversationResult:
     async with httpx.AsyncClient(base_url=settings.api_url, headers={"Authorization": f"Bearer {token}"},
                                  timeout=30) as api:
         return await run_conversation(settings, api, WhatsAppDev.load(settings.data_path), graph, DEMO_TENANT,
-                                      console.log)
+                                      console.log, alive)

@@ -8,6 +8,7 @@ import json
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,9 +67,10 @@ def _payload(text: str) -> bytes:
                        "entry": [{"id": "demo", "changes": [{"field": "messages", "value": value}]}]}).encode()
 
 
-async def _wait(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+async def _wait(predicate, timeout: float, alive: Callable[[], None]) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        alive()
         if await predicate():
             return True
         await asyncio.sleep(0.25)
@@ -76,7 +78,7 @@ async def _wait(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-d
 
 
 async def run_conversation(settings: Settings, api: httpx.AsyncClient, dev: WhatsAppDev, graph: GraphAPIStandIn,
-                           tenant_id: uuid.UUID, say) -> ConversationResult:  # type: ignore[no-untyped-def]
+                           tenant_id: uuid.UUID, say, alive: Callable[[], None]) -> ConversationResult:  # type: ignore[no-untyped-def]
     (await api.post("/v1/channels/whatsapp", json={"phone_number_id": DEMO_PHONE})).raise_for_status()
     before = len(graph.texts())
     sent_at = 0.0
@@ -93,7 +95,7 @@ async def run_conversation(settings: Settings, api: httpx.AsyncClient, dev: What
     async def replied() -> bool:
         return len(graph.texts()) > before
 
-    if not await _wait(replied, settings.reply_batch_max_wait + 30):
+    if not await _wait(replied, settings.reply_batch_max_wait + 30, alive):
         return ConversationResult(None, None)
     delay = graph.texts()[before].at - sent_at
     engine = make_engine(settings.app_database_url, 1)
@@ -114,7 +116,7 @@ async def run_conversation(settings: Settings, api: httpx.AsyncClient, dev: What
                                     .order_by(col(Summary.created_at).desc()))).first()
             return row is not None and row.created_at.timestamp() >= started - 1
 
-        if not await _wait(summarised, 120):
+        if not await _wait(summarised, 120, alive):
             return ConversationResult(delay, None)
         async with tenant_session(engine, tenant_id) as s:
             row = (await s.exec(select(Summary).where(Summary.contact_id == contact.id)

@@ -3,6 +3,7 @@ stops polling and lets in-flight activities finish before the process exits."""
 
 import asyncio
 import logging
+import socket
 from datetime import timedelta
 
 import httpx
@@ -60,6 +61,16 @@ def worker_app(client: Client, settings: Settings, sdk: metrics.SdkMetrics, http
 
     return Starlette(routes=[Route("/metrics", get_metrics), Route("/health", health),
                              Route("/drain", post_drain, methods=["POST"])])
+
+
+def bind(settings: Settings) -> socket.socket:
+    """The listener's socket, bound before the worker connects anywhere: a port that is taken
+    stops the worker at once with this error, instead of leaving it running with no listener."""
+    address = (settings.worker_metrics_host, settings.worker_metrics_port)
+    try:
+        return socket.create_server(address)
+    except OSError as e:
+        raise SystemExit(f"the worker cannot listen on {address[0]}:{address[1]} (WORKER_METRICS_PORT): {e}") from e
 
 
 def serve(app: Starlette, settings: Settings) -> uvicorn.Server:
