@@ -23,11 +23,14 @@ app.add_typer(ops_app, name="ops")
 console = Console(stderr=True)
 
 
-def _raise_on_sigterm() -> None:
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGINT both stop the stack, even when SIGINT came in ignored (a shell
+    starts background jobs that way), so no signal leaves the children behind."""
     def handler(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _serve_stack(one_shot: bool) -> int:
@@ -40,7 +43,7 @@ def _serve_stack(one_shot: bool) -> int:
 
     settings = get_settings()
     stack = Stack(settings)
-    _raise_on_sigterm()
+    _stop_on_signals()
     with ExitStack() as standins:
         graph = None
         if not settings.whatsapp_access_token:  # no real WhatsApp: the Graph API stand-in
@@ -56,7 +59,7 @@ def _serve_stack(one_shot: bool) -> int:
                 stack.start_infra(say)
                 stack.start_app(say)
             console.log("running the sample submission")
-            result = run_demo(settings, console, graph)
+            result = run_demo(settings, console, graph, alive=stack.group.check)
             for line in result.lines():
                 console.print(line, markup=False, soft_wrap=True)
             if one_shot:

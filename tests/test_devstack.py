@@ -3,6 +3,7 @@ and no process left behind on exit, on SIGTERM, or when the parent is killed out
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +19,8 @@ def stack_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "S3_", "LLM_", "TEMPORAL_"))}
     env.update(DATA_DIR=str(data_dir), API_PORT=str(free_port()), POSTGRES_PORT=str(free_port()),
                TEMPORAL_PORT=str(free_port()), TEMPORAL_UI_PORT=str(free_port()),
-               TEMPORAL_HTTP_PORT=str(free_port()), TEMPORAL_METRICS_PORT=str(free_port()))
+               TEMPORAL_HTTP_PORT=str(free_port()), TEMPORAL_METRICS_PORT=str(free_port()),
+               WORKER_METRICS_PORT=str(free_port()))
     return env
 
 
@@ -55,9 +57,27 @@ def test_demo_exits_zero_and_leaves_nothing(tmp_path):
     assert leftovers == []
 
 
+def test_demo_stops_when_the_worker_dies(tmp_path):
+    """A worker that cannot start (its metrics port is taken) ends the demo with an error
+    naming it, instead of a job left pending until the demo's timeout."""
+    env = stack_env(tmp_path)
+    with socket.create_server(("127.0.0.1", int(env["WORKER_METRICS_PORT"]))):
+        proc = lodestone("demo", env=env)
+        out, _ = proc.communicate(timeout=150)
+    assert proc.returncode == 1, out
+    assert "worker exited unexpectedly" in out, out
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
+    assert leftovers == []
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts a background job
+
+
 @pytest.mark.parametrize("how", ["sigterm", "sigint", "sigkill"])
 def test_dev_stops_every_child(tmp_path, how):
-    proc = lodestone("dev", env=stack_env(tmp_path), start_new_session=True)
+    proc = lodestone("dev", env=stack_env(tmp_path), start_new_session=True,
+                     preexec_fn=_ignore_sigint if how == "sigint" else None)
     children, out = descendants_when_serving(proc)
     names = {c.name() for c in children}
     assert {"postgres", "temporal"} <= names, names
