@@ -47,6 +47,14 @@ def descendants_when_serving(proc: subprocess.Popen, timeout: float = 120) -> tu
     pytest.fail("lodestone dev never reached serving:\n" + "".join(out))
 
 
+def test_free_ports_stay_out_of_the_ephemeral_range():
+    """No outgoing connection can take a port between free_port's check and the bind."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(200)]
+    assert len(set(ports)) == len(ports)
+    assert all(1024 <= p < low for p in ports), [p for p in ports if p >= low]
+
+
 def test_demo_exits_zero_and_leaves_nothing(tmp_path):
     proc = lodestone("demo", env=stack_env(tmp_path))
     out, _ = proc.communicate(timeout=240)
