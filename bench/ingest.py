@@ -53,7 +53,9 @@ from schema.migrate import upgrade  # noqa: E402
 
 MB = 1000 * 1000
 UNITS = {"MB": MB, "GB": 1000 * MB}
-BLOCK = os.urandom(1024 * 1024)
+# 64 MiB of distinct blocks, more than the last-level cache: neither path reads bytes that
+# stay cache-resident from one chunk to the next, as no real source would give them.
+BLOCKS = [os.urandom(1024 * 1024) for _ in range(64)]
 err = Console(stderr=True)
 
 
@@ -64,7 +66,8 @@ def parse_size(text: str) -> int:
 def generated(total: int):
     sent = 0
     while sent < total:
-        chunk = BLOCK if total - sent >= len(BLOCK) else BLOCK[: total - sent]
+        block = BLOCKS[sent // len(BLOCKS[0]) % len(BLOCKS)]
+        chunk = block if total - sent >= len(block) else block[: total - sent]
         sent += len(chunk)
         yield chunk
 
