@@ -59,7 +59,7 @@ def _serve_stack(one_shot: bool) -> int:
                 stack.start_infra(say)
                 stack.start_app(say)
             console.log("running the sample submission")
-            result = run_demo(settings, console, graph, alive=stack.group.check)
+            result = run_demo(settings, console, stack.group.check, graph)
             for line in result.lines():
                 console.print(line, markup=False, soft_wrap=True)
             if one_shot:

@@ -113,12 +113,8 @@ def _follow(api: httpx.Client, job_id: str, console: Console, timeout: float,
             time.sleep(0.3)
 
 
-def _no_check() -> None:
-    pass
-
-
-def run_demo(settings: Settings, console: Console, graph: GraphAPIStandIn | None = None,
-             timeout: float = 180.0, alive: Callable[[], None] = _no_check) -> DemoResult:
+def run_demo(settings: Settings, console: Console, alive: Callable[[], None], graph: GraphAPIStandIn | None = None,
+             timeout: float = 180.0) -> DemoResult:
     """`alive` raises when a process the demo needs has died, so waiting stops there."""
     secret = asyncio.run(ensure_demo_tenant(settings))
     token = mint_token(settings.data_path, issuer=settings.issuer, audience=settings.auth_audience,
