@@ -77,15 +77,9 @@ def free_port() -> int:
     if low - _BELOW_EPHEMERAL >= 1024:
         for _ in range(100):
             port = random.randrange(low - _BELOW_EPHEMERAL, low)
-            if port in _handed_out:
-                continue
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            _handed_out.add(port)
-            return port
+            if port not in _handed_out and port_is_free(port):
+                _handed_out.add(port)
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
