@@ -100,7 +100,7 @@ async def run_worker(settings: Settings | None = None) -> None:
     local = httpx.AsyncClient()  # loopback only: the SDK's metrics endpoint
     listener = None
     if sdk is not None:
-        listener = serve(worker_app(client, settings, sdk, local, stop), settings)
+        listener = serve(worker_app(client, settings, sdk, local, stop))
         listener_task = asyncio.create_task(listener.serve(sockets=[listening]))
     try:
         async with worker:

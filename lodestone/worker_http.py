@@ -73,7 +73,6 @@ def bind(settings: Settings) -> socket.socket:
         raise SystemExit(f"the worker cannot listen on {address[0]}:{address[1]} (WORKER_METRICS_PORT): {e}") from e
 
 
-def serve(app: Starlette, settings: Settings) -> uvicorn.Server:
-    config = uvicorn.Config(app, host=settings.worker_metrics_host, port=settings.worker_metrics_port,
-                            log_config=None, access_log=False, lifespan="off")
-    return uvicorn.Server(config)
+def serve(app: Starlette) -> uvicorn.Server:
+    """A server for the socket from bind(), which carries the address."""
+    return uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
