@@ -196,6 +196,24 @@ async def test_put_stream_in_parts_round_trips(store):
     assert await store.get_bytes("t/uploads/u1/input") == data
 
 
+async def test_put_stream_round_trips_chunks_of_every_size(store):
+    """Chunks smaller and larger than the filesystem store's 1 MiB write batch, split
+    across and landing on batch boundaries, come back byte for byte with the right hash."""
+    mib = 1024 * 1024
+    sizes = [1, 1000, mib - 1001, mib, 3 * mib, 256 * 1024 + 3, mib + 5, 2 * mib - 7, 17]
+    data = os.urandom(sum(sizes))
+
+    async def chunks():
+        at = 0
+        for size in sizes:
+            yield data[at : at + size]
+            at += size
+
+    stored = await store.put_stream("t/uploads/mixed/input", chunks(), "application/octet-stream")
+    assert (stored.size, stored.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert await store.get_bytes("t/uploads/mixed/input") == data
+
+
 async def test_put_stream_over_limit_leaves_nothing(store):
     data = os.urandom(300_000)
     with pytest.raises(ObjectTooLarge):

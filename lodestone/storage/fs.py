@@ -30,32 +30,64 @@ BATCHES_QUEUED = 1
 # waits for the tail only.
 WRITEBACK_EVERY = 32 * 1024 * 1024
 
-
-def _hash_all(chunks: list[bytes], digest: "hashlib._Hash") -> None:
-    for chunk in chunks:
-        digest.update(chunk)
-
-
+Buffer = bytes | bytearray | memoryview
 Range = tuple[int, int]
 
 
-def _write_all(fd: int, chunks: list[bytes], start: Range | None = None, finish: Range | None = None) -> None:
-    writev_all(fd, [memoryview(c) for c in chunks if c])
+class _Batcher:
+    """Gathers a stream's chunks into contiguous WRITE_BATCH buffers. Hashing or writing
+    a batch is then one call that releases the GIL, where a list of the server's 256 KiB
+    chunks took one per chunk, and each took the GIL back from the busy event loop. The
+    copy costs less than those hand-overs. A bytes chunk as large as a batch, arriving at a
+    batch boundary, passes through uncopied. Buffers the writer is done with are reused."""
+
+    def __init__(self) -> None:
+        self.free: list[bytearray] = []
+        self.buffer = bytearray(WRITE_BATCH)
+        self.filled = 0
+
+    def add(self, chunk: Buffer) -> list[Buffer]:
+        """The batches that chunk completes, in order."""
+        if not self.filled and isinstance(chunk, bytes) and len(chunk) >= WRITE_BATCH:
+            return [chunk]  # immutable: the caller cannot change it while it is written
+        done: list[Buffer] = []
+        view = memoryview(chunk)
+        while view:
+            n = min(len(view), WRITE_BATCH - self.filled)
+            self.buffer[self.filled:self.filled + n] = view[:n]
+            self.filled += n
+            view = view[n:]
+            if self.filled == WRITE_BATCH:
+                done.append(self.buffer)
+                self.buffer = self.free.pop() if self.free else bytearray(WRITE_BATCH)
+                self.filled = 0
+        return done
+
+    def rest(self) -> Buffer:
+        return memoryview(self.buffer)[:self.filled]
+
+    def recycle(self, batch: Buffer) -> None:
+        if isinstance(batch, bytearray):
+            self.free.append(batch)
+
+
+def _write_all(fd: int, batch: Buffer, start: Range | None = None, finish: Range | None = None) -> None:
+    writev_all(fd, [memoryview(batch)])
     if start is not None:
         start_writeback(fd, *start)
     if finish is not None:
         finish_writeback(fd, *finish)
 
 
-async def _store_batch(fd: int, chunks: list[bytes], digest: "hashlib._Hash",
+async def _store_batch(fd: int, batch: Buffer, digest: "hashlib._Hash",
                        start: Range | None = None, finish: Range | None = None) -> None:
     # Hashing and writing both release the GIL: on two threads they overlap.
-    await asyncio.gather(asyncio.to_thread(_hash_all, chunks, digest),
-                         asyncio.to_thread(_write_all, fd, chunks, start, finish))
+    await asyncio.gather(asyncio.to_thread(digest.update, batch),
+                         asyncio.to_thread(_write_all, fd, batch, start, finish))
 
 
-async def _hand_over(queue: "asyncio.Queue[list[bytes] | None]", writer: "asyncio.Task[None]",
-                     batch: list[bytes] | None) -> None:
+async def _hand_over(queue: "asyncio.Queue[Buffer | None]", writer: "asyncio.Task[None]",
+                     batch: Buffer | None) -> None:
     """Queue a batch (None: the end) for the writer, waiting while the queue is full; a
     writer that failed raises here instead of leaving the reader blocked."""
     if not queue.full():
@@ -113,40 +145,37 @@ class FilesystemStore(ObjectStore):
     async def put_stream(self, key: str, chunks: AsyncIterator[bytes], content_type: str,
                          limit: int | None = None) -> StoredObject:
         """Straight into one file: no parts needed when nothing has to resume. Chunks are
-        gathered (not copied) into batches; a writer task hashes and writes each batch with
-        writev, in two threads at once, while the next batches are being received. At most
+        gathered into contiguous batches (_Batcher); a writer task hashes and writes each
+        batch, in two threads at once, while the next batches are being received. At most
         BATCHES_QUEUED batches wait for it, so memory stays bounded when the disk is slow."""
         path, tmp = self._path(key), await asyncio.to_thread(self._new_partial)
         digest, size = hashlib.sha256(), 0
         fd = await asyncio.to_thread(os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        queue: asyncio.Queue[list[bytes] | None] = asyncio.Queue(BATCHES_QUEUED)
+        queue: asyncio.Queue[Buffer | None] = asyncio.Queue(BATCHES_QUEUED)
+        batcher = _Batcher()
 
         async def write_batches() -> None:
             written = started = 0
             behind: Range | None = None  # writing started, not yet waited for
             while (batch := await queue.get()) is not None:
-                written += sum(len(c) for c in batch)
+                written += len(batch)
                 if written - started < WRITEBACK_EVERY:
                     await _store_batch(fd, batch, digest)
-                    continue
-                window = (started, written - started)
-                await _store_batch(fd, batch, digest, start=window, finish=behind)
-                behind, started = window, written
+                else:
+                    window = (started, written - started)
+                    await _store_batch(fd, batch, digest, start=window, finish=behind)
+                    behind, started = window, written
+                batcher.recycle(batch)
 
         writer = asyncio.create_task(write_batches())
         try:
-            batch: list[bytes] = []
-            batched = 0
             async for chunk in chunks:
                 size += len(chunk)
                 if limit is not None and size > limit:
                     raise ObjectTooLarge(limit)
-                batch.append(chunk)
-                batched += len(chunk)
-                if batched >= WRITE_BATCH or len(batch) >= 512:
+                for batch in batcher.add(chunk):
                     await _hand_over(queue, writer, batch)
-                    batch, batched = [], 0
-            await _hand_over(queue, writer, batch)
+            await _hand_over(queue, writer, batcher.rest())
             await _hand_over(queue, writer, None)
             await writer
             await asyncio.to_thread(os.fsync, fd)
