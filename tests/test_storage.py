@@ -299,37 +299,3 @@ async def _assert_no_partial_uploads(store) -> None:
         assert list(listed.uploads) == []
     else:
         assert list(store.partial.iterdir()) == []
-
-
-async def test_fs_put_stream_starts_writeback_behind_the_stream(tmp_path, monkeypatch):
-    """The filesystem store asks the kernel to start writing every WRITEBACK_EVERY bytes,
-    in contiguous ranges, and waits for each range one step behind (write-behind), so the
-    fsync at the end has only the tail left."""
-    import lodestone.storage.fs as fs
-
-    ranges: list[tuple[int, int]] = []
-    finished: list[tuple[int, int]] = []
-    real_start, real_finish = fs.start_writeback, fs.finish_writeback
-
-    def record(fd: int, offset: int, length: int) -> None:
-        ranges.append((offset, length))
-        real_start(fd, offset, length)
-
-    def record_finish(fd: int, offset: int, length: int) -> None:
-        finished.append((offset, length))
-        real_finish(fd, offset, length)
-
-    monkeypatch.setattr(fs, "WRITEBACK_EVERY", 1024 * 1024)
-    monkeypatch.setattr(fs, "start_writeback", record)
-    monkeypatch.setattr(fs, "finish_writeback", record_finish)
-    store = FilesystemStore(tmp_path)
-    data = os.urandom(9 * 1024 * 1024 + 7)
-    stored = await store.put_stream("t/uploads/wb/input", _chunks(data), "application/octet-stream")
-    assert stored.sha256 == hashlib.sha256(data).hexdigest()
-    assert await store.get_bytes("t/uploads/wb/input") == data
-    assert len(ranges) >= 3
-    assert ranges[0][0] == 0
-    assert all(a + n == b for (a, n), (b, _) in zip(ranges, ranges[1:], strict=False))
-    assert all(n >= 1024 * 1024 for _, n in ranges)
-    assert ranges[-1][0] + ranges[-1][1] <= len(data)
-    assert finished == ranges[:-1]  # each range waited for once the next one has started

@@ -5,7 +5,7 @@ import contextlib
 import hashlib
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from lodestone.libc import finish_writeback, start_writeback
@@ -18,57 +18,16 @@ from lodestone.storage.base import (
     StoredObject,
     check_key,
 )
+from lodestone.storage.batches import Batcher, Buffer, Pipeline
 from lodestone.storage.spool import writev_all
 
-# One batch filling, one waiting and one being hashed and written: about 3 MiB of body per
-# upload. Larger or deeper batches bought no throughput, only resident memory.
-WRITE_BATCH = 1024 * 1024
-BATCHES_QUEUED = 1
 # Write-behind: every WRITEBACK_EVERY bytes the disk starts writing the range just written,
 # and the range before it is waited for and dropped from the page cache. At most two such
 # ranges are dirty or cached at a time, however large the object, and the fsync at the end
 # waits for the tail only.
 WRITEBACK_EVERY = 32 * 1024 * 1024
 
-Buffer = bytes | bytearray | memoryview
 Range = tuple[int, int]
-
-
-class _Batcher:
-    """Gathers a stream's chunks into contiguous WRITE_BATCH buffers. Hashing or writing
-    a batch is then one call that releases the GIL, where a list of the server's 256 KiB
-    chunks took one per chunk, and each took the GIL back from the busy event loop. The
-    copy costs less than those hand-overs. A bytes chunk as large as a batch, arriving at a
-    batch boundary, passes through uncopied. Buffers the writer is done with are reused."""
-
-    def __init__(self) -> None:
-        self.free: list[bytearray] = []
-        self.buffer = bytearray(WRITE_BATCH)
-        self.filled = 0
-
-    def add(self, chunk: Buffer) -> list[Buffer]:
-        """The batches that chunk completes, in order."""
-        if not self.filled and isinstance(chunk, bytes) and len(chunk) >= WRITE_BATCH:
-            return [chunk]  # immutable: the caller cannot change it while it is written
-        done: list[Buffer] = []
-        view = memoryview(chunk)
-        while view:
-            n = min(len(view), WRITE_BATCH - self.filled)
-            self.buffer[self.filled:self.filled + n] = view[:n]
-            self.filled += n
-            view = view[n:]
-            if self.filled == WRITE_BATCH:
-                done.append(self.buffer)
-                self.buffer = self.free.pop() if self.free else bytearray(WRITE_BATCH)
-                self.filled = 0
-        return done
-
-    def rest(self) -> Buffer:
-        return memoryview(self.buffer)[:self.filled]
-
-    def recycle(self, batch: Buffer) -> None:
-        if isinstance(batch, bytearray):
-            self.free.append(batch)
 
 
 def _write_all(fd: int, batch: Buffer, start: Range | None = None, finish: Range | None = None) -> None:
@@ -79,28 +38,22 @@ def _write_all(fd: int, batch: Buffer, start: Range | None = None, finish: Range
         finish_writeback(fd, *finish)
 
 
-async def _store_batch(fd: int, batch: Buffer, digest: "hashlib._Hash",
-                       start: Range | None = None, finish: Range | None = None) -> None:
-    # Hashing and writing both release the GIL: on two threads they overlap.
-    await asyncio.gather(asyncio.to_thread(digest.update, batch),
-                         asyncio.to_thread(_write_all, fd, batch, start, finish))
+def _writer(fd: int) -> Callable[[Buffer], None]:
+    """Writes batches in order, with write-behind (WRITEBACK_EVERY)."""
+    written = started = 0
+    behind: Range | None = None  # writing started, not yet waited for
 
+    def write(batch: Buffer) -> None:
+        nonlocal written, started, behind
+        written += len(batch)
+        if written - started < WRITEBACK_EVERY:
+            _write_all(fd, batch)
+            return
+        window = (started, written - started)
+        _write_all(fd, batch, window, behind)
+        behind, started = window, written
 
-async def _hand_over(queue: "asyncio.Queue[Buffer | None]", writer: "asyncio.Task[None]",
-                     batch: Buffer | None) -> None:
-    """Queue a batch (None: the end) for the writer, waiting while the queue is full; a
-    writer that failed raises here instead of leaving the reader blocked."""
-    if not queue.full():
-        queue.put_nowait(batch)
-    else:
-        put = asyncio.ensure_future(queue.put(batch))
-        await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
-        if not put.done():
-            put.cancel()
-    if writer.done():
-        writer.result()
-        if batch is not None:
-            raise RuntimeError("the writer stopped before the stream ended")
+    return write
 
 
 class FilesystemStore(ObjectStore):
@@ -145,50 +98,36 @@ class FilesystemStore(ObjectStore):
     async def put_stream(self, key: str, chunks: AsyncIterator[bytes], content_type: str,
                          limit: int | None = None) -> StoredObject:
         """Straight into one file: no parts needed when nothing has to resume. Chunks are
-        gathered into contiguous batches (_Batcher); a writer task hashes and writes each
-        batch, in two threads at once, while the next batches are being received. At most
-        BATCHES_QUEUED batches wait for it, so memory stays bounded when the disk is slow."""
+        gathered into contiguous batches, and two threads hash and write them while the next
+        batches are being received (see batches.py). At most PIPELINE_DEPTH batches are in
+        flight, so memory stays bounded when the disk is slow."""
         path, tmp = self._path(key), await asyncio.to_thread(self._new_partial)
         digest, size = hashlib.sha256(), 0
         fd = await asyncio.to_thread(os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        queue: asyncio.Queue[Buffer | None] = asyncio.Queue(BATCHES_QUEUED)
-        batcher = _Batcher()
-
-        async def write_batches() -> None:
-            written = started = 0
-            behind: Range | None = None  # writing started, not yet waited for
-            while (batch := await queue.get()) is not None:
-                written += len(batch)
-                if written - started < WRITEBACK_EVERY:
-                    await _store_batch(fd, batch, digest)
-                else:
-                    window = (started, written - started)
-                    await _store_batch(fd, batch, digest, start=window, finish=behind)
-                    behind, started = window, written
-                batcher.recycle(batch)
-
-        writer = asyncio.create_task(write_batches())
+        batcher, pipeline = Batcher(), None
         try:
+            pipeline = Pipeline("fs-upload", [digest.update, _writer(fd)], batcher)
             async for chunk in chunks:
                 size += len(chunk)
                 if limit is not None and size > limit:
                     raise ObjectTooLarge(limit)
                 for batch in batcher.add(chunk):
-                    await _hand_over(queue, writer, batch)
-            await _hand_over(queue, writer, batcher.rest())
-            await _hand_over(queue, writer, None)
-            await writer
+                    await pipeline.put(batch)
+            await pipeline.put(batcher.rest())
+            await pipeline.close()
             await asyncio.to_thread(os.fsync, fd)
             os.close(fd)
+            fd = -1
             await asyncio.to_thread(self._publish, tmp, path)
         except BaseException:
-            # Let the writer finish the batch in its threads before the fd is closed.
-            while not queue.empty():
-                queue.get_nowait()
-            queue.put_nowait(None)
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(writer)
-            with contextlib.suppress(OSError):
+            # Both threads finish their batches before the fd is closed, even when this
+            # task is cancelled again while it waits for them.
+            if pipeline is not None:
+                try:
+                    await asyncio.shield(pipeline.close())
+                except BaseException:
+                    pipeline.join()
+            if fd >= 0:
                 os.close(fd)
             tmp.unlink(missing_ok=True)
             raise

@@ -1,0 +1,144 @@
+"""The filesystem store's upload path: contiguous batches hashed and written on two
+threads of the upload's own (lodestone/storage/batches.py), with write-behind."""
+
+import asyncio
+import hashlib
+import os
+import threading
+import time
+
+import pytest
+
+import lodestone.storage.fs as fs
+from lodestone.storage import FilesystemStore, ObjectNotFound, ObjectTooLarge
+from lodestone.storage.batches import PIPELINE_DEPTH, WRITE_BATCH
+
+MIB = 1024 * 1024
+
+
+async def _chunks(data: bytes, size: int = 256 * 1024, fail_after: int | None = None):
+    for i in range(0, len(data), size):
+        if fail_after is not None and i >= fail_after:
+            raise ConnectionResetError("client went away")
+        yield data[i : i + size]
+
+
+def _pipeline_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("fs-upload")]
+
+
+async def test_no_thread_or_partial_file_outlives_an_upload(tmp_path, monkeypatch):
+    """Success, a body over the limit, a client that goes away and a disk that fails all
+    end with both of the upload's threads gone and no partial file."""
+    store = FilesystemStore(tmp_path)
+    data = os.urandom(5 * MIB + 11)
+    stored = await store.put_stream("t/uploads/ok/input", _chunks(data), "application/octet-stream")
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert _pipeline_threads() == []
+
+    with pytest.raises(ObjectTooLarge):
+        await store.put_stream("t/uploads/big/input", _chunks(data), "application/octet-stream", limit=3 * MIB)
+    assert _pipeline_threads() == []
+    with pytest.raises(ConnectionResetError):
+        await store.put_stream("t/uploads/cut/input", _chunks(data, fail_after=2 * MIB), "application/octet-stream")
+    assert _pipeline_threads() == []
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fs, "_write_all", full)
+    with pytest.raises(OSError, match="No space left"):
+        await store.put_stream("t/uploads/full/input", _chunks(data), "application/octet-stream")
+    assert _pipeline_threads() == []
+    for key in ("big", "cut", "full"):
+        with pytest.raises(ObjectNotFound):
+            await store.size(f"t/uploads/{key}/input")
+    assert list(store.partial.iterdir()) == []
+
+
+async def test_a_cancelled_upload_waits_for_its_threads_before_closing_the_file(tmp_path, monkeypatch):
+    """Cancelled, and cancelled again while it waits for a slow write to finish, the upload
+    still ends only after both threads are done with the file, and leaves nothing behind."""
+    store = FilesystemStore(tmp_path)
+    writing = threading.Event()
+    real = fs._write_all
+
+    def slow(*args):
+        writing.set()
+        time.sleep(0.5)
+        return real(*args)
+
+    monkeypatch.setattr(fs, "_write_all", slow)
+    task = asyncio.create_task(store.put_stream("t/uploads/gone/input", _chunks(os.urandom(8 * MIB)),
+                                                "application/octet-stream"))
+    while not writing.is_set():
+        await asyncio.sleep(0.01)
+    task.cancel()
+    await asyncio.sleep(0.05)  # now waiting in close() for the write in progress
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert _pipeline_threads() == []
+    assert list(store.partial.iterdir()) == []
+
+
+async def test_a_slow_disk_holds_the_stream_back(tmp_path, monkeypatch):
+    """While the disk is slow, the upload takes no more of the body than the batches in
+    flight and the one filling: memory stays bounded whatever the body's size."""
+    store = FilesystemStore(tmp_path)
+    release = threading.Event()
+    real = fs._write_all
+
+    def stalled(*args):
+        release.wait(10)
+        return real(*args)
+
+    monkeypatch.setattr(fs, "_write_all", stalled)
+    taken = 0
+
+    async def counted():
+        nonlocal taken
+        async for chunk in _chunks(os.urandom(20 * MIB)):
+            taken += len(chunk)
+            yield chunk
+
+    task = asyncio.create_task(store.put_stream("t/uploads/slow/input", counted(), "application/octet-stream"))
+    await asyncio.sleep(0.3)
+    # Two batches in flight and one filling (about 3 MiB), and the chunk being added.
+    assert (PIPELINE_DEPTH + 1) * WRITE_BATCH == 3 * MIB
+    assert taken <= 3 * MIB + 256 * 1024
+    release.set()
+    stored = await task
+    assert stored.size == 20 * MIB == taken
+
+
+async def test_fs_put_stream_starts_writeback_behind_the_stream(tmp_path, monkeypatch):
+    """The filesystem store asks the kernel to start writing every WRITEBACK_EVERY bytes,
+    in contiguous ranges, and waits for each range one step behind (write-behind), so the
+    fsync at the end has only the tail left."""
+    ranges: list[tuple[int, int]] = []
+    finished: list[tuple[int, int]] = []
+    real_start, real_finish = fs.start_writeback, fs.finish_writeback
+
+    def record(fd: int, offset: int, length: int) -> None:
+        ranges.append((offset, length))
+        real_start(fd, offset, length)
+
+    def record_finish(fd: int, offset: int, length: int) -> None:
+        finished.append((offset, length))
+        real_finish(fd, offset, length)
+
+    monkeypatch.setattr(fs, "WRITEBACK_EVERY", 1024 * 1024)
+    monkeypatch.setattr(fs, "start_writeback", record)
+    monkeypatch.setattr(fs, "finish_writeback", record_finish)
+    store = FilesystemStore(tmp_path)
+    data = os.urandom(9 * 1024 * 1024 + 7)
+    stored = await store.put_stream("t/uploads/wb/input", _chunks(data), "application/octet-stream")
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert await store.get_bytes("t/uploads/wb/input") == data
+    assert len(ranges) >= 3
+    assert ranges[0][0] == 0
+    assert all(a + n == b for (a, n), (b, _) in zip(ranges, ranges[1:], strict=False))
+    assert all(n >= 1024 * 1024 for _, n in ranges)
+    assert ranges[-1][0] + ranges[-1][1] <= len(data)
+    assert finished == ranges[:-1]  # each range waited for once the next one has started
