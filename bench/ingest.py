@@ -11,7 +11,9 @@ direct write back to back, in alternating order. Rates are medians; the ratio is
 of the rounds' own ratios, which pairs runs made under the same disk conditions.
 
 "CPU s/GB" is user+system CPU per GB: the API process plus the sending client, against the
-direct write; on two cores their sum bounds the rate.
+direct write; on two cores their sum bounds the rate. "of which API loop" is the API's main
+thread, the event loop that receives the body; the rest of the API's share is its threads
+(on the filesystem store, the upload's hashing and writing threads).
 
 "bare HTTP" is the same client against bench/asgi_sink.py, an ASGI app on the same uvicorn
 that reads the body and drops it: the most any upload endpoint on this server can reach,
@@ -77,12 +79,14 @@ async def agenerated(total: int):
         yield chunk
 
 
-def cpu_seconds(pid: int | None = None) -> float:
-    """User + system CPU of a process (all its threads), or of this one."""
+def cpu_seconds(pid: int | None = None, main_thread: bool = False) -> float:
+    """User + system CPU of a process (all its threads), or of this one; with main_thread,
+    of the process's main thread only (the API's event loop)."""
     if pid is None:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return usage.ru_utime + usage.ru_stime
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    stat = Path(f"/proc/{pid}/task/{pid}/stat" if main_thread else f"/proc/{pid}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -197,7 +201,7 @@ def run_backend(name: str, settings: Settings, sizes: list[int], group: ProcessG
         # rounds' own ratios, not a quotient of two best times from different moments.
         times: dict[str, list[float]] = {"api": [], "direct": []}
         rss = 0.0
-        cpu: dict[str, list[float]] = {"server": [], "client": [], "direct": []}
+        cpu: dict[str, list[float]] = {"server": [], "loop": [], "client": [], "direct": []}
         faults = []
         for n in range(rounds if total <= 1000 * MB else big_rounds):
             err.log(f"{name}: {total / MB:.0f} MB, round {n + 1}")
@@ -205,9 +209,11 @@ def run_backend(name: str, settings: Settings, sizes: list[int], group: ProcessG
                 settle_disk()
                 if which == "api":
                     reset_peak(api.pid)
-                    server0, client0, faults0 = cpu_seconds(api.pid), cpu_seconds(), minor_faults(api.pid)
+                    server0, loop0 = cpu_seconds(api.pid), cpu_seconds(api.pid, main_thread=True)
+                    client0, faults0 = cpu_seconds(), minor_faults(api.pid)
                     times["api"].append(upload(settings.api_url, token, total))
                     cpu["server"].append(cpu_seconds(api.pid) - server0)
+                    cpu["loop"].append(cpu_seconds(api.pid, main_thread=True) - loop0)
                     faults.append(minor_faults(api.pid) - faults0)
                     cpu["client"].append(cpu_seconds() - client0)
                     rss = max(rss, rss_mb(api.pid))
@@ -270,13 +276,14 @@ def main() -> None:
             rows += run_backend("s3 (moto)", s3, s3_sizes, group, args.rounds, args.big_rounds)
     table = Table(title="POST /v1/uploads against writing straight to the same store")
     for col in ("store", "size", "API MB/s", "direct MB/s", "ratio", "bare HTTP MB/s", "API RSS MB idle/peak",
-                "CPU s/GB API+client", "CPU s/GB direct", "CPU s/GB bare"):
+                "CPU s/GB API+client", "of which API loop", "CPU s/GB direct", "CPU s/GB bare"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(r["store"], f"{r['bytes'] / MB:.0f} MB", f"{r['api_mb_s']:.0f}", f"{r['direct_mb_s']:.0f}",
                       f"{r['ratio']:.2f}", f"{r['transport_mb_s']:.0f}" if "transport_mb_s" in r else "-",
                       f"{r['api_idle_rss_mb']:.1f}/{r['api_peak_rss_mb']:.1f}",
                       f"{r['server_cpu_s_per_gb']:.2f}+{r['client_cpu_s_per_gb']:.2f}",
+                      f"{r['loop_cpu_s_per_gb']:.2f}",
                       f"{r['direct_cpu_s_per_gb']:.2f}",
                       f"{r['transport_cpu_s_per_gb']:.2f}" if "transport_cpu_s_per_gb" in r else "-")
     # Piped to a file, rich would squeeze the table into 80 columns.
