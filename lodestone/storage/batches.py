@@ -8,6 +8,7 @@ waits for it between one batch and the next.
 
 import asyncio
 import collections
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -84,8 +85,12 @@ class Pipeline:
         self.inboxes: list[queue.SimpleQueue[_Batch | None]] = [queue.SimpleQueue() for _ in steps]
         self.threads = [threading.Thread(target=self._run, args=(step, inbox), name=f"{name}-{n}", daemon=True)
                         for n, (step, inbox) in enumerate(zip(steps, self.inboxes, strict=True))]
-        for thread in self.threads:
-            thread.start()
+        try:
+            for thread in self.threads:
+                thread.start()
+        except BaseException:  # the threads already started must not wait forever
+            self._end()
+            raise
 
     def _run(self, step: Callable[[Buffer], None], inbox: "queue.SimpleQueue[_Batch | None]") -> None:
         try:
@@ -110,7 +115,8 @@ class Pipeline:
         with self.lock:
             waiter, self.waiter = self.waiter, None
         if waiter is not None:
-            self.loop.call_soon_threadsafe(_resolve, waiter)
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits now
+                self.loop.call_soon_threadsafe(_resolve, waiter)
 
     async def put(self, data: Buffer) -> None:
         while True:
