@@ -56,6 +56,27 @@ async def test_no_thread_or_partial_file_outlives_an_upload(tmp_path, monkeypatc
     assert list(store.partial.iterdir()) == []
 
 
+async def test_an_upload_whose_second_thread_cannot_start_leaves_nothing(tmp_path, monkeypatch):
+    store = FilesystemStore(tmp_path)
+    real_start = threading.Thread.start
+
+    def start(self):
+        if self.name == "fs-upload-1":
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        await store.put_stream("t/uploads/nothread/input", _chunks(os.urandom(MIB)), "application/octet-stream")
+    monkeypatch.undo()
+    for _ in range(200):  # the thread that did start ends on its own
+        if not _pipeline_threads():
+            break
+        await asyncio.sleep(0.01)
+    assert _pipeline_threads() == []
+    assert list(store.partial.iterdir()) == []
+
+
 async def test_a_cancelled_upload_waits_for_its_threads_before_closing_the_file(tmp_path, monkeypatch):
     """Cancelled, and cancelled again while it waits for a slow write to finish, the upload
     still ends only after both threads are done with the file, and leaves nothing behind."""
