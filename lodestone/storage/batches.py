@@ -27,8 +27,8 @@ class Batcher:
     a batch is then one call that releases the GIL, where a list of the server's 256 KiB
     chunks took one per chunk, and each took the GIL back from the busy event loop. The
     copy costs less than those hand-overs. A bytes chunk as large as a batch, arriving at a
-    batch boundary, passes through uncopied. Buffers the pipeline is done with come back
-    through recycle (from any thread) and are reused."""
+    batch boundary, passes through uncopied. Buffers given back to recycle (from any
+    thread) are reused."""
 
     def __init__(self) -> None:
         self.free: collections.deque[bytearray] = collections.deque()
@@ -74,14 +74,14 @@ class Pipeline:
     slow disk holds the stream back instead of filling memory. The first error of a step
     stops it and is raised by the next put() or by close()."""
 
-    def __init__(self, name: str, steps: list[Callable[[Buffer], None]], batcher: Batcher) -> None:
+    def __init__(self, name: str, steps: list[Callable[[Buffer], None]], done: Callable[[Buffer], None]) -> None:
+        """`done` gets each batch once every step has finished with it (from a step's thread)."""
         self.loop = asyncio.get_running_loop()
-        self.batcher = batcher
+        self.done = done
         self.lock = threading.Lock()
         self.slots = PIPELINE_DEPTH
         self.waiter: asyncio.Future[None] | None = None
         self.error: BaseException | None = None
-        self.ended = False
         self.inboxes: list[queue.SimpleQueue[_Batch | None]] = [queue.SimpleQueue() for _ in steps]
         self.threads = [threading.Thread(target=self._run, args=(step, inbox), name=f"{name}-{n}", daemon=True)
                         for n, (step, inbox) in enumerate(zip(steps, self.inboxes, strict=True))]
@@ -108,7 +108,7 @@ class Pipeline:
             if batch.stages_left:
                 return
             self.slots += 1
-        self.batcher.recycle(batch.data)
+        self.done(batch.data)
         self._wake()
 
     def _wake(self) -> None:
@@ -149,10 +149,8 @@ class Pipeline:
             thread.join()
 
     def _end(self) -> None:
-        if not self.ended:
-            self.ended = True
-            for inbox in self.inboxes:
-                inbox.put(None)
+        for inbox in self.inboxes:  # a step stops at the first None; any more are never read
+            inbox.put(None)
 
 
 def _resolve(waiter: "asyncio.Future[None]") -> None:

@@ -106,7 +106,7 @@ class FilesystemStore(ObjectStore):
         fd = await asyncio.to_thread(os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         batcher, pipeline = Batcher(), None
         try:
-            pipeline = Pipeline("fs-upload", [digest.update, _writer(fd)], batcher)
+            pipeline = Pipeline("fs-upload", [digest.update, _writer(fd)], batcher.recycle)
             async for chunk in chunks:
                 size += len(chunk)
                 if limit is not None and size > limit:
