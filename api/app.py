@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from api import problems
 from api.auth import TokenVerifier
 from api.deps import AppState
-from api.limits import BodyLimit, TenantRateLimiter
+from api.limits import BodyLimit, TenantRateLimiter, UploadSlots
 from api.observe import Observe
 from api.routers import (
     artifacts,
@@ -46,7 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.lodestone = AppState(
             settings, engine, temporal, make_store(settings), http, TokenVerifier(settings, http),
             TenantRateLimiter(settings.submissions_per_minute, settings.submissions_burst),
-            TenantRateLimiter(settings.public_form_submissions_per_minute, settings.public_form_submissions_burst))
+            TenantRateLimiter(settings.public_form_submissions_per_minute, settings.public_form_submissions_burst),
+            UploadSlots(settings.uploads_in_flight, settings.tenant_uploads_in_flight))
         try:
             yield
         finally:

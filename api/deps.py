@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from api.auth import Principal, TokenVerifier, unauthorized
-from api.limits import TenantRateLimiter
+from api.limits import TenantRateLimiter, UploadSlots
 from api.problems import Problem
 from lodestone.db import tenant_session
 from lodestone.logs import bind
@@ -30,6 +30,7 @@ class AppState:
     verifier: TokenVerifier
     submissions_limiter: TenantRateLimiter
     forms_limiter: TenantRateLimiter
+    upload_slots: UploadSlots
 
 
 def get_state(request: Request) -> AppState:

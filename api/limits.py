@@ -1,4 +1,5 @@
-"""Request limits: a body-size cap per route (413) and a per-tenant submission rate (429).
+"""Request limits: a body-size cap per route (413), a per-tenant submission rate (429), and
+a cap on the uploads streaming into one API process (UploadSlots).
 
 The rate limiter is a token bucket per tenant in this API process: with N API processes a
 tenant can reach N times the rate. A shared store would make it exact; the bound it gives
@@ -8,9 +9,10 @@ is what protects the workers.
 import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Literal
 
 from api.problems import problem_response
+from lodestone.metrics import UPLOADS_IN_FLIGHT
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -88,3 +90,32 @@ class TenantRateLimiter:
             return 0.0
         self._buckets[tenant] = (tokens, now)
         return (1 - tokens) / self.rate if self.rate > 0 else math.inf
+
+
+class UploadSlots:
+    """The uploads in flight in this API process: at most `total`, and at most `per_tenant`
+    of any one tenant's, so one tenant cannot take every slot. Each upload holds threads and
+    buffers (filesystem store) or temporary disk (S3 store) until it ends; the cap bounds
+    them however many clients send at once."""
+
+    def __init__(self, total: int, per_tenant: int) -> None:
+        self.total, self.per_tenant = total, per_tenant
+        self.in_flight: dict[str, int] = {}
+
+    def take(self, tenant: str) -> Literal["tenant", "process"] | None:
+        """None when a slot was taken (give it back with release); otherwise which cap is full."""
+        if self.in_flight.get(tenant, 0) >= self.per_tenant:
+            return "tenant"
+        if sum(self.in_flight.values()) >= self.total:
+            return "process"
+        self.in_flight[tenant] = self.in_flight.get(tenant, 0) + 1
+        UPLOADS_IN_FLIGHT.inc()
+        return None
+
+    def release(self, tenant: str) -> None:
+        left = self.in_flight[tenant] - 1
+        if left:
+            self.in_flight[tenant] = left
+        else:
+            del self.in_flight[tenant]
+        UPLOADS_IN_FLIGHT.dec()

@@ -21,6 +21,7 @@ LLM_TOKENS = Counter("lodestone_llm_tokens", "LLM tokens used by steps", ["tenan
 LLM_COST = Counter("lodestone_llm_cost_usd", "LLM cost of steps in US dollars", ["tenant_id", "model"])
 DELIVERY_ATTEMPTS = Counter("lodestone_delivery_attempts", "Delivery attempts by outcome", ["kind", "outcome"])
 DELIVERY_FAILURES = Counter("lodestone_delivery_failures", "Deliveries given up on, by reason", ["kind", "reason"])
+UPLOADS_IN_FLIGHT = Gauge("lodestone_uploads_in_flight", "Uploads streaming into this API process")
 ACTIVITIES_IN_FLIGHT = Gauge("lodestone_activities_in_flight", "Activities running in this worker")
 TASK_QUEUE_BACKLOG = Gauge("lodestone_task_queue_backlog", "Approximate tasks waiting for a worker",
                            ["task_queue", "type"])

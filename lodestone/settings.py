@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     upload_part_size: int = 16 * 1024 * 1024
     upload_parts_in_flight: int = 2
     upload_max_bytes: int = 10 * 1024**3
+    uploads_in_flight: int = 16
+    tenant_uploads_in_flight: int = 4
     input_excerpt_bytes: int = 64 * 1024
     ingest_max_redirects: int = 5
     outbound_allow_cidrs: list[str] = Field(default_factory=list)
@@ -119,6 +121,8 @@ class Settings(BaseSettings):
             raise ValueError("UPLOAD_PART_SIZE must be at least 5 MiB (the S3 minimum part size)")
         if self.reply_batch_debounce <= 0 or self.reply_batch_max_wait < self.reply_batch_debounce:
             raise ValueError("REPLY_BATCH_MAX_WAIT must be at least REPLY_BATCH_DEBOUNCE, both positive")
+        if self.uploads_in_flight < 1 or self.tenant_uploads_in_flight < 1:
+            raise ValueError("UPLOADS_IN_FLIGHT and TENANT_UPLOADS_IN_FLIGHT must be at least 1")
         if self.step_concurrency < 1:
             raise ValueError("STEP_CONCURRENCY must be at least 1")
         if self.vault_addr and not (self.vault_role_id and self.vault_secret_id):

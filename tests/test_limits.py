@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from api.limits import TenantRateLimiter
+from api.limits import TenantRateLimiter, UploadSlots
 from tests.helpers import create_workflow, definition, in_process_api
 
 
@@ -62,3 +62,75 @@ def test_bucket_refills_at_the_rate():
     assert bucket.take("t", now=0) == pytest.approx(1.0)
     assert bucket.take("t", now=1.0) == 0  # one token back after a second
     assert bucket.take("u", now=1.0) == 0
+
+
+class HeldBody:
+    """A request body that sends its first chunk, then waits until released: while it
+    waits, the upload holds its slot."""
+
+    def __init__(self, release: asyncio.Event, size: int = 100_000) -> None:
+        self.release, self.size = release, size
+        self.started = asyncio.Event()
+
+    async def __aiter__(self):  # type: ignore[no-untyped-def]
+        yield b"x" * (self.size // 2)
+        self.started.set()  # the API is reading the body, so it has taken the slot
+        await self.release.wait()
+        yield b"x" * (self.size - self.size // 2)
+
+
+async def test_uploads_in_flight_are_capped_per_tenant_and_per_process(settings, tenant_a, tenant_b):
+    release = asyncio.Event()
+    async with in_process_api(settings, uploads_in_flight=3, tenant_uploads_in_flight=2) as api:
+        held = []
+
+        async def hold(tenant):  # type: ignore[no-untyped-def]
+            body = HeldBody(release)
+            held.append(asyncio.create_task(api.post("/v1/uploads", content=body, headers=auth(tenant))))
+            await asyncio.wait_for(body.started.wait(), 10)
+
+        await hold(tenant_a)
+        await hold(tenant_a)
+        third_of_a = await api.post("/v1/uploads", content=b"y" * 10, headers=auth(tenant_a))
+        await hold(tenant_b)  # tenant_a's cap does not touch tenant_b
+        process_full = await api.post("/v1/uploads", content=b"y" * 10, headers=auth(tenant_b))
+        release.set()
+        done = await asyncio.gather(*held)
+        after = await api.post("/v1/uploads", content=b"z" * 10, headers=auth(tenant_a))
+
+    assert third_of_a.status_code == 429 and third_of_a.json()["code"] == "too_many_uploads"
+    assert process_full.status_code == 503 and process_full.json()["code"] == "uploads_busy"
+    for refused in (third_of_a, process_full):
+        assert refused.headers["retry-after"] == "10" and refused.headers["connection"] == "close"
+    assert [r.status_code for r in done] == [201, 201, 201] and {r.json()["size"] for r in done} == {100_000}
+    assert after.status_code == 201  # every slot came back
+
+
+async def test_an_upload_that_fails_gives_its_slot_back(settings, tenant_a):
+    async def over_limit():  # chunked, so the limit is only found while streaming
+        for _ in range(3):
+            yield b"x" * 1000
+
+    async def breaks():
+        yield b"x" * 1000
+        raise ConnectionResetError("the client's body broke off")
+
+    async with in_process_api(settings, uploads_in_flight=1, tenant_uploads_in_flight=1,
+                              upload_max_bytes=2000) as api:
+        too_large = await api.post("/v1/uploads", content=over_limit(), headers=auth(tenant_a))
+        with pytest.raises(ConnectionResetError):
+            await api.post("/v1/uploads", content=breaks(), headers=auth(tenant_a))
+        ok = await api.post("/v1/uploads", content=b"x" * 1500, headers=auth(tenant_a))
+    assert too_large.status_code == 413
+    assert ok.status_code == 201, ok.text  # 429 if either failure had kept its slot
+
+
+def test_upload_slots_count_per_tenant():
+    slots = UploadSlots(total=3, per_tenant=2)
+    assert [slots.take("a"), slots.take("a"), slots.take("a")] == [None, None, "tenant"]
+    assert [slots.take("b"), slots.take("b")] == [None, "process"]
+    slots.release("a")
+    assert slots.take("b") is None and slots.in_flight == {"a": 1, "b": 2}
+    for tenant in ("a", "b", "b"):
+        slots.release(tenant)
+    assert slots.in_flight == {}

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
-from api.deps import Editor, StateDep
+from api.auth import Principal
+from api.deps import AppState, Editor, StateDep
 from api.problems import AUTHENTICATED, Problem, responses
 from lodestone.db import tenant_session
 from lodestone.memory import release_free_memory
@@ -32,6 +33,10 @@ async def upload_limit(state: StateDep, principal: Editor) -> int:
     return (tenant.upload_limit_bytes if tenant else None) or state.settings.upload_max_bytes
 
 
+# An upload takes minutes, so a refused client is told to come back in a while, not at once.
+BUSY_RETRY_AFTER = "10"
+
+
 def too_large(limit: int) -> Problem:
     return Problem(413, "payload_too_large", f"uploads are limited to {limit} bytes for this tenant",
                    headers={"Connection": "close"})
@@ -40,12 +45,31 @@ def too_large(limit: int) -> Problem:
 @router.post("", status_code=201, response_model=UploadPublic,
              openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {
                  "schema": {"type": "string", "format": "binary"}}}}},
-             responses=responses(400, 413, descriptions={413: "over the tenant's upload limit"}))
+             responses=responses(400, 413, 429, 503, descriptions={
+                 413: "over the tenant's upload limit",
+                 429: "the tenant already has TENANT_UPLOADS_IN_FLIGHT uploads in progress here; see Retry-After",
+                 503: "this API process already has UPLOADS_IN_FLIGHT uploads in progress; see Retry-After"}))
 async def create_upload(request: Request, state: StateDep, principal: Editor) -> UploadPublic:
     limit = await upload_limit(state, principal)
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise too_large(limit) if declared.isdigit() else Problem(400, "bad_request", "invalid Content-Length")
+    tenant = str(principal.tenant_id)
+    if full := state.upload_slots.take(tenant):
+        # Connection: close, as for 413: the body was not read, so the connection cannot be reused.
+        if full == "tenant":
+            raise Problem(429, "too_many_uploads", f"this tenant already has {state.upload_slots.per_tenant} "
+                          "uploads in progress; retry when one ends",
+                          headers={"Retry-After": BUSY_RETRY_AFTER, "Connection": "close"})
+        raise Problem(503, "uploads_busy", "the API is taking as many uploads as it can; retry shortly",
+                      headers={"Retry-After": BUSY_RETRY_AFTER, "Connection": "close"})
+    try:
+        return await store_upload(request, state, principal, limit)
+    finally:
+        state.upload_slots.release(tenant)
+
+
+async def store_upload(request: Request, state: AppState, principal: Principal, limit: int) -> UploadPublic:
     upload_id = uuid.uuid4()
     key = check_key(f"{principal.tenant_id}/uploads/{upload_id}/input")
     content_type = request.headers.get("content-type", "application/octet-stream")[:200]
