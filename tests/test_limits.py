@@ -1,11 +1,17 @@
-"""Body-size caps per route (413) and the per-tenant submission rate (429 + Retry-After)."""
+"""Body-size caps per route (413), the per-tenant submission rate (429 + Retry-After), and
+the caps on uploads in flight (429 per tenant, 503 per API process)."""
 
 import asyncio
+import re
 import socket
+import time
 
+import httpx
 import pytest
+from prometheus_client import REGISTRY
 
 from api.limits import TenantRateLimiter, UploadSlots
+from tests.conftest import _tenant
 from tests.helpers import create_workflow, definition, in_process_api
 
 
@@ -24,6 +30,12 @@ async def test_declared_body_over_the_cap_is_413_before_any_byte(settings, tenan
 
     answer = await asyncio.to_thread(ask)
     assert answer.startswith(b"HTTP/1.1 413") and b"payload_too_large" in answer
+
+
+def uploads_in_flight(settings) -> float:  # type: ignore[no-untyped-def]
+    """The API server's lodestone_uploads_in_flight gauge, from its GET /metrics."""
+    metrics = httpx.get(f"http://{settings.api_host}:{settings.api_port}/metrics", timeout=10).text
+    return float(re.search(r"^lodestone_uploads_in_flight (\S+)$", metrics, re.M).group(1))
 
 
 def auth(tenant) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -94,9 +106,11 @@ async def test_uploads_in_flight_are_capped_per_tenant_and_per_process(settings,
         third_of_a = await api.post("/v1/uploads", content=b"y" * 10, headers=auth(tenant_a))
         await hold(tenant_b)  # tenant_a's cap does not touch tenant_b
         process_full = await api.post("/v1/uploads", content=b"y" * 10, headers=auth(tenant_b))
+        gauge_while_held = REGISTRY.get_sample_value("lodestone_uploads_in_flight")
         release.set()
         done = await asyncio.gather(*held)
         after = await api.post("/v1/uploads", content=b"z" * 10, headers=auth(tenant_a))
+        gauge_after = REGISTRY.get_sample_value("lodestone_uploads_in_flight")
 
     assert third_of_a.status_code == 429 and third_of_a.json()["code"] == "too_many_uploads"
     assert process_full.status_code == 503 and process_full.json()["code"] == "uploads_busy"
@@ -104,6 +118,44 @@ async def test_uploads_in_flight_are_capped_per_tenant_and_per_process(settings,
         assert refused.headers["retry-after"] == "10" and refused.headers["connection"] == "close"
     assert [r.status_code for r in done] == [201, 201, 201] and {r.json()["size"] for r in done} == {100_000}
     assert after.status_code == 201  # every slot came back
+    assert (gauge_while_held, gauge_after) == (3, 0)
+
+
+async def test_an_upload_past_the_tenant_cap_is_refused_before_its_body(settings, engine):
+    """On the real server: the tenant's uploads in flight are held open by sockets that sent
+    half a body; one more, sending headers only, is answered 429 without its body."""
+    tenant = await _tenant(settings, engine, "Busy uploader")
+    head = (f"POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: {tenant.api.headers['authorization']}\r\n"
+            f"Content-Length: {1024 * 1024}\r\n\r\n").encode()
+
+    def run() -> bytes:
+        held = [socket.create_connection((settings.api_host, settings.api_port), timeout=10)
+                for _ in range(settings.tenant_uploads_in_flight)]
+        try:
+            for sock in held:
+                sock.sendall(head + b"x" * 512 * 1024)
+            for _ in range(100):  # until the server's gauge shows every held upload streaming
+                if uploads_in_flight(settings) >= len(held):
+                    break
+                time.sleep(0.1)
+            return ask_once()
+        finally:
+            for sock in held:
+                sock.close()
+
+    def ask_once() -> bytes:
+        with socket.create_connection((settings.api_host, settings.api_port), timeout=10) as sock:
+            sock.sendall(head)  # and no body
+            answer = b""
+            while chunk := sock.recv(65536):  # Connection: close, so the server ends it
+                answer += chunk
+            return answer
+
+    try:
+        answer = await asyncio.to_thread(run)
+    finally:
+        await tenant.api.aclose()
+    assert answer.startswith(b"HTTP/1.1 429") and b"too_many_uploads" in answer and b"retry-after: 10" in answer.lower()
 
 
 async def test_an_upload_that_fails_gives_its_slot_back(settings, tenant_a):
