@@ -32,8 +32,7 @@ class Batcher:
 
     def __init__(self) -> None:
         self.free: collections.deque[bytearray] = collections.deque()
-        self.buffer = bytearray(WRITE_BATCH)
-        self.filled = 0
+        self._fill(bytearray(WRITE_BATCH))
 
     def add(self, chunk: Buffer) -> list[Buffer]:
         """The batches that chunk completes, in order."""
@@ -43,17 +42,21 @@ class Batcher:
         view = memoryview(chunk)
         while view:
             n = min(len(view), WRITE_BATCH - self.filled)
-            self.buffer[self.filled:self.filled + n] = view[:n]
+            self.target[self.filled:self.filled + n] = view[:n]
             self.filled += n
             view = view[n:]
             if self.filled == WRITE_BATCH:
                 done.append(self.buffer)
-                self.buffer = self.free.pop() if self.free else bytearray(WRITE_BATCH)
-                self.filled = 0
+                self._fill(self.free.pop() if self.free else bytearray(WRITE_BATCH))
         return done
 
+    def _fill(self, buffer: bytearray) -> None:
+        # Copies go through a memoryview: assigning to a bytearray slice from anything but
+        # a bytearray copies the source into a new bytearray first.
+        self.buffer, self.target, self.filled = buffer, memoryview(buffer), 0
+
     def rest(self) -> Buffer:
-        return memoryview(self.buffer)[:self.filled]
+        return self.target[:self.filled]
 
     def recycle(self, batch: Buffer) -> None:
         if isinstance(batch, bytearray):
