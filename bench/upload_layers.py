@@ -123,7 +123,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp, ProcessGroup() as group:
         data = Path(tmp)
         servers = {layer: start_layer(group, layer, data) for layer in LAYERS}
-        store_settings = Settings(_env_file=None, data_dir=data / "direct")
+        store_settings = Settings(_env_file=None, data_dir=data / "direct", s3_endpoint=None)  # the filesystem store
         order = [*LAYERS, "direct"]
         for n in range(args.rounds):
             for layer in order[n % len(order):] + order[:n % len(order)]:
