@@ -26,17 +26,11 @@ The last line of output is one JSON object with every figure.
 """
 
 import argparse
-import asyncio
 import json
 import os
-import resource
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-import uuid
 from pathlib import Path
 
 from rich.console import Console
@@ -44,131 +38,38 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lodestone.db import make_engine  # noqa: E402
-from lodestone.devstack.keys import mint_token  # noqa: E402
-from lodestone.devstack.postgres import OWNER_ROLE, bootstrap, start_postgres  # noqa: E402
+from uploading import (  # noqa: E402
+    MB,
+    clean,
+    cpu_seconds,
+    direct,
+    minor_faults,
+    parse_size,
+    reset_peak,
+    rss_mb,
+    settle_disk,
+    start_api,
+    start_database,
+    start_sink,
+    upload,
+)
+
 from lodestone.devstack.processes import ProcessGroup, free_port, venv_bin, wait_for_port  # noqa: E402
 from lodestone.settings import Settings  # noqa: E402
-from lodestone.storage import make_store  # noqa: E402
-from lodestone.tenants import create_tenant  # noqa: E402
-from schema.migrate import upgrade  # noqa: E402
 
-MB = 1000 * 1000
-UNITS = {"MB": MB, "GB": 1000 * MB}
-# 64 MiB of distinct blocks, more than the last-level cache: neither path reads bytes that
-# stay cache-resident from one chunk to the next, as no real source would give them.
-BLOCKS = [os.urandom(1024 * 1024) for _ in range(64)]
 err = Console(stderr=True)
-
-
-def parse_size(text: str) -> int:
-    return int(float(text[:-2]) * UNITS[text[-2:].upper()])
-
-
-def generated(total: int):
-    sent = 0
-    while sent < total:
-        block = BLOCKS[sent // len(BLOCKS[0]) % len(BLOCKS)]
-        chunk = block if total - sent >= len(block) else block[: total - sent]
-        sent += len(chunk)
-        yield chunk
-
-
-async def agenerated(total: int):
-    for chunk in generated(total):
-        yield chunk
-
-
-def cpu_seconds(pid: int | None = None, main_thread: bool = False) -> float:
-    """User + system CPU of a process (all its threads), or of this one; with main_thread,
-    of the process's main thread only (the API's event loop)."""
-    if pid is None:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-    stat = Path(f"/proc/{pid}/task/{pid}/stat" if main_thread else f"/proc/{pid}/stat")
-    fields = stat.read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def minor_faults(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
-
-
-def rss_mb(pid: int, field: str = "VmHWM") -> float:
-    """Peak (VmHWM) or current (VmRSS) resident memory of a process."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field}")
-
-
-def settle_disk() -> None:
-    """Start a timed run with no dirty pages and, where allowed (root), an empty page
-    cache, so neither path pays for the other's writeback or cache eviction."""
-    os.sync()
-    try:
-        Path("/proc/sys/vm/drop_caches").write_text("1")
-    except OSError:
-        pass
-
-
-def reset_peak(pid: int) -> None:
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
-
-
-def upload(api_url: str, token: str, total: int, path: str = "/v1/uploads") -> float:
-    """One POST /v1/uploads from a lean client (a socket and sendall, as curl would): the
-    client shares the two cores with the API, so a heavy client would be measured too."""
-    host, port = api_url.removeprefix("http://").split(":")
-    started = time.perf_counter()
-    with socket.create_connection((host, int(port))) as sock:
-        sock.sendall((f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
-                      f"Content-Type: application/octet-stream\r\nContent-Length: {total}\r\n\r\n").encode())
-        for chunk in generated(total):
-            sock.sendall(chunk)
-        answer = b""
-        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
-            data = sock.recv(65536)
-            if not data:
-                break
-            answer += data
-    elapsed = time.perf_counter() - started
-    status, _, _ = answer.partition(b"\r\n")
-    if not status.startswith(b"HTTP/1.1 201"):
-        raise RuntimeError(f"upload failed: {answer[:500]!r}")
-    body = json.loads(answer.partition(b"\r\n\r\n")[2])
-    if body["size"] != total:
-        raise RuntimeError(f"{path} stored {body['size']} bytes of {total}")
-    return elapsed
-
-
-def direct(settings: Settings, total: int) -> float:
-    store = make_store(settings)
-    started = time.perf_counter()
-    asyncio.run(store.put_stream(f"bench/direct/{uuid.uuid4().hex}", agenerated(total), "application/octet-stream"))
-    return time.perf_counter() - started
-
-
-def clean(settings: Settings) -> None:
-    if not settings.s3_endpoint:
-        for tenant_dir in (settings.data_path / "objects").glob("[!.]*"):
-            subprocess.run(["rm", "-rf", str(tenant_dir)], check=False)
 
 
 def sink_rates(sizes: list[int], group: ProcessGroup, data: Path) -> dict[int, tuple[float, float]]:
     """MB/s and server CPU s/GB of the bare transport: the same uvicorn and client, a body
     read and dropped."""
-    port = free_port()
-    sink = group.start("asgi-sink", [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).parent),
-                                     "asgi_sink:app", "--port", str(port), "--http", "httptools", "--loop", "uvloop",
-                                     "--log-level", "warning"], log_path=data / "logs" / "sink.log")
-    wait_for_port("127.0.0.1", port, 30, sink)
+    sink, url = start_sink("drop", group, data)
     rates = {}
     for total in sizes:
         times, cpus = [], []
         for _ in range(3 if total <= 1000 * MB else 1):
             cpu0 = cpu_seconds(sink.pid)
-            times.append(upload(f"http://127.0.0.1:{port}", "-", total, "/"))
+            times.append(upload(url, "-", total, "/"))
             cpus.append(cpu_seconds(sink.pid) - cpu0)
         rates[total] = (total / MB / min(times), min(cpus) / (total / 1e9))
     sink.terminate()
@@ -178,19 +79,8 @@ def sink_rates(sizes: list[int], group: ProcessGroup, data: Path) -> dict[int, t
 
 def run_backend(name: str, settings: Settings, sizes: list[int], group: ProcessGroup, rounds: int,
                 big_rounds: int) -> list[dict]:
-    env = {"DATA_DIR": str(settings.data_path), "POSTGRES_PORT": str(settings.postgres_port),
-           "UPLOAD_MAX_BYTES": str(settings.upload_max_bytes),
-           "API_PORT": str(settings.api_port), "TEMPORAL_PORT": str(free_port())}
-    if settings.s3_endpoint:
-        env.update(S3_ENDPOINT=settings.s3_endpoint, S3_ACCESS_KEY="bench", S3_SECRET_KEY="bench")
-    api = group.start(f"api-{name}", [sys.executable, "-m", "lodestone.cli", "api"],
-                      log_path=settings.data_path / "logs" / f"api-{name}.log", env=env)
-    wait_for_port("127.0.0.1", settings.api_port, 60, api)
-    tenant = asyncio.run(_tenant(settings))
-    token = mint_token(settings.data_path, issuer=settings.issuer, audience=settings.auth_audience,
-                       tenant_id=tenant, roles=["editor"], ttl_seconds=24 * 3600)
+    api, token = start_api(name, settings, group)
     rows = []
-    upload(settings.api_url, token, 20 * MB)  # warm-up: the first request fetches the JWKS
     idle_rss = rss_mb(api.pid, "VmRSS")  # the API at rest, before any timed upload
     clean(settings)
 
@@ -237,13 +127,6 @@ def run_backend(name: str, settings: Settings, sizes: list[int], group: ProcessG
     return rows
 
 
-async def _tenant(settings: Settings) -> str:
-    engine = make_engine(settings.app_database_url, 1)
-    tenant = await create_tenant(engine, f"bench-{uuid.uuid4().hex[:6]}")
-    await engine.dispose()
-    return str(tenant.id)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="100MB,1GB,10GB")
@@ -256,10 +139,7 @@ def main() -> None:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp, ProcessGroup() as group:
         data = Path(tmp)
-        base = dict(_env_file=None, data_dir=data, postgres_port=free_port(), upload_max_bytes=11 * 1024**3)
-        pg = start_postgres(group, data, base["postgres_port"])
-        asyncio.run(bootstrap(pg))
-        upgrade(pg.url(OWNER_ROLE))
+        base = start_database(group, data)
         rows += run_backend("filesystem", Settings(**base, api_port=free_port()), sizes, group, args.rounds,
                             args.big_rounds)
         err.log("bare transport (ASGI sink)")

@@ -27,7 +27,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,11 +36,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ingest import MB, clean, cpu_seconds, direct, parse_size, settle_disk, upload  # noqa: E402
+from uploading import MB, clean, cpu_seconds, direct, parse_size, settle_disk, start_sink, upload  # noqa: E402
 
-from lodestone.devstack.processes import ProcessGroup, free_port, wait_for_port  # noqa: E402
+from lodestone.devstack.processes import ProcessGroup  # noqa: E402
 from lodestone.settings import Settings  # noqa: E402
 
 LAYERS = ("drop", "batches", "store")
@@ -100,19 +99,6 @@ class RunQueueWait:
         return waited / 1e9 / self.elapsed
 
 
-def start_layer(group: ProcessGroup, layer: str, data: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "SINK_MODE": layer, "SINK_STORE_DIR": str(data / "sink")}
-    proc = group.start(f"sink-{layer}", [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).parent),
-                                         "asgi_sink:app", "--port", str(port), "--http", "httptools",
-                                         "--loop", "uvloop", "--log-level", "warning"],
-                       log_path=data / f"sink-{layer}.log", env=env)
-    wait_for_port("127.0.0.1", port, 30, proc)
-    url = f"http://127.0.0.1:{port}"
-    upload(url, "-", 20 * MB, "/")  # warm-up
-    return proc, url
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", default="1GB")
@@ -122,7 +108,9 @@ def main() -> None:
     runs: dict[str, list[dict]] = {layer: [] for layer in (*LAYERS, "direct")}
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp, ProcessGroup() as group:
         data = Path(tmp)
-        servers = {layer: start_layer(group, layer, data) for layer in LAYERS}
+        servers = {layer: start_sink(layer, group, data) for layer in LAYERS}
+        for _, url in servers.values():
+            upload(url, "-", 20 * MB, "/")  # warm-up
         store_settings = Settings(_env_file=None, data_dir=data / "direct", s3_endpoint=None)  # the filesystem store
         order = [*LAYERS, "direct"]
         for n in range(args.rounds):
