@@ -26,7 +26,18 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from uploading import MB, clean, parse_size, reset_peak, rss_mb, settle_disk, start_api, start_database, upload  # noqa: E402
+from uploading import (  # noqa: E402
+    MB,
+    clean,
+    parse_size,
+    reset_peak,
+    rss_mb,
+    settle_disk,
+    start_api,
+    start_database,
+    upload,
+    uploads_in_flight,
+)
 
 from lodestone.devstack.processes import ProcessGroup, free_port  # noqa: E402
 from lodestone.settings import Settings  # noqa: E402
@@ -45,7 +56,11 @@ def one_past_the_cap(settings: Settings, token: str, cap: int) -> str:
             sock = socket.create_connection(("127.0.0.1", settings.api_port), timeout=30)
             held.append(sock)
             sock.sendall(head + os.urandom(64 * 1024))
-        time.sleep(1)  # each held request reaches the route and takes its slot
+        deadline = time.monotonic() + 30
+        while uploads_in_flight(settings) < cap:  # each held request reaches the route and takes its slot
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the API never showed {cap} uploads in flight")
+            time.sleep(0.1)
         with socket.create_connection(("127.0.0.1", settings.api_port), timeout=30) as sock:
             sock.sendall(head)
             return sock.recv(65536).split(b"\r\n", 1)[0].decode()
@@ -60,12 +75,12 @@ def main() -> None:
     parser.add_argument("--counts", default="1,4,16", help="uploads at once")
     args = parser.parse_args()
     size, counts = parse_size(args.size), [int(n) for n in args.counts.split(",")]
-    cap = str(max(counts))
+    cap = max(counts)
     rows = []
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp, ProcessGroup() as group:
         settings = Settings(**start_database(group, Path(tmp)), api_port=free_port(), s3_endpoint=None)
-        api, token = start_api("filesystem", settings, group, UPLOADS_IN_FLIGHT=cap,
-                               TENANT_UPLOADS_IN_FLIGHT=str(int(cap) + 1))
+        api, token = start_api("filesystem", settings, group, UPLOADS_IN_FLIGHT=str(cap),
+                               TENANT_UPLOADS_IN_FLIGHT=str(cap + 1))
         idle = rss_mb(api.pid, "VmRSS")
         for count in counts:
             err.log(f"{count} uploads of {size / MB:.0f} MB at once")
@@ -79,7 +94,7 @@ def main() -> None:
             rows.append({"uploads": count, "bytes_each": size, "total_mb_s": count * size / MB / seconds,
                          "api_idle_rss_mb": idle, "api_peak_rss_mb": rss_mb(api.pid)})
         clean(settings)
-        past = one_past_the_cap(settings, token, int(cap))
+        past = one_past_the_cap(settings, token, cap)
     table = Table(title=f"Uploads of {size / MB:.0f} MB at once into one API process (filesystem store)")
     for col in ("uploads at once", "total MB/s", "API RSS MB idle/peak"):
         table.add_column(col, justify="right")
@@ -88,7 +103,7 @@ def main() -> None:
                       f"{r['api_idle_rss_mb']:.1f}/{r['api_peak_rss_mb']:.1f}")
     Console(width=None if sys.stdout.isatty() else 200).print(table)
     print(f"one upload past UPLOADS_IN_FLIGHT={cap}: {past}")
-    print(json.dumps({"rows": rows, "uploads_in_flight": int(cap), "one_past_the_cap": past}))
+    print(json.dumps({"rows": rows, "uploads_in_flight": cap, "one_past_the_cap": past}))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lodestone.db import make_engine  # noqa: E402
@@ -158,6 +161,12 @@ async def _tenant(settings: Settings) -> str:
     await engine.dispose()
     return str(tenant.id)
 
+
+def uploads_in_flight(settings: Settings) -> float:
+    """The API's lodestone_uploads_in_flight gauge, from its GET /metrics."""
+    metrics = httpx.get(f"{settings.api_url}/metrics", timeout=10).text
+    return next(sample.value for family in text_string_to_metric_families(metrics) for sample in family.samples
+                if sample.name == "lodestone_uploads_in_flight")
 
 
 def start_sink(mode: str, group: ProcessGroup, data: Path) -> tuple[subprocess.Popen, str]:

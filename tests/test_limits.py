@@ -2,13 +2,13 @@
 the caps on uploads in flight (429 per tenant, 503 per API process)."""
 
 import asyncio
-import re
 import socket
 import time
 
 import httpx
 import pytest
 from prometheus_client import REGISTRY
+from prometheus_client.parser import text_string_to_metric_families
 
 from api.limits import TenantRateLimiter, UploadSlots
 from tests.conftest import _tenant
@@ -34,8 +34,9 @@ async def test_declared_body_over_the_cap_is_413_before_any_byte(settings, tenan
 
 def uploads_in_flight(settings) -> float:  # type: ignore[no-untyped-def]
     """The API server's lodestone_uploads_in_flight gauge, from its GET /metrics."""
-    metrics = httpx.get(f"http://{settings.api_host}:{settings.api_port}/metrics", timeout=10).text
-    return float(re.search(r"^lodestone_uploads_in_flight (\S+)$", metrics, re.M).group(1))
+    metrics = httpx.get(f"{settings.api_url}/metrics", timeout=10).text
+    return next(sample.value for family in text_string_to_metric_families(metrics) for sample in family.samples
+                if sample.name == "lodestone_uploads_in_flight")
 
 
 def auth(tenant) -> dict[str, str]:  # type: ignore[no-untyped-def]
