@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import hashlib
 import io
+import time
 from collections.abc import AsyncIterator
 
 from lodestone.settings import Settings
@@ -17,6 +18,8 @@ from lodestone.storage.base import (
     check_key,
 )
 from lodestone.storage.spool import SpooledPart
+
+FULL_CODES = frozenset({"XMinioStorageFull", "XMinioAdminBucketQuotaExceeded", "InsufficientStorage"})
 
 
 class S3Store(ObjectStore):
@@ -36,6 +39,17 @@ class S3Store(ObjectStore):
     @staticmethod
     def _missing(e: Exception) -> bool:
         return getattr(e, "code", None) in ("NoSuchKey", "NoSuchObject", "NoSuchBucket", "NoSuchUpload")
+
+    def is_full(self, error: Exception) -> bool:
+        """Besides a full TMPDIR under the spooled parts: MinIO's "storage full" and quota
+        errors, and any 507 Insufficient Storage."""
+        from minio.error import S3Error, ServerError
+
+        if isinstance(error, S3Error):
+            return error.code in FULL_CODES or error.response.status == 507
+        if isinstance(error, ServerError):
+            return error.status_code == 507
+        return super().is_full(error)
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> StoredObject:
         await asyncio.to_thread(self.client.put_object, self.bucket, check_key(key),
@@ -208,9 +222,53 @@ class S3Store(ObjectStore):
 
     async def complete_parts(self, key: str, upload_id: str, parts: list[PartRef]) -> None:
         from minio.datatypes import Part
+        from minio.error import S3Error
 
-        await asyncio.to_thread(self.client._complete_multipart_upload, self.bucket, check_key(key), upload_id,
-                                [Part(p.number, p.etag) for p in parts])
+        try:
+            await asyncio.to_thread(self.client._complete_multipart_upload, self.bucket, check_key(key), upload_id,
+                                    [Part(p.number, p.etag) for p in parts])
+        except S3Error as e:
+            if self._missing(e):
+                raise ObjectNotFound(f"upload {upload_id}") from e
+            raise
 
     async def abort_parts(self, key: str, upload_id: str) -> None:
         await asyncio.to_thread(self.client._abort_multipart_upload, self.bucket, check_key(key), upload_id)
+
+    async def reclaim_partials(self, max_age: float) -> int:
+        """Abort the incomplete multipart uploads whose newest part (or start, with no part)
+        is older than max_age."""
+        return await asyncio.to_thread(self._reclaim, time.time() - max_age)
+
+    def _reclaim(self, cutoff: float) -> int:
+        from minio.error import S3Error
+
+        removed, key_marker, id_marker = 0, None, None
+        while True:
+            page = self.client._list_multipart_uploads(self.bucket, key_marker=key_marker,
+                                                       upload_id_marker=id_marker)
+            for upload in page.uploads:
+                try:
+                    if upload.upload_id and self._last_modified(upload) < cutoff:
+                        self.client._abort_multipart_upload(self.bucket, upload.object_name, upload.upload_id)
+                        removed += 1
+                except S3Error as e:
+                    if not self._missing(e):  # completed or aborted meanwhile
+                        raise
+            if not page.is_truncated or not page.uploads:
+                return removed
+            # minio's page leaves NextUploadIdMarker unread: continue after the last upload seen.
+            key_marker, id_marker = page.uploads[-1].object_name, page.uploads[-1].upload_id
+
+    def _last_modified(self, upload: "object") -> float:
+        newest = upload.initiated_time.timestamp() if upload.initiated_time else 0.0  # type: ignore[attr-defined]
+        marker = None
+        while True:
+            listed = self.client._list_parts(self.bucket, upload.object_name, upload.upload_id,  # type: ignore[attr-defined]
+                                             part_number_marker=marker)
+            for part in listed.parts:
+                if part.last_modified is not None:
+                    newest = max(newest, part.last_modified.timestamp())
+            if not listed.is_truncated or not listed.next_part_number_marker:
+                return newest
+            marker = listed.next_part_number_marker
