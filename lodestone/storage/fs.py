@@ -26,7 +26,7 @@ from lodestone.storage.base import (
     check_key,
 )
 from lodestone.storage.batches import Batcher, Buffer, Pipeline
-from lodestone.storage.partials import lock_for_writing, reclaim_file
+from lodestone.storage.partials import lock_for_writing, reclaim_dir
 from lodestone.storage.spool import writev_all
 
 # Write-behind: every WRITEBACK_EVERY bytes the disk starts writing the range just written,
@@ -256,12 +256,4 @@ class FilesystemStore(ObjectStore):
             await asyncio.to_thread(self._partial(upload_id).unlink)
 
     async def reclaim_partials(self, max_age: float) -> int:
-        def sweep() -> int:
-            cutoff = time.time() - max_age
-            try:
-                names = os.listdir(self.partial)
-            except FileNotFoundError:
-                return 0
-            return sum(reclaim_file(self.partial / name, cutoff) for name in names)
-
-        return await asyncio.to_thread(sweep)
+        return await asyncio.to_thread(reclaim_dir, self.partial, time.time() - max_age)

@@ -16,12 +16,13 @@ import logging
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lodestone.storage.base import ObjectNotFound
 
 if TYPE_CHECKING:
     from lodestone.storage.base import ObjectStore
+    from lodestone.storage.s3 import S3Store
 
 log = logging.getLogger("lodestone.storage")
 
@@ -56,6 +57,48 @@ def reclaim_file(path: Path, cutoff: float) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def reclaim_dir(directory: Path, cutoff: float) -> int:
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return 0
+    return sum(reclaim_file(directory / name, cutoff) for name in names)
+
+
+def abort_stale_uploads(store: "S3Store", cutoff: float) -> int:
+    """Abort the bucket's incomplete multipart uploads last modified before cutoff."""
+    from minio.error import S3Error
+
+    client, removed, key_marker, id_marker = store.client, 0, None, None
+    while True:
+        page = client._list_multipart_uploads(store.bucket, key_marker=key_marker, upload_id_marker=id_marker)
+        for upload in page.uploads:
+            try:
+                if upload.upload_id and _last_modified(store, upload) < cutoff:
+                    client._abort_multipart_upload(store.bucket, upload.object_name, upload.upload_id)
+                    removed += 1
+            except S3Error as e:
+                if not store._missing(e):  # completed or aborted meanwhile
+                    raise
+        if not page.is_truncated or not page.uploads:
+            return removed
+        # minio's page leaves NextUploadIdMarker unread: continue after the last upload seen.
+        key_marker, id_marker = page.uploads[-1].object_name, page.uploads[-1].upload_id
+
+
+def _last_modified(store: "S3Store", upload: Any) -> float:
+    """An upload's newest part's time, or its start's when it has none."""
+    newest = upload.initiated_time.timestamp() if upload.initiated_time else 0.0
+    marker = None
+    while True:
+        listed = store.client._list_parts(store.bucket, upload.object_name, upload.upload_id,
+                                          part_number_marker=marker)
+        newest = max([newest, *(p.last_modified.timestamp() for p in listed.parts if p.last_modified)])
+        if not listed.is_truncated or not listed.next_part_number_marker:
+            return newest
+        marker = listed.next_part_number_marker
 
 
 async def reclaim_once(store: "ObjectStore", max_age: float) -> int:

@@ -17,6 +17,7 @@ from lodestone.storage.base import (
     StoredObject,
     check_key,
 )
+from lodestone.storage.partials import abort_stale_uploads
 from lodestone.storage.spool import SpooledPart
 
 FULL_CODES = frozenset({"XMinioStorageFull", "XMinioAdminBucketQuotaExceeded", "InsufficientStorage"})
@@ -238,37 +239,4 @@ class S3Store(ObjectStore):
     async def reclaim_partials(self, max_age: float) -> int:
         """Abort the incomplete multipart uploads whose newest part (or start, with no part)
         is older than max_age."""
-        return await asyncio.to_thread(self._reclaim, time.time() - max_age)
-
-    def _reclaim(self, cutoff: float) -> int:
-        from minio.error import S3Error
-
-        removed, key_marker, id_marker = 0, None, None
-        while True:
-            page = self.client._list_multipart_uploads(self.bucket, key_marker=key_marker,
-                                                       upload_id_marker=id_marker)
-            for upload in page.uploads:
-                try:
-                    if upload.upload_id and self._last_modified(upload) < cutoff:
-                        self.client._abort_multipart_upload(self.bucket, upload.object_name, upload.upload_id)
-                        removed += 1
-                except S3Error as e:
-                    if not self._missing(e):  # completed or aborted meanwhile
-                        raise
-            if not page.is_truncated or not page.uploads:
-                return removed
-            # minio's page leaves NextUploadIdMarker unread: continue after the last upload seen.
-            key_marker, id_marker = page.uploads[-1].object_name, page.uploads[-1].upload_id
-
-    def _last_modified(self, upload: "object") -> float:
-        newest = upload.initiated_time.timestamp() if upload.initiated_time else 0.0  # type: ignore[attr-defined]
-        marker = None
-        while True:
-            listed = self.client._list_parts(self.bucket, upload.object_name, upload.upload_id,  # type: ignore[attr-defined]
-                                             part_number_marker=marker)
-            for part in listed.parts:
-                if part.last_modified is not None:
-                    newest = max(newest, part.last_modified.timestamp())
-            if not listed.is_truncated or not listed.next_part_number_marker:
-                return newest
-            marker = listed.next_part_number_marker
+        return await asyncio.to_thread(abort_stale_uploads, self, time.time() - max_age)
