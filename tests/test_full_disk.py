@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from lodestone.devstack.processes import free_port, wait_for_port
 from lodestone.receiver import WebhookReceiver
-from tests.helpers import create_workflow, definition, wait_job
+from tests.helpers import create_workflow, definition, in_process_api, wait_job
 from tests.tiny_disk import fill, tiny_tmpfs
 
 IDLE_TIMEOUT = 2.0
@@ -70,7 +70,8 @@ def _stop(proc: subprocess.Popen | None) -> None:
 def disk(stack, tmp_path_factory) -> Iterator[DiskStack]:
     data = tmp_path_factory.mktemp("full-disk")
     api_port = free_port()
-    env = {**os.environ, **stack.env(), "DATA_DIR": str(data), "API_PORT": str(api_port),
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "DATABASE_"))}
+    env = {**inherited, **stack.env(), "DATA_DIR": str(data), "API_PORT": str(api_port),
            "AUTH_ISSUER": stack.settings.issuer, "WORKER_METRICS_PORT": str(free_port()),
            "TEMPORAL_TASK_QUEUE": f"full-disk-{uuid.uuid4().hex[:8]}",
            "REQUEST_BODY_IDLE_TIMEOUT_SECONDS": str(IDLE_TIMEOUT), "PARTIAL_MAX_AGE_SECONDS": str(MAX_AGE),
@@ -224,3 +225,20 @@ async def test_a_stalled_body_is_408_and_frees_its_upload_slot(disk, tenant_a):
     assert waited < IDLE_TIMEOUT + 15
     assert await asyncio.to_thread(disk.gauge) == 0
     assert disk.partials() == []
+
+
+async def test_an_api_reclaims_old_partials_when_it_starts(settings, tmp_path):
+    """What an earlier API process left when it died, unmodified for
+    PARTIAL_MAX_AGE_SECONDS, is removed when the next one starts; a recent one is kept."""
+    partial = tmp_path / "objects" / ".partial"
+    partial.mkdir(parents=True)
+    old, recent = partial / "0ld", partial / "rec3nt"
+    for path in (old, recent):
+        path.write_bytes(b"x" * 1000)
+    os.utime(old, (time.time() - 120, time.time() - 120))
+    async with in_process_api(settings, data_dir=tmp_path, partial_max_age_seconds=60):
+        for _ in range(100):
+            if not old.exists():
+                break
+            await asyncio.sleep(0.05)
+    assert not old.exists() and recent.exists()
