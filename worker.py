@@ -29,6 +29,7 @@ from lodestone.retention import ensure_purge_schedule
 from lodestone.secrets import SecretsProvider, make_secrets
 from lodestone.settings import Settings, get_settings, secret_env
 from lodestone.storage import ObjectStore, make_store
+from lodestone.storage.partials import sweep_forever
 from lodestone.temporal_client import connect
 from lodestone.tracing import setup_tracing, shutdown_tracing
 from lodestone.whatsapp import WhatsAppClient
@@ -96,6 +97,9 @@ async def run_worker(settings: Settings | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     worker = build_worker(client, engine, deps)
+    # Partial uploads that crashed writers left (an API killed mid-upload, a lost ingest).
+    sweeper = asyncio.create_task(sweep_forever(deps.store, settings.partial_max_age_seconds,
+                                                settings.partial_sweep_interval_seconds))
     log.info("retention purge schedule: %s", await ensure_purge_schedule(client, settings))
     local = httpx.AsyncClient()  # loopback only: the SDK's metrics endpoint
     listener = None
@@ -110,6 +114,7 @@ async def run_worker(settings: Settings | None = None) -> None:
             log.info("worker stopping: finishing in-flight activities")
         log.info("worker drained")
     finally:
+        sweeper.cancel()
         if listener is not None:
             listener.should_exit = True
             await listener_task

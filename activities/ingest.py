@@ -1,6 +1,8 @@
 """Input ingest: stream a URL into object storage in parts, heartbeating a checkpoint so
 a retried attempt resumes at the next part instead of starting over."""
 
+import asyncio
+import contextlib
 import uuid
 
 import httpx
@@ -12,7 +14,7 @@ from activities.common import fail
 from lodestone.db import tenant_session
 from lodestone.netguard import OutboundRefused, open_stream
 from lodestone.settings import Settings
-from lodestone.storage import ObjectStore, PartRef, job_key
+from lodestone.storage import ObjectNotFound, ObjectStore, PartRef, job_key
 from schema.tables import Job, Tenant
 from workflows.types import IngestCheckpoint, IngestInput, IngestResult
 
@@ -44,33 +46,51 @@ class IngestActivities:
         resumed = len(cp.parts) if cp else 0
         if cp is None:
             cp = IngestCheckpoint(await self.store.begin_parts(key, "application/octet-stream"), [], 0)
-        headers = {"Range": f"bytes={cp.bytes_done}-"} if cp.bytes_done else {}
         try:
-            resp = await open_stream(self.http, inp.url, headers, self.settings.ingest_max_redirects)
-        except OutboundRefused as e:
-            raise fail("InputURLRefused", str(e)) from e
-        except httpx.HTTPError as e:
-            raise ApplicationError(f"fetching input failed: {e}", type="InputUnavailable") from e
-        try:
-            if cp.bytes_done and resp.status_code != 206:
-                activity.logger.info("source ignored Range; ingest of job %s restarts", inp.job_id)
-                cp, resumed = IngestCheckpoint(cp.upload_id, [], 0), 0
-            self._check_response(resp, cp, limit)
-            uploaded = await self._copy(resp, key, cp, limit)
-        except ApplicationError as e:
-            if e.non_retryable:  # no retry will finish this upload: drop its parts now
-                await self.store.abort_parts(key, cp.upload_id)
-            raise
-        finally:
-            await resp.aclose()
-        parts = [PartRef(*p) for p in cp.parts]
-        await self.store.complete_parts(key, cp.upload_id, parts)
+            uploaded = await self._fetch(inp, key, cp, limit)
+        except ObjectNotFound:
+            # The upload was reclaimed (unmodified for PARTIAL_MAX_AGE_SECONDS) or dropped
+            # by a failed attempt with nothing in it: start over in a new one.
+            activity.logger.info("upload of job %s is gone; ingest restarts", inp.job_id)
+            cp = IngestCheckpoint(await self.store.begin_parts(key, "application/octet-stream"), [], 0)
+            resumed = 0
+            activity.heartbeat(cp)
+            uploaded = await self._fetch(inp, key, cp, limit)
         async with tenant_session(self.engine, inp.tenant_id) as session:
             job = await session.get(Job, uuid.UUID(inp.job_id))
             if job is not None:
                 job.input_key = key
                 session.add(job)
-        return IngestResult(key, cp.bytes_done, len(parts), uploaded, resumed)
+        return IngestResult(key, cp.bytes_done, len(cp.parts), uploaded, resumed)
+
+    async def _fetch(self, inp: IngestInput, key: str, cp: IngestCheckpoint, limit: int) -> int:
+        """Fetch the input from cp.bytes_done into the upload cp names, and complete it."""
+        headers = {"Range": f"bytes={cp.bytes_done}-"} if cp.bytes_done else {}
+        try:
+            try:
+                resp = await open_stream(self.http, inp.url, headers, self.settings.ingest_max_redirects)
+            except OutboundRefused as e:
+                raise fail("InputURLRefused", str(e)) from e
+            except httpx.HTTPError as e:
+                raise ApplicationError(f"fetching input failed: {e}", type="InputUnavailable") from e
+            try:
+                if cp.bytes_done and resp.status_code != 206:
+                    activity.logger.info("source ignored Range; ingest of job %s restarts", inp.job_id)
+                    cp.parts, cp.bytes_done = [], 0
+                self._check_response(resp, cp, limit)
+                uploaded = await self._copy(resp, key, cp, limit)
+            finally:
+                await resp.aclose()
+            await self.store.complete_parts(key, cp.upload_id, [PartRef(*p) for p in cp.parts])
+            return uploaded
+        except BaseException as e:
+            # No retry will finish this upload, or it holds nothing to resume: drop it now
+            # rather than leave an empty partial per failed attempt. A later attempt that a
+            # heartbeat pointed at it finds it gone and starts over (above).
+            if not cp.parts or (isinstance(e, ApplicationError) and e.non_retryable):
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.store.abort_parts(key, cp.upload_id))
+            raise
 
     @staticmethod
     def _check_response(resp: httpx.Response, cp: IngestCheckpoint, limit: int) -> None:

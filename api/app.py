@@ -1,5 +1,6 @@
 """The FastAPI app. Clients are created once, in the lifespan."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -8,6 +9,7 @@ from fastapi import FastAPI
 
 from api import problems
 from api.auth import TokenVerifier
+from api.body_timeout import BodyIdleTimeout
 from api.deps import AppState
 from api.limits import BodyLimit, TenantRateLimiter, UploadSlots
 from api.observe import Observe
@@ -29,6 +31,7 @@ from lodestone.db import make_engine
 from lodestone.metrics import SdkMetrics
 from lodestone.settings import Settings, get_settings
 from lodestone.storage import make_store
+from lodestone.storage.partials import reclaim_once
 from lodestone.temporal_client import connect
 from lodestone.tracing import setup_tracing
 
@@ -43,14 +46,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         setup_tracing(settings, "lodestone-api")
         app.state.sdk_metrics = SdkMetrics()
         temporal = await connect(settings, lazy=True, runtime=app.state.sdk_metrics.runtime)
+        store = make_store(settings)
+        # What an earlier run left when it died mid-upload; the worker sweeps periodically.
+        sweep = asyncio.create_task(reclaim_once(store, settings.partial_max_age_seconds))
         app.state.lodestone = AppState(
-            settings, engine, temporal, make_store(settings), http, TokenVerifier(settings, http),
+            settings, engine, temporal, store, http, TokenVerifier(settings, http),
             TenantRateLimiter(settings.submissions_per_minute, settings.submissions_burst),
             TenantRateLimiter(settings.public_form_submissions_per_minute, settings.public_form_submissions_burst),
             UploadSlots(settings.uploads_in_flight, settings.tenant_uploads_in_flight))
         try:
             yield
         finally:
+            sweep.cancel()
             await http.aclose()
             await engine.dispose()
 
@@ -60,6 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   # FastAPI's own telemetry would add a second server span per request.
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     problems.install(app)
+    app.add_middleware(BodyIdleTimeout, seconds=settings.request_body_idle_timeout_seconds)
     app.add_middleware(BodyLimit, limit=settings.request_body_max_bytes)
     app.add_middleware(Observe)  # added last, so outermost
 

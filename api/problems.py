@@ -9,11 +9,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from lodestone.storage.base import StorageFull
+
 log = logging.getLogger("lodestone.api")
 
 MEDIA_TYPE = "application/problem+json"
 # SQLSTATEs for text Postgres cannot hold (a NUL in text or jsonb): the input is at fault, not the server.
 UNSTORABLE_TEXT = {"22021", "22P05"}
+STORAGE_FULL_RETRY_AFTER = "60"
 
 
 class Problem(Exception):
@@ -38,12 +41,14 @@ DESCRIPTIONS = {
     401: "no valid bearer token",
     403: "the token's roles do not allow this",
     404: "not found, or not the caller's",
+    408: "the request body stalled for more than REQUEST_BODY_IDLE_TIMEOUT_SECONDS",
     409: "conflicts with the current state",
     413: "the body is too large",
     416: "the Range is not satisfiable",
     422: "the request is not valid",
     429: "rate limited; see Retry-After",
     503: "a dependency is unavailable; try again",
+    507: "the object store is full; see Retry-After",
 }
 
 
@@ -83,6 +88,13 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return problem_response(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(StorageFull)
+    async def _full(request: Request, exc: StorageFull) -> JSONResponse:
+        log.warning("object store full on %s %s", request.method, request.url.path)
+        # Connection: close: the body may not have been read to its end.
+        return problem_response(507, "storage_full", "the object store has no room for this now; retry later",
+                                headers={"Retry-After": STORAGE_FULL_RETRY_AFTER, "Connection": "close"})
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

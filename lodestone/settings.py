@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     input_excerpt_bytes: int = 64 * 1024
     ingest_max_redirects: int = 5
     outbound_allow_cidrs: list[str] = Field(default_factory=list)
+    partial_max_age_seconds: float = 6 * 3600
+    partial_sweep_interval_seconds: float = 600.0
 
     whatsapp_app_secret: str | None = None
     whatsapp_verify_token: str | None = None
@@ -74,6 +76,7 @@ class Settings(BaseSettings):
     auth_dev_issuer: bool = True
 
     request_body_max_bytes: int = 1024 * 1024
+    request_body_idle_timeout_seconds: float = 60.0
     submissions_per_minute: int = 600
     submissions_burst: int = 60
     public_form_submissions_per_minute: int = 60
@@ -123,6 +126,10 @@ class Settings(BaseSettings):
             raise ValueError("REPLY_BATCH_MAX_WAIT must be at least REPLY_BATCH_DEBOUNCE, both positive")
         if self.uploads_in_flight < 1 or self.tenant_uploads_in_flight < 1:
             raise ValueError("UPLOADS_IN_FLIGHT and TENANT_UPLOADS_IN_FLIGHT must be at least 1")
+        if min(self.partial_max_age_seconds, self.partial_sweep_interval_seconds,
+               self.request_body_idle_timeout_seconds) <= 0:
+            raise ValueError("PARTIAL_MAX_AGE_SECONDS, PARTIAL_SWEEP_INTERVAL_SECONDS and "
+                             "REQUEST_BODY_IDLE_TIMEOUT_SECONDS must be positive")
         if self.step_concurrency < 1:
             raise ValueError("STEP_CONCURRENCY must be at least 1")
         if self.vault_addr and not (self.vault_role_id and self.vault_secret_id):

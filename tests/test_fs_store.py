@@ -10,7 +10,7 @@ import time
 import pytest
 
 import lodestone.storage.fs as fs
-from lodestone.storage import FilesystemStore, ObjectNotFound, ObjectTooLarge
+from lodestone.storage import FilesystemStore, ObjectNotFound, ObjectTooLarge, StorageFull
 from lodestone.storage.batches import PIPELINE_DEPTH, WRITE_BATCH
 
 MIB = 1024 * 1024
@@ -163,3 +163,72 @@ async def test_fs_put_stream_starts_writeback_behind_the_stream(tmp_path, monkey
     assert all(n >= 1024 * 1024 for _, n in ranges)
     assert ranges[-1][0] + ranges[-1][1] <= len(data)
     assert finished == ranges[:-1]  # each range waited for once the next one has started
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A filesystem store on an 8 MiB tmpfs, filled to the last byte outside the store's keys."""
+    from tests.tiny_disk import fill, tiny_tmpfs
+
+    with tiny_tmpfs(tmp_path / "disk") as disk:
+        store = FilesystemStore(disk / "objects", part_size=5 * MIB)
+        filler = fill(disk / "filler")
+        yield store, filler
+
+
+async def test_every_write_on_a_full_disk_raises_storage_full_and_leaves_nothing(full_disk):
+    """On a real full filesystem: put_bytes (a step's output), put_stream (an upload) and
+    put_part (an ingest) raise StorageFull, not a bare OSError, and leave no partial file
+    (put_part gives back what the failed part wrote); once space is freed, writes work."""
+    store, filler = full_disk
+    with pytest.raises(StorageFull):
+        await store.put_bytes("t/jobs/j/steps/a.txt", os.urandom(200_000), "text/plain")
+    with pytest.raises(StorageFull):
+        await store.put_stream("t/uploads/u/input", _chunks(os.urandom(3 * MIB)), "application/octet-stream")
+    assert list(store.partial.iterdir()) == []
+    upload = await store.begin_parts("t/jobs/j/input", "application/octet-stream")
+    with pytest.raises(StorageFull):
+        await store.put_part("t/jobs/j/input", upload, 1, os.urandom(5 * MIB))
+    assert [(p.name, p.stat().st_size) for p in store.partial.iterdir()] == [(upload, 0)]
+    filler.unlink()
+    data = os.urandom(200_000)
+    await store.put_bytes("t/jobs/j/steps/a.txt", data, "text/plain")
+    assert await store.get_bytes("t/jobs/j/steps/a.txt") == data
+
+
+async def test_reclaim_spares_what_is_written_or_recent_and_takes_what_is_abandoned(tmp_path):
+    """A partial is reclaimed once unmodified for max_age and not locked by a writer: an
+    upload still streaming keeps its partial however old its last write; a resumable
+    upload's partial (an ingest between parts) is kept while recent, reclaimed when old,
+    and its next part then finds it gone."""
+    store = FilesystemStore(tmp_path, part_size=5 * MIB)
+    release = asyncio.Event()
+
+    async def held():
+        yield os.urandom(2 * MIB)
+        await release.wait()
+        yield b"end"
+
+    streaming = asyncio.create_task(store.put_stream("t/uploads/live/input", held(), "application/octet-stream"))
+    while not [p for p in store.partial.iterdir() if p.stat().st_size]:
+        await asyncio.sleep(0.01)
+    ingest = await store.begin_parts("t/jobs/j/input", "application/octet-stream")
+    await store.put_part("t/jobs/j/input", ingest, 1, os.urandom(5 * MIB))
+    crashed = store.partial / "deadbeef"
+    crashed.write_bytes(b"left by a writer killed mid-write")
+    old = time.time() - 3600
+    for p in store.partial.iterdir():
+        if p.name != ingest:
+            os.utime(p, (old, old))
+    assert await store.reclaim_partials(max_age=60) == 1  # the crashed one only
+    assert not crashed.exists() and (store.partial / ingest).exists()
+    assert len(list(store.partial.iterdir())) == 2  # the live upload's partial, though an hour old
+
+    os.utime(store.partial / ingest, (old, old))
+    assert await store.reclaim_partials(max_age=60) == 1
+    with pytest.raises(ObjectNotFound):
+        await store.put_part("t/jobs/j/input", ingest, 2, b"more")
+    release.set()
+    stored = await streaming
+    assert stored.size == 2 * MIB + 3
+    assert list(store.partial.iterdir()) == []

@@ -15,6 +15,7 @@ from lodestone.storage import (
     ObjectStore,
     ObjectTooLarge,
     S3Store,
+    StorageFull,
     check_key,
     job_key,
 )
@@ -299,3 +300,41 @@ async def _assert_no_partial_uploads(store) -> None:
         assert list(listed.uploads) == []
     else:
         assert list(store.partial.iterdir()) == []
+
+
+async def test_s3_reclaim_aborts_only_stale_multipart_uploads(moto_port):
+    """Incomplete multipart uploads whose newest part is older than max_age are aborted:
+    one a crashed writer left is; one begun as long ago whose part was written just now (an
+    ingest resuming) is not. (moto reports a fixed 2010 Initiated time, so an upload with
+    no part at all is not tested here: on S3 its Initiated time is its age.)"""
+    import asyncio
+
+    store = S3Store(Settings(_env_file=None, s3_endpoint=f"http://127.0.0.1:{moto_port}", s3_access_key="test",
+                             s3_secret_key="test", s3_bucket="reclaim-test"))
+    part = os.urandom(5 * 1024 * 1024)
+    crashed = await store.begin_parts("t/uploads/crashed/input", "application/octet-stream")
+    await store.put_part("t/uploads/crashed/input", crashed, 1, part)
+    resumed = await store.begin_parts("t/jobs/j/input", "application/octet-stream")
+    await asyncio.sleep(3)
+    await store.put_part("t/jobs/j/input", resumed, 1, part)
+    assert await store.reclaim_partials(max_age=2) == 1
+    left = {u.upload_id for u in store.client._list_multipart_uploads(store.bucket).uploads}
+    assert left == {resumed}
+    await store.abort_parts("t/jobs/j/input", resumed)
+
+
+async def test_s3_storage_full_is_storage_full(store, monkeypatch):
+    """MinIO's "storage full" answer to a part reaches the caller as StorageFull, and the
+    multipart upload is aborted."""
+    if not isinstance(store, S3Store):
+        pytest.skip("S3 only; the filesystem store is tested on a full tmpfs (test_fs_store.py)")
+    from minio.error import S3Error
+
+    def full(*args):
+        raise S3Error(type("R", (), {"status": 507})(), "XMinioStorageFull", "Storage backend has reached its "
+                      "minimum free drive threshold.", "/", "r", "h", store.bucket, "t/uploads/s3full/input")
+
+    monkeypatch.setattr(store, "_upload_part_file", full)
+    with pytest.raises(StorageFull):
+        await store.put_stream("t/uploads/s3full/input", _chunks(os.urandom(300_000)), "application/octet-stream")
+    await _assert_no_partial_uploads(store)

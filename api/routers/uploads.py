@@ -45,7 +45,7 @@ def too_large(limit: int) -> Problem:
 @router.post("", status_code=201, response_model=UploadPublic,
              openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {
                  "schema": {"type": "string", "format": "binary"}}}}},
-             responses=responses(400, 413, 429, 503, descriptions={
+             responses=responses(400, 408, 413, 429, 503, 507, descriptions={
                  413: "over the tenant's upload limit",
                  429: "the tenant already has TENANT_UPLOADS_IN_FLIGHT uploads in progress here; see Retry-After",
                  503: "this API process already has UPLOADS_IN_FLIGHT uploads in progress; see Retry-After"}))

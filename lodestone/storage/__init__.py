@@ -11,6 +11,7 @@ from lodestone.storage.base import (
     ObjectStore,
     ObjectTooLarge,
     PartRef,
+    StorageFull,
     StoredObject,
     check_key,
     job_key,
@@ -20,7 +21,7 @@ from lodestone.storage.s3 import S3Store
 
 __all__ = [
     "CHUNK", "FilesystemStore", "InvalidKey", "ObjectNotFound", "ObjectStore", "ObjectTooLarge", "PartRef",
-    "S3Store", "StoredObject", "check_key", "job_key", "make_store",
+    "S3Store", "StorageFull", "StoredObject", "check_key", "job_key", "make_store",
 ]
 
 

@@ -1,9 +1,16 @@
-"""The filesystem store: objects are files under a root, same key layout as S3."""
+"""The filesystem store: objects are files under a root, same key layout as S3.
+
+Every write goes to a file in `.partial/` first, and is renamed into place when complete.
+A writer holds an flock on its partial file while it writes; the kernel drops the lock when
+the writer dies, however it dies. reclaim_partials removes partial files that no one has
+locked and that were last modified more than its max_age ago (see partials.py).
+"""
 
 import asyncio
 import contextlib
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -19,6 +26,7 @@ from lodestone.storage.base import (
     check_key,
 )
 from lodestone.storage.batches import Batcher, Buffer, Pipeline
+from lodestone.storage.partials import lock_for_writing, reclaim_dir
 from lodestone.storage.spool import writev_all
 
 # Write-behind: every WRITEBACK_EVERY bytes the disk starts writing the range just written,
@@ -81,16 +89,26 @@ class FilesystemStore(ObjectStore):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp.replace(path)
 
+    def _create_locked(self) -> tuple[Path, int]:
+        tmp = self._new_partial()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        lock_for_writing(fd, tmp)
+        return tmp, fd
+
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> StoredObject:
         path = self._path(key)
 
         def write() -> None:
-            tmp = self._new_partial()
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            self._publish(tmp, path)
+            tmp, fd = self._create_locked()
+            try:
+                writev_all(fd, [memoryview(data)])
+                os.fsync(fd)
+                self._publish(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no partial file
+                raise
+            finally:
+                os.close(fd)
 
         await asyncio.to_thread(write)
         return StoredObject(key, len(data), hashlib.sha256(data).hexdigest())
@@ -101,9 +119,9 @@ class FilesystemStore(ObjectStore):
         gathered into contiguous batches, and two threads hash and write them while the next
         batches are being received (see batches.py). At most PIPELINE_DEPTH batches are in
         flight, so memory stays bounded when the disk is slow."""
-        path, tmp = self._path(key), await asyncio.to_thread(self._new_partial)
+        path = self._path(key)
+        tmp, fd = await asyncio.to_thread(self._create_locked)
         digest, size = hashlib.sha256(), 0
-        fd = await asyncio.to_thread(os.open, tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         batcher, pipeline = Batcher(), None
         try:
             pipeline = Pipeline("fs-upload", [digest.update, _writer(fd)], batcher.recycle)
@@ -182,19 +200,40 @@ class FilesystemStore(ObjectStore):
         await asyncio.to_thread(path.touch)
         return path.name
 
-    async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> PartRef:
+    def _open_upload(self, upload_id: str) -> int:
+        """The upload's partial file, open and locked; ObjectNotFound once it was reclaimed."""
         path = self._partial(upload_id)
+        try:
+            fd = os.open(path, os.O_WRONLY)
+        except FileNotFoundError as e:
+            raise ObjectNotFound(f"upload {upload_id}") from e
+        try:
+            lock_for_writing(fd, path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> PartRef:
+        offset = (number - 1) * self.part_size
 
         def write() -> None:
-            fd = os.open(path, os.O_WRONLY)
+            fd = self._open_upload(upload_id)
             try:
-                os.pwrite(fd, data, (number - 1) * self.part_size)
-                os.fsync(fd)
+                end = os.fstat(fd).st_size
+                try:
+                    view = memoryview(data)
+                    while view:  # pwrite may write less than asked, as a disk fills
+                        view = view[os.pwrite(fd, view, offset + len(data) - len(view)):]
+                    os.fsync(fd)
+                except BaseException:
+                    if end <= offset:  # this part was the file's tail: give its space back
+                        with contextlib.suppress(OSError):
+                            os.ftruncate(fd, end)
+                    raise
             finally:
                 os.close(fd)
 
-        if not await asyncio.to_thread(path.exists):
-            raise ObjectNotFound(f"upload {upload_id}")
         await asyncio.to_thread(write)
         return PartRef(number, hashlib.md5(data, usedforsecurity=False).hexdigest(), len(data))
 
@@ -203,11 +242,18 @@ class FilesystemStore(ObjectStore):
         size = sum(p.size for p in parts)
 
         def finish() -> None:
-            os.truncate(path, size)  # a retried part may have left bytes past the end
-            self._publish(path, self._path(key))
+            fd = self._open_upload(upload_id)
+            try:
+                os.ftruncate(fd, size)  # a retried part may have left bytes past the end
+                self._publish(path, self._path(key))
+            finally:
+                os.close(fd)
 
         await asyncio.to_thread(finish)
 
     async def abort_parts(self, key: str, upload_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread(self._partial(upload_id).unlink)
+
+    async def reclaim_partials(self, max_age: float) -> int:
+        return await asyncio.to_thread(reclaim_dir, self.partial, time.time() - max_age)

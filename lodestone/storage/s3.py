@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import hashlib
 import io
+import time
 from collections.abc import AsyncIterator
 
 from lodestone.settings import Settings
@@ -16,7 +17,10 @@ from lodestone.storage.base import (
     StoredObject,
     check_key,
 )
+from lodestone.storage.partials import abort_stale_uploads
 from lodestone.storage.spool import SpooledPart
+
+FULL_CODES = frozenset({"XMinioStorageFull", "XMinioAdminBucketQuotaExceeded", "InsufficientStorage"})
 
 
 class S3Store(ObjectStore):
@@ -36,6 +40,17 @@ class S3Store(ObjectStore):
     @staticmethod
     def _missing(e: Exception) -> bool:
         return getattr(e, "code", None) in ("NoSuchKey", "NoSuchObject", "NoSuchBucket", "NoSuchUpload")
+
+    def is_full(self, error: Exception) -> bool:
+        """Besides a full TMPDIR under the spooled parts: MinIO's "storage full" and quota
+        errors, and any 507 Insufficient Storage."""
+        from minio.error import S3Error, ServerError
+
+        if isinstance(error, S3Error):
+            return error.code in FULL_CODES or error.response.status == 507
+        if isinstance(error, ServerError):
+            return error.status_code == 507
+        return super().is_full(error)
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> StoredObject:
         await asyncio.to_thread(self.client.put_object, self.bucket, check_key(key),
@@ -208,9 +223,20 @@ class S3Store(ObjectStore):
 
     async def complete_parts(self, key: str, upload_id: str, parts: list[PartRef]) -> None:
         from minio.datatypes import Part
+        from minio.error import S3Error
 
-        await asyncio.to_thread(self.client._complete_multipart_upload, self.bucket, check_key(key), upload_id,
-                                [Part(p.number, p.etag) for p in parts])
+        try:
+            await asyncio.to_thread(self.client._complete_multipart_upload, self.bucket, check_key(key), upload_id,
+                                    [Part(p.number, p.etag) for p in parts])
+        except S3Error as e:
+            if self._missing(e):
+                raise ObjectNotFound(f"upload {upload_id}") from e
+            raise
 
     async def abort_parts(self, key: str, upload_id: str) -> None:
         await asyncio.to_thread(self.client._abort_multipart_upload, self.bucket, check_key(key), upload_id)
+
+    async def reclaim_partials(self, max_age: float) -> int:
+        """Abort the incomplete multipart uploads whose newest part (or start, with no part)
+        is older than max_age."""
+        return await asyncio.to_thread(abort_stale_uploads, self, time.time() - max_age)
