@@ -91,7 +91,13 @@ class _Child:
             raise TemplateEvaluatorFailed(f"template evaluator sent {size} bytes, more than it may")
         return await self.proc.stdout.readexactly(size)
 
-    async def end(self) -> int:
+    async def end(self, grace: float = 0.0) -> int:
+        """Its exit status, after `grace` seconds to exit by itself, then a kill. A child
+        that has exited is never sent the kill: Popen.send_signal polls first, and a poll
+        that reaps it leaves asyncio's watcher with no status to report (it says 255)."""
+        if self.proc.returncode is None and grace:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.proc.wait(), grace)
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
@@ -147,8 +153,8 @@ class TemplatePool:
             self._idle.put_nowait(child)
             return
 
-    async def _replace(self, child: _Child) -> None:
-        await child.end()
+    async def _replace(self, child: _Child, grace: float) -> None:
+        await child.end(grace)
         self._children.discard(child)
         await self._spawn()
 
@@ -161,17 +167,18 @@ class TemplatePool:
         async with self._turn(tenant):
             self._launch()
             child = await self._idle.get()
-            reusable = False
+            reusable, exiting = False, False
             try:
                 reply = await asyncio.wait_for(child.ask(request, self._max_reply), self.limits.wall_seconds)
                 if reply[:1] == b"o":
                     reusable = True
                     return reply[1:].decode()
                 error = json.loads(reply[1:])
-                reusable = error["type"] != TemplateLimitExceeded.__name__  # the child exits after a limit
+                exiting = error["type"] == TemplateLimitExceeded.__name__  # the child exits after a limit
+                reusable = not exiting
                 raise ERRORS.get(error["type"], TemplateEvaluatorFailed)(error["message"])
             except (asyncio.IncompleteReadError, ConnectionError) as e:
-                raise self._death(await child.end()) from e
+                raise self._death(await child.end(grace=5.0)) from e
             except TimeoutError as e:
                 await child.end()
                 raise TemplateEvaluatorFailed(
@@ -180,7 +187,7 @@ class TemplatePool:
                 if reusable:
                     self._idle.put_nowait(child)
                 else:  # killed, dead, past a limit or cancelled mid-render: a fresh one takes its slot
-                    self._background(self._replace(child))
+                    self._background(self._replace(child, 5.0 if exiting else 0.0))
 
     def _death(self, code: int) -> Exception:
         if code in (-signal.SIGPROF, -signal.SIGXCPU):
