@@ -166,7 +166,8 @@ class TemplatePool:
         request = pickle.dumps((source, context, html), protocol=pickle.HIGHEST_PROTOCOL)
         async with self._turn(tenant):
             self._launch()
-            child = await self._idle.get()
+            while (child := await self._idle.get()).proc.returncode is not None:  # died while idle
+                self._background(self._replace(child, 0.0))
             reusable, exiting = False, False
             try:
                 reply = await asyncio.wait_for(child.ask(request, self._max_reply), self.limits.wall_seconds)
@@ -190,7 +191,7 @@ class TemplatePool:
                     self._background(self._replace(child, 5.0 if exiting else 0.0))
 
     def _death(self, code: int) -> Exception:
-        if code in (-signal.SIGPROF, -signal.SIGXCPU):
+        if code == -signal.SIGPROF:
             return self.limits.cpu_exceeded()
         if code == EXIT_MEMORY:
             return self.limits.memory_exceeded()

@@ -114,6 +114,11 @@ async def test_a_cancelled_or_killed_evaluation_leaves_the_pool_whole():
         with pytest.raises(TemplateEvaluatorFailed, match="exited with -9"):
             await render
         assert await asyncio.wait_for(pool.render("{{ 'after kill' }}", {}, html=False), 10) == "after kill"
+
+        (idle,) = pool._children
+        os.kill(idle.proc.pid, 9)  # between renders
+        await idle.proc.wait()
+        assert await asyncio.wait_for(pool.render("{{ 'after idle kill' }}", {}, html=False), 10) == "after idle kill"
     finally:
         await pool.close()
 
