@@ -5,7 +5,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import httpx
@@ -30,6 +30,7 @@ from lodestone.secrets import SecretsProvider, make_secrets
 from lodestone.settings import Settings, get_settings, secret_env
 from lodestone.storage import ObjectStore, make_store
 from lodestone.storage.partials import sweep_forever
+from lodestone.template_pool import TemplatePool
 from lodestone.temporal_client import connect
 from lodestone.tracing import setup_tracing, shutdown_tracing
 from lodestone.whatsapp import WhatsAppClient
@@ -51,12 +52,15 @@ class WorkerDeps:
     llm: LLMClient
     http: httpx.AsyncClient
     secrets: SecretsProvider
+    # Started by run_worker; a pool built here starts its children at its first render.
+    templates: TemplatePool | None = field(default=None)
 
 
 def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def]
+    templates = deps.templates or TemplatePool.from_settings(deps.settings)
     jobs = JobActivities(engine, deps.settings)
-    steps = StepActivities(engine, deps.store, deps.llm, deps.settings, deps.secrets)
-    render = RenderActivities(engine, deps.store, deps.settings)
+    steps = StepActivities(engine, deps.store, deps.llm, deps.settings, deps.secrets, templates)
+    render = RenderActivities(engine, deps.store, deps.settings, templates)
     delivery = DeliveryActivities(engine, deps.http, deps.settings, deps.secrets)
     ingest = IngestActivities(engine, deps.store, deps.http, deps.settings)
     whatsapp = WhatsAppClient(deps.http, deps.settings)
@@ -90,8 +94,10 @@ async def run_worker(settings: Settings | None = None) -> None:
     engine = make_engine(settings.app_database_url, settings.db_pool_size)
     # One guarded client for every outbound call: webhooks and input fetching alike.
     http = guarded_client(settings.outbound_allow_cidrs, timeout=settings.webhook_timeout_seconds)
+    templates = TemplatePool.from_settings(settings)
+    await templates.start()
     deps = WorkerDeps(settings, make_store(settings), RoutingLLM(settings), http,
-                      make_secrets(settings, secret_env()))
+                      make_secrets(settings, secret_env()), templates)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -123,6 +129,7 @@ async def run_worker(settings: Settings | None = None) -> None:
             await deps.http.aclose()
             await deps.llm.close()
             await deps.secrets.aclose()
+        await templates.close()
         await engine.dispose()
         shutdown_tracing()
 

@@ -1,4 +1,5 @@
-"""Rendering: the job's HTML in the Jinja2 sandbox, and its PDF in a capped child process.
+"""Rendering: the job's HTML in the Jinja2 sandbox of the template pool, and its PDF in a
+capped child process.
 Artifacts land under {tenant_id}/jobs/{job_id}/."""
 
 import uuid
@@ -13,7 +14,8 @@ from lodestone.db import tenant_session
 from lodestone.pdf import PdfRenderFailed, render_pdf
 from lodestone.settings import Settings
 from lodestone.storage import ObjectNotFound, ObjectStore, StoredObject, job_key
-from lodestone.templating import TemplateRenderError, TemplateSecurityViolation, render
+from lodestone.template_pool import TemplatePool
+from lodestone.templating import TemplateLimitExceeded, TemplateRenderError, TemplateSecurityViolation
 from schema.tables import Artifact, JobStep, utcnow
 from workflows.types import RenderInput, RenderResult
 
@@ -21,8 +23,9 @@ FILES = {"html": ("report.html", "text/html; charset=utf-8"), "pdf": ("report.pd
 
 
 class RenderActivities:
-    def __init__(self, engine: AsyncEngine, store: ObjectStore, settings: Settings) -> None:
-        self.engine, self.store, self.settings = engine, store, settings
+    def __init__(self, engine: AsyncEngine, store: ObjectStore, settings: Settings,
+                 templates: TemplatePool) -> None:
+        self.engine, self.store, self.settings, self.templates = engine, store, settings, templates
 
     @activity.defn
     async def render(self, inp: RenderInput) -> RenderResult:
@@ -59,8 +62,11 @@ class RenderActivities:
                    "job": {"id": str(loaded.job.id), "workflow_key": loaded.job.workflow_key,
                            "created_at": loaded.job.created_at.isoformat()}}
         try:
-            return render(loaded.definition["template"], context, html=True).encode()
-        except (TemplateRenderError, TemplateSecurityViolation) as e:
+            async with heartbeating():
+                html = await self.templates.render(loaded.definition["template"], context, html=True,
+                                                   tenant=inp.tenant_id)
+            return html.encode()
+        except (TemplateRenderError, TemplateSecurityViolation, TemplateLimitExceeded) as e:
             raise fail(type(e).__name__, f"template: {e}") from e
 
     async def _pdf(self, inp: RenderInput) -> bytes:

@@ -16,15 +16,17 @@ from lodestone.llm import LLMClient, LLMError, LLMTransient
 from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
 from lodestone.storage import ObjectStore, job_key
-from lodestone.templating import TemplateRenderError, TemplateSecurityViolation, render
+from lodestone.template_pool import TemplatePool
+from lodestone.templating import TemplateLimitExceeded, TemplateRenderError, TemplateSecurityViolation
 from schema.tables import JobStep, Tenant, UsageRecord, utcnow
 from workflows.types import StepInput, StepResult
 
 
 class StepActivities:
     def __init__(self, engine: AsyncEngine, store: ObjectStore, llm: LLMClient, settings: Settings,
-                 secrets: SecretsProvider) -> None:
+                 secrets: SecretsProvider, templates: TemplatePool) -> None:
         self.engine, self.store, self.llm, self.settings, self.secrets = engine, store, llm, settings, secrets
+        self.templates = templates
 
     @activity.defn
     async def run_step(self, inp: StepInput) -> StepResult:
@@ -46,12 +48,14 @@ class StepActivities:
         model = step.get("model", self.settings.llm_model)
         await self._mark(inp, "running", None)
         try:
-            prompt = render(step["instructions"], await self._context(loaded, step, outputs), html=False)
+            context = await self._context(loaded, step, outputs)
             async with heartbeating():
+                prompt = await self.templates.render(step["instructions"], context, html=False,
+                                                     tenant=inp.tenant_id)
                 completion = await self.llm.complete(model, prompt, llm_key)
         except LLMTransient as e:
             raise llm_transient(e) from e
-        except (LLMError, TemplateRenderError, TemplateSecurityViolation) as e:
+        except (LLMError, TemplateRenderError, TemplateSecurityViolation, TemplateLimitExceeded) as e:
             await self._mark(inp, "failed", str(e))
             raise fail(type(e).__name__, str(e)) from e
         stored = await self.store.put_bytes(

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     pdf_timeout_seconds: float = 60.0
     pdf_memory_mb: int = 1024
     webhook_timeout_seconds: float = 10.0
+    template_workers: int = 2
+    template_cpu_seconds: float = 2.0
+    template_memory_mb: int = 256
+    template_output_max_bytes: int = 10 * 1024 * 1024
 
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -132,6 +136,10 @@ class Settings(BaseSettings):
                              "REQUEST_BODY_IDLE_TIMEOUT_SECONDS must be positive")
         if self.step_concurrency < 1:
             raise ValueError("STEP_CONCURRENCY must be at least 1")
+        if self.template_workers < 1 or self.template_cpu_seconds <= 0:
+            raise ValueError("TEMPLATE_WORKERS must be at least 1 and TEMPLATE_CPU_SECONDS positive")
+        if self.template_memory_mb < 16 or self.template_output_max_bytes < 1024:
+            raise ValueError("TEMPLATE_MEMORY_MB must be at least 16 and TEMPLATE_OUTPUT_MAX_BYTES at least 1024")
         if self.vault_addr and not (self.vault_role_id and self.vault_secret_id):
             raise ValueError("VAULT_ADDR is set but VAULT_ROLE_ID or VAULT_SECRET_ID is missing")
         if self.secrets_cache_seconds < 0:

@@ -28,6 +28,9 @@ CASES = {
     "unknown_field": (broken(lambda d: d["steps"][0]["inputs"].update(c="input.missing")), "unknown_ref"),
     "bad_template": (broken(lambda d: d.update(template="<p>{% for x in %}</p>")), "bad_template"),
     "bad_instructions": (broken(lambda d: d["steps"][0].update(instructions="{{ unclosed")), "bad_template"),
+    "include": (broken(lambda d: d.update(template="<p>{% include 'other.html' %}</p>")), "bad_template"),
+    "import": (broken(lambda d: d["steps"][0].update(instructions="{% import 'm' as m %}{{ m.x() }}")),
+               "bad_template"),
     "no_steps": (broken(lambda d: d.update(steps=[])), "schema_violation"),
     "bad_target": (broken(lambda d: d.update(delivery=[{"type": "fax", "url": "x"}])), "schema_violation"),
     "file_url": (broken(lambda d: d.update(delivery=[{"type": "webhook", "url": "file:///etc/passwd"}])),
@@ -55,7 +58,7 @@ def test_dag_order_and_cycle_message():
         step_dependencies([{"id": "a", "depends_on": ["z"]}])
 
 
-@pytest.mark.parametrize("name", ["cycle", "unknown_step", "bad_template"])
+@pytest.mark.parametrize("name", ["cycle", "unknown_step", "bad_template", "include", "import"])
 async def test_api_rejects_bad_definition_and_runs_nothing(name, tenant_a, engine):
     body, code = CASES[name]
     body = {**body, "key": f"bad-{name.replace('_', '-')}"}

@@ -42,7 +42,7 @@ STEP_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=10,
     non_retryable_error_types=[
         "LLMEmptyAnswer", "LLMRefused", "LLMRequestRejected", "StepInputMissing", "TenantSecretUnreadable",
-        "TemplateRenderError", "TemplateSecurityViolation", "JobNotFound",
+        "TemplateRenderError", "TemplateSecurityViolation", "JobNotFound", "TemplateLimitExceeded",
     ],
 )
 INGEST_TIMEOUT = timedelta(hours=3)  # 10 GB at a slow 1 MB/s still fits
@@ -59,7 +59,7 @@ RENDER_HEARTBEAT = timedelta(seconds=20)
 RENDER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=6,
     non_retryable_error_types=[
-        "TemplateRenderError", "TemplateSecurityViolation", "PdfRenderFailed", "JobNotFound"],
+        "TemplateRenderError", "TemplateSecurityViolation", "PdfRenderFailed", "JobNotFound", "TemplateLimitExceeded"],
 )
 WEBHOOK_TIMEOUT = timedelta(seconds=30)
 WEBHOOK_RETRY = RetryPolicy(

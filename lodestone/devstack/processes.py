@@ -132,6 +132,10 @@ class ProcessGroup:
         log.info("started %s (pid %d), log %s", name, proc.pid, log_path)
         return proc
 
+    def pid(self, name: str) -> int:
+        """The process id of the child started under `name`."""
+        return next(proc.pid for child, proc, _ in self._children if child == name)
+
     def check(self) -> None:
         for name, proc, _ in self._children:
             if proc.poll() is not None:
