@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     pdf_timeout_seconds: float = 60.0
     pdf_memory_mb: int = 1024
     webhook_timeout_seconds: float = 10.0
+    webhook_timeout_max_seconds: float = 120.0  # the most a delivery target's timeout_seconds may ask
+    step_max_attempts: int = 10
+    delivery_max_attempts: int = 10
 
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -125,6 +128,10 @@ class Settings(BaseSettings):
             raise ValueError("UPLOADS_IN_FLIGHT and TENANT_UPLOADS_IN_FLIGHT must be at least 1")
         if self.step_concurrency < 1:
             raise ValueError("STEP_CONCURRENCY must be at least 1")
+        if self.step_max_attempts < 1 or self.delivery_max_attempts < 1:
+            raise ValueError("STEP_MAX_ATTEMPTS and DELIVERY_MAX_ATTEMPTS must be at least 1")
+        if not 0 < self.webhook_timeout_seconds <= self.webhook_timeout_max_seconds:
+            raise ValueError("WEBHOOK_TIMEOUT_SECONDS must be positive and at most WEBHOOK_TIMEOUT_MAX_SECONDS")
         if self.vault_addr and not (self.vault_role_id and self.vault_secret_id):
             raise ValueError("VAULT_ADDR is set but VAULT_ROLE_ID or VAULT_SECRET_ID is missing")
         if self.secrets_cache_seconds < 0:
