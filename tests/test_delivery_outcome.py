@@ -1,8 +1,9 @@
 """A send's outcome is in Temporal's history before any database write: the database failing
 right after a receiver's 2xx (an SMTP server's acceptance) sends nothing twice, and the job
-ends delivered once the database takes the record. The fault is real: the app role loses
-INSERT on delivery_attempts (as the owner revokes it) between the receiver getting the
-request and answering it, for longer than the first retries would wait."""
+ends delivered once the database takes the record. The faults are real PostgreSQL ones, set
+between the receiver getting the request and answering it, for longer than the first
+retries would wait: the app role loses INSERT on delivery_attempts, or the database cuts
+the app role off (its connections terminated, no new login), as a restart would."""
 
 import asyncio
 import threading
@@ -15,7 +16,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
-from lodestone.db import tenant_session
+from lodestone.db import make_engine, tenant_session
 from lodestone.llm import RoutingLLM
 from lodestone.mail import message_id
 from lodestone.netguard import guarded_client
@@ -30,6 +31,14 @@ from tests.standins.smtp_sink import SMTPSink
 from worker import WorkerDeps, build_worker
 
 FAULT_SECONDS = 8.0  # the old single activity would have sent again after 1, 2 and 4 s
+APP = "lodestone_app"
+FAULTS = {  # name: (break, mend), run as PostgreSQL's superuser
+    "insert-revoked": ([f"REVOKE INSERT ON delivery_attempts FROM {APP}"],
+                       [f"GRANT INSERT ON delivery_attempts TO {APP}"]),
+    "app-cut-off": ([f"ALTER ROLE {APP} NOLOGIN",
+                     f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{APP}'"],
+                    [f"ALTER ROLE {APP} LOGIN"]),
+}
 
 
 class StallingSink(SMTPSink):
@@ -82,8 +91,23 @@ async def attempts(engine, tenant_id, job_id: str) -> dict[str, tuple[str, list[
     return out
 
 
+@pytest.fixture(scope="module")
+async def superuser(settings: Settings) -> AsyncIterator[Any]:
+    eng = make_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{settings.postgres_port}/lodestone", 1)
+    yield eng
+    await eng.dispose()
+
+
+async def run_sql(eng: Any, statements: list[str]) -> None:
+    async with eng.begin() as conn:
+        for sql in statements:
+            await conn.execute(text(sql))
+
+
+@pytest.mark.parametrize("fault", FAULTS)
 async def test_database_failing_after_the_receivers_accept_sends_nothing_twice(
-        api, sink, tenant_a, engine, owner_engine):
+        api, sink, tenant_a, engine, superuser, fault):
+    breaking, mending = FAULTS[fault]
     answering, broken = threading.Event(), threading.Event()
 
     def before_answer(*_: object) -> None:
@@ -100,17 +124,13 @@ async def test_database_failing_after_the_receivers_accept_sends_nothing_twice(
         assert resp.status_code == 202, resp.text
         job_id = resp.json()["job_id"]
         assert await asyncio.to_thread(answering.wait, 120), "no delivery reached a receiver"
-        async with owner_engine.begin() as conn:
-            await conn.execute(text("REVOKE INSERT ON delivery_attempts FROM lodestone_app"))
+        await run_sql(superuser, breaking)
         try:
             broken.set()  # both receivers now answer 2xx, and no attempt can be stored
             await asyncio.sleep(FAULT_SECONDS)
             assert len(hook.successes()) >= 1 and len(sink.to(to)) >= 1
-            during = await attempts(engine, tenant_a.id, job_id)
-            assert all(status == "pending" and codes == [] for status, codes in during.values()), during
         finally:
-            async with owner_engine.begin() as conn:
-                await conn.execute(text("GRANT INSERT ON delivery_attempts TO lodestone_app"))
+            await run_sql(superuser, mending)
         job = await wait_job(api, job_id, timeout=120)
         receipts = [r.webhook_id for r in hook.received]
     assert job["status"] == "delivered", job
