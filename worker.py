@@ -66,7 +66,8 @@ def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def
     whatsapp = WhatsAppClient(deps.http, deps.settings)
     conversation = ConversationActivities(engine, deps.llm, whatsapp, deps.settings, deps.secrets)
     summary = SummaryActivities(engine, deps.store, deps.llm, whatsapp, deps.settings, deps.secrets)
-    return [jobs.load_plan, jobs.set_status, jobs.record_failure, steps.run_step, render.render,
+    return [jobs.load_plan, jobs.set_status, jobs.record_failure, steps.run_step, steps.record_step_failure,
+            render.render, delivery.send_webhook, delivery.send_email, delivery.record_delivery_attempt,
             delivery.deliver_webhook, delivery.deliver_email, ingest.ingest_input, conversation.reply_to_batch,
             conversation.purge_message_bodies, summary.load_window, summary.run_stage,
             summary.render_summary_pdf, summary.send_document, summary.record_summary]

@@ -1,58 +1,87 @@
 """Webhook delivery: signed per Standard Webhooks, every attempt persisted, and a
-delivered target is never sent again. Email delivery comes from EmailDelivery."""
+delivered target is never sent again. Email delivery comes from EmailDelivery, the
+bookkeeping both share from DeliveryLog.
+
+send_webhook sends and returns what happened; it writes nothing after the send, so a
+database error can never make it send again (the workflow records the outcome with
+record_delivery_attempt). deliver_webhook, send and record in one activity, is kept for
+runs recorded before the workflow split them."""
 
 import json
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.common import fail, secret_of
-from activities.delivery_log import OpenDelivery, open_delivery, record_attempt
+from activities.common import secret_of
+from activities.delivery_log import DeliveryLog, OpenDelivery, open_delivery, record_attempt
 from activities.email_delivery import EmailDelivery
 from lodestone.netguard import OutboundRefused, check_url
 from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
 from lodestone.webhooks import signed_headers
-from workflows.types import DeliveryInput, DeliveryResult
+from workflows.types import DeliveryInput, DeliveryResult, SendOutcome
 
 RETRYABLE_STATUS = {408, 425, 429}
 
 
-class DeliveryActivities(EmailDelivery):
+def webhook_timeout(settings: Settings, target: dict[str, Any]) -> float:
+    """The target's own timeout_seconds, else WEBHOOK_TIMEOUT_SECONDS; never above the max."""
+    return min(float(target.get("timeout_seconds") or settings.webhook_timeout_seconds),
+               settings.webhook_timeout_max_seconds)
+
+
+class DeliveryActivities(EmailDelivery, DeliveryLog):
     def __init__(self, engine: AsyncEngine, http: httpx.AsyncClient, settings: Settings,
                  secrets: SecretsProvider) -> None:
         self.engine, self.http, self.settings, self.secrets = engine, http, settings, secrets
 
     @activity.defn
+    async def send_webhook(self, inp: DeliveryInput) -> SendOutcome:
+        opened = await open_delivery(self.engine, inp)
+        if opened.delivered:
+            return opened.outcome(sent=False, status_code=200)
+        return await self._post(inp, opened)
+
+    @activity.defn
     async def deliver_webhook(self, inp: DeliveryInput) -> DeliveryResult:
         opened = await open_delivery(self.engine, inp)
-        delivery = opened.delivery
         if opened.delivered:
-            return opened.result(delivery.attempts, 200)
+            return opened.result(opened.delivery.attempts, 200)
+        out = await self._post(inp, opened)
+        number, _ = await record_attempt(self.engine, inp.tenant_id, opened.delivery, out.status_code, out.error,
+                                         final=not (out.ok or out.retryable))
+        if out.ok:
+            return opened.result(number, out.status_code or 200)
+        raise ApplicationError(f"{opened.delivery.target}: {out.error}", type=out.error_type,
+                               non_retryable=not out.retryable)
+
+    async def _post(self, inp: DeliveryInput, opened: OpenDelivery) -> SendOutcome:
+        """One POST; its outcome. Nothing here writes to the database."""
+        delivery = opened.delivery
         body = self._payload(inp, opened)
         secret = await secret_of(opened.tenant, self.secrets, inp.tenant_id, "webhook_secret",
                                  opened.tenant.webhook_secret) or opened.tenant.webhook_secret
         headers = signed_headers(secret, delivery.webhook_id, body)
-        status, error = None, None
         try:
             resp = await self.http.post(check_url(delivery.target), content=body, headers=headers,
-                                        timeout=self.settings.webhook_timeout_seconds)
-            status = resp.status_code
+                                        timeout=webhook_timeout(self.settings, opened.target))
         except OutboundRefused as e:
-            await record_attempt(self.engine, inp.tenant_id, delivery, None, f"refused: {e}", final=True)
-            raise fail("WebhookURLRefused", str(e)) from e
+            return opened.outcome(error=f"refused: {e}", error_type="WebhookURLRefused")
         except httpx.HTTPError as e:
-            error = f"{type(e).__name__}: {e}"
-        rejected = status is not None and 400 <= status < 500 and status not in RETRYABLE_STATUS
-        number = await record_attempt(self.engine, inp.tenant_id, delivery, status, error, final=rejected)
-        if status is not None and 200 <= status < 300:
-            return opened.result(number, status)
-        if rejected:
-            raise fail("WebhookRejected", f"{delivery.target} answered {status}")
-        raise ApplicationError(f"{delivery.target}: {error or f'answered {status}'}",
-                               type="WebhookUnavailable")
+            return opened.outcome(error=f"{type(e).__name__}: {e}", error_type="WebhookUnavailable", retryable=True)
+        status = resp.status_code
+        if 200 <= status < 300:
+            return opened.outcome(status_code=status)
+        if 300 <= status < 400:
+            return opened.outcome(status_code=status, error_type="WebhookRedirected",
+                                  error=f"answered {status}: redirects are not followed, so the target fails")
+        if 400 <= status < 500 and status not in RETRYABLE_STATUS:
+            return opened.outcome(status_code=status, error=f"answered {status}", error_type="WebhookRejected")
+        return opened.outcome(status_code=status, error=f"answered {status}", error_type="WebhookUnavailable",
+                              retryable=True)
 
     def _payload(self, inp: DeliveryInput, opened: OpenDelivery) -> str:
         payload = {

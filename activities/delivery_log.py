@@ -1,5 +1,8 @@
 """The bookkeeping every delivery channel shares: one deliveries row per (job, target) with a
-stable id (the webhook-id) for every retry, and one delivery_attempts row per attempt."""
+stable id (the webhook-id) for every retry, and one delivery_attempts row per attempt.
+
+A send never writes after it has sent: it returns a SendOutcome, which the workflow hands to
+record_delivery_attempt, an activity of its own that retries until the database takes it."""
 
 import uuid
 from dataclasses import dataclass
@@ -7,12 +10,14 @@ from dataclasses import dataclass
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
+from temporalio import activity
 
 from activities.common import LoadedJob, load_job
+from lodestone import metrics
 from lodestone.db import tenant_session
 from lodestone.webhooks import webhook_id
 from schema.tables import Artifact, Delivery, DeliveryAttempt, Tenant, utcnow
-from workflows.types import DeliveryInput, DeliveryResult
+from workflows.types import AttemptInput, DeliveryInput, DeliveryResult, SendOutcome
 
 
 @dataclass
@@ -26,8 +31,15 @@ class OpenDelivery:
     def delivered(self) -> bool:
         return self.delivery.status == "delivered"
 
+    @property
+    def target(self) -> dict:
+        return self.loaded.definition["delivery"][self.delivery.target_index]
+
     def result(self, attempt: int, code: int) -> DeliveryResult:
         return DeliveryResult(str(self.delivery.id), self.delivery.webhook_id, attempt, code)
+
+    def outcome(self, **kw: object) -> SendOutcome:
+        return SendOutcome(str(self.delivery.id), self.delivery.webhook_id, self.delivery.attempts, **kw)  # type: ignore[arg-type]
 
 
 async def open_delivery(engine: AsyncEngine, inp: DeliveryInput) -> OpenDelivery:
@@ -48,23 +60,60 @@ async def open_delivery(engine: AsyncEngine, inp: DeliveryInput) -> OpenDelivery
     return OpenDelivery(delivery, loaded, tenant, sorted(artifacts, key=lambda a: a.kind))
 
 
-async def record_attempt(engine: AsyncEngine, tenant_id: str, delivery: Delivery,
-                         status: int | None, error: str | None, *, final: bool = False) -> int:
-    """Store one attempt and return its number. Attempts are numbered per target, across runs:
-    a redriven job's attempts (activity attempt 1, 2, ... again) follow the earlier ones
-    instead of overwriting them. A 2xx status marks the target delivered; `final` marks it
-    failed for good."""
+async def record_attempt(engine: AsyncEngine, tenant_id: str, delivery: Delivery, status: int | None,
+                         error: str | None, *, final: bool = False, number: int | None = None) -> tuple[int, bool]:
+    """Store one attempt; its number and whether this call stored it. Attempts are numbered per
+    target, across runs: a redriven job's attempts follow the earlier ones. `number` given (by
+    the workflow), a retried record finds its attempt stored and stores nothing; None takes the
+    next free number. A 2xx status marks the target delivered; `final` marks it failed for good
+    with the error; number 0 stores no attempt, only that final state."""
     ok = status is not None and 200 <= status < 300
     async with tenant_session(engine, tenant_id) as session:
-        # The row lock orders concurrent records of one target; the number is the next free one.
+        # The row lock orders concurrent records of one target.
         row = (await session.exec(select(Delivery).where(Delivery.id == delivery.id).with_for_update())).one()
-        number = row.attempts + 1
-        session.add(DeliveryAttempt(tenant_id=uuid.UUID(tenant_id), delivery_id=delivery.id, attempt=number,
-                                    webhook_id=delivery.webhook_id, status_code=status, error=error))
-        row.attempts = number
-        if ok:
-            row.status, row.delivered_at = "delivered", utcnow()
-        elif final and row.status != "delivered":
-            row.status = "failed"
+        number = row.attempts + 1 if number is None else number
+        stored = False
+        if number:
+            stored = (await session.execute(insert(DeliveryAttempt).values(
+                id=uuid.uuid4(), tenant_id=uuid.UUID(tenant_id), delivery_id=delivery.id, attempt=number,
+                webhook_id=delivery.webhook_id, status_code=status, error=error, created_at=utcnow(),
+            ).on_conflict_do_nothing(index_elements=["delivery_id", "attempt"]))).rowcount == 1  # type: ignore[attr-defined]
+            row.attempts = max(row.attempts, number)
+        if row.status != "delivered":
+            if ok:
+                row.status, row.delivered_at, row.error = "delivered", utcnow(), None
+            else:
+                row.error = error or row.error
+                if final:
+                    row.status = "failed"
         session.add(row)
-    return number
+    return number, stored
+
+
+async def find_delivery(engine: AsyncEngine, tenant_id: str, job_id: str, target_index: int) -> Delivery | None:
+    async with tenant_session(engine, tenant_id) as session:
+        return (await session.exec(select(Delivery).where(
+            Delivery.job_id == uuid.UUID(job_id), Delivery.target_index == target_index))).first()
+
+
+class DeliveryLog:
+    """Mixed into DeliveryActivities, which brings the engine."""
+
+    engine: AsyncEngine
+
+    @activity.defn
+    async def record_delivery_attempt(self, inp: AttemptInput) -> int:
+        """Store a send's outcome. Retried on its own until the database takes it: the send it
+        records is never repeated for it."""
+        delivery = await find_delivery(self.engine, inp.tenant_id, inp.job_id, inp.target_index)
+        if delivery is None:  # the send failed before the target's row was made: nothing to mark
+            return 0
+        number, stored = await record_attempt(self.engine, inp.tenant_id, delivery, inp.status_code, inp.error,
+                                              final=inp.final, number=inp.attempt)
+        ok = inp.error_type is None
+        if stored:
+            outcome = "delivered" if ok else "failed" if inp.final else "retrying"
+            metrics.DELIVERY_ATTEMPTS.labels(inp.kind, outcome).inc()
+        if (stored or not inp.attempt) and inp.final and not ok:
+            metrics.DELIVERY_FAILURES.labels(inp.kind, inp.error_type or "unknown").inc()
+        return number

@@ -1,6 +1,7 @@
 """Email delivery: one message per target over SMTP, carrying signed download links to the
 job's artifacts and a Message-ID derived from the delivery's stable id, so a receiver can
-de-duplicate a retry. Every attempt is persisted; a delivered target is never sent again."""
+de-duplicate a retry. Every attempt is persisted; a delivered target is never sent again.
+send_email writes nothing after the send: the workflow records its outcome."""
 
 import uuid
 from datetime import datetime, timedelta
@@ -10,11 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.common import fail, heartbeating
+from activities.common import heartbeating
 from activities.delivery_log import OpenDelivery, open_delivery, record_attempt
 from lodestone import links, mail
 from lodestone.settings import Settings
-from workflows.types import DeliveryInput, DeliveryResult
+from workflows.types import DeliveryInput, DeliveryResult, SendOutcome
 
 
 class EmailDelivery:
@@ -24,24 +25,37 @@ class EmailDelivery:
     settings: Settings
 
     @activity.defn
-    async def deliver_email(self, inp: DeliveryInput) -> DeliveryResult:
+    async def send_email(self, inp: DeliveryInput) -> SendOutcome:
         opened = await open_delivery(self.engine, inp)
-        delivery = opened.delivery
         if opened.delivered:
-            return opened.result(delivery.attempts, 250)
+            return opened.outcome(sent=False, status_code=250)
+        return await self._send(inp, opened)
+
+    @activity.defn
+    async def deliver_email(self, inp: DeliveryInput) -> DeliveryResult:
+        """Send and record in one activity: what runs recorded before the workflow split them call."""
+        opened = await open_delivery(self.engine, inp)
+        if opened.delivered:
+            return opened.result(opened.delivery.attempts, 250)
+        out = await self._send(inp, opened)
+        number, _ = await record_attempt(self.engine, inp.tenant_id, opened.delivery, out.status_code, out.error,
+                                         final=not (out.ok or out.retryable))
+        if out.ok:
+            return opened.result(number, out.status_code or 250)
+        raise ApplicationError(f"{opened.delivery.target}: {out.error}", type=out.error_type,
+                               non_retryable=not out.retryable)
+
+    async def _send(self, inp: DeliveryInput, opened: OpenDelivery) -> SendOutcome:
+        """One message; its outcome. Nothing here writes to the database."""
         try:
             async with heartbeating():
                 code = await mail.send(self.settings, self._message(inp, opened))
         except mail.MailError as e:
-            transient = isinstance(e, mail.MailUnavailable)
-            await record_attempt(self.engine, inp.tenant_id, delivery, e.code, str(e), final=not transient)
-            if isinstance(e, mail.MailNotConfigured):
-                raise fail("EmailNotConfigured", str(e)) from e
-            if not transient:
-                raise fail("EmailRejected", f"{delivery.target}: {e}") from e
-            raise ApplicationError(f"{delivery.target}: {e}", type="EmailUnavailable") from e
-        number = await record_attempt(self.engine, inp.tenant_id, delivery, code, None)
-        return opened.result(number, code)
+            kind = ("EmailNotConfigured" if isinstance(e, mail.MailNotConfigured)
+                    else "EmailUnavailable" if isinstance(e, mail.MailUnavailable) else "EmailRejected")
+            return opened.outcome(status_code=e.code, error=str(e), error_type=kind,
+                                  retryable=kind == "EmailUnavailable")
+        return opened.outcome(status_code=code)
 
     def _message(self, inp: DeliveryInput, opened: OpenDelivery) -> EmailMessage:
         # Links are minted from the workflow's event time, so every retry sends the same message.

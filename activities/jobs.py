@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from activities.common import load_job
+from activities.delivery import webhook_timeout
 from lodestone.db import tenant_session
 from lodestone.metrics import JOB_DURATION
 from lodestone.settings import Settings
@@ -35,6 +36,10 @@ class JobActivities:
             max_parallel_steps=self.settings.step_concurrency,
             input_url=submission.input_url if submission and not loaded.job.input_key else None,
             delivery_kinds=[t["type"] for t in d.get("delivery", [])],
+            delivery_timeouts=[webhook_timeout(self.settings, t) if t["type"] == "webhook" else 0.0
+                               for t in d.get("delivery", [])],
+            step_max_attempts=self.settings.step_max_attempts,
+            delivery_max_attempts=self.settings.delivery_max_attempts,
         )
 
     @activity.defn

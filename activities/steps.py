@@ -1,9 +1,11 @@
 """One LLM step per activity: build the prompt from the submission and earlier steps,
 call the model, store the output, record usage. A completed step is never re-run."""
 
+import contextlib
 import uuid
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
@@ -19,7 +21,7 @@ from lodestone.storage import ObjectStore, job_key
 from lodestone.template_pool import TemplatePool
 from lodestone.templating import TemplateLimitExceeded, TemplateRenderError, TemplateSecurityViolation
 from schema.tables import JobStep, Tenant, UsageRecord, utcnow
-from workflows.types import StepInput, StepResult
+from workflows.types import StepFailureInput, StepInput, StepResult
 
 
 class StepActivities:
@@ -43,10 +45,39 @@ class StepActivities:
             # the tenant's secret backend is what broke.
             return StepResult(inp.step_id, mine.output_key or "", usage.model, usage.tokens_in,
                               usage.tokens_out, usage.cost_usd)
+        try:
+            return await self._attempt(inp, loaded, tenant, outputs)
+        except ApplicationError as e:
+            if not e.non_retryable:
+                await self._retrying(inp, f"{e.type}: {e.message}")
+            raise
+        except Exception as e:
+            await self._retrying(inp, f"{type(e).__name__}: {e}")
+            raise
+
+    @activity.defn
+    async def record_step_failure(self, inp: StepFailureInput) -> None:
+        """The workflow's word that the step is over and failed, however its attempts ended."""
+        async with tenant_session(self.engine, inp.tenant_id) as session:
+            stmt = insert(JobStep).values(
+                id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=uuid.UUID(inp.job_id),
+                step_id=inp.step_id, status="failed", error=inp.error, attempts=0, started_at=utcnow(),
+                finished_at=utcnow())
+            await session.execute(stmt.on_conflict_do_update(
+                index_elements=["job_id", "step_id"],
+                set_={"status": "failed", "error": inp.error, "finished_at": stmt.excluded.finished_at}))
+
+    async def _attempt(self, inp: StepInput, loaded: LoadedJob, tenant: Tenant | None,
+                       outputs: dict[str, JobStep]) -> StepResult:
         llm_key = await secret_of(tenant, self.secrets, inp.tenant_id, "llm_api_key", None)
         step = next(s for s in loaded.definition["steps"] if s["id"] == inp.step_id)
         model = step.get("model", self.settings.llm_model)
-        await self._mark(inp, "running", None)
+        attempt = activity.info().attempt
+        if attempt == 1:
+            await self._mark(inp, "running", None)
+        else:  # the last error stays shown until this attempt ends
+            await self._mark(inp, "retrying", None,
+                             keep=f"attempt {attempt - 1} did not finish (timed out, or its worker was lost)")
         try:
             context = await self._context(loaded, step, outputs)
             async with heartbeating():
@@ -95,18 +126,26 @@ class StepActivities:
         head = b"".join([c async for c in self.store.iter_range(key, 0, min(size, limit) - 1)]) if size else b""
         return {"excerpt": head.decode(errors="replace"), "size": size, "truncated": size > limit}
 
-    async def _mark(self, inp: StepInput, status: str, error: str | None) -> None:
+    async def _mark(self, inp: StepInput, status: str, error: str | None, keep: str | None = None) -> None:
         async with tenant_session(self.engine, inp.tenant_id) as session:
-            await self._upsert(session, inp, status, error, None)
+            await self._upsert(session, inp, status, error, None, keep)
+
+    async def _retrying(self, inp: StepInput, error: str) -> None:
+        """This attempt failed and Temporal may try again: say so, with the error. Best effort:
+        the next attempt says `retrying` too, and the workflow says `failed` if none is left."""
+        with contextlib.suppress(Exception):
+            await self._mark(inp, "retrying", error)
 
     async def _upsert(self, session: Any, inp: StepInput, status: str, error: str | None,
-                      output_key: str | None) -> None:
+                      output_key: str | None, keep: str | None = None) -> None:
+        """`keep`: leave the stored error as it is, or set this one where there is none."""
         finished = utcnow() if status in ("completed", "failed") else None
         stmt = insert(JobStep).values(
             id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=uuid.UUID(inp.job_id),
-            step_id=inp.step_id, status=status, output_key=output_key, error=error,
+            step_id=inp.step_id, status=status, output_key=output_key, error=keep or error,
             attempts=activity.info().attempt, started_at=utcnow(), finished_at=finished)
         await session.execute(stmt.on_conflict_do_update(
             index_elements=["job_id", "step_id"],
-            set_={"status": status, "error": error, "attempts": activity.info().attempt,
+            set_={"status": status, "attempts": activity.info().attempt,
+                  "error": func.coalesce(JobStep.__table__.c.error, keep) if keep else error,  # type: ignore[attr-defined]
                   "finished_at": finished, "output_key": stmt.excluded.output_key}))

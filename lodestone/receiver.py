@@ -1,10 +1,13 @@
 """A webhook receiver that verifies Standard Webhooks signatures and counts deliveries.
 
 The demo uses it as the customer's endpoint, and the tests as a counting stand-in that
-can be told to fail its first N requests, or every request while `unavailable` is set.
+can be told to fail its first N requests, or every request while `unavailable` is set, and
+given a `before_answer(status)` hook, called (in the request's thread) after the request is
+counted and before it is answered: a test can stall the answer there or break something.
 """
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,8 +26,10 @@ class Received:
 
 
 class WebhookReceiver:
-    def __init__(self, secret: str, fail_first: int = 0, fail_status: int = 503) -> None:
+    def __init__(self, secret: str, fail_first: int = 0, fail_status: int = 503,
+                 before_answer: Callable[[int], None] | None = None) -> None:
         self.secret, self.fail_first, self.fail_status = secret, fail_first, fail_status
+        self.before_answer = before_answer
         self.received: list[Received] = []
         self.unavailable = False  # while set, every request gets fail_status
         self._lock = threading.Lock()
@@ -56,6 +61,8 @@ class WebhookReceiver:
                     receiver.received.append(
                         Received(headers.get("webhook-id", ""), headers, body, verified, status))
                     receiver._event.notify_all()
+                if receiver.before_answer is not None:
+                    receiver.before_answer(status)
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     template_cpu_seconds: float = 2.0
     template_memory_mb: int = 256
     template_output_max_bytes: int = 10 * 1024 * 1024
+    webhook_timeout_max_seconds: float = 120.0  # the most a delivery target's timeout_seconds may ask
+    step_max_attempts: int = 10
+    delivery_max_attempts: int = 10
 
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -140,6 +143,10 @@ class Settings(BaseSettings):
             raise ValueError("TEMPLATE_WORKERS must be at least 1 and TEMPLATE_CPU_SECONDS positive")
         if self.template_memory_mb < 16 or self.template_output_max_bytes < 1024:
             raise ValueError("TEMPLATE_MEMORY_MB must be at least 16 and TEMPLATE_OUTPUT_MAX_BYTES at least 1024")
+        if self.step_max_attempts < 1 or self.delivery_max_attempts < 1:
+            raise ValueError("STEP_MAX_ATTEMPTS and DELIVERY_MAX_ATTEMPTS must be at least 1")
+        if not 0 < self.webhook_timeout_seconds <= self.webhook_timeout_max_seconds:
+            raise ValueError("WEBHOOK_TIMEOUT_SECONDS must be positive and at most WEBHOOK_TIMEOUT_MAX_SECONDS")
         if self.vault_addr and not (self.vault_role_id and self.vault_secret_id):
             raise ValueError("VAULT_ADDR is set but VAULT_ROLE_ID or VAULT_SECRET_ID is missing")
         if self.secrets_cache_seconds < 0:

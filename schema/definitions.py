@@ -35,11 +35,18 @@ def _where(error: jsonschema.ValidationError) -> str:
     return "/" + "/".join(str(p) for p in error.absolute_path)
 
 
-def validate_definition(definition: Any) -> dict[str, Any]:
+def validate_definition(definition: Any, max_webhook_timeout: float | None = None) -> dict[str, Any]:
+    """`max_webhook_timeout`: the most a webhook target's timeout_seconds may be (the API passes
+    WEBHOOK_TIMEOUT_MAX_SECONDS)."""
     validator = jsonschema.Draft202012Validator(definition_schema())
     error = jsonschema.exceptions.best_match(validator.iter_errors(definition))
     if error is not None:
         raise DefinitionInvalid("schema_violation", error.message, _where(error))
+    for i, target in enumerate(definition.get("delivery", [])):
+        asked = target.get("timeout_seconds")
+        if max_webhook_timeout is not None and asked is not None and asked > max_webhook_timeout:
+            raise DefinitionInvalid("schema_violation", f"timeout_seconds {asked} is above this deployment's "
+                                    f"maximum of {max_webhook_timeout:g} seconds", f"/delivery/{i}/timeout_seconds")
     if "input_schema" in definition:
         try:
             jsonschema.Draft202012Validator.check_schema(definition["input_schema"])

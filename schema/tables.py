@@ -137,6 +137,7 @@ class Delivery(SQLModel, table=True):
     status: str = "pending"
     attempts: int = 0
     delivered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    error: str | None = None  # the last attempt's error while not delivered
 
 
 class DeliveryAttempt(SQLModel, table=True):

@@ -1,5 +1,6 @@
 """Delivery backoff, on the time-skipping test server: the workflow logic with stand-in
-activities (registered under the real activity names)."""
+activities (registered under the real activity names). The workflow drives a target's
+retries itself (send, record, durable timer), on WEBHOOK_RETRY's schedule."""
 
 import time
 import uuid
@@ -10,7 +11,6 @@ from temporalio import activity
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowFailureError
-from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -18,14 +18,15 @@ from lodestone.devstack.processes import venv_bin
 from workflows.submission import WEBHOOK_RETRY, SubmissionWorkflow
 from workflows.types import (
     STATUS,
+    AttemptInput,
     DeliveryInput,
-    DeliveryResult,
     FailureInput,
     JobPlan,
     JobRef,
     JobStatusInput,
     RenderInput,
     RenderResult,
+    SendOutcome,
     StepInput,
     StepResult,
     SubmissionInput,
@@ -38,6 +39,7 @@ class FakeActivities:
         self.attempt_times: list[datetime] = []
         self.statuses: list[str] = []
         self.failed: list[FailureInput] = []
+        self.recorded: list[AttemptInput] = []
 
     @activity.defn(name="load_plan")
     async def load_plan(self, ref: JobRef) -> JobPlan:
@@ -59,17 +61,22 @@ class FakeActivities:
     async def render(self, inp: RenderInput) -> RenderResult:
         return RenderResult("art-1", "k/report.html", 10)
 
-    @activity.defn(name="deliver_webhook")
-    async def deliver_webhook(self, inp: DeliveryInput) -> DeliveryResult:
-        info = activity.info()
+    @activity.defn(name="send_webhook")
+    async def send_webhook(self, inp: DeliveryInput) -> SendOutcome:
         self.attempt_times.append(await self.env.get_current_time())  # the server's, skipped, clock
-        if info.attempt <= self.failures:
-            raise ApplicationError("receiver answered 503", type="WebhookUnavailable")
-        return DeliveryResult("d-1", "msg_1", info.attempt, 204)
+        if len(self.attempt_times) <= self.failures:
+            return SendOutcome("d-1", "msg_1", 0, status_code=503, error="answered 503",
+                               error_type="WebhookUnavailable", retryable=True)
+        return SendOutcome("d-1", "msg_1", 0, status_code=204)
+
+    @activity.defn(name="record_delivery_attempt")
+    async def record_delivery_attempt(self, inp: AttemptInput) -> int:
+        self.recorded.append(inp)
+        return inp.attempt
 
     def all(self) -> list:
         return [self.load_plan, self.set_status, self.record_failure, self.run_step, self.render,
-                self.deliver_webhook]
+                self.send_webhook, self.record_delivery_attempt]
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +110,9 @@ async def test_backoff_doubles_between_attempts(env):
     for gap, want in zip(gaps, expected, strict=True):
         assert want <= gap < want + 1.5, gaps
     assert wall < sum(expected)  # time was skipped, not slept
+    # Every attempt recorded once, numbered in order; the last one delivered it.
+    assert [(r.attempt, r.status_code, r.final) for r in fakes.recorded] == [
+        *((n, 503, False) for n in range(1, 6)), (6, 204, False)]
 
 
 async def test_delivery_gives_up_after_retry_budget(env):
@@ -115,3 +125,6 @@ async def test_delivery_gives_up_after_retry_budget(env):
     # The capped interval: no gap exceeds the policy's maximum.
     gaps = [(b - a).total_seconds() for a, b in zip(fakes.attempt_times, fakes.attempt_times[1:], strict=False)]
     assert max(gaps) <= WEBHOOK_RETRY.maximum_interval.total_seconds() + 1.5
+    # The last attempt's record marks the target failed, with its error.
+    assert [r.final for r in fakes.recorded] == [False] * 9 + [True]
+    assert fakes.recorded[-1].error == "answered 503" and "after 10 attempts" in fakes.failed[0].message

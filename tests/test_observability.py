@@ -39,7 +39,8 @@ async def test_request_and_trace_ids_reach_worker_logs_and_one_trace(tenant_a, s
 
     expected = {("lodestone-api", "POST /v1/submissions"), ("lodestone-api", "StartWorkflow:SubmissionWorkflow"),
                 ("lodestone-worker", "RunWorkflow:SubmissionWorkflow"), ("lodestone-worker", "RunActivity:run_step"),
-                ("lodestone-worker", "RunActivity:deliver_webhook")}
+                ("lodestone-worker", "RunActivity:send_webhook"),
+                ("lodestone-worker", "RunActivity:record_delivery_attempt")}
     deadline = time.monotonic() + 20  # each process exports in its own batches
     while time.monotonic() < deadline:
         names = {(s.service, s.name) for s in otlp_collector.in_trace(trace_id)}

@@ -36,7 +36,7 @@ def rename_first_activity(doc: dict, old: str, new: str) -> dict:
 
 async def test_a_history_the_code_no_longer_matches_fails():
     # As if the workflow had once called an activity the current code does not: nondeterminism.
-    doc = json.loads((Path(__file__).parent / "histories" / "submission_delivered.json").read_text())
+    doc = json.loads((Path(__file__).parent / "histories" / "submission_delivered_before_split.json").read_text())
     outcome = await replay(load_history(json.dumps(rename_first_activity(doc, "load_plan", "load_plan_v0"))))
     assert not outcome.ok
     assert "load_plan_v0" in (outcome.error or "") and "nondetermin" in (outcome.error or "").lower()

@@ -1,6 +1,7 @@
 """SubmissionWorkflow: steps in dependency order, render, deliver, with every transition
 persisted by an activity. Workflow id = job id."""
 
+from dataclasses import replace
 from datetime import timedelta
 
 from temporalio import workflow
@@ -13,6 +14,16 @@ with workflow.unsafe.imports_passed_through():
     from activities.jobs import JobActivities
     from activities.render import RenderActivities
     from activities.steps import StepActivities
+    from workflows.delivery import (  # noqa: F401 (the retry policies are read from here too)
+        EMAIL_HEARTBEAT,
+        EMAIL_RETRY,
+        EMAIL_TIMEOUT,
+        SEND_PATCH,
+        WEBHOOK_RETRY,
+        WEBHOOK_TIMEOUT,
+        deliver_all,
+        error_code,
+    )
     from workflows.names import SUBMISSION
     from workflows.types import (
         STATUS,
@@ -24,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         JobRef,
         JobStatusInput,
         RenderInput,
+        StepFailureInput,
         StepInput,
         StepResult,
         SubmissionInput,
@@ -31,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
     )
 
 STATUS_PATCH = "status-search-attribute"
+STEP_FAILURE_PATCH = "step-failure-recorded"
 
 DB_TIMEOUT = timedelta(seconds=30)
 DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), non_retryable_error_types=["JobNotFound"])
@@ -61,28 +74,6 @@ RENDER_RETRY = RetryPolicy(
     non_retryable_error_types=[
         "TemplateRenderError", "TemplateSecurityViolation", "PdfRenderFailed", "JobNotFound", "TemplateLimitExceeded"],
 )
-WEBHOOK_TIMEOUT = timedelta(seconds=30)
-WEBHOOK_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5), maximum_attempts=10,
-    non_retryable_error_types=["WebhookRejected", "WebhookURLRefused", "TenantSecretUnreadable", "JobNotFound"],
-)
-EMAIL_TIMEOUT = timedelta(minutes=2)  # above SMTP_TIMEOUT_SECONDS (30) for connect plus the commands
-EMAIL_HEARTBEAT = timedelta(seconds=20)
-EMAIL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5), maximum_attempts=10,
-    non_retryable_error_types=["EmailRejected", "EmailNotConfigured", "JobNotFound"],
-)
-
-
-def _error_code(err: ActivityError) -> tuple[str, str]:
-    cause = err.cause
-    if isinstance(cause, ApplicationError):
-        return cause.type or "ApplicationError", cause.message
-    return type(cause).__name__ if cause else "ActivityError", str(cause or err)
-
-
 @workflow.defn(name=SUBMISSION)
 class SubmissionWorkflow:
     def __init__(self) -> None:
@@ -108,8 +99,8 @@ class SubmissionWorkflow:
             artifact_ids = [await self._render(inp, kind) for kind in plan.outputs]
             webhook_ids = await self._deliver(inp, plan)
             await self._set_status(inp, "delivered")
-        except ActivityError as err:
-            code, message = _error_code(err)
+        except (ActivityError, ApplicationError) as err:  # ApplicationError: a delivery target failed
+            code, message = error_code(err)
             await workflow.execute_activity_method(
                 JobActivities.record_failure,
                 FailureInput(inp.tenant_id, inp.job_id, code, message, self._stage),
@@ -135,6 +126,7 @@ class SubmissionWorkflow:
         deps = plan.dependencies
         done: set[str] = set()
         running: dict[str, workflow.ActivityHandle[StepResult]] = {}
+        retry = replace(STEP_RETRY, maximum_attempts=plan.step_max_attempts) if plan.step_max_attempts else STEP_RETRY
         while len(done) < len(deps):
             for step_id, needs in deps.items():
                 ready = step_id not in done and step_id not in running and set(needs) <= done
@@ -143,7 +135,7 @@ class SubmissionWorkflow:
                     running[step_id] = workflow.start_activity_method(
                         StepActivities.run_step, StepInput(inp.tenant_id, inp.job_id, step_id),
                         start_to_close_timeout=STEP_TIMEOUT, heartbeat_timeout=STEP_HEARTBEAT,
-                        retry_policy=STEP_RETRY)
+                        retry_policy=retry)
             finished, _ = await workflow.wait(running.values(), return_when="FIRST_COMPLETED")
             for step_id, handle in list(running.items()):
                 if handle not in finished:
@@ -154,9 +146,20 @@ class SubmissionWorkflow:
                     self._stage = f"step:{step_id}"
                     for other in running.values():
                         other.cancel()
+                    await self._step_failed(inp, step_id, handle.exception())  # type: ignore[arg-type]
                     raise handle.exception()  # type: ignore[misc]
                 self._steps[step_id] = "completed"
                 done.add(step_id)
+
+    async def _step_failed(self, inp: SubmissionInput, step_id: str, err: BaseException) -> None:
+        """The step's row says failed with the last error, however its attempts ended (retries
+        spent, a timeout, a non-retryable error). Runs recorded before this replay without it."""
+        if workflow.patched(STEP_FAILURE_PATCH):
+            code, message = error_code(err)
+            await workflow.execute_activity_method(
+                StepActivities.record_step_failure, StepFailureInput(inp.tenant_id, inp.job_id, step_id,
+                                                                     f"{code}: {message}"),
+                start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
 
     async def _ingest(self, inp: SubmissionInput, url: str) -> None:
         self._stage = "ingest"
@@ -176,6 +179,13 @@ class SubmissionWorkflow:
     async def _deliver(self, inp: SubmissionInput, plan: JobPlan) -> list[str]:
         self._stage = "deliver"
         event_time = workflow.now().isoformat()
+        if workflow.patched(SEND_PATCH):  # runs recorded before it sent and recorded in one activity
+            results = await deliver_all(DeliveryInput(inp.tenant_id, inp.job_id, 0, event_time), plan)
+            for i, result in enumerate(results):
+                if isinstance(result, BaseException):
+                    self._stage = f"deliver:{i}"
+                    raise result
+            return [r.webhook_id for r in results]  # type: ignore[union-attr]
         handles = [self._start_delivery(DeliveryInput(inp.tenant_id, inp.job_id, i, event_time), plan)
                    for i in range(plan.delivery_targets)]
         ids = []

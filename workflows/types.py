@@ -49,6 +49,11 @@ class JobPlan:
     # The type of each delivery target ("webhook", "email"); a plan without it (recorded
     # before email targets existed) has only webhooks.
     delivery_kinds: list[str] = field(default_factory=list)
+    # Each target's webhook timeout in seconds (0 for email), and the attempt budgets, from the
+    # definition and settings; a plan without them (recorded earlier) keeps the built-in ones.
+    delivery_timeouts: list[float] = field(default_factory=list)
+    step_max_attempts: int = 0
+    delivery_max_attempts: int = 0
 
 
 @dataclass
@@ -103,6 +108,49 @@ class DeliveryResult:
     webhook_id: str
     attempt: int
     status_code: int
+
+
+@dataclass
+class SendOutcome:
+    """What one send did, returned by the send activity so that it is in the workflow's history
+    before any database write: the bookkeeping (record_delivery_attempt) comes after."""
+
+    delivery_id: str
+    webhook_id: str
+    prior_attempts: int  # attempts stored for the target before this send
+    sent: bool = True  # False: the target was delivered earlier, nothing was sent
+    status_code: int | None = None
+    error: str | None = None
+    error_type: str | None = None  # None: accepted; else WebhookUnavailable, WebhookRejected, ...
+    retryable: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error_type is None
+
+
+@dataclass
+class AttemptInput:
+    """One attempt to store for a target, numbered by the workflow so that a retried record
+    stores it once; attempt 0 stores no attempt, only the target's final state."""
+
+    tenant_id: str
+    job_id: str
+    target_index: int
+    kind: str
+    attempt: int
+    status_code: int | None = None
+    error: str | None = None
+    error_type: str | None = None
+    final: bool = False
+
+
+@dataclass
+class StepFailureInput:
+    tenant_id: str
+    job_id: str
+    step_id: str
+    error: str
 
 
 @dataclass

@@ -100,7 +100,7 @@ async def get_job(job_id: uuid.UUID, _: Viewer, session: SessionDep, state: Stat
         artifacts=[{"id": str(a.id), "kind": a.kind, "content_type": a.content_type, "size": a.size,
                     "sha256": a.sha256, "url": f"{api}/v1/artifacts/{a.id}"} for a in artifacts],
         deliveries=[{"id": str(d.id), "kind": d.kind, "target": d.target, "webhook_id": d.webhook_id,
-                     "status": d.status, "attempts": d.attempts,
+                     "status": d.status, "attempts": d.attempts, "error": d.error,
                      "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None}
                     for d in deliveries],
         links={"self": f"{api}/v1/jobs/{job_id}", "temporal": state.settings.workflow_link(str(job_id))},

@@ -10,7 +10,7 @@ from referencing.jsonschema import DRAFT202012
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
-from api.deps import Editor, SessionDep, Viewer
+from api.deps import Editor, SessionDep, StateDep, Viewer
 from api.problems import AUTHENTICATED, Problem, not_found, responses
 from schema.definitions import DefinitionInvalid, validate_definition
 from schema.tables import WorkflowDefinition, utcnow
@@ -74,10 +74,10 @@ def public(row: WorkflowDefinition) -> WorkflowPublic:
 
 
 @router.post("", status_code=201, response_model=WorkflowPublic, responses=responses(400, 422))
-async def create_workflow(principal: Editor, session: SessionDep,
+async def create_workflow(principal: Editor, session: SessionDep, state: StateDep,
                           definition: Annotated[JsonObject, Body()]) -> WorkflowPublic:
     try:
-        validate_definition(definition)
+        validate_definition(definition, max_webhook_timeout=state.settings.webhook_timeout_max_seconds)
     except DefinitionInvalid as e:
         raise Problem(422, e.code, e.message, pointer=e.path) from e
     if (ref := unresolvable_ref(definition.get("input_schema"))) is not None:

@@ -45,12 +45,15 @@ async def record_submissions(settings: Settings, client: Client, tenant) -> None
     token = mint_token(settings.data_path, issuer=settings.issuer, audience=settings.auth_audience,
                        tenant_id=str(tenant.id), roles=["admin"])
     async with httpx.AsyncClient(base_url=settings.api_url, headers={"Authorization": f"Bearer {token}"}) as api:
-        with WebhookReceiver(tenant.webhook_secret, fail_first=1) as hook:
+        with WebhookReceiver(tenant.webhook_secret, fail_first=1) as hook, \
+                WebhookReceiver(tenant.webhook_secret, fail_first=100, fail_status=302) as moved:
             ok = await create_workflow(api, definition(hook.url, key="recorded", outputs=["html", "pdf"]))
             bad = definition(hook.url, key="recorded-failing")
             bad["steps"][2]["model"] = "empty"
             await create_workflow(api, bad)
-            for name, key in (("submission_delivered", ok["key"]), ("submission_failed", bad["key"])):
+            await create_workflow(api, definition(moved.url, key="recorded-redirected"))
+            for name, key in (("submission_delivered", ok["key"]), ("submission_failed", bad["key"]),
+                              ("submission_delivery_failed", "recorded-redirected")):
                 job_id = (await submit(api, key)).json()["job_id"]
                 await wait_job(api, job_id, timeout=120)
                 await save(name, client.get_workflow_handle(job_id))

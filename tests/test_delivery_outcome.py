@@ -1,0 +1,143 @@
+"""A send's outcome is in Temporal's history before any database write: the database failing
+right after a receiver's 2xx (an SMTP server's acceptance) sends nothing twice, and the job
+ends delivered once the database takes the record. The faults are real PostgreSQL ones, set
+between the receiver getting the request and answering it, for longer than the first
+retries would wait: the app role loses INSERT on delivery_attempts, or the database cuts
+the app role off (its connections terminated, no new login), as a restart would."""
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlmodel import select
+
+from lodestone.db import make_engine, tenant_session
+from lodestone.llm import RoutingLLM
+from lodestone.mail import message_id
+from lodestone.netguard import guarded_client
+from lodestone.receiver import WebhookReceiver
+from lodestone.secrets import make_secrets
+from lodestone.settings import Settings, secret_env
+from lodestone.storage import make_store
+from lodestone.webhooks import webhook_id
+from schema.tables import Delivery, DeliveryAttempt
+from tests.helpers import create_workflow, definition, in_process_api, submit, wait_job
+from tests.standins.smtp_sink import SMTPSink
+from worker import WorkerDeps, build_worker
+
+FAULT_SECONDS = 8.0  # the old single activity would have sent again after 1, 2 and 4 s
+APP = "lodestone_app"
+FAULTS = {  # name: (break, mend), run as PostgreSQL's superuser
+    "insert-revoked": ([f"REVOKE INSERT ON delivery_attempts FROM {APP}"],
+                       [f"GRANT INSERT ON delivery_attempts TO {APP}"]),
+    "app-cut-off": ([f"ALTER ROLE {APP} NOLOGIN",
+                     f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{APP}'"],
+                    [f"ALTER ROLE {APP} LOGIN"]),
+}
+
+
+class StallingSink(SMTPSink):
+    """The SMTP sink, calling `before_answer` once it has the message, before it says 250."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.before_answer = lambda: None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        answer = await super().handle_DATA(server, session, envelope)
+        await asyncio.to_thread(self.before_answer)
+        return answer
+
+
+@pytest.fixture(scope="module")
+def sink() -> Iterator[StallingSink]:
+    with StallingSink() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def worker_settings(settings: Settings, sink: StallingSink) -> Settings:
+    return settings.model_copy(update={
+        "smtp_host": "127.0.0.1", "smtp_port": sink.port, "smtp_from": "reports@lodestone.example",
+        "smtp_timeout_seconds": 10.0, "temporal_task_queue": f"outcome-{uuid.uuid4()}",
+        "outbound_allow_cidrs": ["127.0.0.1/32"]})
+
+
+@pytest.fixture(scope="module")
+async def api(worker_settings: Settings, temporal, engine, tenant_a) -> AsyncIterator[httpx.AsyncClient]:
+    """The API, starting workflows on an in-process worker (the real activities and workflow)."""
+    s = worker_settings
+    deps = WorkerDeps(s, make_store(s), RoutingLLM(s), guarded_client(s.outbound_allow_cidrs),
+                      make_secrets(s, secret_env()))
+    token = tenant_a.api.headers["authorization"].removeprefix("Bearer ")
+    async with build_worker(temporal, engine, deps, s.temporal_task_queue), in_process_api(s, token) as client:
+        yield client
+    await deps.http.aclose()
+
+
+async def attempts(engine, tenant_id, job_id: str) -> dict[str, tuple[str, list[int | None]]]:  # type: ignore[no-untyped-def]
+    async with tenant_session(engine, tenant_id) as s:
+        rows = (await s.exec(select(Delivery).where(Delivery.job_id == uuid.UUID(job_id)))).all()
+        out = {}
+        for row in rows:
+            tries = (await s.exec(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == row.id)
+                                  .order_by(DeliveryAttempt.attempt))).all()
+            out[row.kind] = (row.status, [t.status_code for t in tries])
+    return out
+
+
+@pytest.fixture(scope="module")
+async def superuser(settings: Settings) -> AsyncIterator[Any]:
+    eng = make_engine(f"postgresql+asyncpg://postgres@127.0.0.1:{settings.postgres_port}/lodestone", 1)
+    yield eng
+    await eng.dispose()
+
+
+async def run_sql(eng: Any, statements: list[str]) -> None:
+    async with eng.begin() as conn:
+        for sql in statements:
+            await conn.execute(text(sql))
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_database_failing_after_the_receivers_accept_sends_nothing_twice(
+        api, sink, tenant_a, engine, superuser, fault):
+    breaking, mending = FAULTS[fault]
+    answering, broken = threading.Event(), threading.Event()
+
+    def before_answer(*_: object) -> None:
+        answering.set()
+        assert broken.wait(30), "the fault was never set up"
+
+    sink.before_answer = before_answer
+    to = f"once-{uuid.uuid4().hex[:8]}@example.com"
+    with WebhookReceiver(tenant_a.webhook_secret, before_answer=before_answer) as hook:
+        body = definition(hook.url)
+        body["delivery"].append({"type": "email", "to": to})
+        wf = await create_workflow(api, body)
+        resp = await submit(api, wf["key"])
+        assert resp.status_code == 202, resp.text
+        job_id = resp.json()["job_id"]
+        assert await asyncio.to_thread(answering.wait, 120), "no delivery reached a receiver"
+        await run_sql(superuser, breaking)
+        try:
+            broken.set()  # both receivers now answer 2xx, and no attempt can be stored
+            await asyncio.sleep(FAULT_SECONDS)
+            assert len(hook.successes()) >= 1 and len(sink.to(to)) >= 1
+        finally:
+            await run_sql(superuser, mending)
+        job = await wait_job(api, job_id, timeout=120)
+        receipts = [r.webhook_id for r in hook.received]
+    assert job["status"] == "delivered", job
+    assert receipts == [webhook_id(job_id, 0)], receipts
+    mail_id = message_id(webhook_id(job_id, 1), "reports@lodestone.example")
+    assert sink.by_message_id()[mail_id] == 1, sink.by_message_id()
+    assert await attempts(engine, tenant_a.id, job_id) == {"webhook": ("delivered", [204]),
+                                                           "email": ("delivered", [250])}
+    assert {d["kind"]: (d["status"], d["attempts"], d["error"]) for d in job["deliveries"]} == {
+        "webhook": ("delivered", 1, None), "email": ("delivered", 1, None)}
