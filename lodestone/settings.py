@@ -72,6 +72,7 @@ class Settings(BaseSettings):
     auth_audience: str = "lodestone-api"
     auth_realm: str = "lodestone"
     auth_dev_issuer: bool = True
+    tenant_cache_seconds: float = 30.0
 
     request_body_max_bytes: int = 1024 * 1024
     submissions_per_minute: int = 600
@@ -127,6 +128,8 @@ class Settings(BaseSettings):
             raise ValueError("STEP_CONCURRENCY must be at least 1")
         if self.vault_addr and not (self.vault_role_id and self.vault_secret_id):
             raise ValueError("VAULT_ADDR is set but VAULT_ROLE_ID or VAULT_SECRET_ID is missing")
+        if self.tenant_cache_seconds < 0:
+            raise ValueError("TENANT_CACHE_SECONDS must not be negative")
         if self.secrets_cache_seconds < 0:
             raise ValueError("SECRETS_CACHE_SECONDS must not be negative")
         if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
