@@ -95,6 +95,8 @@ class Settings(BaseSettings):
 
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9464
+    worker_drain_token: str | None = Field(default=None, repr=False)
+    metrics_token: str | None = Field(default=None, repr=False)
     otel_exporter_otlp_endpoint: str | None = None
 
     # Secrets are resolved by reference (lodestone.secrets): env:NAME, file:/abs/path, vault:path#field.
