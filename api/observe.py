@@ -48,11 +48,12 @@ class Observe:
         span = self.tracer.start_span(f"{scope['method']} {scope['path']}", kind=trace.SpanKind.SERVER)
         try:
             # The span keeps the exception's type, not its message, which may quote input.
-            with trace.use_span(span, end_on_exit=False, record_exception=False):
+            with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
                 try:
                     await self.app(scope, receive, send_with_id)
                 except Exception as exc:
                     span.set_attribute("error.type", type(exc).__qualname__)
+                    span.set_status(trace.StatusCode.ERROR, type(exc).__qualname__)
                     if answering:
                         raise  # a response is under way: the server can only cut it off
                     route = getattr(scope.get("route"), "path", "an unmatched route")
