@@ -7,10 +7,10 @@ fail deep inside a route. This middleware refuses them with one 422 before any r
 reads the body. It sees every body FastAPI decodes as JSON (no Content-Type, or
 application/json, or application/*+json) and the WhatsApp webhook's, which is JSON too.
 
-Only a body that holds one of the tokens these values come from is decoded here (NaN,
-Infinity, an exponent, a long run of digits, a \\uD800-\\uDFFF escape); any other body
-cannot produce one and passes through undecoded. A body that is not JSON at all passes
-through too, for the route's own 422 or 400.
+Every JSON body is decoded once here with a float hook that refuses overflow; one that
+holds NaN, Infinity or a surrogate (escaped or encoded), or overflows, is decoded again and walked
+to point at the value. A body that is not JSON at all passes through, for the route's own
+422 or 400.
 """
 
 import json
@@ -26,9 +26,22 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-# Every way a JSON text can decode to a non-finite float or a lone surrogate needs one of these.
-_SUSPECT = re.compile(rb"NaN|Infinity|[0-9][eE]|[0-9]{300}|\\u[dD][89a-fA-F]")
+# How a JSON text holds a surrogate: escaped, or (json.loads decodes with surrogatepass)
+# encoded in UTF-8, or in a UTF-16 or UTF-32 text, which json.loads also takes.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_UTF8 = re.compile(rb"\xed[\xa0-\xbf]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _Overflow(ValueError):
+    pass
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _Overflow(text)
+    return value
 
 
 class NotJson(ValueError):
@@ -70,12 +83,19 @@ def find_not_json(value: Any) -> NotJson | None:
 
 def check_json_text(body: bytes) -> NotJson | None:
     """What in this JSON text JSON does not allow, if anything; None too for text that is not JSON."""
-    if not _SUSPECT.search(body):
-        return None
+    try:
+        if not (b"NaN" in body or b"Infinity" in body or _SURROGATE_ESCAPE.search(body)
+                or _SURROGATE_UTF8.search(body) or json.detect_encoding(body) != "utf-8"):
+            json.loads(body, parse_float=_finite)  # only an overflowing number can be wrong
+            return None
+    except _Overflow:
+        pass
+    except (ValueError, RecursionError):
+        return None  # not JSON: the route answers that as it always does
     try:
         decoded = json.loads(body)
     except (ValueError, RecursionError):
-        return None  # not JSON: the route answers that as it always does
+        return None
     return find_not_json(decoded)
 
 

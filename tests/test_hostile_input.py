@@ -103,6 +103,16 @@ async def test_non_json_numbers_and_lone_surrogates_are_422_everywhere(openapi, 
     assert wrong == [], "\n".join(wrong)
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16-le"])
+async def test_a_surrogate_encoded_rather_than_escaped_is_422(tenant_a, open_workflow, encoding):
+    """json.loads decodes with surrogatepass, so a surrogate's raw bytes decode too."""
+    text = f'{{"workflow_key": "{open_workflow}", "input": {{"note": "a\ud800b"}}}}'
+    resp = await tenant_a.api.post("/v1/submissions", content=text.encode(encoding, "surrogatepass"),
+                                   headers={"content-type": "application/json"})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["code"] == "invalid_json" and resp.json()["pointer"] == "/input/note"
+
+
 async def test_a_workflow_definition_with_nan_is_422(tenant_a):
     body = json.dumps(any_input(definition("http://10.0.0.1/unused"))).replace(
         '"input_schema": {"type": "object"}', '"input_schema": {"type": "object", "maximum": NaN}')
