@@ -65,7 +65,8 @@ class ConversationActivities:
             try:
                 await self.whatsapp.typing(token, contact.phone_number_id or "", batch[-1].message_id or "")
             except GraphError as e:
-                activity.logger.info("typing indicator failed (%s); replying anyway", e)
+                # The type only: the message quotes the Graph API's answer.
+                activity.logger.info("typing indicator failed (%s); replying anyway", type(e).__name__)
         prompt = self._prompt(contact, reversed(history), inp.message_ids)
         try:
             completion = await self.llm.complete(self.settings.llm_model, prompt, llm_key)

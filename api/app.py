@@ -27,6 +27,7 @@ from api.routers import (
     whatsapp,
     workflows,
 )
+from api.strict_json import StrictJson
 from lodestone.db import make_engine
 from lodestone.metrics import SdkMetrics
 from lodestone.settings import Settings, get_settings
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   # FastAPI's own telemetry would add a second server span per request.
                   telemetry={"tracing": False, "metrics": False, "logs": False})
     problems.install(app)
+    app.add_middleware(StrictJson)  # innermost: it reads only bodies under the cap, each read bounded
     app.add_middleware(BodyIdleTimeout, seconds=settings.request_body_idle_timeout_seconds)
     app.add_middleware(BodyLimit, limit=settings.request_body_max_bytes)
     app.add_middleware(Observe)  # added last, so outermost

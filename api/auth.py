@@ -84,12 +84,25 @@ class TokenVerifier:
                 raise unauthorized(f"invalid token: {e2}") from e2
         except (ValueError, json.JSONDecodeError) as e:
             raise unauthorized("malformed token") from e
-        # jwcrypto checks nbf only when asked to require it; Keycloak tokens may omit it.
-        if "nbf" in claims and float(claims["nbf"]) > time.time() + LEEWAY:
-            raise unauthorized("token is not valid yet")
-        try:
-            tenant = uuid.UUID(str(claims["tenant_id"]))
-        except (KeyError, ValueError) as e:
-            raise unauthorized("token has no valid tenant_id claim") from e
-        roles = frozenset(claims.get("realm_access", {}).get("roles", [])) & set(ROLE_RANK)
-        return Principal(tenant, str(claims.get("sub", "")), roles)
+        return principal_of(claims)
+
+
+def principal_of(claims: object) -> Principal:
+    """The caller named by a verified token's claims; a claim of the wrong shape is a bad token (401)."""
+    if not isinstance(claims, dict):
+        raise unauthorized("malformed token claims")
+    # jwcrypto checks nbf only when asked to require it; Keycloak tokens may omit it.
+    nbf = claims.get("nbf")
+    if nbf is not None and (isinstance(nbf, bool) or not isinstance(nbf, int | float)):
+        raise unauthorized("token has a malformed nbf claim")
+    if nbf is not None and nbf > time.time() + LEEWAY:
+        raise unauthorized("token is not valid yet")
+    try:
+        tenant = uuid.UUID(str(claims["tenant_id"]))
+    except (KeyError, ValueError) as e:
+        raise unauthorized("token has no valid tenant_id claim") from e
+    access = claims.get("realm_access", {})
+    roles = access.get("roles", []) if isinstance(access, dict) else None
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise unauthorized("token's realm_access.roles claim is not a list of role names")
+    return Principal(tenant, str(claims.get("sub", "")), frozenset(roles) & set(ROLE_RANK))

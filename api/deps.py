@@ -1,7 +1,9 @@
 """Typed dependencies: the clients built once in the lifespan, and the caller's identity."""
 
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 import httpx
@@ -18,6 +20,33 @@ from lodestone.db import tenant_session
 from lodestone.logs import bind
 from lodestone.settings import Settings
 from lodestone.storage import ObjectStore
+from schema.tables import Tenant
+
+
+class KnownTenants:
+    """Whether a token's tenant exists: a valid token may name a tenant that was never
+    created, or was deleted. A tenant found is remembered for ttl seconds, so a deleted one
+    is refused within that time; one not found is asked about again on every request."""
+
+    MAX_REMEMBERED = 100_000
+
+    def __init__(self, engine: AsyncEngine, ttl: float) -> None:
+        self.engine, self.ttl = engine, ttl
+        self._found: dict[uuid.UUID, float] = {}
+
+    async def exists(self, tenant_id: uuid.UUID) -> bool:
+        now = time.monotonic()
+        if now - self._found.get(tenant_id, -float("inf")) < self.ttl:
+            return True
+        async with tenant_session(self.engine, tenant_id) as session:
+            found = await session.get(Tenant, tenant_id) is not None
+        if found:
+            if len(self._found) >= self.MAX_REMEMBERED:
+                self._found.clear()
+            self._found[tenant_id] = now
+        else:
+            self._found.pop(tenant_id, None)
+        return found
 
 
 @dataclass
@@ -31,6 +60,10 @@ class AppState:
     submissions_limiter: TenantRateLimiter
     forms_limiter: TenantRateLimiter
     upload_slots: UploadSlots
+    known_tenants: KnownTenants = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.known_tenants = KnownTenants(self.engine, self.settings.tenant_cache_seconds)
 
 
 def get_state(request: Request) -> AppState:
@@ -48,6 +81,8 @@ async def get_principal(
         raise unauthorized("missing bearer token")
     principal = await state.verifier.verify(creds.credentials)
     bind(tenant_id=str(principal.tenant_id))  # every later log line of this request names the tenant
+    if not await state.known_tenants.exists(principal.tenant_id):
+        raise Problem(403, "unknown_tenant", "the token's tenant does not exist")
     return principal
 
 

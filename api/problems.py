@@ -39,7 +39,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 DESCRIPTIONS = {
     400: "the body is malformed (not UTF-8 JSON, a bad Content-Length)",
     401: "no valid bearer token",
-    403: "the token's roles do not allow this",
+    403: "the token's roles do not allow this, or its tenant does not exist (`unknown_tenant`)",
     404: "not found, or not the caller's",
     408: "the request body stalled for more than REQUEST_BODY_IDLE_TIMEOUT_SECONDS",
     409: "conflicts with the current state",
@@ -98,7 +98,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # The route's template, not the path: a path carries input (ids, slugs).
+        route = getattr(request.scope.get("route"), "path", "an unmatched route")
+        log.exception("unhandled error on %s %s", request.method, route)
         return problem_response(500, "internal_error", "an internal error occurred")
 
     @app.exception_handler(DBAPIError)

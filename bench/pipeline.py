@@ -242,8 +242,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lodestone-bench-", ignore_cleanup_errors=True) as tmp:
         data_dir = Path(tempfile.mkdtemp(prefix="lodestone-bench-")) if args.keep else Path(tmp)
         ports = {f"{name}_port": free_port() for name in PORTS}
+        # Its webhook receiver listens on a random loopback port.
         settings = Settings(_env_file=None, data_dir=data_dir, database_url=None, s3_endpoint=None,
-                            temporal_address=None, llm_base_url=None, **ports)
+                            temporal_address=None, llm_base_url=None, outbound_allow_cidrs=["127.0.0.1/32"], **ports)
         # The bench measures throughput: lift the per-tenant submission rate limit.
         stack = Stack(settings, web_ui=False, extra_env={"SUBMISSIONS_PER_MINUTE": "1000000",
                                                          "SUBMISSIONS_BURST": "100000"})

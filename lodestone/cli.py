@@ -38,11 +38,13 @@ def _serve_stack(one_shot: bool) -> int:
 
     from lodestone.demo import run_demo
     from lodestone.demo_conversation import WhatsAppDev
+    from lodestone.devstack.processes import free_port
     from lodestone.devstack.stack import Stack
     from lodestone.graph_standin import GraphAPIStandIn
 
     settings = get_settings()
-    stack = Stack(settings)
+    webhook_port = free_port()  # the demo's webhook receiver, started once the stack is up
+    stack = Stack(settings, receiver_ports=[webhook_port])
     _stop_on_signals()
     with ExitStack() as standins:
         graph = None
@@ -50,6 +52,7 @@ def _serve_stack(one_shot: bool) -> int:
             dev_keys = WhatsAppDev.load(settings.data_path)
             graph = standins.enter_context(GraphAPIStandIn(dev_keys.access_token))
             stack.extra_env.update(dev_keys.env(graph))
+            stack.receiver_ports.append(graph.port)
         try:
             with console.status("starting the embedded stack") as status:
                 def say(msg: str) -> None:
@@ -59,7 +62,7 @@ def _serve_stack(one_shot: bool) -> int:
                 stack.start_infra(say)
                 stack.start_app(say)
             console.log("running the sample submission")
-            result = run_demo(settings, console, stack.group.check, graph)
+            result = run_demo(settings, console, stack.group.check, graph, webhook_port=webhook_port)
             for line in result.lines():
                 console.print(line, markup=False, soft_wrap=True)
             if one_shot:

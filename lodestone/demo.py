@@ -114,12 +114,13 @@ def _follow(api: httpx.Client, job_id: str, console: Console, timeout: float,
 
 
 def run_demo(settings: Settings, console: Console, alive: Callable[[], None], graph: GraphAPIStandIn | None = None,
-             timeout: float = 180.0) -> DemoResult:
-    """`alive` raises when a process the demo needs has died, so waiting stops there."""
+             timeout: float = 180.0, webhook_port: int = 0) -> DemoResult:
+    """`alive` raises when a process the demo needs has died, so waiting stops there. The
+    webhook receiver listens on webhook_port, the one loopback port the stack lets it reach."""
     secret = asyncio.run(ensure_demo_tenant(settings))
     token = mint_token(settings.data_path, issuer=settings.issuer, audience=settings.auth_audience,
                        tenant_id=str(DEMO_TENANT), roles=["admin"], subject="demo")
-    with WebhookReceiver(secret) as receiver, httpx.Client(
+    with WebhookReceiver(secret, port=webhook_port) as receiver, httpx.Client(
             base_url=settings.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
         _ok(api.post("/v1/workflows", json=demo_definition(receiver.url)))
         body = {"workflow_key": "lead-magnet",

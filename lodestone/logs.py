@@ -1,11 +1,17 @@
 """Structured JSON logs on stderr. Messages never carry tokens, secrets or message bodies.
 
+An exception's trace keeps its frames and its type, never its message: messages quote
+input (a database error quotes the value it refused, a validation error the text it
+parsed), so none is written. What is safe to name is kept: a SQLSTATE, an errno.
+
 Each line carries, where known: request_id (the API request, or the one that started the
 workflow), trace_id, tenant_id, job_id and workflow_id."""
 
+import errno
 import json
 import logging
 import sys
+import traceback
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
@@ -35,9 +41,34 @@ class JsonFormatter(logging.Formatter):
         for key in _EXTRA:
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
+        if record.exc_info and record.exc_info[1] is not None:
+            entry["exc"] = redacted_trace(record.exc_info[1])
         return json.dumps(entry, default=str)
+
+
+def _describe(exc: BaseException) -> str:
+    name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    safe = []
+    for source in (exc, getattr(exc, "orig", None)):  # SQLAlchemy wraps the driver's error in .orig
+        if isinstance(getattr(source, "sqlstate", None), str):
+            safe.append(f"sqlstate {source.sqlstate}")  # type: ignore[union-attr]
+            break
+    if isinstance(exc, OSError) and exc.errno in errno.errorcode:
+        safe.append(errno.errorcode[exc.errno])
+    return f"{name} ({', '.join(safe)})" if safe else name
+
+
+def redacted_trace(exc: BaseException) -> str:
+    """The trace of exc and the exceptions that led to it: frames and types, no messages."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    parts = ["Traceback (most recent call last):\n"
+             + "".join(traceback.format_list(traceback.extract_tb(e.__traceback__))) + _describe(e)
+             for e in reversed(chain)]
+    return "\n\nwhich led to:\n\n".join(parts) + "\n(exception messages are not logged: they may quote input)"
 
 
 def bind(**fields: str | None) -> object:

@@ -1,5 +1,12 @@
 """Prometheus metrics of the API and the worker, and the Temporal SDK's own runtime
-metrics served beside them on the same GET /metrics."""
+metrics served beside them on the same GET /metrics.
+
+Series labelled with a tenant_id are served only to a scrape that presents METRICS_TOKEN
+as its bearer token: tenant ids are not for whoever can reach the port (a tenant's own
+webhook, under the dev stack). Every other series is served to anyone."""
+
+import hmac
+import re
 
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
@@ -48,8 +55,22 @@ class SdkMetrics:
             return b""
 
 
-async def render(sdk: SdkMetrics | None, http: httpx.AsyncClient) -> tuple[bytes, str]:
+_TENANT_SERIES = re.compile(rb"^[^#\n][^\n]*[{,]tenant_id=\"[^\n]*\n?", re.MULTILINE)
+
+
+def bearer_matches(authorization: str | None, token: str | None) -> bool:
+    """Whether an Authorization header carries `Bearer <token>` (never, when token is unset)."""
+    if not token or not authorization:
+        return False
+    scheme, _, presented = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
+
+
+async def render(sdk: SdkMetrics | None, http: httpx.AsyncClient, tenants: bool = False) -> tuple[bytes, str]:
+    """The metrics text; series with a tenant_id label only when `tenants`."""
     body = generate_latest(REGISTRY)
+    if not tenants:
+        body = _TENANT_SERIES.sub(b"", body)
     if sdk is not None:
         body += b"\n" + await sdk.text(http)
     return body, CONTENT_TYPE_LATEST

@@ -1,16 +1,19 @@
 """The one outbound URL guard, shared by webhook delivery and input fetching.
 
 Only http and https. The host is resolved at connect time and every address it resolves
-to must be public (or inside OUTBOUND_ALLOW_CIDRS); the connection then goes to the
-address that was checked, so a DNS answer cannot change between check and use.
+to must be public (or allowed by OUTBOUND_ALLOW_CIDRS: a CIDR, any port, or a CIDR or
+address with one port, `127.0.0.1:8080`, `[::1]:8080`, `10.0.0.0/8:443`); the connection
+then goes to the address that was checked, so a DNS answer cannot change between check and use.
 Redirects are followed by hand, each hop checked the same way, up to a limit.
 """
 
 import asyncio
 import ipaddress
+import re
 import socket
 import ssl
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpcore
@@ -41,9 +44,23 @@ def _embedded_v4(ip: IPAddress) -> IPAddress:
     return ip
 
 
-def check_address(ip: IPAddress, allow: Sequence[Network] = ()) -> None:
+@dataclass(frozen=True)
+class Allowed:
+    """Non-public addresses outbound calls may reach anyway: a network, on one port or any."""
+
+    network: Network
+    port: int | None = None
+
+    def admits(self, ip: IPAddress, port: int | None) -> bool:
+        return (ip.version == self.network.version and ip in self.network
+                and (self.port is None or self.port == port))
+
+
+def check_address(ip: IPAddress, allow: Sequence[Allowed] = (), port: int | None = None) -> None:
+    """Refuse a non-public address unless an allow entry admits it (on this port, for an
+    entry that names one; an entry with a port admits nothing when the port is not known)."""
     target = _embedded_v4(ip)
-    if any(target in net for net in allow if net.version == target.version):
+    if any(rule.admits(target, port) for rule in allow):
         return
     # Public IPv6 unicast is 2000::/3; Python 3.11's is_global misses the rest of the reserved
     # space (IPv4-compatible ::a.b.c.d, local-use NAT64 64:ff9b:1::/48) and site-local fec0::/10.
@@ -69,7 +86,7 @@ def check_url(url: str | httpx.URL) -> httpx.URL:
 
 
 class GuardedBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, allow: Sequence[Network]) -> None:
+    def __init__(self, allow: Sequence[Allowed]) -> None:
         self.allow = allow
         self._inner = httpcore.AnyIOBackend()
 
@@ -83,7 +100,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             raise httpx.ConnectError(f"cannot resolve {host!r}: {e}") from e
         addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
         for ip in addresses:
-            check_address(ip, self.allow)
+            check_address(ip, self.allow, port)
         return await self._inner.connect_tcp(str(addresses[0]), port, timeout=timeout,
                                              local_address=local_address, socket_options=socket_options)
 
@@ -96,14 +113,29 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):
-    def __init__(self, allow: Sequence[Network], **limits: Any) -> None:
+    def __init__(self, allow: Sequence[Allowed], **limits: Any) -> None:
         super().__init__()
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl.create_default_context(), network_backend=GuardedBackend(allow), **limits)
 
 
-def parse_allow(cidrs: Iterable[str]) -> list[Network]:
-    return [ipaddress.ip_network(c, strict=False) for c in cidrs]
+_WITH_PORT = re.compile(r"^\[?(?P<net>[^\[\]]+?)\]?(?P<prefix>/[0-9]+)?:(?P<port>[0-9]{1,5})$")
+
+
+def parse_allow(entries: Iterable[str]) -> list[Allowed]:
+    """OUTBOUND_ALLOW_CIDRS entries: `10.0.0.0/8`, `127.0.0.1:8080`, `[::1]:8080`, `10.0.0.0/8:443`."""
+    allowed = []
+    for entry in entries:
+        entry = entry.strip()
+        match = _WITH_PORT.match(entry) if entry.count(":") == 1 or entry.startswith("[") else None
+        if match is None:
+            allowed.append(Allowed(ipaddress.ip_network(entry, strict=False)))
+            continue
+        port = int(match["port"])
+        if not 0 < port < 65536:
+            raise ValueError(f"outbound allow entry {entry!r}: port {port} is out of range")
+        allowed.append(Allowed(ipaddress.ip_network(match["net"] + (match["prefix"] or ""), strict=False), port))
+    return allowed
 
 
 def guarded_client(allow_cidrs: Iterable[str] = (), timeout: float = 30.0) -> httpx.AsyncClient:

@@ -27,14 +27,14 @@ class Received:
 
 class WebhookReceiver:
     def __init__(self, secret: str, fail_first: int = 0, fail_status: int = 503,
-                 before_answer: Callable[[int], None] | None = None) -> None:
+                 before_answer: Callable[[int], None] | None = None, port: int = 0) -> None:
         self.secret, self.fail_first, self.fail_status = secret, fail_first, fail_status
         self.before_answer = before_answer
         self.received: list[Received] = []
         self.unavailable = False  # while set, every request gets fail_status
         self._lock = threading.Lock()
         self._event = threading.Condition(self._lock)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     auth_audience: str = "lodestone-api"
     auth_realm: str = "lodestone"
     auth_dev_issuer: bool = True
+    tenant_cache_seconds: float = 30.0
 
     request_body_max_bytes: int = 1024 * 1024
     request_body_idle_timeout_seconds: float = 60.0
@@ -104,6 +105,8 @@ class Settings(BaseSettings):
 
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9464
+    worker_drain_token: str | None = Field(default=None, repr=False)
+    metrics_token: str | None = Field(default=None, repr=False)
     otel_exporter_otlp_endpoint: str | None = None
 
     # Secrets are resolved by reference (lodestone.secrets): env:NAME, file:/abs/path, vault:path#field.
@@ -149,6 +152,8 @@ class Settings(BaseSettings):
             raise ValueError("WEBHOOK_TIMEOUT_SECONDS must be positive and at most WEBHOOK_TIMEOUT_MAX_SECONDS")
         if self.vault_addr and not (self.vault_role_id and self.vault_secret_id):
             raise ValueError("VAULT_ADDR is set but VAULT_ROLE_ID or VAULT_SECRET_ID is missing")
+        if self.tenant_cache_seconds < 0:
+            raise ValueError("TENANT_CACHE_SECONDS must not be negative")
         if self.secrets_cache_seconds < 0:
             raise ValueError("SECRETS_CACHE_SECONDS must not be negative")
         if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):

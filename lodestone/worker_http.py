@@ -1,5 +1,10 @@
 """The worker's small HTTP listener: GET /metrics, GET /health, and POST /drain, which
-stops polling and lets in-flight activities finish before the process exits."""
+stops polling and lets in-flight activities finish before the process exits.
+
+POST /drain takes `Authorization: Bearer <WORKER_DRAIN_TOKEN>` (401 without it or with
+another; 403 while WORKER_DRAIN_TOKEN is unset), so nothing that can merely reach the
+port (a tenant's webhook, under the dev stack) stops the worker. GET /metrics shows
+tenant-labelled series only to a bearer METRICS_TOKEN, like the API's."""
 
 import asyncio
 import logging
@@ -41,9 +46,10 @@ async def refresh_backlog(client: Client, settings: Settings) -> None:
 
 def worker_app(client: Client, settings: Settings, sdk: metrics.SdkMetrics, http: httpx.AsyncClient,
                drain: asyncio.Event) -> Starlette:
-    async def get_metrics(_: Request) -> Response:
+    async def get_metrics(request: Request) -> Response:
         await refresh_backlog(client, settings)
-        body, content_type = await metrics.render(sdk, http)
+        tenants = metrics.bearer_matches(request.headers.get("authorization"), settings.metrics_token)
+        body, content_type = await metrics.render(sdk, http, tenants)
         return Response(body, media_type=content_type)
 
     async def health(_: Request) -> Response:
@@ -51,7 +57,12 @@ def worker_app(client: Client, settings: Settings, sdk: metrics.SdkMetrics, http
                              "task_queue": settings.temporal_task_queue,
                              "activities_in_flight": metrics.in_flight()})
 
-    async def post_drain(_: Request) -> Response:
+    async def post_drain(request: Request) -> Response:
+        if not settings.worker_drain_token:
+            return JSONResponse({"error": "draining over HTTP is off: WORKER_DRAIN_TOKEN is unset"}, status_code=403)
+        if not metrics.bearer_matches(request.headers.get("authorization"), settings.worker_drain_token):
+            return JSONResponse({"error": "POST /drain needs Authorization: Bearer <WORKER_DRAIN_TOKEN>"},
+                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
         if not drain.is_set():
             log.info("drain requested: no new tasks will be polled")
             drain.set()

@@ -3,6 +3,7 @@
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, UniqueConstraint
@@ -65,6 +66,17 @@ class Submission(SQLModel, table=True):
     input_upload_id: uuid.UUID | None = Field(default=None, foreign_key="uploads.id")
     input_url: str | None = None
     created_at: datetime = _ts()
+
+
+class JobStatus(StrEnum):
+    """Every status a job row can hold, in the order a job moves through them."""
+
+    pending = "pending"
+    queued = "queued"
+    processing = "processing"
+    delivered = "delivered"
+    failed = "failed"
+    cancelled = "cancelled"
 
 
 class Job(SQLModel, table=True):

@@ -72,6 +72,8 @@ def settings(tmp_path_factory: pytest.TempPathFactory, llm_standin: OpenAIStandI
         whatsapp_app_secret="wa-app-secret", whatsapp_verify_token="wa-verify-token",
         whatsapp_access_token="graph-test-token", whatsapp_graph_url=graph_standin.base_url,
         reply_batch_debounce=1.0, reply_batch_max_wait=4.0, otel_exporter_otlp_endpoint=otlp_collector.url,
+        # The tests' receivers listen on any loopback port; `lodestone dev` allows only its demo's.
+        outbound_allow_cidrs=["127.0.0.1/32"],
     )
 
 

@@ -9,10 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
+from lodestone.demo import DEMO_TENANT
+from lodestone.devstack.keys import mint_token
 from lodestone.devstack.processes import free_port
+from tests.helpers import definition
 
 
 def stack_env(data_dir: Path) -> dict[str, str]:
@@ -94,3 +98,41 @@ def test_dev_stops_every_child(tmp_path, how):
     proc.send_signal(sig)
     proc.wait(timeout=60)
     assert wait_gone(children) == []
+
+
+def test_dev_lets_a_tenant_reach_the_demo_receivers_and_not_the_stack(tmp_path):
+    """Under `lodestone dev` outbound calls reach the demo's receivers (the sample job is
+    delivered) and no other loopback port: a tenant's webhook at the worker's /drain and
+    an input URL at the API's /metrics are refused, and the worker keeps polling."""
+    env = stack_env(tmp_path)
+    proc = lodestone("dev", env=env, start_new_session=True)
+    try:
+        _, out = descendants_when_serving(proc)
+        assert "(status: delivered)" in out and "signature verified" in out, out
+        api, worker = f"http://127.0.0.1:{env['API_PORT']}", f"http://127.0.0.1:{env['WORKER_METRICS_PORT']}"
+        token = mint_token(tmp_path, issuer=f"{api}/realms/lodestone", audience="lodestone-api",
+                           tenant_id=str(DEMO_TENANT), roles=["admin"])
+        with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+            jobs = {}
+            for code, hook, extra in [("WebhookURLRefused", f"{worker}/drain", {}),
+                                      ("InputURLRefused", f"{worker}/drain", {"input_url": f"{api}/metrics"})]:
+                wf = http.post("/v1/workflows", json=definition(hook))
+                assert wf.status_code == 201, wf.text
+                sub = http.post("/v1/submissions", json={"workflow_key": wf.json()["key"],
+                                                         "input": {"company": "Acme"}, **extra})
+                assert sub.status_code == 202, sub.text
+                jobs[sub.json()["job_id"]] = code
+            deadline = time.monotonic() + 90
+            while jobs and time.monotonic() < deadline:
+                for job_id, code in list(jobs.items()):
+                    job = http.get(f"/v1/jobs/{job_id}").json()
+                    if job["status"] in ("delivered", "failed"):
+                        assert job["status"] == "failed" and job["error"]["code"] == code, job
+                        del jobs[job_id]
+                time.sleep(0.3)
+            assert jobs == {}, f"still running: {jobs}"
+            assert httpx.get(f"{worker}/health", timeout=10).json()["status"] == "polling"
+            assert httpx.post(f"{worker}/drain", timeout=10).status_code == 401
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)

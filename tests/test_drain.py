@@ -13,9 +13,10 @@ import typer
 
 from lodestone.devstack.processes import free_port, wait_for_port
 from lodestone.ops.drain import drain
+from lodestone.worker_http import worker_app
 
 
-async def test_drain_stops_a_worker(stack, tmp_path, capsys):
+async def test_drain_stops_a_worker_only_with_its_token(stack, tmp_path):
     port = free_port()
     env = {**stack.env(), "WORKER_METRICS_PORT": str(port), "TEMPORAL_TASK_QUEUE": f"drain-{uuid.uuid4().hex}"}
     log_path = tmp_path / "worker.log"
@@ -26,12 +27,23 @@ async def test_drain_stops_a_worker(stack, tmp_path, capsys):
         await asyncio.to_thread(wait_for_port, "127.0.0.1", port, 60, proc)
         async with httpx.AsyncClient() as http:
             assert (await http.get(f"http://127.0.0.1:{port}/health")).json()["status"] == "polling"
-        await asyncio.to_thread(drain, f"http://127.0.0.1:{port}", 60.0)
+        # A webhook or any other caller without the token cannot stop it.
+        async with httpx.AsyncClient() as http:
+            assert (await http.post(f"http://127.0.0.1:{port}/drain")).status_code == 401
+            wrong = await http.post(f"http://127.0.0.1:{port}/drain", headers={"Authorization": "Bearer wrong"})
+            assert wrong.status_code == 401
+            assert (await http.get(f"http://127.0.0.1:{port}/health")).json()["status"] == "polling"
+        # `lodestone ops drain` run on the stack's DATA_DIR finds the token the stack made there.
+        drained = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "lodestone.cli", "ops", "drain",
+                                                           "--url", f"http://127.0.0.1:{port}", "--timeout", "60"],
+                                          env={**os.environ, "DATA_DIR": env["DATA_DIR"]}, capture_output=True,
+                                          text=True, timeout=90)
+        assert drained.returncode == 0, drained.stdout + drained.stderr
         assert await asyncio.to_thread(proc.wait, 30) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
-    out = capsys.readouterr().out
+    out = drained.stdout
     assert "draining http://127.0.0.1" in out and "drained and exited" in out
     messages = [json.loads(line)["msg"] for line in log_path.read_text().splitlines() if line.startswith("{")]
     assert "drain requested: no new tasks will be polled" in messages and "worker drained" in messages
@@ -42,3 +54,15 @@ def test_drain_without_a_worker_is_a_clear_error(capsys):
         drain(f"http://127.0.0.1:{free_port()}", 1.0)
     assert exc.value.exit_code == 1
     assert "no worker answers" in capsys.readouterr().err
+
+
+async def test_drain_is_off_while_no_token_is_set(settings):
+    """Without WORKER_DRAIN_TOKEN, POST /drain stops nothing, whatever bearer it is sent."""
+    draining = asyncio.Event()
+    app = worker_app(None, settings.model_copy(update={"worker_drain_token": None}), None, None, draining)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://worker") as http:
+        for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer None"}):
+            resp = await http.post("/drain", headers=headers)
+            assert resp.status_code == 403, resp.text
+            assert "WORKER_DRAIN_TOKEN" in resp.json()["error"]
+    assert not draining.is_set()

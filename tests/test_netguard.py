@@ -373,6 +373,45 @@ def test_allow_list_admits_exactly_its_cidr(cidr: str, inside: list[str], outsid
             check_address(ipaddress.ip_address(addr), allow)
 
 
+@pytest.mark.parametrize(("entry", "admitted", "refused"), [
+    ("127.0.0.1:8080", [("127.0.0.1", 8080), ("::ffff:127.0.0.1", 8080)],
+     [("127.0.0.1", 8081), ("127.0.0.1", 80), ("127.0.0.1", None), ("127.0.0.2", 8080)]),
+    ("[::1]:9464", [("::1", 9464)], [("::1", 9465), ("127.0.0.1", 9464)]),
+    ("10.0.0.0/8:443", [("10.9.8.7", 443)], [("10.9.8.7", 80), ("172.16.0.1", 443)]),
+    ("fd00::/8", [("fd12::1", 1), ("fd12::1", 65535)], [("fc00::1", 1)]),
+])
+def test_allow_list_entries_may_name_a_port(entry: str, admitted: list, refused: list) -> None:
+    allow = parse_allow([entry])
+    for addr, port in admitted:
+        check_address(ipaddress.ip_address(addr), allow, port)
+    for addr, port in refused:
+        with pytest.raises(OutboundRefused, match="is not public"):
+            check_address(ipaddress.ip_address(addr), allow, port)
+
+
+@pytest.mark.parametrize("entry", ["127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:http", "localhost:80"])
+def test_allow_list_refuses_bad_entries(entry: str) -> None:
+    with pytest.raises(ValueError):
+        parse_allow([entry])
+
+
+async def test_a_port_entry_reaches_that_port_and_no_other(base: str, server: _Server) -> None:
+    """The dev stack's allow-list: its demo receiver's loopback port, not the stack's own listeners."""
+    other = socketserver.TCPServer((LOCAL, 0), BaseHTTPRequestHandler)  # a listener the entry does not name
+    try:
+        async with guarded_client([f"{LOCAL}:{server.server_port}"], timeout=10.0) as client:
+            resp = await open_stream(client, f"{base}/ok")
+            assert resp.status_code == 200
+            await resp.aclose()
+            with pytest.raises(OutboundRefused, match="is not public"):
+                await open_stream(client, f"http://{LOCAL}:{other.server_address[1]}/metrics")
+            # Nor does a redirect from the allowed port lead to another one.
+            with pytest.raises(OutboundRefused, match="is not public"):
+                await open_stream(client, to(base, f"http://{LOCAL}:{other.server_address[1]}/drain"))
+    finally:
+        other.server_close()
+
+
 def test_allow_list_does_not_refuse_public() -> None:
     check_address(ipaddress.ip_address("8.8.8.8"), parse_allow(["10.0.0.0/8"]))
 

@@ -61,10 +61,11 @@ async def test_request_and_trace_ids_reach_worker_logs_and_one_trace(tenant_a, s
         assert line["tenant_id"] == str(tenant_a.id) and line["workflow_id"] == job_id, line
 
 
-async def test_api_and_worker_metrics(tenant_a, settings):
+async def test_api_and_worker_metrics(tenant_a, settings, stack):
     rid = f"req-{uuid.uuid4().hex}"
     await _run_job(tenant_a, {"X-Request-Id": rid})
-    async with httpx.AsyncClient(timeout=10) as http:
+    scraper = {"Authorization": f"Bearer {stack.env()['METRICS_TOKEN']}"}  # tenant series need it
+    async with httpx.AsyncClient(timeout=10, headers=scraper) as http:
         api = (await http.get(f"{settings.api_url}/metrics")).text
         worker = (await http.get(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics")).text
         health = (await http.get(f"http://127.0.0.1:{settings.worker_metrics_port}/health")).json()

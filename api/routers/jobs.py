@@ -12,7 +12,7 @@ from sqlmodel import col, or_, select
 
 from api.deps import SessionDep, StateDep, Viewer
 from api.problems import AUTHENTICATED, Problem, not_found, responses
-from schema.tables import Artifact, Delivery, Job, JobFailure, JobStep, UsageRecord
+from schema.tables import Artifact, Delivery, Job, JobFailure, JobStatus, JobStep, UsageRecord
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=AUTHENTICATED)
 
@@ -58,12 +58,12 @@ def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 @router.get("", response_model=JobPage, responses=responses(400, 422))
-async def list_jobs(_: Viewer, session: SessionDep, status: str | None = None,
+async def list_jobs(_: Viewer, session: SessionDep, status: JobStatus | None = None,
                     workflow_key: str | None = None, cursor: str | None = None,
                     limit: int = Query(default=50, ge=1, le=200)) -> JobPage:
     query = select(Job).order_by(col(Job.created_at).desc(), col(Job.id).desc()).limit(limit + 1)
     if status:
-        query = query.where(Job.status == status)
+        query = query.where(Job.status == status.value)
     if workflow_key:
         query = query.where(Job.workflow_key == workflow_key)
     if cursor:

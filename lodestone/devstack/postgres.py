@@ -24,6 +24,15 @@ SYSTEM_USER = "embedded_postgres"
 APP_ROLE = "lodestone_app"
 OWNER_ROLE = "lodestone_owner"
 DATABASE = "lodestone"
+# The server log must never hold input. An ERROR quotes the value it refused (`invalid
+# input syntax for type json`, with the text around it as CONTEXT) and, by default, the
+# failing statement: so errors and warnings, which the client gets anyway (the API logs
+# each with its SQLSTATE), are not logged here, nor statements or their parameters.
+# LOG (start, checkpoints), FATAL and PANIC lines still are.
+NO_INPUT_IN_LOG = ("-c", "log_min_messages=log", "-c", "log_min_error_statement=panic",
+                   "-c", "log_error_verbosity=terse", "-c", "log_statement=none",
+                   "-c", "log_min_duration_statement=-1", "-c", "log_parameter_max_length_on_error=0",
+                   "-c", "log_parameter_max_length=0")
 
 
 @dataclass
@@ -84,7 +93,7 @@ def start_postgres(group: ProcessGroup, data_dir: Path, port: int) -> PostgresHa
             check=True, user=user, capture_output=True,
         )
     argv = [str(bin_dir / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1", "-p", str(port),
-            "-k", str(pgdata), "-c", "max_connections=200"]
+            "-k", str(pgdata), "-c", "max_connections=200", *NO_INPUT_IN_LOG]
     proc = group.start("postgres", argv, log_path=data_dir / "logs" / "postgres.log",
                        user=user, stop_signal=signal.SIGINT)
     wait_for_port("127.0.0.1", port, 30, proc)

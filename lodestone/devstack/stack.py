@@ -12,6 +12,7 @@ from lodestone.devstack.keys import load_or_create_key
 from lodestone.devstack.postgres import OWNER_ROLE, bootstrap, start_postgres
 from lodestone.devstack.processes import ProcessGroup, wait_for_port
 from lodestone.devstack.temporal import start_temporal
+from lodestone.local_tokens import DRAIN, METRICS, load_or_create_token
 from lodestone.settings import Settings
 from schema.migrate import upgrade
 
@@ -26,6 +27,11 @@ class Stack:
     group: ProcessGroup = field(default_factory=ProcessGroup)
     web_ui: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
+    # The loopback ports of the demo's receivers (its webhook receiver, the Graph API
+    # stand-in): unless OUTBOUND_ALLOW_CIDRS is set, outbound calls may reach these and no
+    # other loopback port, so no tenant's webhook or input URL reaches the stack's own
+    # listeners (the API's and worker's /metrics, the worker's /drain, PostgreSQL, Temporal).
+    receiver_ports: list[int] = field(default_factory=list)
 
     @property
     def logs(self) -> Path:
@@ -38,8 +44,11 @@ class Stack:
                 "POSTGRES_PORT": str(s.postgres_port), "API_PORT": str(s.api_port),
                 "API_HOST": s.api_host, "TEMPORAL_UI_PORT": str(s.temporal_ui_port),
                 "WORKER_METRICS_PORT": str(s.worker_metrics_port),
-                # The sample job's webhook receiver listens on loopback.
-                "OUTBOUND_ALLOW_CIDRS": json.dumps(s.outbound_allow_cidrs or ["127.0.0.1/32"]),
+                "OUTBOUND_ALLOW_CIDRS": json.dumps(s.outbound_allow_cidrs
+                                                   or [f"127.0.0.1:{port}" for port in self.receiver_ports]),
+                # Made once per DATA_DIR; `lodestone ops drain` finds the drain token there too.
+                "WORKER_DRAIN_TOKEN": s.worker_drain_token or load_or_create_token(s.data_path, DRAIN),
+                "METRICS_TOKEN": s.metrics_token or load_or_create_token(s.data_path, METRICS),
                 **self.extra_env}
 
     def start_infra(self, progress: Progress | None = None) -> None:

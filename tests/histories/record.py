@@ -107,7 +107,8 @@ def main() -> None:
         settings = Settings(_env_file=None, data_dir=Path(tmp), postgres_port=free_port(),
                             temporal_port=free_port(), temporal_http_port=free_port(),
                             temporal_metrics_port=free_port(), api_port=free_port(),
-                            llm_base_url=llm.base_url, llm_api_key="stand-in")
+                            llm_base_url=llm.base_url, llm_api_key="stand-in",
+                            outbound_allow_cidrs=["127.0.0.1/32"])  # receivers on random loopback ports
         stack = Stack(settings, web_ui=False, extra_env={
             "LLM_BASE_URL": llm.base_url, "LLM_API_KEY": "stand-in",
             "TEMPORAL_HTTP_PORT": str(settings.temporal_http_port),
