@@ -8,6 +8,7 @@ FUZZ_EXAMPLES ?= 200
 FAULT_PIPELINES ?= 50
 FAULT_KILLS ?= 5
 FAULT_SEED ?=
+FAULT_ROUNDS ?= 1
 
 .PHONY: install run demo test fuzz faults lint bench clean .deb-packages
 
@@ -42,7 +43,7 @@ fuzz: $(STAMP) .deb-packages
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest $(PYTEST_ARGS) tests/test_fuzz.py
 
 faults: $(STAMP) .deb-packages
-	FAULT_PIPELINES=$(FAULT_PIPELINES) FAULT_KILLS=$(FAULT_KILLS) FAULT_SEED=$(FAULT_SEED) $(BIN)/python -m tests.faults
+	FAULT_PIPELINES=$(FAULT_PIPELINES) FAULT_KILLS=$(FAULT_KILLS) FAULT_SEED=$(FAULT_SEED) FAULT_ROUNDS=$(FAULT_ROUNDS) $(BIN)/python -m tests.faults
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -5,11 +5,15 @@ table and, last, one JSON line with every figure to stdout. Exit status 0 means:
 delivered, no duplicate and no missing delivery, nothing stuck, the database agreeing with
 Temporal, and no row lost.
 
-Sizes come from the command line, or else from FAULT_PIPELINES, FAULT_KILLS and FAULT_SEED
-(the suite's own parameters, not Lodestone settings)."""
+Sizes come from the command line, or else from FAULT_PIPELINES, FAULT_KILLS, FAULT_SEED and
+FAULT_ROUNDS (the suite's own parameters, not Lodestone settings). `--rounds N` runs the whole
+suite N times in a row, each on a fresh stack with the next seed, prints a table with one row
+per round, and ends with one JSON line of every round's figures; it exits 0 only when every
+round passed."""
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import random
@@ -35,7 +39,7 @@ err = Console(stderr=True)
 LLM_LATENCY = 1.5  # seconds per answer, so steps are in flight long enough for faults to meet them
 
 
-def parse(argv: list[str] | None) -> tuple[FaultConfig, Path | None]:
+def parse(argv: list[str] | None) -> tuple[FaultConfig, Path | None, int]:
     env = os.environ  # the suite's own knobs, read here only
     p = argparse.ArgumentParser(prog="python -m tests.faults", description=__doc__.split("\n\n")[0])
     p.add_argument("--pipelines", type=int, default=int(env.get("FAULT_PIPELINES") or 50))
@@ -50,9 +54,13 @@ def parse(argv: list[str] | None) -> tuple[FaultConfig, Path | None]:
     p.add_argument("--window", type=float, default=0.0, help="seconds the faults and arrivals spread over")
     p.add_argument("--settle-timeout", type=float, default=600.0)
     p.add_argument("--data-dir", type=Path, help="keep the stack's data and logs here (else a temporary dir)")
+    p.add_argument("--rounds", type=int, default=int(env.get("FAULT_ROUNDS") or 1),
+                   help="whole runs in a row, each on a fresh stack with the next seed")
     a = p.parse_args(argv)
+    if a.rounds < 1:
+        p.error("--rounds must be at least 1")
     return FaultConfig(a.pipelines, a.kills, a.api_restarts, a.pg_restarts, a.pg_down, a.llm_outage,
-                       a.receiver_outage, a.seed, a.window, a.settle_timeout), a.data_dir
+                       a.receiver_outage, a.seed, a.window, a.settle_timeout), a.data_dir, a.rounds
 
 
 async def run_faults(cfg: FaultConfig, stack: FaultStack, llm: SwitchableOpenAIStandIn, hook: CountingWebhookReceiver,
@@ -86,16 +94,23 @@ def figures(cfg: FaultConfig, run: Run, outcome: Outcome, duration: float) -> di
     }
 
 
+COLS = ["runs", "delivered", "kills", "api_restarts", "pg_restarts", "llm_outage_s", "receiver_outage_s",
+        "deliveries", "duplicates", "stuck", "mismatches", "rows_lost", "seed", "duration_s", "ok"]
+
+
+def summary_table(title: str, figs: list[dict[str, object]]) -> Table:
+    table = Table(title=title)
+    for c in COLS:
+        table.add_column(c.replace("_", " "), justify="right")
+    for fig in figs:
+        table.add_row(*[f"{fig['deliveries']}/{fig['expected_deliveries']}" if c == "deliveries" else str(fig[c])
+                        for c in COLS])
+    return table
+
+
 def report(fig: dict[str, object]) -> None:
     out = Console(width=200)
-    table = Table(title="fault run")
-    cols = ["runs", "delivered", "kills", "api_restarts", "pg_restarts", "llm_outage_s", "receiver_outage_s",
-            "deliveries", "duplicates", "stuck", "mismatches", "rows_lost", "seed", "duration_s"]
-    for c in cols:
-        table.add_column(c.replace("_", " "), justify="right")
-    table.add_row(*[f"{fig['deliveries']}/{fig['expected_deliveries']}" if c == "deliveries" else str(fig[c])
-                    for c in cols])
-    out.print(table)
+    out.print(summary_table("fault run", [fig]))
     faults = Table(title="faults, in order")
     for c in ("at s", "fault", "took s", "activities in flight when it began"):
         faults.add_column(c)
@@ -107,8 +122,7 @@ def report(fig: dict[str, object]) -> None:
     sys.stdout.write(json.dumps(fig) + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    cfg, data_dir = parse(argv)
+def one_round(cfg: FaultConfig, data_dir: Path | None) -> dict[str, object]:
     started = time.monotonic()
     with (tempfile.TemporaryDirectory(prefix="lodestone-faults-") as tmp,
           SwitchableOpenAIStandIn(latency=LLM_LATENCY) as llm, SMTPSink() as sink,
@@ -125,7 +139,23 @@ def main(argv: list[str] | None = None) -> int:
     report(fig)
     if not outcome.ok:
         err.print(f"[red]fault run failed[/red]: rerun with --seed {cfg.seed} --data-dir DIR to keep the logs")
-    return 0 if outcome.ok else 1
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg, data_dir, rounds = parse(argv)
+    figs = []
+    for i in range(rounds):
+        if rounds > 1:
+            err.rule(f"round {i + 1} of {rounds}")
+        figs.append(one_round(dataclasses.replace(cfg, seed=cfg.seed + i),
+                              data_dir / f"round-{i + 1}" if data_dir and rounds > 1 else data_dir))
+    ok = all(f["ok"] for f in figs)
+    if rounds > 1:
+        Console(width=200).print(summary_table(f"{rounds} fault runs in a row", figs))
+        keep = [*COLS, "failed", "extra_jobs", "max_step_attempts", "max_delivery_attempts", "problems"]
+        sys.stdout.write(json.dumps({"rounds": [{k: f[k] for k in keep} for f in figs], "ok": ok}) + "\n")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
