@@ -86,7 +86,7 @@ async def run_worker(settings: Settings | None = None) -> None:
     sdk = SdkMetrics() if settings.worker_metrics_port else None
     listening = bind(settings) if sdk is not None else None
     client = await connect(settings, runtime=sdk.runtime if sdk else None)
-    engine = make_engine(settings.app_database_url, settings.db_pool_size)
+    engine = make_engine(settings.app_database_url, settings.db_pool_size, settings.db_connect_timeout_seconds)
     # One guarded client for every outbound call: webhooks and input fetching alike.
     http = guarded_client(settings.outbound_allow_cidrs, timeout=settings.webhook_timeout_seconds)
     deps = WorkerDeps(settings, make_store(settings), RoutingLLM(settings), http,

@@ -38,11 +38,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.app_database_url, settings.db_pool_size)
+        engine = make_engine(settings.app_database_url, settings.db_pool_size, settings.db_connect_timeout_seconds)
         http = httpx.AsyncClient()
         setup_tracing(settings, "lodestone-api")
         app.state.sdk_metrics = SdkMetrics()
-        temporal = await connect(settings, lazy=True, runtime=app.state.sdk_metrics.runtime)
+        temporal = await connect(settings, lazy=True, runtime=app.state.sdk_metrics.runtime, bounded=True)
         app.state.lodestone = AppState(
             settings, engine, temporal, make_store(settings), http, TokenVerifier(settings, http),
             TenantRateLimiter(settings.submissions_per_minute, settings.submissions_burst),

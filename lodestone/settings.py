@@ -30,11 +30,13 @@ class Settings(BaseSettings):
     temporal_tls_cert: Path | None = None
     temporal_tls_key: Path | None = None
     temporal_api_key: str | None = Field(default=None, repr=False)
+    temporal_rpc_timeout_seconds: float = 3.0
 
     postgres_port: int = 5433
     database_url: str | None = None
     database_admin_url: str | None = None
     db_pool_size: int = 10
+    db_connect_timeout_seconds: float = 5.0
 
     s3_endpoint: str | None = None
     s3_access_key: str | None = None
@@ -123,6 +125,8 @@ class Settings(BaseSettings):
             raise ValueError("REPLY_BATCH_MAX_WAIT must be at least REPLY_BATCH_DEBOUNCE, both positive")
         if self.uploads_in_flight < 1 or self.tenant_uploads_in_flight < 1:
             raise ValueError("UPLOADS_IN_FLIGHT and TENANT_UPLOADS_IN_FLIGHT must be at least 1")
+        if min(self.temporal_rpc_timeout_seconds, self.db_connect_timeout_seconds) <= 0:
+            raise ValueError("TEMPORAL_RPC_TIMEOUT_SECONDS and DB_CONNECT_TIMEOUT_SECONDS must be positive")
         if self.step_concurrency < 1:
             raise ValueError("STEP_CONCURRENCY must be at least 1")
         if self.vault_addr and not (self.vault_role_id and self.vault_secret_id):
