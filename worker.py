@@ -25,6 +25,7 @@ from lodestone.llm import LLMClient, RoutingLLM
 from lodestone.logs import setup_logging
 from lodestone.metrics import SdkMetrics
 from lodestone.netguard import guarded_client
+from lodestone.outbox import run_outbox
 from lodestone.retention import ensure_purge_schedule
 from lodestone.secrets import SecretsProvider, make_secrets
 from lodestone.settings import Settings, get_settings, secret_env
@@ -102,6 +103,8 @@ async def run_worker(settings: Settings | None = None) -> None:
     if sdk is not None:
         listener = serve(worker_app(client, settings, sdk, local, stop))
         listener_task = asyncio.create_task(listener.serve(sockets=[listening]))
+    # The outbox: starts committed jobs whose start the API could not make.
+    outbox = asyncio.create_task(run_outbox(client, engine, settings, stop))
     try:
         async with worker:
             log.info("worker polling task queue %s on %s", settings.temporal_task_queue,
@@ -110,6 +113,8 @@ async def run_worker(settings: Settings | None = None) -> None:
             log.info("worker stopping: finishing in-flight activities")
         log.info("worker drained")
     finally:
+        stop.set()
+        await outbox
         if listener is not None:
             listener.should_exit = True
             await listener_task

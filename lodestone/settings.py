@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     db_connect_timeout_seconds: float = 5.0
 
+    outbox_start_after_seconds: float = 10.0
+    outbox_interval_seconds: float = 5.0
+
     s3_endpoint: str | None = None
     s3_access_key: str | None = None
     s3_secret_key: str | None = None
@@ -127,6 +130,9 @@ class Settings(BaseSettings):
             raise ValueError("UPLOADS_IN_FLIGHT and TENANT_UPLOADS_IN_FLIGHT must be at least 1")
         if min(self.temporal_rpc_timeout_seconds, self.db_connect_timeout_seconds) <= 0:
             raise ValueError("TEMPORAL_RPC_TIMEOUT_SECONDS and DB_CONNECT_TIMEOUT_SECONDS must be positive")
+        if self.outbox_interval_seconds <= 0 or self.outbox_start_after_seconds < self.temporal_rpc_timeout_seconds:
+            raise ValueError("OUTBOX_INTERVAL_SECONDS must be positive and OUTBOX_START_AFTER_SECONDS at least "
+                             "TEMPORAL_RPC_TIMEOUT_SECONDS")
         if self.step_concurrency < 1:
             raise ValueError("STEP_CONCURRENCY must be at least 1")
         if self.vault_addr and not (self.vault_role_id and self.vault_secret_id):
