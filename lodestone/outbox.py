@@ -23,8 +23,9 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from lodestone.db import tenant_session
+from lodestone.db import tenant_session, unavailable
 from lodestone.settings import Settings
+from lodestone.temporal_client import unreachable
 from schema.tables import Job, utcnow
 from workflows.names import SUBMISSION
 from workflows.types import SubmissionInput, job_search_attributes
@@ -88,6 +89,9 @@ async def sweep(temporal: Client, engine: AsyncEngine, settings: Settings) -> in
                 failed += 1
                 log.warning("outbox: could not start job %s: %s", job_id, type(e).__name__,
                             extra={"tenant_id": str(tenant_id)})
+                # Temporal or PostgreSQL down: the rest would fail the same way, one timeout each.
+                if unreachable(e) or unavailable(e):
+                    break
         started += progress
         if len(due) < BATCH or failed or not progress:
             break

@@ -2,10 +2,12 @@
 many callers with one key, on two API processes at once, get one job that runs once."""
 
 import asyncio
+import logging
 import os
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 
 import httpx
@@ -57,6 +59,7 @@ async def test_keys_are_per_tenant(tenant_a, tenant_b):
 # Two API processes on one database and one Temporal; TWINS concurrent POSTs with one key and
 # body per round, while other submissions load the stack.
 ROUNDS = int(os.environ.get("IDEMPOTENCY_ROUNDS", "20"))
+log = logging.getLogger(__name__)
 TWINS = 50
 
 
@@ -96,6 +99,7 @@ async def test_same_key_from_two_apis_under_load_is_one_job(settings, engine, te
     bg_wf = await create_workflow(bg[0], definition("http://127.0.0.1:9/hook"))
     loaders = [asyncio.create_task(load(bg[i % 2], bg_wf["key"])) for i in range(6)]
     rounds: list[tuple[str, str, list[httpx.Response]]] = []
+    began = time.monotonic()
     try:
         for _ in range(ROUNDS):
             tenant_id, apis = await _tenant_clients(settings, engine, urls)
@@ -117,6 +121,8 @@ async def test_same_key_from_two_apis_under_load_is_one_job(settings, engine, te
         await asyncio.gather(*loaders, return_exceptions=True)
         for api in bg:
             await api.aclose()
+    log.info("%d rounds of %d twins in %.1fs, %d background submissions (%s)", ROUNDS, TWINS,
+             time.monotonic() - began, len(background), dict(Counter(background)))
     assert len(background) >= ROUNDS, f"only {len(background)} background submissions"
     assert not [s for s in background if s >= 500], f"background 5xx: {sorted(set(background))}"
     # One job row per key, and one workflow run per tenant (the round's one job), found started.
