@@ -82,55 +82,48 @@ async def replay_key(state: StateDep, principal: Principal, key: str, digest: st
     return accepted(job, state.settings)
 
 
-class _KeyTaken(Exception):
-    """Another request committed this Idempotency-Key first: roll ours back and replay theirs."""
-
-
 async def create_job(state: StateDep, principal: Principal, body: SubmissionCreate,
                      idempotency_key: str | None, digest: str) -> Job | None:
     """The submission, job and key rows, committed together; None if a concurrent request
     with the same key committed its own first."""
-    try:
-        async with tenant_session(state.engine, principal.tenant_id) as session:
-            definition = (await session.exec(select(WorkflowDefinition).where(
-                WorkflowDefinition.key == body.workflow_key,
-                col(WorkflowDefinition.superseded_at).is_(None)))).first()
-            if definition is None:
-                raise not_found("workflow", body.workflow_key)
-            try:
-                validate_input(definition.definition, body.input)
-            except InputInvalid as e:
-                raise Problem(422, "invalid_input", e.message, pointer=e.path) from e
-            except UNEVALUABLE as e:
-                raise Problem(422, "unusable_schema", "the workflow's input_schema cannot be evaluated: a $ref "
-                              "loops or does not resolve") from e
-            input_key = None
-            if body.input_upload_id:
-                upload = await session.get(Upload, body.input_upload_id)
-                if upload is None:
-                    raise not_found("upload", body.input_upload_id)
-                input_key = upload.key
-            submission = Submission(tenant_id=principal.tenant_id, workflow_definition_id=definition.id,
-                                    input=body.input, input_upload_id=body.input_upload_id,
-                                    input_url=body.input_url)
-            job = Job(tenant_id=principal.tenant_id, submission_id=submission.id,
-                      workflow_definition_id=definition.id, workflow_key=definition.key, input_key=input_key)
-            session.add(submission)
-            await session.flush()
-            session.add(job)
-            await session.flush()
-            if idempotency_key:
-                # A concurrent twin's insert waits here for ours to commit or roll back; then
-                # exactly one of them has the key, and the other inserts nothing.
-                claimed = await session.execute(
-                    insert(IdempotencyKey).values(tenant_id=principal.tenant_id, key=idempotency_key,
-                                                  request_hash=digest, job_id=job.id, created_at=utcnow())
-                    .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
-                    .returning(IdempotencyKey.job_id))
-                if claimed.first() is None:
-                    raise _KeyTaken
-    except _KeyTaken:
-        return None
+    async with tenant_session(state.engine, principal.tenant_id) as session:
+        definition = (await session.exec(select(WorkflowDefinition).where(
+            WorkflowDefinition.key == body.workflow_key,
+            col(WorkflowDefinition.superseded_at).is_(None)))).first()
+        if definition is None:
+            raise not_found("workflow", body.workflow_key)
+        try:
+            validate_input(definition.definition, body.input)
+        except InputInvalid as e:
+            raise Problem(422, "invalid_input", e.message, pointer=e.path) from e
+        except UNEVALUABLE as e:
+            raise Problem(422, "unusable_schema", "the workflow's input_schema cannot be evaluated: a $ref loops "
+                          "or does not resolve") from e
+        input_key = None
+        if body.input_upload_id:
+            upload = await session.get(Upload, body.input_upload_id)
+            if upload is None:
+                raise not_found("upload", body.input_upload_id)
+            input_key = upload.key
+        submission = Submission(tenant_id=principal.tenant_id, workflow_definition_id=definition.id,
+                                input=body.input, input_upload_id=body.input_upload_id, input_url=body.input_url)
+        job = Job(tenant_id=principal.tenant_id, submission_id=submission.id,
+                  workflow_definition_id=definition.id, workflow_key=definition.key, input_key=input_key)
+        session.add(submission)
+        await session.flush()
+        session.add(job)
+        await session.flush()
+        if idempotency_key:
+            # A concurrent twin's insert waits here for ours to commit or roll back; then
+            # exactly one of them has the key, and the other inserts nothing.
+            claimed = await session.execute(
+                insert(IdempotencyKey).values(tenant_id=principal.tenant_id, key=idempotency_key,
+                                              request_hash=digest, job_id=job.id, created_at=utcnow())
+                .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
+                .returning(IdempotencyKey.job_id))
+            if claimed.first() is None:
+                await session.rollback()  # our submission and job go with it
+                return None
     return job
 
 
