@@ -59,7 +59,8 @@ def responses(*statuses: int, descriptions: dict[int, str] | None = None) -> dic
 
 
 # Every route behind a bearer token can answer these.
-AUTHENTICATED = responses(401, 403, 503, descriptions={503: "the token issuer's keys could not be fetched"})
+AUTHENTICATED = responses(401, 403, 503, descriptions={
+    503: "the token issuer's keys could not be fetched, or PostgreSQL or Temporal did not answer (see Retry-After)"})
 
 
 def problem_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None,
