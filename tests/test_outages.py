@@ -9,6 +9,7 @@ Temporal or PostgreSQL does not disturb the session stack):
   with Retry-After, not 500; and the API serves again once it is back."""
 
 import asyncio
+import logging
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -32,6 +33,7 @@ BOUND = 1.5  # this stack's TEMPORAL_RPC_TIMEOUT_SECONDS
 SLACK = 2.5  # a loaded machine's scheduling, on top of the bound
 DB_CONNECT_TIMEOUT = 5.0  # DB_CONNECT_TIMEOUT_SECONDS, the default
 pytestmark = pytest.mark.timeout(600)
+log = logging.getLogger(__name__)
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +102,7 @@ async def test_temporal_down_submission_is_accepted_and_runs_when_it_is_back(out
             began = time.monotonic()
             sched = await tenant.api.get("/v1/schedules")
             took = time.monotonic() - began
+            log.info("Temporal down: GET /v1/schedules %d in %.2fs", sched.status_code, took)
             assert sched.status_code == 503, sched.text
             assert took < BOUND + SLACK, f"503 took {took:.1f}s"
             assert sched.headers["content-type"] == "application/problem+json"
@@ -108,6 +111,7 @@ async def test_temporal_down_submission_is_accepted_and_runs_when_it_is_back(out
             began = time.monotonic()
             resp = await submit(tenant.api, wf["key"], {"company": "Outage"}, "while-temporal-is-down")
             took = time.monotonic() - began
+            log.info("Temporal down: POST /v1/submissions %d in %.2fs", resp.status_code, took)
             assert resp.status_code == 202, resp.text
             assert resp.json()["status"] == "pending"
             assert took < BOUND + SLACK, f"202 took {took:.1f}s"
@@ -136,6 +140,7 @@ async def test_postgres_down_answers_503_with_retry_after(outage_stack, tenant):
             began = time.monotonic()
             resp = await tenant.api.request(method, path, json=body)
             took = time.monotonic() - began
+            log.info("PostgreSQL down: %s %s %d in %.2fs", method, path, resp.status_code, took)
             assert resp.status_code == 503, f"{method} {path}: {resp.status_code} {resp.text}"
             assert resp.headers["content-type"] == "application/problem+json"
             assert resp.json()["code"] == "database_unavailable", resp.text

@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from lodestone.db import tenant_session
 from lodestone.outbox import due_jobs
 from schema.tables import Job, Submission
-from tests.helpers import create_workflow, definition
+from tests.helpers import create_workflow, definition, wait_job
 
 
 async def _job(engine, tenant_id, wf, **fields) -> Job:  # type: ignore[no-untyped-def]
@@ -51,3 +51,23 @@ async def test_the_outbox_scan_names_unstarted_jobs_and_opens_no_rows(engine, te
             async with tenant_session(engine, job.tenant_id) as s:
                 await s.execute(delete(Job).where(col(Job.id) == job.id))
                 await s.execute(delete(Submission).where(col(Submission.id) == job.submission_id))
+
+
+async def test_a_job_committed_but_never_started_is_started_by_the_outbox(engine, tenant_a):
+    """As if the API were killed between its commit and the start: nobody ever calls Temporal
+    for this job, and nobody retries; the session worker's outbox starts it and it runs."""
+    full = definition("http://127.0.0.1:9/hook")
+    wf = await create_workflow(tenant_a.api, {**full, "steps": full["steps"][:1], "delivery": [],
+                                              "template": "<p>{{ input.company }}</p>"})
+    submission = Submission(tenant_id=tenant_a.id, workflow_definition_id=uuid.UUID(wf["id"]),
+                            input={"company": "Orphan"})
+    job = Job(tenant_id=tenant_a.id, submission_id=submission.id,
+              workflow_definition_id=submission.workflow_definition_id, workflow_key=wf["key"])
+    async with tenant_session(engine, tenant_a.id) as s:
+        s.add(submission)
+        await s.flush()
+        s.add(job)
+    done = await wait_job(tenant_a.api, str(job.id), timeout=90)
+    assert done["status"] == "delivered", done
+    async with tenant_session(engine, tenant_a.id) as s:
+        assert (await s.get(Job, job.id)).workflow_started_at is not None
