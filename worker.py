@@ -25,6 +25,7 @@ from lodestone.llm import LLMClient, RoutingLLM
 from lodestone.logs import setup_logging
 from lodestone.metrics import SdkMetrics
 from lodestone.netguard import guarded_client
+from lodestone.outbox import run_outbox
 from lodestone.retention import ensure_purge_schedule
 from lodestone.secrets import SecretsProvider, make_secrets
 from lodestone.settings import Settings, get_settings, secret_env
@@ -92,7 +93,7 @@ async def run_worker(settings: Settings | None = None) -> None:
     sdk = SdkMetrics() if settings.worker_metrics_port else None
     listening = bind(settings) if sdk is not None else None
     client = await connect(settings, runtime=sdk.runtime if sdk else None)
-    engine = make_engine(settings.app_database_url, settings.db_pool_size)
+    engine = make_engine(settings.app_database_url, settings.db_pool_size, settings.db_connect_timeout_seconds)
     # One guarded client for every outbound call: webhooks and input fetching alike.
     http = guarded_client(settings.outbound_allow_cidrs, timeout=settings.webhook_timeout_seconds)
     templates = TemplatePool.from_settings(settings)
@@ -113,6 +114,8 @@ async def run_worker(settings: Settings | None = None) -> None:
     if sdk is not None:
         listener = serve(worker_app(client, settings, sdk, local, stop))
         listener_task = asyncio.create_task(listener.serve(sockets=[listening]))
+    # The outbox: starts committed jobs whose start the API could not make.
+    outbox = asyncio.create_task(run_outbox(client, engine, settings, stop))
     try:
         async with worker:
             log.info("worker polling task queue %s on %s", settings.temporal_task_queue,
@@ -122,6 +125,8 @@ async def run_worker(settings: Settings | None = None) -> None:
         log.info("worker drained")
     finally:
         sweeper.cancel()
+        stop.set()
+        await outbox
         if listener is not None:
             listener.should_exit = True
             await listener_task

@@ -42,11 +42,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.app_database_url, settings.db_pool_size)
+        engine = make_engine(settings.app_database_url, settings.db_pool_size, settings.db_connect_timeout_seconds)
         http = httpx.AsyncClient()
         setup_tracing(settings, "lodestone-api")
         app.state.sdk_metrics = SdkMetrics()
-        temporal = await connect(settings, lazy=True, runtime=app.state.sdk_metrics.runtime)
+        temporal = await connect(settings, lazy=True, runtime=app.state.sdk_metrics.runtime, bounded=True)
         store = make_store(settings)
         # What an earlier run left when it died mid-upload; the worker sweeps periodically.
         sweep = asyncio.create_task(reclaim_once(store, settings.partial_max_age_seconds))

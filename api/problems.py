@@ -8,8 +8,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from temporalio.service import RPCError
 
+from lodestone.db import DatabaseUnavailable, unavailable
 from lodestone.storage.base import StorageFull
+from lodestone.temporal_client import unreachable
 
 log = logging.getLogger("lodestone.api")
 
@@ -60,7 +63,8 @@ def responses(*statuses: int, descriptions: dict[int, str] | None = None) -> dic
 
 
 # Every route behind a bearer token can answer these.
-AUTHENTICATED = responses(401, 403, 503, descriptions={503: "the token issuer's keys could not be fetched"})
+AUTHENTICATED = responses(401, 403, 503, descriptions={
+    503: "the token issuer's keys could not be fetched, or PostgreSQL or Temporal did not answer (see Retry-After)"})
 
 
 def problem_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None,
@@ -68,6 +72,19 @@ def problem_response(status: int, code: str, detail: str, headers: dict[str, str
     body = {"type": f"https://lodestone.dev/problems/{code}", "title": code.replace("_", " "),
             "status": status, "detail": detail, "code": code, **extra}
     return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
+
+
+# What an outage answers: 503 and when to try again.
+RETRY_AFTER = {"Retry-After": "5"}
+
+
+def temporal_unavailable(detail: str = "Temporal did not answer; try again") -> Problem:
+    return Problem(503, "temporal_unavailable", detail, headers=RETRY_AFTER)
+
+
+def database_unavailable() -> JSONResponse:
+    return problem_response(503, "database_unavailable", "the database did not answer; try again",
+                            RETRY_AFTER)
 
 
 def not_found(kind: str, ident: object) -> Problem:
@@ -108,4 +125,22 @@ def install(app: FastAPI) -> None:
         if getattr(exc.orig, "sqlstate", None) in UNSTORABLE_TEXT:
             return problem_response(422, "invalid_text", "the request holds text that cannot be stored, "
                                     "such as a NUL character")
+        if unavailable(exc):
+            log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+            return database_unavailable()
         return await _crash(request, exc)
+
+    # PostgreSQL or Temporal out of reach is an outage, not the API's fault: 503 with Retry-After.
+    @app.exception_handler(DatabaseUnavailable)
+    async def _no_database(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return database_unavailable()
+
+    # RuntimeError: a lazy client's first connect that fails says so with no RPCError.
+    @app.exception_handler(RPCError)
+    @app.exception_handler(RuntimeError)
+    async def _temporal(request: Request, exc: Exception) -> JSONResponse:
+        if not unreachable(exc):
+            return await _crash(request, exc)
+        log.warning("temporal unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return await _problem(request, temporal_unavailable())

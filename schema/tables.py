@@ -91,6 +91,8 @@ class Job(SQLModel, table=True):
     input_key: str | None = None
     created_at: datetime = _ts(index=True)
     updated_at: datetime = _ts()
+    # When Temporal accepted the workflow's start; NULL while the outbox still has to start it.
+    workflow_started_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class JobStep(SQLModel, table=True):

@@ -91,7 +91,9 @@ def stack(settings: Settings) -> Iterator[Stack]:
         "REPLY_BATCH_DEBOUNCE": str(settings.reply_batch_debounce),
         "REPLY_BATCH_MAX_WAIT": str(settings.reply_batch_max_wait),
         "SECRETS_FILE_ROOT": str(settings.data_path / "secrets"),
-        "OTEL_EXPORTER_OTLP_ENDPOINT": settings.otel_exporter_otlp_endpoint or ""})
+        "OTEL_EXPORTER_OTLP_ENDPOINT": settings.otel_exporter_otlp_endpoint or "",
+        # The outbox starts a job whose start failed within seconds, not the default ten.
+        "OUTBOX_START_AFTER_SECONDS": "4", "OUTBOX_INTERVAL_SECONDS": "1"})
     try:
         stack.start_infra()
         stack.start_app()

@@ -83,7 +83,8 @@ async def _find_form(state: StateDep, slug: str) -> Form:
 @router.post("/v1/public/forms/{slug}/submissions", status_code=202, response_model=PublicAccepted,
              responses=responses(400, 404, 409, 422, 429, 503, descriptions={
                  404: "no such form", 409: "Idempotency-Key reused with other fields", 422: "the fields are not valid",
-                 429: "the form's tenant is over its rate; see Retry-After", 503: "Temporal did not answer"}))
+                 429: "the form's tenant is over its rate; see Retry-After",
+                 503: "PostgreSQL did not answer; see Retry-After"}))
 async def submit_form(slug: str, fields: Annotated[JsonObject, Body()], state: StateDep,
                       idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> PublicAccepted:
     form = await _find_form(state, slug)

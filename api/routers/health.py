@@ -1,5 +1,7 @@
 """Liveness, readiness, and the dev issuer's JWKS at Keycloak's path."""
 
+from datetime import timedelta
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
@@ -26,7 +28,8 @@ async def ready(state: StateDep) -> JSONResponse:
     except Exception as e:  # noqa: BLE001 - any failure means not ready
         checks["database"] = f"down: {type(e).__name__}"
     try:
-        await state.temporal.service_client.check_health()
+        await state.temporal.service_client.check_health(
+            timeout=timedelta(seconds=state.settings.temporal_rpc_timeout_seconds))
         checks["temporal"] = "ok"
     except Exception as e:  # noqa: BLE001
         checks["temporal"] = f"down: {type(e).__name__}"

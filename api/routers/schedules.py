@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Admin, Editor, StateDep, Viewer
-from api.problems import AUTHENTICATED, Problem, not_found, responses
+from api.problems import AUTHENTICATED, Problem, not_found, responses, temporal_unavailable
 from lodestone import schedules as sched
 from lodestone.db import tenant_session
 from schema.conversations import Contact
@@ -60,7 +60,7 @@ def problems() -> Iterator[None]:
         raise Problem(422, "invalid_schedule", str(e)) from e
     except RPCError as e:
         if e.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-            raise Problem(503, "temporal_unavailable", "Temporal did not answer; try again") from e
+            raise temporal_unavailable() from e
         raise
 
 

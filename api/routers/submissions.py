@@ -1,19 +1,19 @@
-"""Submissions: a job row and its SubmissionWorkflow start, in one transaction, with
-Idempotency-Key semantics."""
+"""Submissions: the submission, job and Idempotency-Key rows committed in one transaction,
+then the job's SubmissionWorkflow started (or, if that fails, left to the outbox).
+
+Idempotency: every request with the same key and body gets the job of the one request
+that committed the key; a job, once committed, is never taken back."""
 
 import hashlib
 import json
+import logging
 import uuid
-from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Header
 from pydantic import BaseModel, Field, model_validator
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, delete, select
-from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from sqlalchemy.dialects.postgresql import insert
+from sqlmodel import col, select
 
 from api.auth import Principal
 from api.deps import Editor, StateDep
@@ -23,14 +23,13 @@ from api.routers.workflows import UNEVALUABLE, JsonObject
 from lodestone.db import tenant_session
 from lodestone.metrics import SUBMISSIONS
 from lodestone.netguard import OutboundRefused, check_url
+from lodestone.outbox import record_started, start_job
 from lodestone.settings import Settings
 from schema.definitions import InputInvalid, validate_input
-from schema.tables import IdempotencyKey, Job, Submission, Upload, WorkflowDefinition
-from workflows.names import SUBMISSION
-from workflows.types import SubmissionInput, job_search_attributes
+from schema.tables import IdempotencyKey, Job, Submission, Upload, WorkflowDefinition, utcnow
 
+log = logging.getLogger("lodestone.api")
 router = APIRouter(prefix="/v1/submissions", tags=["submissions"], responses=AUTHENTICATED)
-START_TIMEOUT = timedelta(seconds=5)
 
 
 class SubmissionCreate(BaseModel):
@@ -68,15 +67,9 @@ def request_hash(body: SubmissionCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def start_job(temporal: Client, settings: Settings, job: Job) -> None:
-    await temporal.start_workflow(
-        SUBMISSION, SubmissionInput(str(job.tenant_id), str(job.id)),
-        id=str(job.id), task_queue=settings.temporal_task_queue, rpc_timeout=START_TIMEOUT,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        search_attributes=job_search_attributes(job.tenant_id, job.id, job.workflow_key))
-
-
-async def replay_key(state: StateDep, principal: Editor, key: str, digest: str) -> SubmissionAccepted | None:
+async def replay_key(state: StateDep, principal: Principal, key: str, digest: str) -> SubmissionAccepted | None:
+    """The job an earlier request with this key made, if any. It is only read, never
+    started from here: the request that made it starts it, or else the outbox does."""
     async with tenant_session(state.engine, principal.tenant_id) as session:
         row = await session.get(IdempotencyKey, (principal.tenant_id, key))
         if row is None:
@@ -85,18 +78,14 @@ async def replay_key(state: StateDep, principal: Editor, key: str, digest: str) 
             raise Problem(409, "idempotency_conflict",
                           "this Idempotency-Key was already used with a different request body")
         job = await session.get(Job, row.job_id)
-        assert job is not None
-    if job.status == "pending":
-        # The first request may have died between its commit and the start: finish its work.
-        try:
-            await start_job(state.temporal, state.settings, job)
-        except WorkflowAlreadyStartedError:
-            pass
+        assert job is not None  # a foreign key; keys and jobs are never deleted
     return accepted(job, state.settings)
 
 
-async def create_job(state: StateDep, principal: Editor, body: SubmissionCreate,
-                     idempotency_key: str | None, digest: str) -> Job | SubmissionAccepted:
+async def create_job(state: StateDep, principal: Principal, body: SubmissionCreate,
+                     idempotency_key: str | None, digest: str) -> Job | None:
+    """The submission, job and key rows, committed together; None if a concurrent request
+    with the same key committed its own first."""
     async with tenant_session(state.engine, principal.tenant_id) as session:
         definition = (await session.exec(select(WorkflowDefinition).where(
             WorkflowDefinition.key == body.workflow_key,
@@ -125,31 +114,24 @@ async def create_job(state: StateDep, principal: Editor, body: SubmissionCreate,
         session.add(job)
         await session.flush()
         if idempotency_key:
-            session.add(IdempotencyKey(tenant_id=principal.tenant_id, key=idempotency_key,
-                                       request_hash=digest, job_id=job.id))
-            try:
-                await session.flush()  # a concurrent twin blocks here until the first commits
-            except IntegrityError:
-                await session.rollback()
-                done = await replay_key(state, principal, idempotency_key, digest)
-                if done is None:
-                    raise
-                return done
+            # A concurrent twin's insert waits here for ours to commit or roll back; then
+            # exactly one of them has the key, and the other inserts nothing.
+            claimed = await session.execute(
+                insert(IdempotencyKey).values(tenant_id=principal.tenant_id, key=idempotency_key,
+                                              request_hash=digest, job_id=job.id, created_at=utcnow())
+                .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
+                .returning(IdempotencyKey.job_id))
+            if claimed.first() is None:
+                await session.rollback()  # our submission and job go with it
+                return None
     return job
-
-
-async def discard_job(state: StateDep, job: Job) -> None:
-    async with tenant_session(state.engine, job.tenant_id) as session:
-        await session.execute(delete(IdempotencyKey).where(col(IdempotencyKey.job_id) == job.id))
-        await session.execute(delete(Job).where(col(Job.id) == job.id))
-        await session.execute(delete(Submission).where(col(Submission.id) == job.submission_id))
 
 
 @router.post("", status_code=202, response_model=SubmissionAccepted,
              responses=responses(400, 404, 409, 422, 429, 503, descriptions={
                  404: "no such workflow or upload", 409: "Idempotency-Key reused with another body",
                  429: "the tenant's submission rate is exceeded; see Retry-After",
-                 503: "Temporal or the token issuer did not answer"}))
+                 503: "PostgreSQL or the token issuer did not answer; see Retry-After"}))
 async def submit(body: SubmissionCreate, state: StateDep, principal: Editor,
                  idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> SubmissionAccepted:
     return await accept_submission(state, principal, body, idempotency_key)
@@ -164,19 +146,28 @@ async def accept_submission(state: StateDep, principal: Principal, body: Submiss
         raise Problem(429, "rate_limited", "too many submissions for this tenant; slow down",
                       headers={"Retry-After": str(max(1, round(wait + 0.5)))})
     digest = request_hash(body)
-    if idempotency_key and (done := await replay_key(state, principal, idempotency_key, digest)):
-        SUBMISSIONS.labels(str(principal.tenant_id), body.workflow_key, "replayed").inc()
-        return done
-    job = await create_job(state, principal, body, idempotency_key, digest)
-    if isinstance(job, SubmissionAccepted):
-        SUBMISSIONS.labels(str(principal.tenant_id), body.workflow_key, "replayed").inc()
-        return job
-    # The row is committed before the start, so the workflow's first activity always finds it.
+    job = None
+    for _ in range(3):  # a key is only ever added: a second look finds the winner's
+        if idempotency_key and (done := await replay_key(state, principal, idempotency_key, digest)):
+            SUBMISSIONS.labels(str(principal.tenant_id), body.workflow_key, "replayed").inc()
+            return done
+        job = await create_job(state, principal, body, idempotency_key, digest)
+        if job is not None:
+            break
+    if job is None:
+        raise RuntimeError("an Idempotency-Key was taken but its row could not be read")
+    # The row is committed before the start, so the workflow's first activity always finds
+    # it; from here on the job exists, whatever the start does. A start that fails (Temporal
+    # down or slow) leaves it pending, and the worker's outbox starts it.
     try:
         await start_job(state.temporal, state.settings, job)
-    except Exception as e:
-        await discard_job(state, job)
-        SUBMISSIONS.labels(str(principal.tenant_id), body.workflow_key, "start_failed").inc()
-        raise Problem(503, "temporal_unavailable", f"could not start the workflow: {e}") from e
+    except Exception as e:  # noqa: BLE001
+        SUBMISSIONS.labels(str(principal.tenant_id), body.workflow_key, "start_deferred").inc()
+        log.warning("job %s committed, its start deferred to the outbox: %s", job.id, type(e).__name__)
+        return accepted(job, state.settings)
     SUBMISSIONS.labels(str(principal.tenant_id), body.workflow_key, "accepted").inc()
+    try:
+        await record_started(state.engine, job)
+    except Exception as e:  # noqa: BLE001 - the outbox finds it started and records it
+        log.warning("job %s started, not yet recorded as started: %s", job.id, type(e).__name__)
     return accepted(job, state.settings)

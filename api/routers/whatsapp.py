@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from api.deps import StateDep
-from api.problems import Problem, responses
+from api.problems import Problem, responses, temporal_unavailable
 from api.whatsapp_payload import STATUS_RANK, ChangeValue, WebhookPayload
 from lodestone.db import tenant_session
 from lodestone.settings import Settings
@@ -163,5 +163,5 @@ async def receive(request: Request, state: StateDep,
             await signal(state, msg)
     except Exception as e:
         log.warning("could not signal the conversation: %s", type(e).__name__, extra={"tenant_id": msg.tenant_id})
-        raise Problem(503, "temporal_unavailable", "could not hand the message to its conversation") from e
+        raise temporal_unavailable("could not hand the message to its conversation") from e
     return {"status": "ok"}

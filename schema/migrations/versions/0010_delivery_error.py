@@ -5,7 +5,7 @@ delivery_attempts row; now it is `failed` and the row carries the last attempt's
 GET /v1/jobs/{id} shows it (also while the target is still being retried).
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 """
 
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
