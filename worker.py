@@ -25,8 +25,6 @@ from lodestone.llm import LLMClient, RoutingLLM
 from lodestone.logs import setup_logging
 from lodestone.metrics import SdkMetrics
 from lodestone.netguard import guarded_client
-from lodestone.outbox import run_outbox
-from lodestone.retention import ensure_purge_schedule
 from lodestone.secrets import SecretsProvider, make_secrets
 from lodestone.settings import Settings, get_settings, secret_env
 from lodestone.storage import ObjectStore, make_store
@@ -36,6 +34,8 @@ from lodestone.temporal_client import connect
 from lodestone.tracing import setup_tracing, shutdown_tracing
 from lodestone.whatsapp import WhatsAppClient
 from lodestone.worker_http import bind, serve, worker_app
+from services.outbox import run_outbox
+from services.retention import ensure_purge_schedule
 from workflows.conversation import ConversationWorkflow
 from workflows.retention import PurgeMessagesWorkflow
 from workflows.submission import SubmissionWorkflow

@@ -2,6 +2,7 @@
 batch key, and the retention purge of old message bodies."""
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text, update
@@ -19,7 +20,32 @@ from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
 from lodestone.whatsapp import GraphError, WhatsAppClient
 from schema.tables import Contact, Message, Tenant, utcnow
-from workflows.types import PurgeInput, PurgeResult, ReplyInput, ReplyResult
+
+
+@dataclass
+class ReplyInput:
+    tenant_id: str
+    contact_id: str
+    message_ids: list[str]
+    batch_key: str
+    typing_indicator: bool = True
+
+
+@dataclass
+class ReplyResult:
+    wa_message_id: str
+    sent_now: bool  # False when an earlier attempt had already sent it
+
+
+@dataclass
+class PurgeInput:
+    retention_days: int
+
+
+@dataclass
+class PurgeResult:
+    tenants: int
+    purged: int
 
 HISTORY = 20  # earlier messages the reply prompt sees
 

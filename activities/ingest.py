@@ -4,6 +4,7 @@ a retried attempt resumes at the next part instead of starting over."""
 import asyncio
 import contextlib
 import uuid
+from dataclasses import dataclass
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -16,7 +17,31 @@ from lodestone.netguard import OutboundRefused, open_stream
 from lodestone.settings import Settings
 from lodestone.storage import ObjectNotFound, ObjectStore, PartRef, job_key
 from schema.tables import Job, Tenant
-from workflows.types import IngestCheckpoint, IngestInput, IngestResult
+
+
+@dataclass
+class IngestInput:
+    tenant_id: str
+    job_id: str
+    url: str
+
+
+@dataclass
+class IngestCheckpoint:
+    """Heartbeat details: enough for a retried attempt to resume at the next part."""
+
+    upload_id: str
+    parts: list[list]  # [number, etag, size]
+    bytes_done: int
+
+
+@dataclass
+class IngestResult:
+    key: str
+    size: int
+    parts: int
+    parts_uploaded: int  # by the attempt that finished; fewer than parts after a resume
+    resumed_from_part: int
 
 RETRYABLE_STATUS = {408, 425, 429}
 

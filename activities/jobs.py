@@ -1,6 +1,7 @@
 """Job bookkeeping in PostgreSQL: the plan, status transitions, the dead-letter row."""
 
 import uuid
+from dataclasses import dataclass, field
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -11,9 +12,48 @@ from activities.delivery import webhook_timeout
 from lodestone.db import tenant_session
 from lodestone.metrics import JOB_DURATION
 from lodestone.settings import Settings
+from schema.dag import step_dependencies
 from schema.tables import JobFailure, Submission, utcnow
-from workflows.dag import step_dependencies
-from workflows.types import FailureInput, JobPlan, JobRef, JobStatusInput
+
+
+@dataclass
+class JobRef:
+    tenant_id: str
+    job_id: str
+
+
+@dataclass
+class JobPlan:
+    # step id -> the step ids it waits for
+    dependencies: dict[str, list[str]]
+    outputs: list[str]
+    delivery_targets: int
+    max_parallel_steps: int
+    input_url: str | None = None
+    # The type of each delivery target ("webhook", "email"); a plan without it (recorded
+    # before email targets existed) has only webhooks.
+    delivery_kinds: list[str] = field(default_factory=list)
+    # Each target's webhook timeout in seconds (0 for email), and the attempt budgets, from the
+    # definition and settings; a plan without them (recorded earlier) keeps the built-in ones.
+    delivery_timeouts: list[float] = field(default_factory=list)
+    step_max_attempts: int = 0
+    delivery_max_attempts: int = 0
+
+
+@dataclass
+class JobStatusInput:
+    tenant_id: str
+    job_id: str
+    status: str
+
+
+@dataclass
+class FailureInput:
+    tenant_id: str
+    job_id: str
+    error_code: str
+    message: str
+    failed_step: str | None = None
 
 TERMINAL = {"delivered", "failed", "cancelled"}
 

@@ -3,6 +3,7 @@ capped child process.
 Artifacts land under {tenant_id}/jobs/{job_id}/."""
 
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,7 +18,20 @@ from lodestone.storage import ObjectNotFound, ObjectStore, StoredObject, job_key
 from lodestone.template_pool import TemplatePool
 from lodestone.templating import TemplateLimitExceeded, TemplateRenderError, TemplateSecurityViolation
 from schema.tables import Artifact, JobStep, utcnow
-from workflows.types import RenderInput, RenderResult
+
+
+@dataclass
+class RenderInput:
+    tenant_id: str
+    job_id: str
+    kind: str  # "html" or "pdf"
+
+
+@dataclass
+class RenderResult:
+    artifact_id: str
+    key: str
+    size: int
 
 FILES = {"html": ("report.html", "text/html; charset=utf-8"), "pdf": ("report.pdf", "application/pdf")}
 

@@ -3,6 +3,7 @@ call the model, store the output, record usage. A completed step is never re-run
 
 import contextlib
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func
@@ -21,7 +22,31 @@ from lodestone.storage import ObjectStore, job_key
 from lodestone.template_pool import TemplatePool
 from lodestone.templating import TemplateLimitExceeded, TemplateRenderError, TemplateSecurityViolation
 from schema.tables import JobStep, Tenant, UsageRecord, utcnow
-from workflows.types import StepFailureInput, StepInput, StepResult
+
+
+@dataclass
+class StepInput:
+    tenant_id: str
+    job_id: str
+    step_id: str
+
+
+@dataclass
+class StepResult:
+    step_id: str
+    output_key: str
+    model: str
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+
+
+@dataclass
+class StepFailureInput:
+    tenant_id: str
+    job_id: str
+    step_id: str
+    error: str
 
 
 class StepActivities:

@@ -3,6 +3,7 @@ document and the summaries row. Texts travel as object keys, never in payloads."
 
 import json
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -22,16 +23,76 @@ from lodestone.storage import ObjectNotFound, ObjectStore, check_key
 from lodestone.templating import render
 from lodestone.whatsapp import GraphError, WhatsAppClient
 from schema.tables import Message, Summary, Tenant, utcnow
-from workflows.types import (
-    RecordSummaryInput,
-    SendDocumentInput,
-    SendDocumentResult,
-    SummaryPdfInput,
-    SummaryStageInput,
-    SummaryStageResult,
-    SummaryWindow,
-    TranscriptResult,
-)
+
+
+@dataclass
+class SummaryWindow:
+    tenant_id: str
+    contact_id: str
+    window_start: str
+    window_end: str
+
+
+@dataclass
+class SummaryStageInput:
+    tenant_id: str
+    contact_id: str
+    window_end: str
+    stage: str  # extract, themes, write
+    source_key: str
+
+
+@dataclass
+class SummaryStageResult:
+    key: str
+    model: str
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+
+
+@dataclass
+class TranscriptResult:
+    key: str
+    message_count: int
+
+
+@dataclass
+class SummaryPdfInput:
+    tenant_id: str
+    contact_id: str
+    window_start: str
+    window_end: str
+    transcript_key: str
+    summary_key: str
+    themes_key: str
+
+
+@dataclass
+class SendDocumentInput:
+    tenant_id: str
+    contact_id: str
+    pdf_key: str
+    window_end: str
+
+
+@dataclass
+class SendDocumentResult:
+    media_id: str
+    wa_message_id: str
+
+
+@dataclass
+class RecordSummaryInput:
+    tenant_id: str
+    contact_id: str
+    window_start: str
+    window_end: str
+    message_count: int
+    pdf_key: str
+    media_id: str
+    wa_message_id: str
+    usage: list[SummaryStageResult] = field(default_factory=list)
 
 TEMPLATE = (Path(__file__).parent.parent / "lodestone" / "templates" / "summary.html.j2").read_text()
 PROMPT_CHARS = 48_000  # the most transcript a stage prompt carries

@@ -16,6 +16,7 @@ from api.observe import Observe
 from api.routers import (
     artifacts,
     channels,
+    dev_issuer,
     forms,
     health,
     jobs,
@@ -78,4 +79,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    uploads.router, channels.router, whatsapp.router, schedules.router, tenant.router,
                    forms.router, metrics.router):
         app.include_router(router)
+    if settings.auth_dev_issuer:
+        app.include_router(dev_issuer.router)
     return app

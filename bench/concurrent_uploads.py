@@ -39,7 +39,7 @@ from uploading import (  # noqa: E402
     uploads_in_flight,
 )
 
-from lodestone.devstack.processes import ProcessGroup, free_port  # noqa: E402
+from devstack.processes import ProcessGroup, free_port  # noqa: E402
 from lodestone.settings import Settings  # noqa: E402
 
 err = Console(stderr=True)

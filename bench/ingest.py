@@ -54,7 +54,7 @@ from uploading import (  # noqa: E402
     upload,
 )
 
-from lodestone.devstack.processes import ProcessGroup, free_port, venv_bin, wait_for_port  # noqa: E402
+from devstack.processes import ProcessGroup, free_port, venv_bin, wait_for_port  # noqa: E402
 from lodestone.settings import Settings  # noqa: E402
 
 err = Console(stderr=True)

@@ -29,13 +29,13 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.client import Client
     from temporalio.worker import Worker
 
+    from devstack.keys import mint_token
+    from devstack.processes import free_port
+    from devstack.receiver import Received, WebhookReceiver
+    from devstack.stack import Stack
     from lodestone.db import make_engine
-    from lodestone.devstack.keys import mint_token
-    from lodestone.devstack.processes import free_port
-    from lodestone.devstack.stack import Stack
-    from lodestone.receiver import Received, WebhookReceiver
     from lodestone.settings import Settings
-    from lodestone.tenants import create_tenant
+    from services.tenants import create_tenant
 
 HELLO_TIMEOUT = timedelta(seconds=30)
 PORTS = ("postgres", "temporal", "temporal_http", "temporal_metrics", "temporal_ui", "api", "worker_metrics")

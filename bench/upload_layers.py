@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from uploading import MB, clean, cpu_seconds, direct, parse_size, settle_disk, start_sink, upload  # noqa: E402
 
-from lodestone.devstack.processes import ProcessGroup  # noqa: E402
+from devstack.processes import ProcessGroup  # noqa: E402
 from lodestone.settings import Settings  # noqa: E402
 
 LAYERS = ("drop", "batches", "store")

@@ -17,14 +17,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from devstack.keys import mint_token  # noqa: E402
+from devstack.postgres import OWNER_ROLE, bootstrap, start_postgres  # noqa: E402
+from devstack.processes import ProcessGroup, free_port, wait_for_port  # noqa: E402
 from lodestone.db import make_engine  # noqa: E402
-from lodestone.devstack.keys import mint_token  # noqa: E402
-from lodestone.devstack.postgres import OWNER_ROLE, bootstrap, start_postgres  # noqa: E402
-from lodestone.devstack.processes import ProcessGroup, free_port, wait_for_port  # noqa: E402
 from lodestone.settings import Settings  # noqa: E402
 from lodestone.storage import make_store  # noqa: E402
-from lodestone.tenants import create_tenant  # noqa: E402
 from schema.migrate import upgrade  # noqa: E402
+from services.tenants import create_tenant  # noqa: E402
 
 MB = 1000 * 1000
 UNITS = {"MB": MB, "GB": 1000 * MB}
@@ -145,7 +145,7 @@ def start_api(name: str, settings: Settings, group: ProcessGroup, **env: str) ->
            "API_PORT": str(settings.api_port), "TEMPORAL_PORT": str(free_port()), **env}
     if settings.s3_endpoint:
         env.update(S3_ENDPOINT=settings.s3_endpoint, S3_ACCESS_KEY="bench", S3_SECRET_KEY="bench")
-    api = group.start(f"api-{name}", [sys.executable, "-m", "lodestone.cli", "api"],
+    api = group.start(f"api-{name}", [sys.executable, "-m", "cli.main", "api"],
                       log_path=settings.data_path / "logs" / f"api-{name}.log", env=env)
     wait_for_port("127.0.0.1", settings.api_port, 60, api)
     tenant = asyncio.run(_tenant(settings))

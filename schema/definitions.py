@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema
 
 from lodestone.templating import TemplateInvalid, check_template
-from workflows.dag import DagError, step_dependencies
+from schema.dag import DagError, step_dependencies
 
 SCHEMA_PATH = Path(__file__).parent / "workflow_definition.schema.json"
 

@@ -11,13 +11,13 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 
+from devstack.graph_standin import GraphAPIStandIn
+from devstack.keys import mint_token
+from devstack.processes import free_port, venv_bin, wait_for_port
+from devstack.stack import Stack
 from lodestone.db import make_engine
-from lodestone.devstack.keys import mint_token
-from lodestone.devstack.processes import free_port, venv_bin, wait_for_port
-from lodestone.devstack.stack import Stack
-from lodestone.graph_standin import GraphAPIStandIn
 from lodestone.settings import Settings
-from lodestone.tenants import create_tenant
+from services.tenants import create_tenant
 from tests.standins.openai_server import OpenAIStandIn
 from tests.standins.otlp_collector import OTLPCollector
 

@@ -9,8 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.ingest import IngestActivities
-    from workflows.types import IngestInput, IngestResult
+    from activities.ingest import IngestActivities, IngestInput, IngestResult
 
 # Short, so a killed attempt is retried within seconds.
 PROBE_HEARTBEAT = timedelta(seconds=3)

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from devstack.receiver import WebhookReceiver
 from lodestone import links
-from lodestone.receiver import WebhookReceiver
 from lodestone.settings import Settings
 from tests.helpers import create_workflow, definition, submit, wait_job
 

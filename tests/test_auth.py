@@ -7,7 +7,7 @@ import httpx
 import pytest
 from jwcrypto import jwk, jwt
 
-from lodestone.devstack.keys import mint_token
+from devstack.keys import mint_token
 
 
 def _b64(obj: dict) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from lodestone.devstack.temporal import SEARCH_ATTRIBUTES
+from devstack.temporal import SEARCH_ATTRIBUTES
 from lodestone.settings import Settings
 from workflows.types import JOB_ID, TENANT_ID, WORKFLOW_KEY
 

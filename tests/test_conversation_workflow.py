@@ -9,9 +9,9 @@ from temporalio import activity
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.conversation import ConversationActivities
+from activities.conversation import ConversationActivities, ReplyInput, ReplyResult
+from devstack.processes import venv_bin
 from lodestone.db import tenant_session
-from lodestone.devstack.processes import venv_bin
 from lodestone.llm import OfflineLLM
 from lodestone.netguard import guarded_client
 from lodestone.secrets import make_secrets
@@ -19,7 +19,7 @@ from lodestone.whatsapp import WhatsAppClient
 from schema.tables import Message
 from tests.conversation_helpers import seed_contact
 from workflows.conversation import ConversationWorkflow
-from workflows.types import ConversationInput, NewMessage, ReplyInput, ReplyResult
+from workflows.types import ConversationInput, NewMessage
 
 
 class FakeReplies:

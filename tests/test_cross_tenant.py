@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from api.app import create_app
-from lodestone.receiver import WebhookReceiver
-from lodestone.schedules import create_summary_schedule
+from devstack.receiver import WebhookReceiver
+from services.schedules import create_summary_schedule
 from tests.conversation_helpers import seed_contact
 from tests.helpers import create_workflow, definition, in_process_api, submit, wait_job
 

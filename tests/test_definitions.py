@@ -6,10 +6,10 @@ import pytest
 from sqlmodel import func, select
 
 from lodestone.db import tenant_session
+from schema.dag import DependencyCycle, UnknownStepRef, step_dependencies, topological_order
 from schema.definitions import DefinitionInvalid, validate_definition
 from schema.tables import Job, WorkflowDefinition
 from tests.helpers import create_workflow, definition, submit
-from workflows.dag import DependencyCycle, UnknownStepRef, step_dependencies, topological_order
 
 BASE = definition("http://127.0.0.1:9/hook", key="base")
 

@@ -14,23 +14,13 @@ from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from lodestone.devstack.processes import venv_bin
+from activities.delivery_log import AttemptInput, DeliveryInput, SendOutcome
+from activities.jobs import FailureInput, JobPlan, JobRef, JobStatusInput
+from activities.render import RenderInput, RenderResult
+from activities.steps import StepInput, StepResult
+from devstack.processes import venv_bin
 from workflows.submission import WEBHOOK_RETRY, SubmissionWorkflow
-from workflows.types import (
-    STATUS,
-    AttemptInput,
-    DeliveryInput,
-    FailureInput,
-    JobPlan,
-    JobRef,
-    JobStatusInput,
-    RenderInput,
-    RenderResult,
-    SendOutcome,
-    StepInput,
-    StepResult,
-    SubmissionInput,
-)
+from workflows.types import STATUS, SubmissionInput
 
 
 class FakeActivities:

@@ -16,11 +16,11 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
+from devstack.receiver import WebhookReceiver
 from lodestone.db import make_engine, tenant_session
 from lodestone.llm import RoutingLLM
 from lodestone.mail import message_id
 from lodestone.netguard import guarded_client
-from lodestone.receiver import WebhookReceiver
 from lodestone.secrets import make_secrets
 from lodestone.settings import Settings, secret_env
 from lodestone.storage import make_store

@@ -13,9 +13,9 @@ import httpx
 import psutil
 import pytest
 
-from lodestone.demo import DEMO_TENANT
-from lodestone.devstack.keys import mint_token
-from lodestone.devstack.processes import free_port
+from devstack.demo import DEMO_TENANT
+from devstack.keys import mint_token
+from devstack.processes import free_port
 from tests.helpers import definition
 
 
@@ -29,7 +29,7 @@ def stack_env(data_dir: Path) -> dict[str, str]:
 
 
 def lodestone(*args: str, env: dict[str, str], **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "lodestone.cli", *args], env=env, stdin=subprocess.DEVNULL,
+    return subprocess.Popen([sys.executable, "-m", "cli.main", *args], env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
 
 
@@ -93,7 +93,7 @@ def test_dev_stops_every_child(tmp_path, how):
     children, out = descendants_when_serving(proc)
     names = {c.name() for c in children}
     assert {"postgres", "temporal"} <= names, names
-    assert len([c for c in children if "lodestone.cli" in " ".join(c.cmdline())]) == 2  # api and worker
+    assert len([c for c in children if "cli.main" in " ".join(c.cmdline())]) == 2  # api and worker
     sig = {"sigterm": signal.SIGTERM, "sigint": signal.SIGINT, "sigkill": signal.SIGKILL}[how]
     proc.send_signal(sig)
     proc.wait(timeout=60)

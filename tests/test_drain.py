@@ -11,8 +11,8 @@ import httpx
 import pytest
 import typer
 
-from lodestone.devstack.processes import free_port, wait_for_port
-from lodestone.ops.drain import drain
+from cli.ops.drain import drain
+from devstack.processes import free_port, wait_for_port
 from lodestone.worker_http import worker_app
 
 
@@ -21,7 +21,7 @@ async def test_drain_stops_a_worker_only_with_its_token(stack, tmp_path):
     env = {**stack.env(), "WORKER_METRICS_PORT": str(port), "TEMPORAL_TASK_QUEUE": f"drain-{uuid.uuid4().hex}"}
     log_path = tmp_path / "worker.log"
     with open(log_path, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "lodestone.cli", "worker"], env={**os.environ, **env},
+        proc = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env={**os.environ, **env},
                                 stdout=out, stderr=subprocess.STDOUT)
     try:
         await asyncio.to_thread(wait_for_port, "127.0.0.1", port, 60, proc)
@@ -34,7 +34,7 @@ async def test_drain_stops_a_worker_only_with_its_token(stack, tmp_path):
             assert wrong.status_code == 401
             assert (await http.get(f"http://127.0.0.1:{port}/health")).json()["status"] == "polling"
         # `lodestone ops drain` run on the stack's DATA_DIR finds the token the stack made there.
-        drained = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "lodestone.cli", "ops", "drain",
+        drained = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "cli.main", "ops", "drain",
                                                            "--url", f"http://127.0.0.1:{port}", "--timeout", "60"],
                                           env={**os.environ, "DATA_DIR": env["DATA_DIR"]}, capture_output=True,
                                           text=True, timeout=90)

@@ -16,12 +16,13 @@ from sqlmodel import select
 from temporalio.testing import ActivityEnvironment
 
 from activities.delivery import DeliveryActivities
+from activities.delivery_log import DeliveryInput
+from devstack.processes import free_port
+from devstack.receiver import WebhookReceiver
 from lodestone import mail
 from lodestone.db import tenant_session
-from lodestone.devstack.processes import free_port
 from lodestone.llm import RoutingLLM
 from lodestone.netguard import guarded_client
-from lodestone.receiver import WebhookReceiver
 from lodestone.secrets import make_secrets
 from lodestone.settings import Settings, secret_env
 from lodestone.storage import make_store
@@ -31,7 +32,6 @@ from schema.tables import Delivery, DeliveryAttempt, JobFailure
 from tests.helpers import create_workflow, definition, in_process_api, submit, wait_job
 from tests.standins.smtp_sink import SMTPSink
 from worker import WorkerDeps, build_worker
-from workflows.types import DeliveryInput
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ import httpx
 import pytest
 from sqlmodel import select
 
+from devstack.receiver import WebhookReceiver
 from lodestone.db import tenant_session
 from lodestone.llm import RoutingLLM
 from lodestone.netguard import guarded_client
-from lodestone.receiver import WebhookReceiver
 from lodestone.secrets import make_secrets
 from lodestone.settings import Settings, secret_env
 from lodestone.storage import make_store

@@ -5,7 +5,7 @@ import uuid
 
 import httpx
 
-from lodestone.receiver import WebhookReceiver
+from devstack.receiver import WebhookReceiver
 from tests.helpers import create_workflow, definition, in_process_api, wait_job
 
 FIELDS = {"type": "object", "required": ["company"], "additionalProperties": False,

@@ -19,8 +19,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lodestone.devstack.processes import free_port, wait_for_port
-from lodestone.receiver import WebhookReceiver
+from devstack.processes import free_port, wait_for_port
+from devstack.receiver import WebhookReceiver
 from tests.helpers import create_workflow, definition, in_process_api, wait_job
 from tests.tiny_disk import fill, tiny_tmpfs
 
@@ -46,7 +46,7 @@ class DiskStack:
 
     def start_api(self) -> None:
         with open(self.data / "api.log", "ab") as out:
-            self.api = subprocess.Popen([sys.executable, "-m", "lodestone.cli", "api"], env=self.env,
+            self.api = subprocess.Popen([sys.executable, "-m", "cli.main", "api"], env=self.env,
                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         wait_for_port("127.0.0.1", self.api_port, 60, self.api)
 
@@ -82,7 +82,7 @@ def disk(stack, tmp_path_factory) -> Iterator[DiskStack]:
         try:
             ds.start_api()
             with open(data / "worker.log", "ab") as out:
-                worker = subprocess.Popen([sys.executable, "-m", "lodestone.cli", "worker"], env=env, stdout=out,
+                worker = subprocess.Popen([sys.executable, "-m", "cli.main", "worker"], env=env, stdout=out,
                                           stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             wait_for_port("127.0.0.1", int(env["WORKER_METRICS_PORT"]), 60, worker)
             yield ds

@@ -16,8 +16,8 @@ from sqlalchemy import text
 
 from api.app import create_app
 from api.deps import get_principal
+from devstack.keys import load_or_create_key
 from lodestone.db import tenant_session
-from lodestone.devstack.keys import load_or_create_key
 from lodestone.logs import JsonFormatter
 from schema.tables import JobStatus
 from tests.helpers import create_workflow, definition, in_process_api, wait_job
@@ -218,7 +218,7 @@ async def test_a_token_for_a_tenant_that_does_not_exist_is_403_everywhere(settin
 
 
 async def test_a_deleted_tenant_is_refused_once_the_cache_expires(settings, owner_engine, engine):
-    from lodestone.tenants import create_tenant
+    from services.tenants import create_tenant
 
     tenant = await create_tenant(engine, "short-lived")
     token = claims_token(settings, tenant_id=str(tenant.id), realm_access={"roles": ["admin"]})

@@ -14,13 +14,13 @@ import httpx
 import pytest
 from sqlmodel import col, select
 
+from devstack.keys import mint_token
+from devstack.processes import ProcessGroup, free_port, wait_for_port
+from devstack.stack import Stack
 from lodestone.db import tenant_session
-from lodestone.devstack.keys import mint_token
-from lodestone.devstack.processes import ProcessGroup, free_port, wait_for_port
-from lodestone.devstack.stack import Stack
 from lodestone.settings import Settings
-from lodestone.tenants import create_tenant
 from schema.tables import Job
+from services.tenants import create_tenant
 from tests.helpers import create_workflow, definition, submit
 
 
@@ -69,7 +69,7 @@ BACKGROUND = int(os.environ.get("IDEMPOTENCY_BACKGROUND", "300"))  # another ten
 def second_api(stack: Stack, settings: Settings) -> Iterator[str]:
     port, group = free_port(), ProcessGroup()
     # The same stack as the session's API; its own port, the session API's token issuer.
-    proc = group.start("api-2", [sys.executable, "-m", "lodestone.cli", "api"], log_path=stack.logs / "api-2.log",
+    proc = group.start("api-2", [sys.executable, "-m", "cli.main", "api"], log_path=stack.logs / "api-2.log",
                        env={**stack.env(), "API_PORT": str(port), "AUTH_ISSUER": settings.issuer})
     try:
         wait_for_port(settings.api_host, port, 60, proc)

@@ -11,11 +11,11 @@ import uuid
 
 import pytest
 
+from activities.ingest import IngestInput, IngestResult
 from lodestone.settings import Settings
 from lodestone.storage import make_store
 from tests.ingest_worker import IngestProbeWorkflow
 from tests.standins.file_source import FileSource
-from workflows.types import IngestInput, IngestResult
 
 PART = 5 * 1024 * 1024
 
@@ -127,7 +127,7 @@ async def test_an_ingest_whose_partial_was_reclaimed_starts_over(settings, stack
 async def test_failed_ingest_attempts_leave_no_partial_files(settings, stack, temporal, tenant_a, tmp_path):
     """An input URL that cannot be fetched fails attempt after attempt (retryable): each
     attempt's upload, empty, is dropped, not left in .partial."""
-    from lodestone.devstack.processes import free_port
+    from devstack.processes import free_port
 
     env, queue = {**worker_env(settings, None), "DATA_DIR": str(tmp_path)}, f"ingest-{uuid.uuid4()}"
     worker = start_worker(env, queue)

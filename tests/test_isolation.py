@@ -8,8 +8,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from devstack.receiver import WebhookReceiver
 from lodestone.db import tenant_session
-from lodestone.receiver import WebhookReceiver
 from schema.tables import TENANT_TABLES, ChannelRoute, Job, WorkflowDefinition
 from tests.helpers import create_workflow, definition, submit, wait_job
 

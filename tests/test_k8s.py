@@ -231,7 +231,7 @@ def test_each_container_starts_with_settings_that_pass_the_fail_fast_checks(with
 
 
 def test_commands_are_the_cli_commands() -> None:
-    from lodestone.cli import app
+    from cli.main import app
 
     commands = {c.name or c.callback.__name__ for c in app.registered_commands if c.callback}
     for workload, want in ((API, "api"), (WORKER, "worker"), (JOB, "migrate")):

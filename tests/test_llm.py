@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from lodestone.devstack.processes import free_port
+from devstack.processes import free_port
 from lodestone.llm import (
     LLMEmptyAnswer,
     LLMRefused,

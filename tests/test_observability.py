@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 
-from lodestone.receiver import WebhookReceiver
+from devstack.receiver import WebhookReceiver
 from tests.helpers import create_workflow, definition, wait_job
 from workflows.types import JOB_ID, STATUS, TENANT_ID, WORKFLOW_KEY
 

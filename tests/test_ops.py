@@ -16,10 +16,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from devstack.receiver import WebhookReceiver
 from lodestone.db import tenant_session
-from lodestone.ops.db import operator_session
-from lodestone.receiver import WebhookReceiver
 from schema.tables import DeliveryAttempt, JobFailure, UsageRecord
+from services.operator_db import operator_session
 from tests.conversation_helpers import seed_contact
 from tests.helpers import create_workflow, definition, submit, wait_job
 
@@ -28,7 +28,7 @@ async def ops(settings, *args: str) -> tuple[int, str, str]:
     env = {**os.environ, "DATA_DIR": str(settings.data_path), "POSTGRES_PORT": str(settings.postgres_port),
            "TEMPORAL_PORT": str(settings.temporal_port), "TEMPORAL_UI_PORT": str(settings.temporal_ui_port),
            "API_PORT": str(settings.api_port)}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "lodestone.cli", "ops", *args, env=env,
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "cli.main", "ops", *args, env=env,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
     return proc.returncode or 0, out.decode(), err.decode()

@@ -18,14 +18,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack.keys import mint_token
+from devstack.postgres import APP_ROLE, OWNER_ROLE, start_postgres
+from devstack.processes import free_port
+from devstack.receiver import WebhookReceiver
+from devstack.temporal import start_temporal
 from lodestone.db import make_engine
-from lodestone.devstack.keys import mint_token
-from lodestone.devstack.postgres import APP_ROLE, OWNER_ROLE, start_postgres
-from lodestone.devstack.processes import free_port
-from lodestone.devstack.temporal import start_temporal
-from lodestone.receiver import WebhookReceiver
 from lodestone.settings import Settings
-from lodestone.tenants import create_tenant
+from services.tenants import create_tenant
 from tests.faults.stack import FaultStack
 from tests.helpers import create_workflow, definition, submit, wait_job
 

@@ -9,8 +9,8 @@ from sqlmodel import col, delete
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from lodestone.db import tenant_session
-from lodestone.outbox import due_jobs
 from schema.tables import Job, Submission
+from services.outbox import due_jobs
 from tests.helpers import create_workflow, definition, wait_job
 
 

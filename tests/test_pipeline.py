@@ -8,8 +8,8 @@ import pypdf
 from sqlmodel import select
 from temporalio.api.enums.v1 import EventType
 
+from devstack.receiver import WebhookReceiver
 from lodestone.db import tenant_session
-from lodestone.receiver import WebhookReceiver
 from schema.tables import DeliveryAttempt, JobFailure
 from tests.helpers import create_workflow, definition, submit, wait_job
 

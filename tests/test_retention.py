@@ -7,12 +7,12 @@ from sqlalchemy import delete, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from activities.conversation import PurgeInput
 from lodestone.db import tenant_session
-from lodestone.tenants import create_tenant
 from schema.tables import ChannelRoute, Message
+from services.tenants import create_tenant
 from tests.conversation_helpers import seed_contact
 from workflows.retention import PurgeMessagesWorkflow
-from workflows.types import PurgeInput
 
 
 async def test_purge_blanks_old_bodies_only(settings, stack, engine, temporal, tenant_a, tenant_b):

@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from temporalio.client import Client, ScheduleActionStartWorkflow, WorkflowExecutionStatus
 
+from activities.conversation import PurgeInput
 from lodestone.db import tenant_session
-from lodestone.retention import PURGE_SCHEDULE_ID, ensure_purge_schedule
 from schema.conversations import Contact
+from services.retention import PURGE_SCHEDULE_ID, ensure_purge_schedule
 from tests.conversation_helpers import seed_contact
-from workflows.types import PurgeInput
 
 EVERY = timedelta(days=15)
 
@@ -177,7 +177,7 @@ async def test_backfill_of_two_intervals_starts_two_runs(tenant_a, settings, tem
 async def _cli(settings, *args: str) -> tuple[int, str, str]:
     env = {**os.environ, "DATA_DIR": str(settings.data_path), "POSTGRES_PORT": str(settings.postgres_port),
            "TEMPORAL_PORT": str(settings.temporal_port)}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "lodestone.cli", "schedules", *args, env=env,
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "cli.main", "schedules", *args, env=env,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     return proc.returncode or 0, out.decode(), err.decode()

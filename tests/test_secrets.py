@@ -18,7 +18,7 @@ import hvac
 import pytest
 from pydantic import ValidationError
 
-from lodestone.devstack.processes import free_port, venv_bin, wait_for_port
+from devstack.processes import free_port, venv_bin, wait_for_port
 from lodestone.secrets import (
     EnvFileSecrets,
     InvalidSecretRef,

@@ -6,9 +6,9 @@ import uuid
 
 from sqlmodel import func, select
 
+from devstack.processes import free_port
+from devstack.receiver import WebhookReceiver
 from lodestone.db import tenant_session
-from lodestone.devstack.processes import free_port
-from lodestone.receiver import WebhookReceiver
 from schema.tables import IdempotencyKey, Job
 from tests.helpers import create_workflow, definition, in_process_api, wait_job
 

@@ -41,7 +41,7 @@ async def test_fifteen_day_schedule_fires_twice_and_sends_two_pdfs(settings, sta
     import asyncio
     from datetime import timedelta
 
-    from lodestone.schedules import backfill_summary_schedule, create_summary_schedule, describe_summary_schedule
+    from services.schedules import backfill_summary_schedule, create_summary_schedule, describe_summary_schedule
 
     contact = await seed_contact(engine, tenant_a.id, messages=60, days=60)
     created = await create_summary_schedule(temporal, settings, tenant_a.id, contact.id, 15)

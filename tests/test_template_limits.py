@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 
-from lodestone.receiver import WebhookReceiver
+from devstack.receiver import WebhookReceiver
 from tests.helpers import create_workflow, definition, submit, wait_job
 
 LOOP = "{% for i in range(100000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"  # 1e9 iterations

@@ -5,10 +5,10 @@ import uuid
 
 import pytest
 
-from lodestone.receiver import WebhookReceiver
+from devstack.receiver import WebhookReceiver
 from lodestone.secrets import InvalidSecretRef
 from lodestone.tenant_secrets import check_tenant_ref, tenant_env_prefix
-from lodestone.tenants import new_webhook_secret
+from services.tenants import new_webhook_secret
 from tests.helpers import create_workflow, definition, submit, wait_job
 
 

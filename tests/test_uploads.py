@@ -10,8 +10,8 @@ import uuid
 import pytest
 from sqlmodel import select
 
+from devstack.receiver import WebhookReceiver
 from lodestone.db import tenant_session
-from lodestone.receiver import WebhookReceiver
 from schema.tables import Tenant, Upload
 from tests.conftest import _tenant
 from tests.helpers import create_workflow, definition, submit, wait_job

@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sqlmodel import select
 
+from devstack.processes import free_port
 from lodestone.db import tenant_session
-from lodestone.devstack.processes import free_port
 from schema.tables import Contact, Message
 from tests.helpers import in_process_api
 

@@ -8,9 +8,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.conversation import ConversationActivities
+    from activities.conversation import ConversationActivities, ReplyInput
     from workflows.names import CONVERSATION
-    from workflows.types import ConversationInput, NewMessage, ReplyInput
+    from workflows.types import ConversationInput, NewMessage
 
 REPLY_TIMEOUT = timedelta(minutes=2)
 REPLY_RETRY = RetryPolicy(

@@ -7,9 +7,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.conversation import ConversationActivities
+    from activities.conversation import ConversationActivities, PurgeInput, PurgeResult
     from workflows.names import PURGE_MESSAGES
-    from workflows.types import PurgeInput, PurgeResult
 
 PURGE_TIMEOUT = timedelta(minutes=30)
 PURGE_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=5), maximum_attempts=5)

@@ -10,10 +10,11 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.delivery import DeliveryActivities
-    from activities.ingest import IngestActivities
-    from activities.jobs import JobActivities
-    from activities.render import RenderActivities
-    from activities.steps import StepActivities
+    from activities.delivery_log import DeliveryInput, DeliveryResult
+    from activities.ingest import IngestActivities, IngestInput
+    from activities.jobs import FailureInput, JobActivities, JobPlan, JobRef, JobStatusInput
+    from activities.render import RenderActivities, RenderInput
+    from activities.steps import StepActivities, StepFailureInput, StepInput, StepResult
     from workflows.delivery import (  # noqa: F401 (the retry policies are read from here too)
         EMAIL_HEARTBEAT,
         EMAIL_RETRY,
@@ -25,22 +26,7 @@ with workflow.unsafe.imports_passed_through():
         error_code,
     )
     from workflows.names import SUBMISSION
-    from workflows.types import (
-        STATUS,
-        DeliveryInput,
-        DeliveryResult,
-        FailureInput,
-        IngestInput,
-        JobPlan,
-        JobRef,
-        JobStatusInput,
-        RenderInput,
-        StepFailureInput,
-        StepInput,
-        StepResult,
-        SubmissionInput,
-        SubmissionResult,
-    )
+    from workflows.types import STATUS, SubmissionInput, SubmissionResult
 
 STATUS_PATCH = "status-search-attribute"
 STEP_FAILURE_PATCH = "step-failure-recorded"

@@ -8,17 +8,16 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.summary import SummaryActivities
-    from workflows.names import SUMMARY
-    from workflows.types import (
+    from activities.summary import (
         RecordSummaryInput,
         SendDocumentInput,
-        SummaryInput,
+        SummaryActivities,
         SummaryPdfInput,
-        SummaryResult,
         SummaryStageInput,
         SummaryWindow,
     )
+    from workflows.names import SUMMARY
+    from workflows.types import SummaryInput, SummaryResult
 
 STAGES = ("extract", "themes", "write")
 DB_TIMEOUT = timedelta(seconds=60)

@@ -1,5 +1,5 @@
 """Summary schedules: one Temporal Schedule per contact, fired every interval_days.
-The tenant boundary and the schedule's shape live in lodestone.schedules."""
+The tenant boundary and the schedule's shape live in services.schedules."""
 
 import uuid
 from collections.abc import Iterator
@@ -11,9 +11,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Admin, Editor, StateDep, Viewer
 from api.problems import AUTHENTICATED, Problem, not_found, responses, temporal_unavailable
-from lodestone import schedules as sched
 from lodestone.db import tenant_session
 from schema.conversations import Contact
+from services import schedules as sched
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"], responses={
     **AUTHENTICATED, **responses(503, descriptions={503: "Temporal or the token issuer did not answer"})})
@@ -34,7 +34,7 @@ class BackfillRequest(BaseModel):
     end: AwareDatetime
 
 
-# The description lodestone.schedules returns is the response body: one shape, one place.
+# The description services.schedules returns is the response body: one shape, one place.
 ScheduleOut = sched.SummarySchedule
 
 

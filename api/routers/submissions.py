@@ -23,10 +23,10 @@ from api.routers.workflows import UNEVALUABLE, JsonObject
 from lodestone.db import tenant_session
 from lodestone.metrics import SUBMISSIONS
 from lodestone.netguard import OutboundRefused, check_url
-from lodestone.outbox import record_started, start_job
 from lodestone.settings import Settings
 from schema.definitions import InputInvalid, validate_input
 from schema.tables import IdempotencyKey, Job, Submission, Upload, WorkflowDefinition, utcnow
+from services.outbox import record_started, start_job
 
 log = logging.getLogger("lodestone.api")
 router = APIRouter(prefix="/v1/submissions", tags=["submissions"], responses=AUTHENTICATED)

@@ -17,10 +17,10 @@ from sqlmodel import select
 from temporalio.client import Client
 
 from activities.jobs import TERMINAL
+from devstack.keys import mint_token
 from lodestone.db import tenant_session
-from lodestone.devstack.keys import mint_token
-from lodestone.tenants import create_tenant
 from schema.tables import Job
+from services.tenants import create_tenant
 from tests.faults.plan import Fault, FaultConfig, arrivals, schedule
 from tests.faults.stack import FaultStack
 from tests.standins.smtp_sink import SMTPSink

@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from lodestone.devstack.postgres import APP_ROLE, OWNER_ROLE, bootstrap_sync, start_postgres
-from lodestone.devstack.processes import ProcessGroup, free_port, wait_for_port
-from lodestone.devstack.stack import Stack
+from devstack.postgres import APP_ROLE, OWNER_ROLE, bootstrap_sync, start_postgres
+from devstack.processes import ProcessGroup, free_port, wait_for_port
+from devstack.stack import Stack
 from lodestone.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class FaultStack:
         start_postgres(self.pg, self.settings.data_path, self.settings.postgres_port)
 
     def _start(self, name: str) -> subprocess.Popen:
-        proc = self.app.start(name, [sys.executable, "-m", "lodestone.cli", name],
+        proc = self.app.start(name, [sys.executable, "-m", "cli.main", name],
                               log_path=self.stack.logs / f"{name}.log", env=self.stack.env())
         self._procs[name] = proc
         return proc

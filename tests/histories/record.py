@@ -14,15 +14,16 @@ import httpx
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
+from activities.conversation import PurgeInput
+from devstack.graph_standin import GraphAPIStandIn
+from devstack.keys import mint_token
+from devstack.processes import free_port
+from devstack.receiver import WebhookReceiver
+from devstack.stack import Stack
 from lodestone.db import make_engine, tenant_session
-from lodestone.devstack.keys import mint_token
-from lodestone.devstack.processes import free_port
-from lodestone.devstack.stack import Stack
-from lodestone.graph_standin import GraphAPIStandIn
-from lodestone.receiver import WebhookReceiver
 from lodestone.settings import Settings
-from lodestone.tenants import create_tenant
 from schema.tables import Message
+from services.tenants import create_tenant
 from tests.conversation_helpers import seed_contact
 from tests.helpers import create_workflow, definition, submit, wait_job
 from tests.standins.openai_server import OpenAIStandIn
@@ -30,7 +31,7 @@ from workflows.conversation import ConversationWorkflow
 from workflows.names import conversation_id
 from workflows.retention import PurgeMessagesWorkflow
 from workflows.summary import SummaryWorkflow
-from workflows.types import TENANT_ID, ConversationInput, NewMessage, PurgeInput, SummaryInput
+from workflows.types import TENANT_ID, ConversationInput, NewMessage, SummaryInput
 
 HERE = Path(__file__).parent
 

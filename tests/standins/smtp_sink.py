@@ -17,7 +17,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from lodestone.devstack.processes import free_port
+from devstack.processes import free_port
 
 
 @dataclass

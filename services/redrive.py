@@ -16,11 +16,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from lodestone.db import tenant_session
-from lodestone.ops.db import delivery_owner, job_tenant
-from lodestone.ops.runner import OpsError
 from lodestone.settings import Settings
 from schema.tables import Artifact, Delivery, Job, JobFailure, JobStep, UsageRecord, WorkflowDefinition, utcnow
-from workflows.submission import SubmissionWorkflow
+from services.errors import OpsError
+from services.operator_db import delivery_owner, job_tenant
+from workflows.names import SUBMISSION
 from workflows.types import SubmissionInput, job_search_attributes
 
 REDRIVABLE = {WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT}
@@ -83,7 +83,7 @@ async def last_run(client: Client, job: Job) -> WorkflowExecutionDescription | N
         if job.status != "failed":
             raise OpsError(f"job {job.id} is {job.status} and has no run in Temporal; nothing to redrive") from e
         return None
-    if run.workflow_type != SubmissionWorkflow.__name__:
+    if run.workflow_type != SUBMISSION:
         raise OpsError(f"workflow {job.id} is a {run.workflow_type}, not a SubmissionWorkflow")
     status = run.status.name.lower() if run.status else "unknown"
     if run.status == WorkflowExecutionStatus.RUNNING:
@@ -143,7 +143,7 @@ async def redrive(settings: Settings, client: Client, owner: AsyncEngine, app: A
         await session.flush()
         try:
             handle = await client.start_workflow(
-                SubmissionWorkflow.run, inp, id=str(job.id), task_queue=settings.temporal_task_queue,
+                SUBMISSION, inp, id=str(job.id), task_queue=settings.temporal_task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                 search_attributes=search_attributes(job))
         except WorkflowAlreadyStartedError as e:

@@ -11,8 +11,8 @@ import httpx
 import typer
 from rich.console import Console
 
-from lodestone.cli_schedules import schedules_app
-from lodestone.ops.cli import ops_app
+from cli.ops.cli import ops_app
+from cli.schedules import schedules_app
 from lodestone.settings import get_settings
 
 app = typer.Typer(help="Lodestone: durable AI document pipelines on Temporal.", no_args_is_help=True)
@@ -36,11 +36,11 @@ def _stop_on_signals() -> None:
 def _serve_stack(one_shot: bool) -> int:
     from contextlib import ExitStack
 
-    from lodestone.demo import run_demo
-    from lodestone.demo_conversation import WhatsAppDev
-    from lodestone.devstack.processes import free_port
-    from lodestone.devstack.stack import Stack
-    from lodestone.graph_standin import GraphAPIStandIn
+    from devstack.demo import run_demo
+    from devstack.demo_conversation import WhatsAppDev
+    from devstack.graph_standin import GraphAPIStandIn
+    from devstack.processes import free_port
+    from devstack.stack import Stack
 
     settings = get_settings()
     webhook_port = free_port()  # the demo's webhook receiver, started once the stack is up
@@ -136,7 +136,7 @@ def token(
     subject: Annotated[str, typer.Option(help="the token's sub claim")] = "dev-user",
 ) -> None:
     """Mint a dev JWT signed by the embedded issuer's key."""
-    from lodestone.devstack.keys import mint_token
+    from devstack.keys import mint_token
 
     settings = get_settings()
     try:
@@ -152,7 +152,7 @@ def token(
 def tenant_create(name: str) -> None:
     """Create a tenant; prints its id and webhook signing secret."""
     from lodestone.db import make_engine
-    from lodestone.tenants import create_tenant
+    from services.tenants import create_tenant
 
     async def go() -> None:
         engine = make_engine(get_settings().app_database_url, 1)

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from lodestone.ops.db import operator_session
+from services.operator_db import operator_session
 
 COLUMNS = ("job_id", "tenant_id", "tenant_name", "workflow_key", "job_status", "failed_step", "error_code",
            "message", "created_at", "redriven_at")

@@ -17,9 +17,9 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
+from activities.conversation import PurgeInput
 from lodestone.settings import Settings
 from workflows.names import PURGE_MESSAGES
-from workflows.types import PurgeInput
 
 PURGE_SCHEDULE_ID = "retention:purge-messages"
 PURGE_EVERY = timedelta(days=1)

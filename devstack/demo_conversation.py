@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 from sqlmodel import col, select
 
+from devstack.graph_standin import GraphAPIStandIn
 from lodestone.db import make_engine, tenant_session
-from lodestone.graph_standin import GraphAPIStandIn
-from lodestone.schedules import summary_schedule_id
 from lodestone.settings import Settings
 from schema.tables import Contact, Summary
+from services.schedules import summary_schedule_id
 
 DEMO_PHONE = "100000000000001"
 DEMO_WA_ID = "15550001111"

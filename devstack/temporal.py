@@ -6,7 +6,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from lodestone.devstack.processes import ProcessGroup, port_is_free, venv_bin, wait_for_port
+from devstack.processes import ProcessGroup, port_is_free, venv_bin, wait_for_port
 
 SEARCH_ATTRIBUTES = ("TenantId", "JobId", "WorkflowKey", "JobStatus")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import asyncpg
 
-from lodestone.devstack.processes import ProcessGroup, port_is_free, wait_for_port
+from devstack.processes import ProcessGroup, port_is_free, wait_for_port
 
 log = logging.getLogger(__name__)
 

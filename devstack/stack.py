@@ -8,10 +8,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lodestone.devstack.keys import load_or_create_key
-from lodestone.devstack.postgres import OWNER_ROLE, bootstrap, start_postgres
-from lodestone.devstack.processes import ProcessGroup, wait_for_port
-from lodestone.devstack.temporal import start_temporal
+from devstack.keys import load_or_create_key
+from devstack.postgres import OWNER_ROLE, bootstrap, start_postgres
+from devstack.processes import ProcessGroup, wait_for_port
+from devstack.temporal import start_temporal
 from lodestone.local_tokens import DRAIN, METRICS, load_or_create_token
 from lodestone.settings import Settings
 from schema.migrate import upgrade
@@ -73,7 +73,7 @@ class Stack:
 
     def start_app(self, progress: Progress | None = None) -> None:
         say = progress or (lambda _msg: None)
-        exe = [sys.executable, "-m", "lodestone.cli"]
+        exe = [sys.executable, "-m", "cli.main"]
         say(f"API on {self.settings.api_url}")
         api = self.group.start("api", [*exe, "api"], log_path=self.logs / "api.log", env=self.env())
         say("worker")

@@ -7,8 +7,8 @@ from typing import Annotated
 import httpx
 import typer
 
+from cli.ops.runner import fail
 from lodestone.local_tokens import DRAIN, read_token
-from lodestone.ops.runner import fail
 from lodestone.settings import get_settings
 
 

@@ -11,16 +11,14 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from services.errors import OpsError
+
 if TYPE_CHECKING:
     from temporalio.client import Client
     from temporalio.runtime import Runtime
 
 T = TypeVar("T")
 errors = Console(stderr=True, highlight=False)
-
-
-class OpsError(Exception):
-    """A refusal or a failure, worded for the operator."""
 
 
 @dataclass
@@ -53,7 +51,7 @@ async def _guard(op: Callable[["Runtime"], Awaitable[T]], runtime: "Runtime") ->
     from sqlalchemy.exc import SQLAlchemyError
     from temporalio.service import RPCError
 
-    from lodestone.schedules import ScheduleError
+    from services.schedules import ScheduleError
 
     try:
         return await op(runtime)

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from lodestone.ops.runner import fail, run, temporal
+from cli.ops.runner import fail, run, temporal
 from lodestone.settings import get_settings
 
 if TYPE_CHECKING:
     from temporalio.client import Client
     from temporalio.runtime import Runtime
 
-    from lodestone.schedules import SummarySchedule
+    from services.schedules import SummarySchedule
 
 schedules_app = typer.Typer(help="Manage a tenant's summary schedules.", no_args_is_help=True)
 T = TypeVar("T")
@@ -54,7 +54,7 @@ def _show(s: "SummarySchedule") -> None:
 @schedules_app.command("list")
 def list_cmd(tenant: Tenant) -> None:
     """One line per schedule: id, interval days, paused, next fire time."""
-    from lodestone.schedules import list_summary_schedules
+    from services.schedules import list_summary_schedules
 
     for s in _run(lambda c: list_summary_schedules(c, tenant)):
         _line(s.id, f"{s.interval_days}d", "paused" if s.paused else "active",
@@ -64,7 +64,7 @@ def list_cmd(tenant: Tenant) -> None:
 @schedules_app.command("show")
 def show_cmd(schedule_id: ScheduleId, tenant: Tenant) -> None:
     """Everything about one schedule."""
-    from lodestone.schedules import describe_summary_schedule
+    from services.schedules import describe_summary_schedule
 
     _show(_run(lambda c: describe_summary_schedule(c, tenant, schedule_id)))
 
@@ -85,7 +85,7 @@ async def _contact_exists(tenant: uuid.UUID, contact_id: uuid.UUID) -> bool:
 def create_cmd(contact_id: Annotated[uuid.UUID, typer.Argument(help="the contact's id")], tenant: Tenant,
                interval_days: Annotated[int | None, typer.Option(min=1, max=365)] = None) -> None:
     """Create the contact's summary schedule (default interval: SUMMARY_INTERVAL_DAYS)."""
-    from lodestone.schedules import create_summary_schedule
+    from services.schedules import create_summary_schedule
 
     if not asyncio.run(_contact_exists(tenant, contact_id)):
         raise _fail(f"contact {contact_id} not found")
@@ -95,7 +95,7 @@ def create_cmd(contact_id: Annotated[uuid.UUID, typer.Argument(help="the contact
 @schedules_app.command("pause")
 def pause_cmd(schedule_id: ScheduleId, tenant: Tenant, note: Note = None) -> None:
     """Stop future fires until unpaused."""
-    from lodestone.schedules import pause_summary_schedule
+    from services.schedules import pause_summary_schedule
 
     _run(lambda c: pause_summary_schedule(c, tenant, schedule_id, note))
     _line("paused", schedule_id)
@@ -104,7 +104,7 @@ def pause_cmd(schedule_id: ScheduleId, tenant: Tenant, note: Note = None) -> Non
 @schedules_app.command("unpause")
 def unpause_cmd(schedule_id: ScheduleId, tenant: Tenant, note: Note = None) -> None:
     """Resume fires."""
-    from lodestone.schedules import unpause_summary_schedule
+    from services.schedules import unpause_summary_schedule
 
     _run(lambda c: unpause_summary_schedule(c, tenant, schedule_id, note))
     _line("unpaused", schedule_id)
@@ -113,7 +113,7 @@ def unpause_cmd(schedule_id: ScheduleId, tenant: Tenant, note: Note = None) -> N
 @schedules_app.command("trigger")
 def trigger_cmd(schedule_id: ScheduleId, tenant: Tenant) -> None:
     """Run a summary now (skipped if one is still running)."""
-    from lodestone.schedules import trigger_summary_schedule
+    from services.schedules import trigger_summary_schedule
 
     running = _run(lambda c: trigger_summary_schedule(c, tenant, schedule_id))
     _line("skipped: still running" if running else "triggered", schedule_id, *running)
@@ -132,7 +132,7 @@ def backfill_cmd(schedule_id: ScheduleId, tenant: Tenant,
                  start: Annotated[datetime, typer.Option(parser=_when, help="ISO; UTC if no offset")],
                  end: Annotated[datetime, typer.Option(parser=_when, help="ISO; exclusive")]) -> None:
     """Run every fire time in [start, end) now (at most 366 days, in the past)."""
-    from lodestone.schedules import backfill_summary_schedule
+    from services.schedules import backfill_summary_schedule
 
     _run(lambda c: backfill_summary_schedule(c, tenant, schedule_id, start, end))
     _line("backfilling", schedule_id, start.isoformat(), end.isoformat())
@@ -142,7 +142,7 @@ def backfill_cmd(schedule_id: ScheduleId, tenant: Tenant,
 def delete_cmd(schedule_id: ScheduleId, tenant: Tenant,
                yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False) -> None:
     """Delete the schedule; runs already started finish."""
-    from lodestone.schedules import delete_summary_schedule
+    from services.schedules import delete_summary_schedule
 
     if not yes:
         typer.confirm(f"delete {schedule_id}?", abort=True)

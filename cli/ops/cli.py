@@ -12,16 +12,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from lodestone.cli_schedules import pause_cmd, trigger_cmd, unpause_cmd
-from lodestone.ops.drain import drain
-from lodestone.ops.runner import fail, note, run, temporal
+from cli.ops.drain import drain
+from cli.ops.runner import fail, note, run, temporal
+from cli.schedules import pause_cmd, trigger_cmd, unpause_cmd
 from lodestone.settings import get_settings
 
 if TYPE_CHECKING:
     from temporalio.runtime import Runtime
 
-    from lodestone.ops.deadletters import DeadLetter
-    from lodestone.ops.redrive import Redrive
+    from cli.ops.deadletters import DeadLetter
+    from services.redrive import Redrive
 
 ops_app = typer.Typer(help="Operate Lodestone: dead letters, redrive, schedules, workflow histories, drain.",
                       no_args_is_help=True)
@@ -62,8 +62,8 @@ def dead_letters(tenant: Annotated[uuid.UUID | None, typer.Option(help="only thi
     Plain columns: job, tenant, tenant name, workflow, job status, failed at, error code,
     failed time, redriven time, Web UI link, message.
     """
-    from lodestone.ops.db import engine
-    from lodestone.ops.deadletters import list_dead_letters
+    from cli.ops.deadletters import list_dead_letters
+    from services.operator_db import engine
 
     async def go(_: "Runtime") -> "list[DeadLetter]":
         async with engine(get_settings().admin_database_url) as owner:
@@ -102,8 +102,8 @@ def _show(plan: "Redrive") -> None:
 
 
 def _redrive(job_id: uuid.UUID | None, delivery_id: uuid.UUID | None, dry_run: bool) -> None:
-    from lodestone.ops.db import engine
-    from lodestone.ops.redrive import redeliver, redrive
+    from services.operator_db import engine
+    from services.redrive import redeliver, redrive
 
     settings = get_settings()
 
@@ -151,7 +151,7 @@ def history_export(workflow_id: str,
     """
     from temporalio.service import RPCError, RPCStatusCode
 
-    from lodestone.ops.runner import OpsError
+    from services.errors import OpsError
 
     async def go(runtime: "Runtime") -> tuple[str, str, int]:
         client = await temporal(runtime)
@@ -180,8 +180,8 @@ def history_replay(file: Annotated[Path, typer.Argument(exists=True, dir_okay=Fa
 
     The same path as tests/test_replay.py; exit 1 on a non-determinism error.
     """
-    from lodestone.ops.runner import OpsError
-    from lodestone.replay import HistoryUnreadable, ReplayOutcome, load_history, replay
+    from cli.replay import HistoryUnreadable, ReplayOutcome, load_history, replay
+    from services.errors import OpsError
 
     async def go(runtime: "Runtime") -> ReplayOutcome:
         try:

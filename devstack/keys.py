@@ -1,38 +1,17 @@
-"""The dev token issuer: an RSA key pair under the data dir, its JWKS, and token minting.
+"""The dev token issuer: token minting with the key pair under the data dir (lodestone.signing_keys).
 
 It stands in for a Keycloak realm: tokens carry the same claims (iss, aud, exp,
 tenant_id, realm_access.roles) and the JWKS is served at Keycloak's path.
 """
 
-import json
 import time
-import uuid
 from pathlib import Path
 
-from jwcrypto import jwk, jwt
+from jwcrypto import jwt
+
+from lodestone.signing_keys import jwks, key_path, load_or_create_key  # noqa: F401 - the stack and tests take them here
 
 ROLES = ("admin", "editor", "viewer")
-
-
-def key_path(data_dir: Path) -> Path:
-    return data_dir / "keys" / "jwt-signing.json"
-
-
-def load_or_create_key(data_dir: Path) -> jwk.JWK:
-    path = key_path(data_dir)
-    if path.exists():
-        return jwk.JWK.from_json(path.read_text())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = jwk.JWK.generate(kty="RSA", size=2048, kid=uuid.uuid4().hex, alg="RS256", use="sig")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(key.export_private())
-    tmp.chmod(0o600)
-    tmp.replace(path)
-    return key
-
-
-def jwks(data_dir: Path) -> dict:
-    return {"keys": [json.loads(load_or_create_key(data_dir).export_public())]}
 
 
 def mint_token(

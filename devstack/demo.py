@@ -12,13 +12,13 @@ import httpx
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from devstack.demo_conversation import ConversationResult, WhatsAppDev, run_conversation
+from devstack.graph_standin import GraphAPIStandIn
+from devstack.keys import mint_token
+from devstack.receiver import WebhookReceiver
 from lodestone.db import make_engine
-from lodestone.demo_conversation import ConversationResult, WhatsAppDev, run_conversation
-from lodestone.devstack.keys import mint_token
-from lodestone.graph_standin import GraphAPIStandIn
-from lodestone.receiver import WebhookReceiver
 from lodestone.settings import Settings
-from lodestone.tenants import create_tenant, get_tenant
+from services.tenants import create_tenant, get_tenant
 
 DEMO_TENANT = uuid.UUID("00000000-0000-4000-8000-00000000d3e0")
 TERMINAL = {"delivered", "failed", "cancelled"}
