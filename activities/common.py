@@ -11,6 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import errors
 from lodestone.llm import LLMTransient
 from lodestone.secrets import SecretsError, SecretsProvider, SecretsUnavailable
 from lodestone.tenant_secrets import resolve_tenant_secret
@@ -31,7 +32,7 @@ def fail(error_type: str, message: str) -> ApplicationError:
 def llm_transient(e: LLMTransient) -> ApplicationError:
     """Retried, no sooner than the Retry-After the provider asked for."""
     delay = timedelta(seconds=e.retry_after) if e.retry_after else None
-    return ApplicationError(str(e), type=type(e).__name__, next_retry_delay=delay)
+    return ApplicationError(str(e), type=errors.code_of(e), next_retry_delay=delay)
 
 
 async def tenant_secret(session: AsyncSession, secrets: SecretsProvider, tenant_id: str, name: str,
@@ -47,16 +48,16 @@ async def secret_of(tenant: Tenant | None, secrets: SecretsProvider, tenant_id: 
     try:
         return await resolve_tenant_secret(secrets, tenant_id, tenant.secret_refs if tenant else {}, name, fallback)
     except SecretsUnavailable as e:
-        raise ApplicationError(f"{name} unavailable: {e}", type="SecretsUnavailable") from e
+        raise ApplicationError(f"{name} unavailable: {e}", type=errors.SECRETS_UNAVAILABLE) from e
     except SecretsError as e:
-        raise fail("TenantSecretUnreadable", f"the tenant's {name} cannot be read: {e}") from e
+        raise fail(errors.TENANT_SECRET_UNREADABLE, f"the tenant's {name} cannot be read: {e}") from e
 
 
 async def load_job(session: AsyncSession, job_id: str) -> LoadedJob:
     job = await session.get(Job, uuid.UUID(job_id))
     if job is None:
         # RLS hides other tenants' jobs, so a wrong tenant lands here too.
-        raise fail("JobNotFound", f"job {job_id} does not exist for this tenant")
+        raise fail(errors.JOB_NOT_FOUND, f"job {job_id} does not exist for this tenant")
     definition = await session.get(WorkflowDefinition, job.workflow_definition_id)
     submission = await session.get(Submission, job.submission_id)
     assert definition is not None and submission is not None  # foreign keys guarantee both

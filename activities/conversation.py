@@ -13,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import errors
 from activities.common import fail, llm_transient, secret_of
 from lodestone.db import tenant_session
 from lodestone.llm import LLMClient, LLMError, LLMTransient
@@ -51,13 +52,15 @@ HISTORY = 20  # earlier messages the reply prompt sees
 
 
 def graph_failure(e: GraphError) -> ApplicationError:
-    return ApplicationError(str(e), type="GraphUnavailable") if e.retryable else fail("GraphRejected", str(e))
+    if e.retryable:
+        return ApplicationError(str(e), type=errors.GRAPH_UNAVAILABLE)
+    return fail(errors.GRAPH_REJECTED, str(e))
 
 
 async def load_contact(session: AsyncSession, contact_id: str) -> Contact:
     contact = await session.get(Contact, uuid.UUID(contact_id))
     if contact is None or not contact.phone_number_id:
-        raise fail("ContactNotFound", f"contact {contact_id} does not exist or has no WhatsApp number")
+        raise fail(errors.CONTACT_NOT_FOUND, f"contact {contact_id} does not exist or has no WhatsApp number")
     return contact
 
 
@@ -99,7 +102,7 @@ class ConversationActivities:
         except LLMTransient as e:
             raise llm_transient(e) from e
         except LLMError as e:
-            raise fail(type(e).__name__, str(e)) from e
+            raise fail(errors.code_of(e), str(e)) from e
         await self._record(inp, contact, completion.text, status="pending")
         try:
             wa_id = await self.whatsapp.send_text(token, contact.phone_number_id or "", contact.wa_id, completion.text)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import errors
 from activities.common import secret_of
 from activities.delivery_log import (
     DeliveryInput,
@@ -76,18 +77,19 @@ class DeliveryActivities(EmailDelivery, DeliveryLog):
             resp = await self.http.post(check_url(delivery.target), content=body, headers=headers,
                                         timeout=webhook_timeout(self.settings, opened.target))
         except OutboundRefused as e:
-            return opened.outcome(error=f"refused: {e}", error_type="WebhookURLRefused")
+            return opened.outcome(error=f"refused: {e}", error_type=errors.WEBHOOK_URL_REFUSED)
         except httpx.HTTPError as e:
-            return opened.outcome(error=f"{type(e).__name__}: {e}", error_type="WebhookUnavailable", retryable=True)
+            return opened.outcome(error=f"{type(e).__name__}: {e}", error_type=errors.WEBHOOK_UNAVAILABLE,
+                                  retryable=True)
         status = resp.status_code
         if 200 <= status < 300:
             return opened.outcome(status_code=status)
         if 300 <= status < 400:
-            return opened.outcome(status_code=status, error_type="WebhookRedirected",
+            return opened.outcome(status_code=status, error_type=errors.WEBHOOK_REDIRECTED,
                                   error=f"answered {status}: redirects are not followed, so the target fails")
         if 400 <= status < 500 and status not in RETRYABLE_STATUS:
-            return opened.outcome(status_code=status, error=f"answered {status}", error_type="WebhookRejected")
-        return opened.outcome(status_code=status, error=f"answered {status}", error_type="WebhookUnavailable",
+            return opened.outcome(status_code=status, error=f"answered {status}", error_type=errors.WEBHOOK_REJECTED)
+        return opened.outcome(status_code=status, error=f"answered {status}", error_type=errors.WEBHOOK_UNAVAILABLE,
                               retryable=True)
 
     def _payload(self, inp: DeliveryInput, opened: OpenDelivery) -> str:

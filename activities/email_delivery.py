@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import errors
 from activities.common import heartbeating
 from activities.delivery_log import (
     DeliveryInput,
@@ -57,10 +58,9 @@ class EmailDelivery:
             async with heartbeating():
                 code = await mail.send(self.settings, self._message(inp, opened))
         except mail.MailError as e:
-            kind = ("EmailNotConfigured" if isinstance(e, mail.MailNotConfigured)
-                    else "EmailUnavailable" if isinstance(e, mail.MailUnavailable) else "EmailRejected")
+            kind = errors.code_of(e)
             return opened.outcome(status_code=e.code, error=str(e), error_type=kind,
-                                  retryable=kind == "EmailUnavailable")
+                                  retryable=kind == errors.EMAIL_UNAVAILABLE)
         return opened.outcome(status_code=code)
 
     def _message(self, inp: DeliveryInput, opened: OpenDelivery) -> EmailMessage:

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import errors
 from activities.common import fail
 from lodestone.db import tenant_session
 from lodestone.netguard import OutboundRefused, open_stream
@@ -95,9 +96,9 @@ class IngestActivities:
             try:
                 resp = await open_stream(self.http, inp.url, headers, self.settings.ingest_max_redirects)
             except OutboundRefused as e:
-                raise fail("InputURLRefused", str(e)) from e
+                raise fail(errors.INPUT_URL_REFUSED, str(e)) from e
             except httpx.HTTPError as e:
-                raise ApplicationError(f"fetching input failed: {e}", type="InputUnavailable") from e
+                raise ApplicationError(f"fetching input failed: {e}", type=errors.INPUT_UNAVAILABLE) from e
             try:
                 if cp.bytes_done and resp.status_code != 206:
                     activity.logger.info("source ignored Range; ingest of job %s restarts", inp.job_id)
@@ -121,12 +122,12 @@ class IngestActivities:
     def _check_response(resp: httpx.Response, cp: IngestCheckpoint, limit: int) -> None:
         status = resp.status_code
         if status >= 500 or status in RETRYABLE_STATUS:
-            raise ApplicationError(f"input source answered {status}", type="InputUnavailable")
+            raise ApplicationError(f"input source answered {status}", type=errors.INPUT_UNAVAILABLE)
         if status >= 300:
-            raise fail("InputFetchFailed", f"input source answered {status}")
+            raise fail(errors.INPUT_FETCH_FAILED, f"input source answered {status}")
         declared = resp.headers.get("content-length")
         if declared and declared.isdigit() and cp.bytes_done + int(declared) > limit:
-            raise fail("InputTooLarge", f"input is {cp.bytes_done + int(declared)} bytes; the limit is {limit}")
+            raise fail(errors.INPUT_TOO_LARGE, f"input is {cp.bytes_done + int(declared)} bytes; the limit is {limit}")
 
     async def _copy(self, resp: httpx.Response, key: str, cp: IngestCheckpoint, limit: int) -> int:
         part_size, uploaded = self.store.part_size, 0
@@ -142,7 +143,7 @@ class IngestActivities:
 
         async for chunk in resp.aiter_bytes():
             if cp.bytes_done + len(buffer) + len(chunk) > limit:
-                raise fail("InputTooLarge", f"input exceeds the limit of {limit} bytes")
+                raise fail(errors.INPUT_TOO_LARGE, f"input exceeds the limit of {limit} bytes")
             buffer += chunk
             while len(buffer) >= part_size:
                 await put(bytes(buffer[:part_size]))

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio import activity
 
+from activities import errors
 from activities.common import fail, heartbeating, load_job
 from lodestone.db import tenant_session
 from lodestone.pdf import PdfRenderFailed, render_pdf
@@ -81,7 +82,7 @@ class RenderActivities:
                                                    tenant=inp.tenant_id)
             return html.encode()
         except (TemplateRenderError, TemplateSecurityViolation, TemplateLimitExceeded) as e:
-            raise fail(type(e).__name__, f"template: {e}") from e
+            raise fail(errors.code_of(e), f"template: {e}") from e
 
     async def _pdf(self, inp: RenderInput) -> bytes:
         html = await self.store.get_bytes(job_key(inp.tenant_id, inp.job_id, FILES["html"][0]))
@@ -90,7 +91,7 @@ class RenderActivities:
                 return await render_pdf(html, timeout=self.settings.pdf_timeout_seconds,
                                         memory_mb=self.settings.pdf_memory_mb)
         except PdfRenderFailed as e:
-            raise fail("PdfRenderFailed", str(e)) from e
+            raise fail(errors.PDF_RENDER_FAILED, str(e)) from e
 
     async def _record(self, inp: RenderInput, stored: StoredObject, content_type: str) -> RenderResult:
         stmt = insert(Artifact).values(

@@ -13,6 +13,7 @@ from sqlmodel import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import errors
 from activities.common import LoadedJob, fail, heartbeating, llm_transient, load_job, secret_of
 from lodestone.db import tenant_session
 from lodestone.llm import LLMClient, LLMError, LLMTransient
@@ -113,7 +114,7 @@ class StepActivities:
             raise llm_transient(e) from e
         except (LLMError, TemplateRenderError, TemplateSecurityViolation, TemplateLimitExceeded) as e:
             await self._mark(inp, "failed", str(e))
-            raise fail(type(e).__name__, str(e)) from e
+            raise fail(errors.code_of(e), str(e)) from e
         stored = await self.store.put_bytes(
             job_key(inp.tenant_id, inp.job_id, f"steps/{inp.step_id}.txt"),
             completion.text.encode(), "text/plain; charset=utf-8")
@@ -135,12 +136,12 @@ class StepActivities:
             kind, _, field = ref.partition(".")
             if kind == "input":
                 if field not in loaded.input:
-                    raise fail("StepInputMissing", f"step {step['id']!r} needs input field {field!r}")
+                    raise fail(errors.STEP_INPUT_MISSING, f"step {step['id']!r} needs input field {field!r}")
                 ctx[name] = loaded.input[field]
             else:
                 row = outputs.get(field)
                 if row is None or row.output_key is None:
-                    raise ApplicationError(f"step {field!r} has no output yet", type="StepNotReady")
+                    raise ApplicationError(f"step {field!r} has no output yet", type=errors.STEP_NOT_READY)
                 ctx[name] = (await self.store.get_bytes(row.output_key)).decode()
         return ctx
 

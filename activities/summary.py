@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from temporalio import activity
 
+from activities import errors
 from activities.common import fail, heartbeating, llm_transient, secret_of
 from activities.conversation import graph_failure, load_contact, whatsapp_token
 from lodestone.db import tenant_session
@@ -150,7 +151,7 @@ class SummaryActivities:
         except LLMTransient as e:
             raise llm_transient(e) from e
         except LLMError as e:
-            raise fail(type(e).__name__, str(e)) from e
+            raise fail(errors.code_of(e), str(e)) from e
         key = summary_key(inp.tenant_id, inp.contact_id, inp.window_end, f"{inp.stage}.txt")
         await self.store.put_bytes(key, completion.text.encode(), "text/plain; charset=utf-8")
         return SummaryStageResult(key, completion.model, completion.tokens_in, completion.tokens_out,
@@ -171,7 +172,7 @@ class SummaryActivities:
                 pdf = await render_pdf(html, timeout=self.settings.pdf_timeout_seconds,
                                        memory_mb=self.settings.pdf_memory_mb)
         except PdfRenderFailed as e:
-            raise fail("PdfRenderFailed", str(e)) from e
+            raise fail(errors.PDF_RENDER_FAILED, str(e)) from e
         key = summary_key(inp.tenant_id, inp.contact_id, inp.window_end, "summary.pdf")
         await self.store.put_bytes(key, pdf, "application/pdf")
         return key
@@ -189,7 +190,7 @@ class SummaryActivities:
         try:
             pdf = await self.store.get_bytes(inp.pdf_key)
         except ObjectNotFound as e:
-            raise fail("SummaryMissing", f"{inp.pdf_key} is gone") from e
+            raise fail(errors.SUMMARY_MISSING, f"{inp.pdf_key} is gone") from e
         phone = contact.phone_number_id or ""
         try:
             media_id = await self.whatsapp.upload_media(token, phone, pdf, "summary.pdf", "application/pdf")

@@ -8,6 +8,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities import errors
     from activities.conversation import ConversationActivities, ReplyInput
     from workflows.names import CONVERSATION
     from workflows.types import ConversationInput, NewMessage
@@ -15,8 +16,10 @@ with workflow.unsafe.imports_passed_through():
 REPLY_TIMEOUT = timedelta(minutes=2)
 REPLY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=8,
-    non_retryable_error_types=["LLMEmptyAnswer", "LLMRefused", "LLMRequestRejected", "GraphRejected",
-                               "TenantSecretUnreadable", "ContactNotFound"],
+    non_retryable_error_types=[
+        errors.LLM_EMPTY_ANSWER, errors.LLM_REFUSED, errors.LLM_REQUEST_REJECTED, errors.GRAPH_REJECTED,
+        errors.TENANT_SECRET_UNREADABLE, errors.CONTACT_NOT_FOUND
+    ],
 )
 
 

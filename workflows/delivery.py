@@ -14,6 +14,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities import errors
     from activities.delivery import DeliveryActivities
     from activities.delivery_log import AttemptInput, DeliveryInput, DeliveryResult, SendOutcome
     from activities.jobs import JobPlan
@@ -24,26 +25,28 @@ WEBHOOK_TIMEOUT = timedelta(seconds=30)
 WEBHOOK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=5), maximum_attempts=10,
-    non_retryable_error_types=["WebhookRejected", "WebhookRedirected", "WebhookURLRefused",
-                               "TenantSecretUnreadable", "JobNotFound"],
+    non_retryable_error_types=[
+        errors.WEBHOOK_REJECTED, errors.WEBHOOK_REDIRECTED, errors.WEBHOOK_URL_REFUSED,
+        errors.TENANT_SECRET_UNREADABLE, errors.JOB_NOT_FOUND
+    ],
 )
 EMAIL_TIMEOUT = timedelta(minutes=2)  # above SMTP_TIMEOUT_SECONDS (30) for connect plus the commands
 EMAIL_HEARTBEAT = timedelta(seconds=20)
 EMAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
     maximum_interval=timedelta(minutes=5), maximum_attempts=10,
-    non_retryable_error_types=["EmailRejected", "EmailNotConfigured", "JobNotFound"],
+    non_retryable_error_types=[errors.EMAIL_REJECTED, errors.EMAIL_NOT_CONFIGURED, errors.JOB_NOT_FOUND],
 )
 # A send activity's own retries are for what fails before anything is sent (the database
 # while the target's row is read, the secret backend) and for a lost worker; what a receiver
 # answers is an outcome, retried by the workflow on WEBHOOK_RETRY / EMAIL_RETRY's schedule.
 SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=1),
-    maximum_attempts=10, non_retryable_error_types=["TenantSecretUnreadable", "JobNotFound"],
+    maximum_attempts=10, non_retryable_error_types=[errors.TENANT_SECRET_UNREADABLE, errors.JOB_NOT_FOUND],
 )
 RECORD_TIMEOUT = timedelta(seconds=30)
 # The record retries until the database takes it: the outcome it stores is never sent again.
-RECORD_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), non_retryable_error_types=["JobNotFound"])
+RECORD_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), non_retryable_error_types=[errors.JOB_NOT_FOUND])
 
 
 def backoff(policy: RetryPolicy, attempt: int) -> timedelta:

@@ -9,6 +9,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities import errors
     from activities.delivery import DeliveryActivities
     from activities.delivery_log import DeliveryInput, DeliveryResult
     from activities.ingest import IngestActivities, IngestInput
@@ -32,7 +33,7 @@ STATUS_PATCH = "status-search-attribute"
 STEP_FAILURE_PATCH = "step-failure-recorded"
 
 DB_TIMEOUT = timedelta(seconds=30)
-DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), non_retryable_error_types=["JobNotFound"])
+DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), non_retryable_error_types=[errors.JOB_NOT_FOUND])
 STEP_TIMEOUT = timedelta(minutes=5)
 STEP_HEARTBEAT = timedelta(seconds=30)
 # About 5 minutes of transient failure (2 s doubling to 1 min, 10 attempts): with 6 (about 1 min)
@@ -40,15 +41,18 @@ STEP_HEARTBEAT = timedelta(seconds=30)
 STEP_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=10,
     non_retryable_error_types=[
-        "LLMEmptyAnswer", "LLMRefused", "LLMRequestRejected", "StepInputMissing", "TenantSecretUnreadable",
-        "TemplateRenderError", "TemplateSecurityViolation", "JobNotFound", "TemplateLimitExceeded",
+        errors.LLM_EMPTY_ANSWER, errors.LLM_REFUSED, errors.LLM_REQUEST_REJECTED, errors.STEP_INPUT_MISSING,
+        errors.TENANT_SECRET_UNREADABLE, errors.TEMPLATE_RENDER_ERROR, errors.TEMPLATE_SECURITY_VIOLATION,
+        errors.JOB_NOT_FOUND, errors.TEMPLATE_LIMIT_EXCEEDED
     ],
 )
 INGEST_TIMEOUT = timedelta(hours=3)  # 10 GB at a slow 1 MB/s still fits
 INGEST_HEARTBEAT = timedelta(seconds=30)
 INGEST_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=10,
-    non_retryable_error_types=["InputURLRefused", "InputFetchFailed", "InputTooLarge", "JobNotFound"],
+    non_retryable_error_types=[
+        errors.INPUT_URL_REFUSED, errors.INPUT_FETCH_FAILED, errors.INPUT_TOO_LARGE, errors.JOB_NOT_FOUND
+    ],
 )
 RENDER_TIMEOUT = timedelta(minutes=3)
 RENDER_HEARTBEAT = timedelta(seconds=20)
@@ -58,7 +62,9 @@ RENDER_HEARTBEAT = timedelta(seconds=20)
 RENDER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=6,
     non_retryable_error_types=[
-        "TemplateRenderError", "TemplateSecurityViolation", "PdfRenderFailed", "JobNotFound", "TemplateLimitExceeded"],
+        errors.TEMPLATE_RENDER_ERROR, errors.TEMPLATE_SECURITY_VIOLATION, errors.PDF_RENDER_FAILED,
+        errors.JOB_NOT_FOUND, errors.TEMPLATE_LIMIT_EXCEEDED
+    ],
 )
 @workflow.defn(name=SUBMISSION)
 class SubmissionWorkflow:

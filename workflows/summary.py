@@ -8,6 +8,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from activities import errors
     from activities.summary import (
         RecordSummaryInput,
         SendDocumentInput,
@@ -29,8 +30,10 @@ SEND_TIMEOUT = timedelta(minutes=2)
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=8,
     non_retryable_error_types=[
-        "LLMEmptyAnswer", "LLMRefused", "LLMRequestRejected", "PdfRenderFailed", "GraphRejected",
-        "ContactNotFound", "TemplateRenderError", "TemplateSecurityViolation", "TenantSecretUnreadable"],
+        errors.LLM_EMPTY_ANSWER, errors.LLM_REFUSED, errors.LLM_REQUEST_REJECTED, errors.PDF_RENDER_FAILED,
+        errors.GRAPH_REJECTED, errors.CONTACT_NOT_FOUND, errors.TEMPLATE_RENDER_ERROR,
+        errors.TEMPLATE_SECURITY_VIOLATION, errors.TENANT_SECRET_UNREADABLE
+    ],
 )
 SCHEDULED_TIME = "TemporalScheduledStartTime"
 
