@@ -13,6 +13,7 @@ from lodestone.db import tenant_session
 from lodestone.metrics import JOB_DURATION
 from lodestone.settings import Settings
 from schema.dag import step_dependencies
+from schema.statuses import TERMINAL, JobStatus
 from schema.tables import JobFailure, Submission, utcnow
 
 
@@ -55,9 +56,6 @@ class FailureInput:
     message: str
     failed_step: str | None = None
 
-TERMINAL = {"delivered", "failed", "cancelled"}
-
-
 class JobActivities:
     def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
         self.engine = engine
@@ -97,8 +95,8 @@ class JobActivities:
     async def record_failure(self, inp: FailureInput) -> None:
         async with tenant_session(self.engine, inp.tenant_id) as session:
             job = (await load_job(session, inp.job_id)).job
-            first = job.status != "failed"
-            job.status, job.error, job.updated_at = "failed", f"{inp.error_code}: {inp.message}", utcnow()
+            first = job.status != JobStatus.failed
+            job.status, job.error, job.updated_at = JobStatus.failed, f"{inp.error_code}: {inp.message}", utcnow()
             session.add(job)
             failure = dict(error_code=inp.error_code, message=inp.message[:4000], failed_step=inp.failed_step,
                            temporal_link=self.settings.workflow_link(inp.job_id), created_at=utcnow())
@@ -107,5 +105,5 @@ class JobActivities:
                 insert(JobFailure).values(id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=job.id, **failure)
                 .on_conflict_do_update(index_elements=["job_id"], set_={**failure, "redriven_at": None}))
         if first:
-            JOB_DURATION.labels("failed").observe((job.updated_at - job.created_at).total_seconds())
+            JOB_DURATION.labels(JobStatus.failed).observe((job.updated_at - job.created_at).total_seconds())
         activity.logger.info("job %s failed: %s", inp.job_id, inp.error_code)

@@ -18,10 +18,10 @@ from devstack.keys import mint_token
 from devstack.receiver import WebhookReceiver
 from lodestone.db import make_engine
 from lodestone.settings import Settings
+from schema.statuses import TERMINAL
 from services.tenants import create_tenant, get_tenant
 
 DEMO_TENANT = uuid.UUID("00000000-0000-4000-8000-00000000d3e0")
-TERMINAL = {"delivered", "failed", "cancelled"}
 
 
 def demo_definition(webhook_url: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from lodestone.db import tenant_session, unavailable
 from lodestone.settings import Settings
 from lodestone.temporal_client import unreachable
+from schema.statuses import JobStatus
 from schema.tables import Job, utcnow
 from workflows.names import SUBMISSION
 from workflows.types import SubmissionInput, job_search_attributes
@@ -67,7 +68,7 @@ async def start_one(temporal: Client, engine: AsyncEngine, settings: Settings, j
                     tenant_id: uuid.UUID) -> bool:
     async with tenant_session(engine, tenant_id) as session:
         job = await session.get(Job, job_id)
-    if job is None or job.status != "pending" or job.workflow_started_at is not None:
+    if job is None or job.status != JobStatus.pending or job.workflow_started_at is not None:
         return False  # moved on since the scan
     await start_job(temporal, settings, job)
     await record_started(engine, job)

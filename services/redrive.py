@@ -17,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from lodestone.db import tenant_session
 from lodestone.settings import Settings
+from schema.statuses import JobStatus
 from schema.tables import Artifact, Delivery, Job, JobFailure, JobStep, UsageRecord, WorkflowDefinition, utcnow
 from services.errors import OpsError
 from services.operator_db import delivery_owner, job_tenant
@@ -80,7 +81,7 @@ async def last_run(client: Client, job: Job) -> WorkflowExecutionDescription | N
     except RPCError as e:
         if e.status != RPCStatusCode.NOT_FOUND:
             raise
-        if job.status != "failed":
+        if job.status != JobStatus.failed:
             raise OpsError(f"job {job.id} is {job.status} and has no run in Temporal; nothing to redrive") from e
         return None
     if run.workflow_type != SUBMISSION:
@@ -132,7 +133,7 @@ async def redrive(settings: Settings, client: Client, owner: AsyncEngine, app: A
         if dry_run:
             return plan
         # set_status leaves a failed job failed; the new run moves it on from pending.
-        job.status, job.error, job.updated_at = "pending", None, utcnow()
+        job.status, job.error, job.updated_at = JobStatus.pending, None, utcnow()
         session.add(job)
         if failure is not None:
             failure.redriven_at = utcnow()

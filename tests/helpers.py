@@ -10,8 +10,7 @@ from typing import Any
 import httpx
 
 from api.app import create_app
-
-TERMINAL = {"delivered", "failed", "cancelled"}
+from schema.statuses import TERMINAL
 
 
 def definition(webhook_url: str, *, key: str | None = None, model: str = "offline",

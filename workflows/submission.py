@@ -16,6 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.jobs import FailureInput, JobActivities, JobPlan, JobRef, JobStatusInput
     from activities.render import RenderActivities, RenderInput
     from activities.steps import StepActivities, StepFailureInput, StepInput, StepResult
+    from schema.statuses import JobStatus
     from workflows.delivery import (  # noqa: F401 (the retry policies are read from here too)
         EMAIL_HEARTBEAT,
         EMAIL_RETRY,
@@ -69,7 +70,7 @@ RENDER_RETRY = RetryPolicy(
 @workflow.defn(name=SUBMISSION)
 class SubmissionWorkflow:
     def __init__(self) -> None:
-        self._status = "pending"
+        self._status: str = JobStatus.pending
         self._steps: dict[str, str] = {}
         self._stage: str | None = None
 
@@ -81,26 +82,26 @@ class SubmissionWorkflow:
     async def run(self, inp: SubmissionInput) -> SubmissionResult:
         job = JobRef(inp.tenant_id, inp.job_id)
         try:
-            await self._set_status(inp, "queued")
+            await self._set_status(inp, JobStatus.queued)
             plan = await workflow.execute_activity_method(
                 JobActivities.load_plan, job, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
-            await self._set_status(inp, "processing")
+            await self._set_status(inp, JobStatus.processing)
             if plan.input_url:
                 await self._ingest(inp, plan.input_url)
             await self._run_steps(inp, plan)
             artifact_ids = [await self._render(inp, kind) for kind in plan.outputs]
             webhook_ids = await self._deliver(inp, plan)
-            await self._set_status(inp, "delivered")
+            await self._set_status(inp, JobStatus.delivered)
         except (ActivityError, ApplicationError) as err:  # ApplicationError: a delivery target failed
             code, message = error_code(err)
             await workflow.execute_activity_method(
                 JobActivities.record_failure,
                 FailureInput(inp.tenant_id, inp.job_id, code, message, self._stage),
                 start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
-            self._show_status("failed")
+            self._show_status(JobStatus.failed)
             raise ApplicationError(f"job {inp.job_id} failed at {self._stage}: {code}: {message}",
                                    type=code, non_retryable=True) from err
-        return SubmissionResult(inp.job_id, "delivered", artifact_ids, webhook_ids)
+        return SubmissionResult(inp.job_id, JobStatus.delivered, artifact_ids, webhook_ids)
 
     async def _set_status(self, inp: SubmissionInput, status: str) -> None:
         await workflow.execute_activity_method(

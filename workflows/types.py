@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
+from schema.statuses import JobStatus
+
 TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
 JOB_ID = SearchAttributeKey.for_keyword("JobId")
 WORKFLOW_KEY = SearchAttributeKey.for_keyword("WorkflowKey")
@@ -16,7 +18,7 @@ def job_search_attributes(tenant_id: object, job_id: object, workflow_key: str) 
     """What a submission run starts with, from the API and from a redrive alike."""
     return TypedSearchAttributes([
         SearchAttributePair(TENANT_ID, str(tenant_id)), SearchAttributePair(JOB_ID, str(job_id)),
-        SearchAttributePair(WORKFLOW_KEY, workflow_key), SearchAttributePair(STATUS, "pending")])
+        SearchAttributePair(WORKFLOW_KEY, workflow_key), SearchAttributePair(STATUS, JobStatus.pending)])
 
 
 @dataclass

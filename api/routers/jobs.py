@@ -89,7 +89,7 @@ async def get_job(job_id: uuid.UUID, _: Viewer, session: SessionDep, state: Stat
     return JobDetail(
         **summary(job).model_dump(),
         # A redriven job keeps its dead letter for operators; the API shows it only while failed.
-        error=None if failure is None or job.status != "failed" else {
+        error=None if failure is None or job.status != JobStatus.failed else {
             "code": failure.error_code, "message": failure.message,
             "failed_step": failure.failed_step, "temporal_link": failure.temporal_link},
         steps=[{"id": s.step_id, "status": s.status, "attempts": s.attempts, "error": s.error,

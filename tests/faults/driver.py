@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio.client import Client
 
-from activities.jobs import TERMINAL
 from devstack.keys import mint_token
 from lodestone.db import tenant_session
+from schema.statuses import TERMINAL
 from schema.tables import Job
 from services.tenants import create_tenant
 from tests.faults.plan import Fault, FaultConfig, arrivals, schedule
