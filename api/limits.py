@@ -11,8 +11,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Literal
 
-from api.problems import problem_response
-from lodestone.metrics import UPLOADS_IN_FLIGHT
+from api.problems import Problem, problem_response
+from lodestone.metrics import SUBMISSIONS, UPLOADS_IN_FLIGHT
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -90,6 +90,15 @@ class TenantRateLimiter:
             return 0.0
         self._buckets[tenant] = (tokens, now)
         return (1 - tokens) / self.rate if self.rate > 0 else math.inf
+
+
+def admit_submission(limiter: TenantRateLimiter, tenant_id: object, workflow_key: str) -> None:
+    """429, with Retry-After, when the tenant's submissions are over their rate."""
+    wait = limiter.take(str(tenant_id))
+    if wait:
+        SUBMISSIONS.labels(str(tenant_id), workflow_key, "rate_limited").inc()
+        raise Problem(429, "rate_limited", "too many submissions for this tenant; slow down",
+                      headers={"Retry-After": str(max(1, round(wait + 0.5)))})
 
 
 class UploadSlots:

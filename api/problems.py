@@ -13,6 +13,7 @@ from temporalio.service import RPCError
 from lodestone.db import DatabaseUnavailable, unavailable
 from lodestone.storage.base import StorageFull
 from lodestone.temporal_client import unreachable
+from services.errors import Conflict, Invalid, NotFound
 
 log = logging.getLogger("lodestone.api")
 
@@ -95,6 +96,19 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.code, exc.detail, exc.headers, **exc.extra)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return problem_response(404, "not_found", str(exc))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return problem_response(409, exc.code, exc.detail)
+
+    @app.exception_handler(Invalid)
+    async def _refused(_: Request, exc: Invalid) -> JSONResponse:
+        extra = {} if exc.pointer is None else {"pointer": exc.pointer}
+        return problem_response(422, exc.code, exc.detail, **extra)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -10,13 +10,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from api.auth import Principal
+from api.bodies import JsonObject, SubmissionCreate
 from api.deps import Editor, SessionDep, StateDep, Viewer
+from api.limits import admit_submission
 from api.problems import AUTHENTICATED, Problem, not_found, responses
-from api.routers.submissions import SubmissionCreate, accept_submission
-from api.routers.workflows import UNEVALUABLE, JsonObject, unresolvable_ref
 from lodestone.db import tenant_session
+from schema.json_schemas import UNEVALUABLE, unresolvable_ref
 from schema.tables import Form, FormRoute
+from services import submissions
 
 router = APIRouter(tags=["forms"])
 
@@ -95,10 +96,9 @@ async def submit_form(slug: str, fields: Annotated[JsonObject, Body()], state: S
                       "does not resolve") from e
     if error is not None:
         raise Problem(422, "invalid_input", error.message, pointer="/" + "/".join(map(str, error.absolute_path)))
-    principal = Principal(form.tenant_id, f"form:{slug}", frozenset({"editor"}))
-    job = await accept_submission(state, principal, SubmissionCreate(workflow_key=form.workflow_key, input=fields),
-                                  f"form:{slug}:{idempotency_key}" if idempotency_key else None,
-                                  limiter=state.forms_limiter)
-    return PublicAccepted(job_id=job.job_id, status=job.status)
-
-
+    request = SubmissionCreate(workflow_key=form.workflow_key, input=fields)
+    admit_submission(state.forms_limiter, form.tenant_id, form.workflow_key)
+    job = await submissions.submit(state.engine, state.temporal, state.settings, tenant_id=form.tenant_id,
+                                   request=request.model_dump(mode="json"),
+                                   idempotency_key=f"form:{slug}:{idempotency_key}" if idempotency_key else None)
+    return PublicAccepted(job_id=str(job.id), status=job.status)
