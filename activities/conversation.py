@@ -2,11 +2,14 @@
 batch key, and the retention purge of old message bodies."""
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 from sqlalchemy import text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -119,10 +122,10 @@ class ConversationActivities:
             ).values(status="answered"))
 
     @staticmethod
-    def _prompt(contact: Contact, history: object, batch_ids: list[str]) -> str:
+    def _prompt(contact: Contact, history: Iterable[Message], batch_ids: list[str]) -> str:
         lines = [f"You are replying on WhatsApp to {contact.name or 'a customer'}. Reply once, briefly, to "
                  "the new messages marked NEW, using the earlier ones as context."]
-        for m in history:  # type: ignore[attr-defined]
+        for m in history:
             who = "customer" if m.direction == "in" else "us"
             mark = "NEW " if m.message_id in batch_ids else ""
             lines.append(f"{mark}{who}: {m.body or f'[{m.kind}]'}")
@@ -152,7 +155,7 @@ class ConversationActivities:
                 result = await s.execute(update(Message).where(
                     col(Message.sent_at) < cutoff, col(Message.body).is_not(None),
                 ).values(body=None, purged_at=utcnow()))
-                purged += result.rowcount or 0
+                purged += cast(CursorResult[Any], result).rowcount or 0
             activity.heartbeat(str(tenant))
         activity.logger.info("purged %d message bodies older than %s", purged, cutoff.date())
         return PurgeResult(len(tenants), purged)

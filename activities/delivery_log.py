@@ -6,6 +6,7 @@ record_delivery_attempt, an activity of its own that retries until the database 
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -82,14 +83,15 @@ class OpenDelivery:
         return self.delivery.status == "delivered"
 
     @property
-    def target(self) -> dict:
-        return self.loaded.definition["delivery"][self.delivery.target_index]
+    def target(self) -> dict[str, Any]:
+        target: dict[str, Any] = self.loaded.definition["delivery"][self.delivery.target_index]
+        return target
 
     def result(self, attempt: int, code: int) -> DeliveryResult:
         return DeliveryResult(str(self.delivery.id), self.delivery.webhook_id, attempt, code)
 
-    def outcome(self, **kw: object) -> SendOutcome:
-        return SendOutcome(str(self.delivery.id), self.delivery.webhook_id, self.delivery.attempts, **kw)  # type: ignore[arg-type]
+    def outcome(self, **kw: Any) -> SendOutcome:
+        return SendOutcome(str(self.delivery.id), self.delivery.webhook_id, self.delivery.attempts, **kw)
 
 
 async def open_delivery(engine: AsyncEngine, inp: DeliveryInput) -> OpenDelivery:
@@ -127,7 +129,7 @@ async def record_attempt(engine: AsyncEngine, tenant_id: str, delivery: Delivery
             stored = (await session.execute(insert(DeliveryAttempt).values(
                 id=uuid.uuid4(), tenant_id=uuid.UUID(tenant_id), delivery_id=delivery.id, attempt=number,
                 webhook_id=delivery.webhook_id, status_code=status, error=error, created_at=utcnow(),
-            ).on_conflict_do_nothing(index_elements=["delivery_id", "attempt"]))).rowcount == 1  # type: ignore[attr-defined]
+            ).on_conflict_do_nothing(index_elements=["delivery_id", "attempt"]))).rowcount == 1  # type: ignore[attr-defined]  # a CursorResult at run time; execute() is typed Result
             row.attempts = max(row.attempts, number)
         if row.status != "delivered":
             if ok:

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,7 +33,7 @@ class IngestCheckpoint:
     """Heartbeat details: enough for a retried attempt to resume at the next part."""
 
     upload_id: str
-    parts: list[list]  # [number, etag, size]
+    parts: list[list[Any]]  # [number, etag, size]
     bytes_done: int
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import select
+from sqlmodel import col, select
 from temporalio import activity
 
 from activities import errors
@@ -94,14 +94,14 @@ class RenderActivities:
             raise fail(errors.PDF_RENDER_FAILED, str(e)) from e
 
     async def _record(self, inp: RenderInput, stored: StoredObject, content_type: str) -> RenderResult:
-        stmt = insert(Artifact).values(
+        row = insert(Artifact).values(
             id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=uuid.UUID(inp.job_id),
             kind=inp.kind, key=stored.key, content_type=content_type, size=stored.size,
             sha256=stored.sha256, created_at=utcnow())
-        stmt = stmt.on_conflict_do_update(
+        stmt = row.on_conflict_do_update(
             index_elements=["job_id", "kind"],
             set_={"size": stored.size, "sha256": stored.sha256, "key": stored.key},
-        ).returning(Artifact.id)
+        ).returning(col(Artifact.id))
         async with tenant_session(self.engine, inp.tenant_id) as session:
             artifact_id = (await session.execute(stmt)).scalar_one()
         return RenderResult(str(artifact_id), stored.key, stored.size)

@@ -173,5 +173,5 @@ class StepActivities:
         await session.execute(stmt.on_conflict_do_update(
             index_elements=["job_id", "step_id"],
             set_={"status": status, "attempts": activity.info().attempt,
-                  "error": func.coalesce(JobStep.__table__.c.error, keep) if keep else error,  # type: ignore[attr-defined]
+                  "error": func.coalesce(JobStep.__table__.c.error, keep) if keep else error,  # type: ignore[attr-defined]  # sqlmodel types __table__ without .c
                   "finished_at": finished, "output_key": stmt.excluded.output_key}))

@@ -98,7 +98,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         except socket.gaierror as e:
             # Not a refusal: DNS can fail for a while, so callers may retry this.
             raise httpx.ConnectError(f"cannot resolve {host!r}: {e}") from e
-        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
         for ip in addresses:
             check_address(ip, self.allow, port)
         return await self._inner.connect_tcp(str(addresses[0]), port, timeout=timeout,

@@ -7,13 +7,14 @@ data: URIs, so a template cannot pull in local files or reach the network.
 import asyncio
 import resource
 import sys
+from collections.abc import Callable
 
 
 class PdfRenderFailed(RuntimeError):
     """The renderer crashed, ran out of memory or ran out of time."""
 
 
-def _limit_memory(mb: int):  # type: ignore[no-untyped-def]
+def _limit_memory(mb: int) -> Callable[[], None]:
     def apply() -> None:
         cap = mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))

@@ -44,4 +44,5 @@ def free_port() -> int:
                 return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        bound: int = s.getsockname()[1]
+        return bound

@@ -4,6 +4,7 @@ Keycloak's path when AUTH_DEV_ISSUER is on; devstack.keys mints tokens with the 
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 from jwcrypto import jwk
 
@@ -25,5 +26,5 @@ def load_or_create_key(data_dir: Path) -> jwk.JWK:
     return key
 
 
-def jwks(data_dir: Path) -> dict:
+def jwks(data_dir: Path) -> dict[str, Any]:
     return {"keys": [json.loads(load_or_create_key(data_dir).export_public())]}

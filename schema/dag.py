@@ -1,6 +1,7 @@
 """Step dependency resolution: pure and deterministic, so workflows and the API share it."""
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 
 class DagError(ValueError):
@@ -15,7 +16,7 @@ class DependencyCycle(DagError):
     code = "dependency_cycle"
 
 
-def step_dependencies(steps: Iterable[Mapping]) -> dict[str, list[str]]:
+def step_dependencies(steps: Iterable[Mapping[str, Any]]) -> dict[str, list[str]]:
     """Each step's prerequisites: `depends_on` plus every `steps.X` input it reads."""
     steps = list(steps)
     ids = [s["id"] for s in steps]

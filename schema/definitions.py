@@ -4,7 +4,7 @@ DAG, and the templates. Every problem is a DefinitionInvalid with a code and a p
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 
@@ -28,7 +28,8 @@ class InputInvalid(ValueError):
 
 @lru_cache
 def definition_schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text())
+    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
+    return schema
 
 
 def _where(error: jsonschema.ValidationError) -> str:
@@ -74,7 +75,7 @@ def validate_definition(definition: Any, max_webhook_timeout: float | None = Non
         check_template(definition["template"], html=True)
     except TemplateInvalid as e:
         raise DefinitionInvalid("bad_template", f"template: {e}", "/template") from e
-    return definition
+    return cast(dict[str, Any], definition)  # the definition schema makes it an object
 
 
 def validate_input(definition: dict[str, Any], data: Any) -> None:

@@ -2,6 +2,7 @@
 reply per batch: after REPLY_BATCH_DEBOUNCE of quiet, but never later than
 REPLY_BATCH_MAX_WAIT after the batch's first message. Replaces BullMQ timers and locks."""
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -79,8 +80,11 @@ class ConversationWorkflow:
             deadline = min(self._last_at + inp.debounce_seconds, self._first_at + inp.max_wait_seconds)
             if now >= deadline:
                 return
-            seen = self._seen
             try:
-                await workflow.wait_condition(lambda seen=seen: self._seen != seen, timeout=deadline - now)
+                await workflow.wait_condition(self._changed_since(self._seen), timeout=deadline - now)
             except TimeoutError:
                 return
+
+    def _changed_since(self, seen: int) -> Callable[[], bool]:
+        """A wait condition: a message arrived after `seen` had arrived."""
+        return lambda: self._seen != seen

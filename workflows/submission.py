@@ -139,8 +139,8 @@ class SubmissionWorkflow:
                     self._stage = f"step:{step_id}"
                     for other in running.values():
                         other.cancel()
-                    await self._step_failed(inp, step_id, handle.exception())  # type: ignore[arg-type]
-                    raise handle.exception()  # type: ignore[misc]
+                    await self._step_failed(inp, step_id, handle.exception())  # type: ignore[arg-type]  # done and failed: not None
+                    raise handle.exception()  # type: ignore[misc]  # done and failed: not None
                 self._steps[step_id] = "completed"
                 done.add(step_id)
 
@@ -178,7 +178,7 @@ class SubmissionWorkflow:
                 if isinstance(result, BaseException):
                     self._stage = f"deliver:{i}"
                     raise result
-            return [r.webhook_id for r in results]  # type: ignore[union-attr]
+            return [r.webhook_id for r in results]  # type: ignore[union-attr]  # every exception was raised above
         handles = [self._start_delivery(DeliveryInput(inp.tenant_id, inp.job_id, i, event_time), plan)
                    for i in range(plan.delivery_targets)]
         ids = []

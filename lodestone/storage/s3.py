@@ -204,8 +204,9 @@ class S3Store(ObjectStore):
         url = client._base_url.build(method="PUT", region=region, bucket_name=self.bucket, object_name=key,
                                      query_params={"partNumber": str(number), "uploadId": upload_id})
         date = utcnow()
-        headers = {"Host": url.netloc, "User-Agent": client._user_agent, "Content-Length": str(part.size),
-                   "x-amz-content-sha256": part.sha256, "x-amz-date": to_amz_date(date)}
+        headers: dict[str, str | list[str] | tuple[str]] = {
+            "Host": url.netloc, "User-Agent": client._user_agent, "Content-Length": str(part.size),
+            "x-amz-content-sha256": part.sha256, "x-amz-date": to_amz_date(date)}
         creds = client._provider.retrieve() if client._provider else None
         if creds:
             if creds.session_token:
