@@ -9,8 +9,8 @@ class OpsError(Exception):
 class NotFound(LookupError):
     """No such thing for this tenant (another tenant's is not found either)."""
 
-    def __init__(self, kind: str, ident: object) -> None:
-        super().__init__(f"{kind} {ident} not found")
+    def __init__(self, kind: str, ident: object = None) -> None:
+        super().__init__(f"{kind} not found" if ident is None else f"{kind} {ident} not found")
         self.kind, self.ident = kind, ident
 
 
