@@ -78,15 +78,14 @@ def check_payload(template: Any, ptr: str, out: Sink) -> None:
 
 
 def check_jsonata(value: Any, ptr: str, out: Sink) -> None:
-    """Every ``{% %}`` string inside the value must parse."""
+    """Every ``{% %}`` string inside the value must parse. (A string that merely contains
+    ``{%``, such as ``" {% x %} "``, is a literal, as in Step Functions.)"""
     if isinstance(value, str):
         if jsonata.is_expression(value):
             try:
                 jsonata.compile_expression(value)
             except jsonata.JSONataSyntaxError as exc:
                 out.add(ptr, str(exc))
-        elif value.lstrip().startswith("{%"):
-            out.add(ptr, "a JSONata expression must be a whole string '{% ... %}'")
     elif isinstance(value, dict):
         for key, v in value.items():
             check_jsonata(v, child(ptr, key), out)
