@@ -115,37 +115,37 @@ class Scope:
         return Scope(value, self.context, self.variables, self.sources)
 
 
-_MISSING = object()
+MISSING = object()
 
 
 def find(path_text: str, scope: Scope) -> Any:
-    """Evaluate a path; returns ``_MISSING`` when a definite path selects nothing. An indefinite
+    """Evaluate a path; returns ``MISSING`` when a definite path selects nothing. An indefinite
     path (wildcards, filters, slices, ``..``) returns the list of what it selects."""
     path = compile_path(path_text)
     if path.source == "context":
         doc = scope.context
     elif path.source == "variable":
         if path.variable not in scope.variables:
-            return _MISSING
+            return MISSING
         doc = scope.variables[path.variable]
     else:
         doc = scope.input
     values = path.find(doc)
     if path.definite:
-        return values[0] if values else _MISSING
+        return values[0] if values else MISSING
     return values
 
 
 def get(path_text: str, scope: Scope, field: str = "path") -> Any:
     """Evaluate a path that must select something; States.Runtime when it does not."""
     value = find(path_text, scope)
-    if value is _MISSING:
+    if value is MISSING:
         raise errors.ASLError(errors.RUNTIME, f"Invalid path '{path_text}' : No results for path (field {field})")
     return value
 
 
 def is_present(path_text: str, scope: Scope) -> bool:
-    return find(path_text, scope) is not _MISSING
+    return find(path_text, scope) is not MISSING
 
 
 def apply_input_path(input_path: str | None, scope: Scope, *, present: bool = True) -> Any:
@@ -231,12 +231,12 @@ def evaluate_payload(template: Any, scope: Scope, field: str = "Parameters") -> 
 
 def _dynamic(expr: str, scope: Scope, key: str) -> Any:
     if intrinsics.looks_like_call(expr):
-        return intrinsics.evaluate(expr, _resolver(scope), scope.sources)
+        return intrinsics.evaluate(expr, resolver(scope), scope.sources)
     try:
         value = find(expr, scope)
     except PathSyntaxError as exc:
         raise errors.ASLError(errors.RUNTIME, str(exc)) from None
-    if value is _MISSING:
+    if value is MISSING:
         shown = json.dumps(scope.context if expr.startswith("$$") else scope.input, separators=(",", ":"))[:200]
         raise errors.ASLError(
             errors.RUNTIME,
@@ -245,13 +245,13 @@ def _dynamic(expr: str, scope: Scope, key: str) -> Any:
     return copy.deepcopy(value)
 
 
-def _resolver(scope: Scope) -> Callable[[str], Any]:
+def resolver(scope: Scope) -> Callable[[str], Any]:
     def resolve(path_text: str) -> Any:
         try:
             value = find(path_text, scope)
         except PathSyntaxError as exc:
             raise errors.ASLError(errors.INTRINSIC_FAILURE, str(exc)) from None
-        if value is _MISSING:
+        if value is MISSING:
             raise errors.ASLError(errors.RUNTIME, f"Invalid path '{path_text}' : No results for path")
         return copy.deepcopy(value)
 
