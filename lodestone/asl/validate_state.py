@@ -4,6 +4,7 @@ machine walker through ``submachine``."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -52,6 +53,18 @@ _FIELDS: dict[str, tuple[set[str], set[str], set[str]]] = {
 }
 STATE_TYPES = frozenset(_FIELDS)
 HAS_FLOW = frozenset({"Pass", "Task", "Wait", "Parallel", "Map"})
+
+
+_VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,79}$")
+
+
+def check_variable_names(assign: Mapping[str, Any], ptr: str, out: Sink, language: str) -> None:
+    """Assign's keys name variables: a letter or underscore, then letters, digits or
+    underscores (80 at most); ``states`` is reserved for ``$states``."""
+    for key in assign:
+        name = key[:-2] if language == "JSONPath" and key.endswith(".$") else key
+        if not _VARIABLE_NAME.match(name) or name == "states":
+            out.add(child(ptr, key), f"{name!r} is not a valid variable name")
 
 
 def _non_negative_int(v: Any) -> bool:
@@ -126,6 +139,8 @@ def _check_fields(state, kind, own, ptr, out, nexts, submachine) -> None:
     if "Assign" in state:
         if not isinstance(state["Assign"], dict):
             out.add(child(ptr, "Assign"), "Assign must be an object")
+        else:
+            check_variable_names(state["Assign"], child(ptr, "Assign"), out, own)
         (check_payload if own == "JSONPath" else check_jsonata)(state["Assign"], child(ptr, "Assign"), out)
     for key in ("Arguments", "Output", "Items"):
         if key in state and own == "JSONata":

@@ -458,3 +458,16 @@ def test_task_resources_lists_every_task_with_its_pointer():
     ]
     assert task_resources(VALID_JSONATA) == [("/States/Call/Resource", "arn:aws:states:::http:invoke")]
     assert task_resources({"nonsense": True}) == []
+
+
+@pytest.mark.parametrize("name", ["1st", "a-b", "states", "a.b", ""])
+def test_assign_variable_names(name):
+    d = with_change(VALID_JSONATA, lambda d: d["States"]["Call"]["Assign"].update({name: 1}))
+    assert f"/States/Call/Assign/{name}" in pointers(d)
+    d = with_change(VALID, lambda d: d["States"]["Start"].update(Assign={f"{name}.$": "$.x"}))
+    assert f"/States/Start/Assign/{name}.$" in pointers(d)
+
+
+def test_valid_assign_names():
+    d = with_change(VALID, lambda d: d["States"]["Start"].update(Assign={"_ok1.$": "$.x", "count": 0}))
+    assert validate(d) == []
