@@ -184,3 +184,13 @@ def exceeds_tolerance(state: Mapping[str, Any], failed: int, total: int) -> bool
 def seconds_until(when: datetime, now: datetime) -> float:
     """Seconds from ``now`` to a Wait timestamp; 0 when it is already past."""
     return max(0.0, (when - now).total_seconds())
+
+
+def assign(holder: Mapping[str, Any], scope: Scope, variables: Mapping[str, Any]) -> dict[str, Any]:
+    """The variables after a JSONPath Assign (a state's, a Choice rule's or a Catcher's): a
+    payload template whose ``.$`` values read ``$`` (which the caller sets to what the state
+    exposes to Assign), ``$$`` and the variables as they were before; all are set at once."""
+    if "Assign" not in holder:
+        return dict(variables)
+    new = evaluate_payload(holder["Assign"], scope, "Assign")
+    return {**variables, **new}

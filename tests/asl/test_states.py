@@ -258,3 +258,30 @@ def test_catch_output_with_result_path_keeps_the_input():
     catcher = {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error-info", "Next": "F"}
     assert dataflow.catch_output(catcher, {"a": 1}, err) == {"a": 1, "error-info": {"Error": "MyError", "Cause": "why"}}
     assert dataflow.catch_output({**catcher, "ResultPath": None}, {"a": 1}, err) == {"a": 1}
+
+
+# --- Parallel --------------------------------------------------------------------------------
+
+
+def test_spec_parallel_example_result_is_the_array_of_branch_outputs():
+    # spec: branches "Add" and "Subtract" over {"numbers": [3, 2]} give [5, 1]
+    state = {"Type": "Parallel", "ResultPath": "$.results"}
+    raw = {"numbers": [3, 2]}
+    assert dataflow.state_output(state, raw, [5, 1], Scope(None)) == {"numbers": [3, 2], "results": [5, 1]}
+    assert dataflow.state_output({"Type": "Parallel"}, raw, [5, 1], Scope(None)) == [5, 1]
+
+
+# --- Assign (JSONPath) -------------------------------------------------------------------------
+
+
+def test_jsonpath_assign_reads_dollar_context_and_previous_variables():
+    scope = Scope({"theQuestion": "What is 6 x 7?"}, {"State": {"Name": "S"}}, {"answer": 1, "n": 2})
+    holder = {"Assign": {"question.$": "$.theQuestion", "answer": 42, "prev.$": "$answer", "where.$": "$$.State.Name"}}
+    assert dataflow.assign(holder, scope, scope.variables) == {
+        "question": "What is 6 x 7?",
+        "answer": 42,
+        "prev": 1,
+        "where": "S",
+        "n": 2,
+    }
+    assert dataflow.assign({}, scope, {"k": 1}) == {"k": 1}
