@@ -264,11 +264,14 @@ def test_catch_output_with_result_path_keeps_the_input():
 
 
 def test_spec_parallel_example_result_is_the_array_of_branch_outputs():
-    # spec: branches "Add" and "Subtract" over {"numbers": [3, 2]} give [5, 1]
+    # spec: FunWithMath given [3, 2]; branch Add outputs 5, Subtract 1; the Parallel outputs [5, 1]
+    assert dataflow.state_output({"Type": "Parallel"}, [3, 2], [5, 1], Scope(None)) == [5, 1]
+    # with a ResultPath the branch outputs join the input
     state = {"Type": "Parallel", "ResultPath": "$.results"}
-    raw = {"numbers": [3, 2]}
-    assert dataflow.state_output(state, raw, [5, 1], Scope(None)) == {"numbers": [3, 2], "results": [5, 1]}
-    assert dataflow.state_output({"Type": "Parallel"}, raw, [5, 1], Scope(None)) == [5, 1]
+    assert dataflow.state_output(state, {"numbers": [3, 2]}, [5, 1], Scope(None)) == {
+        "numbers": [3, 2],
+        "results": [5, 1],
+    }
 
 
 # --- Assign (JSONPath) -------------------------------------------------------------------------
