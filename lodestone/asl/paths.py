@@ -168,7 +168,8 @@ def apply_result_path(raw_input: Any, result: Any, result_path: str | None, *, p
     ``$`` (default) replaces the input with the result; null discards the result and passes the
     input on; a Reference Path overwrites the node it names or creates it, with intervening
     objects constructed as needed. The raw input is never mutated. Applying a path below a
-    value that is not an object (or an index outside an array) is States.ResultPathMatchFailure.
+    value that is not an object or array (or an index outside an array) is
+    States.ResultPathMatchFailure.
     """
     if present and result_path is None:
         return copy.deepcopy(raw_input)
@@ -199,8 +200,10 @@ def apply_result_path(raw_input: Any, result: Any, result_path: str | None, *, p
         if last:
             node[seg] = copy.deepcopy(result)
         else:
-            if seg not in node or not isinstance(node[seg], dict | list):
+            if seg not in node:
                 node[seg] = {}
+            elif not isinstance(node[seg], dict | list):  # a value in the way: not replaced
+                raise _result_path_failure(path_text, raw_input)
             node = node[seg]
     return out
 

@@ -159,6 +159,24 @@ def test_result_path_spec_example_sum_into_master():
     assert raw == {"master": {"detail": [1, 2, 3]}}  # the raw input is not mutated
 
 
+def test_guide_input_output_example():
+    # developer guide "Example: Manipulating state data with paths": InputPath $.lambda,
+    # ResultPath $.data.lambdaresult, OutputPath $.data
+    raw = {
+        "comment": "An input comment.",
+        "data": {"val1": 23, "val2": 17},
+        "extra": "foo",
+        "lambda": {"who": "AWS Step Functions"},
+    }
+    assert paths.apply_input_path("$.lambda", Scope(raw)) == {"who": "AWS Step Functions"}
+    combined = paths.apply_result_path(raw, "Hello, AWS Step Functions!", "$.data.lambdaresult")
+    assert paths.apply_output_path("$.data", combined, Scope(raw)) == {
+        "val1": 23,
+        "val2": 17,
+        "lambdaresult": "Hello, AWS Step Functions!",
+    }
+
+
 def test_result_path_into_an_array_index():
     assert paths.apply_result_path({"a": [1, 2]}, "x", "$.a[1]") == {"a": [1, "x"]}
 
@@ -175,6 +193,7 @@ def test_result_path_catch_error_output_example():
         ([1, 2], "$.result"),
         ({"a": [1]}, "$.a[5]"),  # index outside the array
         ({"a": [1]}, "$.a.b"),  # a field of an array
+        ({"a": 3}, "$.a.b"),  # a value in the way is not replaced
     ],
 )
 def test_result_path_that_cannot_apply_is_result_path_match_failure(raw, path):
@@ -190,6 +209,7 @@ def test_result_path_must_be_a_reference_path():
 
 
 # --- Payload templates: Parameters, ItemSelector, ResultSelector ------------------------
+
 
 def test_parameters_developer_guide_example():
     data = {
