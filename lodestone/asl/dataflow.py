@@ -20,10 +20,9 @@ from .paths import (
     apply_input_path,
     apply_output_path,
     apply_result_path,
-    evaluate_payload,
     find,
-    resolver,
 )
+from .payload import evaluate_payload, resolver
 from .timestamps import parse_timestamp
 
 

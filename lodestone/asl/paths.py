@@ -1,6 +1,5 @@
 """JSONPath for ASL: Paths, Reference Paths, the context object ``$$``, variables ``$name``,
-InputPath / OutputPath / ResultPath / ItemsPath, and payload templates (Parameters,
-ItemSelector, ResultSelector) whose ``.$`` keys hold paths or intrinsic functions.
+InputPath / OutputPath / ResultPath / ItemsPath. (Payload templates are in payload.py.)
 
 Paths are parsed once and cached. jsonpath-ng's ``ext`` parser is imported here, eagerly, so
 that importing this module inside a workflow sandbox pass-through block brings it in.
@@ -11,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -20,7 +19,8 @@ from jsonpath_ng import jsonpath as jp
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 from jsonpath_ng.ext import parse as _parse
 
-from . import errors, intrinsics
+from . import errors
+from .functions import Sources
 
 _VARIABLE = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)(.*)$", re.S)
 _DEFINITE = (jp.Root, jp.This, jp.Child, jp.Fields, jp.Index)
@@ -104,7 +104,7 @@ class Scope:
         input: Any,
         context: Any = None,
         variables: Mapping[str, Any] | None = None,
-        sources: intrinsics.Sources | None = None,
+        sources: Sources | None = None,
     ) -> None:
         self.input = input
         self.context = context if context is not None else {}
@@ -212,50 +212,3 @@ def _result_path_failure(path_text: str, raw_input: Any) -> errors.ASLError:
     shown = json.dumps(raw_input, separators=(",", ":"))[:200]
     cause = f"Unable to apply ResultPath '{path_text}' to input {shown}"
     return errors.ASLError(errors.RESULT_PATH_MATCH_FAILURE, cause)
-
-
-def evaluate_payload(template: Any, scope: Scope, field: str = "Parameters") -> Any:
-    """Evaluate a payload template: keys ending in ``.$`` lose the suffix and take the value of
-    the path or intrinsic function they hold; other values are copied, nested objects and arrays
-    are evaluated recursively. A path that selects nothing is States.Runtime (as Step Functions
-    does; the specification names it States.ParameterPathFailure)."""
-    if isinstance(template, dict):
-        out: dict[str, Any] = {}
-        for key, value in template.items():
-            if isinstance(key, str) and key.endswith(".$") and isinstance(value, str):
-                out[key[:-2]] = _dynamic(value, scope, f"{key}")
-            else:
-                out[key] = evaluate_payload(value, scope, field)
-        return out
-    if isinstance(template, list):
-        return [evaluate_payload(v, scope, field) for v in template]
-    return copy.deepcopy(template)
-
-
-def _dynamic(expr: str, scope: Scope, key: str) -> Any:
-    if intrinsics.looks_like_call(expr):
-        return intrinsics.evaluate(expr, resolver(scope), scope.sources)
-    try:
-        value = find(expr, scope)
-    except PathSyntaxError as exc:
-        raise errors.ASLError(errors.RUNTIME, str(exc)) from None
-    if value is MISSING:
-        shown = json.dumps(scope.context if expr.startswith("$$") else scope.input, separators=(",", ":"))[:200]
-        raise errors.ASLError(
-            errors.RUNTIME,
-            f"The JSONPath '{expr}' specified for the field '{key}' could not be found in the input '{shown}'",
-        )
-    return copy.deepcopy(value)
-
-
-def resolver(scope: Scope) -> Callable[[str], Any]:
-    def resolve(path_text: str) -> Any:
-        try:
-            value = find(path_text, scope)
-        except PathSyntaxError as exc:
-            raise errors.ASLError(errors.INTRINSIC_FAILURE, str(exc)) from None
-        if value is MISSING:
-            raise errors.ASLError(errors.RUNTIME, f"Invalid path '{path_text}' : No results for path")
-        return copy.deepcopy(value)
-
-    return resolve

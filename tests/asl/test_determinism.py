@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import lodestone.asl
-from lodestone.asl import dataflow, errors, intrinsics, paths
+from lodestone.asl import dataflow, errors, intrinsics, paths, payload
 from lodestone.asl import jsonata as J
 from lodestone.asl.functions import Sources
 
@@ -29,7 +29,7 @@ def make_sources(seed: int) -> Sources:
 def battery(sources: Sources) -> list:
     scope = paths.Scope({"n": 3, "items": [3, 1, 3]}, {"Execution": {"Name": "run"}}, sources=sources)
     out = [
-        paths.evaluate_payload(
+        payload.evaluate_payload(
             {
                 "id.$": "States.UUID()",
                 "roll.$": "States.MathRandom(1, 1000)",

@@ -6,13 +6,15 @@ import hashlib
 
 import pytest
 
-from lodestone.asl import errors, intrinsics, paths
+from lodestone.asl import errors, intrinsics, payload
 from lodestone.asl.functions import Sources
 from lodestone.asl.paths import Scope
 
 
 def run(expr, data=None, context=None, sources=None):
-    return paths.evaluate_payload({"r.$": expr}, Scope(data if data is not None else {}, context, sources=sources))["r"]
+    return payload.evaluate_payload({"r.$": expr}, Scope(data if data is not None else {}, context, sources=sources))[
+        "r"
+    ]
 
 
 def fails(expr, data=None, error="States.IntrinsicFailure"):
@@ -27,11 +29,13 @@ NINE = list(range(1, 10))
 
 # --- parser ------------------------------------------------------------------------------
 
+
 def test_parser_reads_nested_calls_literals_and_paths():
     call = intrinsics.parse("States.Format('a {} {} {}', States.Array(1, -2.5, null), $.x['y z'], true)")
     assert call.name == "States.Format"
-    assert call.args[1] == intrinsics.Call("States.Array", (
-        intrinsics.Literal(1), intrinsics.Literal(-2.5), intrinsics.Literal(None)))
+    assert call.args[1] == intrinsics.Call(
+        "States.Array", (intrinsics.Literal(1), intrinsics.Literal(-2.5), intrinsics.Literal(None))
+    )
     assert call.args[2] == intrinsics.PathArg("$.x['y z']")
     assert call.args[3] == intrinsics.Literal(True)
 
@@ -76,6 +80,7 @@ def test_path_argument_that_selects_nothing_fails():
 
 # --- States.Format -------------------------------------------------------------------------
 
+
 def test_format_guide_example():
     assert run("States.Format('Hello, my name is {}.', $.name)", {"name": "Arnav"}) == "Hello, my name is Arnav."
 
@@ -106,6 +111,7 @@ def test_format_template_from_a_path():
 
 
 # --- JSON ----------------------------------------------------------------------------------
+
 
 def test_string_to_json_guide_example():
     assert run("States.StringToJson($.someString)", {"someString": '{"number": 20}'}) == {"number": 20}
@@ -152,9 +158,14 @@ def test_json_merge_needs_objects():
 
 # --- Arrays --------------------------------------------------------------------------------
 
+
 def test_array_guide_example():
     assert run("States.Array('Foo', 2020, $.someJson, null)", {"someJson": {"random": "abcdefg"}}) == [
-        "Foo", 2020, {"random": "abcdefg"}, None]
+        "Foo",
+        2020,
+        {"random": "abcdefg"},
+        None,
+    ]
 
 
 def test_array_with_no_arguments_is_empty():
@@ -165,9 +176,7 @@ def test_array_partition_guide_example():
     assert run("States.ArrayPartition($.inputArray, 4)", {"inputArray": NINE}) == [[1, 2, 3, 4], [5, 6, 7, 8], [9]]
 
 
-@pytest.mark.parametrize(
-    ("array", "size", "expected"), [([], 1, []), ([0], 5, [[0]]), ([0, 1, 2], 2, [[0, 1], [2]])]
-)
+@pytest.mark.parametrize(("array", "size", "expected"), [([], 1, []), ([0], 5, [[0]]), ([0, 1, 2], 2, [[0, 1], [2]])])
 def test_array_partition_edges(array, size, expected):
     assert run("States.ArrayPartition($.a, $.n)", {"a": array, "n": size}) == expected
 
@@ -229,6 +238,7 @@ def test_array_functions_need_arrays():
 
 # --- Encoding and hashing ------------------------------------------------------------------
 
+
 def test_base64_guide_examples():
     assert run("States.Base64Encode($.input)", {"input": "Data to encode"}) == "RGF0YSB0byBlbmNvZGU="
     assert run("States.Base64Decode($.base64)", {"base64": "RGF0YSB0byBlbmNvZGU="}) == "Data to encode"
@@ -259,6 +269,7 @@ def test_hash_unknown_algorithm_fails():
 
 
 # --- Math ----------------------------------------------------------------------------------
+
 
 def test_math_add_guide_example():
     assert run("States.MathAdd($.value1, $.step)", {"value1": 111, "step": -1}) == 110
@@ -294,6 +305,7 @@ def test_math_random_without_source_fails_rather_than_reading_entropy():
 
 
 # --- Strings and ids -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("text", "delimiters", "expected"),

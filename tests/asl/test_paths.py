@@ -4,7 +4,7 @@ Template", "Input and Output Processing") and the developer guide's input/output
 
 import pytest
 
-from lodestone.asl import errors, paths
+from lodestone.asl import errors, paths, payload
 from lodestone.asl.functions import Sources
 from lodestone.asl.paths import Scope
 
@@ -225,7 +225,7 @@ def test_parameters_developer_guide_example():
         "comment": "Selecting what I care about.",
         "MyDetails": {"size.$": "$.product.details.size", "exists.$": "$.product.availability", "StaticValue": "foo"},
     }
-    assert paths.evaluate_payload(template, Scope(data)) == {
+    assert payload.evaluate_payload(template, Scope(data)) == {
         "comment": "Selecting what I care about.",
         "MyDetails": {"size": "small", "exists": "in stock", "StaticValue": "foo"},
     }
@@ -240,7 +240,7 @@ def test_spec_payload_template_example():
         "weekday.$": "$$.DayOfWeek",
         "formattedOutput.$": "States.Format('Today is {}', $$.DayOfWeek)",
     }
-    out = paths.evaluate_payload(template, Scope(data, {"DayOfWeek": "TUESDAY"}))
+    out = payload.evaluate_payload(template, Scope(data, {"DayOfWeek": "TUESDAY"}))
     assert out == {
         "flagged": True,
         "parts": {"first": 0, "last3": [30, 40, 50]},
@@ -251,7 +251,7 @@ def test_spec_payload_template_example():
 
 def test_result_selector_on_lambda_payload():
     result = {"ExecutedVersion": "$LATEST", "Payload": {"statusCode": 200, "body": "ok"}, "StatusCode": 200}
-    assert paths.evaluate_payload({"body.$": "$.Payload.body", "code.$": "$.StatusCode"}, Scope(result)) == {
+    assert payload.evaluate_payload({"body.$": "$.Payload.body", "code.$": "$.StatusCode"}, Scope(result)) == {
         "body": "ok",
         "code": 200,
     }
@@ -260,7 +260,7 @@ def test_result_selector_on_lambda_payload():
 def test_item_selector_with_map_context():
     ctx = {"Map": {"Item": {"Index": 1, "Value": {"id": "b"}}}}
     template = {"index.$": "$$.Map.Item.Index", "item.$": "$$.Map.Item.Value", "shared.$": "$.shared"}
-    assert paths.evaluate_payload(template, Scope({"shared": "s"}, ctx)) == {
+    assert payload.evaluate_payload(template, Scope({"shared": "s"}, ctx)) == {
         "index": 1,
         "item": {"id": "b"},
         "shared": "s",
@@ -269,20 +269,20 @@ def test_item_selector_with_map_context():
 
 def test_payload_templates_nest_through_arrays_and_keep_literals():
     template = {"list": [{"a.$": "$.x"}, "lit", 3, None, {"deep": [{"b.$": "$.y"}]}], "n": None}
-    assert paths.evaluate_payload(template, Scope({"x": 1, "y": [2]})) == {
+    assert payload.evaluate_payload(template, Scope({"x": 1, "y": [2]})) == {
         "list": [{"a": 1}, "lit", 3, None, {"deep": [{"b": [2]}]}],
         "n": None,
     }
 
 
 def test_payload_value_null_is_kept():
-    assert paths.evaluate_payload({"v.$": "$.v"}, Scope({"v": None})) == {"v": None}
+    assert payload.evaluate_payload({"v.$": "$.v"}, Scope({"v": None})) == {"v": None}
 
 
 @pytest.mark.parametrize("path", ["$.no_such_jsonpath", "$$.Execution.Input.no_such_jsonpath"])
 def test_payload_path_that_selects_nothing_fails_like_step_functions(path):
     with pytest.raises(errors.ASLError) as exc:
-        paths.evaluate_payload({"value.$": path}, Scope({"a": 1}, {"Execution": {"Input": {}}}))
+        payload.evaluate_payload({"value.$": path}, Scope({"a": 1}, {"Execution": {"Input": {}}}))
     # The spec names States.ParameterPathFailure; Step Functions raises States.Runtime with this cause.
     assert exc.value.error == "States.Runtime"
     assert f"The JSONPath '{path}' specified for the field 'value.$' could not be found" in exc.value.cause
@@ -290,7 +290,7 @@ def test_payload_path_that_selects_nothing_fails_like_step_functions(path):
 
 def test_payload_intrinsics_see_input_context_and_sources():
     template = {"id.$": "States.UUID()", "msg.$": "States.Format('{} of {}', $.n, $$.Execution.Name)"}
-    out = paths.evaluate_payload(
+    out = payload.evaluate_payload(
         template, Scope({"n": 2}, {"Execution": {"Name": "run"}}, sources=Sources(uuid=lambda: "u-1"))
     )
     assert out == {"id": "u-1", "msg": "2 of run"}
@@ -298,6 +298,6 @@ def test_payload_intrinsics_see_input_context_and_sources():
 
 def test_payload_evaluation_does_not_alias_the_input():
     data = {"obj": {"k": [1]}}
-    out = paths.evaluate_payload({"o.$": "$.obj"}, Scope(data))
+    out = payload.evaluate_payload({"o.$": "$.obj"}, Scope(data))
     out["o"]["k"].append(2)
     assert data == {"obj": {"k": [1]}}
