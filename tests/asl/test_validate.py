@@ -471,3 +471,27 @@ def test_assign_variable_names(name):
 def test_valid_assign_names():
     d = with_change(VALID, lambda d: d["States"]["Start"].update(Assign={"_ok1.$": "$.x", "count": 0}))
     assert validate(d) == []
+
+
+def test_every_predefined_error_name_is_accepted_in_error_equals():
+    names = [
+        "States.Timeout",
+        "States.HeartbeatTimeout",
+        "States.TaskFailed",
+        "States.Permissions",
+        "States.ResultPathMatchFailure",
+        "States.ParameterPathFailure",
+        "States.BranchFailed",
+        "States.NoChoiceMatched",
+        "States.IntrinsicFailure",
+        "States.ExceedToleratedFailureThreshold",
+        "States.ItemReaderFailed",
+        "States.ResultWriterFailed",
+        "States.QueryEvaluationError",
+        "States.Runtime",
+        "States.Http.Socket",
+        "Lambda.ServiceException",
+        "CustomError",
+    ]
+    d = with_change(VALID, lambda d: d["States"]["Call"].update(Retry=[{"ErrorEquals": names}]))
+    assert validate(d) == []
