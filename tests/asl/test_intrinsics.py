@@ -327,3 +327,18 @@ def test_uuid_comes_from_the_injected_source():
     u = "ca4c1140-dcc1-40cd-ad05-7b4aa23df4a8"
     assert run("States.UUID()", sources=Sources(uuid=lambda: u)) == u
     fails("States.UUID()")
+
+
+def test_literal_with_a_real_newline_recorded_example():
+    # recorded against AWS: StringSplit('Hello<newline>World', '<newline>') with JSON "\n" in the definition
+    assert run("States.StringSplit('Hello\nWorld', '\n')") == ["Hello", "World"]
+
+
+def test_json_merge_of_a_parsed_literal_and_the_execution_input_recorded_example():
+    expr = "States.JsonMerge(States.StringToJson('{\"constant_in_literal\": \"false\"}'), $$.Execution.Input.f, false)"
+    ctx = {"Execution": {"Input": {"f": {"constant_input_field": "constant_value"}}}}
+    assert run(expr, {}, ctx) == {"constant_in_literal": "false", "constant_input_field": "constant_value"}
+
+
+def test_string_to_json_negative_zero_recorded_example():
+    assert run("States.StringToJson($.s)", {"s": "-0"}) == 0
