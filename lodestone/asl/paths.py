@@ -18,6 +18,7 @@ import jsonpath_ng.ext.parser  # noqa: F401  (eager: the sandbox cannot import i
 from jsonpath_ng import jsonpath as jp
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 from jsonpath_ng.ext import parse as _parse
+from jsonpath_ng.ext.iterable import Len
 
 from . import errors
 from .functions import Sources
@@ -42,7 +43,7 @@ class CompiledPath:
         self.variable = variable
         self.expr = expr
         self.segments = _segments(expr)
-        self.definite = self.segments is not None
+        self.definite = self.segments is not None or _is_length(expr)
 
     def find(self, doc: Any) -> list[Any]:
         return [m.value for m in self.expr.find(doc)]
@@ -66,6 +67,14 @@ def _segments(expr: Any) -> list[str | int] | None:
     return None
 
 
+def _is_length(expr: Any) -> bool:
+    """``<definite path>.length()``: a single number (Jayway's length() on an array)."""
+    return type(expr) is jp.Child and isinstance(expr.right, Len) and _segments(expr.left) is not None
+
+
+_LENGTH_SUFFIX = ".length()"
+
+
 @lru_cache(maxsize=8192)
 def compile_path(text: str) -> CompiledPath:
     """Parse an ASL path: ``$...`` (input), ``$$...`` (context object) or ``$var...`` (variable)."""
@@ -78,6 +87,8 @@ def compile_path(text: str) -> CompiledPath:
         m = _VARIABLE.match(text)
         if m:
             source, variable, rest = "variable", m.group(1), "$" + m.group(2)
+    if rest.endswith(_LENGTH_SUFFIX):
+        rest = rest[: -len(_LENGTH_SUFFIX)] + ".`len`"
     try:
         expr = _parse(rest)
     except (JsonPathParserError, JsonPathLexerError, Exception) as exc:  # ply raises plain Exceptions too
@@ -91,7 +102,7 @@ def is_reference_path(text: str) -> bool:
         path = compile_path(text)
     except PathSyntaxError:
         return False
-    return path.source == "input" and path.definite
+    return path.source == "input" and path.segments is not None
 
 
 class Scope:
@@ -140,8 +151,19 @@ def get(path_text: str, scope: Scope, field: str = "path") -> Any:
     """Evaluate a path that must select something; States.Runtime when it does not."""
     value = find(path_text, scope)
     if value is MISSING:
-        raise errors.ASLError(errors.RUNTIME, f"Invalid path '{path_text}' : No results for path (field {field})")
+        raise errors.ASLError(
+            errors.RUNTIME, f"Invalid path '{path_text}' : No results for path: {_normalized(path_text)}"
+        )
     return value
+
+
+def _normalized(path_text: str) -> str:
+    """``$.a.b[0]`` → ``$['a']['b'][0]``, as Step Functions prints a path in its errors."""
+    path = compile_path(path_text)
+    if path.segments is None:
+        return path_text
+    root = "$$" if path.source == "context" else "$" + (path.variable or "")
+    return root + "".join(f"[{s}]" if isinstance(s, int) else f"['{s}']" for s in path.segments)
 
 
 def is_present(path_text: str, scope: Scope) -> bool:
@@ -178,7 +200,7 @@ def apply_result_path(raw_input: Any, result: Any, result_path: str | None, *, p
         path = compile_path(path_text)
     except PathSyntaxError as exc:
         raise errors.ASLError(errors.RESULT_PATH_MATCH_FAILURE, str(exc)) from None
-    if path.source != "input" or not path.definite:
+    if path.source != "input" or path.segments is None:
         raise errors.ASLError(errors.RESULT_PATH_MATCH_FAILURE, f"ResultPath '{path_text}' is not a Reference Path")
     segs = path.segments or []
     if not segs:

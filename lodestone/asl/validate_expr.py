@@ -39,7 +39,7 @@ def check_path(value: Any, ptr: str, out: Sink, *, reference: bool = False, null
     except paths.PathSyntaxError as exc:
         out.add(ptr, str(exc))
         return
-    if reference and (path.source != "input" or not path.definite):
+    if reference and (path.source != "input" or path.segments is None):
         out.add(ptr, f"{value!r} is not a Reference Path (a single node of the input: fields and indexes only)")
 
 

@@ -107,6 +107,7 @@ _ALLOWED_IMPORTS = {
     "typing",
     "jsonpath_ng",
     "jsonpath_ng.ext",
+    "jsonpath_ng.ext.iterable",
     "jsonpath_ng.ext.parser",
     "jsonpath_ng.exceptions",
     "jsonpath_ng.jsonpath",

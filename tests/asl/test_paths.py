@@ -122,6 +122,14 @@ def test_path_that_selects_nothing_is_states_runtime(field):
         else:
             paths.apply_output_path("$.NoSuchOutputPath", {"a": 1}, Scope({}))
     assert exc.value.error == "States.Runtime"
+    # the cause Step Functions reports
+    assert exc.value.cause == f"Invalid path '$.NoSuch{field}' : No results for path: $['NoSuch{field}']"
+
+
+def test_length_function_on_an_array():
+    # Step Functions' JSONPath (Jayway) has length(); real machines use it in Choice Variables
+    assert paths.get("$.items.length()", Scope({"items": [1, 2, 3]})) == 3
+    assert not paths.is_reference_path("$.items.length()")
 
 
 # --- ResultPath (spec "ResultPath"; developer guide "ResultPath") -------------------------
