@@ -40,6 +40,7 @@ class Settings(BaseSettings):
 
     outbox_start_after_seconds: float = 10.0
     outbox_interval_seconds: float = 5.0
+    outbox_max_age_seconds: float = 86400.0
 
     s3_endpoint: str | None = None
     s3_access_key: str | None = None
@@ -150,6 +151,8 @@ class Settings(BaseSettings):
         if self.outbox_interval_seconds <= 0 or self.outbox_start_after_seconds < self.temporal_rpc_timeout_seconds:
             raise ValueError("OUTBOX_INTERVAL_SECONDS must be positive and OUTBOX_START_AFTER_SECONDS at least "
                              "TEMPORAL_RPC_TIMEOUT_SECONDS")
+        if self.outbox_max_age_seconds <= self.outbox_start_after_seconds:
+            raise ValueError("OUTBOX_MAX_AGE_SECONDS must be more than OUTBOX_START_AFTER_SECONDS")
         if self.step_concurrency < 1:
             raise ValueError("STEP_CONCURRENCY must be at least 1")
         if self.template_workers < 1 or self.template_cpu_seconds <= 0:
