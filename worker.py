@@ -105,7 +105,8 @@ async def run_worker(settings: Settings | None = None) -> None:
     sweeper: asyncio.Task[None] | None = None
     listener = None
     try:
-        engine = make_engine(settings.app_database_url, settings.db_pool_size, settings.db_connect_timeout_seconds)
+        engine = make_engine(settings.app_database_url, settings.db_pool_size, settings.db_connect_timeout_seconds,
+                             command_timeout=settings.db_command_timeout_seconds)
         closers.append(engine.dispose)
         # One guarded client for every outbound call: webhooks and input fetching alike.
         http = guarded_client(settings.outbound_allow_cidrs, timeout=settings.webhook_timeout_seconds)
