@@ -65,7 +65,8 @@ def responses(*statuses: int, descriptions: dict[int, str] | None = None) -> dic
 
 # Every route behind a bearer token can answer these.
 AUTHENTICATED = responses(401, 403, 503, descriptions={
-    503: "the token issuer's keys could not be fetched, or PostgreSQL or Temporal did not answer (see Retry-After)"})
+    503: "the token issuer's keys could not be fetched, PostgreSQL or Temporal did not answer, or every database "
+         "connection was busy (see Retry-After)"})
 
 
 def route_template(scope: Any, unmatched: str = "an unmatched route") -> str:
