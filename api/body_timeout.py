@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from api.limits import ASGIApp, Message, Scope
-from api.problems import problem_response
+from api.problems import problem_response, route_template
 
 log = logging.getLogger("lodestone.api")
 
@@ -44,7 +44,7 @@ class BodyIdleTimeout:
                 return message
             except TimeoutError:
                 answered = True
-                log.info("request body idle for %.0fs on %s; answered 408", self.seconds, scope["path"])
+                log.info("request body idle for %.0fs on %s; answered 408", self.seconds, route_template(scope))
                 if not started:
                     await problem_response(
                         408, "body_timeout", f"the request body stalled for more than {self.seconds:g} seconds",
