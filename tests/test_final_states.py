@@ -23,6 +23,7 @@ from lodestone.settings import Settings, secret_env
 from lodestone.storage import make_store
 from schema.tables import Delivery, DeliveryAttempt, JobStep
 from tests.helpers import TERMINAL, create_workflow, definition, in_process_api, submit, wait_job
+from tests.standins.trickle_receiver import TrickleReceiver
 from worker import WorkerDeps, build_worker
 
 ATTEMPTS = 3
@@ -146,3 +147,26 @@ async def test_a_target_timeout_out_of_bounds_is_refused(api, asked, pointer):
     assert resp.status_code == 422, resp.text
     problem = resp.json()
     assert problem["code"] == "schema_violation" and problem["pointer"] == pointer, problem
+
+
+async def test_a_trickling_receiver_gets_each_attempt_once_each_bounded_by_the_timeout(api, tenant_a, engine):
+    # 200 at once, then a byte every 0.1 s for 40 s: each read is inside the 1 s timeout, the
+    # whole answer is past the send activity's own timeout (the POST's limit plus 20 s).
+    with TrickleReceiver(body_bytes=400, every=0.1) as hook:
+        job_id = await start(api, definition(hook.url))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            job = (await api.get(f"/v1/jobs/{job_id}")).json()
+            if job["status"] in TERMINAL or hook.max_in_flight > 1:
+                break
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2)  # a send that outlived its attempt would show up here
+        spans, ids, most = [list(s) for s in hook.spans], list(hook.webhook_ids), hook.max_in_flight
+    assert most == 1, f"{most} POSTs of one target in flight at once: {spans}"
+    assert job["status"] == "failed" and job["error"]["code"] == "WebhookUnavailable", job
+    assert len(ids) == ATTEMPTS and len(set(ids)) == 1, ids
+    assert all(end and end - begin < 10 for begin, end in spans), spans
+    row, tries = await delivery_rows(engine, tenant_a.id, job_id)
+    assert row.status == "failed" and [t.attempt for t in tries] == list(range(1, ATTEMPTS + 1))
+    assert all(t.error and "no complete answer within 1 s" in t.error for t in tries), [t.error for t in tries]
+
