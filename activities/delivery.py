@@ -52,8 +52,8 @@ class DeliveryActivities(EmailDelivery, DeliveryLog):
         if opened.delivered:
             return opened.result(opened.delivery.attempts, 200)
         out = await self._post(inp, opened)
-        number, _ = await record_attempt(self.engine, inp.tenant_id, opened.delivery, out.status_code, out.error,
-                                         final=not (out.ok or out.retryable))
+        number, _, _ = await record_attempt(self.engine, inp.tenant_id, opened.delivery, out.status_code, out.error,
+                                            final=not (out.ok or out.retryable))
         if out.ok:
             return opened.result(number, out.status_code or 200)
         raise ApplicationError(f"{opened.delivery.target}: {out.error}", type=out.error_type,

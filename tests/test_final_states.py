@@ -14,6 +14,9 @@ import httpx
 import pytest
 from sqlmodel import select
 
+from activities.delivery import DeliveryActivities
+from activities.delivery_log import AttemptInput
+from lodestone import metrics
 from lodestone.db import tenant_session
 from lodestone.llm import RoutingLLM
 from lodestone.netguard import guarded_client
@@ -170,3 +173,26 @@ async def test_a_trickling_receiver_gets_each_attempt_once_each_bounded_by_the_t
     assert row.status == "failed" and [t.attempt for t in tries] == list(range(1, ATTEMPTS + 1))
     assert all(t.error and "no complete answer within 1 s" in t.error for t in tries), [t.error for t in tries]
 
+
+async def test_a_repeated_final_record_counts_one_delivery_failure(api, tenant_a, engine, worker_settings):
+    """record_delivery_attempt retried (its first call committed, its completion lost) counts
+    the target's failure once: only the call that marks the row failed counts it."""
+    with WebhookReceiver(tenant_a.webhook_secret, fail_first=1000, fail_status=302) as hook:
+        job = await wait_job(api, await start(api, definition(hook.url)), timeout=60)
+    assert job["status"] == "failed", job
+    row, _ = await delivery_rows(engine, tenant_a.id, job["id"])
+    async with tenant_session(engine, tenant_a.id) as s:  # as if the target were still being tried
+        live = (await s.exec(select(Delivery).where(Delivery.id == row.id))).one()
+        live.status = "pending"
+        s.add(live)
+    acts = DeliveryActivities(engine, httpx.AsyncClient(), worker_settings, make_secrets(worker_settings, secret_env()))
+    failures = metrics.DELIVERY_FAILURES.labels("webhook", "ProbeFailure")
+    before = failures._value.get()
+    record = AttemptInput(str(tenant_a.id), job["id"], 0, "webhook", 0, None, "ProbeFailure: spent", "ProbeFailure",
+                          final=True)
+    for _ in range(3):  # the first call and two retries of it
+        await acts.record_delivery_attempt(record)
+    await acts.http.aclose()
+    row, _ = await delivery_rows(engine, tenant_a.id, job["id"])
+    assert row.status == "failed"
+    assert failures._value.get() - before == 1
