@@ -23,6 +23,11 @@ from lodestone.templating import TemplateLimitExceeded, TemplateRenderError, Tem
 from schema.tables import JobStep, Tenant, UsageRecord, utcnow
 from workflows.types import StepFailureInput, StepInput, StepResult
 
+# What job_steps.error says of an attempt that failed on something other than the step's own
+# errors (ApplicationError): the exception's type only. Temporal's history and the worker's
+# log keep its text, which can name the server's files.
+UNEXPLAINED = "the attempt failed on the worker; its log has the details"
+
 
 class StepActivities:
     def __init__(self, engine: AsyncEngine, store: ObjectStore, llm: LLMClient, settings: Settings,
@@ -51,8 +56,8 @@ class StepActivities:
             if not e.non_retryable:
                 await self._retrying(inp, f"{e.type}: {e.message}")
             raise
-        except Exception as e:
-            await self._retrying(inp, f"{type(e).__name__}: {e}")
+        except Exception as e:  # not the step's own: its text may name server paths (an OSError's)
+            await self._retrying(inp, f"{type(e).__name__}: {UNEXPLAINED}")
             raise
 
     @activity.defn
