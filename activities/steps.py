@@ -62,15 +62,18 @@ class StepActivities:
 
     @activity.defn
     async def record_step_failure(self, inp: StepFailureInput) -> None:
-        """The workflow's word that the step is over and failed, however its attempts ended."""
+        """The workflow's word that the step is over: failed, however its attempts ended, or
+        cancelled because a sibling failed (a step that completed or failed meanwhile keeps that)."""
         async with tenant_session(self.engine, inp.tenant_id) as session:
             stmt = insert(JobStep).values(
                 id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=uuid.UUID(inp.job_id),
-                step_id=inp.step_id, status="failed", error=inp.error, attempts=0, started_at=utcnow(),
+                step_id=inp.step_id, status=inp.status, error=inp.error, attempts=0, started_at=utcnow(),
                 finished_at=utcnow())
+            ended = JobStep.__table__.c.status.in_(("completed", "failed"))  # type: ignore[attr-defined]
             await session.execute(stmt.on_conflict_do_update(
                 index_elements=["job_id", "step_id"],
-                set_={"status": "failed", "error": inp.error, "finished_at": stmt.excluded.finished_at}))
+                set_={"status": inp.status, "error": inp.error, "finished_at": stmt.excluded.finished_at},
+                where=~ended if inp.status == "cancelled" else None))
 
     async def _attempt(self, inp: StepInput, loaded: LoadedJob, tenant: Tenant | None,
                        outputs: dict[str, JobStep]) -> StepResult:
@@ -149,8 +152,11 @@ class StepActivities:
             id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=uuid.UUID(inp.job_id),
             step_id=inp.step_id, status=status, output_key=output_key, error=keep or error,
             attempts=activity.info().attempt, started_at=utcnow(), finished_at=finished)
+        # An attempt ending after the workflow cancelled its step (a sibling failed) leaves the
+        # step cancelled: it will not be retried.
         await session.execute(stmt.on_conflict_do_update(
             index_elements=["job_id", "step_id"],
             set_={"status": status, "attempts": activity.info().attempt,
                   "error": func.coalesce(JobStep.__table__.c.error, keep) if keep else error,  # type: ignore[attr-defined]
-                  "finished_at": finished, "output_key": stmt.excluded.output_key}))
+                  "finished_at": finished, "output_key": stmt.excluded.output_key},
+            where=JobStep.__table__.c.status != "cancelled" if status == "retrying" else None))  # type: ignore[attr-defined]

@@ -1,6 +1,7 @@
-"""Step rows say what happened without telling the server's secrets, on an in-process worker
-(the real workflow and activities, the session's PostgreSQL and Temporal): a step whose
-attempt failed on the server shows its error's type, not the server's own text (paths)."""
+"""Step rows end in a true state, on an in-process worker (the real workflow and activities,
+the session's PostgreSQL and Temporal; the LLM stand-in behind LLM_TIMEOUT_SECONDS 2): a step
+cancelled because a sibling failed says `cancelled` with the reason, and a step whose attempt
+failed on the server shows its error's type, not the server's own text (paths)."""
 
 import asyncio
 import errno
@@ -18,7 +19,7 @@ from lodestone.secrets import make_secrets
 from lodestone.settings import Settings, secret_env
 from lodestone.storage import make_store
 from lodestone.storage.base import StorageFull
-from tests.helpers import TERMINAL, create_workflow, definition, in_process_api, submit
+from tests.helpers import TERMINAL, create_workflow, definition, in_process_api, submit, wait_job
 from worker import WorkerDeps, build_worker
 
 LEAK = "/srv/lodestone/objects/private-volume"
@@ -61,6 +62,21 @@ async def start(api: httpx.AsyncClient, body: dict[str, Any]) -> str:
 
 def steps_of(job: dict[str, Any]) -> dict[str, tuple[str, str | None]]:
     return {s["id"]: (s["status"], s["error"]) for s in job["steps"]}
+
+
+async def test_a_step_cancelled_because_a_sibling_failed_says_cancelled(api):
+    body = definition("http://127.0.0.1:9/never")
+    models = {"angles": "refuse", "outline": "slow"}  # angles fails at once; outline is still running
+    for step in body["steps"]:
+        step["model"] = models.get(step["id"], "offline")
+    job = await wait_job(api, await start(api, body), timeout=120)
+    assert job["status"] == "failed" and job["error"]["failed_step"] == "step:angles", job
+    await asyncio.sleep(6)  # past the slow answer's client timeout: the cancelled attempt has ended
+    job = (await api.get(f"/v1/jobs/{job['id']}")).json()
+    steps = steps_of(job)
+    assert steps["research"][0] == "completed" and steps["angles"][0] == "failed", steps
+    assert steps["outline"] == ("cancelled", "cancelled: step 'angles' failed"), steps
+    assert "write" not in steps, steps
 
 
 async def test_a_step_failing_on_the_server_shows_its_type_not_the_servers_text(api):

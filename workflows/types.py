@@ -147,10 +147,14 @@ class AttemptInput:
 
 @dataclass
 class StepFailureInput:
+    """The workflow's word on a step that is over without completing: `failed` with its last
+    error, or `cancelled` (with why) when a sibling's failure cut it short."""
+
     tenant_id: str
     job_id: str
     step_id: str
     error: str
+    status: str = "failed"
 
 
 @dataclass
