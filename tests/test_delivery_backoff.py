@@ -15,7 +15,8 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from lodestone.devstack.processes import venv_bin
-from workflows.submission import WEBHOOK_RETRY, SubmissionWorkflow
+from workflows.delivery import WEBHOOK_RETRY
+from workflows.submission import SubmissionWorkflow
 from workflows.types import (
     STATUS,
     AttemptInput,

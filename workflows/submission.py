@@ -14,7 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.jobs import JobActivities
     from activities.render import RenderActivities
     from activities.steps import StepActivities
-    from workflows.delivery import (  # noqa: F401 (the retry policies are read from here too)
+    from workflows.delivery import (
         EMAIL_HEARTBEAT,
         EMAIL_RETRY,
         EMAIL_TIMEOUT,
