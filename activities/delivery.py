@@ -17,13 +17,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.common import secret_of
-from activities.delivery_log import DeliveryLog, OpenDelivery, open_delivery, record_attempt
+from activities.delivery_log import DeliveryLog, OpenDelivery, SendOutcome, open_delivery, record_attempt
 from activities.email_delivery import EmailDelivery
 from lodestone.netguard import OutboundRefused, check_url
 from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
 from lodestone.webhooks import signed_headers
-from workflows.types import DeliveryInput, DeliveryResult, SendOutcome
+from workflows.types import DeliveryInput, DeliveryResult
 
 RETRYABLE_STATUS = {408, 425, 429}
 

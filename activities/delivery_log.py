@@ -17,7 +17,42 @@ from lodestone import metrics
 from lodestone.db import tenant_session
 from lodestone.webhooks import webhook_id
 from schema.tables import Artifact, Delivery, DeliveryAttempt, Tenant, utcnow
-from workflows.types import AttemptInput, DeliveryInput, DeliveryResult, SendOutcome
+from workflows.types import DeliveryInput, DeliveryResult
+
+
+@dataclass
+class SendOutcome:
+    """What one send did, returned by the send activity so that it is in the workflow's history
+    before any database write: the bookkeeping (record_delivery_attempt) comes after."""
+
+    delivery_id: str
+    webhook_id: str
+    prior_attempts: int  # attempts stored for the target before this send
+    sent: bool = True  # False: the target was delivered earlier, nothing was sent
+    status_code: int | None = None
+    error: str | None = None
+    error_type: str | None = None  # None: accepted; else WebhookUnavailable, WebhookRejected, ...
+    retryable: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error_type is None
+
+
+@dataclass
+class AttemptInput:
+    """One attempt to store for a target, numbered by the workflow so that a retried record
+    stores it once; attempt 0 stores no attempt, only the target's final state."""
+
+    tenant_id: str
+    job_id: str
+    target_index: int
+    kind: str
+    attempt: int
+    status_code: int | None = None
+    error: str | None = None
+    error_type: str | None = None
+    final: bool = False
 
 
 @dataclass

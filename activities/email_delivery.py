@@ -12,10 +12,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.common import heartbeating
-from activities.delivery_log import OpenDelivery, open_delivery, record_attempt
+from activities.delivery_log import OpenDelivery, SendOutcome, open_delivery, record_attempt
 from lodestone import links, mail
 from lodestone.settings import Settings
-from workflows.types import DeliveryInput, DeliveryResult, SendOutcome
+from workflows.types import DeliveryInput, DeliveryResult
 
 
 class EmailDelivery:

@@ -3,6 +3,7 @@ call the model, store the output, record usage. A completed step is never re-run
 
 import contextlib
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func
@@ -21,7 +22,20 @@ from lodestone.storage import ObjectStore, job_key
 from lodestone.template_pool import TemplatePool
 from lodestone.templating import TemplateLimitExceeded, TemplateRenderError, TemplateSecurityViolation
 from schema.tables import JobStep, Tenant, UsageRecord, utcnow
-from workflows.types import StepFailureInput, StepInput, StepResult
+from workflows.types import StepInput, StepResult
+
+
+@dataclass
+class StepFailureInput:
+    """The workflow's word on a step that is over without completing: `failed` with its last
+    error, or `cancelled` (with why) when a sibling's failure cut it short."""
+
+    tenant_id: str
+    job_id: str
+    step_id: str
+    error: str
+    status: str = "failed"
+
 
 # What job_steps.error says of an attempt that failed on something other than the step's own
 # errors (ApplicationError): the exception's type only. Temporal's history and the worker's

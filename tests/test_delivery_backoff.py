@@ -14,12 +14,12 @@ from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.delivery_log import AttemptInput, SendOutcome
 from lodestone.devstack.processes import venv_bin
 from workflows.delivery import WEBHOOK_RETRY
 from workflows.submission import SubmissionWorkflow
 from workflows.types import (
     STATUS,
-    AttemptInput,
     DeliveryInput,
     FailureInput,
     JobPlan,
@@ -27,7 +27,6 @@ from workflows.types import (
     JobStatusInput,
     RenderInput,
     RenderResult,
-    SendOutcome,
     StepInput,
     StepResult,
     SubmissionInput,

@@ -15,7 +15,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.delivery import DeliveryActivities
-    from workflows.types import AttemptInput, DeliveryInput, DeliveryResult, JobPlan, SendOutcome
+    from activities.delivery_log import AttemptInput, SendOutcome
+    from workflows.types import DeliveryInput, DeliveryResult, JobPlan
 
 SEND_PATCH = "delivery-send-outcome"
 

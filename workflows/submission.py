@@ -13,7 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.ingest import IngestActivities
     from activities.jobs import JobActivities
     from activities.render import RenderActivities
-    from activities.steps import StepActivities
+    from activities.steps import StepActivities, StepFailureInput
     from workflows.delivery import (
         EMAIL_HEARTBEAT,
         EMAIL_RETRY,
@@ -35,7 +35,6 @@ with workflow.unsafe.imports_passed_through():
         JobRef,
         JobStatusInput,
         RenderInput,
-        StepFailureInput,
         StepInput,
         StepResult,
         SubmissionInput,
