@@ -37,9 +37,9 @@ class StepFailureInput:
     status: str = "failed"
 
 
-# What job_steps.error says of an attempt that failed on something other than the step's own
-# errors (ApplicationError): the exception's type only. Temporal's history and the worker's
-# log keep its text, which can name the server's files.
+# What a step's and a job's error say of an attempt that failed on something other than the
+# step's own errors (ApplicationError), after the exception's type. Temporal's history (the
+# failure's cause) and the worker's log keep its text, which can name the server's files.
 UNEXPLAINED = "the attempt failed on the worker; its log has the details"
 
 
@@ -72,7 +72,9 @@ class StepActivities:
             raise
         except Exception as e:  # not the step's own: its text may name server paths (an OSError's)
             await self._retrying(inp, f"{type(e).__name__}: {UNEXPLAINED}")
-            raise
+            # The same type (retry policies match on it), without the text: the workflow records
+            # the last attempt's message as the step's and the job's error. The cause keeps it.
+            raise ApplicationError(UNEXPLAINED, type=type(e).__name__) from e
 
     @activity.defn
     async def record_step_failure(self, inp: StepFailureInput) -> None:

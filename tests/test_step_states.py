@@ -96,3 +96,9 @@ async def test_a_step_failing_on_the_server_shows_its_type_not_the_servers_text(
     retrying = [err for status, err in seen if status == "retrying" and err]
     assert retrying, seen
     assert all(err.startswith("StorageFull: ") and LEAK not in err for err in retrying), retrying
+    # The attempts spent, the step and the job say failed, with the type and without the text.
+    assert job["status"] == "failed" and job["error"]["code"] == "StorageFull", job
+    assert LEAK not in job["error"]["message"], job["error"]
+    [step] = job["steps"]
+    assert step["status"] == "failed" and step["error"].startswith("StorageFull: "), step
+    assert LEAK not in step["error"], step
