@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlmodel import select
 
 from activities.delivery import DeliveryActivities
 from activities.delivery_log import AttemptInput
-from lodestone import metrics
 from lodestone.db import tenant_session
 from lodestone.llm import RoutingLLM
 from lodestone.netguard import guarded_client
@@ -186,8 +186,11 @@ async def test_a_repeated_final_record_counts_one_delivery_failure(api, tenant_a
         live.status = "pending"
         s.add(live)
     acts = DeliveryActivities(engine, httpx.AsyncClient(), worker_settings, make_secrets(worker_settings, secret_env()))
-    failures = metrics.DELIVERY_FAILURES.labels("webhook", "ProbeFailure")
-    before = failures._value.get()
+    def failures() -> float:
+        return REGISTRY.get_sample_value("lodestone_delivery_failures_total",
+                                         {"kind": "webhook", "reason": "ProbeFailure"}) or 0.0
+
+    before = failures()
     record = AttemptInput(str(tenant_a.id), job["id"], 0, "webhook", 0, None, "ProbeFailure: spent", "ProbeFailure",
                           final=True)
     for _ in range(3):  # the first call and two retries of it
@@ -195,4 +198,4 @@ async def test_a_repeated_final_record_counts_one_delivery_failure(api, tenant_a
     await acts.http.aclose()
     row, _ = await delivery_rows(engine, tenant_a.id, job["id"])
     assert row.status == "failed"
-    assert failures._value.get() - before == 1
+    assert failures() - before == 1
