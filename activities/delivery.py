@@ -7,6 +7,7 @@ database error can never make it send again (the workflow records the outcome wi
 record_delivery_attempt). deliver_webhook, send and record in one activity, is kept for
 runs recorded before the workflow split them."""
 
+import asyncio
 import json
 from typing import Any
 
@@ -16,13 +17,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.common import secret_of
-from activities.delivery_log import DeliveryLog, OpenDelivery, open_delivery, record_attempt
+from activities.delivery_log import DeliveryLog, OpenDelivery, SendOutcome, open_delivery, record_attempt
 from activities.email_delivery import EmailDelivery
 from lodestone.netguard import OutboundRefused, check_url
 from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
 from lodestone.webhooks import signed_headers
-from workflows.types import DeliveryInput, DeliveryResult, SendOutcome
+from workflows.types import DeliveryInput, DeliveryResult
 
 RETRYABLE_STATUS = {408, 425, 429}
 
@@ -51,8 +52,8 @@ class DeliveryActivities(EmailDelivery, DeliveryLog):
         if opened.delivered:
             return opened.result(opened.delivery.attempts, 200)
         out = await self._post(inp, opened)
-        number, _ = await record_attempt(self.engine, inp.tenant_id, opened.delivery, out.status_code, out.error,
-                                         final=not (out.ok or out.retryable))
+        number, _, _ = await record_attempt(self.engine, inp.tenant_id, opened.delivery, out.status_code, out.error,
+                                            final=not (out.ok or out.retryable))
         if out.ok:
             return opened.result(number, out.status_code or 200)
         raise ApplicationError(f"{opened.delivery.target}: {out.error}", type=out.error_type,
@@ -65,11 +66,19 @@ class DeliveryActivities(EmailDelivery, DeliveryLog):
         secret = await secret_of(opened.tenant, self.secrets, inp.tenant_id, "webhook_secret",
                                  opened.tenant.webhook_secret) or opened.tenant.webhook_secret
         headers = signed_headers(secret, delivery.webhook_id, body)
+        limit = webhook_timeout(self.settings, opened.target)
         try:
-            resp = await self.http.post(check_url(delivery.target), content=body, headers=headers,
-                                        timeout=webhook_timeout(self.settings, opened.target))
+            # httpx's timeout bounds each connect, write and read; a receiver trickling its
+            # answer would keep the POST alive past the activity's own timeout, and Temporal's
+            # retry would POST again beside it. The whole request ends within `limit`.
+            async with asyncio.timeout(limit):
+                resp = await self.http.post(check_url(delivery.target), content=body, headers=headers,
+                                            timeout=limit)
         except OutboundRefused as e:
             return opened.outcome(error=f"refused: {e}", error_type="WebhookURLRefused")
+        except TimeoutError:
+            return opened.outcome(error=f"TimeoutError: no complete answer within {limit:g} s",
+                                  error_type="WebhookUnavailable", retryable=True)
         except httpx.HTTPError as e:
             return opened.outcome(error=f"{type(e).__name__}: {e}", error_type="WebhookUnavailable", retryable=True)
         status = resp.status_code

@@ -12,10 +12,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.common import heartbeating
-from activities.delivery_log import OpenDelivery, open_delivery, record_attempt
+from activities.delivery_log import OpenDelivery, SendOutcome, open_delivery, record_attempt
 from lodestone import links, mail
 from lodestone.settings import Settings
-from workflows.types import DeliveryInput, DeliveryResult, SendOutcome
+from workflows.types import DeliveryInput, DeliveryResult
 
 
 class EmailDelivery:
@@ -38,8 +38,8 @@ class EmailDelivery:
         if opened.delivered:
             return opened.result(opened.delivery.attempts, 250)
         out = await self._send(inp, opened)
-        number, _ = await record_attempt(self.engine, inp.tenant_id, opened.delivery, out.status_code, out.error,
-                                         final=not (out.ok or out.retryable))
+        number, _, _ = await record_attempt(self.engine, inp.tenant_id, opened.delivery, out.status_code, out.error,
+                                            final=not (out.ok or out.retryable))
         if out.ok:
             return opened.result(number, out.status_code or 250)
         raise ApplicationError(f"{opened.delivery.target}: {out.error}", type=out.error_type,

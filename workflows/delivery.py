@@ -15,7 +15,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.delivery import DeliveryActivities
-    from workflows.types import AttemptInput, DeliveryInput, DeliveryResult, JobPlan, SendOutcome
+    from activities.delivery_log import AttemptInput, SendOutcome
+    from workflows.types import DeliveryInput, DeliveryResult, JobPlan
 
 SEND_PATCH = "delivery-send-outcome"
 
@@ -36,9 +37,10 @@ EMAIL_RETRY = RetryPolicy(
 # A send activity's own retries are for what fails before anything is sent (the database
 # while the target's row is read, the secret backend) and for a lost worker; what a receiver
 # answers is an outcome, retried by the workflow on WEBHOOK_RETRY / EMAIL_RETRY's schedule.
+# Like DB_RETRY, no attempt limit: a PostgreSQL outage is waited out, not turned into a failed job.
 SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=1),
-    maximum_attempts=10, non_retryable_error_types=["TenantSecretUnreadable", "JobNotFound"],
+    non_retryable_error_types=["TenantSecretUnreadable", "JobNotFound"],
 )
 RECORD_TIMEOUT = timedelta(seconds=30)
 # The record retries until the database takes it: the outcome it stores is never sent again.

@@ -1,5 +1,6 @@
-"""Inputs and results of every workflow and activity. Add fields with defaults only, so
-recorded histories keep replaying."""
+"""Inputs and results of the workflows and their activities, where no activity module owns
+them (SendOutcome and AttemptInput live in activities/delivery_log.py, StepFailureInput in
+activities/steps.py). Add fields with defaults only, so recorded histories keep replaying."""
 
 from dataclasses import dataclass, field
 
@@ -108,49 +109,6 @@ class DeliveryResult:
     webhook_id: str
     attempt: int
     status_code: int
-
-
-@dataclass
-class SendOutcome:
-    """What one send did, returned by the send activity so that it is in the workflow's history
-    before any database write: the bookkeeping (record_delivery_attempt) comes after."""
-
-    delivery_id: str
-    webhook_id: str
-    prior_attempts: int  # attempts stored for the target before this send
-    sent: bool = True  # False: the target was delivered earlier, nothing was sent
-    status_code: int | None = None
-    error: str | None = None
-    error_type: str | None = None  # None: accepted; else WebhookUnavailable, WebhookRejected, ...
-    retryable: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.error_type is None
-
-
-@dataclass
-class AttemptInput:
-    """One attempt to store for a target, numbered by the workflow so that a retried record
-    stores it once; attempt 0 stores no attempt, only the target's final state."""
-
-    tenant_id: str
-    job_id: str
-    target_index: int
-    kind: str
-    attempt: int
-    status_code: int | None = None
-    error: str | None = None
-    error_type: str | None = None
-    final: bool = False
-
-
-@dataclass
-class StepFailureInput:
-    tenant_id: str
-    job_id: str
-    step_id: str
-    error: str
 
 
 @dataclass
