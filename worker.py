@@ -2,11 +2,12 @@
 built here and injected. Stops cleanly on SIGINT/SIGTERM."""
 
 import asyncio
-import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from temporalio.client import Client
@@ -43,6 +44,7 @@ from workflows.summary import SummaryWorkflow
 
 log = logging.getLogger("lodestone.worker")
 
+SHUTDOWN_GRACE_SECONDS = 5.0  # for the outbox's job in hand and the listener, once `stop` is set
 WORKFLOWS = [SubmissionWorkflow, ConversationWorkflow, SummaryWorkflow, PurgeMessagesWorkflow]
 
 
@@ -93,30 +95,41 @@ async def run_worker(settings: Settings | None = None) -> None:
     sdk = SdkMetrics() if settings.worker_metrics_port else None
     listening = bind(settings) if sdk is not None else None
     client = await connect(settings, runtime=sdk.runtime if sdk else None)
-    engine = make_engine(settings.app_database_url, settings.db_pool_size, settings.db_connect_timeout_seconds)
-    # One guarded client for every outbound call: webhooks and input fetching alike.
-    http = guarded_client(settings.outbound_allow_cidrs, timeout=settings.webhook_timeout_seconds)
-    templates = TemplatePool.from_settings(settings)
-    await templates.start()
-    deps = WorkerDeps(settings, make_store(settings), RoutingLLM(settings), http,
-                      make_secrets(settings, secret_env()), templates)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    worker = build_worker(client, engine, deps)
-    # Partial uploads that crashed writers left (an API killed mid-upload, a lost ingest).
-    sweeper = asyncio.create_task(sweep_forever(deps.store, settings.partial_max_age_seconds,
-                                                settings.partial_sweep_interval_seconds))
-    log.info("retention purge schedule: %s", await ensure_purge_schedule(client, settings))
-    local = httpx.AsyncClient()  # loopback only: the SDK's metrics endpoint
+    # Whatever is made from here on is closed in `finally`, however far this got.
+    closers: list[Callable[[], Awaitable[object]]] = []
+    tasks: list[asyncio.Task[None]] = []  # each ends by itself once `stop` is set
+    sweeper: asyncio.Task[None] | None = None
     listener = None
-    if sdk is not None:
-        listener = serve(worker_app(client, settings, sdk, local, stop))
-        listener_task = asyncio.create_task(listener.serve(sockets=[listening]))
-    # The outbox: starts committed jobs whose start the API could not make.
-    outbox = asyncio.create_task(run_outbox(client, engine, settings, stop))
     try:
+        engine = make_engine(settings.app_database_url, settings.db_pool_size, settings.db_connect_timeout_seconds,
+                             command_timeout=settings.db_command_timeout_seconds)
+        closers.append(engine.dispose)
+        # One guarded client for every outbound call: webhooks and input fetching alike.
+        http = guarded_client(settings.outbound_allow_cidrs, timeout=settings.webhook_timeout_seconds)
+        closers.append(http.aclose)
+        templates = TemplatePool.from_settings(settings)
+        closers.append(templates.close)
+        await templates.start()
+        deps = WorkerDeps(settings, make_store(settings), RoutingLLM(settings), http,
+                          make_secrets(settings, secret_env()), templates)
+        closers += [deps.llm.close, deps.secrets.aclose]
+        local = httpx.AsyncClient()  # loopback only: the SDK's metrics endpoint
+        closers.append(local.aclose)
+        worker = build_worker(client, engine, deps)
+        # Partial uploads that crashed writers left (an API killed mid-upload, a lost ingest).
+        sweeper = asyncio.create_task(sweep_forever(deps.store, settings.partial_max_age_seconds,
+                                                    settings.partial_sweep_interval_seconds))
+        # The outbox: starts committed jobs whose start the API could not make. It stops at
+        # `stop`, between two jobs of a sweep.
+        tasks.append(asyncio.create_task(run_outbox(client, engine, settings, stop)))
+        log.info("retention purge schedule: %s", await ensure_purge_schedule(client, settings))
+        if sdk is not None:
+            listener = serve(worker_app(client, settings, sdk, local, stop))
+            tasks.append(asyncio.create_task(listener.serve(sockets=[listening])))
         async with worker:
             log.info("worker polling task queue %s on %s", settings.temporal_task_queue,
                      settings.temporal_target)
@@ -124,20 +137,32 @@ async def run_worker(settings: Settings | None = None) -> None:
             log.info("worker stopping: finishing in-flight activities")
         log.info("worker drained")
     finally:
-        sweeper.cancel()
-        stop.set()
-        await outbox
-        if listener is not None:
-            listener.should_exit = True
-            await listener_task
-        with contextlib.suppress(Exception):
-            await local.aclose()
-            await deps.http.aclose()
-            await deps.llm.close()
-            await deps.secrets.aclose()
-        await templates.close()
-        await engine.dispose()
-        shutdown_tracing()
+        await shutdown(stop, tasks, [sweeper] if sweeper else [], listener, closers[::-1])
+        if listening is not None:
+            listening.close()
+
+
+async def shutdown(stop: asyncio.Event, stoppable: list[asyncio.Task[None]], cancel: list[asyncio.Task[None]],
+                   listener: Any, closers: list[Callable[[], Awaitable[object]]]) -> None:
+    """End every background task and close every client, each whatever the others do.
+    `stoppable` tasks watch `stop` and get SHUTDOWN_GRACE_SECONDS to end; `cancel`ed ones do not."""
+    stop.set()
+    if listener is not None:
+        listener.should_exit = True
+    for task in cancel:
+        task.cancel()
+    if stoppable:
+        for task in (await asyncio.wait(stoppable, timeout=SHUTDOWN_GRACE_SECONDS))[1]:
+            task.cancel()
+    for result in await asyncio.gather(*stoppable, *cancel, return_exceptions=True):
+        if isinstance(result, Exception):
+            log.warning("a background task ended with %s", type(result).__name__)
+    for close in closers:
+        try:
+            await close()
+        except Exception as e:  # noqa: BLE001 - the next one still closes
+            log.warning("closing %s failed: %s", getattr(close, "__qualname__", "a client"), type(e).__name__)
+    shutdown_tracing()
 
 
 if __name__ == "__main__":

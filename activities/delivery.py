@@ -7,6 +7,7 @@ database error can never make it send again (the workflow records the outcome wi
 record_delivery_attempt). deliver_webhook, send and record in one activity, is kept for
 runs recorded before the workflow split them."""
 
+import asyncio
 import json
 from typing import Any
 
@@ -59,8 +60,8 @@ class DeliveryActivities(EmailDelivery, DeliveryLog):
         if opened.delivered:
             return opened.result(opened.delivery.attempts, 200)
         out = await self._post(inp, opened)
-        number, _ = await record_attempt(self.engine, inp.tenant_id, opened.delivery, out.status_code, out.error,
-                                         final=not (out.ok or out.retryable))
+        number, _, _ = await record_attempt(self.engine, inp.tenant_id, opened.delivery, out.status_code, out.error,
+                                            final=not (out.ok or out.retryable))
         if out.ok:
             return opened.result(number, out.status_code or 200)
         raise ApplicationError(f"{opened.delivery.target}: {out.error}", type=out.error_type,
@@ -73,11 +74,19 @@ class DeliveryActivities(EmailDelivery, DeliveryLog):
         secret = await secret_of(opened.tenant, self.secrets, inp.tenant_id, "webhook_secret",
                                  opened.tenant.webhook_secret) or opened.tenant.webhook_secret
         headers = signed_headers(secret, delivery.webhook_id, body)
+        limit = webhook_timeout(self.settings, opened.target)
         try:
-            resp = await self.http.post(check_url(delivery.target), content=body, headers=headers,
-                                        timeout=webhook_timeout(self.settings, opened.target))
+            # httpx's timeout bounds each connect, write and read; a receiver trickling its
+            # answer would keep the POST alive past the activity's own timeout, and Temporal's
+            # retry would POST again beside it. The whole request ends within `limit`.
+            async with asyncio.timeout(limit):
+                resp = await self.http.post(check_url(delivery.target), content=body, headers=headers,
+                                            timeout=limit)
         except OutboundRefused as e:
             return opened.outcome(error=f"refused: {e}", error_type=errors.WEBHOOK_URL_REFUSED)
+        except TimeoutError:
+            return opened.outcome(error=f"TimeoutError: no complete answer within {limit:g} s",
+                                  error_type=errors.WEBHOOK_UNAVAILABLE, retryable=True)
         except httpx.HTTPError as e:
             return opened.outcome(error=f"{type(e).__name__}: {e}", error_type=errors.WEBHOOK_UNAVAILABLE,
                                   retryable=True)

@@ -113,8 +113,10 @@ async def open_delivery(engine: AsyncEngine, inp: DeliveryInput) -> OpenDelivery
 
 
 async def record_attempt(engine: AsyncEngine, tenant_id: str, delivery: Delivery, status: int | None,
-                         error: str | None, *, final: bool = False, number: int | None = None) -> tuple[int, bool]:
-    """Store one attempt; its number and whether this call stored it. Attempts are numbered per
+                         error: str | None, *, final: bool = False,
+                         number: int | None = None) -> tuple[int, bool, bool]:
+    """Store one attempt; its number, whether this call stored it, and whether this call marked
+    the target failed (a retried call finds it failed already). Attempts are numbered per
     target, across runs: a redriven job's attempts follow the earlier ones. `number` given (by
     the workflow), a retried record finds its attempt stored and stores nothing; None takes the
     next free number. A 2xx status marks the target delivered; `final` marks it failed for good
@@ -124,7 +126,7 @@ async def record_attempt(engine: AsyncEngine, tenant_id: str, delivery: Delivery
         # The row lock orders concurrent records of one target.
         row = (await session.exec(select(Delivery).where(Delivery.id == delivery.id).with_for_update())).one()
         number = row.attempts + 1 if number is None else number
-        stored = False
+        stored = failed_now = False
         if number:
             stored = (await session.execute(insert(DeliveryAttempt).values(
                 id=uuid.uuid4(), tenant_id=uuid.UUID(tenant_id), delivery_id=delivery.id, attempt=number,
@@ -136,10 +138,10 @@ async def record_attempt(engine: AsyncEngine, tenant_id: str, delivery: Delivery
                 row.status, row.delivered_at, row.error = "delivered", utcnow(), None
             else:
                 row.error = error or row.error
-                if final:
-                    row.status = "failed"
+                if final and row.status != "failed":
+                    row.status, failed_now = "failed", True
         session.add(row)
-    return number, stored
+    return number, stored, failed_now
 
 
 async def find_delivery(engine: AsyncEngine, tenant_id: str, job_id: str, target_index: int) -> Delivery | None:
@@ -160,12 +162,14 @@ class DeliveryLog:
         delivery = await find_delivery(self.engine, inp.tenant_id, inp.job_id, inp.target_index)
         if delivery is None:  # the send failed before the target's row was made: nothing to mark
             return 0
-        number, stored = await record_attempt(self.engine, inp.tenant_id, delivery, inp.status_code, inp.error,
-                                              final=inp.final, number=inp.attempt)
+        number, stored, failed_now = await record_attempt(
+            self.engine, inp.tenant_id, delivery, inp.status_code, inp.error, final=inp.final, number=inp.attempt)
         ok = inp.error_type is None
         if stored:
             outcome = "delivered" if ok else "failed" if inp.final else "retrying"
             metrics.DELIVERY_ATTEMPTS.labels(inp.kind, outcome).inc()
-        if (stored or not inp.attempt) and inp.final and not ok:
+        # Once per target given up on, however often this record is retried: a numbered attempt
+        # counts when this call stored it, attempt 0 (nothing stored) when it marked the row failed.
+        if inp.final and not ok and (stored or failed_now):
             metrics.DELIVERY_FAILURES.labels(inp.kind, inp.error_type or "unknown").inc()
         return number

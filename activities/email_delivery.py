@@ -45,8 +45,8 @@ class EmailDelivery:
         if opened.delivered:
             return opened.result(opened.delivery.attempts, 250)
         out = await self._send(inp, opened)
-        number, _ = await record_attempt(self.engine, inp.tenant_id, opened.delivery, out.status_code, out.error,
-                                         final=not (out.ok or out.retryable))
+        number, _, _ = await record_attempt(self.engine, inp.tenant_id, opened.delivery, out.status_code, out.error,
+                                            final=not (out.ok or out.retryable))
         if out.ok:
             return opened.result(number, out.status_code or 250)
         raise ApplicationError(f"{opened.delivery.target}: {out.error}", type=out.error_type,

@@ -77,3 +77,9 @@ def code_of(e: Exception) -> str:
         if isinstance(e, cls):
             return code
     return type(e).__name__
+
+
+def unexpected(e: BaseException) -> str:
+    """The type of a failure no activity expected (a bug, an OSError): its class name, as
+    Temporal would name it. No policy names one, so every policy retries it."""
+    return type(e).__name__

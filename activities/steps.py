@@ -44,10 +44,20 @@ class StepResult:
 
 @dataclass
 class StepFailureInput:
+    """The workflow's word on a step that is over without completing: `failed` with its last
+    error, or `cancelled` (with why) when a sibling's failure cut it short."""
+
     tenant_id: str
     job_id: str
     step_id: str
     error: str
+    status: str = "failed"
+
+
+# What a step's and a job's error say of an attempt that failed on something other than the
+# step's own errors (ApplicationError), after the exception's type. Temporal's history (the
+# failure's cause) and the worker's log keep its text, which can name the server's files.
+UNEXPLAINED = "the attempt failed on the worker; its log has the details"
 
 
 class StepActivities:
@@ -77,21 +87,26 @@ class StepActivities:
             if not e.non_retryable:
                 await self._retrying(inp, f"{e.type}: {e.message}")
             raise
-        except Exception as e:
-            await self._retrying(inp, f"{type(e).__name__}: {e}")
-            raise
+        except Exception as e:  # not the step's own: its text may name server paths (an OSError's)
+            await self._retrying(inp, f"{type(e).__name__}: {UNEXPLAINED}")
+            # The same type (retry policies match on it), without the text: the workflow records
+            # the last attempt's message as the step's and the job's error. The cause keeps it.
+            raise ApplicationError(UNEXPLAINED, type=errors.unexpected(e)) from e
 
     @activity.defn
     async def record_step_failure(self, inp: StepFailureInput) -> None:
-        """The workflow's word that the step is over and failed, however its attempts ended."""
+        """The workflow's word that the step is over: failed, however its attempts ended, or
+        cancelled because a sibling failed (a step that completed or failed meanwhile keeps that)."""
         async with tenant_session(self.engine, inp.tenant_id) as session:
             stmt = insert(JobStep).values(
                 id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=uuid.UUID(inp.job_id),
-                step_id=inp.step_id, status="failed", error=inp.error, attempts=0, started_at=utcnow(),
+                step_id=inp.step_id, status=inp.status, error=inp.error, attempts=0, started_at=utcnow(),
                 finished_at=utcnow())
+            ended = JobStep.__table__.c.status.in_(("completed", "failed"))  # type: ignore[attr-defined]
             await session.execute(stmt.on_conflict_do_update(
                 index_elements=["job_id", "step_id"],
-                set_={"status": "failed", "error": inp.error, "finished_at": stmt.excluded.finished_at}))
+                set_={"status": inp.status, "error": inp.error, "finished_at": stmt.excluded.finished_at},
+                where=~ended if inp.status == "cancelled" else None))
 
     async def _attempt(self, inp: StepInput, loaded: LoadedJob, tenant: Tenant | None,
                        outputs: dict[str, JobStep]) -> StepResult:
@@ -170,8 +185,11 @@ class StepActivities:
             id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=uuid.UUID(inp.job_id),
             step_id=inp.step_id, status=status, output_key=output_key, error=keep or error,
             attempts=activity.info().attempt, started_at=utcnow(), finished_at=finished)
+        # An attempt ending after the workflow cancelled its step (a sibling failed) leaves the
+        # step cancelled: it will not be retried.
         await session.execute(stmt.on_conflict_do_update(
             index_elements=["job_id", "step_id"],
             set_={"status": status, "attempts": activity.info().attempt,
                   "error": func.coalesce(JobStep.__table__.c.error, keep) if keep else error,  # type: ignore[attr-defined]  # sqlmodel types __table__ without .c
-                  "finished_at": finished, "output_key": stmt.excluded.output_key}))
+                  "finished_at": finished, "output_key": stmt.excluded.output_key},
+            where=JobStep.__table__.c.status != "cancelled" if status == "retrying" else None))  # type: ignore[attr-defined]  # as above

@@ -43,7 +43,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.app_database_url, settings.db_pool_size, settings.db_connect_timeout_seconds)
+        # A request waits for a pooled connection no longer than for a new one; past that, 503.
+        engine = make_engine(settings.app_database_url, settings.db_pool_size, settings.db_connect_timeout_seconds,
+                             command_timeout=settings.db_command_timeout_seconds,
+                             pool_timeout=settings.db_connect_timeout_seconds)
         http = httpx.AsyncClient()
         setup_tracing(settings, "lodestone-api")
         app.state.sdk_metrics = SdkMetrics()
@@ -60,6 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             sweep.cancel()
+            await asyncio.gather(sweep, return_exceptions=True)
             await http.aclose()
             await engine.dispose()
 

@@ -6,7 +6,8 @@ partial file, a database session) for ever. Every wait for the next piece of a b
 bounded by REQUEST_BODY_IDLE_TIMEOUT_SECONDS; past it the client is answered 408 (with
 Connection: close) and the app is told the client went away, so it stops, cleans up and
 frees what it held. Only the wait for the client counts: the app's own work between two
-reads does not.
+reads does not, and neither does the wait for a disconnect once the body is complete (a
+streamed response, such as an artifact download, listens for one as long as it streams).
 """
 
 import asyncio
@@ -14,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from api.limits import ASGIApp, Message, Scope
-from api.problems import problem_response
+from api.problems import problem_response, route_template
 
 log = logging.getLogger("lodestone.api")
 
@@ -27,17 +28,23 @@ class BodyIdleTimeout:
                        send: Callable[[Message], Awaitable[None]]) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        started = answered = False
+        started = answered = body_done = False
 
         async def bounded() -> Message:
-            nonlocal answered
+            nonlocal answered, body_done
             if answered:
                 return {"type": "http.disconnect"}
+            if body_done:
+                # The body is all in: what is left is waiting for the client to go away, which a
+                # streamed response does for as long as it streams. That wait is not bounded.
+                return await receive()
             try:
-                return await asyncio.wait_for(receive(), self.seconds)
+                message = await asyncio.wait_for(receive(), self.seconds)
+                body_done = message["type"] != "http.request" or not message.get("more_body", False)
+                return message
             except TimeoutError:
                 answered = True
-                log.info("request body idle for %.0fs on %s; answered 408", self.seconds, scope["path"])
+                log.info("request body idle for %.0fs on %s; answered 408", self.seconds, route_template(scope))
                 if not started:
                     await problem_response(
                         408, "body_timeout", f"the request body stalled for more than {self.seconds:g} seconds",

@@ -14,7 +14,7 @@ from opentelemetry.propagate import extract
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.problems import problem_response
+from api.problems import problem_response, route_template
 from lodestone.logs import request_id
 from lodestone.metrics import HTTP_REQUESTS
 from lodestone.tracing import with_request_id
@@ -45,7 +45,7 @@ class Observe:
                                                   (b"x-request-id", rid.encode("latin-1", "replace"))]}
             await send(message)
 
-        span = self.tracer.start_span(f"{scope['method']} {scope['path']}", kind=trace.SpanKind.SERVER)
+        span = self.tracer.start_span(scope["method"], kind=trace.SpanKind.SERVER)  # named by its route below
         try:
             # The span keeps the exception's type, not its message, which may quote input.
             with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
@@ -56,12 +56,11 @@ class Observe:
                     span.set_status(trace.StatusCode.ERROR, type(exc).__qualname__)
                     if answering:
                         raise  # a response is under way: the server can only cut it off
-                    route = getattr(scope.get("route"), "path", "an unmatched route")
-                    log.exception("unhandled error on %s %s", scope["method"], route)
+                    log.exception("unhandled error on %s %s", scope["method"], route_template(scope))
                     await problem_response(500, "internal_error", "an internal error occurred")(
                         scope, receive, send_with_id)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = route_template(scope, "unmatched")
             span.update_name(f"{scope['method']} {route}")
             span.set_attribute("http.response.status_code", status)
             span.end()

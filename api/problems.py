@@ -7,6 +7,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.service import RPCError
 
@@ -65,7 +66,14 @@ def responses(*statuses: int, descriptions: dict[int, str] | None = None) -> dic
 
 # Every route behind a bearer token can answer these.
 AUTHENTICATED = responses(401, 403, 503, descriptions={
-    503: "the token issuer's keys could not be fetched, or PostgreSQL or Temporal did not answer (see Retry-After)"})
+    503: "the token issuer's keys could not be fetched, PostgreSQL or Temporal did not answer, or every database "
+         "connection was busy (see Retry-After)"})
+
+
+def route_template(scope: Any, unmatched: str = "an unmatched route") -> str:
+    """What a log line or a metric names a request by: its route's template (/v1/jobs/{job_id}),
+    never its path, which carries input (ids, form slugs)."""
+    return getattr(scope.get("route"), "path", unmatched)
 
 
 def problem_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None,
@@ -86,6 +94,10 @@ def temporal_unavailable(detail: str = "Temporal did not answer; try again") -> 
 def database_unavailable() -> JSONResponse:
     return problem_response(503, "database_unavailable", "the database did not answer; try again",
                             RETRY_AFTER)
+
+
+def database_busy() -> JSONResponse:
+    return problem_response(503, "database_busy", "every database connection is in use; try again", RETRY_AFTER)
 
 
 def not_found(kind: str, ident: object) -> Problem:
@@ -122,16 +134,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StorageFull)
     async def _full(request: Request, exc: StorageFull) -> JSONResponse:
-        log.warning("object store full on %s %s", request.method, request.url.path)
+        log.warning("object store full on %s %s", request.method, route_template(request.scope))
         # Connection: close: the body may not have been read to its end.
         return problem_response(507, "storage_full", "the object store has no room for this now; retry later",
                                 headers={"Retry-After": STORAGE_FULL_RETRY_AFTER, "Connection": "close"})
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        # The route's template, not the path: a path carries input (ids, slugs).
-        route = getattr(request.scope.get("route"), "path", "an unmatched route")
-        log.exception("unhandled error on %s %s", request.method, route)
+        log.exception("unhandled error on %s %s", request.method, route_template(request.scope))
         return problem_response(500, "internal_error", "an internal error occurred")
 
     @app.exception_handler(DBAPIError)
@@ -140,15 +150,22 @@ def install(app: FastAPI) -> None:
             return problem_response(422, "invalid_text", "the request holds text that cannot be stored, "
                                     "such as a NUL character")
         if unavailable(exc):
-            log.warning("database unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+            log.warning("database unavailable on %s %s: %s", request.method, route_template(request.scope),
+                        type(exc).__name__)
             return database_unavailable()
         return await _crash(request, exc)
 
     # PostgreSQL or Temporal out of reach is an outage, not the API's fault: 503 with Retry-After.
     @app.exception_handler(DatabaseUnavailable)
     async def _no_database(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
-        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        log.warning("database unavailable on %s %s: %s", request.method, route_template(request.scope), exc)
         return database_unavailable()
+
+    # Every pooled connection in use past the pool's timeout: overload, not a fault.
+    @app.exception_handler(PoolTimeout)
+    async def _busy(request: Request, exc: PoolTimeout) -> JSONResponse:
+        log.warning("database pool exhausted on %s %s", request.method, route_template(request.scope))
+        return database_busy()
 
     # RuntimeError: a lazy client's first connect that fails says so with no RPCError.
     @app.exception_handler(RPCError)
@@ -156,5 +173,6 @@ def install(app: FastAPI) -> None:
     async def _temporal(request: Request, exc: Exception) -> JSONResponse:
         if not unreachable(exc):
             return await _crash(request, exc)
-        log.warning("temporal unavailable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        log.warning("temporal unavailable on %s %s: %s", request.method, route_template(request.scope),
+                    type(exc).__name__)
         return await _problem(request, temporal_unavailable())

@@ -97,7 +97,24 @@ def start_postgres(group: ProcessGroup, data_dir: Path, port: int) -> PostgresHa
     proc = group.start("postgres", argv, log_path=data_dir / "logs" / "postgres.log",
                        user=user, stop_signal=signal.SIGINT)
     wait_for_port("127.0.0.1", port, 30, proc)
+    _wait_until_accepting(bin_dir, port, proc, timeout=30.0)
     return PostgresHandle(port=port, data_dir=pgdata)
+
+
+def _wait_until_accepting(bin_dir: Path, port: int, proc: subprocess.Popen, timeout: float) -> None:
+    """The port opens before crash recovery ends, and until then every connection is refused
+    ("the database system is starting up"): a started server is one that takes connections."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ready = subprocess.run([str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-q"],
+                               check=False).returncode == 0
+        if ready:
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"PostgreSQL exited with {proc.returncode} while starting; see its log")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"PostgreSQL did not take connections within {timeout:.0f}s")
+        time.sleep(0.1)
 
 
 async def _connect(port: int, database: str, timeout: float = 30.0) -> asyncpg.Connection:

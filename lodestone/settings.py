@@ -37,9 +37,11 @@ class Settings(BaseSettings):
     database_admin_url: str | None = None
     db_pool_size: int = 10
     db_connect_timeout_seconds: float = 5.0
+    db_command_timeout_seconds: float = 60.0
 
     outbox_start_after_seconds: float = 10.0
     outbox_interval_seconds: float = 5.0
+    outbox_max_age_seconds: float = 86400.0
 
     s3_endpoint: str | None = None
     s3_access_key: str | None = None
@@ -145,11 +147,15 @@ class Settings(BaseSettings):
                self.request_body_idle_timeout_seconds) <= 0:
             raise ValueError("PARTIAL_MAX_AGE_SECONDS, PARTIAL_SWEEP_INTERVAL_SECONDS and "
                              "REQUEST_BODY_IDLE_TIMEOUT_SECONDS must be positive")
-        if min(self.temporal_rpc_timeout_seconds, self.db_connect_timeout_seconds) <= 0:
-            raise ValueError("TEMPORAL_RPC_TIMEOUT_SECONDS and DB_CONNECT_TIMEOUT_SECONDS must be positive")
+        if min(self.temporal_rpc_timeout_seconds, self.db_connect_timeout_seconds,
+               self.db_command_timeout_seconds) <= 0:
+            raise ValueError("TEMPORAL_RPC_TIMEOUT_SECONDS, DB_CONNECT_TIMEOUT_SECONDS and DB_COMMAND_TIMEOUT_SECONDS "
+                             "must be positive")
         if self.outbox_interval_seconds <= 0 or self.outbox_start_after_seconds < self.temporal_rpc_timeout_seconds:
             raise ValueError("OUTBOX_INTERVAL_SECONDS must be positive and OUTBOX_START_AFTER_SECONDS at least "
                              "TEMPORAL_RPC_TIMEOUT_SECONDS")
+        if self.outbox_max_age_seconds <= self.outbox_start_after_seconds:
+            raise ValueError("OUTBOX_MAX_AGE_SECONDS must be more than OUTBOX_START_AFTER_SECONDS")
         if self.step_concurrency < 1:
             raise ValueError("STEP_CONCURRENCY must be at least 1")
         if self.template_workers < 1 or self.template_cpu_seconds <= 0:

@@ -19,6 +19,8 @@ from temporalio.service import RetryConfig, RPCError, RPCStatusCode, TLSConfig
 
 from lodestone.settings import Settings
 
+LAZY_CONNECT_FAILED = "Failed client connect:"
+
 
 def tls_config(settings: Settings) -> TLSConfig | bool:
     if settings.temporal_tls_cert and settings.temporal_tls_key:
@@ -31,7 +33,8 @@ def unreachable(exc: BaseException) -> bool:
     """Whether an exception from a client call means Temporal did not answer in time."""
     if isinstance(exc, RPCError):
         return exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
-    return isinstance(exc, RuntimeError) and "client connect" in str(exc)
+    # A lazy client's first connect that fails: the SDK's bridge raises a bare RuntimeError.
+    return isinstance(exc, RuntimeError) and str(exc).startswith(LAZY_CONNECT_FAILED)
 
 
 def _bounded_call(name: str, coroutine: bool) -> Any:

@@ -82,6 +82,9 @@ class Job(SQLModel, table=True):
     updated_at: datetime = _ts()
     # When Temporal accepted the workflow's start; NULL while the outbox still has to start it.
     workflow_started_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # Starts the outbox tried that Temporal refused, and when it may try again (it backs off).
+    outbox_attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    outbox_retry_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class JobStep(SQLModel, table=True):

@@ -19,7 +19,8 @@ from activities.jobs import FailureInput, JobPlan, JobRef, JobStatusInput
 from activities.render import RenderInput, RenderResult
 from activities.steps import StepInput, StepResult
 from devstack.processes import venv_bin
-from workflows.submission import WEBHOOK_RETRY, SubmissionWorkflow
+from workflows.delivery import WEBHOOK_RETRY
+from workflows.submission import SubmissionWorkflow
 from workflows.types import STATUS, SubmissionInput
 
 
@@ -118,3 +119,28 @@ async def test_delivery_gives_up_after_retry_budget(env):
     # The last attempt's record marks the target failed, with its error.
     assert [r.final for r in fakes.recorded] == [False] * 9 + [True]
     assert fakes.recorded[-1].error == "answered 503" and "after 10 attempts" in fakes.failed[0].message
+
+
+class DatabaseDownActivities(FakeActivities):
+    """send_webhook fails before it sends, as it does while PostgreSQL is down (the target's
+    row cannot be read), for `outage` calls: longer than any fixed number of attempts."""
+
+    def __init__(self, env: WorkflowEnvironment, outage: int) -> None:
+        super().__init__(env, failures_before_success=0)
+        self.outage, self.calls = outage, 0
+
+    @activity.defn(name="send_webhook")
+    async def send_webhook(self, inp: DeliveryInput) -> SendOutcome:
+        self.calls += 1
+        if self.calls <= self.outage:
+            raise ConnectionRefusedError("the database is down")
+        return SendOutcome("d-1", "msg_1", 0, status_code=204)
+
+
+async def test_a_long_database_outage_before_the_send_is_waited_out(env):
+    # 15 failed calls: about 10 min on SEND_RETRY's schedule (1 s doubling, capped at 1 min).
+    fakes = DatabaseDownActivities(env, outage=15)
+    result = await run(env, fakes)
+    assert result.status == "delivered", result
+    assert fakes.calls == 16 and fakes.failed == []
+    assert [(r.attempt, r.status_code) for r in fakes.recorded] == [(1, 204)]

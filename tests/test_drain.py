@@ -66,3 +66,46 @@ async def test_drain_is_off_while_no_token_is_set(settings):
             assert resp.status_code == 403, resp.text
             assert "WORKER_DRAIN_TOKEN" in resp.json()["error"]
     assert not draining.is_set()
+
+
+async def test_a_worker_that_fails_while_starting_ends_its_tasks_and_closes_everything(settings, stack, monkeypatch):
+    """ensure_purge_schedule raises after the worker made its pool, its clients and its
+    background tasks: each is still ended or closed, even past a close that raises."""
+    import worker as worker_module
+
+    closed: list[str] = []
+
+    class Pool:
+        async def start(self) -> None:
+            pass
+
+        async def close(self) -> None:
+            closed.append("templates")
+
+    class LLM:
+        async def close(self) -> None:
+            closed.append("llm")
+            raise RuntimeError("close failed")
+
+    class Secrets:
+        async def aclose(self) -> None:
+            closed.append("secrets")
+
+    async def refused(*_: object) -> str:
+        raise RuntimeError("schedule refused")
+
+    monkeypatch.setattr(worker_module.TemplatePool, "from_settings", staticmethod(lambda _: Pool()))
+    monkeypatch.setattr(worker_module, "RoutingLLM", lambda _: LLM())
+    monkeypatch.setattr(worker_module, "make_secrets", lambda *_: Secrets())
+    monkeypatch.setattr(worker_module, "ensure_purge_schedule", refused)
+    monkeypatch.setattr(worker_module, "setup_tracing", lambda *_: None)
+    monkeypatch.setattr(worker_module, "shutdown_tracing", lambda: None)
+    monkeypatch.setattr(asyncio.get_running_loop(), "add_signal_handler", lambda *_: None)
+    background = {"sweep_forever", "run_outbox"}
+    before = {t for t in asyncio.all_tasks() if t.get_coro().__qualname__ in background}
+    with pytest.raises(RuntimeError, match="schedule refused"):
+        await worker_module.run_worker(settings.model_copy(update={"worker_metrics_port": None}))
+    left = [t.get_coro().__qualname__ for t in asyncio.all_tasks() - before
+            if t.get_coro().__qualname__ in background and not t.done()]
+    assert left == []
+    assert sorted(closed) == ["llm", "secrets", "templates"]

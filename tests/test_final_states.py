@@ -12,8 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlmodel import select
 
+from activities.delivery import DeliveryActivities
+from activities.delivery_log import AttemptInput
 from devstack.receiver import WebhookReceiver
 from lodestone.db import tenant_session
 from lodestone.llm import RoutingLLM
@@ -23,6 +26,7 @@ from lodestone.settings import Settings, secret_env
 from lodestone.storage import make_store
 from schema.tables import Delivery, DeliveryAttempt, JobStep
 from tests.helpers import TERMINAL, create_workflow, definition, in_process_api, submit, wait_job
+from tests.standins.trickle_receiver import TrickleReceiver
 from worker import WorkerDeps, build_worker
 
 ATTEMPTS = 3
@@ -146,3 +150,52 @@ async def test_a_target_timeout_out_of_bounds_is_refused(api, asked, pointer):
     assert resp.status_code == 422, resp.text
     problem = resp.json()
     assert problem["code"] == "schema_violation" and problem["pointer"] == pointer, problem
+
+
+async def test_a_trickling_receiver_gets_each_attempt_once_each_bounded_by_the_timeout(api, tenant_a, engine):
+    # 200 at once, then a byte every 0.1 s for 40 s: each read is inside the 1 s timeout, the
+    # whole answer is past the send activity's own timeout (the POST's limit plus 20 s).
+    with TrickleReceiver(body_bytes=400, every=0.1) as hook:
+        job_id = await start(api, definition(hook.url))
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            job = (await api.get(f"/v1/jobs/{job_id}")).json()
+            if job["status"] in TERMINAL or hook.max_in_flight > 1:
+                break
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2)  # a send that outlived its attempt would show up here
+        spans, ids, most = [list(s) for s in hook.spans], list(hook.webhook_ids), hook.max_in_flight
+    assert most == 1, f"{most} POSTs of one target in flight at once: {spans}"
+    assert job["status"] == "failed" and job["error"]["code"] == "WebhookUnavailable", job
+    assert len(ids) == ATTEMPTS and len(set(ids)) == 1, ids
+    assert all(end and end - begin < 10 for begin, end in spans), spans
+    row, tries = await delivery_rows(engine, tenant_a.id, job_id)
+    assert row.status == "failed" and [t.attempt for t in tries] == list(range(1, ATTEMPTS + 1))
+    assert all(t.error and "no complete answer within 1 s" in t.error for t in tries), [t.error for t in tries]
+
+
+async def test_a_repeated_final_record_counts_one_delivery_failure(api, tenant_a, engine, worker_settings):
+    """record_delivery_attempt retried (its first call committed, its completion lost) counts
+    the target's failure once: only the call that marks the row failed counts it."""
+    with WebhookReceiver(tenant_a.webhook_secret, fail_first=1000, fail_status=302) as hook:
+        job = await wait_job(api, await start(api, definition(hook.url)), timeout=60)
+    assert job["status"] == "failed", job
+    row, _ = await delivery_rows(engine, tenant_a.id, job["id"])
+    async with tenant_session(engine, tenant_a.id) as s:  # as if the target were still being tried
+        live = (await s.exec(select(Delivery).where(Delivery.id == row.id))).one()
+        live.status = "pending"
+        s.add(live)
+    acts = DeliveryActivities(engine, httpx.AsyncClient(), worker_settings, make_secrets(worker_settings, secret_env()))
+    def failures() -> float:
+        return REGISTRY.get_sample_value("lodestone_delivery_failures_total",
+                                         {"kind": "webhook", "reason": "ProbeFailure"}) or 0.0
+
+    before = failures()
+    record = AttemptInput(str(tenant_a.id), job["id"], 0, "webhook", 0, None, "ProbeFailure: spent", "ProbeFailure",
+                          final=True)
+    for _ in range(3):  # the first call and two retries of it
+        await acts.record_delivery_attempt(record)
+    await acts.http.aclose()
+    row, _ = await delivery_rows(engine, tenant_a.id, job["id"])
+    assert row.status == "failed"
+    assert failures() - before == 1

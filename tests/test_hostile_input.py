@@ -278,3 +278,43 @@ async def test_an_unhandled_error_is_a_500_with_a_request_id_and_a_log_line_with
     crash = [line for line in lines if "unhandled error" in line]
     assert len(crash) == 1 and "/boom/{anything}" in crash[0] and "builtins.RuntimeError" in crash[0], lines
     assert not [line for line in lines if marker in line], lines
+
+
+async def test_a_stalled_body_logs_the_route_template_not_the_path(caplog):
+    """The 408's log line: a path carries input (a form's slug), a route's template does not."""
+    from fastapi import FastAPI, Request
+
+    from api.body_timeout import BodyIdleTimeout
+
+    app = FastAPI()
+
+    @app.post("/v1/forms/{slug}/submissions")
+    async def submit(slug: str, request: Request) -> dict[str, str]:
+        await request.body()
+        return {"slug": slug}
+
+    slug = f"secret-slug-{uuid.uuid4().hex}"
+    sent: list[dict] = []
+    first = True
+
+    async def receive() -> dict:
+        nonlocal first
+        if first:
+            first = False
+            return {"type": "http.request", "body": b"{", "more_body": True}
+        await asyncio.sleep(60)  # the body stalls
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": f"/v1/forms/{slug}/submissions", "raw_path": f"/v1/forms/{slug}/submissions".encode(),
+             "query_string": b"", "headers": [(b"content-type", b"application/json")], "server": ("test", 80),
+             "client": ("127.0.0.1", 1), "root_path": ""}
+    caplog.set_level(logging.INFO, "lodestone.api")
+    await asyncio.wait_for(BodyIdleTimeout(app, 0.2)(scope, receive, send), 10)
+    assert sent[0]["status"] == 408
+    lines = [r.getMessage() for r in caplog.records if r.name == "lodestone.api"]
+    assert any("/v1/forms/{slug}/submissions" in line for line in lines), lines
+    assert not any(slug in line for line in lines), lines

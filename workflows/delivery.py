@@ -40,9 +40,10 @@ EMAIL_RETRY = RetryPolicy(
 # A send activity's own retries are for what fails before anything is sent (the database
 # while the target's row is read, the secret backend) and for a lost worker; what a receiver
 # answers is an outcome, retried by the workflow on WEBHOOK_RETRY / EMAIL_RETRY's schedule.
+# Like DB_RETRY, no attempt limit: a PostgreSQL outage is waited out, not turned into a failed job.
 SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=1),
-    maximum_attempts=10, non_retryable_error_types=[errors.TENANT_SECRET_UNREADABLE, errors.JOB_NOT_FOUND],
+    non_retryable_error_types=[errors.TENANT_SECRET_UNREADABLE, errors.JOB_NOT_FOUND],
 )
 RECORD_TIMEOUT = timedelta(seconds=30)
 # The record retries until the database takes it: the outcome it stores is never sent again.

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities import errors
@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.render import RenderActivities, RenderInput
     from activities.steps import StepActivities, StepFailureInput, StepInput, StepResult
     from schema.statuses import JobStatus
-    from workflows.delivery import (  # noqa: F401 (the retry policies are read from here too)
+    from workflows.delivery import (
         EMAIL_HEARTBEAT,
         EMAIL_RETRY,
         EMAIL_TIMEOUT,
@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
 
 STATUS_PATCH = "status-search-attribute"
 STEP_FAILURE_PATCH = "step-failure-recorded"
+STEPS_CANCELLED_PATCH = "step-siblings-cancelled-recorded"
 
 DB_TIMEOUT = timedelta(seconds=30)
 DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), non_retryable_error_types=[errors.JOB_NOT_FOUND])
@@ -140,6 +141,7 @@ class SubmissionWorkflow:
                     for other in running.values():
                         other.cancel()
                     await self._step_failed(inp, step_id, handle.exception())  # type: ignore[arg-type]  # done and failed: not None
+                    await self._siblings_ended(inp, step_id, running)
                     raise handle.exception()  # type: ignore[misc]  # done and failed: not None
                 self._steps[step_id] = "completed"
                 done.add(step_id)
@@ -152,6 +154,29 @@ class SubmissionWorkflow:
             await workflow.execute_activity_method(
                 StepActivities.record_step_failure, StepFailureInput(inp.tenant_id, inp.job_id, step_id,
                                                                      f"{code}: {message}"),
+                start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+
+    async def _siblings_ended(self, inp: SubmissionInput, failed: str,
+                              running: dict[str, workflow.ActivityHandle[StepResult]]) -> None:
+        """The steps still running when `failed` failed were cancelled: each row says so, with
+        why (or how the step ended, if it ended first). Runs recorded before this replay without it."""
+        if not running or not workflow.patched(STEPS_CANCELLED_PATCH):
+            return
+        for step_id, handle in running.items():
+            try:
+                await handle
+            except ActivityError as err:
+                if not isinstance(err.cause, CancelledError):
+                    self._steps[step_id] = "failed"
+                    await self._step_failed(inp, step_id, err)
+                    continue
+            else:
+                self._steps[step_id] = "completed"
+                continue
+            self._steps[step_id] = "cancelled"
+            await workflow.execute_activity_method(
+                StepActivities.record_step_failure,
+                StepFailureInput(inp.tenant_id, inp.job_id, step_id, f"cancelled: step {failed!r} failed", "cancelled"),
                 start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
 
     async def _ingest(self, inp: SubmissionInput, url: str) -> None:

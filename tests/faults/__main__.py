@@ -81,7 +81,8 @@ def figures(cfg: FaultConfig, run: Run, outcome: Outcome, duration: float) -> di
     return {
         "runs": cfg.pipelines, "delivered": outcome.delivered, "failed": outcome.failed,
         "kills": done.count("kill-worker"), "api_restarts": done.count("restart-api"),
-        "pg_restarts": done.count("restart-postgres"), "llm_outage_s": cfg.llm_outage,
+        "pg_restarts": done.count("restart-postgres"),
+        "pg_mid_delivery": sum(1 for f in run.faults if f.get("mid_delivery")), "llm_outage_s": cfg.llm_outage,
         "receiver_outage_s": cfg.receiver_outage, "deliveries": outcome.deliveries,
         "expected_deliveries": outcome.expected_deliveries, "duplicates": outcome.duplicates,
         "stuck": outcome.stuck, "mismatches": outcome.mismatches, "rows_lost": outcome.rows_lost,
@@ -94,7 +95,8 @@ def figures(cfg: FaultConfig, run: Run, outcome: Outcome, duration: float) -> di
     }
 
 
-COLS = ["runs", "delivered", "kills", "api_restarts", "pg_restarts", "llm_outage_s", "receiver_outage_s",
+COLS = ["runs", "delivered", "kills", "api_restarts", "pg_restarts", "pg_mid_delivery", "llm_outage_s",
+        "receiver_outage_s",
         "deliveries", "duplicates", "stuck", "mismatches", "rows_lost", "seed", "duration_s", "ok"]
 
 

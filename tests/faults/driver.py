@@ -4,6 +4,7 @@ wait for every job to settle."""
 
 import asyncio
 import random
+import threading
 import time
 import uuid
 from collections import Counter
@@ -146,11 +147,35 @@ async def inflict(run: Run, fault: Fault) -> None:
         run.hook.unavailable = run.sink.unavailable = False
         note["turned_away"] = turned_away(run) - before
     elif fault.kind == "restart-postgres":
-        await asyncio.to_thread(run.stack.restart_postgres, fault.duration)
+        note["mid_delivery"] = await restart_postgres_mid_delivery(run, fault.duration)
     note["took"] = round(run.elapsed() - note["at"], 1)
     run.faults.append(note)
     run.say(f"t={note['at']:.0f}s {fault.kind} " + " ".join(f"{k}={v}" for k, v in note.items()
                                                           if k not in ("at", "kind")))
+
+
+async def restart_postgres_mid_delivery(run: Run, down: float) -> bool:
+    """Stops PostgreSQL while the webhook receiver holds a delivery it has accepted but not yet
+    answered, so the 2xx arrives with the database gone and the attempt's bookkeeping meets the
+    outage (where a send and its bookkeeping in one activity once sent twice). Waits up to a
+    minute for a delivery to hold; returns whether one was held (else it restarts anyway)."""
+    arrived, stopped = threading.Event(), threading.Event()
+
+    def hold(status: int) -> None:  # in the receiver's request thread
+        if status < 300 and not arrived.is_set():
+            arrived.set()
+            stopped.wait(30)
+
+    run.hook.before_answer = hold
+    try:
+        met = await asyncio.to_thread(arrived.wait, 60)
+        await asyncio.to_thread(run.stack.stop_postgres)
+    finally:
+        stopped.set()
+        run.hook.before_answer = None
+    await asyncio.sleep(down)
+    await asyncio.to_thread(run.stack.start_postgres)
+    return met
 
 
 async def poll_statuses(run: Run) -> None:

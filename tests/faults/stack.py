@@ -54,8 +54,14 @@ class FaultStack:
 
     def restart_postgres(self, down_seconds: float) -> None:
         """A fast shutdown (open transactions aborted, clients cut off), then the same data dir and port."""
-        self.pg.stop()
+        self.stop_postgres()
         time.sleep(down_seconds)
+        self.start_postgres()
+
+    def stop_postgres(self) -> None:
+        self.pg.stop()
+
+    def start_postgres(self) -> None:
         start_postgres(self.pg, self.settings.data_path, self.settings.postgres_port)
 
     def _start(self, name: str) -> subprocess.Popen:

@@ -26,7 +26,8 @@ from schema.tables import (
     UsageRecord,
 )
 from tests.faults.driver import TERMINAL, Run
-from workflows.submission import EMAIL_RETRY, STEP_RETRY, WEBHOOK_RETRY
+from workflows.delivery import EMAIL_RETRY, WEBHOOK_RETRY
+from workflows.submission import STEP_RETRY
 
 # The Temporal status each database status may stand beside.
 AGREES = {"delivered": {WES.COMPLETED}, "failed": {WES.FAILED}, "cancelled": {WES.CANCELED, WES.TERMINATED},

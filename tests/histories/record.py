@@ -42,6 +42,13 @@ async def save(name: str, handle: WorkflowHandle) -> None:
     print(f"{name}: {handle.id}, {len(history.events)} events")  # noqa: T201
 
 
+def sibling_fails(url: str) -> dict:
+    """angles is refused at once while outline waits on a slow model: outline is cancelled."""
+    body = definition(url, key="recorded-sibling-fails")
+    body["steps"][1]["model"], body["steps"][2]["model"] = "refuse", "slow"
+    return body
+
+
 async def record_submissions(settings: Settings, client: Client, tenant) -> None:  # type: ignore[no-untyped-def]
     token = mint_token(settings.data_path, issuer=settings.issuer, audience=settings.auth_audience,
                        tenant_id=str(tenant.id), roles=["admin"])
@@ -53,8 +60,10 @@ async def record_submissions(settings: Settings, client: Client, tenant) -> None
             bad["steps"][2]["model"] = "empty"
             await create_workflow(api, bad)
             await create_workflow(api, definition(moved.url, key="recorded-redirected"))
+            await create_workflow(api, sibling_fails(hook.url))
             for name, key in (("submission_delivered", ok["key"]), ("submission_failed", bad["key"]),
-                              ("submission_delivery_failed", "recorded-redirected")):
+                              ("submission_delivery_failed", "recorded-redirected"),
+                              ("submission_step_cancelled", "recorded-sibling-fails")):
                 job_id = (await submit(api, key)).json()["job_id"]
                 await wait_job(api, job_id, timeout=120)
                 await save(name, client.get_workflow_handle(job_id))
