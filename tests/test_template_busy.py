@@ -2,6 +2,7 @@
 server: the step or render activity gives its worker slot back with TemplatePoolBusy and
 is scheduled again after the delay it asked for, without spending its attempts."""
 
+import asyncio
 import uuid
 from datetime import datetime, timedelta
 
@@ -12,7 +13,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from lodestone.devstack.processes import venv_bin
 from workflows.submission import RENDER_RETRY, STEP_RETRY, SubmissionWorkflow
@@ -101,9 +102,13 @@ async def env():
 async def run(env: WorkflowEnvironment, fakes: Busy):
     queue = f"tq-{uuid.uuid4()}"
     async with Worker(env.client, task_queue=queue, workflows=[SubmissionWorkflow], activities=fakes.all()):
-        return await env.client.execute_workflow(
+        handle = await env.client.start_workflow(
             SubmissionWorkflow.run, SubmissionInput("t-1", f"job-{uuid.uuid4()}"), id=f"wf-{uuid.uuid4()}",
             task_queue=queue)
+        try:
+            return await handle.result()
+        finally:  # its history, busy waits and all, replays: the waits are deterministic
+            await Replayer(workflows=[SubmissionWorkflow]).replay_workflow(await handle.fetch_history())
 
 
 async def test_busy_waits_do_not_spend_attempts(env):
@@ -128,3 +133,35 @@ async def test_after_busy_waits_a_step_keeps_its_whole_retry_budget(env):
     attempts = [attempt for attempt, _ in fakes.calls["run_step"]]
     assert attempts == [1, 1, 1, *range(1, STEP_RETRY.maximum_attempts + 1)], attempts
     assert fakes.failed and fakes.failed[0].error_code == "LLMTransient"
+
+
+class BusyAndBroken(Busy):
+    """Steps a and b run in parallel: a is busy every time, b fails for good; a, waiting out
+    its busy pool, is cancelled with the job."""
+
+    @activity.defn(name="load_plan")
+    async def load_plan(self, ref: JobRef) -> JobPlan:
+        return JobPlan({"a": [], "b": []}, ["html"], 0, 4)
+
+    @activity.defn(name="run_step")
+    async def run_step(self, inp: StepInput) -> StepResult:
+        if inp.step_id == "a":
+            await self._maybe_busy("run_step")
+            raise AssertionError("a is busy every time")
+        for _ in range(300):  # until a has waited out a busy pool once (real time: b is running)
+            if len(self.calls["run_step"]) >= 2:
+                break
+            await asyncio.sleep(0.1)
+        raise ApplicationError("refused", type="LLMRefused", non_retryable=True)
+
+    def all(self) -> list:
+        return [self.load_plan, self.set_status, self.record_failure, self.record_step_failure,
+                self.run_step, self.render, self.deliver_webhook]
+
+
+async def test_a_step_waiting_out_a_busy_pool_is_cancelled_with_its_job(env):
+    fakes = BusyAndBroken(env, busy=1000)
+    with pytest.raises(WorkflowFailureError):
+        await run(env, fakes)
+    assert fakes.failed and fakes.failed[0].error_code == "LLMRefused" and fakes.failed[0].failed_step == "step:b"
+    assert len(fakes.calls["run_step"]) >= 2  # a was busy, waited, and was scheduled again
