@@ -9,12 +9,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio import activity
 
-from activities.common import fail, heartbeating, load_job
+from activities.common import fail, heartbeating, load_job, pool_busy
 from lodestone.db import tenant_session
 from lodestone.pdf import PdfRenderFailed, render_pdf
 from lodestone.settings import Settings
 from lodestone.storage import ObjectNotFound, ObjectStore, StoredObject, job_key
 from lodestone.template_pool import TemplatePool
+from lodestone.template_turns import TemplatePoolBusy
 from lodestone.templating import TemplateLimitExceeded, TemplateRenderError, TemplateSecurityViolation
 from schema.tables import Artifact, JobStep, utcnow
 from workflows.types import RenderInput, RenderResult
@@ -68,6 +69,8 @@ class RenderActivities:
             return html.encode()
         except (TemplateRenderError, TemplateSecurityViolation, TemplateLimitExceeded) as e:
             raise fail(type(e).__name__, f"template: {e}") from e
+        except TemplatePoolBusy as e:
+            raise pool_busy(e) from e
 
     async def _pdf(self, inp: RenderInput) -> bytes:
         html = await self.store.get_bytes(job_key(inp.tenant_id, inp.job_id, FILES["html"][0]))
