@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 from activities import errors
 from lodestone.llm import LLMTransient
 from lodestone.secrets import SecretsError, SecretsProvider, SecretsUnavailable
+from lodestone.template_turns import TemplatePoolBusy
 from lodestone.tenant_secrets import resolve_tenant_secret
 from schema.tables import Job, Submission, Tenant, WorkflowDefinition
 
@@ -33,6 +34,12 @@ def llm_transient(e: LLMTransient) -> ApplicationError:
     """Retried, no sooner than the Retry-After the provider asked for."""
     delay = timedelta(seconds=e.retry_after) if e.retry_after else None
     return ApplicationError(str(e), type=errors.code_of(e), next_retry_delay=delay)
+
+
+def pool_busy(e: TemplatePoolBusy) -> ApplicationError:
+    """Retryable, after the delay the pool asked: the activity gives its worker slot back
+    instead of waiting for its tenant's turn (workflows re-schedule it; see SubmissionWorkflow)."""
+    return ApplicationError(str(e), type=errors.TEMPLATE_POOL_BUSY, next_retry_delay=timedelta(seconds=e.retry_after))
 
 
 async def secret_of(tenant: Tenant | None, secrets: SecretsProvider, tenant_id: str, name: str,

@@ -40,6 +40,9 @@ STEP_NOT_READY = "StepNotReady"
 GRAPH_UNAVAILABLE = "GraphUnavailable"
 WEBHOOK_UNAVAILABLE = "WebhookUnavailable"
 EMAIL_UNAVAILABLE = "EmailUnavailable"
+# A busy template pool: the workflow schedules the activity again after the delay it asked
+# (runs recorded before that let the policy retry it as an attempt).
+TEMPLATE_POOL_BUSY = "TemplatePoolBusy"
 
 NON_RETRYABLE = frozenset({
     JOB_NOT_FOUND, CONTACT_NOT_FOUND, TENANT_SECRET_UNREADABLE, STEP_INPUT_MISSING, LLM_EMPTY_ANSWER, LLM_REFUSED,
@@ -49,7 +52,7 @@ NON_RETRYABLE = frozenset({
 })
 RETRYABLE = frozenset({
     LLM_TRANSIENT, SECRETS_UNAVAILABLE, INPUT_UNAVAILABLE, STEP_NOT_READY, GRAPH_UNAVAILABLE, WEBHOOK_UNAVAILABLE,
-    EMAIL_UNAVAILABLE,
+    EMAIL_UNAVAILABLE, TEMPLATE_POOL_BUSY,
 })
 
 # The code of each library failure an activity turns into an ApplicationError; the most

@@ -11,12 +11,13 @@ from sqlmodel import col, select
 from temporalio import activity
 
 from activities import errors
-from activities.common import fail, heartbeating, load_job
+from activities.common import fail, heartbeating, load_job, pool_busy
 from lodestone.db import tenant_session
 from lodestone.pdf import PdfRenderFailed, render_pdf
 from lodestone.settings import Settings
 from lodestone.storage import ObjectNotFound, ObjectStore, StoredObject, job_key
 from lodestone.template_pool import TemplatePool
+from lodestone.template_turns import TemplatePoolBusy
 from lodestone.templating import TemplateLimitExceeded, TemplateRenderError, TemplateSecurityViolation
 from schema.tables import Artifact, JobStep, utcnow
 
@@ -83,6 +84,8 @@ class RenderActivities:
             return html.encode()
         except (TemplateRenderError, TemplateSecurityViolation, TemplateLimitExceeded) as e:
             raise fail(errors.code_of(e), f"template: {e}") from e
+        except TemplatePoolBusy as e:
+            raise pool_busy(e) from e
 
     async def _pdf(self, inp: RenderInput) -> bytes:
         html = await self.store.get_bytes(job_key(inp.tenant_id, inp.job_id, FILES["html"][0]))

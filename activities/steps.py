@@ -14,13 +14,14 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import errors
-from activities.common import LoadedJob, fail, heartbeating, llm_transient, load_job, secret_of
+from activities.common import LoadedJob, fail, heartbeating, llm_transient, load_job, pool_busy, secret_of
 from lodestone.db import tenant_session
 from lodestone.llm import LLMClient, LLMError, LLMTransient
 from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
 from lodestone.storage import ObjectStore, job_key
 from lodestone.template_pool import TemplatePool
+from lodestone.template_turns import TemplatePoolBusy
 from lodestone.templating import TemplateLimitExceeded, TemplateRenderError, TemplateSecurityViolation
 from schema.tables import JobStep, Tenant, UsageRecord, utcnow
 
@@ -84,7 +85,7 @@ class StepActivities:
         try:
             return await self._attempt(inp, loaded, tenant, outputs)
         except ApplicationError as e:
-            if not e.non_retryable:
+            if not e.non_retryable and e.type != errors.TEMPLATE_POOL_BUSY:  # busy: not a failed attempt
                 await self._retrying(inp, f"{e.type}: {e.message}")
             raise
         except Exception as e:  # not the step's own: its text may name server paths (an OSError's)
@@ -127,6 +128,8 @@ class StepActivities:
                 completion = await self.llm.complete(model, prompt, llm_key)
         except LLMTransient as e:
             raise llm_transient(e) from e
+        except TemplatePoolBusy as e:
+            raise pool_busy(e) from e
         except (LLMError, TemplateRenderError, TemplateSecurityViolation, TemplateLimitExceeded) as e:
             await self._mark(inp, "failed", str(e))
             raise fail(errors.code_of(e), str(e)) from e

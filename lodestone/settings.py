@@ -158,8 +158,8 @@ class Settings(BaseSettings):
             raise ValueError("OUTBOX_MAX_AGE_SECONDS must be more than OUTBOX_START_AFTER_SECONDS")
         if self.step_concurrency < 1:
             raise ValueError("STEP_CONCURRENCY must be at least 1")
-        if self.template_workers < 1 or self.template_cpu_seconds <= 0:
-            raise ValueError("TEMPLATE_WORKERS must be at least 1 and TEMPLATE_CPU_SECONDS positive")
+        if self.template_workers < 2 or self.template_cpu_seconds <= 0:  # with 1, one tenant's bombs hold it
+            raise ValueError("TEMPLATE_WORKERS must be at least 2 and TEMPLATE_CPU_SECONDS positive")
         if self.template_memory_mb < 16 or self.template_output_max_bytes < 1024:
             raise ValueError("TEMPLATE_MEMORY_MB must be at least 16 and TEMPLATE_OUTPUT_MAX_BYTES at least 1024")
         if self.step_max_attempts < 1 or self.delivery_max_attempts < 1:

@@ -6,10 +6,10 @@ the event loop still stalls. A process started per render would: ~60 ms each, ag
 well under a millisecond for a typical template here. So TEMPLATE_WORKERS children are
 started once, with Jinja2 imported and their memory cap set, and each renders one
 template at a time. A child that hits a limit exits (CPU time: the kernel ends it) and is
-replaced in the background, so a bomb holds one slot for at most about
+replaced in the background, so a bomb holds one child for at most about
 TEMPLATE_CPU_SECONDS, and a dead, killed or cancelled child never leaves the pool short.
-One tenant holds at most TEMPLATE_WORKERS - 1 slots at once, so another tenant's render
-always finds one while a tenant's bombs run.
+Which tenant's render gets the next free child, and for how long a render waits before
+it fails with TemplatePoolBusy (retried later): lodestone.template_turns.
 """
 
 import asyncio
@@ -19,17 +19,20 @@ import logging
 import pickle
 import signal
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from lodestone.settings import Settings
 from lodestone.template_child import EXIT_MEMORY, HEADER, READY
+from lodestone.template_turns import FairTurns, TemplatePoolBusy
 from lodestone.templating import TemplateLimitExceeded, TemplateRenderError, TemplateSecurityViolation
 
 log = logging.getLogger(__name__)
 
 START_TIMEOUT = 30.0
+# How long a render waits for a child (its activity holding a worker slot) before it fails
+# with TemplatePoolBusy: about a typical render's worth of queue, well under a bomb's.
+WAIT_SECONDS = 1.0
 ERRORS: dict[str, type[Exception]] = {
     e.__name__: e for e in (TemplateLimitExceeded, TemplateRenderError, TemplateSecurityViolation)}
 
@@ -105,14 +108,13 @@ class _Child:
 
 
 class TemplatePool:
-    def __init__(self, limits: TemplateLimits, size: int = 2) -> None:
+    def __init__(self, limits: TemplateLimits, size: int = 2, wait_seconds: float = WAIT_SECONDS) -> None:
         self.limits, self.size = limits, size
-        self.per_tenant = max(1, size - 1)
         self._max_reply = limits.output_max_bytes + 1024 * 1024  # output, or an error's JSON
-        self._idle: asyncio.Queue[_Child] = asyncio.Queue()
+        self._turns: FairTurns[_Child] = FairTurns(size, wait_seconds, limits.cpu_seconds, self._dead,
+                                                        limits.wall_seconds)
         self._children: set[_Child] = set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._tenants: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
         self._started = self._closed = False
 
     @classmethod
@@ -150,7 +152,7 @@ class TemplatePool:
                 await child.end()
                 return
             self._children.add(child)
-            self._idle.put_nowait(child)
+            self._turns.put(child)
             return
 
     async def _replace(self, child: _Child, grace: float) -> None:
@@ -158,37 +160,49 @@ class TemplatePool:
         self._children.discard(child)
         await self._spawn()
 
+    def _dead(self, child: _Child) -> bool:
+        if child.proc.returncode is None:
+            return False
+        self._background(self._replace(child, 0.0))  # died while idle
+        return True
+
     async def render(self, source: str, context: dict[str, Any], *, html: bool, tenant: str | None = None) -> str:
         """The template rendered with context, or TemplateRenderError,
-        TemplateSecurityViolation, TemplateLimitExceeded or TemplateEvaluatorFailed."""
+        TemplateSecurityViolation, TemplateLimitExceeded, TemplateEvaluatorFailed or
+        TemplatePoolBusy (no child for this tenant within the wait: retry later)."""
         if self._closed:
             raise TemplateEvaluatorFailed("the template pool is closed")
         request = pickle.dumps((source, context, html), protocol=pickle.HIGHEST_PROTOCOL)
-        async with self._turn(tenant):
-            self._launch()
-            while (child := await self._idle.get()).proc.returncode is not None:  # died while idle
-                self._background(self._replace(child, 0.0))
-            reusable, exiting = False, False
-            try:
-                reply = await asyncio.wait_for(child.ask(request, self._max_reply), self.limits.wall_seconds)
-                if reply[:1] == b"o":
-                    reusable = True
-                    return reply[1:].decode()
-                error = json.loads(reply[1:])
-                exiting = error["type"] == TemplateLimitExceeded.__name__  # the child exits after a limit
-                reusable = not exiting
-                raise ERRORS.get(error["type"], TemplateEvaluatorFailed)(error["message"])
-            except (asyncio.IncompleteReadError, ConnectionError) as e:
-                raise self._death(await child.end(grace=5.0)) from e
-            except TimeoutError as e:
-                await child.end()
-                raise TemplateEvaluatorFailed(
-                    f"template evaluator did not answer within {self.limits.wall_seconds:g}s") from e
-            finally:
-                if reusable:
-                    self._idle.put_nowait(child)
-                else:  # killed, dead, past a limit or cancelled mid-render: a fresh one takes its slot
-                    self._background(self._replace(child, 5.0 if exiting else 0.0))
+        self._launch()
+        tenant = tenant or ""
+        try:
+            child = await self._turns.take(tenant)
+        except TemplatePoolBusy:
+            if not self._children and not self._turns.held[tenant]:  # no evaluator runs at all
+                raise TemplateEvaluatorFailed("no template evaluator is running") from None
+            raise
+        reusable, exiting = False, False
+        try:
+            reply = await asyncio.wait_for(child.ask(request, self._max_reply), self.limits.wall_seconds)
+            if reply[:1] == b"o":
+                reusable = True
+                return reply[1:].decode()
+            error = json.loads(reply[1:])
+            exiting = error["type"] == TemplateLimitExceeded.__name__  # the child exits after a limit
+            reusable = not exiting
+            raise ERRORS.get(error["type"], TemplateEvaluatorFailed)(error["message"])
+        except (asyncio.IncompleteReadError, ConnectionError) as e:
+            raise self._death(await child.end(grace=5.0)) from e
+        except TimeoutError as e:
+            await child.end()
+            raise TemplateEvaluatorFailed(
+                f"template evaluator did not answer within {self.limits.wall_seconds:g}s") from e
+        finally:
+            self._turns.release(tenant)
+            if reusable:
+                self._turns.put(child)
+            else:  # killed, dead, past a limit or cancelled mid-render: a fresh one takes its slot
+                self._background(self._replace(child, 5.0 if exiting else 0.0))
 
     def _death(self, code: int) -> Exception:
         if code == -signal.SIGPROF:
@@ -197,22 +211,6 @@ class TemplatePool:
             return self.limits.memory_exceeded()
         log.warning("template evaluator exited with %s", code)
         return TemplateEvaluatorFailed(f"template evaluator exited with {code}")
-
-    @contextlib.asynccontextmanager
-    async def _turn(self, tenant: str | None) -> AsyncIterator[None]:
-        """At most per_tenant of this tenant's renders hold a child at once."""
-        if tenant is None or self.per_tenant >= self.size:
-            yield
-            return
-        semaphore, users = self._tenants.setdefault(tenant, (asyncio.Semaphore(self.per_tenant), [0]))
-        users[0] += 1
-        try:
-            async with semaphore:
-                yield
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._tenants[tenant]
 
     async def close(self) -> None:
         self._closed = True

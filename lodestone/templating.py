@@ -65,6 +65,8 @@ def check_template(source: str, *, html: bool) -> None:
         ast = (_HTML if html else _TEXT).parse(source)
     except TemplateError as e:
         raise TemplateInvalid(f"line {getattr(e, 'lineno', '?')}: {e}") from e
+    except (RecursionError, MemoryError) as e:  # the parser recurses once per nesting level
+        raise TemplateInvalid("the template nests expressions or blocks too deeply") from e
     for node in ast.find_all(_LOADING_NODES):
         raise TemplateInvalid(f"line {node.lineno}: {NO_OTHER_TEMPLATES}")
 

@@ -12,6 +12,7 @@ from schema.tables import Job, WorkflowDefinition
 from tests.helpers import create_workflow, definition, submit
 
 BASE = definition("http://127.0.0.1:9/hook", key="base")
+NESTED = "{{ " + "(" * 9000 + "1" + ")" * 9000 + " }}"  # far deeper than the parser's recursion
 
 
 def broken(mutate) -> dict:
@@ -31,6 +32,8 @@ CASES = {
     "include": (broken(lambda d: d.update(template="<p>{% include 'other.html' %}</p>")), "bad_template"),
     "import": (broken(lambda d: d["steps"][0].update(instructions="{% import 'm' as m %}{{ m.x() }}")),
                "bad_template"),
+    "nested_template": (broken(lambda d: d.update(template=NESTED)), "bad_template"),
+    "nested_instructions": (broken(lambda d: d["steps"][0].update(instructions=NESTED)), "bad_template"),
     "no_steps": (broken(lambda d: d.update(steps=[])), "schema_violation"),
     "bad_target": (broken(lambda d: d.update(delivery=[{"type": "fax", "url": "x"}])), "schema_violation"),
     "file_url": (broken(lambda d: d.update(delivery=[{"type": "webhook", "url": "file:///etc/passwd"}])),
@@ -58,7 +61,7 @@ def test_dag_order_and_cycle_message():
         step_dependencies([{"id": "a", "depends_on": ["z"]}])
 
 
-@pytest.mark.parametrize("name", ["cycle", "unknown_step", "bad_template", "include", "import"])
+@pytest.mark.parametrize("name", ["cycle", "unknown_step", "bad_template", "include", "import", "nested_template"])
 async def test_api_rejects_bad_definition_and_runs_nothing(name, tenant_a, engine):
     body, code = CASES[name]
     body = {**body, "key": f"bad-{name.replace('_', '-')}"}

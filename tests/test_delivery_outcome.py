@@ -108,22 +108,27 @@ async def run_sql(eng: Any, statements: list[str]) -> None:
 async def test_database_failing_after_the_receivers_accept_sends_nothing_twice(
         api, sink, tenant_a, engine, superuser, fault):
     breaking, mending = FAULTS[fault]
-    answering, broken = threading.Event(), threading.Event()
+    # Both receivers hold their first request until the fault is set: each send has read its
+    # row and sent, and only the answer (and the bookkeeping after it) meets the fault.
+    webhook_held, mail_held, broken = threading.Event(), threading.Event(), threading.Event()
 
-    def before_answer(*_: object) -> None:
-        answering.set()
-        assert broken.wait(30), "the fault was never set up"
+    def holding(held: threading.Event):  # type: ignore[no-untyped-def]
+        def before_answer(*_: object) -> None:
+            held.set()
+            assert broken.wait(120), "the fault was never set up"
+        return before_answer
 
-    sink.before_answer = before_answer
+    sink.before_answer = holding(mail_held)
     to = f"once-{uuid.uuid4().hex[:8]}@example.com"
-    with WebhookReceiver(tenant_a.webhook_secret, before_answer=before_answer) as hook:
+    with WebhookReceiver(tenant_a.webhook_secret, before_answer=holding(webhook_held)) as hook:
         body = definition(hook.url)
         body["delivery"].append({"type": "email", "to": to})
         wf = await create_workflow(api, body)
         resp = await submit(api, wf["key"])
         assert resp.status_code == 202, resp.text
         job_id = resp.json()["job_id"]
-        assert await asyncio.to_thread(answering.wait, 120), "no delivery reached a receiver"
+        for held, name in ((webhook_held, "webhook"), (mail_held, "email")):
+            assert await asyncio.to_thread(held.wait, 120), f"no {name} delivery reached its receiver"
         await run_sql(superuser, breaking)
         try:
             broken.set()  # both receivers now answer 2xx, and no attempt can be stored

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import httpx
+from temporalio.client import Client
 
 from devstack.receiver import WebhookReceiver
 from tests.helpers import create_workflow, definition, submit, wait_job
@@ -84,3 +85,37 @@ async def test_template_bombs_fail_alone(stack, tenant_a, tenant_b):
     assert failures == [], failures
     # The 300 MB string never reached the worker: its peak grew by far less than that.
     assert peak_rss_mb(worker) - peak_before < 150, (peak_before, peak_rss_mb(worker))
+
+
+async def busy_answers(temporal: Client, job_id: str) -> int:
+    """How many activity attempts of the job's workflow ended with TemplatePoolBusy."""
+    count = 0
+    async for event in temporal.get_workflow_handle(job_id).fetch_history_events():
+        if event.HasField("activity_task_failed_event_attributes"):
+            info = event.activity_task_failed_event_attributes.failure.application_failure_info
+            count += info.type == "TemplatePoolBusy"
+    return count
+
+
+async def test_a_flood_of_bombs_is_waited_out_not_failed_for_busy(stack, temporal, tenant_a, tenant_b):
+    """Tenant a's renders past its share of the pool end with TemplatePoolBusy and are
+    scheduled again later: every bomb job still fails for its own limit, none for being
+    busy, and tenant b's job runs in about its normal time meanwhile."""
+    with WebhookReceiver(tenant_a.webhook_secret) as hook_a, WebhookReceiver(tenant_b.webhook_secret) as hook_b:
+        normal = await create_workflow(tenant_b.api, definition(hook_b.url))
+        bomb = definition(hook_a.url)
+        bomb["template"] = LOOP
+        bomb_key = (await create_workflow(tenant_a.api, bomb))["key"]
+        _, idle = await timed_job(tenant_b.api, normal["key"], timeout=60)
+
+        bound = max(4 * idle, idle + 15)
+        results = await asyncio.gather(*(timed_job(tenant_a.api, bomb_key, timeout=240) for _ in range(8)),
+                                       timed_job(tenant_b.api, normal["key"], timeout=bound))
+    (normal_job, busy), bombs = results[-1], [job for job, _ in results[:-1]]
+    assert normal_job["status"] == "delivered" and busy < bound, (busy, idle)
+    for job in bombs:
+        assert job["status"] == "failed", job
+        assert job["error"]["code"] == "TemplateLimitExceeded", job["error"]
+    # Eight renders at a share of one child: most waited out at least one busy answer.
+    answers = [await busy_answers(temporal, job["id"]) for job in bombs]
+    assert sum(answers) >= 1, answers

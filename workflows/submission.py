@@ -1,8 +1,12 @@
 """SubmissionWorkflow: steps in dependency order, render, deliver, with every transition
 persisted by an activity. Workflow id = job id."""
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
+from functools import partial
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -33,6 +37,9 @@ with workflow.unsafe.imports_passed_through():
 STATUS_PATCH = "status-search-attribute"
 STEP_FAILURE_PATCH = "step-failure-recorded"
 STEPS_CANCELLED_PATCH = "step-siblings-cancelled-recorded"
+BUSY_PATCH = "template-pool-busy"
+BUSY = errors.TEMPLATE_POOL_BUSY
+T = TypeVar("T")
 
 DB_TIMEOUT = timedelta(seconds=30)
 DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), non_retryable_error_types=[errors.JOB_NOT_FOUND])
@@ -68,12 +75,23 @@ RENDER_RETRY = RetryPolicy(
         errors.JOB_NOT_FOUND, errors.TEMPLATE_LIMIT_EXCEEDED
     ],
 )
+
+
+def busy_delay(err: BaseException) -> timedelta | None:
+    """The wait a TemplatePoolBusy failure asks for, or None for any other failure."""
+    cause = err.cause if isinstance(err, ActivityError) else None
+    if isinstance(cause, ApplicationError) and cause.type == BUSY:
+        return cause.next_retry_delay or timedelta(seconds=5)
+    return None
+
+
 @workflow.defn(name=SUBMISSION)
 class SubmissionWorkflow:
     def __init__(self) -> None:
         self._status: str = JobStatus.pending
         self._steps: dict[str, str] = {}
         self._stage: str | None = None
+        self._requeue_busy = False
 
     @workflow.query
     def progress(self) -> dict[str, object]:
@@ -89,6 +107,8 @@ class SubmissionWorkflow:
             await self._set_status(inp, JobStatus.processing)
             if plan.input_url:
                 await self._ingest(inp, plan.input_url)
+            # Runs recorded before it retried a busy template pool as attempts (see _unless_busy).
+            self._requeue_busy = workflow.patched(BUSY_PATCH)
             await self._run_steps(inp, plan)
             artifact_ids = [await self._render(inp, kind) for kind in plan.outputs]
             webhook_ids = await self._deliver(inp, plan)
@@ -119,17 +139,21 @@ class SubmissionWorkflow:
     async def _run_steps(self, inp: SubmissionInput, plan: JobPlan) -> None:
         deps = plan.dependencies
         done: set[str] = set()
-        running: dict[str, workflow.ActivityHandle[StepResult]] = {}
+        running: dict[str, asyncio.Future[StepResult]] = {}
         retry = replace(STEP_RETRY, maximum_attempts=plan.step_max_attempts) if plan.step_max_attempts else STEP_RETRY
+        retry = self._busy_policy(retry)
         while len(done) < len(deps):
             for step_id, needs in deps.items():
                 ready = step_id not in done and step_id not in running and set(needs) <= done
                 if ready and len(running) < plan.max_parallel_steps:
                     self._steps[step_id] = "running"
-                    running[step_id] = workflow.start_activity_method(
-                        StepActivities.run_step, StepInput(inp.tenant_id, inp.job_id, step_id),
+                    start = partial(
+                        workflow.start_activity_method, StepActivities.run_step,
+                        StepInput(inp.tenant_id, inp.job_id, step_id),
                         start_to_close_timeout=STEP_TIMEOUT, heartbeat_timeout=STEP_HEARTBEAT,
                         retry_policy=retry)
+                    running[step_id] = (asyncio.ensure_future(self._unless_busy(start)) if self._requeue_busy
+                                        else start())
             finished, _ = await workflow.wait(running.values(), return_when="FIRST_COMPLETED")
             for step_id, handle in list(running.items()):
                 if handle not in finished:
@@ -157,7 +181,7 @@ class SubmissionWorkflow:
                 start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
 
     async def _siblings_ended(self, inp: SubmissionInput, failed: str,
-                              running: dict[str, workflow.ActivityHandle[StepResult]]) -> None:
+                              running: dict[str, asyncio.Future[StepResult]]) -> None:
         """The steps still running when `failed` failed were cancelled: each row says so, with
         why (or how the step ended, if it ended first). Runs recorded before this replay without it."""
         if not running or not workflow.patched(STEPS_CANCELLED_PATCH):
@@ -170,6 +194,10 @@ class SubmissionWorkflow:
                     self._steps[step_id] = "failed"
                     await self._step_failed(inp, step_id, err)
                     continue
+            except asyncio.CancelledError:
+                if not handle.cancelled():  # the workflow itself is being cancelled
+                    raise
+                # else: cancelled while it waited out a busy template pool, between attempts
             else:
                 self._steps[step_id] = "completed"
                 continue
@@ -188,11 +216,30 @@ class SubmissionWorkflow:
 
     async def _render(self, inp: SubmissionInput, kind: str) -> str:
         self._stage = f"render:{kind}"
-        result = await workflow.execute_activity_method(
-            RenderActivities.render, RenderInput(inp.tenant_id, inp.job_id, kind),
+        result = await self._unless_busy(partial(
+            workflow.start_activity_method, RenderActivities.render, RenderInput(inp.tenant_id, inp.job_id, kind),
             start_to_close_timeout=RENDER_TIMEOUT, heartbeat_timeout=RENDER_HEARTBEAT,
-            retry_policy=RENDER_RETRY)
+            retry_policy=self._busy_policy(RENDER_RETRY)))
         return result.artifact_id
+
+    def _busy_policy(self, policy: RetryPolicy) -> RetryPolicy:
+        if not self._requeue_busy:
+            return policy
+        return replace(policy, non_retryable_error_types=[*(policy.non_retryable_error_types or ()), BUSY])
+
+    async def _unless_busy(self, start: Callable[[], Awaitable[T]]) -> T:
+        """A busy template pool (the tenant's templates fill its share) is not a failed
+        attempt: the policy hands TemplatePoolBusy back at once, and the activity is scheduled
+        again after the delay it asked for, with all its attempts. Runs recorded before this
+        let Temporal retry it as an attempt."""
+        while True:
+            try:
+                return await start()
+            except ActivityError as err:
+                delay = busy_delay(err) if self._requeue_busy else None
+                if delay is None:
+                    raise
+                await workflow.sleep(delay)
 
     async def _deliver(self, inp: SubmissionInput, plan: JobPlan) -> list[str]:
         self._stage = "deliver"
