@@ -48,6 +48,7 @@ faults: $(STAMP) .deb-packages
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 

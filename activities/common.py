@@ -42,8 +42,9 @@ def pool_busy(e: TemplatePoolBusy) -> ApplicationError:
     return ApplicationError(str(e), type=errors.TEMPLATE_POOL_BUSY, next_retry_delay=timedelta(seconds=e.retry_after))
 
 
-async def secret_of(tenant: Tenant | None, secrets: SecretsProvider, tenant_id: str, name: str,
-                    fallback: str | None) -> str | None:
+async def secret_of(
+    tenant: Tenant | None, secrets: SecretsProvider, tenant_id: str, name: str, fallback: str | None
+) -> str | None:
     """The tenant's secret `name` by its reference, else fallback, for a tenant row already
     loaded (no session held while the backend answers). A backend that is down is retried; a
     reference that cannot be read fails the activity for good."""

@@ -51,6 +51,7 @@ class PurgeResult:
     tenants: int
     purged: int
 
+
 HISTORY = 20  # earlier messages the reply prompt sees
 
 
@@ -67,15 +68,22 @@ async def load_contact(session: AsyncSession, contact_id: str) -> Contact:
     return contact
 
 
-async def whatsapp_token(tenant: Tenant | None, secrets: SecretsProvider, settings: Settings,
-                         tenant_id: str) -> str | None:
+async def whatsapp_token(
+    tenant: Tenant | None, secrets: SecretsProvider, settings: Settings, tenant_id: str
+) -> str | None:
     """The tenant's own WhatsApp token (by reference), else the platform's."""
     return await secret_of(tenant, secrets, tenant_id, "whatsapp_token", settings.whatsapp_access_token)
 
 
 class ConversationActivities:
-    def __init__(self, engine: AsyncEngine, llm: LLMClient, whatsapp: WhatsAppClient, settings: Settings,
-                 secrets: SecretsProvider) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        llm: LLMClient,
+        whatsapp: WhatsAppClient,
+        settings: Settings,
+        secrets: SecretsProvider,
+    ) -> None:
         self.engine, self.llm, self.whatsapp, self.settings, self.secrets = engine, llm, whatsapp, settings, secrets
 
     @activity.defn
@@ -84,8 +92,16 @@ class ConversationActivities:
             contact = await load_contact(s, inp.contact_id)
             tenant = await s.get(Tenant, uuid.UUID(inp.tenant_id))
             done = (await s.exec(select(Message).where(Message.client_key == inp.batch_key))).first()
-            history = list((await s.exec(select(Message).where(Message.contact_id == contact.id)
-                                         .order_by(col(Message.sent_at).desc()).limit(HISTORY))).all())
+            history = list(
+                (
+                    await s.exec(
+                        select(Message)
+                        .where(Message.contact_id == contact.id)
+                        .order_by(col(Message.sent_at).desc())
+                        .limit(HISTORY)
+                    )
+                ).all()
+            )
         if done is not None and done.status == "sent":  # sent before: never twice, secrets or not
             await self._mark_answered(inp)
             return ReplyResult(done.message_id or "", sent_now=False)
@@ -117,29 +133,49 @@ class ConversationActivities:
 
     async def _mark_answered(self, inp: ReplyInput) -> None:
         async with tenant_session(self.engine, inp.tenant_id) as s:
-            await s.execute(update(Message).where(
-                col(Message.message_id).in_(inp.message_ids), col(Message.direction) == "in",
-            ).values(status="answered"))
+            await s.execute(
+                update(Message)
+                .where(
+                    col(Message.message_id).in_(inp.message_ids),
+                    col(Message.direction) == "in",
+                )
+                .values(status="answered")
+            )
 
     @staticmethod
     def _prompt(contact: Contact, history: Iterable[Message], batch_ids: list[str]) -> str:
-        lines = [f"You are replying on WhatsApp to {contact.name or 'a customer'}. Reply once, briefly, to "
-                 "the new messages marked NEW, using the earlier ones as context."]
+        lines = [
+            f"You are replying on WhatsApp to {contact.name or 'a customer'}. Reply once, briefly, to "
+            "the new messages marked NEW, using the earlier ones as context."
+        ]
         for m in history:
             who = "customer" if m.direction == "in" else "us"
             mark = "NEW " if m.message_id in batch_ids else ""
             lines.append(f"{mark}{who}: {m.body or f'[{m.kind}]'}")
         return "\n".join(lines)
 
-    async def _record(self, inp: ReplyInput, contact: Contact, body: str, status: str,
-                      message_id: str | None = None) -> None:
+    async def _record(
+        self, inp: ReplyInput, contact: Contact, body: str, status: str, message_id: str | None = None
+    ) -> None:
         stmt = insert(Message).values(
-            id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), contact_id=contact.id, message_id=message_id,
-            client_key=inp.batch_key, direction="out", kind="text", status=status, body=body, sent_at=utcnow())
+            id=uuid.uuid4(),
+            tenant_id=uuid.UUID(inp.tenant_id),
+            contact_id=contact.id,
+            message_id=message_id,
+            client_key=inp.batch_key,
+            direction="out",
+            kind="text",
+            status=status,
+            body=body,
+            sent_at=utcnow(),
+        )
         async with tenant_session(self.engine, inp.tenant_id) as s:
-            await s.execute(stmt.on_conflict_do_update(
-                index_elements=["tenant_id", "client_key"],
-                set_={"status": status, "message_id": message_id, "body": body}))
+            await s.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["tenant_id", "client_key"],
+                    set_={"status": status, "message_id": message_id, "body": body},
+                )
+            )
 
     @activity.defn
     async def purge_message_bodies(self, inp: PurgeInput) -> PurgeResult:
@@ -152,9 +188,14 @@ class ConversationActivities:
         purged = 0
         for tenant in sorted(tenants):
             async with tenant_session(self.engine, tenant) as s:
-                result = await s.execute(update(Message).where(
-                    col(Message.sent_at) < cutoff, col(Message.body).is_not(None),
-                ).values(body=None, purged_at=utcnow()))
+                result = await s.execute(
+                    update(Message)
+                    .where(
+                        col(Message.sent_at) < cutoff,
+                        col(Message.body).is_not(None),
+                    )
+                    .values(body=None, purged_at=utcnow())
+                )
                 purged += cast(CursorResult[Any], result).rowcount or 0
             activity.heartbeat(str(tenant))
         activity.logger.info("purged %d message bodies older than %s", purged, cutoff.date())

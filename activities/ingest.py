@@ -45,6 +45,7 @@ class IngestResult:
     parts_uploaded: int  # by the attempt that finished; fewer than parts after a resume
     resumed_from_part: int
 
+
 RETRYABLE_STATUS = {408, 425, 429}
 
 
@@ -153,4 +154,3 @@ class IngestActivities:
         if buffer or not cp.parts:
             await put(bytes(buffer))
         return uploaded
-

@@ -56,6 +56,7 @@ class FailureInput:
     message: str
     failed_step: str | None = None
 
+
 class JobActivities:
     def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
         self.engine = engine
@@ -74,8 +75,9 @@ class JobActivities:
             max_parallel_steps=self.settings.step_concurrency,
             input_url=submission.input_url if submission and not loaded.job.input_key else None,
             delivery_kinds=[t["type"] for t in d.get("delivery", [])],
-            delivery_timeouts=[webhook_timeout(self.settings, t) if t["type"] == "webhook" else 0.0
-                               for t in d.get("delivery", [])],
+            delivery_timeouts=[
+                webhook_timeout(self.settings, t) if t["type"] == "webhook" else 0.0 for t in d.get("delivery", [])
+            ],
             step_max_attempts=self.settings.step_max_attempts,
             delivery_max_attempts=self.settings.delivery_max_attempts,
         )
@@ -98,12 +100,19 @@ class JobActivities:
             first = job.status != JobStatus.failed
             job.status, job.error, job.updated_at = JobStatus.failed, f"{inp.error_code}: {inp.message}", utcnow()
             session.add(job)
-            failure = dict(error_code=inp.error_code, message=inp.message[:4000], failed_step=inp.failed_step,
-                           temporal_link=self.settings.workflow_link(inp.job_id), created_at=utcnow())
+            failure = dict(
+                error_code=inp.error_code,
+                message=inp.message[:4000],
+                failed_step=inp.failed_step,
+                temporal_link=self.settings.workflow_link(inp.job_id),
+                created_at=utcnow(),
+            )
             # A redriven job that fails again: its one dead letter now tells the latest failure.
             await session.execute(
-                insert(JobFailure).values(id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=job.id, **failure)
-                .on_conflict_do_update(index_elements=["job_id"], set_={**failure, "redriven_at": None}))
+                insert(JobFailure)
+                .values(id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=job.id, **failure)
+                .on_conflict_do_update(index_elements=["job_id"], set_={**failure, "redriven_at": None})
+            )
         if first:
             JOB_DURATION.labels(JobStatus.failed).observe((job.updated_at - job.created_at).total_seconds())
         activity.logger.info("job %s failed: %s", inp.job_id, inp.error_code)

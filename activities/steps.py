@@ -62,8 +62,15 @@ UNEXPLAINED = "the attempt failed on the worker; its log has the details"
 
 
 class StepActivities:
-    def __init__(self, engine: AsyncEngine, store: ObjectStore, llm: LLMClient, settings: Settings,
-                 secrets: SecretsProvider, templates: TemplatePool) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        store: ObjectStore,
+        llm: LLMClient,
+        settings: Settings,
+        secrets: SecretsProvider,
+        templates: TemplatePool,
+    ) -> None:
         self.engine, self.store, self.llm, self.settings, self.secrets = engine, store, llm, settings, secrets
         self.templates = templates
 
@@ -73,15 +80,19 @@ class StepActivities:
             loaded = await load_job(session, inp.job_id)
             tenant = await session.get(Tenant, loaded.job.tenant_id)
             rows = (await session.exec(select(JobStep).where(JobStep.job_id == loaded.job.id))).all()
-            usage = (await session.exec(select(UsageRecord).where(
-                UsageRecord.job_id == loaded.job.id, UsageRecord.step_id == inp.step_id))).first()
+            usage = (
+                await session.exec(
+                    select(UsageRecord).where(UsageRecord.job_id == loaded.job.id, UsageRecord.step_id == inp.step_id)
+                )
+            ).first()
         outputs = {r.step_id: r for r in rows}
         mine = outputs.get(inp.step_id)
         if mine is not None and mine.status == "completed" and usage is not None:
             # Before the key is resolved: a redriven job skips its completed steps even when
             # the tenant's secret backend is what broke.
-            return StepResult(inp.step_id, mine.output_key or "", usage.model, usage.tokens_in,
-                              usage.tokens_out, usage.cost_usd)
+            return StepResult(
+                inp.step_id, mine.output_key or "", usage.model, usage.tokens_in, usage.tokens_out, usage.cost_usd
+            )
         try:
             return await self._attempt(inp, loaded, tenant, outputs)
         except ApplicationError as e:
@@ -100,17 +111,28 @@ class StepActivities:
         cancelled because a sibling failed (a step that completed or failed meanwhile keeps that)."""
         async with tenant_session(self.engine, inp.tenant_id) as session:
             stmt = insert(JobStep).values(
-                id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=uuid.UUID(inp.job_id),
-                step_id=inp.step_id, status=inp.status, error=inp.error, attempts=0, started_at=utcnow(),
-                finished_at=utcnow())
+                id=uuid.uuid4(),
+                tenant_id=uuid.UUID(inp.tenant_id),
+                job_id=uuid.UUID(inp.job_id),
+                step_id=inp.step_id,
+                status=inp.status,
+                error=inp.error,
+                attempts=0,
+                started_at=utcnow(),
+                finished_at=utcnow(),
+            )
             ended = JobStep.__table__.c.status.in_(("completed", "failed"))  # type: ignore[attr-defined]
-            await session.execute(stmt.on_conflict_do_update(
-                index_elements=["job_id", "step_id"],
-                set_={"status": inp.status, "error": inp.error, "finished_at": stmt.excluded.finished_at},
-                where=~ended if inp.status == "cancelled" else None))
+            await session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["job_id", "step_id"],
+                    set_={"status": inp.status, "error": inp.error, "finished_at": stmt.excluded.finished_at},
+                    where=~ended if inp.status == "cancelled" else None,
+                )
+            )
 
-    async def _attempt(self, inp: StepInput, loaded: LoadedJob, tenant: Tenant | None,
-                       outputs: dict[str, JobStep]) -> StepResult:
+    async def _attempt(
+        self, inp: StepInput, loaded: LoadedJob, tenant: Tenant | None, outputs: dict[str, JobStep]
+    ) -> StepResult:
         llm_key = await secret_of(tenant, self.secrets, inp.tenant_id, "llm_api_key", None)
         step = next(s for s in loaded.definition["steps"] if s["id"] == inp.step_id)
         model = step.get("model", self.settings.llm_model)
@@ -118,13 +140,13 @@ class StepActivities:
         if attempt == 1:
             await self._mark(inp, "running", None)
         else:  # the last error stays shown until this attempt ends
-            await self._mark(inp, "retrying", None,
-                             keep=f"attempt {attempt - 1} did not finish (timed out, or its worker was lost)")
+            await self._mark(
+                inp, "retrying", None, keep=f"attempt {attempt - 1} did not finish (timed out, or its worker was lost)"
+            )
         try:
             context = await self._context(loaded, step, outputs)
             async with heartbeating():
-                prompt = await self.templates.render(step["instructions"], context, html=False,
-                                                     tenant=inp.tenant_id)
+                prompt = await self.templates.render(step["instructions"], context, html=False, tenant=inp.tenant_id)
                 completion = await self.llm.complete(model, prompt, llm_key)
         except LLMTransient as e:
             raise llm_transient(e) from e
@@ -135,16 +157,29 @@ class StepActivities:
             raise fail(errors.code_of(e), str(e)) from e
         stored = await self.store.put_bytes(
             job_key(inp.tenant_id, inp.job_id, f"steps/{inp.step_id}.txt"),
-            completion.text.encode(), "text/plain; charset=utf-8")
+            completion.text.encode(),
+            "text/plain; charset=utf-8",
+        )
         async with tenant_session(self.engine, inp.tenant_id) as session:
-            await session.execute(insert(UsageRecord).values(
-                id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=uuid.UUID(inp.job_id),
-                step_id=inp.step_id, model=completion.model, tokens_in=completion.tokens_in,
-                tokens_out=completion.tokens_out, cost_usd=completion.cost_usd, created_at=utcnow(),
-            ).on_conflict_do_nothing(index_elements=["job_id", "step_id"]))
+            await session.execute(
+                insert(UsageRecord)
+                .values(
+                    id=uuid.uuid4(),
+                    tenant_id=uuid.UUID(inp.tenant_id),
+                    job_id=uuid.UUID(inp.job_id),
+                    step_id=inp.step_id,
+                    model=completion.model,
+                    tokens_in=completion.tokens_in,
+                    tokens_out=completion.tokens_out,
+                    cost_usd=completion.cost_usd,
+                    created_at=utcnow(),
+                )
+                .on_conflict_do_nothing(index_elements=["job_id", "step_id"])
+            )
             await self._upsert(session, inp, "completed", None, stored.key)
-        return StepResult(inp.step_id, stored.key, completion.model, completion.tokens_in,
-                          completion.tokens_out, completion.cost_usd)
+        return StepResult(
+            inp.step_id, stored.key, completion.model, completion.tokens_in, completion.tokens_out, completion.cost_usd
+        )
 
     async def _context(self, loaded: LoadedJob, step: dict[str, Any], outputs: dict[str, JobStep]) -> dict[str, Any]:
         ctx: dict[str, Any] = {"input": loaded.input}
@@ -180,19 +215,41 @@ class StepActivities:
         with contextlib.suppress(Exception):
             await self._mark(inp, "retrying", error)
 
-    async def _upsert(self, session: Any, inp: StepInput, status: str, error: str | None,
-                      output_key: str | None, keep: str | None = None) -> None:
+    async def _upsert(
+        self,
+        session: Any,
+        inp: StepInput,
+        status: str,
+        error: str | None,
+        output_key: str | None,
+        keep: str | None = None,
+    ) -> None:
         """`keep`: leave the stored error as it is, or set this one where there is none."""
         finished = utcnow() if status in ("completed", "failed") else None
         stmt = insert(JobStep).values(
-            id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=uuid.UUID(inp.job_id),
-            step_id=inp.step_id, status=status, output_key=output_key, error=keep or error,
-            attempts=activity.info().attempt, started_at=utcnow(), finished_at=finished)
+            id=uuid.uuid4(),
+            tenant_id=uuid.UUID(inp.tenant_id),
+            job_id=uuid.UUID(inp.job_id),
+            step_id=inp.step_id,
+            status=status,
+            output_key=output_key,
+            error=keep or error,
+            attempts=activity.info().attempt,
+            started_at=utcnow(),
+            finished_at=finished,
+        )
         # An attempt ending after the workflow cancelled its step (a sibling failed) leaves the
         # step cancelled: it will not be retried.
-        await session.execute(stmt.on_conflict_do_update(
-            index_elements=["job_id", "step_id"],
-            set_={"status": status, "attempts": activity.info().attempt,
-                  "error": func.coalesce(JobStep.__table__.c.error, keep) if keep else error,  # type: ignore[attr-defined]  # sqlmodel types __table__ without .c
-                  "finished_at": finished, "output_key": stmt.excluded.output_key},
-            where=JobStep.__table__.c.status != "cancelled" if status == "retrying" else None))  # type: ignore[attr-defined]  # as above
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["job_id", "step_id"],
+                set_={
+                    "status": status,
+                    "attempts": activity.info().attempt,
+                    "error": func.coalesce(JobStep.__table__.c.error, keep) if keep else error,  # type: ignore[attr-defined]  # sqlmodel types __table__ without .c
+                    "finished_at": finished,
+                    "output_key": stmt.excluded.output_key,
+                },
+                where=JobStep.__table__.c.status != "cancelled" if status == "retrying" else None,  # type: ignore[attr-defined]  # as above
+            )
+        )

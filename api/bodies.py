@@ -15,8 +15,9 @@ MAX_JSON_DEPTH = 32
 def _not_too_deep(value: dict[str, Any]) -> dict[str, Any]:
     level: list[Any] = [value]
     for _ in range(MAX_JSON_DEPTH):  # one level of containers per pass
-        level = [child for c in level if isinstance(c, dict | list)
-                 for child in (c.values() if isinstance(c, dict) else c)]
+        level = [
+            child for c in level if isinstance(c, dict | list) for child in (c.values() if isinstance(c, dict) else c)
+        ]
     if any(isinstance(c, dict | list) for c in level):
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
     return value
@@ -52,6 +53,8 @@ class SubmissionAccepted(BaseModel):
 
 
 def accepted(job: Job, settings: Settings) -> SubmissionAccepted:
-    return SubmissionAccepted(job_id=str(job.id), status=job.status, links={
-        "self": f"{settings.api_url}/v1/jobs/{job.id}",
-        "temporal": settings.workflow_link(str(job.id))})
+    return SubmissionAccepted(
+        job_id=str(job.id),
+        status=job.status,
+        links={"self": f"{settings.api_url}/v1/jobs/{job.id}", "temporal": settings.workflow_link(str(job.id))},
+    )

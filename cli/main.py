@@ -27,6 +27,7 @@ console = Console(stderr=True)
 def _stop_on_signals() -> None:
     """SIGTERM and SIGINT both stop the stack, even when SIGINT came in ignored (a shell
     starts background jobs that way), so no signal leaves the children behind."""
+
     def handler(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
 
@@ -39,8 +40,13 @@ def _require_dev_extra(*modules: str) -> None:
     (no dev extra, no devstack/ in the image) does not have: say so instead of a traceback."""
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        console.print("[red]error:[/red] " + escape(f"this command needs the dev tools ({', '.join(missing)} not "
-                                                    "found); install them with pip install -e '.[dev]'"))
+        console.print(
+            "[red]error:[/red] "
+            + escape(
+                f"this command needs the dev tools ({', '.join(missing)} not "
+                "found); install them with pip install -e '.[dev]'"
+            )
+        )
         raise typer.Exit(2)
 
 
@@ -66,6 +72,7 @@ def _serve_stack(one_shot: bool) -> int:
             stack.receiver_ports.append(graph.port)
         try:
             with console.status("starting the embedded stack") as status:
+
                 def say(msg: str) -> None:
                     status.update(f"starting {msg}")
                     console.log(f"starting {msg}")
@@ -78,8 +85,12 @@ def _serve_stack(one_shot: bool) -> int:
                 console.print(line, markup=False, soft_wrap=True)
             if one_shot:
                 return 0 if result.ok else 1
-            console.print(f"\nAPI {settings.api_url}/docs · Temporal Web UI {settings.temporal_ui} · "
-                          f"logs in {stack.logs} · Ctrl-C to stop", markup=False, soft_wrap=True)
+            console.print(
+                f"\nAPI {settings.api_url}/docs · Temporal Web UI {settings.temporal_ui} · "
+                f"logs in {stack.logs} · Ctrl-C to stop",
+                markup=False,
+                soft_wrap=True,
+            )
             while True:
                 stack.group.check()
                 time.sleep(1)
@@ -119,8 +130,7 @@ def api() -> None:
     setup_logging()
     tune_malloc()
     settings = get_settings()
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port,
-                log_config=None, access_log=False)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None, access_log=False)
 
 
 @app.command()
@@ -154,8 +164,15 @@ def token(
 
     settings = get_settings()
     try:
-        tok = mint_token(settings.data_path, issuer=settings.issuer, audience=settings.auth_audience,
-                         tenant_id=tenant, roles=role, subject=subject, ttl_seconds=ttl)
+        tok = mint_token(
+            settings.data_path,
+            issuer=settings.issuer,
+            audience=settings.auth_audience,
+            tenant_id=tenant,
+            roles=role,
+            subject=subject,
+            ttl_seconds=ttl,
+        )
     except ValueError as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from e

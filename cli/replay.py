@@ -66,8 +66,9 @@ def workflow_type(history: WorkflowHistory) -> str:
     return history.events[0].workflow_execution_started_event_attributes.workflow_type.name
 
 
-async def replay(history: WorkflowHistory, workflows: Sequence[type] | None = None,
-                 runtime: "Runtime | None" = None) -> ReplayOutcome:
+async def replay(
+    history: WorkflowHistory, workflows: Sequence[type] | None = None, runtime: "Runtime | None" = None
+) -> ReplayOutcome:
     workflows = registered_workflows() if workflows is None else workflows
     kind = workflow_type(history)
     outcome = ReplayOutcome(history.workflow_id, kind, len(history.events))
@@ -75,7 +76,8 @@ async def replay(history: WorkflowHistory, workflows: Sequence[type] | None = No
         outcome.error = f"workflow type {kind!r} is not registered in this build"
         return outcome
     result = await Replayer(workflows=workflows, runtime=runtime).replay_workflow(
-        history, raise_on_replay_failure=False)
+        history, raise_on_replay_failure=False
+    )
     if result.replay_failure is not None:
         found = _CORE_MESSAGE.search(str(result.replay_failure))
         outcome.error = f"{type(result.replay_failure).__name__}: {found.group(1) if found else result.replay_failure}"

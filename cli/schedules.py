@@ -32,6 +32,7 @@ def _fail(message: object) -> typer.Exit:
 
 def _run(op: Callable[["Client"], Awaitable[T]]) -> T:
     """One schedule call on a Temporal client of its own; failures exit 2 (ops.runner.run)."""
+
     async def with_client(runtime: "Runtime") -> T:
         return await op(await temporal(runtime))
 
@@ -43,11 +44,19 @@ def _line(*fields: object) -> None:
 
 
 def _show(s: "SummarySchedule") -> None:
-    for key, value in (("id", s.id), ("contact_id", s.contact_id), ("interval_days", s.interval_days),
-                       ("overlap", s.overlap), ("paused", s.paused), ("note", s.note),
-                       ("next", ", ".join(t.isoformat() for t in s.next_action_times)),
-                       ("recent", ", ".join(s.recent_actions)), ("running", ", ".join(s.running)),
-                       ("created_at", s.created_at), ("updated_at", s.updated_at)):
+    for key, value in (
+        ("id", s.id),
+        ("contact_id", s.contact_id),
+        ("interval_days", s.interval_days),
+        ("overlap", s.overlap),
+        ("paused", s.paused),
+        ("note", s.note),
+        ("next", ", ".join(t.isoformat() for t in s.next_action_times)),
+        ("recent", ", ".join(s.recent_actions)),
+        ("running", ", ".join(s.running)),
+        ("created_at", s.created_at),
+        ("updated_at", s.updated_at),
+    ):
         _line(f"{key}:", value)
 
 
@@ -57,8 +66,12 @@ def list_cmd(tenant: Tenant) -> None:
     from services.schedules import list_summary_schedules
 
     for s in _run(lambda c: list_summary_schedules(c, tenant)):
-        _line(s.id, f"{s.interval_days}d", "paused" if s.paused else "active",
-              s.next_action_times[0].isoformat() if s.next_action_times else None)
+        _line(
+            s.id,
+            f"{s.interval_days}d",
+            "paused" if s.paused else "active",
+            s.next_action_times[0].isoformat() if s.next_action_times else None,
+        )
 
 
 @schedules_app.command("show")
@@ -82,8 +95,11 @@ async def _contact_exists(tenant: uuid.UUID, contact_id: uuid.UUID) -> bool:
 
 
 @schedules_app.command("create")
-def create_cmd(contact_id: Annotated[uuid.UUID, typer.Argument(help="the contact's id")], tenant: Tenant,
-               interval_days: Annotated[int | None, typer.Option(min=1, max=365)] = None) -> None:
+def create_cmd(
+    contact_id: Annotated[uuid.UUID, typer.Argument(help="the contact's id")],
+    tenant: Tenant,
+    interval_days: Annotated[int | None, typer.Option(min=1, max=365)] = None,
+) -> None:
     """Create the contact's summary schedule (default interval: SUMMARY_INTERVAL_DAYS)."""
     from services.schedules import create_summary_schedule
 
@@ -128,9 +144,12 @@ def _when(value: str) -> datetime:
 
 
 @schedules_app.command("backfill")
-def backfill_cmd(schedule_id: ScheduleId, tenant: Tenant,
-                 start: Annotated[datetime, typer.Option(parser=_when, help="ISO; UTC if no offset")],
-                 end: Annotated[datetime, typer.Option(parser=_when, help="ISO; exclusive")]) -> None:
+def backfill_cmd(
+    schedule_id: ScheduleId,
+    tenant: Tenant,
+    start: Annotated[datetime, typer.Option(parser=_when, help="ISO; UTC if no offset")],
+    end: Annotated[datetime, typer.Option(parser=_when, help="ISO; exclusive")],
+) -> None:
     """Run every fire time in [start, end) now (at most 366 days, in the past)."""
     from services.schedules import backfill_summary_schedule
 
@@ -139,8 +158,11 @@ def backfill_cmd(schedule_id: ScheduleId, tenant: Tenant,
 
 
 @schedules_app.command("delete")
-def delete_cmd(schedule_id: ScheduleId, tenant: Tenant,
-               yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False) -> None:
+def delete_cmd(
+    schedule_id: ScheduleId,
+    tenant: Tenant,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+) -> None:
     """Delete the schedule; runs already started finish."""
     from services.schedules import delete_summary_schedule
 

@@ -28,19 +28,40 @@ def demo_definition(webhook_url: str) -> dict[str, Any]:
     return {
         "key": "lead-magnet",
         "name": "Lead magnet report",
-        "input_schema": {"type": "object", "required": ["company", "email"],
-                         "properties": {"company": {"type": "string", "minLength": 1},
-                                        "email": {"type": "string"}, "goal": {"type": "string"}}},
+        "input_schema": {
+            "type": "object",
+            "required": ["company", "email"],
+            "properties": {
+                "company": {"type": "string", "minLength": 1},
+                "email": {"type": "string"},
+                "goal": {"type": "string"},
+            },
+        },
         "steps": [
-            {"id": "research", "model": "offline", "inputs": {"company": "input.company"},
-             "instructions": "Research {{ company }} and list what matters to its buyers."},
-            {"id": "angles", "model": "offline", "inputs": {"research": "steps.research"},
-             "instructions": "From this research, propose three angles:\n{{ research }}"},
-            {"id": "outline", "model": "offline", "inputs": {"research": "steps.research"},
-             "instructions": "Outline a two-page report from this research:\n{{ research }}"},
-            {"id": "write", "model": "offline",
-             "inputs": {"angles": "steps.angles", "outline": "steps.outline", "company": "input.company"},
-             "instructions": "Write the report for {{ company }}.\nAngles:\n{{ angles }}\nOutline:\n{{ outline }}"},
+            {
+                "id": "research",
+                "model": "offline",
+                "inputs": {"company": "input.company"},
+                "instructions": "Research {{ company }} and list what matters to its buyers.",
+            },
+            {
+                "id": "angles",
+                "model": "offline",
+                "inputs": {"research": "steps.research"},
+                "instructions": "From this research, propose three angles:\n{{ research }}",
+            },
+            {
+                "id": "outline",
+                "model": "offline",
+                "inputs": {"research": "steps.research"},
+                "instructions": "Outline a two-page report from this research:\n{{ research }}",
+            },
+            {
+                "id": "write",
+                "model": "offline",
+                "inputs": {"angles": "steps.angles", "outline": "steps.outline", "company": "input.company"},
+                "instructions": "Write the report for {{ company }}.\nAngles:\n{{ angles }}\nOutline:\n{{ outline }}",
+            },
         ],
         "template": (
             "<!doctype html><html><head><meta charset='utf-8'><title>{{ input.company }}</title>"
@@ -78,30 +99,41 @@ class DemoResult:
         return self.status == "delivered" and self.webhook_verified and talked
 
     def lines(self) -> list[str]:
-        out = [f"job:       {self.job_url} (status: {self.status})",
-               *[f"artifact:  {path}" for path in self.artifact_paths],
-               f"temporal:  {self.temporal_link}",
-               f"webhook:   {'signature verified' if self.webhook_verified else 'NOT verified'}"]
+        out = [
+            f"job:       {self.job_url} (status: {self.status})",
+            *[f"artifact:  {path}" for path in self.artifact_paths],
+            f"temporal:  {self.temporal_link}",
+            f"webhook:   {'signature verified' if self.webhook_verified else 'NOT verified'}",
+        ]
         if self.conversation is not None:
             c = self.conversation
-            out.append("whatsapp:  " + (f"one reply to 3 messages, {c.reply_delay:.1f}s after the last"
-                                        if c.reply_delay is not None else "NO reply"))
+            out.append(
+                "whatsapp:  "
+                + (
+                    f"one reply to 3 messages, {c.reply_delay:.1f}s after the last"
+                    if c.reply_delay is not None
+                    else "NO reply"
+                )
+            )
             out.append(f"summary:   {c.summary_pdf or 'NO summary PDF'}")
         return out
 
 
 def _ok(resp: httpx.Response) -> dict[str, Any]:
     if resp.is_error:
-        raise RuntimeError(f"{resp.request.method} {resp.request.url.path} answered {resp.status_code}: "
-                           f"{resp.text[:500]}")
+        raise RuntimeError(
+            f"{resp.request.method} {resp.request.url.path} answered {resp.status_code}: {resp.text[:500]}"
+        )
     return resp.json()
 
 
-def _follow(api: httpx.Client, job_id: str, console: Console, timeout: float,
-            alive: Callable[[], None]) -> dict[str, Any]:
+def _follow(
+    api: httpx.Client, job_id: str, console: Console, timeout: float, alive: Callable[[], None]
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                  console=console, transient=False) as bar:
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console, transient=False
+    ) as bar:
         task = bar.add_task(f"job {job_id}: pending")
         while True:
             alive()
@@ -113,37 +145,55 @@ def _follow(api: httpx.Client, job_id: str, console: Console, timeout: float,
             time.sleep(0.3)
 
 
-def run_demo(settings: Settings, console: Console, alive: Callable[[], None], graph: GraphAPIStandIn | None = None,
-             timeout: float = 180.0, webhook_port: int = 0) -> DemoResult:
+def run_demo(
+    settings: Settings,
+    console: Console,
+    alive: Callable[[], None],
+    graph: GraphAPIStandIn | None = None,
+    timeout: float = 180.0,
+    webhook_port: int = 0,
+) -> DemoResult:
     """`alive` raises when a process the demo needs has died, so waiting stops there. The
     webhook receiver listens on webhook_port, the one loopback port the stack lets it reach."""
     secret = asyncio.run(ensure_demo_tenant(settings))
-    token = mint_token(settings.data_path, issuer=settings.issuer, audience=settings.auth_audience,
-                       tenant_id=str(DEMO_TENANT), roles=["admin"], subject="demo")
-    with WebhookReceiver(secret, port=webhook_port) as receiver, httpx.Client(
-            base_url=settings.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
+    token = mint_token(
+        settings.data_path,
+        issuer=settings.issuer,
+        audience=settings.auth_audience,
+        tenant_id=str(DEMO_TENANT),
+        roles=["admin"],
+        subject="demo",
+    )
+    with (
+        WebhookReceiver(secret, port=webhook_port) as receiver,
+        httpx.Client(base_url=settings.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as api,
+    ):
         _ok(api.post("/v1/workflows", json=demo_definition(receiver.url)))
-        body = {"workflow_key": "lead-magnet",
-                "input": {"company": "Acme Anvils", "email": "buyer@example.com", "goal": "more leads"}}
-        job_id = _ok(api.post("/v1/submissions", json=body,
-                              headers={"Idempotency-Key": uuid.uuid4().hex}))["job_id"]
+        body = {
+            "workflow_key": "lead-magnet",
+            "input": {"company": "Acme Anvils", "email": "buyer@example.com", "goal": "more leads"},
+        }
+        job_id = _ok(api.post("/v1/submissions", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}))["job_id"]
         job = _follow(api, job_id, console, timeout, alive)
         hook = receiver.wait_for_success(timeout=10) if job["status"] == "delivered" else None
     objects = settings.data_path / "objects"
     paths = [str(objects / f"{DEMO_TENANT}/jobs/{job_id}/report.{a['kind']}") for a in job["artifacts"]]
     if settings.s3_endpoint:
-        paths = [f"s3://{settings.s3_bucket}/{DEMO_TENANT}/jobs/{job_id}/report.{a['kind']}"
-                 for a in job["artifacts"]]
-    result = DemoResult(job_id, job["status"], job["links"]["self"], job["links"]["temporal"], paths,
-                        bool(hook and hook.verified))
+        paths = [f"s3://{settings.s3_bucket}/{DEMO_TENANT}/jobs/{job_id}/report.{a['kind']}" for a in job["artifacts"]]
+    result = DemoResult(
+        job_id, job["status"], job["links"]["self"], job["links"]["temporal"], paths, bool(hook and hook.verified)
+    )
     if graph is not None:
         result.conversation = asyncio.run(_conversation(settings, token, graph, console, alive))
     return result
 
 
-async def _conversation(settings: Settings, token: str, graph: GraphAPIStandIn, console: Console,
-                        alive: Callable[[], None]) -> ConversationResult:
-    async with httpx.AsyncClient(base_url=settings.api_url, headers={"Authorization": f"Bearer {token}"},
-                                 timeout=30) as api:
-        return await run_conversation(settings, api, WhatsAppDev.load(settings.data_path), graph, DEMO_TENANT,
-                                      console.log, alive)
+async def _conversation(
+    settings: Settings, token: str, graph: GraphAPIStandIn, console: Console, alive: Callable[[], None]
+) -> ConversationResult:
+    async with httpx.AsyncClient(
+        base_url=settings.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ) as api:
+        return await run_conversation(
+            settings, api, WhatsAppDev.load(settings.data_path), graph, DEMO_TENANT, console.log, alive
+        )

@@ -38,14 +38,19 @@ class WhatsAppDev:
         path = data_dir / "keys" / "whatsapp-dev.json"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({k: secrets.token_urlsafe(24) for k in
-                                        ("app_secret", "verify_token", "access_token")}))
+            path.write_text(
+                json.dumps({k: secrets.token_urlsafe(24) for k in ("app_secret", "verify_token", "access_token")})
+            )
             path.chmod(0o600)
         return cls(**json.loads(path.read_text()))
 
     def env(self, graph: GraphAPIStandIn) -> dict[str, str]:
-        return {"WHATSAPP_APP_SECRET": self.app_secret, "WHATSAPP_VERIFY_TOKEN": self.verify_token,
-                "WHATSAPP_ACCESS_TOKEN": self.access_token, "WHATSAPP_GRAPH_URL": graph.base_url}
+        return {
+            "WHATSAPP_APP_SECRET": self.app_secret,
+            "WHATSAPP_VERIFY_TOKEN": self.verify_token,
+            "WHATSAPP_ACCESS_TOKEN": self.access_token,
+            "WHATSAPP_GRAPH_URL": graph.base_url,
+        }
 
 
 @dataclass
@@ -59,12 +64,25 @@ class ConversationResult:
 
 
 def _payload(text: str) -> bytes:
-    message = {"from": DEMO_WA_ID, "id": f"wamid.demo{uuid.uuid4().hex}", "timestamp": str(int(time.time())),
-               "type": "text", "text": {"body": text}}
-    value = {"messaging_product": "whatsapp", "metadata": {"phone_number_id": DEMO_PHONE},
-             "contacts": [{"profile": {"name": "Demo Customer"}, "wa_id": DEMO_WA_ID}], "messages": [message]}
-    return json.dumps({"object": "whatsapp_business_account",
-                       "entry": [{"id": "demo", "changes": [{"field": "messages", "value": value}]}]}).encode()
+    message = {
+        "from": DEMO_WA_ID,
+        "id": f"wamid.demo{uuid.uuid4().hex}",
+        "timestamp": str(int(time.time())),
+        "type": "text",
+        "text": {"body": text},
+    }
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"phone_number_id": DEMO_PHONE},
+        "contacts": [{"profile": {"name": "Demo Customer"}, "wa_id": DEMO_WA_ID}],
+        "messages": [message],
+    }
+    return json.dumps(
+        {
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "demo", "changes": [{"field": "messages", "value": value}]}],
+        }
+    ).encode()
 
 
 async def _wait(predicate, timeout: float, alive: Callable[[], None]) -> bool:  # type: ignore[no-untyped-def]
@@ -77,16 +95,24 @@ async def _wait(predicate, timeout: float, alive: Callable[[], None]) -> bool:  
     return False
 
 
-async def run_conversation(settings: Settings, api: httpx.AsyncClient, dev: WhatsAppDev, graph: GraphAPIStandIn,
-                           tenant_id: uuid.UUID, say, alive: Callable[[], None]) -> ConversationResult:  # type: ignore[no-untyped-def]
+async def run_conversation(
+    settings: Settings,
+    api: httpx.AsyncClient,
+    dev: WhatsAppDev,
+    graph: GraphAPIStandIn,
+    tenant_id: uuid.UUID,
+    say,
+    alive: Callable[[], None],
+) -> ConversationResult:  # type: ignore[no-untyped-def]
     (await api.post("/v1/channels/whatsapp", json={"phone_number_id": DEMO_PHONE})).raise_for_status()
     before = len(graph.texts())
     sent_at = 0.0
     for text in ("Hi! Is my order 1042 shipped?", "It was due Monday.", "Could it come Friday instead?"):
         raw = _payload(text)
         sig = "sha256=" + hmac.new(dev.app_secret.encode(), raw, hashlib.sha256).hexdigest()
-        resp = await api.post("/webhooks/whatsapp", content=raw, headers={"X-Hub-Signature-256": sig,
-                                                                           "content-type": "application/json"})
+        resp = await api.post(
+            "/webhooks/whatsapp", content=raw, headers={"X-Hub-Signature-256": sig, "content-type": "application/json"}
+        )
         resp.raise_for_status()
         sent_at = time.time()
         await asyncio.sleep(0.4)
@@ -112,18 +138,27 @@ async def run_conversation(settings: Settings, api: httpx.AsyncClient, dev: What
 
         async def summarised() -> bool:
             async with tenant_session(engine, tenant_id) as s:
-                row = (await s.exec(select(Summary).where(Summary.contact_id == contact.id)
-                                    .order_by(col(Summary.created_at).desc()))).first()
+                row = (
+                    await s.exec(
+                        select(Summary).where(Summary.contact_id == contact.id).order_by(col(Summary.created_at).desc())
+                    )
+                ).first()
             return row is not None and row.created_at.timestamp() >= started - 1
 
         if not await _wait(summarised, 120, alive):
             return ConversationResult(delay, None)
         async with tenant_session(engine, tenant_id) as s:
-            row = (await s.exec(select(Summary).where(Summary.contact_id == contact.id)
-                                .order_by(col(Summary.created_at).desc()))).first()
+            row = (
+                await s.exec(
+                    select(Summary).where(Summary.contact_id == contact.id).order_by(col(Summary.created_at).desc())
+                )
+            ).first()
     finally:
         await engine.dispose()
     assert row is not None
-    path = (f"s3://{settings.s3_bucket}/{row.artifact_key}" if settings.s3_endpoint
-            else str(settings.data_path / "objects" / row.artifact_key))
+    path = (
+        f"s3://{settings.s3_bucket}/{row.artifact_key}"
+        if settings.s3_endpoint
+        else str(settings.data_path / "objects" / row.artifact_key)
+    )
     return ConversationResult(delay, path)

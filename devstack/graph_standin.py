@@ -85,9 +85,14 @@ class GraphAPIStandIn:
                     if body.get("status") == "read":
                         return self._send(200, {"success": True})
                     to = body.get("to", "")
-                    return self._send(200, {"messaging_product": "whatsapp",
-                                            "contacts": [{"input": to, "wa_id": to}],
-                                            "messages": [{"id": f"wamid.{uuid.uuid4().hex}"}]})
+                    return self._send(
+                        200,
+                        {
+                            "messaging_product": "whatsapp",
+                            "contacts": [{"input": to, "wa_id": to}],
+                            "messages": [{"id": f"wamid.{uuid.uuid4().hex}"}],
+                        },
+                    )
                 return self._send(404, {"error": {"message": "unknown path", "code": 100}})
 
             def log_message(self, *args: object) -> None:
@@ -99,7 +104,8 @@ class GraphAPIStandIn:
     def _parse(content_type: str, raw: bytes) -> tuple[dict[str, Any], dict[str, bytes]]:
         if content_type.startswith("multipart/form-data"):
             message = BytesParser(policy=email.policy.HTTP).parsebytes(
-                f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+                f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+            )
             body: dict[str, Any] = {}
             files: dict[str, bytes] = {}
             for part in message.iter_parts():

@@ -30,9 +30,16 @@ def mint_token(
     key = load_or_create_key(data_dir)
     now = int(time.time())
     claims = {
-        "iss": issuer, "aud": audience, "sub": subject, "iat": now, "nbf": now,
-        "exp": now + ttl_seconds, "tenant_id": tenant_id, "realm_access": {"roles": roles},
-        "azp": audience, "typ": "Bearer",
+        "iss": issuer,
+        "aud": audience,
+        "sub": subject,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl_seconds,
+        "tenant_id": tenant_id,
+        "realm_access": {"roles": roles},
+        "azp": audience,
+        "typ": "Bearer",
     }
     token = jwt.JWT(header={"alg": "RS256", "kid": key.key_id, "typ": "JWT"}, claims=claims)
     token.make_signed_token(key)

@@ -29,10 +29,22 @@ DATABASE = "lodestone"
 # failing statement: so errors and warnings, which the client gets anyway (the API logs
 # each with its SQLSTATE), are not logged here, nor statements or their parameters.
 # LOG (start, checkpoints), FATAL and PANIC lines still are.
-NO_INPUT_IN_LOG = ("-c", "log_min_messages=log", "-c", "log_min_error_statement=panic",
-                   "-c", "log_error_verbosity=terse", "-c", "log_statement=none",
-                   "-c", "log_min_duration_statement=-1", "-c", "log_parameter_max_length_on_error=0",
-                   "-c", "log_parameter_max_length=0")
+NO_INPUT_IN_LOG = (
+    "-c",
+    "log_min_messages=log",
+    "-c",
+    "log_min_error_statement=panic",
+    "-c",
+    "log_error_verbosity=terse",
+    "-c",
+    "log_statement=none",
+    "-c",
+    "log_min_duration_statement=-1",
+    "-c",
+    "log_parameter_max_length_on_error=0",
+    "-c",
+    "log_parameter_max_length=0",
+)
 
 
 @dataclass
@@ -88,14 +100,37 @@ def start_postgres(group: ProcessGroup, data_dir: Path, port: int) -> PostgresHa
     user = _prepare_as_root(pgdata, bin_dir)
     if not (pgdata / "PG_VERSION").exists():
         subprocess.run(
-            [str(bin_dir / "initdb"), "-D", str(pgdata), "-U", "postgres", "--auth=trust",
-             "--encoding=utf8", "--no-instructions"],
-            check=True, user=user, capture_output=True,
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(pgdata),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=utf8",
+                "--no-instructions",
+            ],
+            check=True,
+            user=user,
+            capture_output=True,
         )
-    argv = [str(bin_dir / "postgres"), "-D", str(pgdata), "-h", "127.0.0.1", "-p", str(port),
-            "-k", str(pgdata), "-c", "max_connections=200", *NO_INPUT_IN_LOG]
-    proc = group.start("postgres", argv, log_path=data_dir / "logs" / "postgres.log",
-                       user=user, stop_signal=signal.SIGINT)
+    argv = [
+        str(bin_dir / "postgres"),
+        "-D",
+        str(pgdata),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-k",
+        str(pgdata),
+        "-c",
+        "max_connections=200",
+        *NO_INPUT_IN_LOG,
+    ]
+    proc = group.start(
+        "postgres", argv, log_path=data_dir / "logs" / "postgres.log", user=user, stop_signal=signal.SIGINT
+    )
     wait_for_port("127.0.0.1", port, 30, proc)
     _wait_until_accepting(bin_dir, port, proc, timeout=30.0)
     return PostgresHandle(port=port, data_dir=pgdata)
@@ -106,8 +141,12 @@ def _wait_until_accepting(bin_dir: Path, port: int, proc: subprocess.Popen, time
     ("the database system is starting up"): a started server is one that takes connections."""
     deadline = time.monotonic() + timeout
     while True:
-        ready = subprocess.run([str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-q"],
-                               check=False).returncode == 0
+        ready = (
+            subprocess.run(
+                [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-q"], check=False
+            ).returncode
+            == 0
+        )
         if ready:
             return
         if proc.poll() is not None:

@@ -26,8 +26,14 @@ class Received:
 
 
 class WebhookReceiver:
-    def __init__(self, secret: str, fail_first: int = 0, fail_status: int = 503,
-                 before_answer: Callable[[int], None] | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        secret: str,
+        fail_first: int = 0,
+        fail_status: int = 503,
+        before_answer: Callable[[int], None] | None = None,
+        port: int = 0,
+    ) -> None:
         self.secret, self.fail_first, self.fail_status = secret, fail_first, fail_status
         self.before_answer = before_answer
         self.received: list[Received] = []
@@ -58,8 +64,7 @@ class WebhookReceiver:
                 with receiver._lock:
                     failing = receiver.unavailable or len(receiver.received) < receiver.fail_first
                     status = receiver.fail_status if failing else (204 if verified else 401)
-                    receiver.received.append(
-                        Received(headers.get("webhook-id", ""), headers, body, verified, status))
+                    receiver.received.append(Received(headers.get("webhook-id", ""), headers, body, verified, status))
                     receiver._event.notify_all()
                 if receiver.before_answer is not None:
                     receiver.before_answer(status)

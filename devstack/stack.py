@@ -40,16 +40,22 @@ class Stack:
     def env(self) -> dict[str, str]:
         """What the API and worker children need to find this stack."""
         s = self.settings
-        return {"DATA_DIR": str(s.data_path), "TEMPORAL_PORT": str(s.temporal_port),
-                "POSTGRES_PORT": str(s.postgres_port), "API_PORT": str(s.api_port),
-                "API_HOST": s.api_host, "TEMPORAL_UI_PORT": str(s.temporal_ui_port),
-                "WORKER_METRICS_PORT": str(s.worker_metrics_port),
-                "OUTBOUND_ALLOW_CIDRS": json.dumps(s.outbound_allow_cidrs
-                                                   or [f"127.0.0.1:{port}" for port in self.receiver_ports]),
-                # Made once per DATA_DIR; `lodestone ops drain` finds the drain token there too.
-                "WORKER_DRAIN_TOKEN": s.worker_drain_token or load_or_create_token(s.data_path, DRAIN),
-                "METRICS_TOKEN": s.metrics_token or load_or_create_token(s.data_path, METRICS),
-                **self.extra_env}
+        return {
+            "DATA_DIR": str(s.data_path),
+            "TEMPORAL_PORT": str(s.temporal_port),
+            "POSTGRES_PORT": str(s.postgres_port),
+            "API_PORT": str(s.api_port),
+            "API_HOST": s.api_host,
+            "TEMPORAL_UI_PORT": str(s.temporal_ui_port),
+            "WORKER_METRICS_PORT": str(s.worker_metrics_port),
+            "OUTBOUND_ALLOW_CIDRS": json.dumps(
+                s.outbound_allow_cidrs or [f"127.0.0.1:{port}" for port in self.receiver_ports]
+            ),
+            # Made once per DATA_DIR; `lodestone ops drain` finds the drain token there too.
+            "WORKER_DRAIN_TOKEN": s.worker_drain_token or load_or_create_token(s.data_path, DRAIN),
+            "METRICS_TOKEN": s.metrics_token or load_or_create_token(s.data_path, METRICS),
+            **self.extra_env,
+        }
 
     def start_infra(self, progress: Progress | None = None) -> None:
         s = self.settings
@@ -66,9 +72,14 @@ class Stack:
         upgrade(admin_url)
         if s.temporal_address is None:
             say(f"Temporal dev server on 127.0.0.1:{s.temporal_port}, Web UI on {s.temporal_ui}")
-            start_temporal(self.group, s.data_path / "temporal", s.temporal_port,
-                           s.temporal_ui_port if self.web_ui else None,
-                           s.temporal_http_port, s.temporal_metrics_port)
+            start_temporal(
+                self.group,
+                s.data_path / "temporal",
+                s.temporal_port,
+                s.temporal_ui_port if self.web_ui else None,
+                s.temporal_http_port,
+                s.temporal_metrics_port,
+            )
         load_or_create_key(s.data_path)
 
     def start_app(self, progress: Progress | None = None) -> None:

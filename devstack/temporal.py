@@ -11,16 +11,27 @@ from devstack.processes import ProcessGroup, port_is_free, venv_bin, wait_for_po
 SEARCH_ATTRIBUTES = ("TenantId", "JobId", "WorkflowKey", "JobStatus")
 
 
-def temporal_argv(
-    data_dir: Path, port: int, ui_port: int | None, http_port: int, metrics_port: int
-) -> list[str]:
+def temporal_argv(data_dir: Path, port: int, ui_port: int | None, http_port: int, metrics_port: int) -> list[str]:
     argv = [
-        venv_bin("temporal"), "server", "start-dev",
-        "--ip", "127.0.0.1", "--port", str(port),
-        "--http-port", str(http_port), "--metrics-port", str(metrics_port),
-        "--db-filename", str(data_dir / "temporal.sqlite"),
-        "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
-        "--log-level", "warn",
+        venv_bin("temporal"),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--http-port",
+        str(http_port),
+        "--metrics-port",
+        str(metrics_port),
+        "--db-filename",
+        str(data_dir / "temporal.sqlite"),
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=normal",
+        "--log-level",
+        "warn",
     ]
     argv += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
     for name in SEARCH_ATTRIBUTES:

@@ -65,9 +65,12 @@ def redacted_trace(exc: BaseException) -> str:
     while current is not None and all(current is not seen for seen in chain):
         chain.append(current)
         current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
-    parts = ["Traceback (most recent call last):\n"
-             + "".join(traceback.format_list(traceback.extract_tb(e.__traceback__))) + _describe(e)
-             for e in reversed(chain)]
+    parts = [
+        "Traceback (most recent call last):\n"
+        + "".join(traceback.format_list(traceback.extract_tb(e.__traceback__)))
+        + _describe(e)
+        for e in reversed(chain)
+    ]
     return "\n\nwhich led to:\n\n".join(parts) + "\n(exception messages are not logged: they may quote input)"
 
 

@@ -24,9 +24,14 @@ def _limit_memory(mb: int) -> Callable[[], None]:
 
 async def render_pdf(html: bytes, *, timeout: float, memory_mb: int) -> bytes:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "lodestone.pdf",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, preexec_fn=_limit_memory(memory_mb))
+        sys.executable,
+        "-m",
+        "lodestone.pdf",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_limit_memory(memory_mb),
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(html), timeout)
     except (TimeoutError, asyncio.CancelledError):

@@ -103,8 +103,7 @@ def evaluate(source: str, context: dict[str, Any], *, html: bool, max_bytes: int
         data = chunk.encode(errors="replace")  # a lone surrogate from the data becomes "?"
         size += len(data)
         if size > max_bytes:
-            raise TemplateLimitExceeded(
-                f"template output exceeded TEMPLATE_OUTPUT_MAX_BYTES ({max_bytes} bytes)")
+            raise TemplateLimitExceeded(f"template output exceeded TEMPLATE_OUTPUT_MAX_BYTES ({max_bytes} bytes)")
         out.append(data)
     return b"".join(out)
 

@@ -24,8 +24,9 @@ class WhatsAppClient:
 
     async def _post(self, token: str | None, path: str, **kwargs: Any) -> dict[str, Any]:
         if not token:
-            raise GraphError("no WhatsApp access token: set WHATSAPP_ACCESS_TOKEN or the tenant's whatsapp_token",
-                             retryable=False)
+            raise GraphError(
+                "no WhatsApp access token: set WHATSAPP_ACCESS_TOKEN or the tenant's whatsapp_token", retryable=False
+            )
         headers = {"Authorization": f"Bearer {token}"}
         try:
             resp = await self.http.post(f"{self.base}/{path}", headers=headers, timeout=30, **kwargs)
@@ -39,25 +40,52 @@ class WhatsAppClient:
 
     async def typing(self, token: str | None, phone_number_id: str, message_id: str) -> None:
         """Mark the message read and show the typing indicator while the reply is written."""
-        await self._post(token, f"{phone_number_id}/messages", json={
-            "messaging_product": "whatsapp", "status": "read", "message_id": message_id,
-            "typing_indicator": {"type": "text"}})
+        await self._post(
+            token,
+            f"{phone_number_id}/messages",
+            json={
+                "messaging_product": "whatsapp",
+                "status": "read",
+                "message_id": message_id,
+                "typing_indicator": {"type": "text"},
+            },
+        )
 
     async def send_text(self, token: str | None, phone_number_id: str, to: str, body: str) -> str:
-        data = await self._post(token, f"{phone_number_id}/messages", json={
-            "messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": "text",
-            "text": {"preview_url": False, "body": body[:4096]}})
+        data = await self._post(
+            token,
+            f"{phone_number_id}/messages",
+            json={
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": to,
+                "type": "text",
+                "text": {"preview_url": False, "body": body[:4096]},
+            },
+        )
         return str(data["messages"][0]["id"])
 
-    async def upload_media(self, token: str | None, phone_number_id: str, data: bytes, filename: str,
-                           mime: str) -> str:
-        resp = await self._post(token, f"{phone_number_id}/media", data={"messaging_product": "whatsapp", "type": mime},
-                                files={"file": (filename, data, mime)})
+    async def upload_media(self, token: str | None, phone_number_id: str, data: bytes, filename: str, mime: str) -> str:
+        resp = await self._post(
+            token,
+            f"{phone_number_id}/media",
+            data={"messaging_product": "whatsapp", "type": mime},
+            files={"file": (filename, data, mime)},
+        )
         return str(resp["id"])
 
-    async def send_document(self, token: str | None, phone_number_id: str, to: str, media_id: str, filename: str,
-                            caption: str) -> str:
-        data = await self._post(token, f"{phone_number_id}/messages", json={
-            "messaging_product": "whatsapp", "recipient_type": "individual", "to": to, "type": "document",
-            "document": {"id": media_id, "filename": filename, "caption": caption}})
+    async def send_document(
+        self, token: str | None, phone_number_id: str, to: str, media_id: str, filename: str, caption: str
+    ) -> str:
+        data = await self._post(
+            token,
+            f"{phone_number_id}/messages",
+            json={
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": to,
+                "type": "document",
+                "document": {"id": media_id, "filename": filename, "caption": caption},
+            },
+        )
         return str(data["messages"][0]["id"])

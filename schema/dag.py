@@ -64,6 +64,6 @@ def _find_cycle(remaining: Mapping[str, set[str]]) -> list[str]:
     while True:
         node = sorted(remaining[node])[0]
         if node in seen:
-            return path[path.index(node):] + [node]
+            return path[path.index(node) :] + [node]
         path.append(node)
         seen.add(node)

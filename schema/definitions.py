@@ -46,14 +46,16 @@ def validate_definition(definition: Any, max_webhook_timeout: float | None = Non
     for i, target in enumerate(definition.get("delivery", [])):
         asked = target.get("timeout_seconds")
         if max_webhook_timeout is not None and asked is not None and asked > max_webhook_timeout:
-            raise DefinitionInvalid("schema_violation", f"timeout_seconds {asked} is above this deployment's "
-                                    f"maximum of {max_webhook_timeout:g} seconds", f"/delivery/{i}/timeout_seconds")
+            raise DefinitionInvalid(
+                "schema_violation",
+                f"timeout_seconds {asked} is above this deployment's maximum of {max_webhook_timeout:g} seconds",
+                f"/delivery/{i}/timeout_seconds",
+            )
     if "input_schema" in definition:
         try:
             jsonschema.Draft202012Validator.check_schema(definition["input_schema"])
         except jsonschema.SchemaError as e:
-            raise DefinitionInvalid("schema_violation", f"input_schema: {e.message}",
-                                    "/input_schema") from e
+            raise DefinitionInvalid("schema_violation", f"input_schema: {e.message}", "/input_schema") from e
     try:
         step_dependencies(definition["steps"])
     except DagError as e:
@@ -63,14 +65,17 @@ def validate_definition(definition: Any, max_webhook_timeout: float | None = Non
         for name, ref in step.get("inputs", {}).items():
             kind, _, field = ref.partition(".")
             if kind == "input" and known_fields is not None and field not in known_fields:
-                raise DefinitionInvalid("unknown_ref", f"step {step['id']!r} input {name!r} "
-                                        f"refers to unknown field {field!r}",
-                                        f"/steps/{i}/inputs/{name}")
+                raise DefinitionInvalid(
+                    "unknown_ref",
+                    f"step {step['id']!r} input {name!r} refers to unknown field {field!r}",
+                    f"/steps/{i}/inputs/{name}",
+                )
         try:
             check_template(step["instructions"], html=False)
         except TemplateInvalid as e:
-            raise DefinitionInvalid("bad_template", f"step {step['id']!r} instructions: {e}",
-                                    f"/steps/{i}/instructions") from e
+            raise DefinitionInvalid(
+                "bad_template", f"step {step['id']!r} instructions: {e}", f"/steps/{i}/instructions"
+            ) from e
     try:
         check_template(definition["template"], html=True)
     except TemplateInvalid as e:

@@ -16,8 +16,9 @@ from schema.tables import Form, FormRoute
 from services.errors import Conflict, Invalid, NotFound
 
 
-async def create(engine: AsyncEngine, *, tenant_id: uuid.UUID, slug: str, workflow_key: str,
-                 field_schema: dict[str, Any]) -> Form:
+async def create(
+    engine: AsyncEngine, *, tenant_id: uuid.UUID, slug: str, workflow_key: str, field_schema: dict[str, Any]
+) -> Form:
     try:
         jsonschema.Draft202012Validator.check_schema(field_schema)
     except jsonschema.SchemaError as e:
@@ -52,7 +53,8 @@ def check_fields(form: Form, fields: dict[str, Any]) -> None:
     try:
         error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(form.field_schema).iter_errors(fields))
     except UNEVALUABLE as e:
-        raise Invalid("unusable_schema", "the form's field_schema cannot be evaluated: a $ref loops or "
-                      "does not resolve") from e
+        raise Invalid(
+            "unusable_schema", "the form's field_schema cannot be evaluated: a $ref loops or does not resolve"
+        ) from e
     if error is not None:
         raise Invalid("invalid_input", error.message, pointer="/" + "/".join(map(str, error.absolute_path)))

@@ -48,6 +48,7 @@ async def job_tenant(owner: AsyncEngine, job_id: uuid.UUID) -> uuid.UUID | None:
 async def delivery_owner(owner: AsyncEngine, delivery_id: uuid.UUID) -> tuple[uuid.UUID, uuid.UUID] | None:
     """(tenant id, job id) of a delivery."""
     async with operator_session(owner) as session:
-        row = (await session.exec(select(Delivery.tenant_id, Delivery.job_id).where(
-            col(Delivery.id) == delivery_id))).first()
+        row = (
+            await session.exec(select(Delivery.tenant_id, Delivery.job_id).where(col(Delivery.id) == delivery_id))
+        ).first()
     return None if row is None else (row[0], row[1])

@@ -50,11 +50,14 @@ async def start_job(temporal: Client, settings: Settings, job: Job) -> None:
     """Start the job's workflow; returns when Temporal has it, this time or before."""
     try:
         await temporal.start_workflow(
-            SUBMISSION, SubmissionInput(str(job.tenant_id), str(job.id)),
-            id=str(job.id), task_queue=settings.temporal_task_queue,
+            SUBMISSION,
+            SubmissionInput(str(job.tenant_id), str(job.id)),
+            id=str(job.id),
+            task_queue=settings.temporal_task_queue,
             rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=job_search_attributes(job.tenant_id, job.id, job.workflow_key))
+            search_attributes=job_search_attributes(job.tenant_id, job.id, job.workflow_key),
+        )
     except WorkflowAlreadyStartedError:
         pass  # another request, the sweeper, or a start that timed out after Temporal took it
 
@@ -62,48 +65,74 @@ async def start_job(temporal: Client, settings: Settings, job: Job) -> None:
 async def record_started(engine: AsyncEngine, job: Job) -> None:
     """Take the job out of the outbox; it is only ever set, never cleared."""
     async with tenant_session(engine, job.tenant_id) as session:
-        await session.execute(update(Job).where(col(Job.id) == job.id, col(Job.workflow_started_at).is_(None))
-                              .values(workflow_started_at=utcnow()))
+        await session.execute(
+            update(Job)
+            .where(col(Job.id) == job.id, col(Job.workflow_started_at).is_(None))
+            .values(workflow_started_at=utcnow())
+        )
 
 
-async def due_jobs(conn: AsyncConnection, older_than: timedelta,
-                   limit: int = BATCH) -> list[tuple[uuid.UUID, uuid.UUID]]:
+async def due_jobs(
+    conn: AsyncConnection, older_than: timedelta, limit: int = BATCH
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """(job id, tenant id) of unstarted pending jobs created before now - older_than that are
     not backing off, oldest first."""
-    rows = await conn.execute(text("SELECT job_id, tenant_id FROM outbox_due_jobs(:cutoff, :n)"),
-                              {"cutoff": datetime.now(UTC) - older_than, "n": limit})
+    rows = await conn.execute(
+        text("SELECT job_id, tenant_id FROM outbox_due_jobs(:cutoff, :n)"),
+        {"cutoff": datetime.now(UTC) - older_than, "n": limit},
+    )
     return [(r.job_id, r.tenant_id) for r in rows]
 
 
 async def give_up(engine: AsyncEngine, settings: Settings, job: Job) -> None:
     """Fail a job never started within OUTBOX_MAX_AGE_SECONDS, with a dead letter."""
-    message = (f"its workflow was not started within OUTBOX_MAX_AGE_SECONDS ({settings.outbox_max_age_seconds:g}s); "
-               "it was not started then, in case Temporal had purged a run of it")
+    message = (
+        f"its workflow was not started within OUTBOX_MAX_AGE_SECONDS ({settings.outbox_max_age_seconds:g}s); "
+        "it was not started then, in case Temporal had purged a run of it"
+    )
     async with tenant_session(engine, job.tenant_id) as session:
         failed = await session.execute(
-            update(Job).where(col(Job.id) == job.id, col(Job.status) == JobStatus.pending,
-                              col(Job.workflow_started_at).is_(None))
-            .values(status=JobStatus.failed, error=f"{NOT_STARTED}: {message}", updated_at=utcnow()))
+            update(Job)
+            .where(col(Job.id) == job.id, col(Job.status) == JobStatus.pending, col(Job.workflow_started_at).is_(None))
+            .values(status=JobStatus.failed, error=f"{NOT_STARTED}: {message}", updated_at=utcnow())
+        )
         if failed.rowcount:  # type: ignore[attr-defined]
-            await session.execute(insert(JobFailure).values(
-                id=uuid.uuid4(), tenant_id=job.tenant_id, job_id=job.id, error_code=NOT_STARTED, message=message,
-                temporal_link=settings.workflow_link(str(job.id)), created_at=utcnow(),
-            ).on_conflict_do_nothing(index_elements=["job_id"]))
-    log.warning("outbox: job %s was never started; failed it (dead letter %s)", job.id, NOT_STARTED,
-                extra={"tenant_id": str(job.tenant_id)})
+            await session.execute(
+                insert(JobFailure)
+                .values(
+                    id=uuid.uuid4(),
+                    tenant_id=job.tenant_id,
+                    job_id=job.id,
+                    error_code=NOT_STARTED,
+                    message=message,
+                    temporal_link=settings.workflow_link(str(job.id)),
+                    created_at=utcnow(),
+                )
+                .on_conflict_do_nothing(index_elements=["job_id"])
+            )
+    log.warning(
+        "outbox: job %s was never started; failed it (dead letter %s)",
+        job.id,
+        NOT_STARTED,
+        extra={"tenant_id": str(job.tenant_id)},
+    )
 
 
 async def back_off(engine: AsyncEngine, settings: Settings, job_id: uuid.UUID, tenant_id: uuid.UUID) -> None:
     """Temporal refused this job's start: try it again after OUTBOX_INTERVAL_SECONDS x 2^attempts."""
     async with tenant_session(engine, tenant_id) as session:
-        await session.execute(text(
-            "UPDATE jobs SET outbox_attempts = outbox_attempts + 1, outbox_retry_at = now() + "
-            "make_interval(secs => LEAST(:base * power(2, outbox_attempts), :cap)) WHERE id = :id"),
-            {"base": settings.outbox_interval_seconds, "cap": BACKOFF_CAP_SECONDS, "id": job_id})
+        await session.execute(
+            text(
+                "UPDATE jobs SET outbox_attempts = outbox_attempts + 1, outbox_retry_at = now() + "
+                "make_interval(secs => LEAST(:base * power(2, outbox_attempts), :cap)) WHERE id = :id"
+            ),
+            {"base": settings.outbox_interval_seconds, "cap": BACKOFF_CAP_SECONDS, "id": job_id},
+        )
 
 
-async def start_one(temporal: Client, engine: AsyncEngine, settings: Settings, job_id: uuid.UUID,
-                    tenant_id: uuid.UUID) -> bool:
+async def start_one(
+    temporal: Client, engine: AsyncEngine, settings: Settings, job_id: uuid.UUID, tenant_id: uuid.UUID
+) -> bool:
     """Start the job unless it has moved on or is too old; whether it was started now."""
     async with tenant_session(engine, tenant_id) as session:
         job = await session.get(Job, job_id)
@@ -137,8 +166,12 @@ async def sweep(temporal: Client, engine: AsyncEngine, settings: Settings, stop:
                     started += await start_one(temporal, engine, settings, job_id, tenant_id)
                 except Exception as e:  # noqa: BLE001 - it stays due or backs off
                     failed += 1
-                    log.warning("outbox: could not start job %s: %s", job_id, type(e).__name__,
-                                extra={"tenant_id": str(tenant_id)})
+                    log.warning(
+                        "outbox: could not start job %s: %s",
+                        job_id,
+                        type(e).__name__,
+                        extra={"tenant_id": str(tenant_id)},
+                    )
                     # Temporal or PostgreSQL down: the rest would fail the same way, one timeout each.
                     outage = unreachable(e) or unavailable(e)
                     if outage:

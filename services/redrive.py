@@ -110,9 +110,17 @@ async def original_input(client: Client, run: WorkflowExecutionDescription | Non
     return recorded
 
 
-async def redrive(settings: Settings, client: Client, owner: AsyncEngine, app: AsyncEngine, job_id: uuid.UUID, *,
-                  dry_run: bool = False, delivery_id: uuid.UUID | None = None,
-                  tenant: uuid.UUID | None = None) -> Redrive:
+async def redrive(
+    settings: Settings,
+    client: Client,
+    owner: AsyncEngine,
+    app: AsyncEngine,
+    job_id: uuid.UUID,
+    *,
+    dry_run: bool = False,
+    delivery_id: uuid.UUID | None = None,
+    tenant: uuid.UUID | None = None,
+) -> Redrive:
     tenant = tenant or await job_tenant(owner, job_id)  # redeliver has found it already
     if tenant is None:
         raise OpsError(f"job {job_id} not found")
@@ -127,9 +135,14 @@ async def redrive(settings: Settings, client: Client, owner: AsyncEngine, app: A
         inp = await original_input(client, run, job)
         failure = (await session.exec(select(JobFailure).where(JobFailure.job_id == job.id))).first()
         last = f"{run.status.name if run.status else '?'} (run {run.run_id})" if run else "none left in Temporal"
-        plan = Redrive(str(job.id), str(tenant), job.workflow_key, last,
-                       f"{failure.failed_step}: {failure.error_code}: {failure.message}" if failure else None,
-                       await actions(session, job))
+        plan = Redrive(
+            str(job.id),
+            str(tenant),
+            job.workflow_key,
+            last,
+            f"{failure.failed_step}: {failure.error_code}: {failure.message}" if failure else None,
+            await actions(session, job),
+        )
         if dry_run:
             return plan
         # set_status leaves a failed job failed; the new run moves it on from pending.
@@ -144,9 +157,13 @@ async def redrive(settings: Settings, client: Client, owner: AsyncEngine, app: A
         await session.flush()
         try:
             handle = await client.start_workflow(
-                SUBMISSION, inp, id=str(job.id), task_queue=settings.temporal_task_queue,
+                SUBMISSION,
+                inp,
+                id=str(job.id),
+                task_queue=settings.temporal_task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
-                search_attributes=search_attributes(job))
+                search_attributes=search_attributes(job),
+            )
         except WorkflowAlreadyStartedError as e:
             raise OpsError(f"another run of job {job.id} started meanwhile; nothing changed") from e
         plan.new_run_id = handle.result_run_id
@@ -161,11 +178,19 @@ async def _reopen(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
     return delivery
 
 
-async def redeliver(settings: Settings, client: Client, owner: AsyncEngine, app: AsyncEngine,
-                    delivery_id: uuid.UUID, *, dry_run: bool = False) -> Redrive:
+async def redeliver(
+    settings: Settings,
+    client: Client,
+    owner: AsyncEngine,
+    app: AsyncEngine,
+    delivery_id: uuid.UUID,
+    *,
+    dry_run: bool = False,
+) -> Redrive:
     """Reopen one failed delivery and redrive its job: the targets already delivered are skipped."""
     found = await delivery_owner(owner, delivery_id)
     if found is None:
         raise OpsError(f"delivery {delivery_id} not found")
-    return await redrive(settings, client, owner, app, found[1], dry_run=dry_run, delivery_id=delivery_id,
-                         tenant=found[0])
+    return await redrive(
+        settings, client, owner, app, found[1], dry_run=dry_run, delivery_id=delivery_id, tenant=found[0]
+    )

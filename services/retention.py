@@ -27,16 +27,21 @@ PURGE_EVERY = timedelta(days=1)
 
 def _purge_action(settings: Settings) -> ScheduleActionStartWorkflow:
     return ScheduleActionStartWorkflow(
-        PURGE_MESSAGES, PurgeInput(settings.message_retention_days),
-        id=PURGE_SCHEDULE_ID, task_queue=settings.temporal_task_queue)
+        PURGE_MESSAGES,
+        PurgeInput(settings.message_retention_days),
+        id=PURGE_SCHEDULE_ID,
+        task_queue=settings.temporal_task_queue,
+    )
 
 
 async def ensure_purge_schedule(client: Client, settings: Settings) -> str:
     """Create the daily purge schedule, or bring its retention up to date.
     Returns "created", "updated" or "unchanged"."""
-    schedule = Schedule(action=_purge_action(settings),
-                        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(PURGE_EVERY)]),
-                        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP))
+    schedule = Schedule(
+        action=_purge_action(settings),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(PURGE_EVERY)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
     try:
         await client.create_schedule(PURGE_SCHEDULE_ID, schedule)
         return "created"

@@ -114,17 +114,24 @@ def _summary_schedule(settings: Settings, tenant: str, contact_id: str, interval
     offset = timedelta(seconds=int(((datetime.now(UTC) - _EPOCH) % every).total_seconds()))
     return Schedule(
         action=ScheduleActionStartWorkflow(
-            SUMMARY, SummaryInput(tenant, contact_id, interval_days),
+            SUMMARY,
+            SummaryInput(tenant, contact_id, interval_days),
             id=schedule_id,  # Temporal appends the nominal fire time to each run's id
             task_queue=settings.temporal_task_queue,
-            typed_search_attributes=TypedSearchAttributes([SearchAttributePair(TENANT_ID, tenant)])),
+            typed_search_attributes=TypedSearchAttributes([SearchAttributePair(TENANT_ID, tenant)]),
+        ),
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every, offset=offset)]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
 
 
-async def create_summary_schedule(client: Client, settings: Settings, tenant_id: str | uuid.UUID,
-                                  contact_id: str | uuid.UUID, interval_days: int | None = None) -> SummarySchedule:
+async def create_summary_schedule(
+    client: Client,
+    settings: Settings,
+    tenant_id: str | uuid.UUID,
+    contact_id: str | uuid.UUID,
+    interval_days: int | None = None,
+) -> SummarySchedule:
     tenant, contact = _tenant(tenant_id), str(contact_id)
     days = settings.summary_interval_days if interval_days is None else interval_days
     if not 1 <= days <= MAX_INTERVAL_DAYS:
@@ -132,9 +139,11 @@ async def create_summary_schedule(client: Client, settings: Settings, tenant_id:
     schedule_id = summary_schedule_id(tenant, contact)
     try:
         await client.create_schedule(
-            schedule_id, _summary_schedule(settings, tenant, contact, days),
+            schedule_id,
+            _summary_schedule(settings, tenant, contact, days),
             memo={"kind": "summary", "tenant_id": tenant, "contact_id": contact},
-            search_attributes=TypedSearchAttributes([SearchAttributePair(TENANT_ID, tenant)]))
+            search_attributes=TypedSearchAttributes([SearchAttributePair(TENANT_ID, tenant)]),
+        )
     except ScheduleAlreadyRunningError as e:
         raise ScheduleExists(schedule_id) from e
     return await describe_summary_schedule(client, tenant, schedule_id)
@@ -147,21 +156,32 @@ def _workflow_ids(actions: Sequence[ScheduleActionExecution]) -> list[str]:
 def _from_listing(s: ScheduleListDescription) -> SummarySchedule:
     intervals = s.schedule.spec.intervals if s.schedule else []
     return SummarySchedule(
-        id=s.id, contact_id=s.id.rsplit(":", 1)[-1], interval_days=intervals[0].every.days if intervals else 0,
-        paused=bool(s.schedule and s.schedule.state.paused), note=s.schedule.state.note if s.schedule else None,
+        id=s.id,
+        contact_id=s.id.rsplit(":", 1)[-1],
+        interval_days=intervals[0].every.days if intervals else 0,
+        paused=bool(s.schedule and s.schedule.state.paused),
+        note=s.schedule.state.note if s.schedule else None,
         next_action_times=list(s.info.next_action_times[:SHOWN_NEXT_TIMES]) if s.info else [],
         recent_actions=_workflow_ids([a.action for a in s.info.recent_actions]) if s.info else [],
-        running=[])
+        running=[],
+    )
 
 
 def _from_description(d: ScheduleDescription) -> SummarySchedule:
     intervals, state, info = d.schedule.spec.intervals, d.schedule.state, d.info
     return SummarySchedule(
-        id=d.id, contact_id=d.id.rsplit(":", 1)[-1], interval_days=intervals[0].every.days if intervals else 0,
-        paused=state.paused, note=state.note, next_action_times=list(info.next_action_times[:SHOWN_NEXT_TIMES]),
+        id=d.id,
+        contact_id=d.id.rsplit(":", 1)[-1],
+        interval_days=intervals[0].every.days if intervals else 0,
+        paused=state.paused,
+        note=state.note,
+        next_action_times=list(info.next_action_times[:SHOWN_NEXT_TIMES]),
         recent_actions=_workflow_ids([a.action for a in info.recent_actions]),
-        running=_workflow_ids(info.running_actions), overlap=d.schedule.policy.overlap.name,
-        created_at=info.created_at, updated_at=info.last_updated_at)
+        running=_workflow_ids(info.running_actions),
+        overlap=d.schedule.policy.overlap.name,
+        created_at=info.created_at,
+        updated_at=info.last_updated_at,
+    )
 
 
 async def list_summary_schedules(client: Client, tenant_id: str | uuid.UUID) -> list[SummarySchedule]:
@@ -178,14 +198,16 @@ async def describe_summary_schedule(client: Client, tenant_id: str | uuid.UUID, 
         return _from_description(await handle.describe())
 
 
-async def pause_summary_schedule(client: Client, tenant_id: str | uuid.UUID, schedule_id: str,
-                                 note: str | None = None) -> None:
+async def pause_summary_schedule(
+    client: Client, tenant_id: str | uuid.UUID, schedule_id: str, note: str | None = None
+) -> None:
     with _not_found_as_typed(schedule_id):
         await _owned(client, tenant_id, schedule_id).pause(note=note or "paused")
 
 
-async def unpause_summary_schedule(client: Client, tenant_id: str | uuid.UUID, schedule_id: str,
-                                   note: str | None = None) -> None:
+async def unpause_summary_schedule(
+    client: Client, tenant_id: str | uuid.UUID, schedule_id: str, note: str | None = None
+) -> None:
     with _not_found_as_typed(schedule_id):
         await _owned(client, tenant_id, schedule_id).unpause(note=note or "unpaused")
 
@@ -212,16 +234,20 @@ def check_backfill(start: datetime, end: datetime, now: datetime | None = None) 
         raise ScheduleInvalid("a backfill covers past time only")
 
 
-async def backfill_summary_schedule(client: Client, tenant_id: str | uuid.UUID, schedule_id: str,
-                                    start: datetime, end: datetime) -> None:
+async def backfill_summary_schedule(
+    client: Client, tenant_id: str | uuid.UUID, schedule_id: str, start: datetime, end: datetime
+) -> None:
     """Run every fire time in [start, end) now. Temporal's bounds are inclusive at both ends,
     so end is pulled in by 1 µs. Backfilled runs cover distinct past windows, so they use
     ALLOW_ALL: under SKIP each would be dropped while the one before it is still running."""
     check_backfill(start, end)
     handle = _owned(client, tenant_id, schedule_id)
     with _not_found_as_typed(schedule_id):
-        await handle.backfill(ScheduleBackfill(start_at=start, end_at=end - timedelta(microseconds=1),
-                                               overlap=ScheduleOverlapPolicy.ALLOW_ALL))
+        await handle.backfill(
+            ScheduleBackfill(
+                start_at=start, end_at=end - timedelta(microseconds=1), overlap=ScheduleOverlapPolicy.ALLOW_ALL
+            )
+        )
 
 
 async def delete_summary_schedule(client: Client, tenant_id: str | uuid.UUID, schedule_id: str) -> None:

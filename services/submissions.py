@@ -42,22 +42,28 @@ async def replayed(engine: AsyncEngine, tenant_id: uuid.UUID, key: str, digest: 
         if row is None:
             return None
         if row.request_hash != digest:
-            raise Conflict("idempotency_conflict",
-                           "this Idempotency-Key was already used with a different request body")
+            raise Conflict(
+                "idempotency_conflict", "this Idempotency-Key was already used with a different request body"
+            )
         job = await session.get(Job, row.job_id)
         assert job is not None  # a foreign key; keys and jobs are never deleted
     return job
 
 
-async def create_job(engine: AsyncEngine, tenant_id: uuid.UUID, request: dict[str, Any],
-                     idempotency_key: str | None, digest: str) -> Job | None:
+async def create_job(
+    engine: AsyncEngine, tenant_id: uuid.UUID, request: dict[str, Any], idempotency_key: str | None, digest: str
+) -> Job | None:
     """The submission, job and key rows, committed together; None if a concurrent request
     with the same key committed its own first."""
     upload_id = uuid.UUID(request["input_upload_id"]) if request.get("input_upload_id") else None
     async with tenant_session(engine, tenant_id) as session:
-        definition = (await session.exec(select(WorkflowDefinition).where(
-            WorkflowDefinition.key == request["workflow_key"],
-            col(WorkflowDefinition.superseded_at).is_(None)))).first()
+        definition = (
+            await session.exec(
+                select(WorkflowDefinition).where(
+                    WorkflowDefinition.key == request["workflow_key"], col(WorkflowDefinition.superseded_at).is_(None)
+                )
+            )
+        ).first()
         if definition is None:
             raise NotFound("workflow", request["workflow_key"])
         try:
@@ -65,18 +71,29 @@ async def create_job(engine: AsyncEngine, tenant_id: uuid.UUID, request: dict[st
         except InputInvalid as e:
             raise Invalid("invalid_input", e.message, pointer=e.path) from e
         except UNEVALUABLE as e:
-            raise Invalid("unusable_schema", "the workflow's input_schema cannot be evaluated: a $ref loops "
-                          "or does not resolve") from e
+            raise Invalid(
+                "unusable_schema", "the workflow's input_schema cannot be evaluated: a $ref loops or does not resolve"
+            ) from e
         input_key = None
         if upload_id:
             upload = await session.get(Upload, upload_id)
             if upload is None:
                 raise NotFound("upload", upload_id)
             input_key = upload.key
-        submission = Submission(tenant_id=tenant_id, workflow_definition_id=definition.id, input=request["input"],
-                                input_upload_id=upload_id, input_url=request.get("input_url"))
-        job = Job(tenant_id=tenant_id, submission_id=submission.id,
-                  workflow_definition_id=definition.id, workflow_key=definition.key, input_key=input_key)
+        submission = Submission(
+            tenant_id=tenant_id,
+            workflow_definition_id=definition.id,
+            input=request["input"],
+            input_upload_id=upload_id,
+            input_url=request.get("input_url"),
+        )
+        job = Job(
+            tenant_id=tenant_id,
+            submission_id=submission.id,
+            workflow_definition_id=definition.id,
+            workflow_key=definition.key,
+            input_key=input_key,
+        )
         session.add(submission)
         await session.flush()
         session.add(job)
@@ -85,18 +102,28 @@ async def create_job(engine: AsyncEngine, tenant_id: uuid.UUID, request: dict[st
             # A concurrent twin's insert waits here for ours to commit or roll back; then
             # exactly one of them has the key, and the other inserts nothing.
             claimed = await session.execute(
-                insert(IdempotencyKey).values(tenant_id=tenant_id, key=idempotency_key,
-                                              request_hash=digest, job_id=job.id, created_at=utcnow())
+                insert(IdempotencyKey)
+                .values(
+                    tenant_id=tenant_id, key=idempotency_key, request_hash=digest, job_id=job.id, created_at=utcnow()
+                )
                 .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
-                .returning(IdempotencyKey.job_id))
+                .returning(IdempotencyKey.job_id)
+            )
             if claimed.first() is None:
                 await session.rollback()  # our submission and job go with it
                 return None
     return job
 
 
-async def submit(engine: AsyncEngine, temporal: Client, settings: Settings, *, tenant_id: uuid.UUID,
-                 request: dict[str, Any], idempotency_key: str | None) -> Job:
+async def submit(
+    engine: AsyncEngine,
+    temporal: Client,
+    settings: Settings,
+    *,
+    tenant_id: uuid.UUID,
+    request: dict[str, Any],
+    idempotency_key: str | None,
+) -> Job:
     """Idempotency, job row, workflow start. `request`: the submission as JSON (workflow_key,
     input, input_upload_id, input_url), the body an Idempotency-Key is bound to."""
     workflow_key = request["workflow_key"]

@@ -17,8 +17,9 @@ FIELDS = {name.upper() for name in Settings.model_fields}
 
 
 def test_every_component_is_there():
-    assert {"postgresql", "temporal", "temporal-ui", "minio", "keycloak", "vault", "api", "worker",
-            "migrate"} <= set(SERVICES)
+    assert {"postgresql", "temporal", "temporal-ui", "minio", "keycloak", "vault", "api", "worker", "migrate"} <= set(
+        SERVICES
+    )
 
 
 def test_lodestone_env_names_only_settings_the_code_reads():

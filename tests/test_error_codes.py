@@ -38,11 +38,18 @@ def raised_codes() -> set[str]:
     found = set()
     for module in modules(activities):
         for node in ast.walk(tree(module)):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "errors" \
-                    and node.attr in CODES:
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "errors"
+                and node.attr in CODES
+            ):
                 found.add(CODES[node.attr])
-            if isinstance(node, ast.ExceptHandler) and node.type is not None \
-                    and any(is_code_of(n) for n in ast.walk(node)):
+            if (
+                isinstance(node, ast.ExceptHandler)
+                and node.type is not None
+                and any(is_code_of(n) for n in ast.walk(node))
+            ):
                 caught = eval(compile(ast.Expression(node.type), module.__file__, "eval"), vars(module))  # noqa: S307
                 caught = caught if isinstance(caught, tuple) else (caught,)
                 found |= {code for cls, code in errors.EXCEPTION_CODES.items() if issubclass(cls, caught)}
@@ -50,8 +57,12 @@ def raised_codes() -> set[str]:
 
 
 def policies() -> dict[str, RetryPolicy]:
-    return {f"{m.__name__}.{name}": value for m in modules(workflows)
-            for name, value in vars(m).items() if isinstance(value, RetryPolicy)}
+    return {
+        f"{m.__name__}.{name}": value
+        for m in modules(workflows)
+        for name, value in vars(m).items()
+        if isinstance(value, RetryPolicy)
+    }
 
 
 def test_every_policy_names_classified_codes():

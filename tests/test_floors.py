@@ -34,8 +34,13 @@ print(",".join(sorted(m for m in sys.modules if m.split(".")[0] in DEV)))
 
 
 def run(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", WITHOUT_DEV.format(dev=set(DEV_MODULES)) + code], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT_DEV.format(dev=set(DEV_MODULES)) + code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_production_entry_points_import_no_dev_module():
@@ -51,6 +56,7 @@ def test_dev_commands_without_the_dev_extra_say_what_to_install():
 
 
 def test_import_contract_holds():
-    out = subprocess.run([str(Path(sys.executable).parent / "lint-imports")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports")], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stdout + out.stderr

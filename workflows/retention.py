@@ -19,5 +19,9 @@ class PurgeMessagesWorkflow:
     @workflow.run
     async def run(self, inp: PurgeInput) -> PurgeResult:
         return await workflow.execute_activity_method(
-            ConversationActivities.purge_message_bodies, inp, start_to_close_timeout=PURGE_TIMEOUT,
-            heartbeat_timeout=timedelta(minutes=2), retry_policy=PURGE_RETRY)
+            ConversationActivities.purge_message_bodies,
+            inp,
+            start_to_close_timeout=PURGE_TIMEOUT,
+            heartbeat_timeout=timedelta(minutes=2),
+            retry_policy=PURGE_RETRY,
+        )

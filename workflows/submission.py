@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.delivery_log import DeliveryInput, DeliveryResult
     from activities.ingest import IngestActivities, IngestInput
     from activities.jobs import FailureInput, JobActivities, JobPlan, JobRef, JobStatusInput
-    from activities.render import RenderActivities, RenderInput
+    from activities.render import RenderActivities, RenderInput, RenderResult
     from activities.steps import StepActivities, StepFailureInput, StepInput, StepResult
     from schema.statuses import JobStatus
     from workflows.delivery import (
@@ -48,19 +48,32 @@ STEP_HEARTBEAT = timedelta(seconds=30)
 # About 5 minutes of transient failure (2 s doubling to 1 min, 10 attempts): with 6 (about 1 min)
 # a 30 s LLM outage spent every attempt of a step that started with it, in the fault suite.
 STEP_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=10,
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=10,
     non_retryable_error_types=[
-        errors.LLM_EMPTY_ANSWER, errors.LLM_REFUSED, errors.LLM_REQUEST_REJECTED, errors.STEP_INPUT_MISSING,
-        errors.TENANT_SECRET_UNREADABLE, errors.TEMPLATE_RENDER_ERROR, errors.TEMPLATE_SECURITY_VIOLATION,
-        errors.JOB_NOT_FOUND, errors.TEMPLATE_LIMIT_EXCEEDED
+        errors.LLM_EMPTY_ANSWER,
+        errors.LLM_REFUSED,
+        errors.LLM_REQUEST_REJECTED,
+        errors.STEP_INPUT_MISSING,
+        errors.TENANT_SECRET_UNREADABLE,
+        errors.TEMPLATE_RENDER_ERROR,
+        errors.TEMPLATE_SECURITY_VIOLATION,
+        errors.JOB_NOT_FOUND,
+        errors.TEMPLATE_LIMIT_EXCEEDED,
     ],
 )
 INGEST_TIMEOUT = timedelta(hours=3)  # 10 GB at a slow 1 MB/s still fits
 INGEST_HEARTBEAT = timedelta(seconds=30)
 INGEST_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=10,
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=10,
     non_retryable_error_types=[
-        errors.INPUT_URL_REFUSED, errors.INPUT_FETCH_FAILED, errors.INPUT_TOO_LARGE, errors.JOB_NOT_FOUND
+        errors.INPUT_URL_REFUSED,
+        errors.INPUT_FETCH_FAILED,
+        errors.INPUT_TOO_LARGE,
+        errors.JOB_NOT_FOUND,
     ],
 )
 RENDER_TIMEOUT = timedelta(minutes=3)
@@ -69,10 +82,15 @@ RENDER_HEARTBEAT = timedelta(seconds=20)
 # the worker going away (3 attempts were spent by a 5 s PostgreSQL restart after a worker kill
 # in the fault suite), so they last about a minute.
 RENDER_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=6,
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=6,
     non_retryable_error_types=[
-        errors.TEMPLATE_RENDER_ERROR, errors.TEMPLATE_SECURITY_VIOLATION, errors.PDF_RENDER_FAILED,
-        errors.JOB_NOT_FOUND, errors.TEMPLATE_LIMIT_EXCEEDED
+        errors.TEMPLATE_RENDER_ERROR,
+        errors.TEMPLATE_SECURITY_VIOLATION,
+        errors.PDF_RENDER_FAILED,
+        errors.JOB_NOT_FOUND,
+        errors.TEMPLATE_LIMIT_EXCEEDED,
     ],
 )
 
@@ -103,7 +121,8 @@ class SubmissionWorkflow:
         try:
             await self._set_status(inp, JobStatus.queued)
             plan = await workflow.execute_activity_method(
-                JobActivities.load_plan, job, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+                JobActivities.load_plan, job, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
+            )
             await self._set_status(inp, JobStatus.processing)
             if plan.input_url:
                 await self._ingest(inp, plan.input_url)
@@ -118,16 +137,22 @@ class SubmissionWorkflow:
             await workflow.execute_activity_method(
                 JobActivities.record_failure,
                 FailureInput(inp.tenant_id, inp.job_id, code, message, self._stage),
-                start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
             self._show_status(JobStatus.failed)
-            raise ApplicationError(f"job {inp.job_id} failed at {self._stage}: {code}: {message}",
-                                   type=code, non_retryable=True) from err
+            raise ApplicationError(
+                f"job {inp.job_id} failed at {self._stage}: {code}: {message}", type=code, non_retryable=True
+            ) from err
         return SubmissionResult(inp.job_id, JobStatus.delivered, artifact_ids, webhook_ids)
 
     async def _set_status(self, inp: SubmissionInput, status: str) -> None:
         await workflow.execute_activity_method(
-            JobActivities.set_status, JobStatusInput(inp.tenant_id, inp.job_id, status),
-            start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+            JobActivities.set_status,
+            JobStatusInput(inp.tenant_id, inp.job_id, status),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
         self._show_status(status)
 
     def _show_status(self, status: str) -> None:
@@ -148,12 +173,16 @@ class SubmissionWorkflow:
                 if ready and len(running) < plan.max_parallel_steps:
                     self._steps[step_id] = "running"
                     start = partial(
-                        workflow.start_activity_method, StepActivities.run_step,
+                        workflow.start_activity_method,
+                        StepActivities.run_step,
                         StepInput(inp.tenant_id, inp.job_id, step_id),
-                        start_to_close_timeout=STEP_TIMEOUT, heartbeat_timeout=STEP_HEARTBEAT,
-                        retry_policy=retry)
-                    running[step_id] = (asyncio.ensure_future(self._unless_busy(start)) if self._requeue_busy
-                                        else start())
+                        start_to_close_timeout=STEP_TIMEOUT,
+                        heartbeat_timeout=STEP_HEARTBEAT,
+                        retry_policy=retry,
+                    )
+                    running[step_id] = (
+                        asyncio.ensure_future(self._unless_busy(start)) if self._requeue_busy else start()
+                    )
             finished, _ = await workflow.wait(running.values(), return_when="FIRST_COMPLETED")
             for step_id, handle in list(running.items()):
                 if handle not in finished:
@@ -176,12 +205,15 @@ class SubmissionWorkflow:
         if workflow.patched(STEP_FAILURE_PATCH):
             code, message = error_code(err)
             await workflow.execute_activity_method(
-                StepActivities.record_step_failure, StepFailureInput(inp.tenant_id, inp.job_id, step_id,
-                                                                     f"{code}: {message}"),
-                start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+                StepActivities.record_step_failure,
+                StepFailureInput(inp.tenant_id, inp.job_id, step_id, f"{code}: {message}"),
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
 
-    async def _siblings_ended(self, inp: SubmissionInput, failed: str,
-                              running: dict[str, asyncio.Future[StepResult]]) -> None:
+    async def _siblings_ended(
+        self, inp: SubmissionInput, failed: str, running: dict[str, asyncio.Future[StepResult]]
+    ) -> None:
         """The steps still running when `failed` failed were cancelled: each row says so, with
         why (or how the step ended, if it ended first). Runs recorded before this replay without it."""
         if not running or not workflow.patched(STEPS_CANCELLED_PATCH):
@@ -205,21 +237,32 @@ class SubmissionWorkflow:
             await workflow.execute_activity_method(
                 StepActivities.record_step_failure,
                 StepFailureInput(inp.tenant_id, inp.job_id, step_id, f"cancelled: step {failed!r} failed", "cancelled"),
-                start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
 
     async def _ingest(self, inp: SubmissionInput, url: str) -> None:
         self._stage = "ingest"
         await workflow.execute_activity_method(
-            IngestActivities.ingest_input, IngestInput(inp.tenant_id, inp.job_id, url),
-            start_to_close_timeout=INGEST_TIMEOUT, heartbeat_timeout=INGEST_HEARTBEAT,
-            retry_policy=INGEST_RETRY)
+            IngestActivities.ingest_input,
+            IngestInput(inp.tenant_id, inp.job_id, url),
+            start_to_close_timeout=INGEST_TIMEOUT,
+            heartbeat_timeout=INGEST_HEARTBEAT,
+            retry_policy=INGEST_RETRY,
+        )
 
     async def _render(self, inp: SubmissionInput, kind: str) -> str:
         self._stage = f"render:{kind}"
-        result = await self._unless_busy(partial(
-            workflow.start_activity_method, RenderActivities.render, RenderInput(inp.tenant_id, inp.job_id, kind),
-            start_to_close_timeout=RENDER_TIMEOUT, heartbeat_timeout=RENDER_HEARTBEAT,
-            retry_policy=self._busy_policy(RENDER_RETRY)))
+        result: RenderResult = await self._unless_busy(
+            partial(
+                workflow.start_activity_method,
+                RenderActivities.render,
+                RenderInput(inp.tenant_id, inp.job_id, kind),
+                start_to_close_timeout=RENDER_TIMEOUT,
+                heartbeat_timeout=RENDER_HEARTBEAT,
+                retry_policy=self._busy_policy(RENDER_RETRY),
+            )
+        )
         return result.artifact_id
 
     def _busy_policy(self, policy: RetryPolicy) -> RetryPolicy:
@@ -251,8 +294,10 @@ class SubmissionWorkflow:
                     self._stage = f"deliver:{i}"
                     raise result
             return [r.webhook_id for r in results]  # type: ignore[union-attr]  # every exception was raised above
-        handles = [self._start_delivery(DeliveryInput(inp.tenant_id, inp.job_id, i, event_time), plan)
-                   for i in range(plan.delivery_targets)]
+        handles = [
+            self._start_delivery(DeliveryInput(inp.tenant_id, inp.job_id, i, event_time), plan)
+            for i in range(plan.delivery_targets)
+        ]
         ids = []
         for i, handle in enumerate(handles):
             self._stage = f"deliver:{i}"
@@ -264,8 +309,15 @@ class SubmissionWorkflow:
         kinds = plan.delivery_kinds
         if target.target_index < len(kinds) and kinds[target.target_index] == "email":
             return workflow.start_activity_method(
-                DeliveryActivities.deliver_email, target, start_to_close_timeout=EMAIL_TIMEOUT,
-                heartbeat_timeout=EMAIL_HEARTBEAT, retry_policy=EMAIL_RETRY)
+                DeliveryActivities.deliver_email,
+                target,
+                start_to_close_timeout=EMAIL_TIMEOUT,
+                heartbeat_timeout=EMAIL_HEARTBEAT,
+                retry_policy=EMAIL_RETRY,
+            )
         return workflow.start_activity_method(
-            DeliveryActivities.deliver_webhook, target,
-            start_to_close_timeout=WEBHOOK_TIMEOUT, retry_policy=WEBHOOK_RETRY)
+            DeliveryActivities.deliver_webhook,
+            target,
+            start_to_close_timeout=WEBHOOK_TIMEOUT,
+            retry_policy=WEBHOOK_RETRY,
+        )

@@ -16,9 +16,14 @@ STATUS = SearchAttributeKey.for_keyword("JobStatus")  # the job's status, kept c
 
 def job_search_attributes(tenant_id: object, job_id: object, workflow_key: str) -> TypedSearchAttributes:
     """What a submission run starts with, from the API and from a redrive alike."""
-    return TypedSearchAttributes([
-        SearchAttributePair(TENANT_ID, str(tenant_id)), SearchAttributePair(JOB_ID, str(job_id)),
-        SearchAttributePair(WORKFLOW_KEY, workflow_key), SearchAttributePair(STATUS, JobStatus.pending)])
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(TENANT_ID, str(tenant_id)),
+            SearchAttributePair(JOB_ID, str(job_id)),
+            SearchAttributePair(WORKFLOW_KEY, workflow_key),
+            SearchAttributePair(STATUS, JobStatus.pending),
+        ]
+    )
 
 
 @dataclass

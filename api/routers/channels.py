@@ -25,13 +25,19 @@ def public(row: ChannelRoute) -> ChannelPublic:
     return ChannelPublic(phone_number_id=row.phone_number_id, created_at=row.created_at.isoformat())
 
 
-@router.post("", status_code=201, response_model=ChannelPublic,
-             responses={200: {"model": ChannelPublic, "description": "already routed to this tenant"},
-                        **responses(400, 409, 422, descriptions={409: "routed to another tenant"})})
-async def register_channel(body: ChannelCreate, principal: Admin, session: SessionDep,
-                           response: Response) -> ChannelPublic:
-    row, created = await channels.register(session, tenant_id=principal.tenant_id,
-                                           phone_number_id=body.phone_number_id)
+@router.post(
+    "",
+    status_code=201,
+    response_model=ChannelPublic,
+    responses={
+        200: {"model": ChannelPublic, "description": "already routed to this tenant"},
+        **responses(400, 409, 422, descriptions={409: "routed to another tenant"}),
+    },
+)
+async def register_channel(
+    body: ChannelCreate, principal: Admin, session: SessionDep, response: Response
+) -> ChannelPublic:
+    row, created = await channels.register(session, tenant_id=principal.tenant_id, phone_number_id=body.phone_number_id)
     if not created:
         response.status_code = 200
     return public(row)

@@ -27,10 +27,10 @@ async def ready(state: StateDep) -> JSONResponse:
         checks["database"] = f"down: {type(e).__name__}"
     try:
         await state.temporal.service_client.check_health(
-            timeout=timedelta(seconds=state.settings.temporal_rpc_timeout_seconds))
+            timeout=timedelta(seconds=state.settings.temporal_rpc_timeout_seconds)
+        )
         checks["temporal"] = "ok"
     except Exception as e:  # noqa: BLE001
         checks["temporal"] = f"down: {type(e).__name__}"
     ok = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks},
-                        status_code=200 if ok else 503)
+    return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, status_code=200 if ok else 503)

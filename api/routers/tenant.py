@@ -19,8 +19,11 @@ async def get_secret_refs(state: StateDep, principal: Admin) -> SecretRefs:
     return SecretRefs(refs=await tenants.secret_refs(state.engine, principal.tenant_id))
 
 
-@router.put("/secrets", response_model=SecretRefs, responses=responses(
-    400, 404, 422, descriptions={422: "unknown name or bad reference"}))
+@router.put(
+    "/secrets",
+    response_model=SecretRefs,
+    responses=responses(400, 404, 422, descriptions={422: "unknown name or bad reference"}),
+)
 async def put_secret_refs(body: SecretRefs, state: StateDep, principal: Admin) -> SecretRefs:
     """Replace the tenant's references: {name: "env:...|file:...|vault:path#field"}."""
     return SecretRefs(refs=await tenants.set_secret_refs(state.engine, principal.tenant_id, body.refs))

@@ -27,11 +27,19 @@ def configured(value: str | None, name: str) -> str:
     return value
 
 
-@router.get("", response_class=PlainTextResponse, responses=responses(403, 422, 503, descriptions={
-    403: "wrong mode or token", 503: "WHATSAPP_VERIFY_TOKEN is unset"}))
-async def verify_subscription(state: StateDep, mode: Annotated[str, Query(alias="hub.mode")] = "",
-                              token: Annotated[str, Query(alias="hub.verify_token")] = "",
-                              challenge: Annotated[str, Query(alias="hub.challenge")] = "") -> PlainTextResponse:
+@router.get(
+    "",
+    response_class=PlainTextResponse,
+    responses=responses(
+        403, 422, 503, descriptions={403: "wrong mode or token", 503: "WHATSAPP_VERIFY_TOKEN is unset"}
+    ),
+)
+async def verify_subscription(
+    state: StateDep,
+    mode: Annotated[str, Query(alias="hub.mode")] = "",
+    token: Annotated[str, Query(alias="hub.verify_token")] = "",
+    challenge: Annotated[str, Query(alias="hub.challenge")] = "",
+) -> PlainTextResponse:
     expected = configured(state.settings.whatsapp_verify_token, "WHATSAPP_VERIFY_TOKEN")
     if mode != "subscribe" or not hmac.compare_digest(token.encode(), expected.encode()):
         raise Problem(403, "forbidden", "the verify token or hub.mode is wrong")
@@ -53,11 +61,24 @@ def check_signature(secret: str, raw: bytes, header: str | None) -> None:
         raise Problem(401, "bad_signature", "X-Hub-Signature-256 is missing or does not match the body")
 
 
-@router.post("", responses=responses(400, 401, 413, 422, 503, descriptions={
-    400: "not a WhatsApp webhook payload", 401: "bad or missing signature",
-    503: "WHATSAPP_APP_SECRET is unset, or Temporal did not answer"}))
-async def receive(request: Request, state: StateDep,
-                  signature: Annotated[str | None, Header(alias="X-Hub-Signature-256")] = None) -> dict[str, str]:
+@router.post(
+    "",
+    responses=responses(
+        400,
+        401,
+        413,
+        422,
+        503,
+        descriptions={
+            400: "not a WhatsApp webhook payload",
+            401: "bad or missing signature",
+            503: "WHATSAPP_APP_SECRET is unset, or Temporal did not answer",
+        },
+    ),
+)
+async def receive(
+    request: Request, state: StateDep, signature: Annotated[str | None, Header(alias="X-Hub-Signature-256")] = None
+) -> dict[str, str]:
     secret = configured(state.settings.whatsapp_app_secret, "WHATSAPP_APP_SECRET")
     raw = await read_body(request)
     check_signature(secret, raw, signature)

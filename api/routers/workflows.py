@@ -25,28 +25,44 @@ class WorkflowPublic(BaseModel):
 
 
 def public(row: WorkflowDefinition) -> WorkflowPublic:
-    return WorkflowPublic(id=str(row.id), key=row.key, version=row.version,
-                          created_at=row.created_at.isoformat(), definition=row.definition)
+    return WorkflowPublic(
+        id=str(row.id),
+        key=row.key,
+        version=row.version,
+        created_at=row.created_at.isoformat(),
+        definition=row.definition,
+    )
 
 
 @router.post("", status_code=201, response_model=WorkflowPublic, responses=responses(400, 422))
-async def create_workflow(principal: Editor, session: SessionDep, state: StateDep,
-                          definition: Annotated[JsonObject, Body()]) -> WorkflowPublic:
-    row = await definitions.create(session, tenant_id=principal.tenant_id, definition=definition,
-                                   max_webhook_timeout=state.settings.webhook_timeout_max_seconds)
+async def create_workflow(
+    principal: Editor, session: SessionDep, state: StateDep, definition: Annotated[JsonObject, Body()]
+) -> WorkflowPublic:
+    row = await definitions.create(
+        session,
+        tenant_id=principal.tenant_id,
+        definition=definition,
+        max_webhook_timeout=state.settings.webhook_timeout_max_seconds,
+    )
     return public(row)
 
 
 @router.get("", response_model=list[WorkflowPublic])
 async def list_workflows(_: Viewer, session: SessionDep) -> list[WorkflowPublic]:
-    rows = (await session.exec(select(WorkflowDefinition).where(
-        col(WorkflowDefinition.superseded_at).is_(None)).order_by(WorkflowDefinition.key))).all()
+    rows = (
+        await session.exec(
+            select(WorkflowDefinition)
+            .where(col(WorkflowDefinition.superseded_at).is_(None))
+            .order_by(WorkflowDefinition.key)
+        )
+    ).all()
     return [public(r) for r in rows]
 
 
 @router.get("/{key}", response_model=WorkflowPublic, responses=responses(404, 422))
-async def get_workflow(key: str, _: Viewer, session: SessionDep,
-                       version: int | None = Query(default=None, ge=1, le=MAX_VERSION)) -> WorkflowPublic:
+async def get_workflow(
+    key: str, _: Viewer, session: SessionDep, version: int | None = Query(default=None, ge=1, le=MAX_VERSION)
+) -> WorkflowPublic:
     query = select(WorkflowDefinition).where(WorkflowDefinition.key == key)
     if version is None:
         query = query.where(col(WorkflowDefinition.superseded_at).is_(None))

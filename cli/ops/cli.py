@@ -23,11 +23,11 @@ if TYPE_CHECKING:
     from cli.ops.deadletters import DeadLetter
     from services.redrive import Redrive
 
-ops_app = typer.Typer(help="Operate Lodestone: dead letters, redrive, schedules, workflow histories, drain.",
-                      no_args_is_help=True)
+ops_app = typer.Typer(
+    help="Operate Lodestone: dead letters, redrive, schedules, workflow histories, drain.", no_args_is_help=True
+)
 schedules_ops = typer.Typer(help="Pause, resume and trigger summary schedules.", no_args_is_help=True)
-history_app = typer.Typer(help="Export a workflow history; replay one against the current code.",
-                          no_args_is_help=True)
+history_app = typer.Typer(help="Export a workflow history; replay one against the current code.", no_args_is_help=True)
 ops_app.add_typer(schedules_ops, name="schedules")
 ops_app.add_typer(history_app, name="history")
 # The same commands as `lodestone schedules pause|unpause|trigger`, under the operator's names.
@@ -53,10 +53,12 @@ def _minute(value: datetime | None) -> str:
 
 
 @ops_app.command("dead-letters")
-def dead_letters(tenant: Annotated[uuid.UUID | None, typer.Option(help="only this tenant's")] = None,
-                 limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
-                 everything: Annotated[bool, typer.Option("--all", help="also redriven ones no longer failed")] = False,
-                 plain: Plain = False) -> None:
+def dead_letters(
+    tenant: Annotated[uuid.UUID | None, typer.Option(help="only this tenant's")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    everything: Annotated[bool, typer.Option("--all", help="also redriven ones no longer failed")] = False,
+    plain: Plain = False,
+) -> None:
     """List failed jobs (dead letters), newest first.
 
     Plain columns: job, tenant, tenant name, workflow, job status, failed at, error code,
@@ -74,8 +76,19 @@ def dead_letters(tenant: Annotated[uuid.UUID | None, typer.Option(help="only thi
         note("no dead letters")
     elif plain or not sys.stdout.isatty():
         for r in rows:
-            _line(r.job_id, r.tenant_id, r.tenant_name, r.workflow_key, r.job_status, r.failed_step, r.error_code,
-                  _when(r.created_at), _when(r.redriven_at), link(str(r.job_id)), r.message)
+            _line(
+                r.job_id,
+                r.tenant_id,
+                r.tenant_name,
+                r.workflow_key,
+                r.job_status,
+                r.failed_step,
+                r.error_code,
+                _when(r.created_at),
+                _when(r.redriven_at),
+                link(str(r.job_id)),
+                r.message,
+            )
     else:
         table = Table(caption=f"Web UI: {link('<job>')} (--plain prints each link)", caption_justify="left")
         table.add_column("job", min_width=36, overflow="fold")  # whole, never cut to "…": it is what redrive takes
@@ -84,9 +97,14 @@ def dead_letters(tenant: Annotated[uuid.UUID | None, typer.Option(help="only thi
         table.add_column("failed\nredriven", min_width=16, no_wrap=True)
         table.add_column("message", overflow="fold")  # last: on a narrow terminal only its tail is cut
         for r in rows:
-            table.add_row(f"[link={link(str(r.job_id))}]{r.job_id}[/link]", escape(r.tenant_name),
-                          escape(r.workflow_key), f"{r.failed_step or '-'}\n{r.error_code}",
-                          f"{_minute(r.created_at)}\n{_minute(r.redriven_at)}", escape(r.message[:200]))
+            table.add_row(
+                f"[link={link(str(r.job_id))}]{r.job_id}[/link]",
+                escape(r.tenant_name),
+                escape(r.workflow_key),
+                f"{r.failed_step or '-'}\n{r.error_code}",
+                f"{_minute(r.created_at)}\n{_minute(r.redriven_at)}",
+                escape(r.message[:200]),
+            )
         Console().print(table)
 
 
@@ -119,8 +137,9 @@ def _redrive(job_id: uuid.UUID | None, delivery_id: uuid.UUID | None, dry_run: b
 
 
 @ops_app.command("redrive")
-def redrive_cmd(job_id: Annotated[uuid.UUID, typer.Argument(help="the job id (= its workflow id)")],
-                dry_run: DryRun = False) -> None:
+def redrive_cmd(
+    job_id: Annotated[uuid.UUID, typer.Argument(help="the job id (= its workflow id)")], dry_run: DryRun = False
+) -> None:
     """Redrive a failed job from its failed step.
 
     Completed steps, stored artifacts and delivered targets are skipped. Only a job whose
@@ -130,8 +149,10 @@ def redrive_cmd(job_id: Annotated[uuid.UUID, typer.Argument(help="the job id (= 
 
 
 @ops_app.command("redeliver")
-def redeliver_cmd(delivery_id: Annotated[uuid.UUID, typer.Argument(help="the delivery id (GET /v1/jobs/{id})")],
-                  dry_run: DryRun = False) -> None:
+def redeliver_cmd(
+    delivery_id: Annotated[uuid.UUID, typer.Argument(help="the delivery id (GET /v1/jobs/{id})")],
+    dry_run: DryRun = False,
+) -> None:
     """Replay a failed delivery.
 
     Reopens the delivery (its attempts and webhook-id stay) and redrives its job, so only
@@ -141,10 +162,11 @@ def redeliver_cmd(delivery_id: Annotated[uuid.UUID, typer.Argument(help="the del
 
 
 @history_app.command("export")
-def history_export(workflow_id: str,
-                   run_id: Annotated[str | None, typer.Option(help="default: the latest run")] = None,
-                   output: Annotated[Path | None, typer.Option("-o", "--output", help="default: stdout")] = None,
-                   ) -> None:
+def history_export(
+    workflow_id: str,
+    run_id: Annotated[str | None, typer.Option(help="default: the latest run")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="default: stdout")] = None,
+) -> None:
     """Export a workflow run's history as JSON.
 
     The form `ops history replay` reads and tests/histories/ holds.
@@ -174,8 +196,9 @@ def history_export(workflow_id: str,
 
 
 @history_app.command("replay")
-def history_replay(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="exported history JSON")]
-                   ) -> None:
+def history_replay(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="exported history JSON")],
+) -> None:
     """Replay a history JSON against this build's workflow code.
 
     The same path as tests/test_replay.py; exit 1 on a non-determinism error.
@@ -192,7 +215,9 @@ def history_replay(file: Annotated[Path, typer.Argument(exists=True, dir_okay=Fa
 
     outcome = run(go)
     if not outcome.ok:
-        raise fail(f"replay of {outcome.workflow_type} {outcome.workflow_id} ({outcome.events} events) "
-                   f"failed: {outcome.error}")
-    _line(f"OK: {outcome.workflow_type} {outcome.workflow_id} replayed {outcome.events} events against "
-          "the current code")
+        raise fail(
+            f"replay of {outcome.workflow_type} {outcome.workflow_id} ({outcome.events} events) failed: {outcome.error}"
+        )
+    _line(
+        f"OK: {outcome.workflow_type} {outcome.workflow_id} replayed {outcome.events} events against the current code"
+    )

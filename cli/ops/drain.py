@@ -25,8 +25,10 @@ def drain(
         try:
             answer = http.post(f"{base}/drain", headers={"Authorization": f"Bearer {token}"} if token else {})
             if answer.status_code in (401, 403):
-                raise fail(f"the worker at {base} refused to drain ({answer.status_code}): set "
-                           "WORKER_DRAIN_TOKEN to the worker's" + ("" if token else " (none is set)"))
+                raise fail(
+                    f"the worker at {base} refused to drain ({answer.status_code}): set "
+                    "WORKER_DRAIN_TOKEN to the worker's" + ("" if token else " (none is set)")
+                )
             last = int(answer.raise_for_status().json()["activities_in_flight"])
         except (httpx.HTTPError, ValueError, KeyError) as e:  # nothing, or not a Lodestone worker
             raise fail(f"no worker answers at {base}: {e}") from e
