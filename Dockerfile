@@ -6,11 +6,15 @@ RUN apt-get update \
 RUN useradd --create-home --uid 10001 lodestone
 WORKDIR /app
 COPY pyproject.toml README.md ./
-COPY lodestone lodestone
+# The floors of a production install; devstack/ (the embedded servers, the demo, the
+# stand-ins) is left out, as is the dev extra.
+COPY cli cli
+COPY api api
+COPY services services
 COPY workflows workflows
 COPY activities activities
-COPY api api
 COPY schema schema
+COPY lodestone lodestone
 COPY worker.py ./
 RUN pip install --no-cache-dir .
 USER lodestone

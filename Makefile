@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "$(PY) is required"; exit 1; }
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[dev,test]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -37,6 +37,7 @@ demo: $(STAMP) .deb-packages
 
 test: $(STAMP) .deb-packages
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 fuzz: $(STAMP) .deb-packages
@@ -47,6 +48,9 @@ faults: $(STAMP) .deb-packages
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py

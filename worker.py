@@ -26,8 +26,6 @@ from lodestone.llm import LLMClient, RoutingLLM
 from lodestone.logs import setup_logging
 from lodestone.metrics import SdkMetrics
 from lodestone.netguard import guarded_client
-from lodestone.outbox import run_outbox
-from lodestone.retention import ensure_purge_schedule
 from lodestone.secrets import SecretsProvider, make_secrets
 from lodestone.settings import Settings, get_settings, secret_env
 from lodestone.storage import ObjectStore, make_store
@@ -37,6 +35,8 @@ from lodestone.temporal_client import connect
 from lodestone.tracing import setup_tracing, shutdown_tracing
 from lodestone.whatsapp import WhatsAppClient
 from lodestone.worker_http import bind, serve, worker_app
+from services.outbox import run_outbox
+from services.retention import ensure_purge_schedule
 from workflows.conversation import ConversationWorkflow
 from workflows.retention import PurgeMessagesWorkflow
 from workflows.submission import SubmissionWorkflow
@@ -69,11 +69,27 @@ def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def
     whatsapp = WhatsAppClient(deps.http, deps.settings)
     conversation = ConversationActivities(engine, deps.llm, whatsapp, deps.settings, deps.secrets)
     summary = SummaryActivities(engine, deps.store, deps.llm, whatsapp, deps.settings, deps.secrets)
-    return [jobs.load_plan, jobs.set_status, jobs.record_failure, steps.run_step, steps.record_step_failure,
-            render.render, delivery.send_webhook, delivery.send_email, delivery.record_delivery_attempt,
-            delivery.deliver_webhook, delivery.deliver_email, ingest.ingest_input, conversation.reply_to_batch,
-            conversation.purge_message_bodies, summary.load_window, summary.run_stage,
-            summary.render_summary_pdf, summary.send_document, summary.record_summary]
+    return [
+        jobs.load_plan,
+        jobs.set_status,
+        jobs.record_failure,
+        steps.run_step,
+        steps.record_step_failure,
+        render.render,
+        delivery.send_webhook,
+        delivery.send_email,
+        delivery.record_delivery_attempt,
+        delivery.deliver_webhook,
+        delivery.deliver_email,
+        ingest.ingest_input,
+        conversation.reply_to_batch,
+        conversation.purge_message_bodies,
+        summary.load_window,
+        summary.run_stage,
+        summary.render_summary_pdf,
+        summary.send_document,
+        summary.record_summary,
+    ]
 
 
 def build_worker(client: Client, engine, deps: WorkerDeps, task_queue: str | None = None) -> Worker:  # type: ignore[no-untyped-def]
@@ -105,8 +121,12 @@ async def run_worker(settings: Settings | None = None) -> None:
     sweeper: asyncio.Task[None] | None = None
     listener = None
     try:
-        engine = make_engine(settings.app_database_url, settings.db_pool_size, settings.db_connect_timeout_seconds,
-                             command_timeout=settings.db_command_timeout_seconds)
+        engine = make_engine(
+            settings.app_database_url,
+            settings.db_pool_size,
+            settings.db_connect_timeout_seconds,
+            command_timeout=settings.db_command_timeout_seconds,
+        )
         closers.append(engine.dispose)
         # One guarded client for every outbound call: webhooks and input fetching alike.
         http = guarded_client(settings.outbound_allow_cidrs, timeout=settings.webhook_timeout_seconds)
@@ -114,15 +134,17 @@ async def run_worker(settings: Settings | None = None) -> None:
         templates = TemplatePool.from_settings(settings)
         closers.append(templates.close)
         await templates.start()
-        deps = WorkerDeps(settings, make_store(settings), RoutingLLM(settings), http,
-                          make_secrets(settings, secret_env()), templates)
+        deps = WorkerDeps(
+            settings, make_store(settings), RoutingLLM(settings), http, make_secrets(settings, secret_env()), templates
+        )
         closers += [deps.llm.close, deps.secrets.aclose]
         local = httpx.AsyncClient()  # loopback only: the SDK's metrics endpoint
         closers.append(local.aclose)
         worker = build_worker(client, engine, deps)
         # Partial uploads that crashed writers left (an API killed mid-upload, a lost ingest).
-        sweeper = asyncio.create_task(sweep_forever(deps.store, settings.partial_max_age_seconds,
-                                                    settings.partial_sweep_interval_seconds))
+        sweeper = asyncio.create_task(
+            sweep_forever(deps.store, settings.partial_max_age_seconds, settings.partial_sweep_interval_seconds)
+        )
         # The outbox: starts committed jobs whose start the API could not make. It stops at
         # `stop`, between two jobs of a sweep.
         tasks.append(asyncio.create_task(run_outbox(client, engine, settings, stop)))
@@ -131,8 +153,7 @@ async def run_worker(settings: Settings | None = None) -> None:
             listener = serve(worker_app(client, settings, sdk, local, stop))
             tasks.append(asyncio.create_task(listener.serve(sockets=[listening])))
         async with worker:
-            log.info("worker polling task queue %s on %s", settings.temporal_task_queue,
-                     settings.temporal_target)
+            log.info("worker polling task queue %s on %s", settings.temporal_task_queue, settings.temporal_target)
             await stop.wait()
             log.info("worker stopping: finishing in-flight activities")
         log.info("worker drained")
@@ -142,8 +163,13 @@ async def run_worker(settings: Settings | None = None) -> None:
             listening.close()
 
 
-async def shutdown(stop: asyncio.Event, stoppable: list[asyncio.Task[None]], cancel: list[asyncio.Task[None]],
-                   listener: Any, closers: list[Callable[[], Awaitable[object]]]) -> None:
+async def shutdown(
+    stop: asyncio.Event,
+    stoppable: list[asyncio.Task[None]],
+    cancel: list[asyncio.Task[None]],
+    listener: Any,
+    closers: list[Callable[[], Awaitable[object]]],
+) -> None:
     """End every background task and close every client, each whatever the others do.
     `stoppable` tasks watch `stop` and get SHUTDOWN_GRACE_SECONDS to end; `cancel`ed ones do not."""
     stop.set()

@@ -11,6 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import errors
 from lodestone.llm import LLMTransient
 from lodestone.secrets import SecretsError, SecretsProvider, SecretsUnavailable
 from lodestone.template_turns import TemplatePoolBusy
@@ -32,38 +33,34 @@ def fail(error_type: str, message: str) -> ApplicationError:
 def llm_transient(e: LLMTransient) -> ApplicationError:
     """Retried, no sooner than the Retry-After the provider asked for."""
     delay = timedelta(seconds=e.retry_after) if e.retry_after else None
-    return ApplicationError(str(e), type=type(e).__name__, next_retry_delay=delay)
+    return ApplicationError(str(e), type=errors.code_of(e), next_retry_delay=delay)
 
 
 def pool_busy(e: TemplatePoolBusy) -> ApplicationError:
     """Retryable, after the delay the pool asked: the activity gives its worker slot back
     instead of waiting for its tenant's turn (workflows re-schedule it; see SubmissionWorkflow)."""
-    return ApplicationError(str(e), type="TemplatePoolBusy", next_retry_delay=timedelta(seconds=e.retry_after))
+    return ApplicationError(str(e), type=errors.TEMPLATE_POOL_BUSY, next_retry_delay=timedelta(seconds=e.retry_after))
 
 
-async def tenant_secret(session: AsyncSession, secrets: SecretsProvider, tenant_id: str, name: str,
-                        fallback: str | None) -> str | None:
-    """The tenant's secret `name` by its reference, else fallback. A backend that is down is
-    retried; a reference that cannot be read fails the activity for good."""
-    return await secret_of(await session.get(Tenant, uuid.UUID(tenant_id)), secrets, tenant_id, name, fallback)
-
-
-async def secret_of(tenant: Tenant | None, secrets: SecretsProvider, tenant_id: str, name: str,
-                    fallback: str | None) -> str | None:
-    """tenant_secret for a tenant row already loaded: no session held while the backend answers."""
+async def secret_of(
+    tenant: Tenant | None, secrets: SecretsProvider, tenant_id: str, name: str, fallback: str | None
+) -> str | None:
+    """The tenant's secret `name` by its reference, else fallback, for a tenant row already
+    loaded (no session held while the backend answers). A backend that is down is retried; a
+    reference that cannot be read fails the activity for good."""
     try:
         return await resolve_tenant_secret(secrets, tenant_id, tenant.secret_refs if tenant else {}, name, fallback)
     except SecretsUnavailable as e:
-        raise ApplicationError(f"{name} unavailable: {e}", type="SecretsUnavailable") from e
+        raise ApplicationError(f"{name} unavailable: {e}", type=errors.SECRETS_UNAVAILABLE) from e
     except SecretsError as e:
-        raise fail("TenantSecretUnreadable", f"the tenant's {name} cannot be read: {e}") from e
+        raise fail(errors.TENANT_SECRET_UNREADABLE, f"the tenant's {name} cannot be read: {e}") from e
 
 
 async def load_job(session: AsyncSession, job_id: str) -> LoadedJob:
     job = await session.get(Job, uuid.UUID(job_id))
     if job is None:
         # RLS hides other tenants' jobs, so a wrong tenant lands here too.
-        raise fail("JobNotFound", f"job {job_id} does not exist for this tenant")
+        raise fail(errors.JOB_NOT_FOUND, f"job {job_id} does not exist for this tenant")
     definition = await session.get(WorkflowDefinition, job.workflow_definition_id)
     submission = await session.get(Submission, job.submission_id)
     assert definition is not None and submission is not None  # foreign keys guarantee both

@@ -16,27 +16,37 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import errors
 from activities.common import secret_of
-from activities.delivery_log import DeliveryLog, OpenDelivery, SendOutcome, open_delivery, record_attempt
+from activities.delivery_log import (
+    DeliveryInput,
+    DeliveryLog,
+    DeliveryResult,
+    OpenDelivery,
+    SendOutcome,
+    open_delivery,
+    record_attempt,
+)
 from activities.email_delivery import EmailDelivery
 from lodestone.netguard import OutboundRefused, check_url
 from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
 from lodestone.webhooks import signed_headers
-from workflows.types import DeliveryInput, DeliveryResult
 
 RETRYABLE_STATUS = {408, 425, 429}
 
 
 def webhook_timeout(settings: Settings, target: dict[str, Any]) -> float:
     """The target's own timeout_seconds, else WEBHOOK_TIMEOUT_SECONDS; never above the max."""
-    return min(float(target.get("timeout_seconds") or settings.webhook_timeout_seconds),
-               settings.webhook_timeout_max_seconds)
+    return min(
+        float(target.get("timeout_seconds") or settings.webhook_timeout_seconds), settings.webhook_timeout_max_seconds
+    )
 
 
 class DeliveryActivities(EmailDelivery, DeliveryLog):
-    def __init__(self, engine: AsyncEngine, http: httpx.AsyncClient, settings: Settings,
-                 secrets: SecretsProvider) -> None:
+    def __init__(
+        self, engine: AsyncEngine, http: httpx.AsyncClient, settings: Settings, secrets: SecretsProvider
+    ) -> None:
         self.engine, self.http, self.settings, self.secrets = engine, http, settings, secrets
 
     @activity.defn
@@ -52,19 +62,23 @@ class DeliveryActivities(EmailDelivery, DeliveryLog):
         if opened.delivered:
             return opened.result(opened.delivery.attempts, 200)
         out = await self._post(inp, opened)
-        number, _, _ = await record_attempt(self.engine, inp.tenant_id, opened.delivery, out.status_code, out.error,
-                                            final=not (out.ok or out.retryable))
+        number, _, _ = await record_attempt(
+            self.engine, inp.tenant_id, opened.delivery, out.status_code, out.error, final=not (out.ok or out.retryable)
+        )
         if out.ok:
             return opened.result(number, out.status_code or 200)
-        raise ApplicationError(f"{opened.delivery.target}: {out.error}", type=out.error_type,
-                               non_retryable=not out.retryable)
+        raise ApplicationError(
+            f"{opened.delivery.target}: {out.error}", type=out.error_type, non_retryable=not out.retryable
+        )
 
     async def _post(self, inp: DeliveryInput, opened: OpenDelivery) -> SendOutcome:
         """One POST; its outcome. Nothing here writes to the database."""
         delivery = opened.delivery
         body = self._payload(inp, opened)
-        secret = await secret_of(opened.tenant, self.secrets, inp.tenant_id, "webhook_secret",
-                                 opened.tenant.webhook_secret) or opened.tenant.webhook_secret
+        secret = (
+            await secret_of(opened.tenant, self.secrets, inp.tenant_id, "webhook_secret", opened.tenant.webhook_secret)
+            or opened.tenant.webhook_secret
+        )
         headers = signed_headers(secret, delivery.webhook_id, body)
         limit = webhook_timeout(self.settings, opened.target)
         try:
@@ -72,25 +86,33 @@ class DeliveryActivities(EmailDelivery, DeliveryLog):
             # answer would keep the POST alive past the activity's own timeout, and Temporal's
             # retry would POST again beside it. The whole request ends within `limit`.
             async with asyncio.timeout(limit):
-                resp = await self.http.post(check_url(delivery.target), content=body, headers=headers,
-                                            timeout=limit)
+                resp = await self.http.post(check_url(delivery.target), content=body, headers=headers, timeout=limit)
         except OutboundRefused as e:
-            return opened.outcome(error=f"refused: {e}", error_type="WebhookURLRefused")
+            return opened.outcome(error=f"refused: {e}", error_type=errors.WEBHOOK_URL_REFUSED)
         except TimeoutError:
-            return opened.outcome(error=f"TimeoutError: no complete answer within {limit:g} s",
-                                  error_type="WebhookUnavailable", retryable=True)
+            return opened.outcome(
+                error=f"TimeoutError: no complete answer within {limit:g} s",
+                error_type=errors.WEBHOOK_UNAVAILABLE,
+                retryable=True,
+            )
         except httpx.HTTPError as e:
-            return opened.outcome(error=f"{type(e).__name__}: {e}", error_type="WebhookUnavailable", retryable=True)
+            return opened.outcome(
+                error=f"{type(e).__name__}: {e}", error_type=errors.WEBHOOK_UNAVAILABLE, retryable=True
+            )
         status = resp.status_code
         if 200 <= status < 300:
             return opened.outcome(status_code=status)
         if 300 <= status < 400:
-            return opened.outcome(status_code=status, error_type="WebhookRedirected",
-                                  error=f"answered {status}: redirects are not followed, so the target fails")
+            return opened.outcome(
+                status_code=status,
+                error_type=errors.WEBHOOK_REDIRECTED,
+                error=f"answered {status}: redirects are not followed, so the target fails",
+            )
         if 400 <= status < 500 and status not in RETRYABLE_STATUS:
-            return opened.outcome(status_code=status, error=f"answered {status}", error_type="WebhookRejected")
-        return opened.outcome(status_code=status, error=f"answered {status}", error_type="WebhookUnavailable",
-                              retryable=True)
+            return opened.outcome(status_code=status, error=f"answered {status}", error_type=errors.WEBHOOK_REJECTED)
+        return opened.outcome(
+            status_code=status, error=f"answered {status}", error_type=errors.WEBHOOK_UNAVAILABLE, retryable=True
+        )
 
     def _payload(self, inp: DeliveryInput, opened: OpenDelivery) -> str:
         payload = {
@@ -100,8 +122,14 @@ class DeliveryActivities(EmailDelivery, DeliveryLog):
                 "job_id": inp.job_id,
                 "workflow_key": opened.loaded.job.workflow_key,
                 "artifacts": [
-                    {"id": str(a.id), "kind": a.kind, "content_type": a.content_type, "size": a.size,
-                     "sha256": a.sha256, "url": f"{self.settings.api_url}/v1/artifacts/{a.id}"}
+                    {
+                        "id": str(a.id),
+                        "kind": a.kind,
+                        "content_type": a.content_type,
+                        "size": a.size,
+                        "sha256": a.sha256,
+                        "url": f"{self.settings.api_url}/v1/artifacts/{a.id}",
+                    }
                     for a in opened.artifacts
                 ],
             },

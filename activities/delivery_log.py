@@ -6,6 +6,7 @@ record_delivery_attempt, an activity of its own that retries until the database 
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -17,7 +18,22 @@ from lodestone import metrics
 from lodestone.db import tenant_session
 from lodestone.webhooks import webhook_id
 from schema.tables import Artifact, Delivery, DeliveryAttempt, Tenant, utcnow
-from workflows.types import DeliveryInput, DeliveryResult
+
+
+@dataclass
+class DeliveryInput:
+    tenant_id: str
+    job_id: str
+    target_index: int
+    event_time: str
+
+
+@dataclass
+class DeliveryResult:
+    delivery_id: str
+    webhook_id: str
+    attempt: int
+    status_code: int
 
 
 @dataclass
@@ -67,14 +83,15 @@ class OpenDelivery:
         return self.delivery.status == "delivered"
 
     @property
-    def target(self) -> dict:
-        return self.loaded.definition["delivery"][self.delivery.target_index]
+    def target(self) -> dict[str, Any]:
+        target: dict[str, Any] = self.loaded.definition["delivery"][self.delivery.target_index]
+        return target
 
     def result(self, attempt: int, code: int) -> DeliveryResult:
         return DeliveryResult(str(self.delivery.id), self.delivery.webhook_id, attempt, code)
 
-    def outcome(self, **kw: object) -> SendOutcome:
-        return SendOutcome(str(self.delivery.id), self.delivery.webhook_id, self.delivery.attempts, **kw)  # type: ignore[arg-type]
+    def outcome(self, **kw: Any) -> SendOutcome:
+        return SendOutcome(str(self.delivery.id), self.delivery.webhook_id, self.delivery.attempts, **kw)
 
 
 async def open_delivery(engine: AsyncEngine, inp: DeliveryInput) -> OpenDelivery:
@@ -85,19 +102,39 @@ async def open_delivery(engine: AsyncEngine, inp: DeliveryInput) -> OpenDelivery
         artifacts = (await session.exec(select(Artifact).where(Artifact.job_id == loaded.job.id))).all()
         tenant = await session.get(Tenant, uuid.UUID(inp.tenant_id))
         assert tenant is not None  # the job was found under this tenant
-        await session.execute(insert(Delivery).values(
-            id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=loaded.job.id,
-            target_index=inp.target_index, kind=target["type"], target=target.get("url") or target["to"],
-            webhook_id=webhook_id(inp.job_id, inp.target_index), status="pending", attempts=0,
-        ).on_conflict_do_nothing(index_elements=["job_id", "target_index"]))
-        delivery = (await session.exec(select(Delivery).where(
-            Delivery.job_id == loaded.job.id, Delivery.target_index == inp.target_index))).one()
+        await session.execute(
+            insert(Delivery)
+            .values(
+                id=uuid.uuid4(),
+                tenant_id=uuid.UUID(inp.tenant_id),
+                job_id=loaded.job.id,
+                target_index=inp.target_index,
+                kind=target["type"],
+                target=target.get("url") or target["to"],
+                webhook_id=webhook_id(inp.job_id, inp.target_index),
+                status="pending",
+                attempts=0,
+            )
+            .on_conflict_do_nothing(index_elements=["job_id", "target_index"])
+        )
+        delivery = (
+            await session.exec(
+                select(Delivery).where(Delivery.job_id == loaded.job.id, Delivery.target_index == inp.target_index)
+            )
+        ).one()
     return OpenDelivery(delivery, loaded, tenant, sorted(artifacts, key=lambda a: a.kind))
 
 
-async def record_attempt(engine: AsyncEngine, tenant_id: str, delivery: Delivery, status: int | None,
-                         error: str | None, *, final: bool = False,
-                         number: int | None = None) -> tuple[int, bool, bool]:
+async def record_attempt(
+    engine: AsyncEngine,
+    tenant_id: str,
+    delivery: Delivery,
+    status: int | None,
+    error: str | None,
+    *,
+    final: bool = False,
+    number: int | None = None,
+) -> tuple[int, bool, bool]:
     """Store one attempt; its number, whether this call stored it, and whether this call marked
     the target failed (a retried call finds it failed already). Attempts are numbered per
     target, across runs: a redriven job's attempts follow the earlier ones. `number` given (by
@@ -111,10 +148,22 @@ async def record_attempt(engine: AsyncEngine, tenant_id: str, delivery: Delivery
         number = row.attempts + 1 if number is None else number
         stored = failed_now = False
         if number:
-            stored = (await session.execute(insert(DeliveryAttempt).values(
-                id=uuid.uuid4(), tenant_id=uuid.UUID(tenant_id), delivery_id=delivery.id, attempt=number,
-                webhook_id=delivery.webhook_id, status_code=status, error=error, created_at=utcnow(),
-            ).on_conflict_do_nothing(index_elements=["delivery_id", "attempt"]))).rowcount == 1  # type: ignore[attr-defined]
+            stored = (
+                await session.execute(
+                    insert(DeliveryAttempt)
+                    .values(
+                        id=uuid.uuid4(),
+                        tenant_id=uuid.UUID(tenant_id),
+                        delivery_id=delivery.id,
+                        attempt=number,
+                        webhook_id=delivery.webhook_id,
+                        status_code=status,
+                        error=error,
+                        created_at=utcnow(),
+                    )
+                    .on_conflict_do_nothing(index_elements=["delivery_id", "attempt"])
+                )
+            ).rowcount == 1  # type: ignore[attr-defined]  # a CursorResult at run time; execute() is typed Result
             row.attempts = max(row.attempts, number)
         if row.status != "delivered":
             if ok:
@@ -129,8 +178,11 @@ async def record_attempt(engine: AsyncEngine, tenant_id: str, delivery: Delivery
 
 async def find_delivery(engine: AsyncEngine, tenant_id: str, job_id: str, target_index: int) -> Delivery | None:
     async with tenant_session(engine, tenant_id) as session:
-        return (await session.exec(select(Delivery).where(
-            Delivery.job_id == uuid.UUID(job_id), Delivery.target_index == target_index))).first()
+        return (
+            await session.exec(
+                select(Delivery).where(Delivery.job_id == uuid.UUID(job_id), Delivery.target_index == target_index)
+            )
+        ).first()
 
 
 class DeliveryLog:
@@ -146,7 +198,8 @@ class DeliveryLog:
         if delivery is None:  # the send failed before the target's row was made: nothing to mark
             return 0
         number, stored, failed_now = await record_attempt(
-            self.engine, inp.tenant_id, delivery, inp.status_code, inp.error, final=inp.final, number=inp.attempt)
+            self.engine, inp.tenant_id, delivery, inp.status_code, inp.error, final=inp.final, number=inp.attempt
+        )
         ok = inp.error_type is None
         if stored:
             outcome = "delivered" if ok else "failed" if inp.final else "retrying"

@@ -11,11 +11,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import errors
 from activities.common import heartbeating
-from activities.delivery_log import OpenDelivery, SendOutcome, open_delivery, record_attempt
+from activities.delivery_log import (
+    DeliveryInput,
+    DeliveryResult,
+    OpenDelivery,
+    SendOutcome,
+    open_delivery,
+    record_attempt,
+)
 from lodestone import links, mail
 from lodestone.settings import Settings
-from workflows.types import DeliveryInput, DeliveryResult
 
 
 class EmailDelivery:
@@ -38,12 +45,14 @@ class EmailDelivery:
         if opened.delivered:
             return opened.result(opened.delivery.attempts, 250)
         out = await self._send(inp, opened)
-        number, _, _ = await record_attempt(self.engine, inp.tenant_id, opened.delivery, out.status_code, out.error,
-                                            final=not (out.ok or out.retryable))
+        number, _, _ = await record_attempt(
+            self.engine, inp.tenant_id, opened.delivery, out.status_code, out.error, final=not (out.ok or out.retryable)
+        )
         if out.ok:
             return opened.result(number, out.status_code or 250)
-        raise ApplicationError(f"{opened.delivery.target}: {out.error}", type=out.error_type,
-                               non_retryable=not out.retryable)
+        raise ApplicationError(
+            f"{opened.delivery.target}: {out.error}", type=out.error_type, non_retryable=not out.retryable
+        )
 
     async def _send(self, inp: DeliveryInput, opened: OpenDelivery) -> SendOutcome:
         """One message; its outcome. Nothing here writes to the database."""
@@ -51,10 +60,10 @@ class EmailDelivery:
             async with heartbeating():
                 code = await mail.send(self.settings, self._message(inp, opened))
         except mail.MailError as e:
-            kind = ("EmailNotConfigured" if isinstance(e, mail.MailNotConfigured)
-                    else "EmailUnavailable" if isinstance(e, mail.MailUnavailable) else "EmailRejected")
-            return opened.outcome(status_code=e.code, error=str(e), error_type=kind,
-                                  retryable=kind == "EmailUnavailable")
+            kind = errors.code_of(e)
+            return opened.outcome(
+                status_code=e.code, error=str(e), error_type=kind, retryable=kind == errors.EMAIL_UNAVAILABLE
+            )
         return opened.outcome(status_code=code)
 
     def _message(self, inp: DeliveryInput, opened: OpenDelivery) -> EmailMessage:
@@ -63,10 +72,22 @@ class EmailDelivery:
         ttl = self.settings.link_max_ttl_seconds
         key, tenant = links.signing_key(self.settings), uuid.UUID(inp.tenant_id)
         artifact_links = [
-            mail.ArtifactLink(a.kind, a.content_type, a.size, f"{self.settings.api_url}/v1/artifacts/{a.id}/download?"
-                              + links.mint(key, a.id, tenant, ttl, now=issued.timestamp()).query())
-            for a in opened.artifacts]
+            mail.ArtifactLink(
+                a.kind,
+                a.content_type,
+                a.size,
+                f"{self.settings.api_url}/v1/artifacts/{a.id}/download?"
+                + links.mint(key, a.id, tenant, ttl, now=issued.timestamp()).query(),
+            )
+            for a in opened.artifacts
+        ]
         return mail.delivery_message(
-            sender=self.settings.smtp_from, to=opened.delivery.target, delivery_id=opened.delivery.webhook_id,
-            job_id=inp.job_id, workflow_key=opened.loaded.job.workflow_key, when=issued, links=artifact_links,
-            expires=issued + timedelta(seconds=ttl))
+            sender=self.settings.smtp_from,
+            to=opened.delivery.target,
+            delivery_id=opened.delivery.webhook_id,
+            job_id=inp.job_id,
+            workflow_key=opened.loaded.job.workflow_key,
+            when=issued,
+            links=artifact_links,
+            expires=issued + timedelta(seconds=ttl),
+        )

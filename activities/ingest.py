@@ -4,19 +4,47 @@ a retried attempt resumes at the next part instead of starting over."""
 import asyncio
 import contextlib
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import errors
 from activities.common import fail
 from lodestone.db import tenant_session
 from lodestone.netguard import OutboundRefused, open_stream
 from lodestone.settings import Settings
 from lodestone.storage import ObjectNotFound, ObjectStore, PartRef, job_key
 from schema.tables import Job, Tenant
-from workflows.types import IngestCheckpoint, IngestInput, IngestResult
+
+
+@dataclass
+class IngestInput:
+    tenant_id: str
+    job_id: str
+    url: str
+
+
+@dataclass
+class IngestCheckpoint:
+    """Heartbeat details: enough for a retried attempt to resume at the next part."""
+
+    upload_id: str
+    parts: list[list[Any]]  # [number, etag, size]
+    bytes_done: int
+
+
+@dataclass
+class IngestResult:
+    key: str
+    size: int
+    parts: int
+    parts_uploaded: int  # by the attempt that finished; fewer than parts after a resume
+    resumed_from_part: int
+
 
 RETRYABLE_STATUS = {408, 425, 429}
 
@@ -70,9 +98,9 @@ class IngestActivities:
             try:
                 resp = await open_stream(self.http, inp.url, headers, self.settings.ingest_max_redirects)
             except OutboundRefused as e:
-                raise fail("InputURLRefused", str(e)) from e
+                raise fail(errors.INPUT_URL_REFUSED, str(e)) from e
             except httpx.HTTPError as e:
-                raise ApplicationError(f"fetching input failed: {e}", type="InputUnavailable") from e
+                raise ApplicationError(f"fetching input failed: {e}", type=errors.INPUT_UNAVAILABLE) from e
             try:
                 if cp.bytes_done and resp.status_code != 206:
                     activity.logger.info("source ignored Range; ingest of job %s restarts", inp.job_id)
@@ -96,12 +124,12 @@ class IngestActivities:
     def _check_response(resp: httpx.Response, cp: IngestCheckpoint, limit: int) -> None:
         status = resp.status_code
         if status >= 500 or status in RETRYABLE_STATUS:
-            raise ApplicationError(f"input source answered {status}", type="InputUnavailable")
+            raise ApplicationError(f"input source answered {status}", type=errors.INPUT_UNAVAILABLE)
         if status >= 300:
-            raise fail("InputFetchFailed", f"input source answered {status}")
+            raise fail(errors.INPUT_FETCH_FAILED, f"input source answered {status}")
         declared = resp.headers.get("content-length")
         if declared and declared.isdigit() and cp.bytes_done + int(declared) > limit:
-            raise fail("InputTooLarge", f"input is {cp.bytes_done + int(declared)} bytes; the limit is {limit}")
+            raise fail(errors.INPUT_TOO_LARGE, f"input is {cp.bytes_done + int(declared)} bytes; the limit is {limit}")
 
     async def _copy(self, resp: httpx.Response, key: str, cp: IngestCheckpoint, limit: int) -> int:
         part_size, uploaded = self.store.part_size, 0
@@ -117,7 +145,7 @@ class IngestActivities:
 
         async for chunk in resp.aiter_bytes():
             if cp.bytes_done + len(buffer) + len(chunk) > limit:
-                raise fail("InputTooLarge", f"input exceeds the limit of {limit} bytes")
+                raise fail(errors.INPUT_TOO_LARGE, f"input exceeds the limit of {limit} bytes")
             buffer += chunk
             while len(buffer) >= part_size:
                 await put(bytes(buffer[:part_size]))
@@ -126,4 +154,3 @@ class IngestActivities:
         if buffer or not cp.parts:
             await put(bytes(buffer))
         return uploaded
-

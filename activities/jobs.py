@@ -1,6 +1,7 @@
 """Job bookkeeping in PostgreSQL: the plan, status transitions, the dead-letter row."""
 
 import uuid
+from dataclasses import dataclass, field
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -11,11 +12,49 @@ from activities.delivery import webhook_timeout
 from lodestone.db import tenant_session
 from lodestone.metrics import JOB_DURATION
 from lodestone.settings import Settings
+from schema.dag import step_dependencies
+from schema.statuses import TERMINAL, JobStatus
 from schema.tables import JobFailure, Submission, utcnow
-from workflows.dag import step_dependencies
-from workflows.types import FailureInput, JobPlan, JobRef, JobStatusInput
 
-TERMINAL = {"delivered", "failed", "cancelled"}
+
+@dataclass
+class JobRef:
+    tenant_id: str
+    job_id: str
+
+
+@dataclass
+class JobPlan:
+    # step id -> the step ids it waits for
+    dependencies: dict[str, list[str]]
+    outputs: list[str]
+    delivery_targets: int
+    max_parallel_steps: int
+    input_url: str | None = None
+    # The type of each delivery target ("webhook", "email"); a plan without it (recorded
+    # before email targets existed) has only webhooks.
+    delivery_kinds: list[str] = field(default_factory=list)
+    # Each target's webhook timeout in seconds (0 for email), and the attempt budgets, from the
+    # definition and settings; a plan without them (recorded earlier) keeps the built-in ones.
+    delivery_timeouts: list[float] = field(default_factory=list)
+    step_max_attempts: int = 0
+    delivery_max_attempts: int = 0
+
+
+@dataclass
+class JobStatusInput:
+    tenant_id: str
+    job_id: str
+    status: str
+
+
+@dataclass
+class FailureInput:
+    tenant_id: str
+    job_id: str
+    error_code: str
+    message: str
+    failed_step: str | None = None
 
 
 class JobActivities:
@@ -36,8 +75,9 @@ class JobActivities:
             max_parallel_steps=self.settings.step_concurrency,
             input_url=submission.input_url if submission and not loaded.job.input_key else None,
             delivery_kinds=[t["type"] for t in d.get("delivery", [])],
-            delivery_timeouts=[webhook_timeout(self.settings, t) if t["type"] == "webhook" else 0.0
-                               for t in d.get("delivery", [])],
+            delivery_timeouts=[
+                webhook_timeout(self.settings, t) if t["type"] == "webhook" else 0.0 for t in d.get("delivery", [])
+            ],
             step_max_attempts=self.settings.step_max_attempts,
             delivery_max_attempts=self.settings.delivery_max_attempts,
         )
@@ -57,15 +97,22 @@ class JobActivities:
     async def record_failure(self, inp: FailureInput) -> None:
         async with tenant_session(self.engine, inp.tenant_id) as session:
             job = (await load_job(session, inp.job_id)).job
-            first = job.status != "failed"
-            job.status, job.error, job.updated_at = "failed", f"{inp.error_code}: {inp.message}", utcnow()
+            first = job.status != JobStatus.failed
+            job.status, job.error, job.updated_at = JobStatus.failed, f"{inp.error_code}: {inp.message}", utcnow()
             session.add(job)
-            failure = dict(error_code=inp.error_code, message=inp.message[:4000], failed_step=inp.failed_step,
-                           temporal_link=self.settings.workflow_link(inp.job_id), created_at=utcnow())
+            failure = dict(
+                error_code=inp.error_code,
+                message=inp.message[:4000],
+                failed_step=inp.failed_step,
+                temporal_link=self.settings.workflow_link(inp.job_id),
+                created_at=utcnow(),
+            )
             # A redriven job that fails again: its one dead letter now tells the latest failure.
             await session.execute(
-                insert(JobFailure).values(id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=job.id, **failure)
-                .on_conflict_do_update(index_elements=["job_id"], set_={**failure, "redriven_at": None}))
+                insert(JobFailure)
+                .values(id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=job.id, **failure)
+                .on_conflict_do_update(index_elements=["job_id"], set_={**failure, "redriven_at": None})
+            )
         if first:
-            JOB_DURATION.labels("failed").observe((job.updated_at - job.created_at).total_seconds())
+            JOB_DURATION.labels(JobStatus.failed).observe((job.updated_at - job.created_at).total_seconds())
         activity.logger.info("job %s failed: %s", inp.job_id, inp.error_code)

@@ -3,12 +3,14 @@ capped child process.
 Artifacts land under {tenant_id}/jobs/{job_id}/."""
 
 import uuid
+from dataclasses import dataclass
 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import select
+from sqlmodel import col, select
 from temporalio import activity
 
+from activities import errors
 from activities.common import fail, heartbeating, load_job, pool_busy
 from lodestone.db import tenant_session
 from lodestone.pdf import PdfRenderFailed, render_pdf
@@ -18,14 +20,27 @@ from lodestone.template_pool import TemplatePool
 from lodestone.template_turns import TemplatePoolBusy
 from lodestone.templating import TemplateLimitExceeded, TemplateRenderError, TemplateSecurityViolation
 from schema.tables import Artifact, JobStep, utcnow
-from workflows.types import RenderInput, RenderResult
+
+
+@dataclass
+class RenderInput:
+    tenant_id: str
+    job_id: str
+    kind: str  # "html" or "pdf"
+
+
+@dataclass
+class RenderResult:
+    artifact_id: str
+    key: str
+    size: int
+
 
 FILES = {"html": ("report.html", "text/html; charset=utf-8"), "pdf": ("report.pdf", "application/pdf")}
 
 
 class RenderActivities:
-    def __init__(self, engine: AsyncEngine, store: ObjectStore, settings: Settings,
-                 templates: TemplatePool) -> None:
+    def __init__(self, engine: AsyncEngine, store: ObjectStore, settings: Settings, templates: TemplatePool) -> None:
         self.engine, self.store, self.settings, self.templates = engine, store, settings, templates
 
     @activity.defn
@@ -42,8 +57,11 @@ class RenderActivities:
         its id, key and sha256 may already have gone out in a delivered webhook, and a PDF
         re-rendered from the same HTML is not byte-identical."""
         async with tenant_session(self.engine, inp.tenant_id) as session:
-            row = (await session.exec(select(Artifact).where(
-                Artifact.job_id == uuid.UUID(inp.job_id), Artifact.kind == inp.kind))).first()
+            row = (
+                await session.exec(
+                    select(Artifact).where(Artifact.job_id == uuid.UUID(inp.job_id), Artifact.kind == inp.kind)
+                )
+            ).first()
         if row is None:
             return None
         try:
@@ -57,18 +75,24 @@ class RenderActivities:
         async with tenant_session(self.engine, inp.tenant_id) as session:
             loaded = await load_job(session, inp.job_id)
             steps = (await session.exec(select(JobStep).where(JobStep.job_id == loaded.job.id))).all()
-        outputs = {s.step_id: (await self.store.get_bytes(s.output_key)).decode()
-                   for s in steps if s.output_key}
-        context = {"input": loaded.input, "steps": outputs,
-                   "job": {"id": str(loaded.job.id), "workflow_key": loaded.job.workflow_key,
-                           "created_at": loaded.job.created_at.isoformat()}}
+        outputs = {s.step_id: (await self.store.get_bytes(s.output_key)).decode() for s in steps if s.output_key}
+        context = {
+            "input": loaded.input,
+            "steps": outputs,
+            "job": {
+                "id": str(loaded.job.id),
+                "workflow_key": loaded.job.workflow_key,
+                "created_at": loaded.job.created_at.isoformat(),
+            },
+        }
         try:
             async with heartbeating():
-                html = await self.templates.render(loaded.definition["template"], context, html=True,
-                                                   tenant=inp.tenant_id)
+                html = await self.templates.render(
+                    loaded.definition["template"], context, html=True, tenant=inp.tenant_id
+                )
             return html.encode()
         except (TemplateRenderError, TemplateSecurityViolation, TemplateLimitExceeded) as e:
-            raise fail(type(e).__name__, f"template: {e}") from e
+            raise fail(errors.code_of(e), f"template: {e}") from e
         except TemplatePoolBusy as e:
             raise pool_busy(e) from e
 
@@ -76,20 +100,28 @@ class RenderActivities:
         html = await self.store.get_bytes(job_key(inp.tenant_id, inp.job_id, FILES["html"][0]))
         try:
             async with heartbeating():
-                return await render_pdf(html, timeout=self.settings.pdf_timeout_seconds,
-                                        memory_mb=self.settings.pdf_memory_mb)
+                return await render_pdf(
+                    html, timeout=self.settings.pdf_timeout_seconds, memory_mb=self.settings.pdf_memory_mb
+                )
         except PdfRenderFailed as e:
-            raise fail("PdfRenderFailed", str(e)) from e
+            raise fail(errors.PDF_RENDER_FAILED, str(e)) from e
 
     async def _record(self, inp: RenderInput, stored: StoredObject, content_type: str) -> RenderResult:
-        stmt = insert(Artifact).values(
-            id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=uuid.UUID(inp.job_id),
-            kind=inp.kind, key=stored.key, content_type=content_type, size=stored.size,
-            sha256=stored.sha256, created_at=utcnow())
-        stmt = stmt.on_conflict_do_update(
+        row = insert(Artifact).values(
+            id=uuid.uuid4(),
+            tenant_id=uuid.UUID(inp.tenant_id),
+            job_id=uuid.UUID(inp.job_id),
+            kind=inp.kind,
+            key=stored.key,
+            content_type=content_type,
+            size=stored.size,
+            sha256=stored.sha256,
+            created_at=utcnow(),
+        )
+        stmt = row.on_conflict_do_update(
             index_elements=["job_id", "kind"],
             set_={"size": stored.size, "sha256": stored.sha256, "key": stored.key},
-        ).returning(Artifact.id)
+        ).returning(col(Artifact.id))
         async with tenant_session(self.engine, inp.tenant_id) as session:
             artifact_id = (await session.execute(stmt)).scalar_one()
         return RenderResult(str(artifact_id), stored.key, stored.size)

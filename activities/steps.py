@@ -13,6 +13,7 @@ from sqlmodel import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import errors
 from activities.common import LoadedJob, fail, heartbeating, llm_transient, load_job, pool_busy, secret_of
 from lodestone.db import tenant_session
 from lodestone.llm import LLMClient, LLMError, LLMTransient
@@ -23,7 +24,23 @@ from lodestone.template_pool import TemplatePool
 from lodestone.template_turns import TemplatePoolBusy
 from lodestone.templating import TemplateLimitExceeded, TemplateRenderError, TemplateSecurityViolation
 from schema.tables import JobStep, Tenant, UsageRecord, utcnow
-from workflows.types import StepInput, StepResult
+
+
+@dataclass
+class StepInput:
+    tenant_id: str
+    job_id: str
+    step_id: str
+
+
+@dataclass
+class StepResult:
+    step_id: str
+    output_key: str
+    model: str
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
 
 
 @dataclass
@@ -45,8 +62,15 @@ UNEXPLAINED = "the attempt failed on the worker; its log has the details"
 
 
 class StepActivities:
-    def __init__(self, engine: AsyncEngine, store: ObjectStore, llm: LLMClient, settings: Settings,
-                 secrets: SecretsProvider, templates: TemplatePool) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        store: ObjectStore,
+        llm: LLMClient,
+        settings: Settings,
+        secrets: SecretsProvider,
+        templates: TemplatePool,
+    ) -> None:
         self.engine, self.store, self.llm, self.settings, self.secrets = engine, store, llm, settings, secrets
         self.templates = templates
 
@@ -56,26 +80,30 @@ class StepActivities:
             loaded = await load_job(session, inp.job_id)
             tenant = await session.get(Tenant, loaded.job.tenant_id)
             rows = (await session.exec(select(JobStep).where(JobStep.job_id == loaded.job.id))).all()
-            usage = (await session.exec(select(UsageRecord).where(
-                UsageRecord.job_id == loaded.job.id, UsageRecord.step_id == inp.step_id))).first()
+            usage = (
+                await session.exec(
+                    select(UsageRecord).where(UsageRecord.job_id == loaded.job.id, UsageRecord.step_id == inp.step_id)
+                )
+            ).first()
         outputs = {r.step_id: r for r in rows}
         mine = outputs.get(inp.step_id)
         if mine is not None and mine.status == "completed" and usage is not None:
             # Before the key is resolved: a redriven job skips its completed steps even when
             # the tenant's secret backend is what broke.
-            return StepResult(inp.step_id, mine.output_key or "", usage.model, usage.tokens_in,
-                              usage.tokens_out, usage.cost_usd)
+            return StepResult(
+                inp.step_id, mine.output_key or "", usage.model, usage.tokens_in, usage.tokens_out, usage.cost_usd
+            )
         try:
             return await self._attempt(inp, loaded, tenant, outputs)
         except ApplicationError as e:
-            if not e.non_retryable and e.type != "TemplatePoolBusy":  # busy: not a failed attempt
+            if not e.non_retryable and e.type != errors.TEMPLATE_POOL_BUSY:  # busy: not a failed attempt
                 await self._retrying(inp, f"{e.type}: {e.message}")
             raise
         except Exception as e:  # not the step's own: its text may name server paths (an OSError's)
             await self._retrying(inp, f"{type(e).__name__}: {UNEXPLAINED}")
             # The same type (retry policies match on it), without the text: the workflow records
             # the last attempt's message as the step's and the job's error. The cause keeps it.
-            raise ApplicationError(UNEXPLAINED, type=type(e).__name__) from e
+            raise ApplicationError(UNEXPLAINED, type=errors.unexpected(e)) from e
 
     @activity.defn
     async def record_step_failure(self, inp: StepFailureInput) -> None:
@@ -83,17 +111,28 @@ class StepActivities:
         cancelled because a sibling failed (a step that completed or failed meanwhile keeps that)."""
         async with tenant_session(self.engine, inp.tenant_id) as session:
             stmt = insert(JobStep).values(
-                id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=uuid.UUID(inp.job_id),
-                step_id=inp.step_id, status=inp.status, error=inp.error, attempts=0, started_at=utcnow(),
-                finished_at=utcnow())
+                id=uuid.uuid4(),
+                tenant_id=uuid.UUID(inp.tenant_id),
+                job_id=uuid.UUID(inp.job_id),
+                step_id=inp.step_id,
+                status=inp.status,
+                error=inp.error,
+                attempts=0,
+                started_at=utcnow(),
+                finished_at=utcnow(),
+            )
             ended = JobStep.__table__.c.status.in_(("completed", "failed"))  # type: ignore[attr-defined]
-            await session.execute(stmt.on_conflict_do_update(
-                index_elements=["job_id", "step_id"],
-                set_={"status": inp.status, "error": inp.error, "finished_at": stmt.excluded.finished_at},
-                where=~ended if inp.status == "cancelled" else None))
+            await session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["job_id", "step_id"],
+                    set_={"status": inp.status, "error": inp.error, "finished_at": stmt.excluded.finished_at},
+                    where=~ended if inp.status == "cancelled" else None,
+                )
+            )
 
-    async def _attempt(self, inp: StepInput, loaded: LoadedJob, tenant: Tenant | None,
-                       outputs: dict[str, JobStep]) -> StepResult:
+    async def _attempt(
+        self, inp: StepInput, loaded: LoadedJob, tenant: Tenant | None, outputs: dict[str, JobStep]
+    ) -> StepResult:
         llm_key = await secret_of(tenant, self.secrets, inp.tenant_id, "llm_api_key", None)
         step = next(s for s in loaded.definition["steps"] if s["id"] == inp.step_id)
         model = step.get("model", self.settings.llm_model)
@@ -101,13 +140,13 @@ class StepActivities:
         if attempt == 1:
             await self._mark(inp, "running", None)
         else:  # the last error stays shown until this attempt ends
-            await self._mark(inp, "retrying", None,
-                             keep=f"attempt {attempt - 1} did not finish (timed out, or its worker was lost)")
+            await self._mark(
+                inp, "retrying", None, keep=f"attempt {attempt - 1} did not finish (timed out, or its worker was lost)"
+            )
         try:
             context = await self._context(loaded, step, outputs)
             async with heartbeating():
-                prompt = await self.templates.render(step["instructions"], context, html=False,
-                                                     tenant=inp.tenant_id)
+                prompt = await self.templates.render(step["instructions"], context, html=False, tenant=inp.tenant_id)
                 completion = await self.llm.complete(model, prompt, llm_key)
         except LLMTransient as e:
             raise llm_transient(e) from e
@@ -115,19 +154,32 @@ class StepActivities:
             raise pool_busy(e) from e
         except (LLMError, TemplateRenderError, TemplateSecurityViolation, TemplateLimitExceeded) as e:
             await self._mark(inp, "failed", str(e))
-            raise fail(type(e).__name__, str(e)) from e
+            raise fail(errors.code_of(e), str(e)) from e
         stored = await self.store.put_bytes(
             job_key(inp.tenant_id, inp.job_id, f"steps/{inp.step_id}.txt"),
-            completion.text.encode(), "text/plain; charset=utf-8")
+            completion.text.encode(),
+            "text/plain; charset=utf-8",
+        )
         async with tenant_session(self.engine, inp.tenant_id) as session:
-            await session.execute(insert(UsageRecord).values(
-                id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=uuid.UUID(inp.job_id),
-                step_id=inp.step_id, model=completion.model, tokens_in=completion.tokens_in,
-                tokens_out=completion.tokens_out, cost_usd=completion.cost_usd, created_at=utcnow(),
-            ).on_conflict_do_nothing(index_elements=["job_id", "step_id"]))
+            await session.execute(
+                insert(UsageRecord)
+                .values(
+                    id=uuid.uuid4(),
+                    tenant_id=uuid.UUID(inp.tenant_id),
+                    job_id=uuid.UUID(inp.job_id),
+                    step_id=inp.step_id,
+                    model=completion.model,
+                    tokens_in=completion.tokens_in,
+                    tokens_out=completion.tokens_out,
+                    cost_usd=completion.cost_usd,
+                    created_at=utcnow(),
+                )
+                .on_conflict_do_nothing(index_elements=["job_id", "step_id"])
+            )
             await self._upsert(session, inp, "completed", None, stored.key)
-        return StepResult(inp.step_id, stored.key, completion.model, completion.tokens_in,
-                          completion.tokens_out, completion.cost_usd)
+        return StepResult(
+            inp.step_id, stored.key, completion.model, completion.tokens_in, completion.tokens_out, completion.cost_usd
+        )
 
     async def _context(self, loaded: LoadedJob, step: dict[str, Any], outputs: dict[str, JobStep]) -> dict[str, Any]:
         ctx: dict[str, Any] = {"input": loaded.input}
@@ -137,12 +189,12 @@ class StepActivities:
             kind, _, field = ref.partition(".")
             if kind == "input":
                 if field not in loaded.input:
-                    raise fail("StepInputMissing", f"step {step['id']!r} needs input field {field!r}")
+                    raise fail(errors.STEP_INPUT_MISSING, f"step {step['id']!r} needs input field {field!r}")
                 ctx[name] = loaded.input[field]
             else:
                 row = outputs.get(field)
                 if row is None or row.output_key is None:
-                    raise ApplicationError(f"step {field!r} has no output yet", type="StepNotReady")
+                    raise ApplicationError(f"step {field!r} has no output yet", type=errors.STEP_NOT_READY)
                 ctx[name] = (await self.store.get_bytes(row.output_key)).decode()
         return ctx
 
@@ -163,19 +215,41 @@ class StepActivities:
         with contextlib.suppress(Exception):
             await self._mark(inp, "retrying", error)
 
-    async def _upsert(self, session: Any, inp: StepInput, status: str, error: str | None,
-                      output_key: str | None, keep: str | None = None) -> None:
+    async def _upsert(
+        self,
+        session: Any,
+        inp: StepInput,
+        status: str,
+        error: str | None,
+        output_key: str | None,
+        keep: str | None = None,
+    ) -> None:
         """`keep`: leave the stored error as it is, or set this one where there is none."""
         finished = utcnow() if status in ("completed", "failed") else None
         stmt = insert(JobStep).values(
-            id=uuid.uuid4(), tenant_id=uuid.UUID(inp.tenant_id), job_id=uuid.UUID(inp.job_id),
-            step_id=inp.step_id, status=status, output_key=output_key, error=keep or error,
-            attempts=activity.info().attempt, started_at=utcnow(), finished_at=finished)
+            id=uuid.uuid4(),
+            tenant_id=uuid.UUID(inp.tenant_id),
+            job_id=uuid.UUID(inp.job_id),
+            step_id=inp.step_id,
+            status=status,
+            output_key=output_key,
+            error=keep or error,
+            attempts=activity.info().attempt,
+            started_at=utcnow(),
+            finished_at=finished,
+        )
         # An attempt ending after the workflow cancelled its step (a sibling failed) leaves the
         # step cancelled: it will not be retried.
-        await session.execute(stmt.on_conflict_do_update(
-            index_elements=["job_id", "step_id"],
-            set_={"status": status, "attempts": activity.info().attempt,
-                  "error": func.coalesce(JobStep.__table__.c.error, keep) if keep else error,  # type: ignore[attr-defined]
-                  "finished_at": finished, "output_key": stmt.excluded.output_key},
-            where=JobStep.__table__.c.status != "cancelled" if status == "retrying" else None))  # type: ignore[attr-defined]
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["job_id", "step_id"],
+                set_={
+                    "status": status,
+                    "attempts": activity.info().attempt,
+                    "error": func.coalesce(JobStep.__table__.c.error, keep) if keep else error,  # type: ignore[attr-defined]  # sqlmodel types __table__ without .c
+                    "finished_at": finished,
+                    "output_key": stmt.excluded.output_key,
+                },
+                where=JobStep.__table__.c.status != "cancelled" if status == "retrying" else None,  # type: ignore[attr-defined]  # as above
+            )
+        )

@@ -16,6 +16,7 @@ from api.observe import Observe
 from api.routers import (
     artifacts,
     channels,
+    dev_issuer,
     forms,
     health,
     jobs,
@@ -43,9 +44,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # A request waits for a pooled connection no longer than for a new one; past that, 503.
-        engine = make_engine(settings.app_database_url, settings.db_pool_size, settings.db_connect_timeout_seconds,
-                             command_timeout=settings.db_command_timeout_seconds,
-                             pool_timeout=settings.db_connect_timeout_seconds)
+        engine = make_engine(
+            settings.app_database_url,
+            settings.db_pool_size,
+            settings.db_connect_timeout_seconds,
+            command_timeout=settings.db_command_timeout_seconds,
+            pool_timeout=settings.db_connect_timeout_seconds,
+        )
         http = httpx.AsyncClient()
         setup_tracing(settings, "lodestone-api")
         app.state.sdk_metrics = SdkMetrics()
@@ -54,10 +59,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # What an earlier run left when it died mid-upload; the worker sweeps periodically.
         sweep = asyncio.create_task(reclaim_once(store, settings.partial_max_age_seconds))
         app.state.lodestone = AppState(
-            settings, engine, temporal, store, http, TokenVerifier(settings, http),
+            settings,
+            engine,
+            temporal,
+            store,
+            http,
+            TokenVerifier(settings, http),
             TenantRateLimiter(settings.submissions_per_minute, settings.submissions_burst),
             TenantRateLimiter(settings.public_form_submissions_per_minute, settings.public_form_submissions_burst),
-            UploadSlots(settings.uploads_in_flight, settings.tenant_uploads_in_flight))
+            UploadSlots(settings.uploads_in_flight, settings.tenant_uploads_in_flight),
+        )
         try:
             yield
         finally:
@@ -66,20 +77,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await http.aclose()
             await engine.dispose()
 
-    app = FastAPI(title="Lodestone", version="0.1.0", lifespan=lifespan,
-                  description="Durable AI document pipelines on Temporal.",
-                  # Observe (below) makes the one server span, the request id and the metrics;
-                  # FastAPI's own telemetry would add a second server span per request.
-                  telemetry={"tracing": False, "metrics": False, "logs": False})
+    app = FastAPI(
+        title="Lodestone",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Durable AI document pipelines on Temporal.",
+        # Observe (below) makes the one server span, the request id and the metrics;
+        # FastAPI's own telemetry would add a second server span per request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     problems.install(app)
     app.add_middleware(StrictJson)  # innermost: it reads only bodies under the cap, each read bounded
     app.add_middleware(BodyIdleTimeout, seconds=settings.request_body_idle_timeout_seconds)
     app.add_middleware(BodyLimit, limit=settings.request_body_max_bytes)
     app.add_middleware(Observe)  # added last, so outermost
 
-
-    for router in (health.router, workflows.router, submissions.router, jobs.router, artifacts.router,
-                   uploads.router, channels.router, whatsapp.router, schedules.router, tenant.router,
-                   forms.router, metrics.router):
+    for router in (
+        health.router,
+        workflows.router,
+        submissions.router,
+        jobs.router,
+        artifacts.router,
+        uploads.router,
+        channels.router,
+        whatsapp.router,
+        schedules.router,
+        tenant.router,
+        forms.router,
+        metrics.router,
+    ):
         app.include_router(router)
+    if settings.auth_dev_issuer:
+        app.include_router(dev_issuer.router)
     return app

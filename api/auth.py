@@ -40,8 +40,9 @@ class TokenVerifier:
         self.settings, self.http = settings, http
         issuer = settings.issuer
         base, _, realm = issuer.rpartition("/realms/")
-        self._kc = KeycloakOpenID(server_url=base or issuer, realm_name=realm or settings.auth_realm,
-                                  client_id=settings.auth_audience)
+        self._kc = KeycloakOpenID(
+            server_url=base or issuer, realm_name=realm or settings.auth_realm, client_id=settings.auth_audience
+        )
         self._keys: jwk.JWKSet | None = None
         self._forced_at = float("-inf")
         self._lock = asyncio.Lock()
@@ -63,9 +64,12 @@ class TokenVerifier:
     def _decode(self, token: str) -> dict:
         assert self._keys is not None
         return self._kc.decode_token(
-            token, key=self._keys, algs=["RS256"], leeway=LEEWAY,
-            check_claims={"iss": self.settings.issuer, "aud": self.settings.auth_audience,
-                          "exp": None})
+            token,
+            key=self._keys,
+            algs=["RS256"],
+            leeway=LEEWAY,
+            check_claims={"iss": self.settings.issuer, "aud": self.settings.auth_audience, "exp": None},
+        )
 
     async def verify(self, token: str) -> Principal:
         try:

@@ -24,8 +24,9 @@ class BodyIdleTimeout:
     def __init__(self, app: ASGIApp, seconds: float) -> None:
         self.app, self.seconds = app, seconds
 
-    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
-                       send: Callable[[Message], Awaitable[None]]) -> None:
+    async def __call__(
+        self, scope: Scope, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+    ) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started = answered = body_done = False
@@ -47,8 +48,11 @@ class BodyIdleTimeout:
                 log.info("request body idle for %.0fs on %s; answered 408", self.seconds, route_template(scope))
                 if not started:
                     await problem_response(
-                        408, "body_timeout", f"the request body stalled for more than {self.seconds:g} seconds",
-                        headers={"Connection": "close"})({"type": "http"}, _disconnected, send)
+                        408,
+                        "body_timeout",
+                        f"the request body stalled for more than {self.seconds:g} seconds",
+                        headers={"Connection": "close"},
+                    )({"type": "http"}, _disconnected, send)
                 return {"type": "http.disconnect"}  # the app stops reading and cleans up
 
         async def tracking(message: Message) -> None:

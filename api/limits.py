@@ -11,8 +11,8 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Literal
 
-from api.problems import problem_response
-from lodestone.metrics import UPLOADS_IN_FLIGHT
+from api.problems import Problem, problem_response
+from lodestone.metrics import SUBMISSIONS, UPLOADS_IN_FLIGHT
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -29,8 +29,9 @@ class BodyLimit:
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
 
-    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
-                       send: Callable[[Message], Awaitable[None]]) -> None:
+    async def __call__(
+        self, scope: Scope, receive: Callable[[], Awaitable[Message]], send: Callable[[Message], Awaitable[None]]
+    ) -> None:
         if scope["type"] != "http" or scope["path"].startswith(OWN_LIMIT):
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers", [])).get(b"content-length")
@@ -64,8 +65,12 @@ class BodyLimit:
                 raise
 
     async def _reject(self, send: Callable[[Message], Awaitable[None]]) -> None:
-        response = problem_response(413, "payload_too_large", f"request bodies here are limited to {self.limit} bytes",
-                                    headers={"Connection": "close"})
+        response = problem_response(
+            413,
+            "payload_too_large",
+            f"request bodies here are limited to {self.limit} bytes",
+            headers={"Connection": "close"},
+        )
         await response({"type": "http"}, _no_body, send)
 
 
@@ -90,6 +95,19 @@ class TenantRateLimiter:
             return 0.0
         self._buckets[tenant] = (tokens, now)
         return (1 - tokens) / self.rate if self.rate > 0 else math.inf
+
+
+def admit_submission(limiter: TenantRateLimiter, tenant_id: object, workflow_key: str) -> None:
+    """429, with Retry-After, when the tenant's submissions are over their rate."""
+    wait = limiter.take(str(tenant_id))
+    if wait:
+        SUBMISSIONS.labels(str(tenant_id), workflow_key, "rate_limited").inc()
+        raise Problem(
+            429,
+            "rate_limited",
+            "too many submissions for this tenant; slow down",
+            headers={"Retry-After": str(max(1, round(wait + 0.5)))},
+        )
 
 
 class UploadSlots:

@@ -41,8 +41,10 @@ class Observe:
             nonlocal status, answering
             if message["type"] == "http.response.start":
                 status, answering = message["status"], True
-                message = {**message, "headers": [*message.get("headers", []),
-                                                  (b"x-request-id", rid.encode("latin-1", "replace"))]}
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (b"x-request-id", rid.encode("latin-1", "replace"))],
+                }
             await send(message)
 
         span = self.tracer.start_span(scope["method"], kind=trace.SpanKind.SERVER)  # named by its route below
@@ -58,7 +60,8 @@ class Observe:
                         raise  # a response is under way: the server can only cut it off
                     log.exception("unhandled error on %s %s", scope["method"], route_template(scope))
                     await problem_response(500, "internal_error", "an internal error occurred")(
-                        scope, receive, send_with_id)
+                        scope, receive, send_with_id
+                    )
         finally:
             route = route_template(scope, "unmatched")
             span.update_name(f"{scope['method']} {route}")

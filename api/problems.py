@@ -14,6 +14,7 @@ from temporalio.service import RPCError
 from lodestone.db import DatabaseUnavailable, unavailable
 from lodestone.storage.base import StorageFull
 from lodestone.temporal_client import unreachable
+from services.errors import Conflict, Invalid, NotFound
 
 log = logging.getLogger("lodestone.api")
 
@@ -24,20 +25,36 @@ STORAGE_FULL_RETRY_AFTER = "60"
 
 
 class Problem(Exception):
-    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None,
-                 **extra: Any) -> None:
+    def __init__(
+        self, status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail, self.headers, self.extra = status, code, detail, headers, extra
 
 
 # The documented shape of every problem body; `errors` and `pointer` say which input was wrong.
 PROBLEM_SCHEMA: dict[str, Any] = {
-    "title": "Problem", "type": "object", "required": ["type", "title", "status", "detail", "code"],
+    "title": "Problem",
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code"],
     "properties": {
-        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
-        "detail": {"type": "string"}, "code": {"type": "string"}, "pointer": {"type": "string"},
-        "errors": {"type": "array", "items": {"type": "object", "required": ["loc", "msg"], "properties": {
-            "loc": {"type": "array", "items": {"type": ["string", "integer"]}}, "msg": {"type": "string"}}}},
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        "pointer": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["loc", "msg"],
+                "properties": {
+                    "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
+                    "msg": {"type": "string"},
+                },
+            },
+        },
     },
 }
 DESCRIPTIONS = {
@@ -59,14 +76,19 @@ DESCRIPTIONS = {
 def responses(*statuses: int, descriptions: dict[int, str] | None = None) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for statuses answered with a problem body."""
     described = {**DESCRIPTIONS, **(descriptions or {})}
-    return {s: {"description": described[s], "content": {MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}}
-            for s in statuses}
+    return {s: {"description": described[s], "content": {MEDIA_TYPE: {"schema": PROBLEM_SCHEMA}}} for s in statuses}
 
 
 # Every route behind a bearer token can answer these.
-AUTHENTICATED = responses(401, 403, 503, descriptions={
-    503: "the token issuer's keys could not be fetched, PostgreSQL or Temporal did not answer, or every database "
-         "connection was busy (see Retry-After)"})
+AUTHENTICATED = responses(
+    401,
+    403,
+    503,
+    descriptions={
+        503: "the token issuer's keys could not be fetched, PostgreSQL or Temporal did not answer, or every database "
+        "connection was busy (see Retry-After)"
+    },
+)
 
 
 def route_template(scope: Any, unmatched: str = "an unmatched route") -> str:
@@ -75,10 +97,17 @@ def route_template(scope: Any, unmatched: str = "an unmatched route") -> str:
     return getattr(scope.get("route"), "path", unmatched)
 
 
-def problem_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None,
-                     **extra: Any) -> JSONResponse:
-    body = {"type": f"https://lodestone.dev/problems/{code}", "title": code.replace("_", " "),
-            "status": status, "detail": detail, "code": code, **extra}
+def problem_response(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    body = {
+        "type": f"https://lodestone.dev/problems/{code}",
+        "title": code.replace("_", " "),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
     return JSONResponse(body, status_code=status, headers=headers, media_type=MEDIA_TYPE)
 
 
@@ -91,8 +120,7 @@ def temporal_unavailable(detail: str = "Temporal did not answer; try again") -> 
 
 
 def database_unavailable() -> JSONResponse:
-    return problem_response(503, "database_unavailable", "the database did not answer; try again",
-                            RETRY_AFTER)
+    return problem_response(503, "database_unavailable", "the database did not answer; try again", RETRY_AFTER)
 
 
 def database_busy() -> JSONResponse:
@@ -108,6 +136,19 @@ def install(app: FastAPI) -> None:
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.code, exc.detail, exc.headers, **exc.extra)
 
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return problem_response(404, "not_found", str(exc))
+
+    @app.exception_handler(Conflict)
+    async def _conflict(_: Request, exc: Conflict) -> JSONResponse:
+        return problem_response(409, exc.code, exc.detail)
+
+    @app.exception_handler(Invalid)
+    async def _refused(_: Request, exc: Invalid) -> JSONResponse:
+        extra = {} if exc.pointer is None else {"pointer": exc.pointer}
+        return problem_response(422, exc.code, exc.detail, **extra)
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [{"loc": list(e.get("loc", [])), "msg": e.get("msg", "")} for e in exc.errors()]
@@ -122,8 +163,12 @@ def install(app: FastAPI) -> None:
     async def _full(request: Request, exc: StorageFull) -> JSONResponse:
         log.warning("object store full on %s %s", request.method, route_template(request.scope))
         # Connection: close: the body may not have been read to its end.
-        return problem_response(507, "storage_full", "the object store has no room for this now; retry later",
-                                headers={"Retry-After": STORAGE_FULL_RETRY_AFTER, "Connection": "close"})
+        return problem_response(
+            507,
+            "storage_full",
+            "the object store has no room for this now; retry later",
+            headers={"Retry-After": STORAGE_FULL_RETRY_AFTER, "Connection": "close"},
+        )
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
@@ -133,11 +178,13 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
         if getattr(exc.orig, "sqlstate", None) in UNSTORABLE_TEXT:
-            return problem_response(422, "invalid_text", "the request holds text that cannot be stored, "
-                                    "such as a NUL character")
+            return problem_response(
+                422, "invalid_text", "the request holds text that cannot be stored, such as a NUL character"
+            )
         if unavailable(exc):
-            log.warning("database unavailable on %s %s: %s", request.method, route_template(request.scope),
-                        type(exc).__name__)
+            log.warning(
+                "database unavailable on %s %s: %s", request.method, route_template(request.scope), type(exc).__name__
+            )
             return database_unavailable()
         return await _crash(request, exc)
 
@@ -159,6 +206,7 @@ def install(app: FastAPI) -> None:
     async def _temporal(request: Request, exc: Exception) -> JSONResponse:
         if not unreachable(exc):
             return await _crash(request, exc)
-        log.warning("temporal unavailable on %s %s: %s", request.method, route_template(request.scope),
-                    type(exc).__name__)
+        log.warning(
+            "temporal unavailable on %s %s: %s", request.method, route_template(request.scope), type(exc).__name__
+        )
         return await _problem(request, temporal_unavailable())

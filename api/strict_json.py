@@ -84,8 +84,13 @@ def find_not_json(value: Any) -> NotJson | None:
 def check_json_text(body: bytes) -> NotJson | None:
     """What in this JSON text JSON does not allow, if anything; None too for text that is not JSON."""
     try:
-        if not (b"NaN" in body or b"Infinity" in body or _SURROGATE_ESCAPE.search(body)
-                or _SURROGATE_UTF8.search(body) or json.detect_encoding(body) != "utf-8"):
+        if not (
+            b"NaN" in body
+            or b"Infinity" in body
+            or _SURROGATE_ESCAPE.search(body)
+            or _SURROGATE_UTF8.search(body)
+            or json.detect_encoding(body) != "utf-8"
+        ):
             json.loads(body, parse_float=_finite)  # only an overflowing number can be wrong
             return None
     except _Overflow:
@@ -117,8 +122,12 @@ class StrictJson:
         self.app = app
 
     async def __call__(self, scope: Message, receive: Receive, send: Send) -> None:
-        if (scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS")
-                or scope["path"].startswith(OWN_LIMIT) or not is_json_request(dict(scope.get("headers", [])))):
+        if (
+            scope["type"] != "http"
+            or scope["method"] in ("GET", "HEAD", "OPTIONS")
+            or scope["path"].startswith(OWN_LIMIT)
+            or not is_json_request(dict(scope.get("headers", [])))
+        ):
             return await self.app(scope, receive, send)
         chunks: list[bytes] = []
         while True:
@@ -130,8 +139,7 @@ class StrictJson:
                 break
         body = b"".join(chunks)
         if (bad := check_json_text(body)) is not None:
-            response = problem_response(422, "invalid_json", f"the JSON body holds {bad.what}",
-                                        pointer=bad.pointer)
+            response = problem_response(422, "invalid_json", f"the JSON body holds {bad.what}", pointer=bad.pointer)
             return await response(scope, receive, send)
         replayed = False
 

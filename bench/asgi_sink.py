@@ -65,6 +65,11 @@ async def app(scope, receive, send):  # type: ignore[no-untyped-def]
     if scope["type"] != "http":
         return
     answer = b'{"size": %d}' % await consume(body(receive))
-    await send({"type": "http.response.start", "status": 201,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 201,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": answer})

@@ -39,7 +39,7 @@ from uploading import (  # noqa: E402
     uploads_in_flight,
 )
 
-from lodestone.devstack.processes import ProcessGroup, free_port  # noqa: E402
+from devstack.processes import ProcessGroup, free_port  # noqa: E402
 from lodestone.settings import Settings  # noqa: E402
 
 err = Console(stderr=True)
@@ -48,8 +48,10 @@ err = Console(stderr=True)
 def one_past_the_cap(settings: Settings, token: str, cap: int) -> str:
     """Hold `cap` uploads open (headers and a first 64 KiB sent), then send the headers of
     one more: the status line it gets, before any of its body is sent."""
-    head = (f"POST /v1/uploads HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Length: {100 * MB}\r\n\r\n").encode()
+    head = (
+        f"POST /v1/uploads HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Length: {100 * MB}\r\n\r\n"
+    ).encode()
     held = []
     try:
         for _ in range(cap):
@@ -79,8 +81,9 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp, ProcessGroup() as group:
         settings = Settings(**start_database(group, Path(tmp)), api_port=free_port(), s3_endpoint=None)
-        api, token = start_api("filesystem", settings, group, UPLOADS_IN_FLIGHT=str(cap),
-                               TENANT_UPLOADS_IN_FLIGHT=str(cap + 1))
+        api, token = start_api(
+            "filesystem", settings, group, UPLOADS_IN_FLIGHT=str(cap), TENANT_UPLOADS_IN_FLIGHT=str(cap + 1)
+        )
         idle = rss_mb(api.pid, "VmRSS")
         for count in counts:
             err.log(f"{count} uploads of {size / MB:.0f} MB at once")
@@ -91,16 +94,24 @@ def main() -> None:
             with ThreadPoolExecutor(count) as pool:
                 list(pool.map(lambda _: upload(settings.api_url, token, size), range(count)))
             seconds = time.perf_counter() - started
-            rows.append({"uploads": count, "bytes_each": size, "total_mb_s": count * size / MB / seconds,
-                         "api_idle_rss_mb": idle, "api_peak_rss_mb": rss_mb(api.pid)})
+            rows.append(
+                {
+                    "uploads": count,
+                    "bytes_each": size,
+                    "total_mb_s": count * size / MB / seconds,
+                    "api_idle_rss_mb": idle,
+                    "api_peak_rss_mb": rss_mb(api.pid),
+                }
+            )
         clean(settings)
         past = one_past_the_cap(settings, token, cap)
     table = Table(title=f"Uploads of {size / MB:.0f} MB at once into one API process (filesystem store)")
     for col in ("uploads at once", "total MB/s", "API RSS MB idle/peak"):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(str(r["uploads"]), f"{r['total_mb_s']:.0f}",
-                      f"{r['api_idle_rss_mb']:.1f}/{r['api_peak_rss_mb']:.1f}")
+        table.add_row(
+            str(r["uploads"]), f"{r['total_mb_s']:.0f}", f"{r['api_idle_rss_mb']:.1f}/{r['api_peak_rss_mb']:.1f}"
+        )
     Console(width=None if sys.stdout.isatty() else 200).print(table)
     print(f"one upload past UPLOADS_IN_FLIGHT={cap}: {past}")
     print(json.dumps({"rows": rows, "uploads_in_flight": cap, "one_past_the_cap": past}))

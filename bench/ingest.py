@@ -54,7 +54,7 @@ from uploading import (  # noqa: E402
     upload,
 )
 
-from lodestone.devstack.processes import ProcessGroup, free_port, venv_bin, wait_for_port  # noqa: E402
+from devstack.processes import ProcessGroup, free_port, venv_bin, wait_for_port  # noqa: E402
 from lodestone.settings import Settings  # noqa: E402
 
 err = Console(stderr=True)
@@ -77,8 +77,9 @@ def sink_rates(sizes: list[int], group: ProcessGroup, data: Path) -> dict[int, t
     return rates
 
 
-def run_backend(name: str, settings: Settings, sizes: list[int], group: ProcessGroup, rounds: int,
-                big_rounds: int) -> list[dict]:
+def run_backend(
+    name: str, settings: Settings, sizes: list[int], group: ProcessGroup, rounds: int, big_rounds: int
+) -> list[dict]:
     api, token = start_api(name, settings, group)
     rows = []
     idle_rss = rss_mb(api.pid, "VmRSS")  # the API at rest, before any timed upload
@@ -95,7 +96,7 @@ def run_backend(name: str, settings: Settings, sizes: list[int], group: ProcessG
         faults = []
         for n in range(rounds if total <= 1000 * MB else big_rounds):
             err.log(f"{name}: {total / MB:.0f} MB, round {n + 1}")
-            for which in (("api", "direct") if n % 2 == 0 else ("direct", "api")):
+            for which in ("api", "direct") if n % 2 == 0 else ("direct", "api"):
                 settle_disk()
                 if which == "api":
                     reset_peak(api.pid)
@@ -113,15 +114,23 @@ def run_backend(name: str, settings: Settings, sizes: list[int], group: ProcessG
                     cpu["direct"].append(cpu_seconds() - direct0)
                 clean(settings)
         ratios = [d / a for a, d in zip(times["api"], times["direct"], strict=True)]
-        rows.append({"store": name, "bytes": total, "rounds": len(ratios),
-                     "api_mb_s": total / MB / statistics.median(times["api"]),
-                     "direct_mb_s": total / MB / statistics.median(times["direct"]),
-                     "ratio": statistics.median(ratios), "round_ratios": [round(r, 3) for r in ratios],
-                     "round_seconds": {k: [round(t, 3) for t in v] for k, v in times.items()},
-                     "api_peak_rss_mb": rss, "api_idle_rss_mb": idle_rss,
-                     "api_page_faults_per_gb": statistics.median(faults) / (total / 1e9),
-                     # CPU seconds per GB, median of the rounds: where the two cores go.
-                     **{f"{k}_cpu_s_per_gb": statistics.median(v) / (total / 1e9) for k, v in cpu.items()}})
+        rows.append(
+            {
+                "store": name,
+                "bytes": total,
+                "rounds": len(ratios),
+                "api_mb_s": total / MB / statistics.median(times["api"]),
+                "direct_mb_s": total / MB / statistics.median(times["direct"]),
+                "ratio": statistics.median(ratios),
+                "round_ratios": [round(r, 3) for r in ratios],
+                "round_seconds": {k: [round(t, 3) for t in v] for k, v in times.items()},
+                "api_peak_rss_mb": rss,
+                "api_idle_rss_mb": idle_rss,
+                "api_page_faults_per_gb": statistics.median(faults) / (total / 1e9),
+                # CPU seconds per GB, median of the rounds: where the two cores go.
+                **{f"{k}_cpu_s_per_gb": statistics.median(v) / (total / 1e9) for k, v in cpu.items()},
+            }
+        )
     api.terminate()
     api.wait()
     return rows
@@ -140,38 +149,67 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp, ProcessGroup() as group:
         data = Path(tmp)
         base = start_database(group, data)
-        rows += run_backend("filesystem", Settings(**base, api_port=free_port()), sizes, group, args.rounds,
-                            args.big_rounds)
+        rows += run_backend(
+            "filesystem", Settings(**base, api_port=free_port()), sizes, group, args.rounds, args.big_rounds
+        )
         err.log("bare transport (ASGI sink)")
         ceiling = sink_rates(sizes, group, data)
         for r in rows:
             r["transport_mb_s"], r["transport_cpu_s_per_gb"] = ceiling[r["bytes"]]
         if s3_sizes:
             port = free_port()
-            group.start("moto", [venv_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                        log_path=data / "logs" / "moto.log")
+            group.start(
+                "moto",
+                [venv_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                log_path=data / "logs" / "moto.log",
+            )
             wait_for_port("127.0.0.1", port, 30)
-            s3 = Settings(**base, api_port=free_port(), s3_endpoint=f"http://127.0.0.1:{port}",
-                          s3_access_key="bench", s3_secret_key="bench")
+            s3 = Settings(
+                **base,
+                api_port=free_port(),
+                s3_endpoint=f"http://127.0.0.1:{port}",
+                s3_access_key="bench",
+                s3_secret_key="bench",
+            )
             rows += run_backend("s3 (moto)", s3, s3_sizes, group, args.rounds, args.big_rounds)
     table = Table(title="POST /v1/uploads against writing straight to the same store")
-    for col in ("store", "size", "API MB/s", "direct MB/s", "ratio", "bare HTTP MB/s", "API RSS MB idle/peak",
-                "CPU s/GB API+client", "of which API loop", "CPU s/GB direct", "CPU s/GB bare"):
+    for col in (
+        "store",
+        "size",
+        "API MB/s",
+        "direct MB/s",
+        "ratio",
+        "bare HTTP MB/s",
+        "API RSS MB idle/peak",
+        "CPU s/GB API+client",
+        "of which API loop",
+        "CPU s/GB direct",
+        "CPU s/GB bare",
+    ):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(r["store"], f"{r['bytes'] / MB:.0f} MB", f"{r['api_mb_s']:.0f}", f"{r['direct_mb_s']:.0f}",
-                      f"{r['ratio']:.2f}", f"{r['transport_mb_s']:.0f}" if "transport_mb_s" in r else "-",
-                      f"{r['api_idle_rss_mb']:.1f}/{r['api_peak_rss_mb']:.1f}",
-                      f"{r['server_cpu_s_per_gb']:.2f}+{r['client_cpu_s_per_gb']:.2f}",
-                      f"{r['loop_cpu_s_per_gb']:.2f}",
-                      f"{r['direct_cpu_s_per_gb']:.2f}",
-                      f"{r['transport_cpu_s_per_gb']:.2f}" if "transport_cpu_s_per_gb" in r else "-")
+        table.add_row(
+            r["store"],
+            f"{r['bytes'] / MB:.0f} MB",
+            f"{r['api_mb_s']:.0f}",
+            f"{r['direct_mb_s']:.0f}",
+            f"{r['ratio']:.2f}",
+            f"{r['transport_mb_s']:.0f}" if "transport_mb_s" in r else "-",
+            f"{r['api_idle_rss_mb']:.1f}/{r['api_peak_rss_mb']:.1f}",
+            f"{r['server_cpu_s_per_gb']:.2f}+{r['client_cpu_s_per_gb']:.2f}",
+            f"{r['loop_cpu_s_per_gb']:.2f}",
+            f"{r['direct_cpu_s_per_gb']:.2f}",
+            f"{r['transport_cpu_s_per_gb']:.2f}" if "transport_cpu_s_per_gb" in r else "-",
+        )
     # Piped to a file, rich would squeeze the table into 80 columns.
     Console(width=None if sys.stdout.isatty() else 200).print(table)
     fs = [r for r in rows if r["store"] == "filesystem"]
-    summary = {"rows": rows, "fs_min_ratio": min(r["ratio"] for r in fs),
-               "fs_rss_spread_mb": max(r["api_peak_rss_mb"] for r in fs) - min(r["api_peak_rss_mb"] for r in fs),
-               "max_api_peak_rss_mb": max(r["api_peak_rss_mb"] for r in rows)}
+    summary = {
+        "rows": rows,
+        "fs_min_ratio": min(r["ratio"] for r in fs),
+        "fs_rss_spread_mb": max(r["api_peak_rss_mb"] for r in fs) - min(r["api_peak_rss_mb"] for r in fs),
+        "max_api_peak_rss_mb": max(r["api_peak_rss_mb"] for r in rows),
+    }
     print(json.dumps(summary))
 
 

@@ -29,13 +29,13 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.client import Client
     from temporalio.worker import Worker
 
+    from devstack.keys import mint_token
+    from devstack.processes import free_port
+    from devstack.receiver import Received, WebhookReceiver
+    from devstack.stack import Stack
     from lodestone.db import make_engine
-    from lodestone.devstack.keys import mint_token
-    from lodestone.devstack.processes import free_port
-    from lodestone.devstack.stack import Stack
-    from lodestone.receiver import Received, WebhookReceiver
     from lodestone.settings import Settings
-    from lodestone.tenants import create_tenant
+    from services.tenants import create_tenant
 
 HELLO_TIMEOUT = timedelta(seconds=30)
 PORTS = ("postgres", "temporal", "temporal_http", "temporal_metrics", "temporal_ui", "api", "worker_metrics")
@@ -60,8 +60,10 @@ def definition(webhook_url: str) -> dict[str, Any]:
     return {
         "key": f"bench-{uuid.uuid4().hex[:8]}",
         "input_schema": {"type": "object", "required": ["company"], "properties": {"company": {"type": "string"}}},
-        "steps": [{"id": step, "model": "offline", "inputs": {"x": source}, "instructions": step + ": {{ x }}"}
-                  for step, source in STEPS],
+        "steps": [
+            {"id": step, "model": "offline", "inputs": {"x": source}, "instructions": step + ": {{ x }}"}
+            for step, source in STEPS
+        ],
         "template": "<html><body><h1>{{ input.company }}</h1>{{ steps.write | paragraphs }}</body></html>",
         "outputs": ["html"],
         "delivery": [{"type": "webhook", "url": webhook_url}],
@@ -83,8 +85,12 @@ class Arrivals(list[Received]):
 
 def stats(latencies: list[float], wall: float) -> dict[str, float]:
     cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    return {"count": len(latencies), "per_s": round(len(latencies) / wall, 2),
-            "p50_ms": round(cuts[49] * 1000, 1), "p99_ms": round(cuts[98] * 1000, 1)}
+    return {
+        "count": len(latencies),
+        "per_s": round(len(latencies) / wall, 2),
+        "p50_ms": round(cuts[49] * 1000, 1),
+        "p99_ms": round(cuts[98] * 1000, 1),
+    }
 
 
 async def timed(n: int, concurrency: int, call: Callable[[int], Awaitable[Any]]) -> tuple[list[float], float]:
@@ -112,14 +118,18 @@ async def wait_arrivals(arrivals: Arrivals, job_ids: list[str], timeout: float) 
 
 
 async def submit(api: httpx.AsyncClient, key: str, i: int) -> str:
-    resp = await api.post("/v1/submissions", json={"workflow_key": key, "input": {"company": f"Acme {i}"}},
-                          headers={"Idempotency-Key": uuid.uuid4().hex})
+    resp = await api.post(
+        "/v1/submissions",
+        json={"workflow_key": key, "input": {"company": f"Acme {i}"}},
+        headers={"Idempotency-Key": uuid.uuid4().hex},
+    )
     resp.raise_for_status()
     return resp.json()["job_id"]
 
 
-async def bench_starts(client: Client, api: httpx.AsyncClient, key: str, args: argparse.Namespace,
-                       run: str) -> tuple[dict[str, Any], list[str]]:
+async def bench_starts(
+    client: Client, api: httpx.AsyncClient, key: str, args: argparse.Namespace, run: str
+) -> tuple[dict[str, Any], list[str]]:
     unpolled = f"bench-unpolled-{run}"  # nobody polls it: this measures the start alone
 
     async def raw(i: int) -> None:
@@ -140,8 +150,9 @@ async def bench_starts(client: Client, api: httpx.AsyncClient, key: str, args: a
     return {"raw_start": stats(raw_lat, raw_wall), "post_submission": stats(post_lat, post_wall)}, job_ids
 
 
-async def bench_pipelines(api: httpx.AsyncClient, key: str, arrivals: Arrivals,
-                          args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
+async def bench_pipelines(
+    api: httpx.AsyncClient, key: str, arrivals: Arrivals, args: argparse.Namespace
+) -> tuple[dict[str, Any], list[str]]:
     posted: dict[str, float] = {}
 
     async def post(i: int) -> None:
@@ -167,8 +178,9 @@ async def bench_hello(client: Client, args: argparse.Namespace, run: str) -> dic
         async def one(i: int) -> float:
             async with gate:
                 t0 = time.monotonic()
-                handle = await client.start_workflow(HelloWorkflow.run, f"n{i}", id=f"hello-{run}-{i}",
-                                                     task_queue=queue)
+                handle = await client.start_workflow(
+                    HelloWorkflow.run, f"n{i}", id=f"hello-{run}-{i}", task_queue=queue
+                )
             await handle.result()
             latencies.append(time.monotonic() - t0)
             return time.monotonic()
@@ -184,14 +196,21 @@ async def bench(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     engine = make_engine(settings.app_database_url, 2)
     tenant = await create_tenant(engine, "Bench")
     await engine.dispose()
-    token = mint_token(settings.data_path, issuer=settings.issuer, audience=settings.auth_audience,
-                       tenant_id=str(tenant.id), roles=["admin"], subject="bench")
+    token = mint_token(
+        settings.data_path,
+        issuer=settings.issuer,
+        audience=settings.auth_audience,
+        tenant_id=str(tenant.id),
+        roles=["admin"],
+        subject="bench",
+    )
     client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
     arrivals = Arrivals()
     with WebhookReceiver(tenant.webhook_secret) as receiver:
         receiver.received = arrivals
-        async with httpx.AsyncClient(base_url=settings.api_url, timeout=60,
-                                     headers={"Authorization": f"Bearer {token}"}) as api:
+        async with httpx.AsyncClient(
+            base_url=settings.api_url, timeout=60, headers={"Authorization": f"Bearer {token}"}
+        ) as api:
             resp = await api.post("/v1/workflows", json=definition(receiver.url))
             resp.raise_for_status()
             key = resp.json()["key"]
@@ -224,11 +243,15 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> None:
     row("hello-world, start to result", r["hello"], "wf")
     # Piped to a file, rich would squeeze the table into 80 columns.
     Console(width=None if sys.stdout.isatty() else 200).print(table)
-    print(f"POST/raw start rate: {r['post_vs_raw_start_rate']:.3f} "
-          f"({r['delivered_during_post_phase']}/{r['post_submission']['count']} jobs delivered during POSTs)")
-    print(f"activities per pipeline (from history): {r['activities_per_pipeline']}; "
-          f"pipeline {r['pipeline_activities_per_s']:.1f} act/s vs hello {r['hello']['per_s']:.1f} act/s "
-          f"= {r['pipeline_vs_hello_activity_rate']:.3f}")
+    print(
+        f"POST/raw start rate: {r['post_vs_raw_start_rate']:.3f} "
+        f"({r['delivered_during_post_phase']}/{r['post_submission']['count']} jobs delivered during POSTs)"
+    )
+    print(
+        f"activities per pipeline (from history): {r['activities_per_pipeline']}; "
+        f"pipeline {r['pipeline_activities_per_s']:.1f} act/s vs hello {r['hello']['per_s']:.1f} act/s "
+        f"= {r['pipeline_vs_hello_activity_rate']:.3f}"
+    )
 
 
 def main() -> None:
@@ -243,11 +266,20 @@ def main() -> None:
         data_dir = Path(tempfile.mkdtemp(prefix="lodestone-bench-")) if args.keep else Path(tmp)
         ports = {f"{name}_port": free_port() for name in PORTS}
         # Its webhook receiver listens on a random loopback port.
-        settings = Settings(_env_file=None, data_dir=data_dir, database_url=None, s3_endpoint=None,
-                            temporal_address=None, llm_base_url=None, outbound_allow_cidrs=["127.0.0.1/32"], **ports)
+        settings = Settings(
+            _env_file=None,
+            data_dir=data_dir,
+            database_url=None,
+            s3_endpoint=None,
+            temporal_address=None,
+            llm_base_url=None,
+            outbound_allow_cidrs=["127.0.0.1/32"],
+            **ports,
+        )
         # The bench measures throughput: lift the per-tenant submission rate limit.
-        stack = Stack(settings, web_ui=False, extra_env={"SUBMISSIONS_PER_MINUTE": "1000000",
-                                                         "SUBMISSIONS_BURST": "100000"})
+        stack = Stack(
+            settings, web_ui=False, extra_env={"SUBMISSIONS_PER_MINUTE": "1000000", "SUBMISSIONS_BURST": "100000"}
+        )
         err.print(f"data dir {data_dir}")
         try:
             stack.start_infra(err.print)

@@ -23,13 +23,23 @@ from lodestone.templating import render  # noqa: E402
 
 
 def html_for(messages: int) -> bytes:
-    rows = [{"when": f"2026-11-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}", "who": "customer" if i % 3 else "us",
-             "text": f"Message {i}: could we move the delivery of order {1000 + i} to Friday morning, please?"}
-            for i in range(messages)]
-    context = {"contact": "Dana Tester", "messages": rows, "message_count": messages,
-               "window_start": "2026-11-01", "window_end": "2026-11-16",
-               "summary": "Dana asked to move several deliveries.\n\nAll were confirmed.",
-               "themes": "Delivery changes.\n\nOrder follow-ups."}
+    rows = [
+        {
+            "when": f"2026-11-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}",
+            "who": "customer" if i % 3 else "us",
+            "text": f"Message {i}: could we move the delivery of order {1000 + i} to Friday morning, please?",
+        }
+        for i in range(messages)
+    ]
+    context = {
+        "contact": "Dana Tester",
+        "messages": rows,
+        "message_count": messages,
+        "window_start": "2026-11-01",
+        "window_end": "2026-11-16",
+        "summary": "Dana asked to move several deliveries.\n\nAll were confirmed.",
+        "themes": "Delivery changes.\n\nOrder follow-ups.",
+    }
     return render(TEMPLATE, context, html=True).encode()
 
 
@@ -52,10 +62,22 @@ async def main(pages: int, runs: int) -> None:
         started = time.perf_counter()
         count, pdf = await pages_of(messages)
         times.append(time.perf_counter() - started)
-    print(f"{count} pages ({messages} messages, {len(pdf) / 1024:.0f} KiB): "
-          f"best {min(times):.2f} s, median {sorted(times)[len(times) // 2]:.2f} s over {runs} renders")
-    print(json.dumps({"pages": count, "messages": messages, "pdf_bytes": len(pdf), "runs": runs,
-                      "best_s": round(min(times), 3), "median_s": round(sorted(times)[len(times) // 2], 3)}))
+    print(
+        f"{count} pages ({messages} messages, {len(pdf) / 1024:.0f} KiB): "
+        f"best {min(times):.2f} s, median {sorted(times)[len(times) // 2]:.2f} s over {runs} renders"
+    )
+    print(
+        json.dumps(
+            {
+                "pages": count,
+                "messages": messages,
+                "pdf_bytes": len(pdf),
+                "runs": runs,
+                "best_s": round(min(times), 3),
+                "median_s": round(sorted(times)[len(times) // 2], 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -18,9 +18,11 @@ from lodestone.template_pool import TemplateLimits, TemplatePool  # noqa: E402
 from lodestone.templating import _HTML, _TEXT, render  # noqa: E402
 
 CASES = {  # the templates of tests/helpers.py's definition, with step-sized data
-    "html template": ("<html><body><h1>{{ input.company }}</h1>{{ steps.write | paragraphs }}</body></html>",
-                      {"input": {"company": "Acme"}, "steps": {"write": "A paragraph of text.\n\n" * 40},
-                       "job": {"id": "j"}}, True),
+    "html template": (
+        "<html><body><h1>{{ input.company }}</h1>{{ steps.write | paragraphs }}</body></html>",
+        {"input": {"company": "Acme"}, "steps": {"write": "A paragraph of text.\n\n" * 40}, "job": {"id": "j"}},
+        True,
+    ),
     "step instructions": ("Write using {{ a }} and {{ o }}.", {"a": "x" * 2000, "o": "y" * 2000}, False),
 }
 
@@ -64,20 +66,28 @@ async def main(renders: int) -> None:
     started = time.perf_counter()
     await pool.start()
     figures: dict[str, float] = {"pool_start_ms": (time.perf_counter() - started) * 1e3}
-    print(f"{'template':<20}{'in process: compiled each time':>32}{'compiled once':>15}{'warm pool':>12}"
-          f"{'(its loop CPU)':>16}{'child per render':>18}")
+    print(
+        f"{'template':<20}{'in process: compiled each time':>32}{'compiled once':>15}{'warm pool':>12}"
+        f"{'(its loop CPU)':>16}{'child per render':>18}"
+    )
     for name, (source, context, html) in CASES.items():
         await pooled(pool, source, context, html, 50)  # warm: the child's compile cache
         before = in_process(source, context, html, renders)
         once = compiled_once(source, context, html, renders)
         now, loop_cpu = await pooled(pool, source, context, html, renders)
         spawn = await fresh_child(source, context, html, 20)
-        print(f"{name:<20}{before * 1e3:>29.3f} ms{once * 1e3:>12.3f} ms{now * 1e3:>9.3f} ms"
-              f"{loop_cpu * 1e3:>13.3f} ms{spawn * 1e3:>15.1f} ms")
+        print(
+            f"{name:<20}{before * 1e3:>29.3f} ms{once * 1e3:>12.3f} ms{now * 1e3:>9.3f} ms"
+            f"{loop_cpu * 1e3:>13.3f} ms{spawn * 1e3:>15.1f} ms"
+        )
         key = name.replace(" ", "_")
-        figures |= {f"{key}_in_process_ms": before * 1e3, f"{key}_compiled_once_ms": once * 1e3,
-                    f"{key}_pool_ms": now * 1e3, f"{key}_pool_loop_cpu_ms": loop_cpu * 1e3,
-                    f"{key}_child_per_render_ms": spawn * 1e3}
+        figures |= {
+            f"{key}_in_process_ms": before * 1e3,
+            f"{key}_compiled_once_ms": once * 1e3,
+            f"{key}_pool_ms": now * 1e3,
+            f"{key}_pool_loop_cpu_ms": loop_cpu * 1e3,
+            f"{key}_child_per_render_ms": spawn * 1e3,
+        }
     await pool.close()
     print(json.dumps({k: round(v, 4) for k, v in figures.items()}))
 

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from uploading import MB, clean, cpu_seconds, direct, parse_size, settle_disk, start_sink, upload  # noqa: E402
 
-from lodestone.devstack.processes import ProcessGroup  # noqa: E402
+from devstack.processes import ProcessGroup  # noqa: E402
 from lodestone.settings import Settings  # noqa: E402
 
 LAYERS = ("drop", "batches", "store")
@@ -115,15 +115,20 @@ def main() -> None:
         store_settings = Settings(_env_file=None, data_dir=data / "direct", s3_endpoint=None)  # the filesystem store
         order = [*LAYERS, "direct"]
         for n in range(args.rounds):
-            for layer in order[n % len(order):] + order[:n % len(order)]:
+            for layer in order[n % len(order) :] + order[: n % len(order)]:
                 err.log(f"{layer}, round {n + 1}")
                 settle_disk()
                 if layer == "direct":
                     direct0 = cpu_seconds()
                     with RunQueueWait([os.getpid()]) as waits:
                         seconds = direct(store_settings, total)
-                    runs[layer].append({"mb_s": total / MB / seconds, "server_cpu": (cpu_seconds() - direct0) / gb,
-                                        "server_wait": waits.share(os.getpid())})
+                    runs[layer].append(
+                        {
+                            "mb_s": total / MB / seconds,
+                            "server_cpu": (cpu_seconds() - direct0) / gb,
+                            "server_wait": waits.share(os.getpid()),
+                        }
+                    )
                     clean(store_settings)
                     continue
                 proc, url = servers[layer]
@@ -131,20 +136,38 @@ def main() -> None:
                 client0 = client_cpu()
                 with RunQueueWait([proc.pid, os.getpid()]) as waits:
                     seconds = upload(url, "-", total, "/")
-                runs[layer].append({"mb_s": total / MB / seconds, "server_cpu": (cpu_seconds(proc.pid) - server0) / gb,
-                                    "loop_cpu": (cpu_seconds(proc.pid, main_thread=True) - loop0) / gb,
-                                    "client_cpu": (client_cpu() - client0) / gb,
-                                    "server_wait": waits.share(proc.pid), "client_wait": waits.share(os.getpid())})
-    rows = [{"layer": layer, "bytes": total, "rounds": len(r),
-             **{k: statistics.median(x[k] for x in r) for k in r[0]}} for layer, r in runs.items()]
+                runs[layer].append(
+                    {
+                        "mb_s": total / MB / seconds,
+                        "server_cpu": (cpu_seconds(proc.pid) - server0) / gb,
+                        "loop_cpu": (cpu_seconds(proc.pid, main_thread=True) - loop0) / gb,
+                        "client_cpu": (client_cpu() - client0) / gb,
+                        "server_wait": waits.share(proc.pid),
+                        "client_wait": waits.share(os.getpid()),
+                    }
+                )
+    rows = [
+        {"layer": layer, "bytes": total, "rounds": len(r), **{k: statistics.median(x[k] for x in r) for k in r[0]}}
+        for layer, r in runs.items()
+    ]
     table = Table(title=f"Where a {total / MB:.0f} MB filesystem upload's time goes")
-    for col in ("layer", "MB/s", "CPU s/GB server", "of which loop", "CPU s/GB client", "waiting for a CPU: server",
-                "client"):
+    for col in (
+        "layer",
+        "MB/s",
+        "CPU s/GB server",
+        "of which loop",
+        "CPU s/GB client",
+        "waiting for a CPU: server",
+        "client",
+    ):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(r["layer"], f"{r['mb_s']:.0f}", f"{r['server_cpu']:.2f}",
-                      *(f"{r[k]:.2f}" if k in r else "-" for k in ("loop_cpu", "client_cpu", "server_wait",
-                                                                     "client_wait")))
+        table.add_row(
+            r["layer"],
+            f"{r['mb_s']:.0f}",
+            f"{r['server_cpu']:.2f}",
+            *(f"{r[k]:.2f}" if k in r else "-" for k in ("loop_cpu", "client_cpu", "server_wait", "client_wait")),
+        )
     Console(width=None if sys.stdout.isatty() else 200).print(table)
     print(json.dumps({"rows": rows, "cpus": os.cpu_count()}))
 

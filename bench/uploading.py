@@ -17,14 +17,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from devstack.keys import mint_token  # noqa: E402
+from devstack.postgres import OWNER_ROLE, bootstrap, start_postgres  # noqa: E402
+from devstack.processes import ProcessGroup, free_port, wait_for_port  # noqa: E402
 from lodestone.db import make_engine  # noqa: E402
-from lodestone.devstack.keys import mint_token  # noqa: E402
-from lodestone.devstack.postgres import OWNER_ROLE, bootstrap, start_postgres  # noqa: E402
-from lodestone.devstack.processes import ProcessGroup, free_port, wait_for_port  # noqa: E402
 from lodestone.settings import Settings  # noqa: E402
 from lodestone.storage import make_store  # noqa: E402
-from lodestone.tenants import create_tenant  # noqa: E402
 from schema.migrate import upgrade  # noqa: E402
+from services.tenants import create_tenant  # noqa: E402
 
 MB = 1000 * 1000
 UNITS = {"MB": MB, "GB": 1000 * MB}
@@ -94,8 +94,12 @@ def upload(api_url: str, token: str, total: int, path: str = "/v1/uploads") -> f
     host, port = api_url.removeprefix("http://").split(":")
     started = time.perf_counter()
     with socket.create_connection((host, int(port))) as sock:
-        sock.sendall((f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
-                      f"Content-Type: application/octet-stream\r\nContent-Length: {total}\r\n\r\n").encode())
+        sock.sendall(
+            (
+                f"POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Type: application/octet-stream\r\nContent-Length: {total}\r\n\r\n"
+            ).encode()
+        )
         for chunk in generated(total):
             sock.sendall(chunk)
         answer = b""
@@ -140,17 +144,32 @@ def start_database(group: ProcessGroup, data: Path) -> dict:
 def start_api(name: str, settings: Settings, group: ProcessGroup, **env: str) -> tuple[subprocess.Popen, str]:
     """`lodestone api` on settings' database, directory and port (and store), plus a new
     tenant's editor token, after one warm-up upload. `env` adds settings of the API's own."""
-    env = {"DATA_DIR": str(settings.data_path), "POSTGRES_PORT": str(settings.postgres_port),
-           "UPLOAD_MAX_BYTES": str(settings.upload_max_bytes),
-           "API_PORT": str(settings.api_port), "TEMPORAL_PORT": str(free_port()), **env}
+    env = {
+        "DATA_DIR": str(settings.data_path),
+        "POSTGRES_PORT": str(settings.postgres_port),
+        "UPLOAD_MAX_BYTES": str(settings.upload_max_bytes),
+        "API_PORT": str(settings.api_port),
+        "TEMPORAL_PORT": str(free_port()),
+        **env,
+    }
     if settings.s3_endpoint:
         env.update(S3_ENDPOINT=settings.s3_endpoint, S3_ACCESS_KEY="bench", S3_SECRET_KEY="bench")
-    api = group.start(f"api-{name}", [sys.executable, "-m", "lodestone.cli", "api"],
-                      log_path=settings.data_path / "logs" / f"api-{name}.log", env=env)
+    api = group.start(
+        f"api-{name}",
+        [sys.executable, "-m", "cli.main", "api"],
+        log_path=settings.data_path / "logs" / f"api-{name}.log",
+        env=env,
+    )
     wait_for_port("127.0.0.1", settings.api_port, 60, api)
     tenant = asyncio.run(_tenant(settings))
-    token = mint_token(settings.data_path, issuer=settings.issuer, audience=settings.auth_audience,
-                       tenant_id=tenant, roles=["editor"], ttl_seconds=24 * 3600)
+    token = mint_token(
+        settings.data_path,
+        issuer=settings.issuer,
+        audience=settings.auth_audience,
+        tenant_id=tenant,
+        roles=["editor"],
+        ttl_seconds=24 * 3600,
+    )
     upload(settings.api_url, token, 20 * MB)  # warm-up: the first request fetches the JWKS
     return api, token
 
@@ -165,17 +184,38 @@ async def _tenant(settings: Settings) -> str:
 def uploads_in_flight(settings: Settings) -> float:
     """The API's lodestone_uploads_in_flight gauge, from its GET /metrics."""
     metrics = httpx.get(f"{settings.api_url}/metrics", timeout=10).text
-    return next(sample.value for family in text_string_to_metric_families(metrics) for sample in family.samples
-                if sample.name == "lodestone_uploads_in_flight")
+    return next(
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "lodestone_uploads_in_flight"
+    )
 
 
 def start_sink(mode: str, group: ProcessGroup, data: Path) -> tuple[subprocess.Popen, str]:
     """bench/asgi_sink.py in SINK_MODE `mode` on the API's uvicorn settings; its URL."""
     port = free_port()
     env = {"SINK_MODE": mode, "SINK_STORE_DIR": str(data / "sink")}
-    proc = group.start(f"sink-{mode}", [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(__file__).parent),
-                                        "asgi_sink:app", "--port", str(port), "--http", "httptools",
-                                        "--loop", "uvloop", "--log-level", "warning"],
-                       log_path=data / "logs" / f"sink-{mode}.log", env=env)
+    proc = group.start(
+        f"sink-{mode}",
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--app-dir",
+            str(Path(__file__).parent),
+            "asgi_sink:app",
+            "--port",
+            str(port),
+            "--http",
+            "httptools",
+            "--loop",
+            "uvloop",
+            "--log-level",
+            "warning",
+        ],
+        log_path=data / "logs" / f"sink-{mode}.log",
+        env=env,
+    )
     wait_for_port("127.0.0.1", port, 30, proc)
     return proc, f"http://127.0.0.1:{port}"

@@ -28,8 +28,15 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 # exceptions (class 08), admin/crash shutdown, "cannot connect now", too many connections.
 UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
 # A socket error that says the server is down or out of reach, not misconfigured.
-UNREACHABLE_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT,
-                      errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EPIPE}
+UNREACHABLE_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.ETIMEDOUT,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.EPIPE,
+}
 
 
 class DatabaseUnavailable(ConnectionError):
@@ -63,12 +70,23 @@ def unavailable(exc: BaseException) -> bool:
     return cause is not None and cause is not exc and unavailable(cause)
 
 
-def make_engine(url: str, pool_size: int = 10, connect_timeout: float = 5.0, *,
-                command_timeout: float = 60.0, pool_timeout: float = 30.0) -> AsyncEngine:
+def make_engine(
+    url: str,
+    pool_size: int = 10,
+    connect_timeout: float = 5.0,
+    *,
+    command_timeout: float = 60.0,
+    pool_timeout: float = 30.0,
+) -> AsyncEngine:
     """pool_timeout: how long a caller waits for a free pooled connection before
     sqlalchemy.exc.TimeoutError (the API answers that 503: it is overload)."""
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=pool_timeout,
-                                 connect_args={"timeout": connect_timeout, "command_timeout": command_timeout})
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=pool_timeout,
+        connect_args={"timeout": connect_timeout, "command_timeout": command_timeout},
+    )
 
     @event.listens_for(engine.sync_engine, "do_connect")
     def _connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
@@ -101,7 +119,5 @@ async def tenant_session(engine: AsyncEngine, tenant_id: uuid.UUID | str) -> Asy
     """A session inside one transaction that sees only this tenant's rows."""
     async with AsyncSession(engine, expire_on_commit=False) as session:
         async with session.begin():
-            await session.execute(
-                text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(tenant_id)}
-            )
+            await session.execute(text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(tenant_id)})
             yield session

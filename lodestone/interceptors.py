@@ -25,8 +25,9 @@ class _ObservingActivity(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         info = activity.info()
         arg = input.args[0] if input.args else None
-        token = bind(tenant_id=getattr(arg, "tenant_id", None), job_id=getattr(arg, "job_id", None),
-                     workflow_id=info.workflow_id)
+        token = bind(
+            tenant_id=getattr(arg, "tenant_id", None), job_id=getattr(arg, "job_id", None), workflow_id=info.workflow_id
+        )
         metrics.ACTIVITIES_IN_FLIGHT.inc()
         started = time.monotonic()
         try:
@@ -35,8 +36,9 @@ class _ObservingActivity(ActivityInboundInterceptor):
             elapsed = time.monotonic() - started
             reason = _failed(info, err, elapsed)
             # The error's type only: messages can quote upstream answers.
-            log.warning("activity %s attempt %d failed after %.3fs: %s", info.activity_type, info.attempt,
-                        elapsed, reason)
+            log.warning(
+                "activity %s attempt %d failed after %.3fs: %s", info.activity_type, info.attempt, elapsed, reason
+            )
             raise
         else:
             elapsed = time.monotonic() - started

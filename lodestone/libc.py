@@ -30,8 +30,7 @@ def libc_function(name: str, argtypes: list[Any] | None = None) -> Any:
     return function
 
 
-_sync_file_range = libc_function("sync_file_range",
-                                 [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint])
+_sync_file_range = libc_function("sync_file_range", [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint])
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:
@@ -45,7 +44,8 @@ def finish_writeback(fd: int, offset: int, length: int) -> None:
     """Wait until a file range is on disk, then drop it from the page cache: a large
     sequential write keeps a bounded amount of dirty and cached data instead of all of it."""
     if _sync_file_range is not None:
-        _sync_file_range(fd, offset, length,
-                         SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER)
+        _sync_file_range(
+            fd, offset, length, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER
+        )
     if hasattr(os, "posix_fadvise"):
         os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)

@@ -84,14 +84,21 @@ def sign(key: bytes, artifact_id: uuid.UUID, tenant_id: uuid.UUID, expires: int)
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def mint(key: bytes, artifact_id: uuid.UUID, tenant_id: uuid.UUID, ttl_seconds: int,
-         now: float | None = None) -> Link:
+def mint(key: bytes, artifact_id: uuid.UUID, tenant_id: uuid.UUID, ttl_seconds: int, now: float | None = None) -> Link:
     expires = int(now if now is not None else time.time()) + ttl_seconds
     return Link(tenant_id, expires, sign(key, artifact_id, tenant_id, expires))
 
 
-def verify(key: bytes, artifact_id: uuid.UUID, *, tenant: str, expires: str, sig: str,
-           max_ttl_seconds: int, now: float | None = None) -> uuid.UUID:
+def verify(
+    key: bytes,
+    artifact_id: uuid.UUID,
+    *,
+    tenant: str,
+    expires: str,
+    sig: str,
+    max_ttl_seconds: int,
+    now: float | None = None,
+) -> uuid.UUID:
     """The link's tenant id, when the query parameters are an unexpired link for this artifact."""
     if not _EXPIRES.fullmatch(expires):
         raise InvalidLink()

@@ -93,8 +93,12 @@ class OpenAICompatibleLLM(LLMClient):
     def __init__(self, settings: Settings) -> None:
         from openai import AsyncOpenAI
 
-        self._client = AsyncOpenAI(base_url=settings.llm_base_url, api_key=settings.llm_api_key,
-                                   timeout=settings.llm_timeout_seconds, max_retries=0)
+        self._client = AsyncOpenAI(
+            base_url=settings.llm_base_url,
+            api_key=settings.llm_api_key,
+            timeout=settings.llm_timeout_seconds,
+            max_retries=0,
+        )
         self._prices = settings.llm_prices
 
     async def complete(self, model: str, prompt: str, api_key: str | None = None) -> Completion:
@@ -102,8 +106,7 @@ class OpenAICompatibleLLM(LLMClient):
 
         client = self._client.with_options(api_key=api_key) if api_key else self._client
         try:
-            resp = await client.chat.completions.create(
-                model=model, messages=[{"role": "user", "content": prompt}])
+            resp = await client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}])
         except openai.RateLimitError as e:
             raise LLMTransient(f"rate limited (429) by {model}", _retry_after(e.response.headers)) from e
         except openai.APITimeoutError as e:
@@ -112,8 +115,7 @@ class OpenAICompatibleLLM(LLMClient):
             raise LLMTransient(f"could not reach the LLM endpoint: {e}") from e
         except openai.APIStatusError as e:
             if e.status_code >= 500 or e.status_code in (408, 409):
-                raise LLMTransient(f"LLM endpoint answered {e.status_code}",
-                                   _retry_after(e.response.headers)) from e
+                raise LLMTransient(f"LLM endpoint answered {e.status_code}", _retry_after(e.response.headers)) from e
             raise LLMRequestRejected(f"LLM endpoint rejected the request: {e.status_code}") from e
         if not resp.choices:
             raise LLMEmptyAnswer(f"{model} returned no choices")
@@ -144,8 +146,7 @@ class RoutingLLM(LLMClient):
         if model == OFFLINE_MODEL:
             return await self._offline.complete(model, prompt)
         if self._remote is None:
-            raise LLMRequestRejected(
-                f"model {model!r} needs LLM_BASE_URL and LLM_API_KEY; only 'offline' runs without")
+            raise LLMRequestRejected(f"model {model!r} needs LLM_BASE_URL and LLM_API_KEY; only 'offline' runs without")
         return await self._remote.complete(model, prompt, api_key)
 
     async def close(self) -> None:

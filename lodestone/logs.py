@@ -12,7 +12,7 @@ import json
 import logging
 import sys
 import traceback
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 
 from lodestone.tracing import current_trace_id, propagated_request_id
@@ -50,10 +50,10 @@ def _describe(exc: BaseException) -> str:
     name = f"{type(exc).__module__}.{type(exc).__qualname__}"
     safe = []
     for source in (exc, getattr(exc, "orig", None)):  # SQLAlchemy wraps the driver's error in .orig
-        if isinstance(getattr(source, "sqlstate", None), str):
-            safe.append(f"sqlstate {source.sqlstate}")  # type: ignore[union-attr]
+        if isinstance(sqlstate := getattr(source, "sqlstate", None), str):
+            safe.append(f"sqlstate {sqlstate}")
             break
-    if isinstance(exc, OSError) and exc.errno in errno.errorcode:
+    if isinstance(exc, OSError) and exc.errno is not None and exc.errno in errno.errorcode:
         safe.append(errno.errorcode[exc.errno])
     return f"{name} ({', '.join(safe)})" if safe else name
 
@@ -65,20 +65,23 @@ def redacted_trace(exc: BaseException) -> str:
     while current is not None and all(current is not seen for seen in chain):
         chain.append(current)
         current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
-    parts = ["Traceback (most recent call last):\n"
-             + "".join(traceback.format_list(traceback.extract_tb(e.__traceback__))) + _describe(e)
-             for e in reversed(chain)]
+    parts = [
+        "Traceback (most recent call last):\n"
+        + "".join(traceback.format_list(traceback.extract_tb(e.__traceback__)))
+        + _describe(e)
+        for e in reversed(chain)
+    ]
     return "\n\nwhich led to:\n\n".join(parts) + "\n(exception messages are not logged: they may quote input)"
 
 
-def bind(**fields: str | None) -> object:
+def bind(**fields: str | None) -> Token[dict[str, str] | None]:
     """Add fields to every log line of the current task; returns a token for unbind()."""
     merged = {**(log_context.get() or {}), **{k: v for k, v in fields.items() if v}}
     return log_context.set(merged)
 
 
-def unbind(token: object) -> None:
-    log_context.reset(token)  # type: ignore[arg-type]
+def unbind(token: Token[dict[str, str] | None]) -> None:
+    log_context.reset(token)
 
 
 def setup_logging(level: int = logging.INFO) -> None:

@@ -43,8 +43,17 @@ def message_id(delivery_id: str, sender: str) -> str:
     return f"<{delivery_id}@{domain}>"
 
 
-def delivery_message(*, sender: str, to: str, delivery_id: str, job_id: str, workflow_key: str,
-                     when: datetime, links: list[ArtifactLink], expires: datetime) -> EmailMessage:
+def delivery_message(
+    *,
+    sender: str,
+    to: str,
+    delivery_id: str,
+    job_id: str,
+    workflow_key: str,
+    when: datetime,
+    links: list[ArtifactLink],
+    expires: datetime,
+) -> EmailMessage:
     msg = EmailMessage()
     msg["From"], msg["To"] = sender, to
     msg["Subject"] = f"{workflow_key}: your results are ready"
@@ -71,9 +80,14 @@ async def send(settings: Settings, msg: EmailMessage) -> int:
         raise MailNotConfigured("SMTP_HOST is not set, so email deliveries cannot be sent")
     try:
         await aiosmtplib.send(
-            msg, hostname=settings.smtp_host, port=settings.smtp_port,
-            username=settings.smtp_username, password=settings.smtp_password,
-            start_tls=settings.smtp_starttls, timeout=settings.smtp_timeout_seconds)
+            msg,
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            start_tls=settings.smtp_starttls,
+            timeout=settings.smtp_timeout_seconds,
+        )
     except aiosmtplib.SMTPRecipientsRefused as e:
         refused = e.recipients[0]
         raise _code_error(refused.code, refused.message) from e

@@ -12,26 +12,34 @@ import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from lodestone.devstack.processes import free_port
+from lodestone.ports import free_port
 
 LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 3600)
 
-SUBMISSIONS = Counter("lodestone_submissions", "Submissions the API answered, by outcome",
-                      ["tenant_id", "workflow_key", "outcome"])
-HTTP_REQUESTS = Histogram("lodestone_http_request_duration_seconds", "API request latency",
-                          ["method", "route", "status"], buckets=LATENCY_BUCKETS)
-JOB_DURATION = Histogram("lodestone_job_duration_seconds", "Submission to final status",
-                         ["status"], buckets=LATENCY_BUCKETS)
-STEP_DURATION = Histogram("lodestone_step_duration_seconds", "One LLM step attempt",
-                          ["model", "outcome"], buckets=LATENCY_BUCKETS)
+SUBMISSIONS = Counter(
+    "lodestone_submissions", "Submissions the API answered, by outcome", ["tenant_id", "workflow_key", "outcome"]
+)
+HTTP_REQUESTS = Histogram(
+    "lodestone_http_request_duration_seconds",
+    "API request latency",
+    ["method", "route", "status"],
+    buckets=LATENCY_BUCKETS,
+)
+JOB_DURATION = Histogram(
+    "lodestone_job_duration_seconds", "Submission to final status", ["status"], buckets=LATENCY_BUCKETS
+)
+STEP_DURATION = Histogram(
+    "lodestone_step_duration_seconds", "One LLM step attempt", ["model", "outcome"], buckets=LATENCY_BUCKETS
+)
 LLM_TOKENS = Counter("lodestone_llm_tokens", "LLM tokens used by steps", ["tenant_id", "model", "direction"])
 LLM_COST = Counter("lodestone_llm_cost_usd", "LLM cost of steps in US dollars", ["tenant_id", "model"])
 DELIVERY_ATTEMPTS = Counter("lodestone_delivery_attempts", "Delivery attempts by outcome", ["kind", "outcome"])
 DELIVERY_FAILURES = Counter("lodestone_delivery_failures", "Deliveries given up on, by reason", ["kind", "reason"])
 UPLOADS_IN_FLIGHT = Gauge("lodestone_uploads_in_flight", "Uploads streaming into this API process")
 ACTIVITIES_IN_FLIGHT = Gauge("lodestone_activities_in_flight", "Activities running in this worker")
-TASK_QUEUE_BACKLOG = Gauge("lodestone_task_queue_backlog", "Approximate tasks waiting for a worker",
-                           ["task_queue", "type"])
+TASK_QUEUE_BACKLOG = Gauge(
+    "lodestone_task_queue_backlog", "Approximate tasks waiting for a worker", ["task_queue", "type"]
+)
 
 
 def in_flight() -> int:

@@ -52,8 +52,7 @@ class Allowed:
     port: int | None = None
 
     def admits(self, ip: IPAddress, port: int | None) -> bool:
-        return (ip.version == self.network.version and ip in self.network
-                and (self.port is None or self.port == port))
+        return ip.version == self.network.version and ip in self.network and (self.port is None or self.port == port)
 
 
 def check_address(ip: IPAddress, allow: Sequence[Allowed] = (), port: int | None = None) -> None:
@@ -90,22 +89,29 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         self.allow = allow
         self._inner = httpcore.AnyIOBackend()
 
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None,
-                          socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as e:
             # Not a refusal: DNS can fail for a while, so callers may retry this.
             raise httpx.ConnectError(f"cannot resolve {host!r}: {e}") from e
-        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
         for ip in addresses:
             check_address(ip, self.allow, port)
-        return await self._inner.connect_tcp(str(addresses[0]), port, timeout=timeout,
-                                             local_address=local_address, socket_options=socket_options)
+        return await self._inner.connect_tcp(
+            str(addresses[0]), port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
 
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
         raise OutboundRefused("unix sockets are not allowed")
 
     async def sleep(self, seconds: float) -> None:
@@ -116,7 +122,8 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
     def __init__(self, allow: Sequence[Allowed], **limits: Any) -> None:
         super().__init__()
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl.create_default_context(), network_backend=GuardedBackend(allow), **limits)
+            ssl_context=ssl.create_default_context(), network_backend=GuardedBackend(allow), **limits
+        )
 
 
 _WITH_PORT = re.compile(r"^\[?(?P<net>[^\[\]]+?)\]?(?P<prefix>/[0-9]+)?:(?P<port>[0-9]{1,5})$")
@@ -141,12 +148,14 @@ def parse_allow(entries: Iterable[str]) -> list[Allowed]:
 def guarded_client(allow_cidrs: Iterable[str] = (), timeout: float = 30.0) -> httpx.AsyncClient:
     """An httpx client that can reach only public addresses (plus allow_cidrs); no proxies
     from the environment, no automatic redirects."""
-    return httpx.AsyncClient(transport=GuardedTransport(parse_allow(allow_cidrs)), trust_env=False,
-                             follow_redirects=False, timeout=timeout)
+    return httpx.AsyncClient(
+        transport=GuardedTransport(parse_allow(allow_cidrs)), trust_env=False, follow_redirects=False, timeout=timeout
+    )
 
 
-async def open_stream(client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None,
-                      max_redirects: int = 5) -> httpx.Response:
+async def open_stream(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None, max_redirects: int = 5
+) -> httpx.Response:
     """GET url as a stream, following at most max_redirects redirects, each hop guarded.
     The caller closes the response."""
     current = check_url(url)

@@ -7,13 +7,14 @@ data: URIs, so a template cannot pull in local files or reach the network.
 import asyncio
 import resource
 import sys
+from collections.abc import Callable
 
 
 class PdfRenderFailed(RuntimeError):
     """The renderer crashed, ran out of memory or ran out of time."""
 
 
-def _limit_memory(mb: int):  # type: ignore[no-untyped-def]
+def _limit_memory(mb: int) -> Callable[[], None]:
     def apply() -> None:
         cap = mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
@@ -23,9 +24,14 @@ def _limit_memory(mb: int):  # type: ignore[no-untyped-def]
 
 async def render_pdf(html: bytes, *, timeout: float, memory_mb: int) -> bytes:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "lodestone.pdf",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, preexec_fn=_limit_memory(memory_mb))
+        sys.executable,
+        "-m",
+        "lodestone.pdf",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_limit_memory(memory_mb),
+    )
     try:
         out, err = await asyncio.wait_for(proc.communicate(html), timeout)
     except (TimeoutError, asyncio.CancelledError):

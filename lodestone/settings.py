@@ -143,17 +143,31 @@ class Settings(BaseSettings):
             raise ValueError("REPLY_BATCH_MAX_WAIT must be at least REPLY_BATCH_DEBOUNCE, both positive")
         if self.uploads_in_flight < 1 or self.tenant_uploads_in_flight < 1:
             raise ValueError("UPLOADS_IN_FLIGHT and TENANT_UPLOADS_IN_FLIGHT must be at least 1")
-        if min(self.partial_max_age_seconds, self.partial_sweep_interval_seconds,
-               self.request_body_idle_timeout_seconds) <= 0:
-            raise ValueError("PARTIAL_MAX_AGE_SECONDS, PARTIAL_SWEEP_INTERVAL_SECONDS and "
-                             "REQUEST_BODY_IDLE_TIMEOUT_SECONDS must be positive")
-        if min(self.temporal_rpc_timeout_seconds, self.db_connect_timeout_seconds,
-               self.db_command_timeout_seconds) <= 0:
-            raise ValueError("TEMPORAL_RPC_TIMEOUT_SECONDS, DB_CONNECT_TIMEOUT_SECONDS and DB_COMMAND_TIMEOUT_SECONDS "
-                             "must be positive")
+        if (
+            min(
+                self.partial_max_age_seconds,
+                self.partial_sweep_interval_seconds,
+                self.request_body_idle_timeout_seconds,
+            )
+            <= 0
+        ):
+            raise ValueError(
+                "PARTIAL_MAX_AGE_SECONDS, PARTIAL_SWEEP_INTERVAL_SECONDS and "
+                "REQUEST_BODY_IDLE_TIMEOUT_SECONDS must be positive"
+            )
+        if (
+            min(self.temporal_rpc_timeout_seconds, self.db_connect_timeout_seconds, self.db_command_timeout_seconds)
+            <= 0
+        ):
+            raise ValueError(
+                "TEMPORAL_RPC_TIMEOUT_SECONDS, DB_CONNECT_TIMEOUT_SECONDS and DB_COMMAND_TIMEOUT_SECONDS "
+                "must be positive"
+            )
         if self.outbox_interval_seconds <= 0 or self.outbox_start_after_seconds < self.temporal_rpc_timeout_seconds:
-            raise ValueError("OUTBOX_INTERVAL_SECONDS must be positive and OUTBOX_START_AFTER_SECONDS at least "
-                             "TEMPORAL_RPC_TIMEOUT_SECONDS")
+            raise ValueError(
+                "OUTBOX_INTERVAL_SECONDS must be positive and OUTBOX_START_AFTER_SECONDS at least "
+                "TEMPORAL_RPC_TIMEOUT_SECONDS"
+            )
         if self.outbox_max_age_seconds <= self.outbox_start_after_seconds:
             raise ValueError("OUTBOX_MAX_AGE_SECONDS must be more than OUTBOX_START_AFTER_SECONDS")
         if self.step_concurrency < 1:
@@ -202,9 +216,7 @@ class Settings(BaseSettings):
 
     @property
     def app_database_url(self) -> str:
-        return self.database_url or (
-            f"postgresql+asyncpg://lodestone_app@127.0.0.1:{self.postgres_port}/lodestone"
-        )
+        return self.database_url or (f"postgresql+asyncpg://lodestone_app@127.0.0.1:{self.postgres_port}/lodestone")
 
     @property
     def admin_database_url(self) -> str:

@@ -75,8 +75,9 @@ def answer(request: bytes, cpu_seconds: float, memory_mb: int, max_bytes: int) -
     try:
         return b"o" + evaluate(source, context, html=html, max_bytes=max_bytes), False
     except MemoryError:
-        return _error("TemplateLimitExceeded",
-                      f"template needed more than TEMPLATE_MEMORY_MB ({memory_mb} MiB) of memory"), True
+        return _error(
+            "TemplateLimitExceeded", f"template needed more than TEMPLATE_MEMORY_MB ({memory_mb} MiB) of memory"
+        ), True
     except ERRORS as e:
         return _error(type(e).__name__, str(e)), isinstance(e, TemplateLimitExceeded)
     finally:

@@ -34,7 +34,8 @@ START_TIMEOUT = 30.0
 # with TemplatePoolBusy: about a typical render's worth of queue, well under a bomb's.
 WAIT_SECONDS = 1.0
 ERRORS: dict[str, type[Exception]] = {
-    e.__name__: e for e in (TemplateLimitExceeded, TemplateRenderError, TemplateSecurityViolation)}
+    e.__name__: e for e in (TemplateLimitExceeded, TemplateRenderError, TemplateSecurityViolation)
+}
 
 
 class TemplateEvaluatorFailed(RuntimeError):
@@ -55,11 +56,11 @@ class TemplateLimits:
 
     def cpu_exceeded(self) -> TemplateLimitExceeded:
         return TemplateLimitExceeded(
-            f"template used more than TEMPLATE_CPU_SECONDS ({self.cpu_seconds:g} s) of CPU time")
+            f"template used more than TEMPLATE_CPU_SECONDS ({self.cpu_seconds:g} s) of CPU time"
+        )
 
     def memory_exceeded(self) -> TemplateLimitExceeded:
-        return TemplateLimitExceeded(
-            f"template needed more than TEMPLATE_MEMORY_MB ({self.memory_mb} MiB) of memory")
+        return TemplateLimitExceeded(f"template needed more than TEMPLATE_MEMORY_MB ({self.memory_mb} MiB) of memory")
 
 
 class _Child:
@@ -69,9 +70,16 @@ class _Child:
     @classmethod
     async def start(cls, limits: TemplateLimits) -> "_Child":
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "lodestone.template_child",
-            str(limits.cpu_seconds), str(limits.memory_mb), str(limits.output_max_bytes),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+            sys.executable,
+            "-m",
+            "lodestone.template_child",
+            str(limits.cpu_seconds),
+            str(limits.memory_mb),
+            str(limits.output_max_bytes),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
         child = cls(proc)
         try:
             if await asyncio.wait_for(child.receive(len(READY)), START_TIMEOUT) != READY:
@@ -111,16 +119,21 @@ class TemplatePool:
     def __init__(self, limits: TemplateLimits, size: int = 2, wait_seconds: float = WAIT_SECONDS) -> None:
         self.limits, self.size = limits, size
         self._max_reply = limits.output_max_bytes + 1024 * 1024  # output, or an error's JSON
-        self._turns: FairTurns[_Child] = FairTurns(size, wait_seconds, limits.cpu_seconds, self._dead,
-                                                        limits.wall_seconds)
+        self._turns: FairTurns[_Child] = FairTurns(
+            size, wait_seconds, limits.cpu_seconds, self._dead, limits.wall_seconds
+        )
         self._children: set[_Child] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = self._closed = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TemplatePool":
-        return cls(TemplateLimits(settings.template_cpu_seconds, settings.template_memory_mb,
-                                  settings.template_output_max_bytes), settings.template_workers)
+        return cls(
+            TemplateLimits(
+                settings.template_cpu_seconds, settings.template_memory_mb, settings.template_output_max_bytes
+            ),
+            settings.template_workers,
+        )
 
     async def start(self) -> None:
         """Start every child and wait until each is ready (render() starts them lazily too)."""
@@ -196,7 +209,8 @@ class TemplatePool:
         except TimeoutError as e:
             await child.end()
             raise TemplateEvaluatorFailed(
-                f"template evaluator did not answer within {self.limits.wall_seconds:g}s") from e
+                f"template evaluator did not answer within {self.limits.wall_seconds:g}s"
+            ) from e
         finally:
             self._turns.release(tenant)
             if reusable:

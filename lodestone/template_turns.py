@@ -34,8 +34,14 @@ class TemplatePoolBusy(RuntimeError):
 
 
 class FairTurns(Generic[T]):
-    def __init__(self, size: int, wait_seconds: float, render_seconds: float, dead: Callable[[T], bool],
-                 next_in_line_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        size: int,
+        wait_seconds: float,
+        render_seconds: float,
+        dead: Callable[[T], bool],
+        next_in_line_seconds: float = 30.0,
+    ) -> None:
         """`render_seconds`: what one render may take (for the retry delay). `dead(item)`:
         whether an idle item died; a dead one is dropped (its owner replaces it)."""
         self.size, self.wait_seconds, self.render_seconds = size, wait_seconds, render_seconds
@@ -86,7 +92,8 @@ class FairTurns(Generic[T]):
             raise TemplatePoolBusy(
                 f"this tenant's templates fill its share of the template evaluators ({self.held[tenant]} "
                 f"rendering, {self.waiting(tenant)} more waiting); retry in {retry_after:.0f} s",
-                retry_after * random.uniform(0.8, 1.2))
+                retry_after * random.uniform(0.8, 1.2),
+            )
         return turn.result()
 
     def _drop(self, tenant: str, turn: asyncio.Future[T]) -> None:

@@ -11,7 +11,8 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import BaseLoader, Environment, StrictUndefined, Template, TemplateError, TemplateNotFound, nodes
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
 NO_OTHER_TEMPLATES = "a template cannot include, import or extend other templates"
@@ -102,8 +103,7 @@ def evaluate(source: str, context: dict[str, Any], *, html: bool, max_bytes: int
         data = chunk.encode(errors="replace")  # a lone surrogate from the data becomes "?"
         size += len(data)
         if size > max_bytes:
-            raise TemplateLimitExceeded(
-                f"template output exceeded TEMPLATE_OUTPUT_MAX_BYTES ({max_bytes} bytes)")
+            raise TemplateLimitExceeded(f"template output exceeded TEMPLATE_OUTPUT_MAX_BYTES ({max_bytes} bytes)")
         out.append(data)
     return b"".join(out)
 

@@ -24,8 +24,10 @@ LAZY_CONNECT_FAILED = "Failed client connect:"
 
 def tls_config(settings: Settings) -> TLSConfig | bool:
     if settings.temporal_tls_cert and settings.temporal_tls_key:
-        return TLSConfig(client_cert=settings.temporal_tls_cert.read_bytes(),
-                         client_private_key=settings.temporal_tls_key.read_bytes())
+        return TLSConfig(
+            client_cert=settings.temporal_tls_cert.read_bytes(),
+            client_private_key=settings.temporal_tls_key.read_bytes(),
+        )
     return settings.temporal_tls or settings.temporal_api_key is not None
 
 
@@ -44,6 +46,7 @@ def _bounded_call(name: str, coroutine: bool) -> Any:
             input.rpc_timeout = self.bound
 
     if not coroutine:  # list_* and history: async iterators; each page's call gets the deadline
+
         def iterate(self: "_Bounded", input: Any) -> Any:
             clamp(self, input)
             return getattr(self.next, name)(input)
@@ -56,8 +59,11 @@ def _bounded_call(name: str, coroutine: bool) -> Any:
             async with asyncio.timeout(self.bound.total_seconds()):
                 return await getattr(self.next, name)(input)
         except TimeoutError as e:
-            raise RPCError(f"Temporal did not answer {name} within {self.bound.total_seconds():g}s",
-                           RPCStatusCode.DEADLINE_EXCEEDED, b"") from e
+            raise RPCError(
+                f"Temporal did not answer {name} within {self.bound.total_seconds():g}s",
+                RPCStatusCode.DEADLINE_EXCEEDED,
+                b"",
+            ) from e
         except RuntimeError as e:
             # A lazy client that has never reached the frontend says so with a bare RuntimeError.
             if not unreachable(e):
@@ -88,8 +94,9 @@ class BoundedCalls(Interceptor):
         return _Bounded(next, self.bound)
 
 
-async def connect(settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None,
-                  bounded: bool = False) -> Client:
+async def connect(
+    settings: Settings, *, lazy: bool = False, runtime: Runtime | None = None, bounded: bool = False
+) -> Client:
     # TracingInterceptor carries the caller's span and baggage (the request id) in a
     # header into workflows, and from there into every activity.
     interceptors: list[Interceptor] = [TracingInterceptor()]
@@ -98,8 +105,17 @@ async def connect(settings: Settings, *, lazy: bool = False, runtime: Runtime | 
         bound = timedelta(seconds=settings.temporal_rpc_timeout_seconds)
         interceptors.append(BoundedCalls(bound))
         ms = int(bound.total_seconds() * 1000)
-        extra = {"connect_timeout": bound,
-                 "retry_config": RetryConfig(max_elapsed_time_millis=ms, max_interval_millis=min(ms, 1000))}
+        extra = {
+            "connect_timeout": bound,
+            "retry_config": RetryConfig(max_elapsed_time_millis=ms, max_interval_millis=min(ms, 1000)),
+        }
     return await Client.connect(
-        settings.temporal_target, namespace=settings.temporal_namespace, tls=tls_config(settings),
-        api_key=settings.temporal_api_key, interceptors=interceptors, lazy=lazy, runtime=runtime, **extra)
+        settings.temporal_target,
+        namespace=settings.temporal_namespace,
+        tls=tls_config(settings),
+        api_key=settings.temporal_api_key,
+        interceptors=interceptors,
+        lazy=lazy,
+        runtime=runtime,
+        **extra,
+    )

@@ -25,15 +25,16 @@ def check_tenant_ref(tenant_id: uuid.UUID | str, ref: str) -> None:
         ok = path.startswith(f"lodestone/tenants/{tenant}/") or path == f"lodestone/tenants/{tenant}"
     elif scheme == "file":
         parts = PurePosixPath(target).parts
-        ok = ".." not in parts and any(parts[i:i + 2] == ("tenants", tenant) for i in range(len(parts)))
+        ok = ".." not in parts and any(parts[i : i + 2] == ("tenants", tenant) for i in range(len(parts)))
     else:
         ok = target.startswith(tenant_env_prefix(tenant))
     if not ok:
         raise InvalidSecretRef(f"a tenant's secret references must point into its own space ({scheme}:)")
 
 
-async def resolve_tenant_secret(secrets: SecretsProvider, tenant_id: uuid.UUID | str, refs: dict[str, str],
-                                name: str, fallback: str | None = None) -> str | None:
+async def resolve_tenant_secret(
+    secrets: SecretsProvider, tenant_id: uuid.UUID | str, refs: dict[str, str], name: str, fallback: str | None = None
+) -> str | None:
     """The tenant's secret `name` through its reference, else `fallback`."""
     ref = refs.get(name)
     if not ref:

@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 from standardwebhooks import Webhook
 
@@ -23,6 +24,7 @@ def signed_headers(secret: str, msg_id: str, body: str, now: datetime | None = N
     }
 
 
-def verify(secret: str, body: bytes, headers: dict[str, str]) -> dict:
+def verify(secret: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
     """Raises standardwebhooks.WebhookVerificationError when the signature is wrong."""
-    return Webhook(secret).verify(body, headers)
+    payload: dict[str, Any] = Webhook(secret).verify(body, headers)
+    return payload

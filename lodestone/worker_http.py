@@ -32,20 +32,26 @@ QUEUE_TYPES = {"workflow": TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, "activity": T
 async def refresh_backlog(client: Client, settings: Settings) -> None:
     async def one(name: str, kind: TaskQueueType.ValueType) -> None:
         try:
-            resp = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-                namespace=settings.temporal_namespace, task_queue=TaskQueue(name=settings.temporal_task_queue),
-                task_queue_type=kind, report_stats=True), timeout=timedelta(seconds=2))
+            resp = await client.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=settings.temporal_namespace,
+                    task_queue=TaskQueue(name=settings.temporal_task_queue),
+                    task_queue_type=kind,
+                    report_stats=True,
+                ),
+                timeout=timedelta(seconds=2),
+            )
         except Exception as e:  # a scrape must not fail because the frontend is slow
             log.warning("task queue backlog unavailable: %s", e)
             return
-        metrics.TASK_QUEUE_BACKLOG.labels(settings.temporal_task_queue, name).set(
-            resp.stats.approximate_backlog_count)
+        metrics.TASK_QUEUE_BACKLOG.labels(settings.temporal_task_queue, name).set(resp.stats.approximate_backlog_count)
 
     await asyncio.gather(*(one(name, kind) for name, kind in QUEUE_TYPES.items()))
 
 
-def worker_app(client: Client, settings: Settings, sdk: metrics.SdkMetrics, http: httpx.AsyncClient,
-               drain: asyncio.Event) -> Starlette:
+def worker_app(
+    client: Client, settings: Settings, sdk: metrics.SdkMetrics, http: httpx.AsyncClient, drain: asyncio.Event
+) -> Starlette:
     async def get_metrics(request: Request) -> Response:
         await refresh_backlog(client, settings)
         tenants = metrics.bearer_matches(request.headers.get("authorization"), settings.metrics_token)
@@ -53,25 +59,31 @@ def worker_app(client: Client, settings: Settings, sdk: metrics.SdkMetrics, http
         return Response(body, media_type=content_type)
 
     async def health(_: Request) -> Response:
-        return JSONResponse({"status": "draining" if drain.is_set() else "polling",
-                             "task_queue": settings.temporal_task_queue,
-                             "activities_in_flight": metrics.in_flight()})
+        return JSONResponse(
+            {
+                "status": "draining" if drain.is_set() else "polling",
+                "task_queue": settings.temporal_task_queue,
+                "activities_in_flight": metrics.in_flight(),
+            }
+        )
 
     async def post_drain(request: Request) -> Response:
         if not settings.worker_drain_token:
             return JSONResponse({"error": "draining over HTTP is off: WORKER_DRAIN_TOKEN is unset"}, status_code=403)
         if not metrics.bearer_matches(request.headers.get("authorization"), settings.worker_drain_token):
-            return JSONResponse({"error": "POST /drain needs Authorization: Bearer <WORKER_DRAIN_TOKEN>"},
-                                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            return JSONResponse(
+                {"error": "POST /drain needs Authorization: Bearer <WORKER_DRAIN_TOKEN>"},
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         if not drain.is_set():
             log.info("drain requested: no new tasks will be polled")
             drain.set()
-        return JSONResponse({"status": "draining",
-                             "activities_in_flight": metrics.in_flight()},
-                            status_code=202)
+        return JSONResponse({"status": "draining", "activities_in_flight": metrics.in_flight()}, status_code=202)
 
-    return Starlette(routes=[Route("/metrics", get_metrics), Route("/health", health),
-                             Route("/drain", post_drain, methods=["POST"])])
+    return Starlette(
+        routes=[Route("/metrics", get_metrics), Route("/health", health), Route("/drain", post_drain, methods=["POST"])]
+    )
 
 
 def bind(settings: Settings) -> socket.socket:

@@ -4,12 +4,12 @@ DAG, and the templates. Every problem is a DefinitionInvalid with a code and a p
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 
 from lodestone.templating import TemplateInvalid, check_template
-from workflows.dag import DagError, step_dependencies
+from schema.dag import DagError, step_dependencies
 
 SCHEMA_PATH = Path(__file__).parent / "workflow_definition.schema.json"
 
@@ -28,7 +28,8 @@ class InputInvalid(ValueError):
 
 @lru_cache
 def definition_schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text())
+    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
+    return schema
 
 
 def _where(error: jsonschema.ValidationError) -> str:
@@ -45,14 +46,16 @@ def validate_definition(definition: Any, max_webhook_timeout: float | None = Non
     for i, target in enumerate(definition.get("delivery", [])):
         asked = target.get("timeout_seconds")
         if max_webhook_timeout is not None and asked is not None and asked > max_webhook_timeout:
-            raise DefinitionInvalid("schema_violation", f"timeout_seconds {asked} is above this deployment's "
-                                    f"maximum of {max_webhook_timeout:g} seconds", f"/delivery/{i}/timeout_seconds")
+            raise DefinitionInvalid(
+                "schema_violation",
+                f"timeout_seconds {asked} is above this deployment's maximum of {max_webhook_timeout:g} seconds",
+                f"/delivery/{i}/timeout_seconds",
+            )
     if "input_schema" in definition:
         try:
             jsonschema.Draft202012Validator.check_schema(definition["input_schema"])
         except jsonschema.SchemaError as e:
-            raise DefinitionInvalid("schema_violation", f"input_schema: {e.message}",
-                                    "/input_schema") from e
+            raise DefinitionInvalid("schema_violation", f"input_schema: {e.message}", "/input_schema") from e
     try:
         step_dependencies(definition["steps"])
     except DagError as e:
@@ -62,19 +65,22 @@ def validate_definition(definition: Any, max_webhook_timeout: float | None = Non
         for name, ref in step.get("inputs", {}).items():
             kind, _, field = ref.partition(".")
             if kind == "input" and known_fields is not None and field not in known_fields:
-                raise DefinitionInvalid("unknown_ref", f"step {step['id']!r} input {name!r} "
-                                        f"refers to unknown field {field!r}",
-                                        f"/steps/{i}/inputs/{name}")
+                raise DefinitionInvalid(
+                    "unknown_ref",
+                    f"step {step['id']!r} input {name!r} refers to unknown field {field!r}",
+                    f"/steps/{i}/inputs/{name}",
+                )
         try:
             check_template(step["instructions"], html=False)
         except TemplateInvalid as e:
-            raise DefinitionInvalid("bad_template", f"step {step['id']!r} instructions: {e}",
-                                    f"/steps/{i}/instructions") from e
+            raise DefinitionInvalid(
+                "bad_template", f"step {step['id']!r} instructions: {e}", f"/steps/{i}/instructions"
+            ) from e
     try:
         check_template(definition["template"], html=True)
     except TemplateInvalid as e:
         raise DefinitionInvalid("bad_template", f"template: {e}", "/template") from e
-    return definition
+    return cast(dict[str, Any], definition)  # the definition schema makes it an object
 
 
 def validate_input(definition: dict[str, Any], data: Any) -> None:

@@ -3,7 +3,6 @@
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, UniqueConstraint
@@ -11,6 +10,7 @@ from sqlmodel import Field, SQLModel
 
 from schema.columns import _json, _tenant, _ts, utcnow
 from schema.conversations import ChannelRoute, Contact, FormRoute, Message, Summary
+from schema.statuses import JobStatus
 
 
 class Tenant(SQLModel, table=True):
@@ -68,17 +68,6 @@ class Submission(SQLModel, table=True):
     created_at: datetime = _ts()
 
 
-class JobStatus(StrEnum):
-    """Every status a job row can hold, in the order a job moves through them."""
-
-    pending = "pending"
-    queued = "queued"
-    processing = "processing"
-    delivered = "delivered"
-    failed = "failed"
-    cancelled = "cancelled"
-
-
 class Job(SQLModel, table=True):
     __tablename__ = "jobs"
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -86,7 +75,7 @@ class Job(SQLModel, table=True):
     submission_id: uuid.UUID = Field(foreign_key="submissions.id")
     workflow_definition_id: uuid.UUID = Field(foreign_key="workflow_definitions.id")
     workflow_key: str = Field(index=True)
-    status: str = Field(default="pending", index=True)
+    status: str = Field(default=JobStatus.pending, index=True)
     error: str | None = None
     input_key: str | None = None
     created_at: datetime = _ts(index=True)
@@ -195,13 +184,45 @@ class IdempotencyKey(SQLModel, table=True):
 TENANT_TABLES = [
     t.__tablename__
     for t in (
-        WorkflowDefinition, Form, Upload, Submission, Job, JobStep, Artifact, UsageRecord, Delivery,
-        DeliveryAttempt, JobFailure, IdempotencyKey, Contact, Message, Summary, ChannelRoute, FormRoute,
+        WorkflowDefinition,
+        Form,
+        Upload,
+        Submission,
+        Job,
+        JobStep,
+        Artifact,
+        UsageRecord,
+        Delivery,
+        DeliveryAttempt,
+        JobFailure,
+        IdempotencyKey,
+        Contact,
+        Message,
+        Summary,
+        ChannelRoute,
+        FormRoute,
     )
 ]
 
 __all__ = [
-    "Artifact", "ChannelRoute", "Contact", "FormRoute", "Delivery", "DeliveryAttempt", "Form", "IdempotencyKey", "Job",
-    "JobFailure", "JobStep", "Message", "Submission", "Summary", "TENANT_TABLES", "Tenant", "Upload", "UsageRecord",
-    "WorkflowDefinition", "utcnow",
+    "Artifact",
+    "ChannelRoute",
+    "Contact",
+    "FormRoute",
+    "Delivery",
+    "DeliveryAttempt",
+    "Form",
+    "IdempotencyKey",
+    "Job",
+    "JobFailure",
+    "JobStep",
+    "Message",
+    "Submission",
+    "Summary",
+    "TENANT_TABLES",
+    "Tenant",
+    "Upload",
+    "UsageRecord",
+    "WorkflowDefinition",
+    "utcnow",
 ]

@@ -9,8 +9,14 @@ from lodestone.db import tenant_session
 from schema.tables import ChannelRoute, Contact, Message
 
 
-async def seed_contact(engine: AsyncEngine, tenant_id: uuid.UUID, messages: int = 0, days: float = 30,
-                       name: str = "Dana Tester", end: datetime | None = None) -> Contact:
+async def seed_contact(
+    engine: AsyncEngine,
+    tenant_id: uuid.UUID,
+    messages: int = 0,
+    days: float = 30,
+    name: str = "Dana Tester",
+    end: datetime | None = None,
+) -> Contact:
     """A contact on a fresh phone number with `messages` inbound texts spread over `days`."""
     phone = f"pn{uuid.uuid4().int % 10**12}"
     contact = Contact(tenant_id=tenant_id, wa_id=str(uuid.uuid4().int % 10**11), phone_number_id=phone, name=name)
@@ -21,8 +27,15 @@ async def seed_contact(engine: AsyncEngine, tenant_id: uuid.UUID, messages: int 
         await s.flush()
         for i in range(messages):
             at = end - timedelta(days=days) + timedelta(days=days) * (i + 0.5) / messages
-            s.add(Message(tenant_id=tenant_id, contact_id=contact.id, message_id=f"wamid.seed{uuid.uuid4().hex}",
-                          direction="in" if i % 3 else "out", status="received",
-                          body=f"Message {i}: can we move the delivery of order {1000 + i} to Friday?",
-                          sent_at=at))
+            s.add(
+                Message(
+                    tenant_id=tenant_id,
+                    contact_id=contact.id,
+                    message_id=f"wamid.seed{uuid.uuid4().hex}",
+                    direction="in" if i % 3 else "out",
+                    status="received",
+                    body=f"Message {i}: can we move the delivery of order {1000 + i} to Friday?",
+                    sent_at=at,
+                )
+            )
     return contact

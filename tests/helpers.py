@@ -10,26 +10,36 @@ from typing import Any
 import httpx
 
 from api.app import create_app
+from schema.statuses import TERMINAL
 
-TERMINAL = {"delivered", "failed", "cancelled"}
 
-
-def definition(webhook_url: str, *, key: str | None = None, model: str = "offline",
-               outputs: list[str] | None = None) -> dict[str, Any]:
+def definition(
+    webhook_url: str, *, key: str | None = None, model: str = "offline", outputs: list[str] | None = None
+) -> dict[str, Any]:
     """research -> (angles, outline in parallel) -> write."""
     return {
         "key": key or f"wf-{uuid.uuid4().hex[:10]}",
-        "input_schema": {"type": "object", "required": ["company"],
-                         "properties": {"company": {"type": "string"}}},
+        "input_schema": {"type": "object", "required": ["company"], "properties": {"company": {"type": "string"}}},
         "steps": [
-            {"id": "research", "model": model, "inputs": {"company": "input.company"},
-             "instructions": "Research {{ company }}."},
-            {"id": "angles", "model": model, "inputs": {"r": "steps.research"},
-             "instructions": "Angles from: {{ r }}"},
-            {"id": "outline", "model": model, "inputs": {"r": "steps.research"},
-             "instructions": "Outline from: {{ r }}"},
-            {"id": "write", "model": model, "inputs": {"a": "steps.angles", "o": "steps.outline"},
-             "instructions": "Write using {{ a }} and {{ o }}."},
+            {
+                "id": "research",
+                "model": model,
+                "inputs": {"company": "input.company"},
+                "instructions": "Research {{ company }}.",
+            },
+            {"id": "angles", "model": model, "inputs": {"r": "steps.research"}, "instructions": "Angles from: {{ r }}"},
+            {
+                "id": "outline",
+                "model": model,
+                "inputs": {"r": "steps.research"},
+                "instructions": "Outline from: {{ r }}",
+            },
+            {
+                "id": "write",
+                "model": model,
+                "inputs": {"a": "steps.angles", "o": "steps.outline"},
+                "instructions": "Write using {{ a }} and {{ o }}.",
+            },
         ],
         "template": "<html><body><h1>{{ input.company }}</h1>{{ steps.write | paragraphs }}</body></html>",
         "outputs": outputs or ["html"],
@@ -43,11 +53,13 @@ async def create_workflow(api: httpx.AsyncClient, body: dict[str, Any]) -> dict[
     return resp.json()
 
 
-async def submit(api: httpx.AsyncClient, key: str, inp: dict[str, Any] | None = None,
-                 idempotency_key: str | None = None) -> httpx.Response:
+async def submit(
+    api: httpx.AsyncClient, key: str, inp: dict[str, Any] | None = None, idempotency_key: str | None = None
+) -> httpx.Response:
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    return await api.post("/v1/submissions", json={"workflow_key": key, "input": inp or {"company": "Acme"}},
-                          headers=headers)
+    return await api.post(
+        "/v1/submissions", json={"workflow_key": key, "input": inp or {"company": "Acme"}}, headers=headers
+    )
 
 
 async def wait_job(api: httpx.AsyncClient, job_id: str, timeout: float = 60) -> dict[str, Any]:
@@ -69,6 +81,10 @@ async def in_process_api(settings, token: str | None = None, **overrides: Any) -
     settings changed; `token` is sent as the bearer when given."""
     app = create_app(settings.model_copy(update={"auth_issuer": settings.issuer, **overrides}))
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://api.test", timeout=30, headers=headers) as http:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://api.test", timeout=30, headers=headers
+        ) as http,
+    ):
         yield http

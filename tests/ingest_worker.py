@@ -9,8 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.ingest import IngestActivities
-    from workflows.types import IngestInput, IngestResult
+    from activities.ingest import IngestActivities, IngestInput, IngestResult
 
 # Short, so a killed attempt is retried within seconds.
 PROBE_HEARTBEAT = timedelta(seconds=3)
@@ -21,8 +20,12 @@ class IngestProbeWorkflow:
     @workflow.run
     async def run(self, inp: IngestInput) -> IngestResult:
         return await workflow.execute_activity_method(
-            IngestActivities.ingest_input, inp, start_to_close_timeout=timedelta(minutes=5),
-            heartbeat_timeout=PROBE_HEARTBEAT, retry_policy=RetryPolicy(initial_interval=timedelta(seconds=0.5)))
+            IngestActivities.ingest_input,
+            inp,
+            start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=PROBE_HEARTBEAT,
+            retry_policy=RetryPolicy(initial_interval=timedelta(seconds=0.5)),
+        )
 
 
 async def main(task_queue: str) -> None:
@@ -38,8 +41,7 @@ async def main(task_queue: str) -> None:
     client = await Client.connect(settings.temporal_target)
     engine = make_engine(settings.app_database_url, 2)
     ingest = IngestActivities(engine, make_store(settings), guarded_client(settings.outbound_allow_cidrs), settings)
-    async with Worker(client, task_queue=task_queue, workflows=[IngestProbeWorkflow],
-                      activities=[ingest.ingest_input]):
+    async with Worker(client, task_queue=task_queue, workflows=[IngestProbeWorkflow], activities=[ingest.ingest_input]):
         sys.stdout.write("ready\n")
         sys.stdout.flush()
         await asyncio.Event().wait()

@@ -41,8 +41,9 @@ def test_every_call_has_timeouts(where, call):
         assert "heartbeat_timeout" in kwargs, f"{where}: {name} is long and must heartbeat"
 
 
-@pytest.mark.parametrize("method", [StepActivities._attempt, RenderActivities._pdf, IngestActivities._copy,
-                                    EmailDelivery._send])
+@pytest.mark.parametrize(
+    "method", [StepActivities._attempt, RenderActivities._pdf, IngestActivities._copy, EmailDelivery._send]
+)
 def test_long_activities_heartbeat(method):
     source = inspect.getsource(method)
     assert "heartbeating()" in source or "activity.heartbeat(" in source

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from devstack.receiver import WebhookReceiver
 from lodestone import links
-from lodestone.receiver import WebhookReceiver
 from lodestone.settings import Settings
 from tests.helpers import create_workflow, definition, submit, wait_job
 
@@ -74,7 +74,8 @@ async def test_default_ttl_is_fifteen_minutes(tenant_a, artifacts_a):
     remaining = datetime.fromisoformat(link["expires_at"]).timestamp() - time.time()
     assert 890 <= remaining <= 905
     assert int(parse_qs(urlsplit(link["url"]).query)["expires"][0]) == int(
-        datetime.fromisoformat(link["expires_at"]).timestamp())
+        datetime.fromisoformat(link["expires_at"]).timestamp()
+    )
 
 
 async def test_expired_link_is_refused(tenant_a, artifacts_a, anon):
@@ -121,8 +122,9 @@ async def test_link_signed_for_other_tenant_reads_nothing(settings, tenant_a, te
     assert resp.headers["content-type"] == PROBLEM
     assert full not in resp.content and b"Linkable Ltd" not in resp.content
     # Swapping tenant A's id into a link B could hold breaks the signature.
-    swapped = with_query(f"{settings.api_url}/v1/artifacts/{art['id']}/download?{forged.query()}",
-                         tenant=str(tenant_a.id))
+    swapped = with_query(
+        f"{settings.api_url}/v1/artifacts/{art['id']}/download?{forged.query()}", tenant=str(tenant_a.id)
+    )
     assert_refused(await anon.get(swapped))
 
 

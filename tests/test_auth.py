@@ -7,7 +7,7 @@ import httpx
 import pytest
 from jwcrypto import jwk, jwt
 
-from lodestone.devstack.keys import mint_token
+from devstack.keys import mint_token
 
 
 def _b64(obj: dict) -> str:
@@ -17,8 +17,12 @@ def _b64(obj: dict) -> str:
 @pytest.fixture(scope="module")
 def bad_tokens(settings, tenant_a):
     def mint(**kw):
-        args = {"issuer": settings.issuer, "audience": settings.auth_audience,
-                "tenant_id": str(tenant_a.id), "roles": ["admin"]}
+        args = {
+            "issuer": settings.issuer,
+            "audience": settings.auth_audience,
+            "tenant_id": str(tenant_a.id),
+            "roles": ["admin"],
+        }
         args.update(kw)
         return mint_token(settings.data_path, **args)
 
@@ -26,8 +30,9 @@ def bad_tokens(settings, tenant_a):
     header, payload, _ = good.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
     foreign = jwk.JWK.generate(kty="RSA", size=2048, kid="foreign")
-    forged = jwt.JWT(header={"alg": "RS256", "kid": json.loads(base64.urlsafe_b64decode(header + "=="))["kid"]},
-                     claims=claims)
+    forged = jwt.JWT(
+        header={"alg": "RS256", "kid": json.loads(base64.urlsafe_b64decode(header + "=="))["kid"]}, claims=claims
+    )
     forged.make_signed_token(foreign)
     return {
         "alg_none": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{payload}.",
@@ -39,8 +44,9 @@ def bad_tokens(settings, tenant_a):
     }
 
 
-@pytest.mark.parametrize("case", ["alg_none", "wrong_signature", "wrong_issuer", "wrong_audience",
-                                  "expired", "malformed"])
+@pytest.mark.parametrize(
+    "case", ["alg_none", "wrong_signature", "wrong_issuer", "wrong_audience", "expired", "malformed"]
+)
 async def test_bad_tokens_get_401(case, settings, bad_tokens):
     async with httpx.AsyncClient(base_url=settings.api_url) as client:
         resp = await client.get("/v1/jobs", headers={"Authorization": f"Bearer {bad_tokens[case]}"})

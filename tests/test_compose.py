@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from lodestone.devstack.temporal import SEARCH_ATTRIBUTES
+from devstack.temporal import SEARCH_ATTRIBUTES
 from lodestone.settings import Settings
 from workflows.types import JOB_ID, TENANT_ID, WORKFLOW_KEY
 
@@ -17,8 +17,9 @@ FIELDS = {name.upper() for name in Settings.model_fields}
 
 
 def test_every_component_is_there():
-    assert {"postgresql", "temporal", "temporal-ui", "minio", "keycloak", "vault", "api", "worker",
-            "migrate"} <= set(SERVICES)
+    assert {"postgresql", "temporal", "temporal-ui", "minio", "keycloak", "vault", "api", "worker", "migrate"} <= set(
+        SERVICES
+    )
 
 
 def test_lodestone_env_names_only_settings_the_code_reads():

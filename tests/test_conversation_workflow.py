@@ -9,9 +9,9 @@ from temporalio import activity
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.conversation import ConversationActivities
+from activities.conversation import ConversationActivities, ReplyInput, ReplyResult
+from devstack.processes import venv_bin
 from lodestone.db import tenant_session
-from lodestone.devstack.processes import venv_bin
 from lodestone.llm import OfflineLLM
 from lodestone.netguard import guarded_client
 from lodestone.secrets import make_secrets
@@ -19,7 +19,7 @@ from lodestone.whatsapp import WhatsAppClient
 from schema.tables import Message
 from tests.conversation_helpers import seed_contact
 from workflows.conversation import ConversationWorkflow
-from workflows.types import ConversationInput, NewMessage, ReplyInput, ReplyResult
+from workflows.types import ConversationInput, NewMessage
 
 
 class FakeReplies:
@@ -35,17 +35,20 @@ class FakeReplies:
 @pytest.fixture(scope="module")
 async def env():
     async with await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=venv_bin("temporal-test-server")) as env:
+        test_server_existing_path=venv_bin("temporal-test-server")
+    ) as env:
         yield env
 
 
 async def test_batches_continue_as_new_and_keep_every_message(env):
     fake, queue = FakeReplies(), f"tq-{uuid.uuid4()}"
-    async with Worker(env.client, task_queue=queue, workflows=[ConversationWorkflow],
-                      activities=[fake.reply_to_batch]):
+    async with Worker(env.client, task_queue=queue, workflows=[ConversationWorkflow], activities=[fake.reply_to_batch]):
         handle = await env.client.start_workflow(
-            ConversationWorkflow.run, ConversationInput("t", "c", 5.0, 30.0, False, 3600.0, batches_per_run=2),
-            id=f"conversation-{uuid.uuid4()}", task_queue=queue)
+            ConversationWorkflow.run,
+            ConversationInput("t", "c", 5.0, 30.0, False, 3600.0, batches_per_run=2),
+            id=f"conversation-{uuid.uuid4()}",
+            task_queue=queue,
+        )
         for burst in range(5):
             for i in range(2):
                 await handle.signal(ConversationWorkflow.new_message, NewMessage(f"m{burst}-{i}"))
@@ -61,8 +64,9 @@ async def test_reply_is_sent_once_across_retries(settings, stack, engine, tenant
     async with tenant_session(engine, tenant_a.id) as s:
         ids = [m.message_id for m in (await s.exec(select(Message).where(Message.contact_id == contact.id))).all()]
     http = guarded_client(["127.0.0.1/32"])
-    acts = ConversationActivities(engine, OfflineLLM(), WhatsAppClient(http, settings), settings,
-                                  make_secrets(settings, {}))
+    acts = ConversationActivities(
+        engine, OfflineLLM(), WhatsAppClient(http, settings), settings, make_secrets(settings, {})
+    )
     inp = ReplyInput(str(tenant_a.id), str(contact.id), ids, f"test:{uuid.uuid4()}", typing_indicator=True)
     try:
         first = await ActivityEnvironment().run(acts.reply_to_batch, inp)

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from api.app import create_app
-from lodestone.receiver import WebhookReceiver
-from lodestone.schedules import create_summary_schedule
+from devstack.receiver import WebhookReceiver
+from services.schedules import create_summary_schedule
 from tests.conversation_helpers import seed_contact
 from tests.helpers import create_workflow, definition, in_process_api, submit, wait_job
 
@@ -25,8 +25,14 @@ async def objects_a(settings, engine, temporal, tenant_a):
     upload = (await tenant_a.api.post("/v1/uploads", content=b"secret upload")).json()
     contact = await seed_contact(engine, tenant_a.id, messages=2)
     schedule = await create_summary_schedule(temporal, settings, tenant_a.id, contact.id)
-    yield {"job": job["id"], "artifact": job["artifacts"][0]["id"], "workflow": wf["key"],
-           "schedule": schedule.id, "phone": contact.phone_number_id, "upload": upload["upload_id"]}
+    yield {
+        "job": job["id"],
+        "artifact": job["artifacts"][0]["id"],
+        "workflow": wf["key"],
+        "schedule": schedule.id,
+        "phone": contact.phone_number_id,
+        "upload": upload["upload_id"],
+    }
     await temporal.get_schedule_handle(schedule.id).delete()
 
 
@@ -41,8 +47,11 @@ def calls(o: dict) -> list[tuple[str, str, dict | None]]:
         ("POST", f"/v1/schedules/{o['schedule']}/pause", {"note": "x"}),
         ("POST", f"/v1/schedules/{o['schedule']}/unpause", {"note": "x"}),
         ("POST", f"/v1/schedules/{o['schedule']}/trigger", None),
-        ("POST", f"/v1/schedules/{o['schedule']}/backfill",
-         {"start": (past - timedelta(days=1)).isoformat(), "end": past.isoformat()}),
+        (
+            "POST",
+            f"/v1/schedules/{o['schedule']}/backfill",
+            {"start": (past - timedelta(days=1)).isoformat(), "end": past.isoformat()},
+        ),
         ("DELETE", f"/v1/schedules/{o['schedule']}", None),
         ("DELETE", f"/v1/channels/whatsapp/{o['phone']}", None),
         ("POST", "/v1/submissions", {"workflow_key": o["workflow"], "input": {"company": "x"}}),
@@ -55,10 +64,15 @@ def calls(o: dict) -> list[tuple[str, str, dict | None]]:
 # Likewise a public form: the slug names its tenant (tests/test_forms.py).
 SIGNED_ROUTES = {"/v1/artifacts/{artifact_id}/download", "/v1/public/forms/{slug}/submissions"}
 ID_ROUTES_COVERED = {
-    "/v1/jobs/{job_id}", "/v1/artifacts/{artifact_id}", "/v1/artifacts/{artifact_id}/link",
-    "/v1/workflows/{key}", "/v1/schedules/{schedule_id}",
-    "/v1/schedules/{schedule_id}/pause", "/v1/schedules/{schedule_id}/unpause",
-    "/v1/schedules/{schedule_id}/trigger", "/v1/schedules/{schedule_id}/backfill",
+    "/v1/jobs/{job_id}",
+    "/v1/artifacts/{artifact_id}",
+    "/v1/artifacts/{artifact_id}/link",
+    "/v1/workflows/{key}",
+    "/v1/schedules/{schedule_id}",
+    "/v1/schedules/{schedule_id}/pause",
+    "/v1/schedules/{schedule_id}/unpause",
+    "/v1/schedules/{schedule_id}/trigger",
+    "/v1/schedules/{schedule_id}/backfill",
     "/v1/channels/whatsapp/{phone_number_id}",
 }
 
@@ -70,8 +84,10 @@ def test_matrix_covers_every_route_with_an_object_id():
 
 
 async def test_tenant_b_gets_404_and_changes_nothing(objects_a, tenant_a, tenant_b):
-    before = {path: (await tenant_a.api.get(path)).json() for path in
-              (f"/v1/jobs/{objects_a['job']}", f"/v1/schedules/{objects_a['schedule']}")}
+    before = {
+        path: (await tenant_a.api.get(path)).json()
+        for path in (f"/v1/jobs/{objects_a['job']}", f"/v1/schedules/{objects_a['schedule']}")
+    }
     for method, path, body in calls(objects_a):
         if method == "GET":
             resp = await tenant_b.api.get(path)
@@ -111,6 +127,7 @@ async def test_interleaved_requests_over_a_small_pool_never_mix_tenants(settings
 
     tokens = {t.id: t.api.headers["authorization"] for t in (tenant_a, tenant_b)}
     async with in_process_api(settings, db_pool_size=1) as api:  # pool 1 + overflow 1: two connections
-        await asyncio.gather(*[one(i, api, t.id, o.id) for i in range(250)
-                               for t, o in ((tenant_a, tenant_b), (tenant_b, tenant_a))])
+        await asyncio.gather(
+            *[one(i, api, t.id, o.id) for i in range(250) for t, o in ((tenant_a, tenant_b), (tenant_b, tenant_a))]
+        )
     assert errors == []

@@ -19,17 +19,23 @@ import pytest
 from sqlalchemy import text
 
 from api.app import create_app
+from devstack.postgres import APP_ROLE
+from devstack.processes import free_port
 from lodestone.db import DatabaseUnavailable, make_engine, tenant_session
-from lodestone.devstack.postgres import APP_ROLE
-from lodestone.devstack.processes import free_port
 
 
 @contextlib.asynccontextmanager
 async def api_app(settings, tenant, **overrides) -> AsyncIterator[tuple[object, httpx.AsyncClient]]:  # type: ignore[no-untyped-def]
     app = create_app(settings.model_copy(update={"auth_issuer": settings.issuer, **overrides}))
-    async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://api.test", timeout=60,
-            headers={"Authorization": tenant.api.headers["authorization"]}) as http:
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://api.test",
+            timeout=60,
+            headers={"Authorization": tenant.api.headers["authorization"]},
+        ) as http,
+    ):
         yield app, http
 
 
@@ -46,11 +52,14 @@ async def test_a_host_name_that_does_not_resolve_is_an_error_not_an_outage(setti
     finally:
         await engine.dispose()
     async with api_app(settings, tenant_a, database_url=_url("no-such-host.invalid", settings.postgres_port)) as (
-            _, api):
+        _,
+        api,
+    ):
         resp = await api.get("/v1/jobs")
     assert resp.status_code == 500, resp.text
-    assert any(r.levelno >= logging.ERROR and "unhandled error on GET /v1/jobs" in r.getMessage()
-               for r in caplog.records)
+    assert any(
+        r.levelno >= logging.ERROR and "unhandled error on GET /v1/jobs" in r.getMessage() for r in caplog.records
+    )
 
 
 async def test_a_refused_connect_is_503_and_its_log_line_names_the_route_not_the_path(settings, tenant_a, caplog):

@@ -6,10 +6,10 @@ import pytest
 from sqlmodel import func, select
 
 from lodestone.db import tenant_session
+from schema.dag import DependencyCycle, UnknownStepRef, step_dependencies, topological_order
 from schema.definitions import DefinitionInvalid, validate_definition
 from schema.tables import Job, WorkflowDefinition
 from tests.helpers import create_workflow, definition, submit
-from workflows.dag import DependencyCycle, UnknownStepRef, step_dependencies, topological_order
 
 BASE = definition("http://127.0.0.1:9/hook", key="base")
 NESTED = "{{ " + "(" * 9000 + "1" + ")" * 9000 + " }}"  # far deeper than the parser's recursion
@@ -30,14 +30,15 @@ CASES = {
     "bad_template": (broken(lambda d: d.update(template="<p>{% for x in %}</p>")), "bad_template"),
     "bad_instructions": (broken(lambda d: d["steps"][0].update(instructions="{{ unclosed")), "bad_template"),
     "include": (broken(lambda d: d.update(template="<p>{% include 'other.html' %}</p>")), "bad_template"),
-    "import": (broken(lambda d: d["steps"][0].update(instructions="{% import 'm' as m %}{{ m.x() }}")),
-               "bad_template"),
+    "import": (broken(lambda d: d["steps"][0].update(instructions="{% import 'm' as m %}{{ m.x() }}")), "bad_template"),
     "nested_template": (broken(lambda d: d.update(template=NESTED)), "bad_template"),
     "nested_instructions": (broken(lambda d: d["steps"][0].update(instructions=NESTED)), "bad_template"),
     "no_steps": (broken(lambda d: d.update(steps=[])), "schema_violation"),
     "bad_target": (broken(lambda d: d.update(delivery=[{"type": "fax", "url": "x"}])), "schema_violation"),
-    "file_url": (broken(lambda d: d.update(delivery=[{"type": "webhook", "url": "file:///etc/passwd"}])),
-                 "schema_violation"),
+    "file_url": (
+        broken(lambda d: d.update(delivery=[{"type": "webhook", "url": "file:///etc/passwd"}])),
+        "schema_violation",
+    ),
     "duplicate_ids": (broken(lambda d: d["steps"].append(dict(d["steps"][0]))), "invalid_dag"),
 }
 
@@ -84,8 +85,9 @@ async def test_submission_input_is_validated(tenant_a):
     resp = await tenant_a.api.post("/v1/submissions", json={"workflow_key": wf["key"], "input": {"company": 5}})
     assert resp.status_code == 422
     assert resp.json()["code"] == "invalid_input"
-    resp = await tenant_a.api.post("/v1/submissions", content=b"{not json",
-                                   headers={"content-type": "application/json"})
+    resp = await tenant_a.api.post(
+        "/v1/submissions", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert resp.status_code == 422 and resp.json()["code"] == "validation_error"
 
 

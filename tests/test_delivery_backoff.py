@@ -14,23 +14,14 @@ from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
-from activities.delivery_log import AttemptInput, SendOutcome
-from lodestone.devstack.processes import venv_bin
+from activities.delivery_log import AttemptInput, DeliveryInput, SendOutcome
+from activities.jobs import FailureInput, JobPlan, JobRef, JobStatusInput
+from activities.render import RenderInput, RenderResult
+from activities.steps import StepInput, StepResult
+from devstack.processes import venv_bin
 from workflows.delivery import WEBHOOK_RETRY
 from workflows.submission import SubmissionWorkflow
-from workflows.types import (
-    STATUS,
-    DeliveryInput,
-    FailureInput,
-    JobPlan,
-    JobRef,
-    JobStatusInput,
-    RenderInput,
-    RenderResult,
-    StepInput,
-    StepResult,
-    SubmissionInput,
-)
+from workflows.types import STATUS, SubmissionInput
 
 
 class FakeActivities:
@@ -65,8 +56,15 @@ class FakeActivities:
     async def send_webhook(self, inp: DeliveryInput) -> SendOutcome:
         self.attempt_times.append(await self.env.get_current_time())  # the server's, skipped, clock
         if len(self.attempt_times) <= self.failures:
-            return SendOutcome("d-1", "msg_1", 0, status_code=503, error="answered 503",
-                               error_type="WebhookUnavailable", retryable=True)
+            return SendOutcome(
+                "d-1",
+                "msg_1",
+                0,
+                status_code=503,
+                error="answered 503",
+                error_type="WebhookUnavailable",
+                retryable=True,
+            )
         return SendOutcome("d-1", "msg_1", 0, status_code=204)
 
     @activity.defn(name="record_delivery_attempt")
@@ -75,18 +73,29 @@ class FakeActivities:
         return inp.attempt
 
     def all(self) -> list:
-        return [self.load_plan, self.set_status, self.record_failure, self.run_step, self.render,
-                self.send_webhook, self.record_delivery_attempt]
+        return [
+            self.load_plan,
+            self.set_status,
+            self.record_failure,
+            self.run_step,
+            self.render,
+            self.send_webhook,
+            self.record_delivery_attempt,
+        ]
 
 
 @pytest.fixture(scope="module")
 async def env():
     async with await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=venv_bin("temporal-test-server")) as env:
+        test_server_existing_path=venv_bin("temporal-test-server")
+    ) as env:
         # The workflow keeps its JobStatus search attribute current; this server needs it registered.
-        await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={STATUS.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD}))
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={STATUS.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
+            )
+        )
         yield env
 
 
@@ -94,8 +103,11 @@ async def run(env: WorkflowEnvironment, fakes: FakeActivities):
     queue = f"tq-{uuid.uuid4()}"
     async with Worker(env.client, task_queue=queue, workflows=[SubmissionWorkflow], activities=fakes.all()):
         return await env.client.execute_workflow(
-            SubmissionWorkflow.run, SubmissionInput("t-1", f"job-{uuid.uuid4()}"), id=f"wf-{uuid.uuid4()}",
-            task_queue=queue)
+            SubmissionWorkflow.run,
+            SubmissionInput("t-1", f"job-{uuid.uuid4()}"),
+            id=f"wf-{uuid.uuid4()}",
+            task_queue=queue,
+        )
 
 
 async def test_backoff_doubles_between_attempts(env):
@@ -112,7 +124,9 @@ async def test_backoff_doubles_between_attempts(env):
     assert wall < sum(expected)  # time was skipped, not slept
     # Every attempt recorded once, numbered in order; the last one delivered it.
     assert [(r.attempt, r.status_code, r.final) for r in fakes.recorded] == [
-        *((n, 503, False) for n in range(1, 6)), (6, 204, False)]
+        *((n, 503, False) for n in range(1, 6)),
+        (6, 204, False),
+    ]
 
 
 async def test_delivery_gives_up_after_retry_budget(env):

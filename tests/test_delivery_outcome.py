@@ -16,11 +16,11 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
+from devstack.receiver import WebhookReceiver
 from lodestone.db import make_engine, tenant_session
 from lodestone.llm import RoutingLLM
 from lodestone.mail import message_id
 from lodestone.netguard import guarded_client
-from lodestone.receiver import WebhookReceiver
 from lodestone.secrets import make_secrets
 from lodestone.settings import Settings, secret_env
 from lodestone.storage import make_store
@@ -33,11 +33,17 @@ from worker import WorkerDeps, build_worker
 FAULT_SECONDS = 8.0  # the old single activity would have sent again after 1, 2 and 4 s
 APP = "lodestone_app"
 FAULTS = {  # name: (break, mend), run as PostgreSQL's superuser
-    "insert-revoked": ([f"REVOKE INSERT ON delivery_attempts FROM {APP}"],
-                       [f"GRANT INSERT ON delivery_attempts TO {APP}"]),
-    "app-cut-off": ([f"ALTER ROLE {APP} NOLOGIN",
-                     f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{APP}'"],
-                    [f"ALTER ROLE {APP} LOGIN"]),
+    "insert-revoked": (
+        [f"REVOKE INSERT ON delivery_attempts FROM {APP}"],
+        [f"GRANT INSERT ON delivery_attempts TO {APP}"],
+    ),
+    "app-cut-off": (
+        [
+            f"ALTER ROLE {APP} NOLOGIN",
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{APP}'",
+        ],
+        [f"ALTER ROLE {APP} LOGIN"],
+    ),
 }
 
 
@@ -62,18 +68,25 @@ def sink() -> Iterator[StallingSink]:
 
 @pytest.fixture(scope="module")
 def worker_settings(settings: Settings, sink: StallingSink) -> Settings:
-    return settings.model_copy(update={
-        "smtp_host": "127.0.0.1", "smtp_port": sink.port, "smtp_from": "reports@lodestone.example",
-        "smtp_timeout_seconds": 10.0, "temporal_task_queue": f"outcome-{uuid.uuid4()}",
-        "outbound_allow_cidrs": ["127.0.0.1/32"]})
+    return settings.model_copy(
+        update={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": sink.port,
+            "smtp_from": "reports@lodestone.example",
+            "smtp_timeout_seconds": 10.0,
+            "temporal_task_queue": f"outcome-{uuid.uuid4()}",
+            "outbound_allow_cidrs": ["127.0.0.1/32"],
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 async def api(worker_settings: Settings, temporal, engine, tenant_a) -> AsyncIterator[httpx.AsyncClient]:
     """The API, starting workflows on an in-process worker (the real activities and workflow)."""
     s = worker_settings
-    deps = WorkerDeps(s, make_store(s), RoutingLLM(s), guarded_client(s.outbound_allow_cidrs),
-                      make_secrets(s, secret_env()))
+    deps = WorkerDeps(
+        s, make_store(s), RoutingLLM(s), guarded_client(s.outbound_allow_cidrs), make_secrets(s, secret_env())
+    )
     token = tenant_a.api.headers["authorization"].removeprefix("Bearer ")
     async with build_worker(temporal, engine, deps, s.temporal_task_queue), in_process_api(s, token) as client:
         yield client
@@ -85,8 +98,13 @@ async def attempts(engine, tenant_id, job_id: str) -> dict[str, tuple[str, list[
         rows = (await s.exec(select(Delivery).where(Delivery.job_id == uuid.UUID(job_id)))).all()
         out = {}
         for row in rows:
-            tries = (await s.exec(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == row.id)
-                                  .order_by(DeliveryAttempt.attempt))).all()
+            tries = (
+                await s.exec(
+                    select(DeliveryAttempt)
+                    .where(DeliveryAttempt.delivery_id == row.id)
+                    .order_by(DeliveryAttempt.attempt)
+                )
+            ).all()
             out[row.kind] = (row.status, [t.status_code for t in tries])
     return out
 
@@ -106,7 +124,8 @@ async def run_sql(eng: Any, statements: list[str]) -> None:
 
 @pytest.mark.parametrize("fault", FAULTS)
 async def test_database_failing_after_the_receivers_accept_sends_nothing_twice(
-        api, sink, tenant_a, engine, superuser, fault):
+    api, sink, tenant_a, engine, superuser, fault
+):
     breaking, mending = FAULTS[fault]
     # Both receivers hold their first request until the fault is set: each send has read its
     # row and sent, and only the answer (and the bookkeeping after it) meets the fault.
@@ -116,6 +135,7 @@ async def test_database_failing_after_the_receivers_accept_sends_nothing_twice(
         def before_answer(*_: object) -> None:
             held.set()
             assert broken.wait(120), "the fault was never set up"
+
         return before_answer
 
     sink.before_answer = holding(mail_held)
@@ -142,7 +162,11 @@ async def test_database_failing_after_the_receivers_accept_sends_nothing_twice(
     assert receipts == [webhook_id(job_id, 0)], receipts
     mail_id = message_id(webhook_id(job_id, 1), "reports@lodestone.example")
     assert sink.by_message_id()[mail_id] == 1, sink.by_message_id()
-    assert await attempts(engine, tenant_a.id, job_id) == {"webhook": ("delivered", [204]),
-                                                           "email": ("delivered", [250])}
+    assert await attempts(engine, tenant_a.id, job_id) == {
+        "webhook": ("delivered", [204]),
+        "email": ("delivered", [250]),
+    }
     assert {d["kind"]: (d["status"], d["attempts"], d["error"]) for d in job["deliveries"]} == {
-        "webhook": ("delivered", 1, None), "email": ("delivered", 1, None)}
+        "webhook": ("delivered", 1, None),
+        "email": ("delivered", 1, None),
+    }

@@ -13,24 +13,37 @@ import httpx
 import psutil
 import pytest
 
-from lodestone.demo import DEMO_TENANT
-from lodestone.devstack.keys import mint_token
-from lodestone.devstack.processes import free_port
+from devstack.demo import DEMO_TENANT
+from devstack.keys import mint_token
+from devstack.processes import free_port
 from tests.helpers import definition
 
 
 def stack_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "S3_", "LLM_", "TEMPORAL_"))}
-    env.update(DATA_DIR=str(data_dir), API_PORT=str(free_port()), POSTGRES_PORT=str(free_port()),
-               TEMPORAL_PORT=str(free_port()), TEMPORAL_UI_PORT=str(free_port()),
-               TEMPORAL_HTTP_PORT=str(free_port()), TEMPORAL_METRICS_PORT=str(free_port()),
-               WORKER_METRICS_PORT=str(free_port()))
+    env.update(
+        DATA_DIR=str(data_dir),
+        API_PORT=str(free_port()),
+        POSTGRES_PORT=str(free_port()),
+        TEMPORAL_PORT=str(free_port()),
+        TEMPORAL_UI_PORT=str(free_port()),
+        TEMPORAL_HTTP_PORT=str(free_port()),
+        TEMPORAL_METRICS_PORT=str(free_port()),
+        WORKER_METRICS_PORT=str(free_port()),
+    )
     return env
 
 
 def lodestone(*args: str, env: dict[str, str], **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "lodestone.cli", *args], env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
 
 
 def wait_gone(procs: list[psutil.Process], timeout: float = 20) -> list[psutil.Process]:
@@ -88,12 +101,13 @@ def _ignore_sigint() -> None:
 
 @pytest.mark.parametrize("how", ["sigterm", "sigint", "sigkill"])
 def test_dev_stops_every_child(tmp_path, how):
-    proc = lodestone("dev", env=stack_env(tmp_path), start_new_session=True,
-                     preexec_fn=_ignore_sigint if how == "sigint" else None)
+    proc = lodestone(
+        "dev", env=stack_env(tmp_path), start_new_session=True, preexec_fn=_ignore_sigint if how == "sigint" else None
+    )
     children, out = descendants_when_serving(proc)
     names = {c.name() for c in children}
     assert {"postgres", "temporal"} <= names, names
-    assert len([c for c in children if "lodestone.cli" in " ".join(c.cmdline())]) == 2  # api and worker
+    assert len([c for c in children if "cli.main" in " ".join(c.cmdline())]) == 2  # api and worker
     sig = {"sigterm": signal.SIGTERM, "sigint": signal.SIGINT, "sigkill": signal.SIGKILL}[how]
     proc.send_signal(sig)
     proc.wait(timeout=60)
@@ -110,16 +124,24 @@ def test_dev_lets_a_tenant_reach_the_demo_receivers_and_not_the_stack(tmp_path):
         _, out = descendants_when_serving(proc)
         assert "(status: delivered)" in out and "signature verified" in out, out
         api, worker = f"http://127.0.0.1:{env['API_PORT']}", f"http://127.0.0.1:{env['WORKER_METRICS_PORT']}"
-        token = mint_token(tmp_path, issuer=f"{api}/realms/lodestone", audience="lodestone-api",
-                           tenant_id=str(DEMO_TENANT), roles=["admin"])
+        token = mint_token(
+            tmp_path,
+            issuer=f"{api}/realms/lodestone",
+            audience="lodestone-api",
+            tenant_id=str(DEMO_TENANT),
+            roles=["admin"],
+        )
         with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
             jobs = {}
-            for code, hook, extra in [("WebhookURLRefused", f"{worker}/drain", {}),
-                                      ("InputURLRefused", f"{worker}/drain", {"input_url": f"{api}/metrics"})]:
+            for code, hook, extra in [
+                ("WebhookURLRefused", f"{worker}/drain", {}),
+                ("InputURLRefused", f"{worker}/drain", {"input_url": f"{api}/metrics"}),
+            ]:
                 wf = http.post("/v1/workflows", json=definition(hook))
                 assert wf.status_code == 201, wf.text
-                sub = http.post("/v1/submissions", json={"workflow_key": wf.json()["key"],
-                                                         "input": {"company": "Acme"}, **extra})
+                sub = http.post(
+                    "/v1/submissions", json={"workflow_key": wf.json()["key"], "input": {"company": "Acme"}, **extra}
+                )
                 assert sub.status_code == 202, sub.text
                 jobs[sub.json()["job_id"]] = code
             deadline = time.monotonic() + 90

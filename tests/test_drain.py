@@ -11,8 +11,8 @@ import httpx
 import pytest
 import typer
 
-from lodestone.devstack.processes import free_port, wait_for_port
-from lodestone.ops.drain import drain
+from cli.ops.drain import drain
+from devstack.processes import free_port, wait_for_port
 from lodestone.worker_http import worker_app
 
 
@@ -21,8 +21,12 @@ async def test_drain_stops_a_worker_only_with_its_token(stack, tmp_path):
     env = {**stack.env(), "WORKER_METRICS_PORT": str(port), "TEMPORAL_TASK_QUEUE": f"drain-{uuid.uuid4().hex}"}
     log_path = tmp_path / "worker.log"
     with open(log_path, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "lodestone.cli", "worker"], env={**os.environ, **env},
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "worker"],
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         await asyncio.to_thread(wait_for_port, "127.0.0.1", port, 60, proc)
         async with httpx.AsyncClient() as http:
@@ -34,10 +38,14 @@ async def test_drain_stops_a_worker_only_with_its_token(stack, tmp_path):
             assert wrong.status_code == 401
             assert (await http.get(f"http://127.0.0.1:{port}/health")).json()["status"] == "polling"
         # `lodestone ops drain` run on the stack's DATA_DIR finds the token the stack made there.
-        drained = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "lodestone.cli", "ops", "drain",
-                                                           "--url", f"http://127.0.0.1:{port}", "--timeout", "60"],
-                                          env={**os.environ, "DATA_DIR": env["DATA_DIR"]}, capture_output=True,
-                                          text=True, timeout=90)
+        drained = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "cli.main", "ops", "drain", "--url", f"http://127.0.0.1:{port}", "--timeout", "60"],
+            env={**os.environ, "DATA_DIR": env["DATA_DIR"]},
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
         assert drained.returncode == 0, drained.stdout + drained.stderr
         assert await asyncio.to_thread(proc.wait, 30) == 0
     finally:
@@ -105,7 +113,10 @@ async def test_a_worker_that_fails_while_starting_ends_its_tasks_and_closes_ever
     before = {t for t in asyncio.all_tasks() if t.get_coro().__qualname__ in background}
     with pytest.raises(RuntimeError, match="schedule refused"):
         await worker_module.run_worker(settings.model_copy(update={"worker_metrics_port": None}))
-    left = [t.get_coro().__qualname__ for t in asyncio.all_tasks() - before
-            if t.get_coro().__qualname__ in background and not t.done()]
+    left = [
+        t.get_coro().__qualname__
+        for t in asyncio.all_tasks() - before
+        if t.get_coro().__qualname__ in background and not t.done()
+    ]
     assert left == []
     assert sorted(closed) == ["llm", "secrets", "templates"]

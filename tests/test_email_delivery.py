@@ -16,12 +16,13 @@ from sqlmodel import select
 from temporalio.testing import ActivityEnvironment
 
 from activities.delivery import DeliveryActivities
+from activities.delivery_log import DeliveryInput
+from devstack.processes import free_port
+from devstack.receiver import WebhookReceiver
 from lodestone import mail
 from lodestone.db import tenant_session
-from lodestone.devstack.processes import free_port
 from lodestone.llm import RoutingLLM
 from lodestone.netguard import guarded_client
-from lodestone.receiver import WebhookReceiver
 from lodestone.secrets import make_secrets
 from lodestone.settings import Settings, secret_env
 from lodestone.storage import make_store
@@ -31,7 +32,6 @@ from schema.tables import Delivery, DeliveryAttempt, JobFailure
 from tests.helpers import create_workflow, definition, in_process_api, submit, wait_job
 from tests.standins.smtp_sink import SMTPSink
 from worker import WorkerDeps, build_worker
-from workflows.types import DeliveryInput
 
 
 @pytest.fixture(scope="module")
@@ -42,17 +42,24 @@ def sink() -> Iterator[SMTPSink]:
 
 @pytest.fixture(scope="module")
 def mail_settings(settings: Settings, sink: SMTPSink) -> Settings:
-    return settings.model_copy(update={
-        "smtp_host": "127.0.0.1", "smtp_port": sink.port, "smtp_from": "reports@lodestone.example",
-        "smtp_timeout_seconds": 5.0, "temporal_task_queue": f"mail-{uuid.uuid4()}",
-        "outbound_allow_cidrs": ["127.0.0.1/32"]})
+    return settings.model_copy(
+        update={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": sink.port,
+            "smtp_from": "reports@lodestone.example",
+            "smtp_timeout_seconds": 5.0,
+            "temporal_task_queue": f"mail-{uuid.uuid4()}",
+            "outbound_allow_cidrs": ["127.0.0.1/32"],
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 async def mail_worker(mail_settings: Settings, temporal, engine) -> AsyncIterator[DeliveryActivities]:
     s = mail_settings
-    deps = WorkerDeps(s, make_store(s), RoutingLLM(s), guarded_client(s.outbound_allow_cidrs),
-                      make_secrets(s, secret_env()))
+    deps = WorkerDeps(
+        s, make_store(s), RoutingLLM(s), guarded_client(s.outbound_allow_cidrs), make_secrets(s, secret_env())
+    )
     async with build_worker(temporal, engine, deps, s.temporal_task_queue):
         yield DeliveryActivities(engine, deps.http, s, deps.secrets)
     await deps.http.aclose()
@@ -81,10 +88,14 @@ async def run_job(api: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any
 
 async def attempts(engine, tenant_id, job_id: str) -> tuple[Delivery, list[int | None]]:  # type: ignore[no-untyped-def]
     async with tenant_session(engine, tenant_id) as s:
-        row = (await s.exec(select(Delivery).where(Delivery.job_id == uuid.UUID(job_id),
-                                                   Delivery.kind == "email"))).one()
-        tries = (await s.exec(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == row.id)
-                              .order_by(DeliveryAttempt.attempt))).all()
+        row = (
+            await s.exec(select(Delivery).where(Delivery.job_id == uuid.UUID(job_id), Delivery.kind == "email"))
+        ).one()
+        tries = (
+            await s.exec(
+                select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == row.id).order_by(DeliveryAttempt.attempt)
+            )
+        ).all()
     return row, [t.status_code for t in tries]
 
 
@@ -135,7 +146,8 @@ async def test_a_retry_after_success_sends_nothing(mail_api, mail_worker, sink, 
     assert job["status"] == "delivered"
     # The activity again, as a retry after a lost completion would run it.
     result = await ActivityEnvironment().run(
-        mail_worker.deliver_email, DeliveryInput(str(tenant_a.id), job["id"], 0, "2030-01-01T00:00:00+00:00"))
+        mail_worker.deliver_email, DeliveryInput(str(tenant_a.id), job["id"], 0, "2030-01-01T00:00:00+00:00")
+    )
     assert result.webhook_id == webhook_id(job["id"], 0)
     assert len(sink.to(to)) == 1
     _, codes = await attempts(engine, tenant_a.id, job["id"])
@@ -157,8 +169,16 @@ async def test_without_smtp_host_the_job_fails_not_configured(tenant_a, engine):
 async def test_send_sorts_smtp_failures(mail_settings, sink):
     def msg(to: str) -> EmailMessage:
         now = datetime.now(UTC)
-        return mail.delivery_message(sender="a@lodestone.example", to=to, delivery_id="msg_x", job_id="j",
-                                     workflow_key="k", when=now, links=[], expires=now)
+        return mail.delivery_message(
+            sender="a@lodestone.example",
+            to=to,
+            delivery_id="msg_x",
+            job_id="j",
+            workflow_key="k",
+            when=now,
+            links=[],
+            expires=now,
+        )
 
     assert await mail.send(mail_settings, msg("fine@example.com")) == 250
     with pytest.raises(mail.MailRejected) as rejected:
@@ -180,17 +200,20 @@ async def test_send_sorts_smtp_failures(mail_settings, sink):
 GOOD = emailing("sales@example.com", webhook="https://example.com/hook")
 
 
-@pytest.mark.parametrize("target", [
-    {"type": "email", "to": "not-an-address"},
-    {"type": "email", "to": "a@localhost"},
-    {"type": "email", "to": "a@example.com\r\nBcc: everyone@example.com"},
-    {"type": "email", "to": "Sales <sales@example.com>"},
-    {"type": "email", "to": ("x" * 65) + "@example.com"},
-    {"type": "email"},
-    {"type": "email", "to": "a@example.com", "url": "https://example.com/hook"},
-    {"type": "webhook", "to": "a@example.com"},
-    {"to": "a@example.com"},
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        {"type": "email", "to": "not-an-address"},
+        {"type": "email", "to": "a@localhost"},
+        {"type": "email", "to": "a@example.com\r\nBcc: everyone@example.com"},
+        {"type": "email", "to": "Sales <sales@example.com>"},
+        {"type": "email", "to": ("x" * 65) + "@example.com"},
+        {"type": "email"},
+        {"type": "email", "to": "a@example.com", "url": "https://example.com/hook"},
+        {"type": "webhook", "to": "a@example.com"},
+        {"to": "a@example.com"},
+    ],
+)
 def test_bad_email_targets_are_schema_violations(target):
     body = copy.deepcopy(GOOD)
     body["delivery"] = [target]

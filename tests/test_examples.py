@@ -10,13 +10,12 @@ from typing import Any
 import pypdf
 import pytest
 
-from lodestone.demo import demo_definition
-from lodestone.receiver import WebhookReceiver
+from devstack.demo import demo_definition
+from devstack.receiver import WebhookReceiver
 from tests.helpers import create_workflow, wait_job
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
-NAMES = sorted(p.name.removesuffix(".json") for p in EXAMPLES.glob("*.json")
-               if not p.name.endswith(".submission.json"))
+NAMES = sorted(p.name.removesuffix(".json") for p in EXAMPLES.glob("*.json") if not p.name.endswith(".submission.json"))
 
 
 def load(name: str) -> dict[str, Any]:
@@ -42,11 +41,13 @@ async def test_example_is_delivered(tenant_a, name):
     definition, submission = load(f"{name}.json"), load(f"{name}.submission.json")
     with WebhookReceiver(tenant_a.webhook_secret) as hook:
         stored = await create_workflow(
-            tenant_a.api, {**definition, "delivery": [*definition.get("delivery", []),
-                                                      {"type": "webhook", "url": hook.url}]})
+            tenant_a.api,
+            {**definition, "delivery": [*definition.get("delivery", []), {"type": "webhook", "url": hook.url}]},
+        )
         assert stored["key"] == name
-        resp = await tenant_a.api.post("/v1/submissions", json=submission,
-                                       headers={"Idempotency-Key": uuid.uuid4().hex})
+        resp = await tenant_a.api.post(
+            "/v1/submissions", json=submission, headers={"Idempotency-Key": uuid.uuid4().hex}
+        )
         assert resp.status_code == 202, resp.text
         job_id = resp.json()["job_id"]
         job = await wait_job(tenant_a.api, job_id, timeout=90)
@@ -79,8 +80,7 @@ async def test_readme_walkthrough_without_a_target(tenant_a):
     definition, submission = load("lead-magnet.json"), load("lead-magnet.submission.json")
     assert "delivery" not in definition
     await create_workflow(tenant_a.api, definition)
-    resp = await tenant_a.api.post("/v1/submissions", json=submission,
-                                   headers={"Idempotency-Key": uuid.uuid4().hex})
+    resp = await tenant_a.api.post("/v1/submissions", json=submission, headers={"Idempotency-Key": uuid.uuid4().hex})
     assert resp.status_code == 202, resp.text
     job = await wait_job(tenant_a.api, resp.json()["job_id"], timeout=90)
     assert job["status"] == "delivered", job

@@ -12,14 +12,31 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent.parent
-BOUNDED = ["--pipelines", "10", "--kills", "2", "--api-restarts", "1", "--pg-restarts", "1", "--pg-down", "3",
-           "--llm-outage", "8", "--receiver-outage", "10", "--settle-timeout", "300"]
+BOUNDED = [
+    "--pipelines",
+    "10",
+    "--kills",
+    "2",
+    "--api-restarts",
+    "1",
+    "--pg-restarts",
+    "1",
+    "--pg-down",
+    "3",
+    "--llm-outage",
+    "8",
+    "--receiver-outage",
+    "10",
+    "--settle-timeout",
+    "300",
+]
 
 
 @pytest.mark.timeout(900)
 def test_bounded_fault_run_loses_nothing_and_duplicates_nothing():
-    proc = subprocess.run([sys.executable, "-m", "tests.faults", *BOUNDED], cwd=ROOT, capture_output=True,
-                          text=True, timeout=840)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.faults", *BOUNDED], cwd=ROOT, capture_output=True, text=True, timeout=840
+    )
     lines = proc.stdout.strip().splitlines()
     assert lines, proc.stderr[-3000:]
     fig = json.loads(lines[-1])

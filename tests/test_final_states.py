@@ -17,10 +17,10 @@ from sqlmodel import select
 
 from activities.delivery import DeliveryActivities
 from activities.delivery_log import AttemptInput
+from devstack.receiver import WebhookReceiver
 from lodestone.db import tenant_session
 from lodestone.llm import RoutingLLM
 from lodestone.netguard import guarded_client
-from lodestone.receiver import WebhookReceiver
 from lodestone.secrets import make_secrets
 from lodestone.settings import Settings, secret_env
 from lodestone.storage import make_store
@@ -34,17 +34,24 @@ ATTEMPTS = 3
 
 @pytest.fixture(scope="module")
 def worker_settings(settings: Settings) -> Settings:
-    return settings.model_copy(update={
-        "temporal_task_queue": f"final-{uuid.uuid4()}", "outbound_allow_cidrs": ["127.0.0.1/32"],
-        "step_max_attempts": ATTEMPTS, "delivery_max_attempts": ATTEMPTS, "webhook_timeout_seconds": 1.0,
-        "webhook_timeout_max_seconds": 30.0})
+    return settings.model_copy(
+        update={
+            "temporal_task_queue": f"final-{uuid.uuid4()}",
+            "outbound_allow_cidrs": ["127.0.0.1/32"],
+            "step_max_attempts": ATTEMPTS,
+            "delivery_max_attempts": ATTEMPTS,
+            "webhook_timeout_seconds": 1.0,
+            "webhook_timeout_max_seconds": 30.0,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
 async def api(worker_settings: Settings, temporal, engine, tenant_a) -> AsyncIterator[httpx.AsyncClient]:
     s = worker_settings
-    deps = WorkerDeps(s, make_store(s), RoutingLLM(s), guarded_client(s.outbound_allow_cidrs),
-                      make_secrets(s, secret_env()))
+    deps = WorkerDeps(
+        s, make_store(s), RoutingLLM(s), guarded_client(s.outbound_allow_cidrs), make_secrets(s, secret_env())
+    )
     token = tenant_a.api.headers["authorization"].removeprefix("Bearer ")
     async with build_worker(temporal, engine, deps, s.temporal_task_queue), in_process_api(s, token) as client:
         yield client
@@ -61,8 +68,11 @@ async def start(api: httpx.AsyncClient, body: dict[str, Any]) -> str:
 async def delivery_rows(engine, tenant_id, job_id: str) -> tuple[Delivery, list[DeliveryAttempt]]:  # type: ignore[no-untyped-def]
     async with tenant_session(engine, tenant_id) as s:
         row = (await s.exec(select(Delivery).where(Delivery.job_id == uuid.UUID(job_id)))).one()
-        tries = (await s.exec(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == row.id)
-                              .order_by(DeliveryAttempt.attempt))).all()
+        tries = (
+            await s.exec(
+                select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == row.id).order_by(DeliveryAttempt.attempt)
+            )
+        ).all()
     return row, list(tries)
 
 
@@ -101,8 +111,9 @@ async def test_a_step_retrying_then_out_of_attempts_says_so(api, tenant_a, engin
     assert (step["status"], step["attempts"]) == ("failed", ATTEMPTS), step
     assert step["error"] and "LLMTransient" in step["error"] and "answered 500" in step["error"], step
     async with tenant_session(engine, tenant_a.id) as s:
-        row = (await s.exec(select(JobStep).where(JobStep.job_id == uuid.UUID(job_id),
-                                                  JobStep.step_id == "research"))).one()
+        row = (
+            await s.exec(select(JobStep).where(JobStep.job_id == uuid.UUID(job_id), JobStep.step_id == "research"))
+        ).one()
     assert row.status == "failed" and row.finished_at is not None and "answered 500" in (row.error or "")
 
 
@@ -141,8 +152,10 @@ async def test_without_its_own_timeout_a_slow_receiver_times_out(api, tenant_a, 
     assert row.status == "failed" and "Timeout" in (row.error or "") and len(tries) == ATTEMPTS
 
 
-@pytest.mark.parametrize("asked, pointer", [(31, "/delivery/0/timeout_seconds"), (0, "/delivery/0/timeout_seconds"),
-                                            ("10", "/delivery/0/timeout_seconds")])
+@pytest.mark.parametrize(
+    "asked, pointer",
+    [(31, "/delivery/0/timeout_seconds"), (0, "/delivery/0/timeout_seconds"), ("10", "/delivery/0/timeout_seconds")],
+)
 async def test_a_target_timeout_out_of_bounds_is_refused(api, asked, pointer):
     body = definition("https://example.com/hook")
     body["delivery"][0]["timeout_seconds"] = asked
@@ -186,13 +199,19 @@ async def test_a_repeated_final_record_counts_one_delivery_failure(api, tenant_a
         live.status = "pending"
         s.add(live)
     acts = DeliveryActivities(engine, httpx.AsyncClient(), worker_settings, make_secrets(worker_settings, secret_env()))
+
     def failures() -> float:
-        return REGISTRY.get_sample_value("lodestone_delivery_failures_total",
-                                         {"kind": "webhook", "reason": "ProbeFailure"}) or 0.0
+        return (
+            REGISTRY.get_sample_value(
+                "lodestone_delivery_failures_total", {"kind": "webhook", "reason": "ProbeFailure"}
+            )
+            or 0.0
+        )
 
     before = failures()
-    record = AttemptInput(str(tenant_a.id), job["id"], 0, "webhook", 0, None, "ProbeFailure: spent", "ProbeFailure",
-                          final=True)
+    record = AttemptInput(
+        str(tenant_a.id), job["id"], 0, "webhook", 0, None, "ProbeFailure: spent", "ProbeFailure", final=True
+    )
     for _ in range(3):  # the first call and two retries of it
         await acts.record_delivery_attempt(record)
     await acts.http.aclose()

@@ -5,16 +5,21 @@ import uuid
 
 import httpx
 
-from lodestone.receiver import WebhookReceiver
+from devstack.receiver import WebhookReceiver
 from tests.helpers import create_workflow, definition, in_process_api, wait_job
 
-FIELDS = {"type": "object", "required": ["company"], "additionalProperties": False,
-          "properties": {"company": {"type": "string", "minLength": 1, "maxLength": 100}}}
+FIELDS = {
+    "type": "object",
+    "required": ["company"],
+    "additionalProperties": False,
+    "properties": {"company": {"type": "string", "minLength": 1, "maxLength": 100}},
+}
 
 
 async def _form(api: httpx.AsyncClient, workflow_key: str) -> dict:
-    resp = await api.post("/v1/forms", json={"slug": f"lead-{uuid.uuid4().hex[:8]}", "workflow_key": workflow_key,
-                                             "field_schema": FIELDS})
+    resp = await api.post(
+        "/v1/forms", json={"slug": f"lead-{uuid.uuid4().hex[:8]}", "workflow_key": workflow_key, "field_schema": FIELDS}
+    )
     assert resp.status_code == 201, resp.text
     return resp.json()
 
@@ -26,10 +31,12 @@ async def test_anyone_can_submit_a_valid_form(settings, tenant_a):
         async with httpx.AsyncClient() as anonymous:
             resp = await anonymous.post(form["public_url"], json={"company": "Walk-in Ltd"})
             assert resp.status_code == 202, resp.text
-            again = await anonymous.post(form["public_url"], json={"company": "Walk-in Ltd"},
-                                         headers={"Idempotency-Key": "k1"})
-            same = await anonymous.post(form["public_url"], json={"company": "Walk-in Ltd"},
-                                        headers={"Idempotency-Key": "k1"})
+            again = await anonymous.post(
+                form["public_url"], json={"company": "Walk-in Ltd"}, headers={"Idempotency-Key": "k1"}
+            )
+            same = await anonymous.post(
+                form["public_url"], json={"company": "Walk-in Ltd"}, headers={"Idempotency-Key": "k1"}
+            )
         job = await wait_job(tenant_a.api, resp.json()["job_id"])  # the tenant sees the job as its own
     assert job["status"] == "delivered" and hook.wait_for_success(5) is not None
     assert again.json()["job_id"] == same.json()["job_id"]
@@ -43,8 +50,9 @@ async def test_bad_fields_unknown_slug_and_taken_slug(settings, tenant_a, tenant
         for bad in ({}, {"company": ""}, {"company": "x", "extra": 1}, {"company": 7}):
             resp = await anonymous.post(form["public_url"], json=bad)
             assert resp.status_code == 422 and resp.json()["code"] == "invalid_input", bad
-        missing = await anonymous.post(f"{settings.api_url}/v1/public/forms/no-such-form/submissions",
-                                       json={"company": "x"})
+        missing = await anonymous.post(
+            f"{settings.api_url}/v1/public/forms/no-such-form/submissions", json={"company": "x"}
+        )
         assert missing.status_code == 404
     taken = await tenant_b.api.post("/v1/forms", json={"slug": form["slug"], "workflow_key": "x"})
     assert taken.status_code == 409
@@ -54,9 +62,12 @@ async def test_bad_fields_unknown_slug_and_taken_slug(settings, tenant_a, tenant
 async def test_public_form_rate_is_per_tenant(settings, tenant_a):
     wf = await create_workflow(tenant_a.api, definition("http://127.0.0.1:9/hook"))
     form = await _form(tenant_a.api, wf["key"])
-    async with in_process_api(settings, public_form_submissions_per_minute=6,
-                              public_form_submissions_burst=2) as anonymous:
-        codes = [(await anonymous.post(f"/v1/public/forms/{form['slug']}/submissions",
-                                       json={"company": f"c{i}"})) for i in range(3)]
+    async with in_process_api(
+        settings, public_form_submissions_per_minute=6, public_form_submissions_burst=2
+    ) as anonymous:
+        codes = [
+            (await anonymous.post(f"/v1/public/forms/{form['slug']}/submissions", json={"company": f"c{i}"}))
+            for i in range(3)
+        ]
     assert [c.status_code for c in codes] == [202, 202, 429]
     assert int(codes[2].headers["retry-after"]) >= 1

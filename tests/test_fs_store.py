@@ -90,8 +90,9 @@ async def test_a_cancelled_upload_waits_for_its_threads_before_closing_the_file(
         return real(*args)
 
     monkeypatch.setattr(fs, "_write_all", slow)
-    task = asyncio.create_task(store.put_stream("t/uploads/gone/input", _chunks(os.urandom(8 * MIB)),
-                                                "application/octet-stream"))
+    task = asyncio.create_task(
+        store.put_stream("t/uploads/gone/input", _chunks(os.urandom(8 * MIB)), "application/octet-stream")
+    )
     while not writing.is_set():
         await asyncio.sleep(0.01)
     task.cancel()

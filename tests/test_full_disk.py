@@ -19,8 +19,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lodestone.devstack.processes import free_port, wait_for_port
-from lodestone.receiver import WebhookReceiver
+from devstack.processes import free_port, wait_for_port
+from devstack.receiver import WebhookReceiver
 from tests.helpers import create_workflow, definition, in_process_api, wait_job
 from tests.tiny_disk import fill, tiny_tmpfs
 
@@ -46,14 +46,23 @@ class DiskStack:
 
     def start_api(self) -> None:
         with open(self.data / "api.log", "ab") as out:
-            self.api = subprocess.Popen([sys.executable, "-m", "lodestone.cli", "api"], env=self.env,
-                                        stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.api = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "api"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         wait_for_port("127.0.0.1", self.api_port, 60, self.api)
 
     def gauge(self) -> float:
         text = httpx.get(f"{self.api_url}/metrics", timeout=10).text
-        return next(s.value for f in text_string_to_metric_families(text) for s in f.samples
-                    if s.name == "lodestone_uploads_in_flight")
+        return next(
+            s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == "lodestone_uploads_in_flight"
+        )
 
 
 def _stop(proc: subprocess.Popen | None) -> None:
@@ -71,19 +80,31 @@ def disk(stack, tmp_path_factory) -> Iterator[DiskStack]:
     data = tmp_path_factory.mktemp("full-disk")
     api_port = free_port()
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "DATABASE_"))}
-    env = {**inherited, **stack.env(), "DATA_DIR": str(data), "API_PORT": str(api_port),
-           "AUTH_ISSUER": stack.settings.issuer, "WORKER_METRICS_PORT": str(free_port()),
-           "TEMPORAL_TASK_QUEUE": f"full-disk-{uuid.uuid4().hex[:8]}",
-           "REQUEST_BODY_IDLE_TIMEOUT_SECONDS": str(IDLE_TIMEOUT), "PARTIAL_MAX_AGE_SECONDS": str(MAX_AGE),
-           "PARTIAL_SWEEP_INTERVAL_SECONDS": "1"}
+    env = {
+        **inherited,
+        **stack.env(),
+        "DATA_DIR": str(data),
+        "API_PORT": str(api_port),
+        "AUTH_ISSUER": stack.settings.issuer,
+        "WORKER_METRICS_PORT": str(free_port()),
+        "TEMPORAL_TASK_QUEUE": f"full-disk-{uuid.uuid4().hex[:8]}",
+        "REQUEST_BODY_IDLE_TIMEOUT_SECONDS": str(IDLE_TIMEOUT),
+        "PARTIAL_MAX_AGE_SECONDS": str(MAX_AGE),
+        "PARTIAL_SWEEP_INTERVAL_SECONDS": "1",
+    }
     with tiny_tmpfs(data / "objects") as objects:
         ds = DiskStack(data, objects, f"http://127.0.0.1:{api_port}", api_port, env, None)  # type: ignore[arg-type]
         worker = None
         try:
             ds.start_api()
             with open(data / "worker.log", "ab") as out:
-                worker = subprocess.Popen([sys.executable, "-m", "lodestone.cli", "worker"], env=env, stdout=out,
-                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                worker = subprocess.Popen(
+                    [sys.executable, "-m", "cli.main", "worker"],
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
             wait_for_port("127.0.0.1", int(env["WORKER_METRICS_PORT"]), 60, worker)
             yield ds
         finally:
@@ -91,19 +112,23 @@ def disk(stack, tmp_path_factory) -> Iterator[DiskStack]:
             _stop(ds.api)
 
 
-def raw_upload(port: int, token: str, length: int, body: bytes, stall: float = 0.0,
-               timeout: float = 60) -> tuple[bytes, float]:
+def raw_upload(
+    port: int, token: str, length: int, body: bytes, stall: float = 0.0, timeout: float = 60
+) -> tuple[bytes, float]:
     """POST /v1/uploads declaring `length` bytes, send `body` (stopping early if the server
     answers first), then wait for the answer; returns it and the seconds it took after the
     last byte sent."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall((f"POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n"
-                      f"Content-Length: {length}\r\n\r\n").encode())
+        sock.sendall(
+            (
+                f"POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\nContent-Length: {length}\r\n\r\n"
+            ).encode()
+        )
         for at in range(0, len(body), 64 * 1024):
             if select.select([sock], [], [], 0)[0]:
                 break  # answered before the body ended
             try:
-                sock.sendall(body[at:at + 64 * 1024])
+                sock.sendall(body[at : at + 64 * 1024])
             except (BrokenPipeError, ConnectionResetError):
                 break
         sent = time.monotonic()
@@ -119,8 +144,13 @@ def raw_upload(port: int, token: str, length: int, body: bytes, stall: float = 0
 async def test_upload_on_a_full_disk_is_507_storage_full_and_leaves_nothing(disk, tenant_a):
     filler = fill(disk.objects / "filler")
     try:
-        answer, _ = await asyncio.to_thread(raw_upload, disk.api_port, tenant_a.api.headers["authorization"],
-                                            2 * 1024 * 1024, os.urandom(2 * 1024 * 1024))
+        answer, _ = await asyncio.to_thread(
+            raw_upload,
+            disk.api_port,
+            tenant_a.api.headers["authorization"],
+            2 * 1024 * 1024,
+            os.urandom(2 * 1024 * 1024),
+        )
     finally:
         filler.unlink()
     head = answer.split(b"\r\n\r\n")[0].lower()
@@ -129,8 +159,13 @@ async def test_upload_on_a_full_disk_is_507_storage_full_and_leaves_nothing(disk
     assert b'"code":"storage_full"' in answer
     assert disk.partials() == []
     assert await asyncio.to_thread(disk.gauge) == 0
-    ok = await asyncio.to_thread(httpx.post, f"{disk.api_url}/v1/uploads", content=b"fits now",
-                                 headers={"Authorization": tenant_a.api.headers["authorization"]}, timeout=30)
+    ok = await asyncio.to_thread(
+        httpx.post,
+        f"{disk.api_url}/v1/uploads",
+        content=b"fits now",
+        headers={"Authorization": tenant_a.api.headers["authorization"]},
+        timeout=30,
+    )
     assert ok.status_code == 201, ok.text  # space back, uploads back
 
 
@@ -142,13 +177,13 @@ async def _pending_failure(temporal, workflow_id: str) -> tuple[str, int] | None
     return None
 
 
-async def test_a_step_that_cannot_write_retries_as_storage_full_and_finishes_once_space_frees(
-        disk, tenant_a, temporal):
+async def test_a_step_that_cannot_write_retries_as_storage_full_and_finishes_once_space_frees(disk, tenant_a, temporal):
     """A job's step output cannot be stored on the full disk: the activity fails with the
     retryable StorageFull, is retried, leaves no temporary file at any attempt, and the job
     is delivered once space is freed."""
-    api = httpx.AsyncClient(base_url=disk.api_url, headers={"Authorization": tenant_a.api.headers["authorization"]},
-                            timeout=30)
+    api = httpx.AsyncClient(
+        base_url=disk.api_url, headers={"Authorization": tenant_a.api.headers["authorization"]}, timeout=30
+    )
     filler = fill(disk.objects / "filler")
     freed = False
     try:
@@ -183,8 +218,10 @@ async def test_an_api_killed_mid_upload_has_its_partial_reclaimed_but_a_live_upl
     timeout), so their partial files go unmodified past PARTIAL_MAX_AGE_SECONDS while the
     worker sweeps every second: both are kept, being written. Then the API is killed -9:
     the partials stay behind, and the worker's sweep removes them once old enough."""
-    head = (f"POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: {tenant_a.api.headers['authorization']}\r\n"
-            f"Content-Length: {8 * 1024 * 1024}\r\n\r\n").encode()
+    head = (
+        f"POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: {tenant_a.api.headers['authorization']}\r\n"
+        f"Content-Length: {8 * 1024 * 1024}\r\n\r\n"
+    ).encode()
     socks = [socket.create_connection(("127.0.0.1", disk.api_port), timeout=10) for _ in range(2)]
     try:
         for sock in socks:
@@ -218,8 +255,14 @@ async def test_an_api_killed_mid_upload_has_its_partial_reclaimed_but_a_live_upl
 async def test_a_stalled_body_is_408_and_frees_its_upload_slot(disk, tenant_a):
     """Headers and a few bytes, then nothing: the server answers 408 within the body idle
     timeout, the upload's slot is back (gauge 0) and no partial file is left."""
-    answer, waited = await asyncio.to_thread(raw_upload, disk.api_port, tenant_a.api.headers["authorization"],
-                                             1024 * 1024, b"only the start", timeout=IDLE_TIMEOUT + 30)
+    answer, waited = await asyncio.to_thread(
+        raw_upload,
+        disk.api_port,
+        tenant_a.api.headers["authorization"],
+        1024 * 1024,
+        b"only the start",
+        timeout=IDLE_TIMEOUT + 30,
+    )
     assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
     assert b'"code":"body_timeout"' in answer and b"connection: close" in answer.lower()
     assert waited < IDLE_TIMEOUT + 15

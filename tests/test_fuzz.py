@@ -17,13 +17,18 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from lodestone.receiver import WebhookReceiver
+from devstack.receiver import WebhookReceiver
 from tests.helpers import create_workflow, definition, submit, wait_job
 
 # Tests may read the environment for their own parameters: `make fuzz` sets 200.
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-          response_headers_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+]
 STATUSES: Counter[int] = Counter()
 
 
@@ -57,8 +62,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 @schema.parametrize()
 @hypothesis_settings(max_examples=EXAMPLES, deadline=None, database=None)
 def test_api_conforms_to_its_schema(case, tenant_a):
-    response = case.call_and_validate(headers={"Authorization": tenant_a.api.headers["authorization"]},
-                                      checks=CHECKS)
+    response = case.call_and_validate(headers={"Authorization": tenant_a.api.headers["authorization"]}, checks=CHECKS)
     STATUSES[response.status_code] += 1
 
 
@@ -77,5 +81,6 @@ async def test_real_artifacts_conform(api_schema, tenant_a):
         signed = dict(parse_qsl(urlsplit(link.call_and_validate(headers=auth, checks=CHECKS).json()["url"]).query))
         for headers, status in [({}, 200), ({"Range": "bytes=-5"}, 206)]:
             case = api_schema["/v1/artifacts/{artifact_id}/download"]["GET"].Case(
-                path_parameters=ident, query=signed, headers=headers)
+                path_parameters=ident, query=signed, headers=headers
+            )
             assert case.call_and_validate(checks=CHECKS).status_code == status

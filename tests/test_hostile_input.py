@@ -16,8 +16,8 @@ from sqlalchemy import text
 
 from api.app import create_app
 from api.deps import get_principal
+from devstack.keys import load_or_create_key
 from lodestone.db import tenant_session
-from lodestone.devstack.keys import load_or_create_key
 from lodestone.logs import JsonFormatter
 from schema.tables import JobStatus
 from tests.helpers import create_workflow, definition, in_process_api, wait_job
@@ -36,8 +36,12 @@ NOT_JSON = [
 def json_routes(openapi: dict) -> list[tuple[str, str]]:
     """Every operation that takes a JSON body, by the API's own description, and the
     WhatsApp webhook, which reads its JSON itself."""
-    routes = [(method.upper(), path) for path, ops in openapi["paths"].items() for method, op in ops.items()
-              if "application/json" in op.get("requestBody", {}).get("content", {})]
+    routes = [
+        (method.upper(), path)
+        for path, ops in openapi["paths"].items()
+        for method, op in ops.items()
+        if "application/json" in op.get("requestBody", {}).get("content", {})
+    ]
     return [*routes, ("POST", "/webhooks/whatsapp")]
 
 
@@ -52,8 +56,15 @@ def any_input(workflow: dict) -> dict:
 def claims_token(settings, **claims) -> str:
     key = load_or_create_key(settings.data_path)
     now = int(time.time())
-    body = {"iss": settings.issuer, "aud": settings.auth_audience, "sub": "hostile", "iat": now, "nbf": now,
-            "exp": now + 600, **claims}
+    body = {
+        "iss": settings.issuer,
+        "aud": settings.auth_audience,
+        "sub": "hostile",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+        **claims,
+    }
     with warnings.catch_warnings():  # jwcrypto marks one of its own classes deprecated, with no message
         warnings.simplefilter("ignore", DeprecationWarning)
         token = jwt.JWT(header={"alg": "RS256", "kid": key.key_id, "typ": "JWT"}, claims=json.dumps(body))
@@ -81,11 +92,15 @@ async def public_form(tenant_a, open_workflow) -> str:
     return slug
 
 
-async def test_non_json_numbers_and_lone_surrogates_are_422_everywhere(openapi, tenant_a, open_workflow,
-                                                                        public_form):
+async def test_non_json_numbers_and_lone_surrogates_are_422_everywhere(openapi, tenant_a, open_workflow, public_form):
     routes = json_routes(openapi)
-    assert {("POST", "/v1/submissions"), ("POST", "/v1/workflows"), ("POST", "/v1/forms"),
-            ("POST", "/v1/public/forms/{slug}/submissions"), ("PUT", "/v1/tenant/secrets")} <= set(routes)
+    assert {
+        ("POST", "/v1/submissions"),
+        ("POST", "/v1/workflows"),
+        ("POST", "/v1/forms"),
+        ("POST", "/v1/public/forms/{slug}/submissions"),
+        ("PUT", "/v1/tenant/secrets"),
+    } <= set(routes)
     wrong = []
     for method, path in routes:
         target = path.replace("{slug}", public_form) if "public" in path else fill(path)
@@ -93,8 +108,9 @@ async def test_non_json_numbers_and_lone_surrogates_are_422_everywhere(openapi, 
             body = f'{{"workflow_key": "{open_workflow}", "input": {bad}}}'
             if "public" in path:  # a form's body is its fields
                 body, pointer = bad, pointer.removeprefix("/input")
-            resp = await tenant_a.api.request(method, target, content=body.encode(),
-                                              headers={"content-type": "application/json"})
+            resp = await tenant_a.api.request(
+                method, target, content=body.encode(), headers={"content-type": "application/json"}
+            )
             problem = resp.json() if resp.headers.get("content-type") == "application/problem+json" else {}
             if (resp.status_code, problem.get("code"), problem.get("pointer")) != (422, "invalid_json", pointer):
                 wrong.append(f"{method} {path} {name}: {resp.status_code} {resp.text[:150]}")
@@ -107,15 +123,17 @@ async def test_non_json_numbers_and_lone_surrogates_are_422_everywhere(openapi, 
 async def test_a_surrogate_encoded_rather_than_escaped_is_422(tenant_a, open_workflow, encoding):
     """json.loads decodes with surrogatepass, so a surrogate's raw bytes decode too."""
     text = f'{{"workflow_key": "{open_workflow}", "input": {{"note": "a\ud800b"}}}}'
-    resp = await tenant_a.api.post("/v1/submissions", content=text.encode(encoding, "surrogatepass"),
-                                   headers={"content-type": "application/json"})
+    resp = await tenant_a.api.post(
+        "/v1/submissions", content=text.encode(encoding, "surrogatepass"), headers={"content-type": "application/json"}
+    )
     assert resp.status_code == 422, resp.text
     assert resp.json()["code"] == "invalid_json" and resp.json()["pointer"] == "/input/note"
 
 
 async def test_a_workflow_definition_with_nan_is_422(tenant_a):
     body = json.dumps(any_input(definition("http://10.0.0.1/unused"))).replace(
-        '"input_schema": {"type": "object"}', '"input_schema": {"type": "object", "maximum": NaN}')
+        '"input_schema": {"type": "object"}', '"input_schema": {"type": "object", "maximum": NaN}'
+    )
     resp = await tenant_a.api.post("/v1/workflows", content=body.encode(), headers={"content-type": "application/json"})
     assert resp.status_code == 422, resp.text
     assert resp.json()["code"] == "invalid_json" and resp.json()["pointer"] == "/input_schema/maximum"
@@ -123,15 +141,19 @@ async def test_a_workflow_definition_with_nan_is_422(tenant_a):
 
 async def test_public_form_refuses_nan_without_a_token(settings, public_form):
     async with httpx.AsyncClient(base_url=settings.api_url) as anonymous:
-        resp = await anonymous.post(f"/v1/public/forms/{public_form}/submissions", content=b'{"amount": NaN}',
-                                    headers={"content-type": "application/json"})
+        resp = await anonymous.post(
+            f"/v1/public/forms/{public_form}/submissions",
+            content=b'{"amount": NaN}',
+            headers={"content-type": "application/json"},
+        )
     assert resp.status_code == 422, resp.text
     assert resp.json()["code"] == "invalid_json" and resp.json()["pointer"] == "/amount"
     assert "NaN" in resp.json()["detail"]
 
 
-async def test_a_marker_sent_through_every_json_route_reaches_no_log(settings, stack, openapi, tenant_a,
-                                                                    open_workflow, public_form):
+async def test_a_marker_sent_through_every_json_route_reaches_no_log(
+    settings, stack, openapi, tenant_a, open_workflow, public_form
+):
     """An email address and an SSN-like marker, sent well-formed and in every bad shape
     through every JSON route, appear in no log the stack writes: the API's, the worker's,
     PostgreSQL's, Temporal's."""
@@ -148,22 +170,36 @@ async def test_a_marker_sent_through_every_json_route_reaches_no_log(settings, s
     ]
     server_errors: list[str] = []
     for method, path in json_routes(openapi):
-        target = path.replace("{slug}", public_form) if "public" in path else fill(path).replace(
-            "no-such-schedule", marker)
+        target = (
+            path.replace("{slug}", public_form) if "public" in path else fill(path).replace("no-such-schedule", marker)
+        )
         for inner in variants:
-            body = inner if "public" in path else f'{{"workflow_key": "{open_workflow}", "input": {inner}, ' \
-                                                   f'"phone_number_id": "{marker}", "slug": "{marker}"}}'
-            resp = await tenant_a.api.request(method, target, content=body.encode(), headers={
-                "content-type": "application/json", "Idempotency-Key": f"{marker}-{uuid.uuid4().hex[:6]}"})
+            body = (
+                inner
+                if "public" in path
+                else f'{{"workflow_key": "{open_workflow}", "input": {inner}, '
+                f'"phone_number_id": "{marker}", "slug": "{marker}"}}'
+            )
+            resp = await tenant_a.api.request(
+                method,
+                target,
+                content=body.encode(),
+                headers={"content-type": "application/json", "Idempotency-Key": f"{marker}-{uuid.uuid4().hex[:6]}"},
+            )
             if resp.status_code >= 500:
                 server_errors.append(f"{method} {path}: {resp.status_code}")
     # Jobs that carry the marker through the worker: one delivered nowhere (a refused webhook),
     # one whose input URL is refused, and one whose workflow's definition carries it too.
     failing = await create_workflow(tenant_a.api, any_input(definition(f"http://10.0.0.1/{marker}")))
     jobs = []
-    for body in ({"workflow_key": failing["key"], "input": {"company": marker, "email": email}},
-                 {"workflow_key": failing["key"], "input": {"company": email},
-                  "input_url": f"http://10.0.0.2/{marker}?email={email}"}):
+    for body in (
+        {"workflow_key": failing["key"], "input": {"company": marker, "email": email}},
+        {
+            "workflow_key": failing["key"],
+            "input": {"company": email},
+            "input_url": f"http://10.0.0.2/{marker}?email={email}",
+        },
+    ):
         resp = await tenant_a.api.post("/v1/submissions", json=body)
         assert resp.status_code == 202, resp.text
         jobs.append(resp.json()["job_id"])
@@ -172,8 +208,12 @@ async def test_a_marker_sent_through_every_json_route_reaches_no_log(settings, s
     await asyncio.sleep(1.0)  # let every process write out what it logs
     logs = sorted(stack.settings.data_path.rglob("*.log"))  # Temporal's is under DATA_DIR/temporal/logs
     assert {p.name for p in logs} >= {"api.log", "worker.log", "postgres.log", "temporal.log"}
-    found = [f"{what} in {log.relative_to(stack.settings.data_path)}" for log in logs
-             for what, value in (("marker", marker), ("email", email)) if value.encode() in log.read_bytes()]
+    found = [
+        f"{what} in {log.relative_to(stack.settings.data_path)}"
+        for log in logs
+        for what, value in (("marker", marker), ("email", email))
+        if value.encode() in log.read_bytes()
+    ]
     assert found == []
     assert server_errors == []
 
@@ -181,13 +221,17 @@ async def test_a_marker_sent_through_every_json_route_reaches_no_log(settings, s
 @pytest.fixture(scope="module")
 def authenticated_routes() -> list[tuple[str, str]]:
     """Every route behind a bearer token, from the app itself."""
+
     def needs_token(dependant) -> bool:
         return any(d.call is get_principal or needs_token(d) for d in dependant.dependencies)
 
-    routes = [r for included in create_app().routes if hasattr(included, "original_router")
-              for r in included.original_router.routes]
-    return sorted((method, route.path) for route in routes if needs_token(route.dependant)
-                  for method in route.methods)
+    routes = [
+        r
+        for included in create_app().routes
+        if hasattr(included, "original_router")
+        for r in included.original_router.routes
+    ]
+    return sorted((method, route.path) for route in routes if needs_token(route.dependant) for method in route.methods)
 
 
 def fill_ids(path: str) -> str:
@@ -201,16 +245,20 @@ async def test_a_token_for_a_tenant_that_does_not_exist_is_403_everywhere(settin
     assert len(authenticated_routes) > 20
     token = claims_token(settings, tenant_id=str(uuid.uuid4()), realm_access={"roles": ["admin"]})
     wrong = []
-    async with httpx.AsyncClient(base_url=settings.api_url, timeout=30,
-                                 headers={"Authorization": f"Bearer {token}"}) as http:
+    async with httpx.AsyncClient(
+        base_url=settings.api_url, timeout=30, headers={"Authorization": f"Bearer {token}"}
+    ) as http:
         # Bodies that would be stored, where the issue saw a 500 (workflows, channels) or a 409 (forms).
-        valid = {("POST", "/v1/workflows"): definition("http://10.0.0.1/unused"),
-                 ("POST", "/v1/channels/whatsapp"): {"phone_number_id": "15550001111"},
-                 ("POST", "/v1/forms"): {"slug": f"ghost-{uuid.uuid4().hex[:8]}", "workflow_key": "any"}}
+        valid = {
+            ("POST", "/v1/workflows"): definition("http://10.0.0.1/unused"),
+            ("POST", "/v1/channels/whatsapp"): {"phone_number_id": "15550001111"},
+            ("POST", "/v1/forms"): {"slug": f"ghost-{uuid.uuid4().hex[:8]}", "workflow_key": "any"},
+        }
         for method, path in authenticated_routes:
             body = b"" if method in ("GET", "DELETE") else json.dumps(valid.get((method, path), {})).encode()
-            resp = await http.request(method, fill_ids(path), content=body,
-                                      headers={"content-type": "application/json"} if body else {})
+            resp = await http.request(
+                method, fill_ids(path), content=body, headers={"content-type": "application/json"} if body else {}
+            )
             code = resp.json().get("code") if resp.headers.get("content-type") == "application/problem+json" else None
             if (resp.status_code, code) != (403, "unknown_tenant") or not resp.headers.get("x-request-id"):
                 wrong.append(f"{method} {path}: {resp.status_code} {resp.text[:120]}")
@@ -218,7 +266,7 @@ async def test_a_token_for_a_tenant_that_does_not_exist_is_403_everywhere(settin
 
 
 async def test_a_deleted_tenant_is_refused_once_the_cache_expires(settings, owner_engine, engine):
-    from lodestone.tenants import create_tenant
+    from services.tenants import create_tenant
 
     tenant = await create_tenant(engine, "short-lived")
     token = claims_token(settings, tenant_id=str(tenant.id), realm_access={"roles": ["admin"]})
@@ -232,14 +280,18 @@ async def test_a_deleted_tenant_is_refused_once_the_cache_expires(settings, owne
     assert resp.status_code == 403 and resp.json()["code"] == "unknown_tenant", resp.text
 
 
-@pytest.mark.parametrize("claims", [
-    {"realm_access": ["admin"]},
-    {"realm_access": "admin"},
-    {"realm_access": {"roles": "admin"}},
-    {"realm_access": {"roles": [1, 2]}},
-    {"realm_access": {"roles": {"admin": True}}},
-    {"realm_access": {"roles": ["admin"]}, "nbf": "soon"},
-], ids=["access-list", "access-string", "roles-string", "roles-ints", "roles-object", "nbf-string"])
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"realm_access": ["admin"]},
+        {"realm_access": "admin"},
+        {"realm_access": {"roles": "admin"}},
+        {"realm_access": {"roles": [1, 2]}},
+        {"realm_access": {"roles": {"admin": True}}},
+        {"realm_access": {"roles": ["admin"]}, "nbf": "soon"},
+    ],
+    ids=["access-list", "access-string", "roles-string", "roles-ints", "roles-object", "nbf-string"],
+)
 async def test_a_malformed_roles_claim_is_401_with_a_request_id(settings, tenant_a, claims):
     token = claims_token(settings, tenant_id=str(tenant_a.id), **claims)
     async with httpx.AsyncClient(base_url=settings.api_url) as http:
@@ -308,10 +360,20 @@ async def test_a_stalled_body_logs_the_route_template_not_the_path(caplog):
     async def send(message: dict) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": f"/v1/forms/{slug}/submissions", "raw_path": f"/v1/forms/{slug}/submissions".encode(),
-             "query_string": b"", "headers": [(b"content-type", b"application/json")], "server": ("test", 80),
-             "client": ("127.0.0.1", 1), "root_path": ""}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": f"/v1/forms/{slug}/submissions",
+        "raw_path": f"/v1/forms/{slug}/submissions".encode(),
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+        "server": ("test", 80),
+        "client": ("127.0.0.1", 1),
+        "root_path": "",
+    }
     caplog.set_level(logging.INFO, "lodestone.api")
     await asyncio.wait_for(BodyIdleTimeout(app, 0.2)(scope, receive, send), 10)
     assert sent[0]["status"] == 408

@@ -14,13 +14,13 @@ import httpx
 import pytest
 from sqlmodel import col, select
 
+from devstack.keys import mint_token
+from devstack.processes import ProcessGroup, free_port, wait_for_port
+from devstack.stack import Stack
 from lodestone.db import tenant_session
-from lodestone.devstack.keys import mint_token
-from lodestone.devstack.processes import ProcessGroup, free_port, wait_for_port
-from lodestone.devstack.stack import Stack
 from lodestone.settings import Settings
-from lodestone.tenants import create_tenant
 from schema.tables import Job
+from services.tenants import create_tenant
 from tests.helpers import create_workflow, definition, submit
 
 
@@ -69,8 +69,12 @@ BACKGROUND = int(os.environ.get("IDEMPOTENCY_BACKGROUND", "300"))  # another ten
 def second_api(stack: Stack, settings: Settings) -> Iterator[str]:
     port, group = free_port(), ProcessGroup()
     # The same stack as the session's API; its own port, the session API's token issuer.
-    proc = group.start("api-2", [sys.executable, "-m", "lodestone.cli", "api"], log_path=stack.logs / "api-2.log",
-                       env={**stack.env(), "API_PORT": str(port), "AUTH_ISSUER": settings.issuer})
+    proc = group.start(
+        "api-2",
+        [sys.executable, "-m", "cli.main", "api"],
+        log_path=stack.logs / "api-2.log",
+        env={**stack.env(), "API_PORT": str(port), "AUTH_ISSUER": settings.issuer},
+    )
     try:
         wait_for_port(settings.api_host, port, 60, proc)
         yield f"http://{settings.api_host}:{port}"
@@ -80,11 +84,18 @@ def second_api(stack: Stack, settings: Settings) -> Iterator[str]:
 
 async def _tenant_clients(settings: Settings, engine, urls: list[str]) -> tuple[str, list[httpx.AsyncClient]]:  # type: ignore[no-untyped-def]
     tenant = await create_tenant(engine, f"idem-{uuid.uuid4().hex[:8]}")
-    token = mint_token(settings.data_path, issuer=settings.issuer, audience=settings.auth_audience,
-                       tenant_id=str(tenant.id), roles=["admin"])
+    token = mint_token(
+        settings.data_path,
+        issuer=settings.issuer,
+        audience=settings.auth_audience,
+        tenant_id=str(tenant.id),
+        roles=["admin"],
+    )
     limits = httpx.Limits(max_connections=TWINS)
-    return str(tenant.id), [httpx.AsyncClient(base_url=u, headers={"Authorization": f"Bearer {token}"}, timeout=60,
-                                              limits=limits) for u in urls]
+    return str(tenant.id), [
+        httpx.AsyncClient(base_url=u, headers={"Authorization": f"Bearer {token}"}, timeout=60, limits=limits)
+        for u in urls
+    ]
 
 
 def lean(key: str | None = None) -> dict:  # type: ignore[type-arg]
@@ -137,8 +148,14 @@ async def test_same_key_from_two_apis_under_load_is_one_job(settings, engine, te
         await asyncio.gather(*loaders, return_exceptions=True)
         for api in bg:
             await api.aclose()
-    log.info("%d rounds of %d twins in %.1fs, %d background submissions (%s)", ROUNDS, TWINS,
-             time.monotonic() - began, len(background), dict(Counter(background)))
+    log.info(
+        "%d rounds of %d twins in %.1fs, %d background submissions (%s)",
+        ROUNDS,
+        TWINS,
+        time.monotonic() - began,
+        len(background),
+        dict(Counter(background)),
+    )
     assert len(background) >= min(BACKGROUND, ROUNDS), f"only {len(background)} background submissions"
     assert not [s for s in background if s >= 500], f"background 5xx: {sorted(set(background))}"
     # One job row per key; one workflow run per round's tenant; and that job runs to its end.

@@ -11,28 +11,37 @@ import uuid
 
 import pytest
 
+from activities.ingest import IngestInput, IngestResult
 from lodestone.settings import Settings
 from lodestone.storage import make_store
 from tests.ingest_worker import IngestProbeWorkflow
 from tests.standins.file_source import FileSource
-from workflows.types import IngestInput, IngestResult
 
 PART = 5 * 1024 * 1024
 
 
 def worker_env(settings: Settings, s3_endpoint: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("S3_", "DATABASE_"))}
-    env.update(DATA_DIR=str(settings.data_path), POSTGRES_PORT=str(settings.postgres_port),
-               TEMPORAL_PORT=str(settings.temporal_port), UPLOAD_PART_SIZE=str(PART),
-               OUTBOUND_ALLOW_CIDRS='["127.0.0.1/32"]')
+    env.update(
+        DATA_DIR=str(settings.data_path),
+        POSTGRES_PORT=str(settings.postgres_port),
+        TEMPORAL_PORT=str(settings.temporal_port),
+        UPLOAD_PART_SIZE=str(PART),
+        OUTBOUND_ALLOW_CIDRS='["127.0.0.1/32"]',
+    )
     if s3_endpoint:
         env.update(S3_ENDPOINT=s3_endpoint, S3_ACCESS_KEY="test", S3_SECRET_KEY="test", S3_BUCKET="resume")
     return env
 
 
 def start_worker(env: dict[str, str], queue: str) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.ingest_worker", queue], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.ingest_worker", queue],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     return proc
 
@@ -63,8 +72,11 @@ async def test_killed_ingest_resumes_from_last_part(backend, settings, stack, te
     try:
         job_id = str(uuid.uuid4())
         handle = await temporal.start_workflow(
-            IngestProbeWorkflow.run, IngestInput(str(tenant_a.id), job_id, source.url()),
-            id=f"ingest-{job_id}", task_queue=queue)
+            IngestProbeWorkflow.run,
+            IngestInput(str(tenant_a.id), job_id, source.url()),
+            id=f"ingest-{job_id}",
+            task_queue=queue,
+        )
         await wait_for_parts(handle, 2)
         first.send_signal(signal.SIGKILL)
         first.wait()
@@ -80,9 +92,16 @@ async def test_killed_ingest_resumes_from_last_part(backend, settings, stack, te
     assert (result.parts, result.resumed_from_part, result.parts_uploaded) == (3, 2, 1)
     assert result.size == len(data)
     assert source.ranges == [None, f"bytes={2 * PART}-"]
-    store = make_store(Settings(_env_file=None, data_dir=settings.data_path, s3_endpoint=s3,
-                                s3_access_key="test" if s3 else None, s3_secret_key="test" if s3 else None,
-                                s3_bucket="resume"))
+    store = make_store(
+        Settings(
+            _env_file=None,
+            data_dir=settings.data_path,
+            s3_endpoint=s3,
+            s3_access_key="test" if s3 else None,
+            s3_secret_key="test" if s3 else None,
+            s3_bucket="resume",
+        )
+    )
     stored = await store.get_bytes(result.key)
     assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(data).hexdigest()
 
@@ -102,8 +121,11 @@ async def test_an_ingest_whose_partial_was_reclaimed_starts_over(settings, stack
     try:
         job_id = str(uuid.uuid4())
         handle = await temporal.start_workflow(
-            IngestProbeWorkflow.run, IngestInput(str(tenant_a.id), job_id, source.url()),
-            id=f"ingest-{job_id}", task_queue=queue)
+            IngestProbeWorkflow.run,
+            IngestInput(str(tenant_a.id), job_id, source.url()),
+            id=f"ingest-{job_id}",
+            task_queue=queue,
+        )
         await wait_for_parts(handle, 2)
         first.send_signal(signal.SIGKILL)
         first.wait()
@@ -127,14 +149,17 @@ async def test_an_ingest_whose_partial_was_reclaimed_starts_over(settings, stack
 async def test_failed_ingest_attempts_leave_no_partial_files(settings, stack, temporal, tenant_a, tmp_path):
     """An input URL that cannot be fetched fails attempt after attempt (retryable): each
     attempt's upload, empty, is dropped, not left in .partial."""
-    from lodestone.devstack.processes import free_port
+    from devstack.processes import free_port
 
     env, queue = {**worker_env(settings, None), "DATA_DIR": str(tmp_path)}, f"ingest-{uuid.uuid4()}"
     worker = start_worker(env, queue)
     job_id = str(uuid.uuid4())
     handle = await temporal.start_workflow(
-        IngestProbeWorkflow.run, IngestInput(str(tenant_a.id), job_id, f"http://127.0.0.1:{free_port()}/gone"),
-        id=f"ingest-{job_id}", task_queue=queue)
+        IngestProbeWorkflow.run,
+        IngestInput(str(tenant_a.id), job_id, f"http://127.0.0.1:{free_port()}/gone"),
+        id=f"ingest-{job_id}",
+        task_queue=queue,
+    )
     try:
         for _ in range(300):
             desc = await handle.describe()

@@ -8,8 +8,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from devstack.receiver import WebhookReceiver
 from lodestone.db import tenant_session
-from lodestone.receiver import WebhookReceiver
 from schema.tables import TENANT_TABLES, ChannelRoute, Job, WorkflowDefinition
 from tests.helpers import create_workflow, definition, submit, wait_job
 
@@ -24,16 +24,29 @@ async def delivered_job_a(tenant_a):
 
 async def test_app_role_is_not_owner_or_superuser(owner_engine, engine):
     async with engine.connect() as conn:
-        role = (await conn.execute(text(
-            "SELECT rolname, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"))).one()
-        owners = (await conn.execute(text(
-            "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"))).scalars().all()
+        role = (
+            await conn.execute(
+                text("SELECT rolname, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+            )
+        ).one()
+        owners = (
+            (await conn.execute(text("SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'")))
+            .scalars()
+            .all()
+        )
     assert role.rolsuper is False and role.rolbypassrls is False
     assert role.rolname not in owners
     async with owner_engine.connect() as conn:
-        flags = dict((await conn.execute(text(
-            "SELECT relname, relrowsecurity AND relforcerowsecurity FROM pg_class "
-            "WHERE relname = ANY(:t)"), {"t": ["tenants", *TENANT_TABLES]})).all())
+        flags = dict(
+            (
+                await conn.execute(
+                    text(
+                        "SELECT relname, relrowsecurity AND relforcerowsecurity FROM pg_class WHERE relname = ANY(:t)"
+                    ),
+                    {"t": ["tenants", *TENANT_TABLES]},
+                )
+            ).all()
+        )
     assert flags == dict.fromkeys(["tenants", *TENANT_TABLES], True)
 
 
@@ -63,8 +76,9 @@ async def test_channel_routes_are_readable_but_only_their_owner_writes(engine, t
     async with tenant_session(engine, tenant_b.id) as s:
         routes = (await s.exec(select(ChannelRoute).where(ChannelRoute.tenant_id == tenant_a.id))).all()
         assert routes  # readable: a webhook must find its tenant
-        result = await s.execute(text("UPDATE channel_routes SET tenant_id = :b WHERE tenant_id = :a"),
-                                 {"a": tenant_a.id, "b": tenant_b.id})
+        result = await s.execute(
+            text("UPDATE channel_routes SET tenant_id = :b WHERE tenant_id = :a"), {"a": tenant_a.id, "b": tenant_b.id}
+        )
         assert result.rowcount == 0  # but not B's to change
     with pytest.raises(DBAPIError, match="row-level security"):
         async with tenant_session(engine, tenant_b.id) as s:

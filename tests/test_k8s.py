@@ -24,8 +24,11 @@ ROOT = Path(__file__).parent.parent
 K8S = ROOT / "k8s"
 FIELDS = {name.upper() for name in Settings.model_fields}
 KUSTOMIZATION = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-MANIFESTS = {p.name: [d for d in yaml.safe_load_all(p.read_text()) if d]
-             for p in sorted(K8S.glob("*.y*ml")) if p.name != "kustomization.yaml"}
+MANIFESTS = {
+    p.name: [d for d in yaml.safe_load_all(p.read_text()) if d]
+    for p in sorted(K8S.glob("*.y*ml"))
+    if p.name != "kustomization.yaml"
+}
 DOCS = [doc for docs in MANIFESTS.values() for doc in docs]
 # The oldest Kubernetes these manifests promise to fit, and the newest schemas bundled.
 OLDEST_KUBE = "1.30.0"
@@ -43,8 +46,11 @@ def one(kind: str, name: str | None = None) -> dict[str, Any]:
 
 
 def by_component(kind: str, component: str) -> dict[str, Any]:
-    found = [d for d in DOCS if d["kind"] == kind
-             and d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component]
+    found = [
+        d
+        for d in DOCS
+        if d["kind"] == kind and d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component
+    ]
     assert len(found) == 1, (kind, component, len(found))
     return found[0]
 
@@ -103,8 +109,13 @@ def settings_for(container: dict, with_optional: bool = True) -> Settings:
 
 
 def secret_refs() -> list[tuple[dict, dict]]:
-    return [(var, var["valueFrom"]["secretKeyRef"]) for w in WORKLOADS for c in containers(w)
-            for var in c.get("env", []) if "secretKeyRef" in var.get("valueFrom", {})]
+    return [
+        (var, var["valueFrom"]["secretKeyRef"])
+        for w in WORKLOADS
+        for c in containers(w)
+        for var in c.get("env", [])
+        if "secretKeyRef" in var.get("valueFrom", {})
+    ]
 
 
 def port_number(container: dict, port: int | str) -> int:
@@ -146,9 +157,15 @@ def test_kustomization_lists_exactly_the_manifests() -> None:
 
 def test_every_resource_the_issue_asks_for_is_there() -> None:
     kinds = [(d["apiVersion"], d["kind"]) for d in DOCS]
-    for want in [("v1", "Namespace"), ("v1", "ConfigMap"), ("v1", "Service"),
-                 ("networking.k8s.io/v1", "Ingress"), ("autoscaling/v2", "HorizontalPodAutoscaler"),
-                 ("batch/v1", "Job"), ("networking.k8s.io/v1", "NetworkPolicy")]:
+    for want in [
+        ("v1", "Namespace"),
+        ("v1", "ConfigMap"),
+        ("v1", "Service"),
+        ("networking.k8s.io/v1", "Ingress"),
+        ("autoscaling/v2", "HorizontalPodAutoscaler"),
+        ("batch/v1", "Job"),
+        ("networking.k8s.io/v1", "NetworkPolicy"),
+    ]:
         assert want in kinds, want
     assert kinds.count(("apps/v1", "Deployment")) == 2
     assert kinds.count(("policy/v1", "PodDisruptionBudget")) == 2
@@ -187,9 +204,12 @@ def test_no_secret_values_are_committed() -> None:
     # Credentials go in the Secret, never in the ConfigMap.
     # Credentials: hidden from repr, or named like one (not file paths), or a database URL
     # (which carries its password).
-    secretish = {n.upper() for n, f in Settings.model_fields.items()
-                 if f.annotation not in (Path, Path | None)
-                 and (f.repr is False or re.search(r"(_key|_secret|_token|_password|_id)$", n))}
+    secretish = {
+        n.upper()
+        for n, f in Settings.model_fields.items()
+        if f.annotation not in (Path, Path | None)
+        and (f.repr is False or re.search(r"(_key|_secret|_token|_password|_id)$", n))
+    }
     secretish |= {"DATABASE_URL", "DATABASE_ADMIN_URL"}
     assert {"DATABASE_URL", "S3_SECRET_KEY", "LLM_API_KEY", "VAULT_SECRET_ID", "TEMPORAL_API_KEY"} <= secretish
     assert not set(CONFIG) & secretish, set(CONFIG) & secretish
@@ -231,7 +251,7 @@ def test_each_container_starts_with_settings_that_pass_the_fail_fast_checks(with
 
 
 def test_commands_are_the_cli_commands() -> None:
-    from lodestone.cli import app
+    from cli.main import app
 
     commands = {c.name or c.callback.__name__ for c in app.registered_commands if c.callback}
     for workload, want in ((API, "api"), (WORKER, "worker"), (JOB, "migrate")):
@@ -298,8 +318,10 @@ def test_worker_probes_metrics_port_and_shutdown_grace() -> None:
 
 
 def test_prometheus_scrape_annotations_name_the_metrics_ports() -> None:
-    for workload, port in ((API, settings_for(pod_spec(API)["containers"][0]).api_port),
-                           (WORKER, settings_for(pod_spec(WORKER)["containers"][0]).worker_metrics_port)):
+    for workload, port in (
+        (API, settings_for(pod_spec(API)["containers"][0]).api_port),
+        (WORKER, settings_for(pod_spec(WORKER)["containers"][0]).worker_metrics_port),
+    ):
         annotations = workload["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/scrape"] == "true"
         assert annotations["prometheus.io/path"] == "/metrics"
@@ -335,15 +357,20 @@ def test_pods_run_as_the_image_user_without_privileges_and_with_writable_data_di
             writable = [m["mountPath"] for m in container.get("volumeMounts", []) if m["name"] in empty_dirs]
             data_dir = container_env(container).get("DATA_DIR", "var")
             for needed in ("/tmp", data_dir):
-                assert any(needed == w or needed.startswith(w.rstrip("/") + "/") for w in writable), \
-                    (container["name"], needed)
+                assert any(needed == w or needed.startswith(w.rstrip("/") + "/") for w in writable), (
+                    container["name"],
+                    needed,
+                )
 
 
 def test_hpa_scales_the_worker_deployment_and_pdbs_leave_room_to_drain() -> None:
     hpa = one("HorizontalPodAutoscaler")
     target = hpa["spec"]["scaleTargetRef"]
     assert (target["apiVersion"], target["kind"], target["name"]) == (
-        WORKER["apiVersion"], WORKER["kind"], WORKER["metadata"]["name"])
+        WORKER["apiVersion"],
+        WORKER["kind"],
+        WORKER["metadata"]["name"],
+    )
     assert "replicas" not in WORKER["spec"], "the HPA owns the worker count"
     for metric in hpa["spec"]["metrics"]:
         if metric["type"] == "Resource":  # utilization is measured against the request
@@ -363,14 +390,18 @@ def test_hpa_scales_the_worker_deployment_and_pdbs_leave_room_to_drain() -> None
     assert covered == {API["metadata"]["name"], WORKER["metadata"]["name"]}
 
     for workload in WORKLOADS:
-        assert selects(workload["spec"].get("selector", {}).get("matchLabels", {}),
-                       workload["spec"]["template"]["metadata"]["labels"])
+        assert selects(
+            workload["spec"].get("selector", {}).get("matchLabels", {}),
+            workload["spec"]["template"]["metadata"]["labels"],
+        )
 
 
 def test_network_policies_deny_by_default_and_open_only_named_ports() -> None:
     policies = [d for d in DOCS if d["kind"] == "NetworkPolicy"]
-    assert any(p["spec"]["podSelector"] == {} and p["spec"]["policyTypes"] == ["Ingress"]
-               and not p["spec"].get("ingress") for p in policies), "no default-deny ingress policy"
+    assert any(
+        p["spec"]["podSelector"] == {} and p["spec"]["policyTypes"] == ["Ingress"] and not p["spec"].get("ingress")
+        for p in policies
+    ), "no default-deny ingress policy"
     allowed = {}
     for policy in policies:
         selector = policy["spec"]["podSelector"].get("matchLabels")
@@ -380,7 +411,8 @@ def test_network_policies_deny_by_default_and_open_only_named_ports() -> None:
         assert len(matched) == 1, policy["metadata"]["name"]
         container = pod_spec(matched[0])["containers"][0]
         allowed[matched[0]["metadata"]["name"]] = {
-            port_number(container, p["port"]) for rule in policy["spec"]["ingress"] for p in rule["ports"]}
+            port_number(container, p["port"]) for rule in policy["spec"]["ingress"] for p in rule["ports"]
+        }
     api_port = settings_for(pod_spec(API)["containers"][0]).api_port
     metrics_port = settings_for(pod_spec(WORKER)["containers"][0]).worker_metrics_port
     assert allowed == {API["metadata"]["name"]: {api_port}, WORKER["metadata"]["name"]: {metrics_port}}
@@ -400,7 +432,8 @@ def test_kustomize_renders_the_same_objects_with_the_image_set() -> None:
     assert result.returncode == 0, result.stderr
     rendered = [d for d in yaml.safe_load_all(result.stdout) if d]
     assert sorted((d["kind"], d["metadata"]["name"]) for d in rendered) == sorted(
-        (d["kind"], d["metadata"]["name"]) for d in DOCS)
+        (d["kind"], d["metadata"]["name"]) for d in DOCS
+    )
     (image,) = KUSTOMIZATION["images"]
     want = f"{image['newName']}:{image['newTag']}"
     for doc in rendered:

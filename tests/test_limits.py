@@ -17,12 +17,17 @@ from tests.helpers import create_workflow, definition, in_process_api
 
 async def test_declared_body_over_the_cap_is_413_before_any_byte(settings, tenant_a):
     """Headers only: the answer comes without the body ever being sent."""
+
     def ask() -> bytes:
         with socket.create_connection((settings.api_host, settings.api_port), timeout=10) as sock:
-            sock.sendall((f"POST /v1/workflows HTTP/1.1\r\nHost: x\r\n"
-                          f"Authorization: {tenant_a.api.headers['authorization']}\r\n"
-                          f"Content-Type: application/json\r\n"
-                          f"Content-Length: {settings.request_body_max_bytes + 1}\r\n\r\n").encode())
+            sock.sendall(
+                (
+                    f"POST /v1/workflows HTTP/1.1\r\nHost: x\r\n"
+                    f"Authorization: {tenant_a.api.headers['authorization']}\r\n"
+                    f"Content-Type: application/json\r\n"
+                    f"Content-Length: {settings.request_body_max_bytes + 1}\r\n\r\n"
+                ).encode()
+            )
             answer = b""
             while chunk := sock.recv(65536):  # the server closes after answering
                 answer += chunk
@@ -35,8 +40,12 @@ async def test_declared_body_over_the_cap_is_413_before_any_byte(settings, tenan
 def uploads_in_flight(settings) -> float:  # type: ignore[no-untyped-def]
     """The API server's lodestone_uploads_in_flight gauge, from its GET /metrics."""
     metrics = httpx.get(f"{settings.api_url}/metrics", timeout=10).text
-    return next(sample.value for family in text_string_to_metric_families(metrics) for sample in family.samples
-                if sample.name == "lodestone_uploads_in_flight")
+    return next(
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "lodestone_uploads_in_flight"
+    )
 
 
 def auth(tenant) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -49,8 +58,9 @@ async def test_chunked_body_over_the_cap_is_413(settings, tenant_a):
             yield b" " * 4096
 
     async with in_process_api(settings, request_body_max_bytes=10_000) as api:
-        resp = await api.post("/v1/workflows", content=chunks(),
-                              headers={"content-type": "application/json", **auth(tenant_a)})
+        resp = await api.post(
+            "/v1/workflows", content=chunks(), headers={"content-type": "application/json", **auth(tenant_a)}
+        )
         assert resp.status_code == 413
         ok = await api.post("/v1/workflows", json=definition("http://127.0.0.1:9/hook"), headers=auth(tenant_a))
         assert ok.status_code == 201  # under the cap
@@ -60,10 +70,15 @@ async def test_submission_rate_is_per_tenant(settings, tenant_a, tenant_b):
     wf_a = await create_workflow(tenant_a.api, definition("http://127.0.0.1:9/hook"))
     wf_b = await create_workflow(tenant_b.api, definition("http://127.0.0.1:9/hook"))
     async with in_process_api(settings, submissions_per_minute=6, submissions_burst=3) as api:
-        a = [await api.post("/v1/submissions", json={"workflow_key": wf_a["key"], "input": {"company": "A"}},
-                            headers=auth(tenant_a)) for _ in range(4)]
-        b = await api.post("/v1/submissions", json={"workflow_key": wf_b["key"], "input": {"company": "B"}},
-                           headers=auth(tenant_b))
+        a = [
+            await api.post(
+                "/v1/submissions", json={"workflow_key": wf_a["key"], "input": {"company": "A"}}, headers=auth(tenant_a)
+            )
+            for _ in range(4)
+        ]
+        b = await api.post(
+            "/v1/submissions", json={"workflow_key": wf_b["key"], "input": {"company": "B"}}, headers=auth(tenant_b)
+        )
     assert [r.status_code for r in a] == [202, 202, 202, 429]
     assert a[3].json()["code"] == "rate_limited" and 1 <= int(a[3].headers["retry-after"]) <= 11
     assert b.status_code == 202  # another tenant's budget is its own
@@ -126,12 +141,16 @@ async def test_an_upload_past_the_tenant_cap_is_refused_before_its_body(settings
     """On the real server: the tenant's uploads in flight are held open by sockets that sent
     half a body; one more, sending headers only, is answered 429 without its body."""
     tenant = await _tenant(settings, engine, "Busy uploader")
-    head = (f"POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: {tenant.api.headers['authorization']}\r\n"
-            f"Content-Length: {1024 * 1024}\r\n\r\n").encode()
+    head = (
+        f"POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: {tenant.api.headers['authorization']}\r\n"
+        f"Content-Length: {1024 * 1024}\r\n\r\n"
+    ).encode()
 
     def run() -> bytes:
-        held = [socket.create_connection((settings.api_host, settings.api_port), timeout=10)
-                for _ in range(settings.tenant_uploads_in_flight)]
+        held = [
+            socket.create_connection((settings.api_host, settings.api_port), timeout=10)
+            for _ in range(settings.tenant_uploads_in_flight)
+        ]
         try:
             for sock in held:
                 sock.sendall(head + b"x" * 512 * 1024)
@@ -168,8 +187,7 @@ async def test_an_upload_that_fails_gives_its_slot_back(settings, tenant_a):
         yield b"x" * 1000
         raise ConnectionResetError("the client's body broke off")
 
-    async with in_process_api(settings, uploads_in_flight=1, tenant_uploads_in_flight=1,
-                              upload_max_bytes=2000) as api:
+    async with in_process_api(settings, uploads_in_flight=1, tenant_uploads_in_flight=1, upload_max_bytes=2000) as api:
         too_large = await api.post("/v1/uploads", content=over_limit(), headers=auth(tenant_a))
         # The API answers an error it did not expect with a 500 problem, not by raising it.
         assert (await api.post("/v1/uploads", content=breaks(), headers=auth(tenant_a))).status_code == 500

@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from lodestone.devstack.processes import free_port
+from devstack.processes import free_port
 from lodestone.llm import (
     LLMEmptyAnswer,
     LLMRefused,
@@ -30,8 +30,13 @@ def standin() -> Iterator[OpenAIStandIn]:
 
 
 def _settings(base_url: str | None) -> Settings:
-    return Settings(_env_file=None, llm_base_url=base_url, llm_api_key="k" if base_url else None,
-                    llm_timeout_seconds=CLIENT_TIMEOUT, llm_prices=PRICES)
+    return Settings(
+        _env_file=None,
+        llm_base_url=base_url,
+        llm_api_key="k" if base_url else None,
+        llm_timeout_seconds=CLIENT_TIMEOUT,
+        llm_prices=PRICES,
+    )
 
 
 @pytest.fixture

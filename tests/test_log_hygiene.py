@@ -18,12 +18,24 @@ def _signed(settings, body: dict) -> tuple[bytes, dict[str, str]]:
 
 
 def _message(phone: str, text: str) -> dict:
-    value = {"messaging_product": "whatsapp", "metadata": {"phone_number_id": phone},
-             "contacts": [{"wa_id": "15550009999", "profile": {"name": "Log Tester"}}],
-             "messages": [{"from": "15550009999", "id": f"wamid.{uuid.uuid4().hex}", "timestamp": str(int(time.time())),
-                           "type": "text", "text": {"body": text}}]}
-    return {"object": "whatsapp_business_account", "entry": [{"id": "x", "changes": [{"field": "messages",
-                                                                                      "value": value}]}]}
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"phone_number_id": phone},
+        "contacts": [{"wa_id": "15550009999", "profile": {"name": "Log Tester"}}],
+        "messages": [
+            {
+                "from": "15550009999",
+                "id": f"wamid.{uuid.uuid4().hex}",
+                "timestamp": str(int(time.time())),
+                "type": "text",
+                "text": {"body": text},
+            }
+        ],
+    }
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "x", "changes": [{"field": "messages", "value": value}]}],
+    }
 
 
 async def test_logs_have_request_ids_and_no_secrets(settings, stack, tenant_a):
@@ -35,15 +47,21 @@ async def test_logs_have_request_ids_and_no_secrets(settings, stack, tenant_a):
         assert resp.status_code == 200 and resp.headers["x-request-id"] == rid
     # A private address: the outbound guard refuses it before connecting, and the job fails.
     wf = await create_workflow(tenant_a.api, definition("http://10.0.0.1/refused-hook"))
-    job = await wait_job(tenant_a.api, (await submit(tenant_a.api, wf["key"], {"company": marker})).json()["job_id"],
-                         timeout=60)
+    job = await wait_job(
+        tenant_a.api, (await submit(tenant_a.api, wf["key"], {"company": marker})).json()["job_id"], timeout=60
+    )
     assert job["status"] == "failed" and job["error"]["code"] == "WebhookURLRefused"
     time.sleep(0.5)
     logs = {name: (settings.data_path / "logs" / f"{name}.log").read_text() for name in ("api", "worker")}
     token = tenant_a.api.headers["authorization"].removeprefix("Bearer ")
-    forbidden = {"bearer token": token, "token signature": token.rsplit(".", 1)[1],
-                 "webhook secret": tenant_a.webhook_secret, "app secret": settings.whatsapp_app_secret,
-                 "graph token": settings.whatsapp_access_token, "message body": marker}
+    forbidden = {
+        "bearer token": token,
+        "token signature": token.rsplit(".", 1)[1],
+        "webhook secret": tenant_a.webhook_secret,
+        "app secret": settings.whatsapp_app_secret,
+        "graph token": settings.whatsapp_access_token,
+        "message body": marker,
+    }
     for name, text in logs.items():
         for what, value in forbidden.items():
             assert value not in text, f"{what} found in {name}.log"

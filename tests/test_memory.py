@@ -23,8 +23,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 def _run(script: str, **fields: object) -> int:
     """Run a script in a fresh interpreter (allocator settings are per process); its printed number."""
     root = str(Path(__file__).resolve().parent.parent)
-    out = subprocess.run([sys.executable, "-c", script.format(root=root, **fields)], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", script.format(root=root, **fields)], capture_output=True, text=True, check=True
+    )
     return int(out.stdout.strip())
 
 

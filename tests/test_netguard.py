@@ -41,8 +41,9 @@ class GuardBypassed(Exception):
 def no_outside_traffic(monkeypatch: pytest.MonkeyPatch) -> None:
     real_getaddrinfo = socket.getaddrinfo
 
-    def local_getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0,
-                          flags: int = 0) -> list[Any]:
+    def local_getaddrinfo(
+        host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
+    ) -> list[Any]:
         name = host.decode() if isinstance(host, bytes) else str(host)
         numeric = flags | socket.AI_NUMERICHOST
         if name in HOSTS:
@@ -126,8 +127,11 @@ SSRF_CORPUS = [
     refused("http://[2002:7f00:1::]/", "address 2002:7f00:1:: " + NOT_PUBLIC, "6to4-loopback"),
     refused("http://[2002:a00:1::1]/", "address 2002:a00:1::1 " + NOT_PUBLIC, "6to4-10/8"),
     refused("http://[2002:a9fe:a9fe::1]/", "address 2002:a9fe:a9fe::1 " + NOT_PUBLIC, "6to4-metadata"),
-    refused("http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
-            "address 2001:0:4136:e378:8000:63bf:80ff:fffe " + NOT_PUBLIC, "teredo-loopback"),
+    refused(
+        "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
+        "address 2001:0:4136:e378:8000:63bf:80ff:fffe " + NOT_PUBLIC,
+        "teredo-loopback",
+    ),
     # IPv6 ULA, link-local, site-local
     refused("http://[fc00::1]/", "address fc00::1 " + NOT_PUBLIC, "v6-ula-fc00"),
     refused("http://[fd12:3456:789a::1]/", "address fd12:3456:789a::1 " + NOT_PUBLIC, "v6-ula-fd"),
@@ -279,26 +283,40 @@ async def test_default_client_refuses_the_same_server(base: str, server: _Server
 
 
 @pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
-async def test_redirect_to_metadata_refused(base: str, server: _Server, loopback_client: httpx.AsyncClient,
-                                            code: int) -> None:
+async def test_redirect_to_metadata_refused(
+    base: str, server: _Server, loopback_client: httpx.AsyncClient, code: int
+) -> None:
     with pytest.raises(OutboundRefused, match="address 169.254.169.254 is not public"):
         await open_stream(loopback_client, to(base, "http://169.254.169.254/latest/meta-data/", code))
     assert len(server.hits) == 1 and server.hits[0].startswith("/to?")
 
 
-@pytest.mark.parametrize(("target", "why"), [
-    ("http://10.0.0.1/", "address 10.0.0.1 is not public"),
-    ("http://127.0.0.2:{port}/ok", "address 127.0.0.2 is not public"),
-    ("http://[::1]:{port}/", "address ::1 is not public"),
-    ("http://localhost:{port}/ok", None),  # resolves to 127.0.0.1, which is allowed: see below
-    ("http://[::ffff:127.0.0.2]:{port}/ok", "address ::ffff:7f00:2 is not public"),
-    ("file:///etc/passwd", "scheme 'file' is not allowed"),
-    ("gopher://127.0.0.1:{port}/", "scheme 'gopher' is not allowed"),
-    ("http://user:pw@127.0.0.1:{port}/ok", "credentials"),
-], ids=["10/8", "other-loopback", "v6-loopback", "localhost-allowed", "mapped-other-loopback", "file", "gopher",
-        "credentials"])
-async def test_redirect_targets(base: str, server: _Server, loopback_client: httpx.AsyncClient,
-                                target: str, why: str | None) -> None:
+@pytest.mark.parametrize(
+    ("target", "why"),
+    [
+        ("http://10.0.0.1/", "address 10.0.0.1 is not public"),
+        ("http://127.0.0.2:{port}/ok", "address 127.0.0.2 is not public"),
+        ("http://[::1]:{port}/", "address ::1 is not public"),
+        ("http://localhost:{port}/ok", None),  # resolves to 127.0.0.1, which is allowed: see below
+        ("http://[::ffff:127.0.0.2]:{port}/ok", "address ::ffff:7f00:2 is not public"),
+        ("file:///etc/passwd", "scheme 'file' is not allowed"),
+        ("gopher://127.0.0.1:{port}/", "scheme 'gopher' is not allowed"),
+        ("http://user:pw@127.0.0.1:{port}/ok", "credentials"),
+    ],
+    ids=[
+        "10/8",
+        "other-loopback",
+        "v6-loopback",
+        "localhost-allowed",
+        "mapped-other-loopback",
+        "file",
+        "gopher",
+        "credentials",
+    ],
+)
+async def test_redirect_targets(
+    base: str, server: _Server, loopback_client: httpx.AsyncClient, target: str, why: str | None
+) -> None:
     url = to(base, target.format(port=server.server_port))
     if why is None:
         # Control: the redirect machinery itself works, so the refusals above are the guard's doing.
@@ -344,26 +362,56 @@ async def test_relative_redirect_followed(base: str, server: _Server, loopback_c
 # 3. check_address: classification only, no network.
 
 
-@pytest.mark.parametrize("addr", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "2001:4860:4860::8888",
-                                  "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1"])
+@pytest.mark.parametrize(
+    "addr",
+    [
+        "8.8.8.8",
+        "1.1.1.1",
+        "2606:4700:4700::1111",
+        "2001:4860:4860::8888",
+        "::ffff:8.8.8.8",
+        "64:ff9b::808:808",
+        "2002:808:808::1",
+    ],
+)
 def test_public_addresses_pass(addr: str) -> None:
     check_address(ipaddress.ip_address(addr))
 
 
-@pytest.mark.parametrize("addr", ["127.0.0.1", "10.1.2.3", "169.254.169.254", "100.64.0.1", "::1", "fe80::1",
-                                  "fc00::1", "::ffff:10.0.0.1", "::7f00:1", "224.0.0.1"])
+@pytest.mark.parametrize(
+    "addr",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "169.254.169.254",
+        "100.64.0.1",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "::ffff:10.0.0.1",
+        "::7f00:1",
+        "224.0.0.1",
+    ],
+)
 def test_non_public_addresses_refused(addr: str) -> None:
     with pytest.raises(OutboundRefused, match="is not public"):
         check_address(ipaddress.ip_address(addr))
 
 
-@pytest.mark.parametrize(("cidr", "inside", "outside"), [
-    ("10.1.2.0/24", ["10.1.2.0", "10.1.2.77", "10.1.2.255", "::ffff:10.1.2.3"], ["10.1.1.255", "10.1.3.0", "10.0.0.1"]),
-    ("127.0.0.1/32", ["127.0.0.1"], ["127.0.0.0", "127.0.0.2", "::1", "10.0.0.1"]),
-    ("169.254.169.254/32", ["169.254.169.254"], ["169.254.169.253", "169.254.169.255"]),
-    ("fd00:1::/64", ["fd00:1::5", "fd00:1::ffff:ffff:ffff:ffff"], ["fd00:1:0:1::", "fd00::1", "fc00::1"]),
-    ("::1/128", ["::1"], ["::", "::2", "127.0.0.1"]),
-])
+@pytest.mark.parametrize(
+    ("cidr", "inside", "outside"),
+    [
+        (
+            "10.1.2.0/24",
+            ["10.1.2.0", "10.1.2.77", "10.1.2.255", "::ffff:10.1.2.3"],
+            ["10.1.1.255", "10.1.3.0", "10.0.0.1"],
+        ),
+        ("127.0.0.1/32", ["127.0.0.1"], ["127.0.0.0", "127.0.0.2", "::1", "10.0.0.1"]),
+        ("169.254.169.254/32", ["169.254.169.254"], ["169.254.169.253", "169.254.169.255"]),
+        ("fd00:1::/64", ["fd00:1::5", "fd00:1::ffff:ffff:ffff:ffff"], ["fd00:1:0:1::", "fd00::1", "fc00::1"]),
+        ("::1/128", ["::1"], ["::", "::2", "127.0.0.1"]),
+    ],
+)
 def test_allow_list_admits_exactly_its_cidr(cidr: str, inside: list[str], outside: list[str]) -> None:
     allow = parse_allow([cidr])
     for addr in inside:
@@ -373,13 +421,19 @@ def test_allow_list_admits_exactly_its_cidr(cidr: str, inside: list[str], outsid
             check_address(ipaddress.ip_address(addr), allow)
 
 
-@pytest.mark.parametrize(("entry", "admitted", "refused"), [
-    ("127.0.0.1:8080", [("127.0.0.1", 8080), ("::ffff:127.0.0.1", 8080)],
-     [("127.0.0.1", 8081), ("127.0.0.1", 80), ("127.0.0.1", None), ("127.0.0.2", 8080)]),
-    ("[::1]:9464", [("::1", 9464)], [("::1", 9465), ("127.0.0.1", 9464)]),
-    ("10.0.0.0/8:443", [("10.9.8.7", 443)], [("10.9.8.7", 80), ("172.16.0.1", 443)]),
-    ("fd00::/8", [("fd12::1", 1), ("fd12::1", 65535)], [("fc00::1", 1)]),
-])
+@pytest.mark.parametrize(
+    ("entry", "admitted", "refused"),
+    [
+        (
+            "127.0.0.1:8080",
+            [("127.0.0.1", 8080), ("::ffff:127.0.0.1", 8080)],
+            [("127.0.0.1", 8081), ("127.0.0.1", 80), ("127.0.0.1", None), ("127.0.0.2", 8080)],
+        ),
+        ("[::1]:9464", [("::1", 9464)], [("::1", 9465), ("127.0.0.1", 9464)]),
+        ("10.0.0.0/8:443", [("10.9.8.7", 443)], [("10.9.8.7", 80), ("172.16.0.1", 443)]),
+        ("fd00::/8", [("fd12::1", 1), ("fd12::1", 65535)], [("fc00::1", 1)]),
+    ],
+)
 def test_allow_list_entries_may_name_a_port(entry: str, admitted: list, refused: list) -> None:
     allow = parse_allow([entry])
     for addr, port in admitted:

@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 
-from lodestone.receiver import WebhookReceiver
+from devstack.receiver import WebhookReceiver
 from tests.helpers import create_workflow, definition, wait_job
 from workflows.types import JOB_ID, STATUS, TENANT_ID, WORKFLOW_KEY
 
@@ -16,8 +16,9 @@ from workflows.types import JOB_ID, STATUS, TENANT_ID, WORKFLOW_KEY
 async def _run_job(tenant, headers: dict[str, str]) -> str:  # type: ignore[no-untyped-def]
     with WebhookReceiver(tenant.webhook_secret) as hook:
         wf = await create_workflow(tenant.api, definition(hook.url))
-        resp = await tenant.api.post("/v1/submissions", headers=headers,
-                                     json={"workflow_key": wf["key"], "input": {"company": "Acme"}})
+        resp = await tenant.api.post(
+            "/v1/submissions", headers=headers, json={"workflow_key": wf["key"], "input": {"company": "Acme"}}
+        )
         assert resp.status_code == 202, resp.text
         assert resp.headers["x-request-id"] == headers["X-Request-Id"]
         job = await wait_job(tenant.api, resp.json()["job_id"])
@@ -37,10 +38,14 @@ async def test_request_and_trace_ids_reach_worker_logs_and_one_trace(tenant_a, s
     rid, trace_id = f"req-{uuid.uuid4().hex}", uuid.uuid4().hex
     job_id = await _run_job(tenant_a, {"X-Request-Id": rid, "traceparent": f"00-{trace_id}-{'1' * 16}-01"})
 
-    expected = {("lodestone-api", "POST /v1/submissions"), ("lodestone-api", "StartWorkflow:SubmissionWorkflow"),
-                ("lodestone-worker", "RunWorkflow:SubmissionWorkflow"), ("lodestone-worker", "RunActivity:run_step"),
-                ("lodestone-worker", "RunActivity:send_webhook"),
-                ("lodestone-worker", "RunActivity:record_delivery_attempt")}
+    expected = {
+        ("lodestone-api", "POST /v1/submissions"),
+        ("lodestone-api", "StartWorkflow:SubmissionWorkflow"),
+        ("lodestone-worker", "RunWorkflow:SubmissionWorkflow"),
+        ("lodestone-worker", "RunActivity:run_step"),
+        ("lodestone-worker", "RunActivity:send_webhook"),
+        ("lodestone-worker", "RunActivity:record_delivery_attempt"),
+    }
     deadline = time.monotonic() + 20  # each process exports in its own batches
     while time.monotonic() < deadline:
         names = {(s.service, s.name) for s in otlp_collector.in_trace(trace_id)}

@@ -16,20 +16,33 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from devstack.receiver import WebhookReceiver
 from lodestone.db import tenant_session
-from lodestone.ops.db import operator_session
-from lodestone.receiver import WebhookReceiver
 from schema.tables import DeliveryAttempt, JobFailure, UsageRecord
+from services.operator_db import operator_session
 from tests.conversation_helpers import seed_contact
 from tests.helpers import create_workflow, definition, submit, wait_job
 
 
 async def ops(settings, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "DATA_DIR": str(settings.data_path), "POSTGRES_PORT": str(settings.postgres_port),
-           "TEMPORAL_PORT": str(settings.temporal_port), "TEMPORAL_UI_PORT": str(settings.temporal_ui_port),
-           "API_PORT": str(settings.api_port)}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "lodestone.cli", "ops", *args, env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    env = {
+        **os.environ,
+        "DATA_DIR": str(settings.data_path),
+        "POSTGRES_PORT": str(settings.postgres_port),
+        "TEMPORAL_PORT": str(settings.temporal_port),
+        "TEMPORAL_UI_PORT": str(settings.temporal_ui_port),
+        "API_PORT": str(settings.api_port),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli.main",
+        "ops",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=90)
     return proc.returncode or 0, out.decode(), err.decode()
 
@@ -49,7 +62,8 @@ def steps(actions: dict[tuple[str, str], str], verb: str) -> set[str]:
 
 
 async def test_step_failure_is_listed_then_redriven_without_rerunning_completed_steps(
-        settings, tenant_a, engine, llm_standin):
+    settings, tenant_a, engine, llm_standin
+):
     tag = uuid.uuid4().hex[:8]
     with WebhookReceiver(tenant_a.webhook_secret) as hook:
         body = definition(hook.url)
@@ -118,8 +132,10 @@ class Redelivered:
 async def redelivered(settings, tenant_a):
     """Two webhook targets; the second rejects the first request (400), so the job fails at
     deliver:1 after target 0 was delivered. Then the operator replays delivery 1."""
-    with WebhookReceiver(tenant_a.webhook_secret) as good, \
-            WebhookReceiver(tenant_a.webhook_secret, fail_first=1, fail_status=400) as bad:
+    with (
+        WebhookReceiver(tenant_a.webhook_secret) as good,
+        WebhookReceiver(tenant_a.webhook_secret, fail_first=1, fail_status=400) as bad,
+    ):
         body = definition(good.url, outputs=["html", "pdf"])
         body["delivery"].append({"type": "webhook", "url": bad.url})
         wf = await create_workflow(tenant_a.api, body)
@@ -163,8 +179,13 @@ async def test_redriven_job_keeps_its_artifacts(redelivered):
 async def test_redelivered_target_keeps_its_attempt_history(redelivered, engine, tenant_a):
     delivery = next(d for d in redelivered.after["deliveries"] if d["target"] == redelivered.bad.url)
     async with tenant_session(engine, tenant_a.id) as s:
-        attempts = (await s.exec(select(DeliveryAttempt).where(
-            DeliveryAttempt.delivery_id == uuid.UUID(delivery["id"])).order_by(col(DeliveryAttempt.attempt)))).all()
+        attempts = (
+            await s.exec(
+                select(DeliveryAttempt)
+                .where(DeliveryAttempt.delivery_id == uuid.UUID(delivery["id"]))
+                .order_by(col(DeliveryAttempt.attempt))
+            )
+        ).all()
     assert [(a.attempt, a.status_code) for a in attempts] == [(1, 400), (2, 204)]
     assert {a.webhook_id for a in attempts} == {delivery["webhook_id"]}
 
@@ -185,9 +206,11 @@ async def test_history_export_and_replay(settings, redelivered, tmp_path):
         assert code == 0 and out.startswith(f"OK: SubmissionWorkflow {job_id} replayed"), (out, err)
 
     doc = json.loads(latest.read_text())
-    scheduled = next(e["activityTaskScheduledEventAttributes"] for e in doc["events"]
-                     if e.get("activityTaskScheduledEventAttributes", {}).get("activityType", {}).get("name")
-                     == "render")
+    scheduled = next(
+        e["activityTaskScheduledEventAttributes"]
+        for e in doc["events"]
+        if e.get("activityTaskScheduledEventAttributes", {}).get("activityType", {}).get("name") == "render"
+    )
     scheduled["activityType"]["name"] = "render_v0"  # as if recorded by code that called another activity
     changed = tmp_path / "changed.json"
     changed.write_text(json.dumps(doc))
@@ -212,7 +235,8 @@ async def _failing_job(tenant, llm_standin) -> str:
 
 
 async def test_dead_letters_cross_tenants_only_through_the_operator_session(
-        settings, tenant_a, tenant_b, engine, owner_engine, llm_standin):
+    settings, tenant_a, tenant_b, engine, owner_engine, llm_standin
+):
     a, b = await _failing_job(tenant_a, llm_standin), await _failing_job(tenant_b, llm_standin)
     code, out, err = await ops(settings, "dead-letters", "--plain", "--limit", "1000")
     assert code == 0, err

@@ -18,14 +18,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack.keys import mint_token
+from devstack.postgres import APP_ROLE, OWNER_ROLE, start_postgres
+from devstack.processes import free_port
+from devstack.receiver import WebhookReceiver
+from devstack.temporal import start_temporal
 from lodestone.db import make_engine
-from lodestone.devstack.keys import mint_token
-from lodestone.devstack.postgres import APP_ROLE, OWNER_ROLE, start_postgres
-from lodestone.devstack.processes import free_port
-from lodestone.devstack.temporal import start_temporal
-from lodestone.receiver import WebhookReceiver
 from lodestone.settings import Settings
-from lodestone.tenants import create_tenant
+from services.tenants import create_tenant
 from tests.faults.stack import FaultStack
 from tests.helpers import create_workflow, definition, submit, wait_job
 
@@ -41,15 +41,29 @@ def outage_stack() -> Iterator[FaultStack]:
     with tempfile.TemporaryDirectory(prefix="lodestone-outages-") as tmp:
         pg = free_port()
         settings = Settings(
-            _env_file=None, data_dir=Path(tmp), postgres_port=pg, api_port=free_port(),
-            temporal_port=free_port(), temporal_http_port=free_port(), temporal_metrics_port=free_port(),
-            temporal_ui_port=free_port(), worker_metrics_port=free_port(),
+            _env_file=None,
+            data_dir=Path(tmp),
+            postgres_port=pg,
+            api_port=free_port(),
+            temporal_port=free_port(),
+            temporal_http_port=free_port(),
+            temporal_metrics_port=free_port(),
+            temporal_ui_port=free_port(),
+            worker_metrics_port=free_port(),
             database_url=f"postgresql+asyncpg://{APP_ROLE}@127.0.0.1:{pg}/lodestone",
             database_admin_url=f"postgresql+asyncpg://{OWNER_ROLE}@127.0.0.1:{pg}/lodestone",
-            s3_endpoint=None, temporal_address=None, outbound_allow_cidrs=["127.0.0.1/32"])
+            s3_endpoint=None,
+            temporal_address=None,
+            outbound_allow_cidrs=["127.0.0.1/32"],
+        )
         stack = FaultStack(settings)
-        stack.stack.extra_env.update({"TEMPORAL_RPC_TIMEOUT_SECONDS": str(BOUND),
-                                      "OUTBOX_START_AFTER_SECONDS": "2", "OUTBOX_INTERVAL_SECONDS": "1"})
+        stack.stack.extra_env.update(
+            {
+                "TEMPORAL_RPC_TIMEOUT_SECONDS": str(BOUND),
+                "OUTBOX_START_AFTER_SECONDS": "2",
+                "OUTBOX_INTERVAL_SECONDS": "1",
+            }
+        )
         try:
             stack.start()
             wait_for_worker(stack)
@@ -87,8 +101,14 @@ async def tenant(outage_stack: FaultStack) -> AsyncIterator[Tenant]:
 
 def restart_temporal(stack: FaultStack) -> None:
     s = stack.settings
-    start_temporal(stack.stack.group, s.data_path / "temporal", s.temporal_port, None,
-                   s.temporal_http_port, s.temporal_metrics_port)
+    start_temporal(
+        stack.stack.group,
+        s.data_path / "temporal",
+        s.temporal_port,
+        None,
+        s.temporal_http_port,
+        s.temporal_metrics_port,
+    )
 
 
 async def test_temporal_down_submission_is_accepted_and_runs_when_it_is_back(outage_stack, tenant):
@@ -135,8 +155,11 @@ async def test_postgres_down_answers_503_with_retry_after(outage_stack, tenant):
     s = outage_stack.settings
     outage_stack.pg.stop()
     try:
-        for method, path, body in (("POST", "/v1/submissions", {"workflow_key": wf["key"], "input": {"company": "A"}}),
-                                   ("GET", "/v1/jobs", None), ("GET", f"/v1/workflows/{wf['key']}", None)):
+        for method, path, body in (
+            ("POST", "/v1/submissions", {"workflow_key": wf["key"], "input": {"company": "A"}}),
+            ("GET", "/v1/jobs", None),
+            ("GET", f"/v1/workflows/{wf['key']}", None),
+        ):
             began = time.monotonic()
             resp = await tenant.api.request(method, path, json=body)
             took = time.monotonic() - began

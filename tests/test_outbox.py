@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlmodel import col, delete, select
 
 from lodestone.db import tenant_session
-from lodestone.outbox import BATCH, LOCK, NOT_STARTED, due_jobs, sweep
 from schema.migrate import upgrade
 from schema.tables import Job, JobFailure, Submission
+from services.outbox import BATCH, LOCK, NOT_STARTED, due_jobs, sweep
 from tests.helpers import create_workflow, definition, wait_job
 
 
@@ -30,19 +30,33 @@ async def outbox_paused(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         yield conn
 
 
-async def _jobs(engine, tenant_id, wf, n: int = 1, *, age: timedelta = timedelta(minutes=1),  # type: ignore[no-untyped-def]
-                **fields) -> list[Job]:
+async def _jobs(
+    engine,
+    tenant_id,
+    wf,
+    n: int = 1,
+    *,
+    age: timedelta = timedelta(minutes=1),  # type: ignore[no-untyped-def]
+    **fields,
+) -> list[Job]:
     at = datetime.now(UTC) - age
     jobs = []
     async with tenant_session(engine, tenant_id) as s:
         for _ in range(n):
-            submission = Submission(tenant_id=tenant_id, workflow_definition_id=uuid.UUID(wf["id"]),
-                                    input={"company": "Outbox"})
+            submission = Submission(
+                tenant_id=tenant_id, workflow_definition_id=uuid.UUID(wf["id"]), input={"company": "Outbox"}
+            )
             s.add(submission)
             await s.flush()
-            job = Job(tenant_id=tenant_id, submission_id=submission.id, workflow_key=wf["key"],
-                      workflow_definition_id=submission.workflow_definition_id, created_at=at, updated_at=at,
-                      **fields)
+            job = Job(
+                tenant_id=tenant_id,
+                submission_id=submission.id,
+                workflow_key=wf["key"],
+                workflow_definition_id=submission.workflow_definition_id,
+                created_at=at,
+                updated_at=at,
+                **fields,
+            )
             s.add(job)
             jobs.append(job)
     return jobs
@@ -81,8 +95,9 @@ async def test_the_outbox_scan_names_due_jobs_only_and_opens_no_rows(engine, ten
         [due_b] = await _jobs(engine, tenant_b.id, wf_b)
         [started] = await _jobs(engine, tenant_a.id, wf_a, workflow_started_at=datetime.now(UTC))
         [queued] = await _jobs(engine, tenant_a.id, wf_a, status="queued")
-        [backing_off] = await _jobs(engine, tenant_a.id, wf_a, outbox_attempts=1,
-                                    outbox_retry_at=datetime.now(UTC) + timedelta(hours=1))
+        [backing_off] = await _jobs(
+            engine, tenant_a.id, wf_a, outbox_attempts=1, outbox_retry_at=datetime.now(UTC) + timedelta(hours=1)
+        )
         # Fresh: its API request may be starting it right now. No cutoff lists it.
         [fresh] = await _jobs(engine, tenant_a.id, wf_a, age=timedelta(0))
         try:
@@ -156,10 +171,15 @@ async def test_a_job_committed_but_never_started_is_started_by_the_outbox(engine
     """As if the API were killed between its commit and the start: nobody ever calls Temporal
     for this job, and nobody retries; the session worker's outbox starts it and it runs."""
     wf = await create_workflow(tenant_a.api, _small(definition("http://127.0.0.1:9/hook")))
-    submission = Submission(tenant_id=tenant_a.id, workflow_definition_id=uuid.UUID(wf["id"]),
-                            input={"company": "Orphan"})
-    job = Job(tenant_id=tenant_a.id, submission_id=submission.id,
-              workflow_definition_id=submission.workflow_definition_id, workflow_key=wf["key"])
+    submission = Submission(
+        tenant_id=tenant_a.id, workflow_definition_id=uuid.UUID(wf["id"]), input={"company": "Orphan"}
+    )
+    job = Job(
+        tenant_id=tenant_a.id,
+        submission_id=submission.id,
+        workflow_definition_id=submission.workflow_definition_id,
+        workflow_key=wf["key"],
+    )
     async with tenant_session(engine, tenant_a.id) as s:
         s.add(submission)
         await s.flush()
@@ -178,23 +198,41 @@ async def test_migration_0009_records_older_jobs_as_started(stack):
     try:
         db = await asyncpg.connect(host="127.0.0.1", port=port, user="postgres", database=name)
         try:
-            await db.execute("GRANT USAGE ON SCHEMA public TO lodestone_app; "
-                             "ALTER SCHEMA public OWNER TO lodestone_owner")
+            await db.execute(
+                "GRANT USAGE ON SCHEMA public TO lodestone_app; ALTER SCHEMA public OWNER TO lodestone_owner"
+            )
             url = f"postgresql+asyncpg://lodestone_owner@127.0.0.1:{port}/{name}"
             await asyncio.to_thread(upgrade, url, "0008")
             tenant, wf, old, fresh = (uuid.uuid4() for _ in range(4))
-            await db.execute("INSERT INTO tenants (id, name, webhook_secret, secret_refs, created_at) "
-                             "VALUES ($1, 't', 's', '{}', now())", tenant)
-            await db.execute("INSERT INTO workflow_definitions (id, tenant_id, key, version, definition, created_at) "
-                             "VALUES ($1, $2, 'k', 1, '{}', now())", wf, tenant)
+            await db.execute(
+                "INSERT INTO tenants (id, name, webhook_secret, secret_refs, created_at) "
+                "VALUES ($1, 't', 's', '{}', now())",
+                tenant,
+            )
+            await db.execute(
+                "INSERT INTO workflow_definitions (id, tenant_id, key, version, definition, created_at) "
+                "VALUES ($1, $2, 'k', 1, '{}', now())",
+                wf,
+                tenant,
+            )
             for job, age in ((old, "2 hours"), (fresh, "0 seconds")):
                 sub = uuid.uuid4()
-                await db.execute("INSERT INTO submissions (id, tenant_id, workflow_definition_id, input, created_at) "
-                                 "VALUES ($1, $2, $3, '{}', now())", sub, tenant, wf)
-                await db.execute("INSERT INTO jobs (id, tenant_id, submission_id, workflow_definition_id, "
-                                 "workflow_key, status, created_at, updated_at) VALUES "
-                                 f"($1, $2, $3, $4, 'k', 'pending', now() - interval '{age}', now())",
-                                 job, tenant, sub, wf)
+                await db.execute(
+                    "INSERT INTO submissions (id, tenant_id, workflow_definition_id, input, created_at) "
+                    "VALUES ($1, $2, $3, '{}', now())",
+                    sub,
+                    tenant,
+                    wf,
+                )
+                await db.execute(
+                    "INSERT INTO jobs (id, tenant_id, submission_id, workflow_definition_id, "
+                    "workflow_key, status, created_at, updated_at) VALUES "
+                    f"($1, $2, $3, $4, 'k', 'pending', now() - interval '{age}', now())",
+                    job,
+                    tenant,
+                    sub,
+                    wf,
+                )
             await asyncio.to_thread(upgrade, url, "0009")
             rows = {r["id"]: r for r in await db.fetch("SELECT id, created_at, workflow_started_at FROM jobs")}
             assert rows[old]["workflow_started_at"] == rows[old]["created_at"]

@@ -8,8 +8,8 @@ import pypdf
 from sqlmodel import select
 from temporalio.api.enums.v1 import EventType
 
+from devstack.receiver import WebhookReceiver
 from lodestone.db import tenant_session
-from lodestone.receiver import WebhookReceiver
 from schema.tables import DeliveryAttempt, JobFailure
 from tests.helpers import create_workflow, definition, submit, wait_job
 
@@ -30,7 +30,8 @@ async def test_full_pipeline_delivers_signed_webhook(tenant_a, temporal):
     assert payload["data"]["job_id"] == job_id
     assert {a["kind"] for a in payload["data"]["artifacts"]} == {"html", "pdf"}
     assert {s["id"]: s["status"] for s in job["steps"]} == dict.fromkeys(
-        ["research", "angles", "outline", "write"], "completed")
+        ["research", "angles", "outline", "write"], "completed"
+    )
     assert all(s["usage"]["model"] == "offline" and s["usage"]["tokens_in"] > 0 for s in job["steps"])
     assert job["deliveries"][0]["status"] == "delivered"
     assert job["links"]["temporal"].endswith(f"/workflows/{job_id}")
@@ -86,8 +87,9 @@ async def test_webhook_retry_keeps_one_webhook_id(tenant_a, engine):
     assert len({r.webhook_id for r in hook.received}) == 1
     delivery = job["deliveries"][0]
     async with tenant_session(engine, tenant_a.id) as s:
-        attempts = (await s.exec(select(DeliveryAttempt).where(
-            DeliveryAttempt.delivery_id == uuid.UUID(delivery["id"])))).all()
+        attempts = (
+            await s.exec(select(DeliveryAttempt).where(DeliveryAttempt.delivery_id == uuid.UUID(delivery["id"])))
+        ).all()
     assert sorted(a.attempt for a in attempts) == [1, 2, 3]
     assert {a.webhook_id for a in attempts} == {delivery["webhook_id"]} == {hook.received[0].webhook_id}
     assert [a.status_code for a in sorted(attempts, key=lambda a: a.attempt)] == [503, 503, 204]

@@ -45,11 +45,14 @@ async def test_pdf_memory_cap_fails_cleanly():
     assert (await render_pdf(HTML.format("after").encode(), timeout=60, memory_mb=1024)).startswith(b"%PDF")
 
 
-@pytest.mark.parametrize("source", [
-    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
-    "{{ cycler.__init__.__globals__ }}",
-    "{{ input.__class__.__base__ }}",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ cycler.__init__.__globals__ }}",
+        "{{ input.__class__.__base__ }}",
+    ],
+)
 def test_sandbox_blocks_escapes(source):
     with pytest.raises(TemplateSecurityViolation, match="unsafe"):
         render(source, {"input": {}}, html=True)

@@ -1,5 +1,5 @@
 """Every checked-in history replays against the current workflow code, through the same
-lodestone.replay path as `lodestone ops history replay`. A change that breaks determinism
+cli.replay path as `lodestone ops history replay`. A change that breaks determinism
 for running workflows fails here (re-record: python -m tests.histories.record)."""
 
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lodestone.replay import HistoryUnreadable, load_history, registered_workflows, replay, workflow_type
+from cli.replay import HistoryUnreadable, load_history, registered_workflows, replay, workflow_type
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 KNOWN_TYPES = {w.__name__ for w in registered_workflows()}

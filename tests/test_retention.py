@@ -7,20 +7,23 @@ from sqlalchemy import delete, text
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from activities.conversation import PurgeInput
 from lodestone.db import tenant_session
-from lodestone.tenants import create_tenant
 from schema.tables import ChannelRoute, Message
+from services.tenants import create_tenant
 from tests.conversation_helpers import seed_contact
 from workflows.retention import PurgeMessagesWorkflow
-from workflows.types import PurgeInput
 
 
 async def test_purge_blanks_old_bodies_only(settings, stack, engine, temporal, tenant_a, tenant_b):
     old_a = await seed_contact(engine, tenant_a.id, messages=20, days=200)
     old_b = await seed_contact(engine, tenant_b.id, messages=10, days=200)
     result = await temporal.execute_workflow(
-        PurgeMessagesWorkflow.run, PurgeInput(90), id=f"purge-test-{uuid.uuid4()}",
-        task_queue=settings.temporal_task_queue)
+        PurgeMessagesWorkflow.run,
+        PurgeInput(90),
+        id=f"purge-test-{uuid.uuid4()}",
+        task_queue=settings.temporal_task_queue,
+    )
     assert result.tenants >= 2 and result.purged >= 11
     cutoff = datetime.now(UTC) - timedelta(days=90)
     for tenant, contact in ((tenant_a, old_a), (tenant_b, old_b)):
@@ -41,8 +44,11 @@ async def test_purge_reaches_a_tenant_whose_channel_is_gone(settings, stack, eng
         deleted = await s.execute(delete(ChannelRoute).where(col(ChannelRoute.tenant_id) == tenant.id))
     assert deleted.rowcount == 1  # the tenant has no channel left
     await temporal.execute_workflow(
-        PurgeMessagesWorkflow.run, PurgeInput(90), id=f"purge-test-{uuid.uuid4()}",
-        task_queue=settings.temporal_task_queue)
+        PurgeMessagesWorkflow.run,
+        PurgeInput(90),
+        id=f"purge-test-{uuid.uuid4()}",
+        task_queue=settings.temporal_task_queue,
+    )
     async with tenant_session(engine, tenant.id) as s:
         rows = (await s.exec(select(Message).where(Message.contact_id == contact.id))).all()
     old = [m for m in rows if m.sent_at < datetime.now(UTC) - timedelta(days=90, minutes=5)]

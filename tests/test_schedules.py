@@ -14,11 +14,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from temporalio.client import Client, ScheduleActionStartWorkflow, WorkflowExecutionStatus
 
+from activities.conversation import PurgeInput
 from lodestone.db import tenant_session
-from lodestone.retention import PURGE_SCHEDULE_ID, ensure_purge_schedule
 from schema.conversations import Contact
+from services.retention import PURGE_SCHEDULE_ID, ensure_purge_schedule
 from tests.conversation_helpers import seed_contact
-from workflows.types import PurgeInput
 
 EVERY = timedelta(days=15)
 
@@ -79,8 +79,9 @@ async def test_create_validates_and_rejects_duplicates(tenant_a, tenant_b, setti
     assert foreign.status_code == 404  # RLS hides tenant A's contact
     bad = await tenant_a.api.post("/v1/schedules", json={"contact_id": str(contact_id), "interval_days": 0})
     assert bad.status_code == 422
-    viewer = await tenant_a.api.post("/v1/schedules", json={"contact_id": str(contact_id)},
-                                     headers=_bearer(tenant_a, settings, "viewer"))
+    viewer = await tenant_a.api.post(
+        "/v1/schedules", json={"contact_id": str(contact_id)}, headers=_bearer(tenant_a, settings, "viewer")
+    )
     assert viewer.status_code == 403
 
 
@@ -119,11 +120,14 @@ async def test_pause_and_unpause_show_in_get(tenant_a, settings, schedule_id):
 async def test_another_tenant_gets_404_and_changes_nothing(tenant_a, tenant_b, schedule_id):
     before = (await tenant_a.api.get(f"/v1/schedules/{schedule_id}")).json()
     url = f"/v1/schedules/{schedule_id}"
-    attempts = [tenant_b.api.get(url), tenant_b.api.post(f"{url}/pause", json={"note": "mine now"}),
-                tenant_b.api.post(f"{url}/unpause"), tenant_b.api.post(f"{url}/trigger"),
-                tenant_b.api.post(f"{url}/backfill", json={"start": "2024-01-01T00:00:00Z",
-                                                           "end": "2024-02-01T00:00:00Z"}),
-                tenant_b.api.delete(url)]
+    attempts = [
+        tenant_b.api.get(url),
+        tenant_b.api.post(f"{url}/pause", json={"note": "mine now"}),
+        tenant_b.api.post(f"{url}/unpause"),
+        tenant_b.api.post(f"{url}/trigger"),
+        tenant_b.api.post(f"{url}/backfill", json={"start": "2024-01-01T00:00:00Z", "end": "2024-02-01T00:00:00Z"}),
+        tenant_b.api.delete(url),
+    ]
     for resp in [await a for a in attempts]:
         assert resp.status_code == 404, resp.text
         assert resp.json()["detail"] == f"schedule {schedule_id} not found"
@@ -148,16 +152,19 @@ async def test_trigger_starts_a_summary_run(tenant_a, settings, temporal, schedu
 
 async def test_backfill_of_two_intervals_starts_two_runs(tenant_a, settings, temporal, schedule_id):
     url = f"/v1/schedules/{schedule_id}/backfill"
-    first = datetime.fromisoformat((await tenant_a.api.get(f"/v1/schedules/{schedule_id}")).json()
-                                   ["next_action_times"][0])
+    first = datetime.fromisoformat(
+        (await tenant_a.api.get(f"/v1/schedules/{schedule_id}")).json()["next_action_times"][0]
+    )
     # A window that starts exactly on a fire time: [start, end) holds start and start + 15 days only.
     start, end = first - 4 * EVERY, first - 2 * EVERY
     window = {"start": start.isoformat(), "end": end.isoformat()}
     assert (await tenant_a.api.post(url, json=window, headers=_bearer(tenant_a, settings, "editor"))).status_code == 403
-    for bad in ({"start": window["end"], "end": window["start"]},
-                {"start": (end - timedelta(days=367)).isoformat(), "end": window["end"]},
-                {"start": window["start"], "end": (datetime.now(UTC) + timedelta(days=1)).isoformat()},
-                {"start": "2024-01-01T00:00:00", "end": "2024-01-31T00:00:00"}):  # no timezone
+    for bad in (
+        {"start": window["end"], "end": window["start"]},
+        {"start": (end - timedelta(days=367)).isoformat(), "end": window["end"]},
+        {"start": window["start"], "end": (datetime.now(UTC) + timedelta(days=1)).isoformat()},
+        {"start": "2024-01-01T00:00:00", "end": "2024-01-31T00:00:00"},
+    ):  # no timezone
         assert (await tenant_a.api.post(url, json=bad)).status_code == 422, bad
 
     before = len(await _runs(temporal, schedule_id, 0, timeout=0))  # e.g. the triggered run
@@ -166,8 +173,11 @@ async def test_backfill_of_two_intervals_starts_two_runs(tenant_a, settings, tem
     runs = await _runs(temporal, schedule_id, before + 2)
     await asyncio.sleep(1)  # a third run, if one were coming, would show by now
     runs = await _runs(temporal, schedule_id, before + 3, timeout=0)
-    backfilled = sorted(r.search_attributes["TemporalScheduledStartTime"][0] for r in runs
-                        if start <= r.search_attributes["TemporalScheduledStartTime"][0] < end)
+    backfilled = sorted(
+        r.search_attributes["TemporalScheduledStartTime"][0]
+        for r in runs
+        if start <= r.search_attributes["TemporalScheduledStartTime"][0] < end
+    )
     assert backfilled == [start, start + EVERY]
     assert len(runs) == before + 2
     recent = (await tenant_a.api.get(f"/v1/schedules/{schedule_id}")).json()["recent_actions"]
@@ -175,10 +185,22 @@ async def test_backfill_of_two_intervals_starts_two_runs(tenant_a, settings, tem
 
 
 async def _cli(settings, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "DATA_DIR": str(settings.data_path), "POSTGRES_PORT": str(settings.postgres_port),
-           "TEMPORAL_PORT": str(settings.temporal_port)}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "lodestone.cli", "schedules", *args, env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    env = {
+        **os.environ,
+        "DATA_DIR": str(settings.data_path),
+        "POSTGRES_PORT": str(settings.postgres_port),
+        "TEMPORAL_PORT": str(settings.temporal_port),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli.main",
+        "schedules",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
     return proc.returncode or 0, out.decode(), err.decode()
 

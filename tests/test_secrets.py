@@ -18,7 +18,7 @@ import hvac
 import pytest
 from pydantic import ValidationError
 
-from lodestone.devstack.processes import free_port, venv_bin, wait_for_port
+from devstack.processes import free_port, venv_bin, wait_for_port
 from lodestone.secrets import (
     EnvFileSecrets,
     InvalidSecretRef,
@@ -72,9 +72,18 @@ def start_bao(log_path: Path) -> Bao:
     SENSITIVE.add(root_token)
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(
-            [venv_bin("bao"), "server", "-dev", f"-dev-root-token-id={root_token}", "-dev-no-store-token",
-             f"-dev-listen-address=127.0.0.1:{port}"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [
+                venv_bin("bao"),
+                "server",
+                "-dev",
+                f"-dev-root-token-id={root_token}",
+                "-dev-no-store-token",
+                f"-dev-listen-address=127.0.0.1:{port}",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     bao = Bao(f"http://127.0.0.1:{port}", proc, hvac.Client(url=f"http://127.0.0.1:{port}", token=root_token))
     try:
         wait_for_port("127.0.0.1", port, timeout=30, proc=proc)
@@ -82,7 +91,8 @@ def start_bao(log_path: Path) -> Bao:
         root.sys.enable_auth_method("approle")
         root.sys.create_or_update_policy("lodestone-read", POLICY)
         root.auth.approle.create_or_update_approle(
-            "lodestone", token_policies=["lodestone-read"], token_ttl="2s", token_max_ttl="4s")
+            "lodestone", token_policies=["lodestone-read"], token_ttl="2s", token_max_ttl="4s"
+        )
         bao.role_id = root.auth.approle.read_role_id("lodestone")["data"]["role_id"]
         bao.secret_id = root.auth.approle.generate_secret_id("lodestone")["data"]["secret_id"]
         SENSITIVE.update({bao.role_id, bao.secret_id})
@@ -136,8 +146,12 @@ async def test_reads_by_reference(bao: Bao, vault: VaultSecrets, caplog: pytest.
             assert await vault.get(bao.ref(tenant, name)) == bao.values[f"{tenant}#{name}"]
     assert vault.stats.logins == 1 and vault.stats.reads == 2  # one read per path, the rest from cache
     assert any("approle login ok" in r.getMessage() for r in caplog.records)  # logs exist, and are clean
-    assert_clean(repr(vault), str(vault), repr(vault.stats), repr(Settings(
-        _env_file=None, vault_addr=bao.url, vault_role_id=bao.role_id, vault_secret_id=bao.secret_id)))
+    assert_clean(
+        repr(vault),
+        str(vault),
+        repr(vault.stats),
+        repr(Settings(_env_file=None, vault_addr=bao.url, vault_role_id=bao.role_id, vault_secret_id=bao.secret_id)),
+    )
 
 
 async def test_missing_path_field_and_deleted_version(bao: Bao, vault: VaultSecrets) -> None:
@@ -274,8 +288,13 @@ async def test_file_refs_stay_under_the_root(tmp_path: Path) -> None:
 
 async def test_make_secrets_dispatches_on_scheme(bao: Bao, tmp_path: Path) -> None:
     (tmp_path / "s").write_text("from-file")
-    settings = Settings(_env_file=None, vault_addr=bao.url, vault_role_id=bao.role_id,
-                        vault_secret_id=bao.secret_id, secrets_file_root=tmp_path)
+    settings = Settings(
+        _env_file=None,
+        vault_addr=bao.url,
+        vault_role_id=bao.role_id,
+        vault_secret_id=bao.secret_id,
+        secrets_file_root=tmp_path,
+    )
     chain = make_secrets(settings, env={"E": "from-env"})
     try:
         assert await chain.get("env:E") == "from-env"

@@ -6,9 +6,9 @@ import uuid
 
 from sqlmodel import func, select
 
+from devstack.processes import free_port
+from devstack.receiver import WebhookReceiver
 from lodestone.db import tenant_session
-from lodestone.devstack.processes import free_port
-from lodestone.receiver import WebhookReceiver
 from schema.tables import IdempotencyKey, Job
 from tests.helpers import create_workflow, definition, in_process_api, wait_job
 
@@ -19,8 +19,11 @@ async def test_failed_start_keeps_the_job_and_the_outbox_starts_it(settings, ten
         body = {"workflow_key": wf["key"], "input": {"company": "A"}}
         key = f"start-fails-{uuid.uuid4().hex}"
         # The same database and issuer, but a Temporal frontend that is not there.
-        async with in_process_api(settings, tenant_a.api.headers["authorization"].removeprefix("Bearer "),
-                                  temporal_address=f"127.0.0.1:{free_port()}") as api:
+        async with in_process_api(
+            settings,
+            tenant_a.api.headers["authorization"].removeprefix("Bearer "),
+            temporal_address=f"127.0.0.1:{free_port()}",
+        ) as api:
             began = time.monotonic()
             resp = await api.post("/v1/submissions", json=body, headers={"Idempotency-Key": key})
             took = time.monotonic() - began

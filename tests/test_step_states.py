@@ -37,16 +37,22 @@ class LeakyStore:
 
     async def put_bytes(self, key: str, *args: Any, **kwargs: Any) -> Any:
         if key.endswith("steps/leaky.txt"):
-            raise StorageFull(errno.ENOSPC, f"the object store is full: [Errno 28] No space left on device: "
-                                            f"'{LEAK}/{key}.part'")
+            raise StorageFull(
+                errno.ENOSPC, f"the object store is full: [Errno 28] No space left on device: '{LEAK}/{key}.part'"
+            )
         return await self._store.put_bytes(key, *args, **kwargs)
 
 
 @pytest.fixture(scope="module")
 async def api(settings: Settings, temporal, engine, tenant_a) -> AsyncIterator[httpx.AsyncClient]:
     s = settings.model_copy(update={"temporal_task_queue": f"steps-{uuid.uuid4()}", "step_max_attempts": 3})
-    deps = WorkerDeps(s, LeakyStore(make_store(s)), RoutingLLM(s), guarded_client(s.outbound_allow_cidrs),  # type: ignore[arg-type]
-                      make_secrets(s, secret_env()))
+    deps = WorkerDeps(
+        s,
+        LeakyStore(make_store(s)),
+        RoutingLLM(s),
+        guarded_client(s.outbound_allow_cidrs),  # type: ignore[arg-type]
+        make_secrets(s, secret_env()),
+    )
     token = tenant_a.api.headers["authorization"].removeprefix("Bearer ")
     async with build_worker(temporal, engine, deps, s.temporal_task_queue), in_process_api(s, token) as client:
         yield client
@@ -81,8 +87,14 @@ async def test_a_step_cancelled_because_a_sibling_failed_says_cancelled(api):
 
 async def test_a_step_failing_on_the_server_shows_its_type_not_the_servers_text(api):
     body = definition("http://127.0.0.1:9/never")
-    body["steps"] = [{"id": "leaky", "model": "offline", "inputs": {"company": "input.company"},
-                      "instructions": "About {{ company }}."}]
+    body["steps"] = [
+        {
+            "id": "leaky",
+            "model": "offline",
+            "inputs": {"company": "input.company"},
+            "instructions": "About {{ company }}.",
+        }
+    ]
     body["template"] = "<html><body>{{ steps.leaky }}</body></html>"
     job_id = await start(api, body)
     seen: list[tuple[str, str | None]] = []

@@ -29,8 +29,15 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     if request.param == "fs":
         return FilesystemStore(tmp_path_factory.mktemp("objects"))
     port = request.getfixturevalue("moto_port")
-    return S3Store(Settings(_env_file=None, s3_endpoint=f"http://127.0.0.1:{port}", s3_access_key="test",
-                            s3_secret_key="test", s3_bucket="lodestone-test"))
+    return S3Store(
+        Settings(
+            _env_file=None,
+            s3_endpoint=f"http://127.0.0.1:{port}",
+            s3_access_key="test",
+            s3_secret_key="test",
+            s3_bucket="lodestone-test",
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,17 +85,20 @@ async def test_empty_object(store):
     assert await store.size(key) == 0
 
 
-@pytest.mark.parametrize(("start", "end"), [
-    pytest.param(0, None, id="full"),
-    pytest.param(1000, 1999, id="middle"),  # end is inclusive
-    pytest.param(BIG - 100, None, id="tail"),
-    pytest.param(CHUNK - 10, CHUNK + 9, id="chunk-boundary"),
-    pytest.param(5, BIG - 5, id="many-chunks"),
-])
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        pytest.param(0, None, id="full"),
+        pytest.param(1000, 1999, id="middle"),  # end is inclusive
+        pytest.param(BIG - 100, None, id="tail"),
+        pytest.param(CHUNK - 10, CHUNK + 9, id="chunk-boundary"),
+        pytest.param(5, BIG - 5, id="many-chunks"),
+    ],
+)
 async def test_iter_range(store, big, start, end):
     key = _key()
     await store.put_bytes(key, big, "application/octet-stream")
-    expected = big[start:] if end is None else big[start:end + 1]
+    expected = big[start:] if end is None else big[start : end + 1]
     got = await _read(store, key, start, end)
     assert len(got) == len(expected)
     assert got == expected
@@ -97,7 +107,7 @@ async def test_iter_range(store, big, start, end):
 async def test_iter_range_single_byte(store, big):
     key = _key()
     await store.put_bytes(key, big, "application/octet-stream")
-    assert await _read(store, key, CHUNK, CHUNK) == big[CHUNK:CHUNK + 1]
+    assert await _read(store, key, CHUNK, CHUNK) == big[CHUNK : CHUNK + 1]
 
 
 async def test_missing_key_raises_object_not_found(store):
@@ -255,8 +265,9 @@ async def test_put_stream_aborts_when_the_store_fails(store, monkeypatch):
         real = fs._write_all
         monkeypatch.setattr(fs, "_write_all", fail_second)
     with pytest.raises(OSError, match="No space left"):
-        await store.put_stream("t/uploads/full/input", _chunks(os.urandom(12 * 1024 * 1024)),
-                               "application/octet-stream")
+        await store.put_stream(
+            "t/uploads/full/input", _chunks(os.urandom(12 * 1024 * 1024)), "application/octet-stream"
+        )
     with pytest.raises(ObjectNotFound):
         await store.size("t/uploads/full/input")
     await _assert_no_partial_uploads(store)
@@ -288,8 +299,10 @@ async def test_parts_resume_after_a_lost_writer(store):
     upload_id = await store.begin_parts("t/jobs/j/input", "application/octet-stream")
     first = await store.put_part("t/jobs/j/input", upload_id, 1, data[:p])
     # A new writer picks up with only the checkpoint (upload id and finished parts).
-    rest = [await store.put_part("t/jobs/j/input", upload_id, 2, data[p : 2 * p]),
-            await store.put_part("t/jobs/j/input", upload_id, 3, data[2 * p :])]
+    rest = [
+        await store.put_part("t/jobs/j/input", upload_id, 2, data[p : 2 * p]),
+        await store.put_part("t/jobs/j/input", upload_id, 3, data[2 * p :]),
+    ]
     await store.complete_parts("t/jobs/j/input", upload_id, [first, *rest])
     assert await store.get_bytes("t/jobs/j/input") == data
 
@@ -309,8 +322,15 @@ async def test_s3_reclaim_aborts_only_stale_multipart_uploads(moto_port):
     no part at all is not tested here: on S3 its Initiated time is its age.)"""
     import asyncio
 
-    store = S3Store(Settings(_env_file=None, s3_endpoint=f"http://127.0.0.1:{moto_port}", s3_access_key="test",
-                             s3_secret_key="test", s3_bucket="reclaim-test"))
+    store = S3Store(
+        Settings(
+            _env_file=None,
+            s3_endpoint=f"http://127.0.0.1:{moto_port}",
+            s3_access_key="test",
+            s3_secret_key="test",
+            s3_bucket="reclaim-test",
+        )
+    )
     part = os.urandom(5 * 1024 * 1024)
     crashed = await store.begin_parts("t/uploads/crashed/input", "application/octet-stream")
     await store.put_part("t/uploads/crashed/input", crashed, 1, part)
@@ -331,8 +351,16 @@ async def test_s3_storage_full_is_storage_full(store, monkeypatch):
     from minio.error import S3Error
 
     def full(*args):
-        raise S3Error(type("R", (), {"status": 507})(), "XMinioStorageFull", "Storage backend has reached its "
-                      "minimum free drive threshold.", "/", "r", "h", store.bucket, "t/uploads/s3full/input")
+        raise S3Error(
+            type("R", (), {"status": 507})(),
+            "XMinioStorageFull",
+            "Storage backend has reached its minimum free drive threshold.",
+            "/",
+            "r",
+            "h",
+            store.bucket,
+            "t/uploads/s3full/input",
+        )
 
     monkeypatch.setattr(store, "_upload_part_file", full)
     with pytest.raises(StorageFull):

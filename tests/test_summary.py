@@ -17,8 +17,11 @@ from workflows.types import SummaryInput
 async def test_summary_sends_a_pdf_of_the_window(settings, stack, engine, temporal, tenant_a, graph_standin):
     contact = await seed_contact(engine, tenant_a.id, messages=30, days=30)
     result = await temporal.execute_workflow(
-        SummaryWorkflow.run, SummaryInput(str(tenant_a.id), str(contact.id), 15),
-        id=f"summary-test-{uuid.uuid4()}", task_queue=settings.temporal_task_queue)
+        SummaryWorkflow.run,
+        SummaryInput(str(tenant_a.id), str(contact.id), 15),
+        id=f"summary-test-{uuid.uuid4()}",
+        task_queue=settings.temporal_task_queue,
+    )
     assert result.message_count == 15  # half of the 30 days
     pdf = (settings.data_path / "objects" / result.pdf_key).read_bytes()
     text = "\n".join(p.extract_text() for p in pypdf.PdfReader(io.BytesIO(pdf)).pages)
@@ -34,28 +37,38 @@ async def test_summary_sends_a_pdf_of_the_window(settings, stack, engine, tempor
     assert sent.status == "sent" and sent.message_id == result.wa_message_id
 
 
-async def test_fifteen_day_schedule_fires_twice_and_sends_two_pdfs(settings, stack, engine, temporal, tenant_a,
-                                                                   graph_standin):
+async def test_fifteen_day_schedule_fires_twice_and_sends_two_pdfs(
+    settings, stack, engine, temporal, tenant_a, graph_standin
+):
     """Two fire times of a real Temporal Schedule, via backfill on the dev server. (The
     time-skipping test server does not implement Schedules: CreateSchedule is unimplemented.)"""
     import asyncio
     from datetime import timedelta
 
-    from lodestone.schedules import backfill_summary_schedule, create_summary_schedule, describe_summary_schedule
+    from services.schedules import backfill_summary_schedule, create_summary_schedule, describe_summary_schedule
 
     contact = await seed_contact(engine, tenant_a.id, messages=60, days=60)
     created = await create_summary_schedule(temporal, settings, tenant_a.id, contact.id, 15)
     try:
         first_next = (await describe_summary_schedule(temporal, tenant_a.id, created.id)).next_action_times[0]
         # Fire times sit every 15 days before first_next; take the two before the latest past one.
-        await backfill_summary_schedule(temporal, tenant_a.id, created.id,
-                                        first_next - timedelta(days=60, seconds=-1),
-                                        first_next - timedelta(days=15, seconds=1))
+        await backfill_summary_schedule(
+            temporal,
+            tenant_a.id,
+            created.id,
+            first_next - timedelta(days=60, seconds=-1),
+            first_next - timedelta(days=15, seconds=1),
+        )
         rows = []
         for _ in range(120):
             async with tenant_session(engine, tenant_a.id) as s:
-                rows = list((await s.exec(select(Summary).where(Summary.contact_id == contact.id)
-                                          .order_by(Summary.window_end))).all())
+                rows = list(
+                    (
+                        await s.exec(
+                            select(Summary).where(Summary.contact_id == contact.id).order_by(Summary.window_end)
+                        )
+                    ).all()
+                )
             if len(rows) >= 2:
                 break
             await asyncio.sleep(0.5)

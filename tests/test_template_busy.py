@@ -15,23 +15,13 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
-from activities.steps import StepFailureInput
-from lodestone.devstack.processes import venv_bin
+from activities.delivery_log import DeliveryInput, DeliveryResult
+from activities.jobs import FailureInput, JobPlan, JobRef, JobStatusInput
+from activities.render import RenderInput, RenderResult
+from activities.steps import StepFailureInput, StepInput, StepResult
+from devstack.processes import venv_bin
 from workflows.submission import RENDER_RETRY, STEP_RETRY, SubmissionWorkflow
-from workflows.types import (
-    STATUS,
-    DeliveryInput,
-    DeliveryResult,
-    FailureInput,
-    JobPlan,
-    JobRef,
-    JobStatusInput,
-    RenderInput,
-    RenderResult,
-    StepInput,
-    StepResult,
-    SubmissionInput,
-)
+from workflows.types import STATUS, SubmissionInput
 
 BUSY_FOR = 15  # more than any policy's maximum_attempts
 DELAY = timedelta(seconds=7)
@@ -85,17 +75,28 @@ class Busy:
         raise AssertionError("no delivery targets")
 
     def all(self) -> list:
-        return [self.load_plan, self.set_status, self.record_failure, self.record_step_failure,
-                self.run_step, self.render, self.deliver_webhook]
+        return [
+            self.load_plan,
+            self.set_status,
+            self.record_failure,
+            self.record_step_failure,
+            self.run_step,
+            self.render,
+            self.deliver_webhook,
+        ]
 
 
 @pytest.fixture(scope="module")
 async def env():
     async with await WorkflowEnvironment.start_time_skipping(
-            test_server_existing_path=venv_bin("temporal-test-server")) as env:
-        await env.client.operator_service.add_search_attributes(AddSearchAttributesRequest(
-            namespace=env.client.namespace,
-            search_attributes={STATUS.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD}))
+        test_server_existing_path=venv_bin("temporal-test-server")
+    ) as env:
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={STATUS.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
+            )
+        )
         yield env
 
 
@@ -103,8 +104,11 @@ async def run(env: WorkflowEnvironment, fakes: Busy):
     queue = f"tq-{uuid.uuid4()}"
     async with Worker(env.client, task_queue=queue, workflows=[SubmissionWorkflow], activities=fakes.all()):
         handle = await env.client.start_workflow(
-            SubmissionWorkflow.run, SubmissionInput("t-1", f"job-{uuid.uuid4()}"), id=f"wf-{uuid.uuid4()}",
-            task_queue=queue)
+            SubmissionWorkflow.run,
+            SubmissionInput("t-1", f"job-{uuid.uuid4()}"),
+            id=f"wf-{uuid.uuid4()}",
+            task_queue=queue,
+        )
         try:
             return await handle.result()
         finally:  # its history, busy waits and all, replays: the waits are deterministic
@@ -155,8 +159,15 @@ class BusyAndBroken(Busy):
         raise ApplicationError("refused", type="LLMRefused", non_retryable=True)
 
     def all(self) -> list:
-        return [self.load_plan, self.set_status, self.record_failure, self.record_step_failure,
-                self.run_step, self.render, self.deliver_webhook]
+        return [
+            self.load_plan,
+            self.set_status,
+            self.record_failure,
+            self.record_step_failure,
+            self.run_step,
+            self.render,
+            self.deliver_webhook,
+        ]
 
 
 async def test_a_step_waiting_out_a_busy_pool_is_cancelled_with_its_job(env):

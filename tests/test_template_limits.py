@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 from temporalio.client import Client
 
-from lodestone.receiver import WebhookReceiver
+from devstack.receiver import WebhookReceiver
 from tests.helpers import create_workflow, definition, submit, wait_job
 
 LOOP = "{% for i in range(100000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}"  # 1e9 iterations
@@ -61,20 +61,25 @@ async def test_template_bombs_fail_alone(stack, tenant_a, tenant_b):
 
         bound = max(4 * idle, idle + 15)
         done = asyncio.Event()
-        health = asyncio.create_task(health_failures(f"http://127.0.0.1:{stack.settings.worker_metrics_port}/health",
-                                                     done))
+        health = asyncio.create_task(
+            health_failures(f"http://127.0.0.1:{stack.settings.worker_metrics_port}/health", done)
+        )
         try:
             results = await asyncio.gather(
                 *(timed_job(tenant_a.api, key, timeout=60) for key in bombs),
-                timed_job(tenant_b.api, normal["key"], timeout=bound))
+                timed_job(tenant_b.api, normal["key"], timeout=bound),
+            )
         finally:
             done.set()
         failures = await health
 
     (loop_job, _), (step_job, _), (big_job, _), (normal_job, busy) = results
     assert normal_job["status"] == "delivered" and busy < bound, (busy, idle)
-    for job, limit in ((loop_job, "TEMPLATE_CPU_SECONDS"), (step_job, "TEMPLATE_CPU_SECONDS"),
-                       (big_job, "TEMPLATE_MEMORY_MB")):
+    for job, limit in (
+        (loop_job, "TEMPLATE_CPU_SECONDS"),
+        (step_job, "TEMPLATE_CPU_SECONDS"),
+        (big_job, "TEMPLATE_MEMORY_MB"),
+    ):
         assert job["status"] == "failed", job
         assert job["error"]["code"] == "TemplateLimitExceeded" and limit in job["error"]["message"], job["error"]
     assert loop_job["error"]["failed_step"] == "render:html" and big_job["error"]["failed_step"] == "render:html"
@@ -109,8 +114,10 @@ async def test_a_flood_of_bombs_is_waited_out_not_failed_for_busy(stack, tempora
         _, idle = await timed_job(tenant_b.api, normal["key"], timeout=60)
 
         bound = max(4 * idle, idle + 15)
-        results = await asyncio.gather(*(timed_job(tenant_a.api, bomb_key, timeout=240) for _ in range(8)),
-                                       timed_job(tenant_b.api, normal["key"], timeout=bound))
+        results = await asyncio.gather(
+            *(timed_job(tenant_a.api, bomb_key, timeout=240) for _ in range(8)),
+            timed_job(tenant_b.api, normal["key"], timeout=bound),
+        )
     (normal_job, busy), bombs = results[-1], [job for job, _ in results[:-1]]
     assert normal_job["status"] == "delivered" and busy < bound, (busy, idle)
     for job in bombs:

@@ -34,9 +34,11 @@ async def test_normal_templates_render_as_before(pool):
     html = "<html><body><h1>{{ input.company }}</h1>{{ steps.write | paragraphs }}</body></html>"
     ctx = {"input": {"company": "Acme & <Co>"}, "steps": {"write": "one\n\ntwo <b>"}}
     assert await pool.render(html, ctx, html=True) == (
-        "<html><body><h1>Acme &amp; &lt;Co&gt;</h1><p>one</p>\n<p>two &lt;b&gt;</p></body></html>")
+        "<html><body><h1>Acme &amp; &lt;Co&gt;</h1><p>one</p>\n<p>two &lt;b&gt;</p></body></html>"
+    )
     assert await pool.render("Write using {{ a }} and {{ o }}.", {"a": "<x>", "o": "é"}, html=False) == (
-        "Write using <x> and é.")
+        "Write using <x> and é."
+    )
     loops = "{% for k, v in input | dictsort %}{{ loop.index }}:{{ k }}={{ v }};{% endfor %}"
     assert await pool.render(loops, {"input": {"b": 2, "a": 1}}, html=False) == "1:a=1;2:b=2;"
 
@@ -50,10 +52,15 @@ async def test_template_errors_keep_their_types(pool):
         await pool.render("{{ 1 / 0 }}", {}, html=False)
 
 
-@pytest.mark.parametrize("source", [
-    "{% include 'other.html' %}", "{% import 'macros.html' as m %}{{ m.x() }}",
-    "{% from 'macros.html' import x %}{{ x() }}", "{% extends 'base.html' %}",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% include 'other.html' %}",
+        "{% import 'macros.html' as m %}{{ m.x() }}",
+        "{% from 'macros.html' import x %}{{ x() }}",
+        "{% extends 'base.html' %}",
+    ],
+)
 async def test_loading_other_templates_is_a_template_error(pool, source):
     with pytest.raises(TemplateRenderError, match="cannot include, import or extend"):
         await pool.render(source, {}, html=True)
@@ -69,13 +76,16 @@ async def test_cpu_limit_ends_a_runaway_loop(pool):
     assert await pool.render("{{ 1 + 1 }}", {}, html=False) == "2"
 
 
-@pytest.mark.parametrize("source", [
-    "{{ 'x' * 300000000 }}",
-    "{{ (range(100000) | list * 1000) | join }}",
-    "{{ '{:>300000000}'.format('') }}",
-    "{{ '%300000000s' % '' }}",
-    "{{ 'x' | center(300000000) }}",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ 'x' * 300000000 }}",
+        "{{ (range(100000) | list * 1000) | join }}",
+        "{{ '{:>300000000}'.format('') }}",
+        "{{ '%300000000s' % '' }}",
+        "{{ 'x' | center(300000000) }}",
+    ],
+)
 async def test_memory_limit_stops_what_one_expression_builds(pool, source):
     with pytest.raises(TemplateLimitExceeded, match=r"TEMPLATE_MEMORY_MB \(128 MiB\)"):
         await pool.render(source, {}, html=True)
@@ -156,7 +166,8 @@ async def test_a_flooding_tenant_fails_fast_while_others_render():
             started = time.monotonic()
             for i in range(10):
                 assert await pool.render("{{ t }}{{ n }}", {"t": tenant, "n": i}, html=False, tenant=tenant) == (
-                    f"{tenant}{i}")
+                    f"{tenant}{i}"
+                )
             return time.monotonic() - started
 
         b, c = await asyncio.gather(renders("b"), renders("c"))
@@ -255,8 +266,9 @@ async def test_a_render_waits_at_most_the_wait_then_is_busy():
 async def test_the_render_next_in_line_waits_for_a_child_instead_of_being_busy():
     # a and b hold both children (say with bombs); c holds none: its first render waits for
     # the next free child, past the wait, while its second is busy after the wait.
-    turns: FairTurns[int] = FairTurns(2, wait_seconds=0.2, render_seconds=2, dead=lambda _: False,
-                                      next_in_line_seconds=10)
+    turns: FairTurns[int] = FairTurns(
+        2, wait_seconds=0.2, render_seconds=2, dead=lambda _: False, next_in_line_seconds=10
+    )
     turns.put(0)
     turns.put(1)
     a, b = await turns.take("a"), await turns.take("b")

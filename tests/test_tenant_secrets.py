@@ -5,10 +5,10 @@ import uuid
 
 import pytest
 
-from lodestone.receiver import WebhookReceiver
+from devstack.receiver import WebhookReceiver
 from lodestone.secrets import InvalidSecretRef
 from lodestone.tenant_secrets import check_tenant_ref, tenant_env_prefix
-from lodestone.tenants import new_webhook_secret
+from services.tenants import new_webhook_secret
 from tests.helpers import create_workflow, definition, submit, wait_job
 
 
@@ -31,12 +31,19 @@ async def test_webhook_is_signed_with_the_referenced_secret(settings, tenant_b):
         await tenant_b.api.put("/v1/tenant/secrets", json={"refs": {}})
 
 
-@pytest.mark.parametrize("ref", [
-    "vault:lodestone/tenants/{other}/keys#webhook", "vault:lodestone/shared#webhook",
-    "file:/srv/secrets/tenants/{other}/webhook", "file:/srv/secrets/tenants/{me}/../{other}/x",
-    "env:WEBHOOK_SECRET", "env:" + tenant_env_prefix("00000000-0000-4000-8000-000000000001") + "X",
-    "https://example.com/secret", "vault:lodestone/tenants/{me}",
-])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "vault:lodestone/tenants/{other}/keys#webhook",
+        "vault:lodestone/shared#webhook",
+        "file:/srv/secrets/tenants/{other}/webhook",
+        "file:/srv/secrets/tenants/{me}/../{other}/x",
+        "env:WEBHOOK_SECRET",
+        "env:" + tenant_env_prefix("00000000-0000-4000-8000-000000000001") + "X",
+        "https://example.com/secret",
+        "vault:lodestone/tenants/{me}",
+    ],
+)
 async def test_references_outside_the_tenant_are_refused(ref, tenant_a, tenant_b):
     ref = ref.format(me=tenant_a.id, other=tenant_b.id)
     resp = await tenant_a.api.put("/v1/tenant/secrets", json={"refs": {"webhook_secret": ref}})
@@ -44,9 +51,11 @@ async def test_references_outside_the_tenant_are_refused(ref, tenant_a, tenant_b
 
 
 def test_references_inside_the_tenant_are_accepted(tenant_a):
-    for ref in (f"vault:lodestone/tenants/{tenant_a.id}/keys#webhook",
-                f"file:/srv/secrets/tenants/{tenant_a.id}/webhook",
-                f"env:{tenant_env_prefix(tenant_a.id)}WEBHOOK"):
+    for ref in (
+        f"vault:lodestone/tenants/{tenant_a.id}/keys#webhook",
+        f"file:/srv/secrets/tenants/{tenant_a.id}/webhook",
+        f"env:{tenant_env_prefix(tenant_a.id)}WEBHOOK",
+    ):
         check_tenant_ref(tenant_a.id, ref)
     with pytest.raises(InvalidSecretRef):
         check_tenant_ref(tenant_a.id, f"vault:lodestone/tenants/{tenant_a.id}")  # no #field

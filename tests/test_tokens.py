@@ -53,8 +53,16 @@ def new_key() -> jwk.JWK:
 
 def claims(issuer: str, **over) -> dict:
     now = int(time.time())
-    base = {"iss": issuer, "aud": AUD, "sub": "u", "iat": now, "nbf": now, "exp": now + 300,
-            "tenant_id": str(uuid.uuid4()), "realm_access": {"roles": ["viewer", "offline_access"]}}
+    base = {
+        "iss": issuer,
+        "aud": AUD,
+        "sub": "u",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+        "tenant_id": str(uuid.uuid4()),
+        "realm_access": {"roles": ["viewer", "offline_access"]},
+    }
     base.update(over)
     return base
 
@@ -101,8 +109,20 @@ async def test_key_rotation_refetches_once_then_rate_limits(realm):
     assert server.fetches == 2  # a second unknown kid within the interval does not hammer the realm
 
 
-@pytest.mark.parametrize("case", ["alg_none", "hs256_with_public_key", "wrong_iss", "wrong_aud", "expired",
-                                  "not_yet_valid", "malformed", "no_tenant", "foreign_key_same_kid"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "alg_none",
+        "hs256_with_public_key",
+        "wrong_iss",
+        "wrong_aud",
+        "expired",
+        "not_yet_valid",
+        "malformed",
+        "no_tenant",
+        "foreign_key_same_kid",
+    ],
+)
 async def test_rejections_are_401(realm, case):
     server, verifier = realm
     key = server.keys[0]

@@ -10,8 +10,8 @@ import uuid
 import pytest
 from sqlmodel import select
 
+from devstack.receiver import WebhookReceiver
 from lodestone.db import tenant_session
-from lodestone.receiver import WebhookReceiver
 from schema.tables import Tenant, Upload
 from tests.conftest import _tenant
 from tests.helpers import create_workflow, definition, submit, wait_job
@@ -76,8 +76,11 @@ async def test_declared_size_over_limit_is_413_before_reading(small_tenant, engi
 def chunked_upload_reading_early_answer(host: str, port: int, token: str, chunks: int) -> bytes:
     """Send a chunked body the way a careful client does: watching for an early answer."""
     with socket.create_connection((host, port), timeout=10) as sock:
-        sock.sendall((f"POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n"
-                      "Transfer-Encoding: chunked\r\n\r\n").encode())
+        sock.sendall(
+            (
+                f"POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ).encode()
+        )
         for _ in range(chunks):
             if selectors_.select([sock], [], [], 0.02)[0]:
                 break  # the server has answered before the body ended
@@ -90,8 +93,13 @@ def chunked_upload_reading_early_answer(host: str, port: int, token: str, chunks
 
 
 async def test_chunked_body_over_limit_is_413_and_leaves_nothing(small_tenant, engine, settings):
-    answer = await asyncio.to_thread(chunked_upload_reading_early_answer, settings.api_host, settings.api_port,
-                                     small_tenant.api.headers["authorization"], 40)  # 2.5 MiB, never declared
+    answer = await asyncio.to_thread(
+        chunked_upload_reading_early_answer,
+        settings.api_host,
+        settings.api_port,
+        small_tenant.api.headers["authorization"],
+        40,
+    )  # 2.5 MiB, never declared
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert await uploads_of(engine, small_tenant.id) == []
     assert not (settings.data_path / "objects" / str(small_tenant.id)).exists()
@@ -105,8 +113,12 @@ async def test_client_disconnect_leaves_no_object_and_no_row(tenant_b, engine, s
 
     def send_half() -> None:
         with socket.create_connection((settings.api_host, settings.api_port)) as sock:
-            sock.sendall((f"POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n"
-                          f"Content-Length: {10 * 1024 * 1024}\r\n\r\n").encode())
+            sock.sendall(
+                (
+                    f"POST /v1/uploads HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\n"
+                    f"Content-Length: {10 * 1024 * 1024}\r\n\r\n"
+                ).encode()
+            )
             sock.sendall(os.urandom(3 * 1024 * 1024))
 
     await asyncio.to_thread(send_half)
@@ -128,8 +140,10 @@ async def test_submission_reads_a_bounded_excerpt_of_the_upload(tenant_a, llm_st
         model = f"ok-{uuid.uuid4().hex[:8]}"
         body["steps"][0].update(model=model, instructions="Summarise: {{ input_file.excerpt }} ({{ input_file.size }})")
         wf = await create_workflow(tenant_a.api, body)
-        resp = await tenant_a.api.post("/v1/submissions", json={
-            "workflow_key": wf["key"], "input": {"company": "Acme"}, "input_upload_id": upload["upload_id"]})
+        resp = await tenant_a.api.post(
+            "/v1/submissions",
+            json={"workflow_key": wf["key"], "input": {"company": "Acme"}, "input_upload_id": upload["upload_id"]},
+        )
         job = await wait_job(tenant_a.api, resp.json()["job_id"])
     assert job["status"] == "delivered", job
     prompt = next(r for r in llm_standin.requests if r["model"] == model)["messages"][0]["content"]
@@ -141,8 +155,10 @@ async def test_submission_reads_a_bounded_excerpt_of_the_upload(tenant_a, llm_st
 async def test_submission_cannot_use_another_tenants_upload(tenant_a, tenant_b):
     upload = (await tenant_a.api.post("/v1/uploads", content=b"private")).json()
     wf = await create_workflow(tenant_b.api, definition("http://127.0.0.1:9/hook"))
-    resp = await tenant_b.api.post("/v1/submissions", json={
-        "workflow_key": wf["key"], "input": {"company": "B"}, "input_upload_id": upload["upload_id"]})
+    resp = await tenant_b.api.post(
+        "/v1/submissions",
+        json={"workflow_key": wf["key"], "input": {"company": "B"}, "input_upload_id": upload["upload_id"]},
+    )
     assert resp.status_code == 404
 
 
@@ -152,8 +168,10 @@ async def test_submission_ingests_input_url(tenant_a, settings):
     try:
         with WebhookReceiver(tenant_a.webhook_secret) as hook:
             wf = await create_workflow(tenant_a.api, definition(hook.url))
-            resp = await tenant_a.api.post("/v1/submissions", json={
-                "workflow_key": wf["key"], "input": {"company": "Acme"}, "input_url": source.url()})
+            resp = await tenant_a.api.post(
+                "/v1/submissions",
+                json={"workflow_key": wf["key"], "input": {"company": "Acme"}, "input_url": source.url()},
+            )
             job = await wait_job(tenant_a.api, resp.json()["job_id"])
     finally:
         source.close()
@@ -165,15 +183,18 @@ async def test_submission_ingests_input_url(tenant_a, settings):
 async def test_input_url_checks(tenant_a):
     wf = await create_workflow(tenant_a.api, definition("http://127.0.0.1:9/hook"))
     for url in ("file:///etc/passwd", "gopher://127.0.0.1/", "not a url"):
-        resp = await tenant_a.api.post("/v1/submissions", json={
-            "workflow_key": wf["key"], "input": {"company": "A"}, "input_url": url})
+        resp = await tenant_a.api.post(
+            "/v1/submissions", json={"workflow_key": wf["key"], "input": {"company": "A"}, "input_url": url}
+        )
         assert resp.status_code == 422, url
     source = FileSource(b"unused")
     try:
         resp = await submit(tenant_a.api, wf["key"])  # control: no input object is fine
         assert resp.status_code == 202
-        resp = await tenant_a.api.post("/v1/submissions", json={
-            "workflow_key": wf["key"], "input": {"company": "A"}, "input_url": source.url("/metadata")})
+        resp = await tenant_a.api.post(
+            "/v1/submissions",
+            json={"workflow_key": wf["key"], "input": {"company": "A"}, "input_url": source.url("/metadata")},
+        )
         job = await wait_job(tenant_a.api, resp.json()["job_id"])
     finally:
         source.close()

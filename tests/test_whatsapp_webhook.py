@@ -13,8 +13,8 @@ import httpx
 import pytest
 from sqlmodel import select
 
+from devstack.processes import free_port
 from lodestone.db import tenant_session
-from lodestone.devstack.processes import free_port
 from schema.tables import Contact, Message
 from tests.helpers import in_process_api
 
@@ -29,8 +29,13 @@ def sign(secret: str, raw: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
 
 
-async def post_webhook(settings, payload: dict[str, Any] | bytes, signature: str | None = "sign",
-                       raw: bytes | None = None, http: httpx.AsyncClient | None = None) -> httpx.Response:
+async def post_webhook(
+    settings,
+    payload: dict[str, Any] | bytes,
+    signature: str | None = "sign",
+    raw: bytes | None = None,
+    http: httpx.AsyncClient | None = None,
+) -> httpx.Response:
     """Post `raw` (default: the payload's JSON) signed over the payload unless told otherwise."""
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     headers = {"content-type": "application/json"}
@@ -45,17 +50,33 @@ async def post_webhook(settings, payload: dict[str, Any] | bytes, signature: str
 
 
 def change(phone_number_id: str, **value: Any) -> dict[str, Any]:
-    value = {"messaging_product": "whatsapp",
-             "metadata": {"display_phone_number": "15550001111", "phone_number_id": phone_number_id}, **value}
-    return {"object": "whatsapp_business_account",
-            "entry": [{"id": "waba-1", "changes": [{"field": "messages", "value": value}]}]}
+    value = {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550001111", "phone_number_id": phone_number_id},
+        **value,
+    }
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "waba-1", "changes": [{"field": "messages", "value": value}]}],
+    }
 
 
-def text_payload(phone_number_id: str, wa_id: str, body: str = "hello", message_id: str | None = None,
-                 name: str = "Ada") -> dict[str, Any]:
-    return change(phone_number_id, contacts=[{"profile": {"name": name}, "wa_id": wa_id}], messages=[{
-        "from": wa_id, "id": message_id or f"wamid.{uuid.uuid4().hex}", "timestamp": str(int(time.time())),
-        "type": "text", "text": {"body": body}}])
+def text_payload(
+    phone_number_id: str, wa_id: str, body: str = "hello", message_id: str | None = None, name: str = "Ada"
+) -> dict[str, Any]:
+    return change(
+        phone_number_id,
+        contacts=[{"profile": {"name": name}, "wa_id": wa_id}],
+        messages=[
+            {
+                "from": wa_id,
+                "id": message_id or f"wamid.{uuid.uuid4().hex}",
+                "timestamp": str(int(time.time())),
+                "type": "text",
+                "text": {"body": body},
+            }
+        ],
+    )
 
 
 def message_id(payload: dict[str, Any]) -> str:
@@ -92,9 +113,13 @@ async def phone(tenant_a) -> Any:
 
 # --- GET: subscription verification ---------------------------------------------------
 
+
 async def test_verify_echoes_challenge(settings, stack) -> None:
-    params = {"hub.mode": "subscribe", "hub.verify_token": settings.whatsapp_verify_token,
-              "hub.challenge": "1158201444"}
+    params = {
+        "hub.mode": "subscribe",
+        "hub.verify_token": settings.whatsapp_verify_token,
+        "hub.challenge": "1158201444",
+    }
     resp = httpx.get(f"{settings.api_url}/webhooks/whatsapp", params=params)
     assert resp.status_code == 200
     assert resp.text == "1158201444"
@@ -103,8 +128,7 @@ async def test_verify_echoes_challenge(settings, stack) -> None:
 
 @pytest.mark.parametrize("mode,token", [("subscribe", "wrong-token"), ("unsubscribe", None), ("", None)])
 async def test_verify_refuses_bad_token_or_mode(settings, stack, mode: str, token: str | None) -> None:
-    params = {"hub.mode": mode, "hub.verify_token": token or settings.whatsapp_verify_token,
-              "hub.challenge": "42"}
+    params = {"hub.mode": mode, "hub.verify_token": token or settings.whatsapp_verify_token, "hub.challenge": "42"}
     resp = httpx.get(f"{settings.api_url}/webhooks/whatsapp", params=params)
     assert resp.status_code == 403
     assert resp.headers["content-type"] == "application/problem+json"
@@ -112,6 +136,7 @@ async def test_verify_refuses_bad_token_or_mode(settings, stack, mode: str, toke
 
 
 # --- POST: signatures ------------------------------------------------------------------
+
 
 async def test_signed_text_message_is_stored(settings, engine, tenant_a, phone) -> None:
     wa_id = digits()
@@ -127,8 +152,9 @@ async def test_signed_text_message_is_stored(settings, engine, tenant_a, phone) 
 
 
 @pytest.mark.parametrize("signature", [None, "sha256=" + "0" * 64, "sha1=abc", "", "garbage"])
-async def test_bad_or_missing_signature_stores_nothing(settings, engine, tenant_a, phone,
-                                                       signature: str | None) -> None:
+async def test_bad_or_missing_signature_stores_nothing(
+    settings, engine, tenant_a, phone, signature: str | None
+) -> None:
     payload = text_payload(phone, digits())
     resp = await post_webhook(settings, payload, signature=signature)
     assert resp.status_code == 401
@@ -154,6 +180,7 @@ async def test_signed_malformed_json_is_400(settings, stack) -> None:
 
 # --- POST: storage ---------------------------------------------------------------------
 
+
 async def test_duplicate_message_is_stored_once(settings, engine, tenant_a, phone) -> None:
     payload = text_payload(phone, digits(), "same message twice")
     for _ in range(2):
@@ -163,9 +190,19 @@ async def test_duplicate_message_is_stored_once(settings, engine, tenant_a, phon
 
 async def test_image_message_is_stored_with_its_caption(settings, engine, tenant_a, phone) -> None:
     wa_id, mid = digits(), f"wamid.{uuid.uuid4().hex}"
-    payload = change(phone, contacts=[{"profile": {"name": "Bo"}, "wa_id": wa_id}], messages=[{
-        "from": wa_id, "id": mid, "timestamp": "1700000000", "type": "image",
-        "image": {"id": "media-1", "mime_type": "image/jpeg", "sha256": "x", "caption": "my receipt"}}])
+    payload = change(
+        phone,
+        contacts=[{"profile": {"name": "Bo"}, "wa_id": wa_id}],
+        messages=[
+            {
+                "from": wa_id,
+                "id": mid,
+                "timestamp": "1700000000",
+                "type": "image",
+                "image": {"id": "media-1", "mime_type": "image/jpeg", "sha256": "x", "caption": "my receipt"},
+            }
+        ],
+    )
     assert (await post_webhook(settings, payload)).status_code == 200
     [row] = await stored(engine, tenant_a.id, message_id=mid)
     assert (row.kind, row.body, int(row.sent_at.timestamp())) == ("image", "my receipt", 1700000000)
@@ -177,12 +214,20 @@ async def test_status_updates_move_outbound_message_forward_only(settings, engin
         contact = Contact(tenant_id=tenant_a.id, wa_id=wa_id, phone_number_id=phone)
         s.add(contact)
         await s.flush()
-        s.add(Message(tenant_id=tenant_a.id, contact_id=contact.id, message_id=mid, direction="out",
-                      status="sent", body="our reply"))
-    for status, expected in [("delivered", "delivered"), ("sent", "delivered"), ("read", "read"),
-                             ("deleted", "read")]:
-        payload = change(phone, statuses=[{"id": mid, "status": status, "timestamp": "1700000000",
-                                           "recipient_id": wa_id}])
+        s.add(
+            Message(
+                tenant_id=tenant_a.id,
+                contact_id=contact.id,
+                message_id=mid,
+                direction="out",
+                status="sent",
+                body="our reply",
+            )
+        )
+    for status, expected in [("delivered", "delivered"), ("sent", "delivered"), ("read", "read"), ("deleted", "read")]:
+        payload = change(
+            phone, statuses=[{"id": mid, "status": status, "timestamp": "1700000000", "recipient_id": wa_id}]
+        )
         assert (await post_webhook(settings, payload)).status_code == 200
         [row] = await stored(engine, tenant_a.id, message_id=mid)
         assert row.status == expected, status
@@ -222,6 +267,7 @@ async def test_temporal_down_is_503_and_redelivery_signals(settings, engine, ten
 
 # --- channel routes --------------------------------------------------------------------
 
+
 async def test_channel_routes(settings, tenant_a, tenant_b) -> None:
     number = digits(15)
     path = f"/v1/channels/whatsapp/{number}"
@@ -245,6 +291,7 @@ async def test_channel_routes(settings, tenant_a, tenant_b) -> None:
 
 
 # --- batching: one reply per burst -----------------------------------------------------
+
 
 async def send_spaced(settings, phone: str, wa_id: str, n: int, gap: float) -> list[float]:
     sent = []
@@ -274,14 +321,17 @@ async def test_steady_stream_is_answered_by_max_wait(settings, graph_standin, ph
     sent = await send_spaced(settings, phone, wa_id, 8, 0.8)  # 5.6 s, longer than the 4 s max wait
     first, second = await replies_to(graph_standin, wa_id, 2)
     delay = first.at - sent[0]
-    print(f"stream: first reply {delay:.2f}s after the first message "  # noqa: T201
-          f"(max wait {settings.reply_batch_max_wait}s); second {second.at - sent[-1]:.2f}s after the last")
+    print(  # noqa: T201
+        f"stream: first reply {delay:.2f}s after the first message "
+        f"(max wait {settings.reply_batch_max_wait}s); second {second.at - sent[-1]:.2f}s after the last"
+    )
     assert abs(delay - settings.reply_batch_max_wait) <= 1.0
     assert first.at < sent[-1]  # answered while messages were still arriving
 
 
-async def test_redelivered_answered_message_gets_no_second_reply(settings, engine, tenant_a, graph_standin,
-                                                                 phone) -> None:
+async def test_redelivered_answered_message_gets_no_second_reply(
+    settings, engine, tenant_a, graph_standin, phone
+) -> None:
     wa_id = digits()
     payload = text_payload(phone, wa_id, "is my order on its way?")
     assert (await post_webhook(settings, payload)).status_code == 200

@@ -14,37 +14,49 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities import errors
     from activities.delivery import DeliveryActivities
-    from activities.delivery_log import AttemptInput, SendOutcome
-    from workflows.types import DeliveryInput, DeliveryResult, JobPlan
+    from activities.delivery_log import AttemptInput, DeliveryInput, DeliveryResult, SendOutcome
+    from activities.jobs import JobPlan
 
 SEND_PATCH = "delivery-send-outcome"
 
 WEBHOOK_TIMEOUT = timedelta(seconds=30)
 WEBHOOK_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5), maximum_attempts=10,
-    non_retryable_error_types=["WebhookRejected", "WebhookRedirected", "WebhookURLRefused",
-                               "TenantSecretUnreadable", "JobNotFound"],
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=10,
+    non_retryable_error_types=[
+        errors.WEBHOOK_REJECTED,
+        errors.WEBHOOK_REDIRECTED,
+        errors.WEBHOOK_URL_REFUSED,
+        errors.TENANT_SECRET_UNREADABLE,
+        errors.JOB_NOT_FOUND,
+    ],
 )
 EMAIL_TIMEOUT = timedelta(minutes=2)  # above SMTP_TIMEOUT_SECONDS (30) for connect plus the commands
 EMAIL_HEARTBEAT = timedelta(seconds=20)
 EMAIL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5), maximum_attempts=10,
-    non_retryable_error_types=["EmailRejected", "EmailNotConfigured", "JobNotFound"],
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=10,
+    non_retryable_error_types=[errors.EMAIL_REJECTED, errors.EMAIL_NOT_CONFIGURED, errors.JOB_NOT_FOUND],
 )
 # A send activity's own retries are for what fails before anything is sent (the database
 # while the target's row is read, the secret backend) and for a lost worker; what a receiver
 # answers is an outcome, retried by the workflow on WEBHOOK_RETRY / EMAIL_RETRY's schedule.
 # Like DB_RETRY, no attempt limit: a PostgreSQL outage is waited out, not turned into a failed job.
 SEND_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(minutes=1),
-    non_retryable_error_types=["TenantSecretUnreadable", "JobNotFound"],
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=1),
+    non_retryable_error_types=[errors.TENANT_SECRET_UNREADABLE, errors.JOB_NOT_FOUND],
 )
 RECORD_TIMEOUT = timedelta(seconds=30)
 # The record retries until the database takes it: the outcome it stores is never sent again.
-RECORD_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), non_retryable_error_types=["JobNotFound"])
+RECORD_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), non_retryable_error_types=[errors.JOB_NOT_FOUND])
 
 
 def backoff(policy: RetryPolicy, attempt: int) -> timedelta:
@@ -65,8 +77,9 @@ def error_code(err: BaseException) -> tuple[str, str]:
 async def deliver_all(inp: DeliveryInput, plan: JobPlan) -> list[DeliveryResult | BaseException]:
     """Every target at once; each one's result or the error it failed with, in target order.
     A target that fails does not cut another short: each ends delivered or failed."""
-    return await asyncio.gather(*[deliver_one(replace(inp, target_index=i), plan)
-                                  for i in range(plan.delivery_targets)], return_exceptions=True)
+    return await asyncio.gather(
+        *[deliver_one(replace(inp, target_index=i), plan) for i in range(plan.delivery_targets)], return_exceptions=True
+    )
 
 
 async def deliver_one(target: DeliveryInput, plan: JobPlan) -> DeliveryResult:
@@ -81,15 +94,19 @@ async def deliver_one(target: DeliveryInput, plan: JobPlan) -> DeliveryResult:
             out = await _send(target, plan, kind)
         except ActivityError as err:  # nothing was sent, or a lost worker's send was never reported
             code, message = error_code(err)
-            await _record(AttemptInput(target.tenant_id, target.job_id, i, kind, 0, None,
-                                       f"{code}: {message}", code, final=True))
+            await _record(
+                AttemptInput(target.tenant_id, target.job_id, i, kind, 0, None, f"{code}: {message}", code, final=True)
+            )
             raise
         if not out.sent:  # delivered by an earlier run
             return DeliveryResult(out.delivery_id, out.webhook_id, out.prior_attempts, out.status_code or 0)
         base = out.prior_attempts if base is None else base
         final = not out.ok and (not out.retryable or n == attempts)
-        await _record(AttemptInput(target.tenant_id, target.job_id, i, kind, base + n, out.status_code,
-                                   out.error, out.error_type, final))
+        await _record(
+            AttemptInput(
+                target.tenant_id, target.job_id, i, kind, base + n, out.status_code, out.error, out.error_type, final
+            )
+        )
         if out.ok:
             return DeliveryResult(out.delivery_id, out.webhook_id, base + n, out.status_code or 0)
         if final:
@@ -102,17 +119,25 @@ async def deliver_one(target: DeliveryInput, plan: JobPlan) -> DeliveryResult:
 async def _send(target: DeliveryInput, plan: JobPlan, kind: str) -> SendOutcome:
     if kind == "email":
         return await workflow.execute_activity_method(
-            DeliveryActivities.send_email, target, start_to_close_timeout=EMAIL_TIMEOUT,
-            heartbeat_timeout=EMAIL_HEARTBEAT, retry_policy=SEND_RETRY)
+            DeliveryActivities.send_email,
+            target,
+            start_to_close_timeout=EMAIL_TIMEOUT,
+            heartbeat_timeout=EMAIL_HEARTBEAT,
+            retry_policy=SEND_RETRY,
+        )
     timeouts = plan.delivery_timeouts
     limit = timeouts[target.target_index] if target.target_index < len(timeouts) else 0
     # The POST's own timeout plus time to read the target's row and the tenant's secret.
     timeout = timedelta(seconds=limit + 20) if limit else WEBHOOK_TIMEOUT
     return await workflow.execute_activity_method(
-        DeliveryActivities.send_webhook, target, start_to_close_timeout=timeout, retry_policy=SEND_RETRY)
+        DeliveryActivities.send_webhook, target, start_to_close_timeout=timeout, retry_policy=SEND_RETRY
+    )
 
 
 async def _record(attempt: AttemptInput) -> None:
     await workflow.execute_activity_method(
-        DeliveryActivities.record_delivery_attempt, attempt, start_to_close_timeout=RECORD_TIMEOUT,
-        retry_policy=RECORD_RETRY)
+        DeliveryActivities.record_delivery_attempt,
+        attempt,
+        start_to_close_timeout=RECORD_TIMEOUT,
+        retry_policy=RECORD_RETRY,
+    )

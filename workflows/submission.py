@@ -13,11 +13,14 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
+    from activities import errors
     from activities.delivery import DeliveryActivities
-    from activities.ingest import IngestActivities
-    from activities.jobs import JobActivities
-    from activities.render import RenderActivities
-    from activities.steps import StepActivities, StepFailureInput
+    from activities.delivery_log import DeliveryInput, DeliveryResult
+    from activities.ingest import IngestActivities, IngestInput
+    from activities.jobs import FailureInput, JobActivities, JobPlan, JobRef, JobStatusInput
+    from activities.render import RenderActivities, RenderInput, RenderResult
+    from activities.steps import StepActivities, StepFailureInput, StepInput, StepResult
+    from schema.statuses import JobStatus
     from workflows.delivery import (
         EMAIL_HEARTBEAT,
         EMAIL_RETRY,
@@ -29,47 +32,49 @@ with workflow.unsafe.imports_passed_through():
         error_code,
     )
     from workflows.names import SUBMISSION
-    from workflows.types import (
-        STATUS,
-        DeliveryInput,
-        DeliveryResult,
-        FailureInput,
-        IngestInput,
-        JobPlan,
-        JobRef,
-        JobStatusInput,
-        RenderInput,
-        StepInput,
-        StepResult,
-        SubmissionInput,
-        SubmissionResult,
-    )
+    from workflows.types import STATUS, SubmissionInput, SubmissionResult
 
 STATUS_PATCH = "status-search-attribute"
 STEP_FAILURE_PATCH = "step-failure-recorded"
 STEPS_CANCELLED_PATCH = "step-siblings-cancelled-recorded"
 BUSY_PATCH = "template-pool-busy"
-BUSY = "TemplatePoolBusy"
+BUSY = errors.TEMPLATE_POOL_BUSY
 T = TypeVar("T")
 
 DB_TIMEOUT = timedelta(seconds=30)
-DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), non_retryable_error_types=["JobNotFound"])
+DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), non_retryable_error_types=[errors.JOB_NOT_FOUND])
 STEP_TIMEOUT = timedelta(minutes=5)
 STEP_HEARTBEAT = timedelta(seconds=30)
 # About 5 minutes of transient failure (2 s doubling to 1 min, 10 attempts): with 6 (about 1 min)
 # a 30 s LLM outage spent every attempt of a step that started with it, in the fault suite.
 STEP_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=10,
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=10,
     non_retryable_error_types=[
-        "LLMEmptyAnswer", "LLMRefused", "LLMRequestRejected", "StepInputMissing", "TenantSecretUnreadable",
-        "TemplateRenderError", "TemplateSecurityViolation", "JobNotFound", "TemplateLimitExceeded",
+        errors.LLM_EMPTY_ANSWER,
+        errors.LLM_REFUSED,
+        errors.LLM_REQUEST_REJECTED,
+        errors.STEP_INPUT_MISSING,
+        errors.TENANT_SECRET_UNREADABLE,
+        errors.TEMPLATE_RENDER_ERROR,
+        errors.TEMPLATE_SECURITY_VIOLATION,
+        errors.JOB_NOT_FOUND,
+        errors.TEMPLATE_LIMIT_EXCEEDED,
     ],
 )
 INGEST_TIMEOUT = timedelta(hours=3)  # 10 GB at a slow 1 MB/s still fits
 INGEST_HEARTBEAT = timedelta(seconds=30)
 INGEST_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=10,
-    non_retryable_error_types=["InputURLRefused", "InputFetchFailed", "InputTooLarge", "JobNotFound"],
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=10,
+    non_retryable_error_types=[
+        errors.INPUT_URL_REFUSED,
+        errors.INPUT_FETCH_FAILED,
+        errors.INPUT_TOO_LARGE,
+        errors.JOB_NOT_FOUND,
+    ],
 )
 RENDER_TIMEOUT = timedelta(minutes=3)
 RENDER_HEARTBEAT = timedelta(seconds=20)
@@ -77,9 +82,16 @@ RENDER_HEARTBEAT = timedelta(seconds=20)
 # the worker going away (3 attempts were spent by a 5 s PostgreSQL restart after a worker kill
 # in the fault suite), so they last about a minute.
 RENDER_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=6,
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=6,
     non_retryable_error_types=[
-        "TemplateRenderError", "TemplateSecurityViolation", "PdfRenderFailed", "JobNotFound", "TemplateLimitExceeded"],
+        errors.TEMPLATE_RENDER_ERROR,
+        errors.TEMPLATE_SECURITY_VIOLATION,
+        errors.PDF_RENDER_FAILED,
+        errors.JOB_NOT_FOUND,
+        errors.TEMPLATE_LIMIT_EXCEEDED,
+    ],
 )
 
 
@@ -94,7 +106,7 @@ def busy_delay(err: BaseException) -> timedelta | None:
 @workflow.defn(name=SUBMISSION)
 class SubmissionWorkflow:
     def __init__(self) -> None:
-        self._status = "pending"
+        self._status: str = JobStatus.pending
         self._steps: dict[str, str] = {}
         self._stage: str | None = None
         self._requeue_busy = False
@@ -107,10 +119,11 @@ class SubmissionWorkflow:
     async def run(self, inp: SubmissionInput) -> SubmissionResult:
         job = JobRef(inp.tenant_id, inp.job_id)
         try:
-            await self._set_status(inp, "queued")
+            await self._set_status(inp, JobStatus.queued)
             plan = await workflow.execute_activity_method(
-                JobActivities.load_plan, job, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
-            await self._set_status(inp, "processing")
+                JobActivities.load_plan, job, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
+            )
+            await self._set_status(inp, JobStatus.processing)
             if plan.input_url:
                 await self._ingest(inp, plan.input_url)
             # Runs recorded before it retried a busy template pool as attempts (see _unless_busy).
@@ -118,22 +131,28 @@ class SubmissionWorkflow:
             await self._run_steps(inp, plan)
             artifact_ids = [await self._render(inp, kind) for kind in plan.outputs]
             webhook_ids = await self._deliver(inp, plan)
-            await self._set_status(inp, "delivered")
+            await self._set_status(inp, JobStatus.delivered)
         except (ActivityError, ApplicationError) as err:  # ApplicationError: a delivery target failed
             code, message = error_code(err)
             await workflow.execute_activity_method(
                 JobActivities.record_failure,
                 FailureInput(inp.tenant_id, inp.job_id, code, message, self._stage),
-                start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
-            self._show_status("failed")
-            raise ApplicationError(f"job {inp.job_id} failed at {self._stage}: {code}: {message}",
-                                   type=code, non_retryable=True) from err
-        return SubmissionResult(inp.job_id, "delivered", artifact_ids, webhook_ids)
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
+            self._show_status(JobStatus.failed)
+            raise ApplicationError(
+                f"job {inp.job_id} failed at {self._stage}: {code}: {message}", type=code, non_retryable=True
+            ) from err
+        return SubmissionResult(inp.job_id, JobStatus.delivered, artifact_ids, webhook_ids)
 
     async def _set_status(self, inp: SubmissionInput, status: str) -> None:
         await workflow.execute_activity_method(
-            JobActivities.set_status, JobStatusInput(inp.tenant_id, inp.job_id, status),
-            start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+            JobActivities.set_status,
+            JobStatusInput(inp.tenant_id, inp.job_id, status),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
         self._show_status(status)
 
     def _show_status(self, status: str) -> None:
@@ -154,12 +173,16 @@ class SubmissionWorkflow:
                 if ready and len(running) < plan.max_parallel_steps:
                     self._steps[step_id] = "running"
                     start = partial(
-                        workflow.start_activity_method, StepActivities.run_step,
+                        workflow.start_activity_method,
+                        StepActivities.run_step,
                         StepInput(inp.tenant_id, inp.job_id, step_id),
-                        start_to_close_timeout=STEP_TIMEOUT, heartbeat_timeout=STEP_HEARTBEAT,
-                        retry_policy=retry)
-                    running[step_id] = (asyncio.ensure_future(self._unless_busy(start)) if self._requeue_busy
-                                        else start())
+                        start_to_close_timeout=STEP_TIMEOUT,
+                        heartbeat_timeout=STEP_HEARTBEAT,
+                        retry_policy=retry,
+                    )
+                    running[step_id] = (
+                        asyncio.ensure_future(self._unless_busy(start)) if self._requeue_busy else start()
+                    )
             finished, _ = await workflow.wait(running.values(), return_when="FIRST_COMPLETED")
             for step_id, handle in list(running.items()):
                 if handle not in finished:
@@ -170,9 +193,9 @@ class SubmissionWorkflow:
                     self._stage = f"step:{step_id}"
                     for other in running.values():
                         other.cancel()
-                    await self._step_failed(inp, step_id, handle.exception())  # type: ignore[arg-type]
+                    await self._step_failed(inp, step_id, handle.exception())  # type: ignore[arg-type]  # done and failed: not None
                     await self._siblings_ended(inp, step_id, running)
-                    raise handle.exception()  # type: ignore[misc]
+                    raise handle.exception()  # type: ignore[misc]  # done and failed: not None
                 self._steps[step_id] = "completed"
                 done.add(step_id)
 
@@ -182,12 +205,15 @@ class SubmissionWorkflow:
         if workflow.patched(STEP_FAILURE_PATCH):
             code, message = error_code(err)
             await workflow.execute_activity_method(
-                StepActivities.record_step_failure, StepFailureInput(inp.tenant_id, inp.job_id, step_id,
-                                                                     f"{code}: {message}"),
-                start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+                StepActivities.record_step_failure,
+                StepFailureInput(inp.tenant_id, inp.job_id, step_id, f"{code}: {message}"),
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
 
-    async def _siblings_ended(self, inp: SubmissionInput, failed: str,
-                              running: dict[str, asyncio.Future[StepResult]]) -> None:
+    async def _siblings_ended(
+        self, inp: SubmissionInput, failed: str, running: dict[str, asyncio.Future[StepResult]]
+    ) -> None:
         """The steps still running when `failed` failed were cancelled: each row says so, with
         why (or how the step ended, if it ended first). Runs recorded before this replay without it."""
         if not running or not workflow.patched(STEPS_CANCELLED_PATCH):
@@ -211,21 +237,32 @@ class SubmissionWorkflow:
             await workflow.execute_activity_method(
                 StepActivities.record_step_failure,
                 StepFailureInput(inp.tenant_id, inp.job_id, step_id, f"cancelled: step {failed!r} failed", "cancelled"),
-                start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY)
+                start_to_close_timeout=DB_TIMEOUT,
+                retry_policy=DB_RETRY,
+            )
 
     async def _ingest(self, inp: SubmissionInput, url: str) -> None:
         self._stage = "ingest"
         await workflow.execute_activity_method(
-            IngestActivities.ingest_input, IngestInput(inp.tenant_id, inp.job_id, url),
-            start_to_close_timeout=INGEST_TIMEOUT, heartbeat_timeout=INGEST_HEARTBEAT,
-            retry_policy=INGEST_RETRY)
+            IngestActivities.ingest_input,
+            IngestInput(inp.tenant_id, inp.job_id, url),
+            start_to_close_timeout=INGEST_TIMEOUT,
+            heartbeat_timeout=INGEST_HEARTBEAT,
+            retry_policy=INGEST_RETRY,
+        )
 
     async def _render(self, inp: SubmissionInput, kind: str) -> str:
         self._stage = f"render:{kind}"
-        result = await self._unless_busy(partial(
-            workflow.start_activity_method, RenderActivities.render, RenderInput(inp.tenant_id, inp.job_id, kind),
-            start_to_close_timeout=RENDER_TIMEOUT, heartbeat_timeout=RENDER_HEARTBEAT,
-            retry_policy=self._busy_policy(RENDER_RETRY)))
+        result: RenderResult = await self._unless_busy(
+            partial(
+                workflow.start_activity_method,
+                RenderActivities.render,
+                RenderInput(inp.tenant_id, inp.job_id, kind),
+                start_to_close_timeout=RENDER_TIMEOUT,
+                heartbeat_timeout=RENDER_HEARTBEAT,
+                retry_policy=self._busy_policy(RENDER_RETRY),
+            )
+        )
         return result.artifact_id
 
     def _busy_policy(self, policy: RetryPolicy) -> RetryPolicy:
@@ -256,9 +293,11 @@ class SubmissionWorkflow:
                 if isinstance(result, BaseException):
                     self._stage = f"deliver:{i}"
                     raise result
-            return [r.webhook_id for r in results]  # type: ignore[union-attr]
-        handles = [self._start_delivery(DeliveryInput(inp.tenant_id, inp.job_id, i, event_time), plan)
-                   for i in range(plan.delivery_targets)]
+            return [r.webhook_id for r in results]  # type: ignore[union-attr]  # every exception was raised above
+        handles = [
+            self._start_delivery(DeliveryInput(inp.tenant_id, inp.job_id, i, event_time), plan)
+            for i in range(plan.delivery_targets)
+        ]
         ids = []
         for i, handle in enumerate(handles):
             self._stage = f"deliver:{i}"
@@ -270,8 +309,15 @@ class SubmissionWorkflow:
         kinds = plan.delivery_kinds
         if target.target_index < len(kinds) and kinds[target.target_index] == "email":
             return workflow.start_activity_method(
-                DeliveryActivities.deliver_email, target, start_to_close_timeout=EMAIL_TIMEOUT,
-                heartbeat_timeout=EMAIL_HEARTBEAT, retry_policy=EMAIL_RETRY)
+                DeliveryActivities.deliver_email,
+                target,
+                start_to_close_timeout=EMAIL_TIMEOUT,
+                heartbeat_timeout=EMAIL_HEARTBEAT,
+                retry_policy=EMAIL_RETRY,
+            )
         return workflow.start_activity_method(
-            DeliveryActivities.deliver_webhook, target,
-            start_to_close_timeout=WEBHOOK_TIMEOUT, retry_policy=WEBHOOK_RETRY)
+            DeliveryActivities.deliver_webhook,
+            target,
+            start_to_close_timeout=WEBHOOK_TIMEOUT,
+            retry_policy=WEBHOOK_RETRY,
+        )

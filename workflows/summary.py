@@ -8,17 +8,17 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.summary import SummaryActivities
-    from workflows.names import SUMMARY
-    from workflows.types import (
+    from activities import errors
+    from activities.summary import (
         RecordSummaryInput,
         SendDocumentInput,
-        SummaryInput,
+        SummaryActivities,
         SummaryPdfInput,
-        SummaryResult,
         SummaryStageInput,
         SummaryWindow,
     )
+    from workflows.names import SUMMARY
+    from workflows.types import SummaryInput, SummaryResult
 
 STAGES = ("extract", "themes", "write")
 DB_TIMEOUT = timedelta(seconds=60)
@@ -28,10 +28,20 @@ PDF_TIMEOUT = timedelta(minutes=3)
 PDF_HEARTBEAT = timedelta(seconds=20)
 SEND_TIMEOUT = timedelta(minutes=2)
 RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=1), maximum_attempts=8,
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=8,
     non_retryable_error_types=[
-        "LLMEmptyAnswer", "LLMRefused", "LLMRequestRejected", "PdfRenderFailed", "GraphRejected",
-        "ContactNotFound", "TemplateRenderError", "TemplateSecurityViolation", "TenantSecretUnreadable"],
+        errors.LLM_EMPTY_ANSWER,
+        errors.LLM_REFUSED,
+        errors.LLM_REQUEST_REJECTED,
+        errors.PDF_RENDER_FAILED,
+        errors.GRAPH_REJECTED,
+        errors.CONTACT_NOT_FOUND,
+        errors.TEMPLATE_RENDER_ERROR,
+        errors.TEMPLATE_SECURITY_VIOLATION,
+        errors.TENANT_SECRET_UNREADABLE,
+    ],
 )
 SCHEDULED_TIME = "TemporalScheduledStartTime"
 
@@ -50,30 +60,58 @@ class SummaryWorkflow:
     @workflow.run
     async def run(self, inp: SummaryInput) -> SummaryResult:
         end = _window_end()
-        window = SummaryWindow(inp.tenant_id, inp.contact_id,
-                               (end - timedelta(days=inp.interval_days)).isoformat(), end.isoformat())
+        window = SummaryWindow(
+            inp.tenant_id, inp.contact_id, (end - timedelta(days=inp.interval_days)).isoformat(), end.isoformat()
+        )
         transcript = await workflow.execute_activity_method(
-            SummaryActivities.load_window, window, start_to_close_timeout=DB_TIMEOUT, retry_policy=RETRY)
+            SummaryActivities.load_window, window, start_to_close_timeout=DB_TIMEOUT, retry_policy=RETRY
+        )
         source, usage, outputs = transcript.key, [], {}
         for stage in STAGES:
             result = await workflow.execute_activity_method(
                 SummaryActivities.run_stage,
                 SummaryStageInput(inp.tenant_id, inp.contact_id, window.window_end, stage, source),
-                start_to_close_timeout=LLM_TIMEOUT, heartbeat_timeout=LLM_HEARTBEAT, retry_policy=RETRY)
+                start_to_close_timeout=LLM_TIMEOUT,
+                heartbeat_timeout=LLM_HEARTBEAT,
+                retry_policy=RETRY,
+            )
             usage.append(result)
             outputs[stage] = source = result.key
         pdf_key = await workflow.execute_activity_method(
             SummaryActivities.render_summary_pdf,
-            SummaryPdfInput(inp.tenant_id, inp.contact_id, window.window_start, window.window_end,
-                            transcript.key, outputs["write"], outputs["themes"]),
-            start_to_close_timeout=PDF_TIMEOUT, heartbeat_timeout=PDF_HEARTBEAT, retry_policy=RETRY)
+            SummaryPdfInput(
+                inp.tenant_id,
+                inp.contact_id,
+                window.window_start,
+                window.window_end,
+                transcript.key,
+                outputs["write"],
+                outputs["themes"],
+            ),
+            start_to_close_timeout=PDF_TIMEOUT,
+            heartbeat_timeout=PDF_HEARTBEAT,
+            retry_policy=RETRY,
+        )
         sent = await workflow.execute_activity_method(
             SummaryActivities.send_document,
             SendDocumentInput(inp.tenant_id, inp.contact_id, pdf_key, window.window_end),
-            start_to_close_timeout=SEND_TIMEOUT, retry_policy=RETRY)
+            start_to_close_timeout=SEND_TIMEOUT,
+            retry_policy=RETRY,
+        )
         await workflow.execute_activity_method(
             SummaryActivities.record_summary,
-            RecordSummaryInput(inp.tenant_id, inp.contact_id, window.window_start, window.window_end,
-                               transcript.message_count, pdf_key, sent.media_id, sent.wa_message_id, usage),
-            start_to_close_timeout=DB_TIMEOUT, retry_policy=RETRY)
+            RecordSummaryInput(
+                inp.tenant_id,
+                inp.contact_id,
+                window.window_start,
+                window.window_end,
+                transcript.message_count,
+                pdf_key,
+                sent.media_id,
+                sent.wa_message_id,
+                usage,
+            ),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=RETRY,
+        )
         return SummaryResult(pdf_key, transcript.message_count, sent.wa_message_id)

@@ -21,8 +21,11 @@ router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
 _RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")  # ASCII digits only, as RFC 9110 says
 _PAST_ANY_END = 1 << 62
 _BYTES = {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}}  # the artifact's own type
-_STREAMED = {200: {**_BYTES, "description": "the whole artifact (text/html, application/pdf, ...)"},
-             206: {**_BYTES, "description": "the requested range"}, **responses(404, 416, 422)}
+_STREAMED = {
+    200: {**_BYTES, "description": "the whole artifact (text/html, application/pdf, ...)"},
+    206: {**_BYTES, "description": "the requested range"},
+    **responses(404, 416, 422),
+}
 RangeHeader = Annotated[str | None, Header(alias="Range")]
 
 
@@ -40,21 +43,27 @@ def _position(digits: str) -> int:
 def parse_range(header: str, size: int) -> tuple[int, int]:
     match = _RANGE.match(header.strip())
     if not match or match.groups() == ("", ""):
-        raise Problem(416, "range_not_satisfiable", f"unsupported Range {header!r}",
-                      headers={"Content-Range": f"bytes */{size}"})
+        raise Problem(
+            416, "range_not_satisfiable", f"unsupported Range {header!r}", headers={"Content-Range": f"bytes */{size}"}
+        )
     first, last = match.groups()
     if first == "":
         start, end = max(size - _position(last), 0), size - 1
     else:
         start, end = _position(first), min(_position(last), size - 1) if last else size - 1
     if start >= size or start > end:
-        raise Problem(416, "range_not_satisfiable", f"Range {header!r} is outside 0-{size - 1}",
-                      headers={"Content-Range": f"bytes */{size}"})
+        raise Problem(
+            416,
+            "range_not_satisfiable",
+            f"Range {header!r} is outside 0-{size - 1}",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
     return start, end
 
 
-def stream(artifact: Artifact, store: ObjectStore, range_header: str | None,
-           extra_headers: dict[str, str] | None = None) -> StreamingResponse:
+def stream(
+    artifact: Artifact, store: ObjectStore, range_header: str | None, extra_headers: dict[str, str] | None = None
+) -> StreamingResponse:
     size = artifact.size
     headers = {"Accept-Ranges": "bytes", "ETag": f'"{artifact.sha256}"', **(extra_headers or {})}
     if range_header is None:
@@ -64,13 +73,18 @@ def stream(artifact: Artifact, store: ObjectStore, range_header: str | None,
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     headers["Content-Length"] = str(end - start + 1)
-    return StreamingResponse(store.iter_range(artifact.key, start, end), status_code=status,
-                             media_type=artifact.content_type, headers=headers)
+    return StreamingResponse(
+        store.iter_range(artifact.key, start, end),
+        status_code=status,
+        media_type=artifact.content_type,
+        headers=headers,
+    )
 
 
 @router.get("/{artifact_id}", response_class=StreamingResponse, responses={**AUTHENTICATED, **_STREAMED})
-async def get_artifact(artifact_id: uuid.UUID, _: Viewer, session: SessionDep, state: StateDep,
-                       range_header: RangeHeader = None) -> StreamingResponse:
+async def get_artifact(
+    artifact_id: uuid.UUID, _: Viewer, session: SessionDep, state: StateDep, range_header: RangeHeader = None
+) -> StreamingResponse:
     artifact = await session.get(Artifact, artifact_id)
     if artifact is None:
         raise not_found("artifact", artifact_id)
@@ -78,29 +92,55 @@ async def get_artifact(artifact_id: uuid.UUID, _: Viewer, session: SessionDep, s
 
 
 @router.get("/{artifact_id}/link", response_model=ArtifactLink, responses={**AUTHENTICATED, **responses(404, 422)})
-async def get_artifact_link(artifact_id: uuid.UUID, principal: Viewer, session: SessionDep, state: StateDep,
-                            ttl_seconds: Annotated[int | None, Query(ge=1)] = None) -> ArtifactLink:
+async def get_artifact_link(
+    artifact_id: uuid.UUID,
+    principal: Viewer,
+    session: SessionDep,
+    state: StateDep,
+    ttl_seconds: Annotated[int | None, Query(ge=1)] = None,
+) -> ArtifactLink:
     settings = state.settings
     ttl = settings.link_default_ttl_seconds if ttl_seconds is None else ttl_seconds
     if ttl > settings.link_max_ttl_seconds:
-        raise Problem(422, "validation_error", f"ttl_seconds must be at most {settings.link_max_ttl_seconds}",
-                      errors=[{"loc": ["query", "ttl_seconds"], "msg": "above the maximum link lifetime"}])
+        raise Problem(
+            422,
+            "validation_error",
+            f"ttl_seconds must be at most {settings.link_max_ttl_seconds}",
+            errors=[{"loc": ["query", "ttl_seconds"], "msg": "above the maximum link lifetime"}],
+        )
     artifact = await session.get(Artifact, artifact_id)  # RLS: only the caller's tenant's rows
     if artifact is None:
         raise not_found("artifact", artifact_id)
     link = links.mint(links.signing_key(settings), artifact.id, principal.tenant_id, ttl)
-    return ArtifactLink(url=f"{settings.api_url}/v1/artifacts/{artifact.id}/download?{link.query()}",
-                        expires_at=datetime.fromtimestamp(link.expires, UTC))
+    return ArtifactLink(
+        url=f"{settings.api_url}/v1/artifacts/{artifact.id}/download?{link.query()}",
+        expires_at=datetime.fromtimestamp(link.expires, UTC),
+    )
 
 
-@router.get("/{artifact_id}/download", response_class=StreamingResponse,
-            responses={**_STREAMED, **responses(403, descriptions={403: "the link is not valid or has expired"})})
-async def download_artifact(artifact_id: uuid.UUID, state: StateDep, range_header: RangeHeader = None,
-                            expires: str = "", tenant: str = "", sig: str = "") -> StreamingResponse:
+@router.get(
+    "/{artifact_id}/download",
+    response_class=StreamingResponse,
+    responses={**_STREAMED, **responses(403, descriptions={403: "the link is not valid or has expired"})},
+)
+async def download_artifact(
+    artifact_id: uuid.UUID,
+    state: StateDep,
+    range_header: RangeHeader = None,
+    expires: str = "",
+    tenant: str = "",
+    sig: str = "",
+) -> StreamingResponse:
     # No bearer token: the signature is the credential, so every failure looks the same.
     try:
-        tenant_id = links.verify(links.signing_key(state.settings), artifact_id, tenant=tenant,
-                                 expires=expires, sig=sig, max_ttl_seconds=state.settings.link_max_ttl_seconds)
+        tenant_id = links.verify(
+            links.signing_key(state.settings),
+            artifact_id,
+            tenant=tenant,
+            expires=expires,
+            sig=sig,
+            max_ttl_seconds=state.settings.link_max_ttl_seconds,
+        )
     except links.InvalidLink:
         raise Problem(403, "forbidden", "this link is not valid") from None
     async with tenant_session(state.engine, tenant_id) as session:

@@ -1,4 +1,4 @@
-"""Liveness, readiness, and the dev issuer's JWKS at Keycloak's path."""
+"""Liveness and readiness."""
 
 from datetime import timedelta
 
@@ -7,8 +7,6 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from api.deps import StateDep
-from api.problems import not_found
-from lodestone.devstack.keys import jwks
 
 router = APIRouter(tags=["health"])
 
@@ -29,17 +27,10 @@ async def ready(state: StateDep) -> JSONResponse:
         checks["database"] = f"down: {type(e).__name__}"
     try:
         await state.temporal.service_client.check_health(
-            timeout=timedelta(seconds=state.settings.temporal_rpc_timeout_seconds))
+            timeout=timedelta(seconds=state.settings.temporal_rpc_timeout_seconds)
+        )
         checks["temporal"] = "ok"
     except Exception as e:  # noqa: BLE001
         checks["temporal"] = f"down: {type(e).__name__}"
     ok = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks},
-                        status_code=200 if ok else 503)
-
-
-@router.get("/realms/{realm}/protocol/openid-connect/certs", include_in_schema=False)
-async def dev_jwks(realm: str, state: StateDep) -> dict:
-    if not state.settings.auth_dev_issuer or realm != state.settings.auth_realm:
-        raise not_found("realm", realm)
-    return jwks(state.settings.data_path)
+    return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, status_code=200 if ok else 503)

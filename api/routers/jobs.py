@@ -39,8 +39,13 @@ class JobDetail(JobSummary):
 
 
 def summary(job: Job) -> JobSummary:
-    return JobSummary(id=str(job.id), workflow_key=job.workflow_key, status=job.status,
-                      created_at=job.created_at.isoformat(), updated_at=job.updated_at.isoformat())
+    return JobSummary(
+        id=str(job.id),
+        workflow_key=job.workflow_key,
+        status=job.status,
+        created_at=job.created_at.isoformat(),
+        updated_at=job.updated_at.isoformat(),
+    )
 
 
 def _cursor(job: Job) -> str:
@@ -58,9 +63,14 @@ def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 @router.get("", response_model=JobPage, responses=responses(400, 422))
-async def list_jobs(_: Viewer, session: SessionDep, status: JobStatus | None = None,
-                    workflow_key: str | None = None, cursor: str | None = None,
-                    limit: int = Query(default=50, ge=1, le=200)) -> JobPage:
+async def list_jobs(
+    _: Viewer,
+    session: SessionDep,
+    status: JobStatus | None = None,
+    workflow_key: str | None = None,
+    cursor: str | None = None,
+    limit: int = Query(default=50, ge=1, le=200),
+) -> JobPage:
     query = select(Job).order_by(col(Job.created_at).desc(), col(Job.id).desc()).limit(limit + 1)
     if status:
         query = query.where(Job.status == status.value)
@@ -89,19 +99,54 @@ async def get_job(job_id: uuid.UUID, _: Viewer, session: SessionDep, state: Stat
     return JobDetail(
         **summary(job).model_dump(),
         # A redriven job keeps its dead letter for operators; the API shows it only while failed.
-        error=None if failure is None or job.status != "failed" else {
-            "code": failure.error_code, "message": failure.message,
-            "failed_step": failure.failed_step, "temporal_link": failure.temporal_link},
-        steps=[{"id": s.step_id, "status": s.status, "attempts": s.attempts, "error": s.error,
-                "usage": None if s.step_id not in usage else {
-                    "model": usage[s.step_id].model, "tokens_in": usage[s.step_id].tokens_in,
-                    "tokens_out": usage[s.step_id].tokens_out, "cost_usd": usage[s.step_id].cost_usd}}
-               for s in steps],
-        artifacts=[{"id": str(a.id), "kind": a.kind, "content_type": a.content_type, "size": a.size,
-                    "sha256": a.sha256, "url": f"{api}/v1/artifacts/{a.id}"} for a in artifacts],
-        deliveries=[{"id": str(d.id), "kind": d.kind, "target": d.target, "webhook_id": d.webhook_id,
-                     "status": d.status, "attempts": d.attempts, "error": d.error,
-                     "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None}
-                    for d in deliveries],
+        error=None
+        if failure is None or job.status != JobStatus.failed
+        else {
+            "code": failure.error_code,
+            "message": failure.message,
+            "failed_step": failure.failed_step,
+            "temporal_link": failure.temporal_link,
+        },
+        steps=[
+            {
+                "id": s.step_id,
+                "status": s.status,
+                "attempts": s.attempts,
+                "error": s.error,
+                "usage": None
+                if s.step_id not in usage
+                else {
+                    "model": usage[s.step_id].model,
+                    "tokens_in": usage[s.step_id].tokens_in,
+                    "tokens_out": usage[s.step_id].tokens_out,
+                    "cost_usd": usage[s.step_id].cost_usd,
+                },
+            }
+            for s in steps
+        ],
+        artifacts=[
+            {
+                "id": str(a.id),
+                "kind": a.kind,
+                "content_type": a.content_type,
+                "size": a.size,
+                "sha256": a.sha256,
+                "url": f"{api}/v1/artifacts/{a.id}",
+            }
+            for a in artifacts
+        ],
+        deliveries=[
+            {
+                "id": str(d.id),
+                "kind": d.kind,
+                "target": d.target,
+                "webhook_id": d.webhook_id,
+                "status": d.status,
+                "attempts": d.attempts,
+                "error": d.error,
+                "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
+            }
+            for d in deliveries
+        ],
         links={"self": f"{api}/v1/jobs/{job_id}", "temporal": state.settings.workflow_link(str(job_id))},
     )

@@ -1,5 +1,5 @@
 """Summary schedules: one Temporal Schedule per contact, fired every interval_days.
-The tenant boundary and the schedule's shape live in lodestone.schedules."""
+The tenant boundary and the schedule's shape live in services.schedules."""
 
 import uuid
 from collections.abc import Iterator
@@ -11,12 +11,15 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Admin, Editor, StateDep, Viewer
 from api.problems import AUTHENTICATED, Problem, not_found, responses, temporal_unavailable
-from lodestone import schedules as sched
 from lodestone.db import tenant_session
 from schema.conversations import Contact
+from services import schedules as sched
 
-router = APIRouter(prefix="/v1/schedules", tags=["schedules"], responses={
-    **AUTHENTICATED, **responses(503, descriptions={503: "Temporal or the token issuer did not answer"})})
+router = APIRouter(
+    prefix="/v1/schedules",
+    tags=["schedules"],
+    responses={**AUTHENTICATED, **responses(503, descriptions={503: "Temporal or the token issuer did not answer"})},
+)
 BY_ID, BY_ID_WITH_BODY = responses(404, 422), responses(400, 404, 422)
 
 
@@ -34,7 +37,7 @@ class BackfillRequest(BaseModel):
     end: AwareDatetime
 
 
-# The description lodestone.schedules returns is the response body: one shape, one place.
+# The description services.schedules returns is the response body: one shape, one place.
 ScheduleOut = sched.SummarySchedule
 
 
@@ -73,8 +76,9 @@ async def create_schedule(body: ScheduleCreate, state: StateDep, principal: Edit
     if not contact.phone_number_id:
         raise Problem(422, "contact_not_reachable", "the contact has no WhatsApp number to send summaries to")
     with problems():
-        return await sched.create_summary_schedule(state.temporal, state.settings, principal.tenant_id,
-                                                   body.contact_id, body.interval_days)
+        return await sched.create_summary_schedule(
+            state.temporal, state.settings, principal.tenant_id, body.contact_id, body.interval_days
+        )
 
 
 @router.get("", response_model=ScheduleList)
@@ -90,16 +94,18 @@ async def get_schedule(schedule_id: str, state: StateDep, principal: Viewer) -> 
 
 
 @router.post("/{schedule_id}/pause", response_model=ScheduleOut, responses=BY_ID_WITH_BODY)
-async def pause_schedule(schedule_id: str, state: StateDep, principal: Editor,
-                         body: ScheduleNote | None = None) -> ScheduleOut:
+async def pause_schedule(
+    schedule_id: str, state: StateDep, principal: Editor, body: ScheduleNote | None = None
+) -> ScheduleOut:
     with problems():
         await sched.pause_summary_schedule(state.temporal, principal.tenant_id, schedule_id, body and body.note)
         return await sched.describe_summary_schedule(state.temporal, principal.tenant_id, schedule_id)
 
 
 @router.post("/{schedule_id}/unpause", response_model=ScheduleOut, responses=BY_ID_WITH_BODY)
-async def unpause_schedule(schedule_id: str, state: StateDep, principal: Editor,
-                           body: ScheduleNote | None = None) -> ScheduleOut:
+async def unpause_schedule(
+    schedule_id: str, state: StateDep, principal: Editor, body: ScheduleNote | None = None
+) -> ScheduleOut:
     with problems():
         await sched.unpause_summary_schedule(state.temporal, principal.tenant_id, schedule_id, body and body.note)
         return await sched.describe_summary_schedule(state.temporal, principal.tenant_id, schedule_id)
@@ -113,11 +119,11 @@ async def trigger_schedule(schedule_id: str, state: StateDep, principal: Editor)
 
 
 @router.post("/{schedule_id}/backfill", status_code=202, responses=BY_ID_WITH_BODY)
-async def backfill_schedule(schedule_id: str, body: BackfillRequest, state: StateDep,
-                            principal: Admin) -> dict[str, str]:
+async def backfill_schedule(
+    schedule_id: str, body: BackfillRequest, state: StateDep, principal: Admin
+) -> dict[str, str]:
     with problems():
-        await sched.backfill_summary_schedule(state.temporal, principal.tenant_id, schedule_id,
-                                              body.start, body.end)
+        await sched.backfill_summary_schedule(state.temporal, principal.tenant_id, schedule_id, body.start, body.end)
     return {"schedule_id": schedule_id, "start": body.start.isoformat(), "end": body.end.isoformat()}
 
 

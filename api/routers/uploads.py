@@ -38,17 +38,38 @@ BUSY_RETRY_AFTER = "10"
 
 
 def too_large(limit: int) -> Problem:
-    return Problem(413, "payload_too_large", f"uploads are limited to {limit} bytes for this tenant",
-                   headers={"Connection": "close"})
+    return Problem(
+        413,
+        "payload_too_large",
+        f"uploads are limited to {limit} bytes for this tenant",
+        headers={"Connection": "close"},
+    )
 
 
-@router.post("", status_code=201, response_model=UploadPublic,
-             openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {
-                 "schema": {"type": "string", "format": "binary"}}}}},
-             responses=responses(400, 408, 413, 429, 503, 507, descriptions={
-                 413: "over the tenant's upload limit",
-                 429: "the tenant already has TENANT_UPLOADS_IN_FLIGHT uploads in progress here; see Retry-After",
-                 503: "this API process already has UPLOADS_IN_FLIGHT uploads in progress; see Retry-After"}))
+@router.post(
+    "",
+    status_code=201,
+    response_model=UploadPublic,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+    responses=responses(
+        400,
+        408,
+        413,
+        429,
+        503,
+        507,
+        descriptions={
+            413: "over the tenant's upload limit",
+            429: "the tenant already has TENANT_UPLOADS_IN_FLIGHT uploads in progress here; see Retry-After",
+            503: "this API process already has UPLOADS_IN_FLIGHT uploads in progress; see Retry-After",
+        },
+    ),
+)
 async def create_upload(request: Request, state: StateDep, principal: Editor) -> UploadPublic:
     limit = await upload_limit(state, principal)
     declared = request.headers.get("content-length")
@@ -58,11 +79,18 @@ async def create_upload(request: Request, state: StateDep, principal: Editor) ->
     if full := state.upload_slots.take(tenant):
         # Connection: close, as for 413: the body was not read, so the connection cannot be reused.
         if full == "tenant":
-            raise Problem(429, "too_many_uploads", f"this tenant already has {state.upload_slots.per_tenant} "
-                          "uploads in progress; retry when one ends",
-                          headers={"Retry-After": BUSY_RETRY_AFTER, "Connection": "close"})
-        raise Problem(503, "uploads_busy", "the API is taking as many uploads as it can; retry shortly",
-                      headers={"Retry-After": BUSY_RETRY_AFTER, "Connection": "close"})
+            raise Problem(
+                429,
+                "too_many_uploads",
+                f"this tenant already has {state.upload_slots.per_tenant} uploads in progress; retry when one ends",
+                headers={"Retry-After": BUSY_RETRY_AFTER, "Connection": "close"},
+            )
+        raise Problem(
+            503,
+            "uploads_busy",
+            "the API is taking as many uploads as it can; retry shortly",
+            headers={"Retry-After": BUSY_RETRY_AFTER, "Connection": "close"},
+        )
     try:
         return await store_upload(request, state, principal, limit)
     finally:
@@ -85,8 +113,16 @@ async def store_upload(request: Request, state: AppState, principal: Principal, 
         release_free_memory()  # the heap the body's buffers grew, kept for reuse while it streamed
     try:
         async with tenant_session(state.engine, principal.tenant_id) as session:
-            session.add(Upload(id=upload_id, tenant_id=principal.tenant_id, key=key, size=stored.size,
-                               sha256=stored.sha256, content_type=content_type))
+            session.add(
+                Upload(
+                    id=upload_id,
+                    tenant_id=principal.tenant_id,
+                    key=key,
+                    size=stored.size,
+                    sha256=stored.sha256,
+                    content_type=content_type,
+                )
+            )
     except BaseException:
         await state.store.delete(key)  # no object without the row that owns it
         raise

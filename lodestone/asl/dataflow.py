@@ -61,8 +61,9 @@ def passthrough_output(state: Mapping[str, Any], raw_input: Any, scope: Scope) -
 def catch_output(catcher: Mapping[str, Any], raw_input: Any, error: errors.ASLError) -> Any:
     """What a Catcher hands to its Next: the error output placed in the raw input by the
     Catcher's ResultPath (default ``$``: the error output replaces the input)."""
-    return apply_result_path(raw_input, error.as_output(), catcher.get("ResultPath", "$"),
-                             present="ResultPath" in catcher)
+    return apply_result_path(
+        raw_input, error.as_output(), catcher.get("ResultPath", "$"), present="ResultPath" in catcher
+    )
 
 
 def _reference(state: Mapping[str, Any], field: str, scope: Scope) -> Any:

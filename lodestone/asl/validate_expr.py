@@ -166,8 +166,15 @@ def _check_operator(rule: Mapping[str, Any], op: str, ptr: str, out: Sink, langu
         out.add(child(ptr, op), f"{op} needs {what}")
 
 
-_RETRY_FIELDS = {"ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate", "MaxDelaySeconds",
-                 "JitterStrategy", "Comment"}
+_RETRY_FIELDS = {
+    "ErrorEquals",
+    "IntervalSeconds",
+    "MaxAttempts",
+    "BackoffRate",
+    "MaxDelaySeconds",
+    "JitterStrategy",
+    "Comment",
+}
 _CATCH_FIELDS = {"ErrorEquals", "Next", "Comment", "Assign"}
 
 
@@ -224,8 +231,9 @@ def check_handlers(handlers: Any, ptr: str, out: Sink, *, kind: str, language: s
 def _check_retrier(h: Mapping[str, Any], hp: str, out: Sink) -> None:
     if "IntervalSeconds" in h and not _positive_int(h["IntervalSeconds"]):
         out.add(child(hp, "IntervalSeconds"), "IntervalSeconds must be a positive integer")
-    if "MaxAttempts" in h and not (isinstance(h["MaxAttempts"], int) and not isinstance(h["MaxAttempts"], bool)
-                                   and h["MaxAttempts"] >= 0):
+    if "MaxAttempts" in h and not (
+        isinstance(h["MaxAttempts"], int) and not isinstance(h["MaxAttempts"], bool) and h["MaxAttempts"] >= 0
+    ):
         out.add(child(hp, "MaxAttempts"), "MaxAttempts must be a non-negative integer")
     if "BackoffRate" in h and not (is_number(h["BackoffRate"]) and h["BackoffRate"] >= 1.0):
         out.add(child(hp, "BackoffRate"), "BackoffRate must be a number greater than or equal to 1.0")

@@ -43,11 +43,31 @@ _FIELDS: dict[str, tuple[set[str], set[str], set[str]]] = {
         {"Arguments", "Output"},
     ),
     "Map": (
-        _FLOW | {"ItemProcessor", "Iterator", "ItemSelector", "ItemReader", "ItemBatcher", "ResultWriter",
-                 "MaxConcurrency", "ToleratedFailureCount", "ToleratedFailurePercentage", "Label",
-                 "Retry", "Catch"},
-        _JSONPATH_IO | {"ItemsPath", "Parameters", "ResultSelector", "ResultPath", "MaxConcurrencyPath",
-                        "ToleratedFailureCountPath", "ToleratedFailurePercentagePath"},
+        _FLOW
+        | {
+            "ItemProcessor",
+            "Iterator",
+            "ItemSelector",
+            "ItemReader",
+            "ItemBatcher",
+            "ResultWriter",
+            "MaxConcurrency",
+            "ToleratedFailureCount",
+            "ToleratedFailurePercentage",
+            "Label",
+            "Retry",
+            "Catch",
+        },
+        _JSONPATH_IO
+        | {
+            "ItemsPath",
+            "Parameters",
+            "ResultSelector",
+            "ResultPath",
+            "MaxConcurrencyPath",
+            "ToleratedFailureCountPath",
+            "ToleratedFailurePercentagePath",
+        },
         {"Items", "Arguments", "Output"},
     ),
 }
@@ -124,8 +144,15 @@ def _check_fields(state, kind, own, ptr, out, nexts, submachine) -> None:
             check_path(state[key], child(ptr, key), out, nullable=key != "ItemsPath")
     if "ResultPath" in state:
         check_path(state["ResultPath"], child(ptr, "ResultPath"), out, reference=True, nullable=True)
-    for key in ("SecondsPath", "TimestampPath", "TimeoutSecondsPath", "HeartbeatSecondsPath", "MaxConcurrencyPath",
-                "ToleratedFailureCountPath", "ToleratedFailurePercentagePath"):
+    for key in (
+        "SecondsPath",
+        "TimestampPath",
+        "TimeoutSecondsPath",
+        "HeartbeatSecondsPath",
+        "MaxConcurrencyPath",
+        "ToleratedFailureCountPath",
+        "ToleratedFailurePercentagePath",
+    ):
         if key in state:
             check_path(state[key], child(ptr, key), out, reference=True)
     for key in ("ErrorPath", "CausePath"):
@@ -165,8 +192,14 @@ def _check_kind(state, kind, own, ptr, out, nexts, submachine) -> None:
             out.add(ptr if resource is None else child(ptr, "Resource"), "a Task needs Resource (a string)")
         for key in ("TimeoutSeconds", "HeartbeatSeconds"):
             if key in state:
-                _number_or_expr(state[key], child(ptr, key), out, own,
-                                lambda v: _non_negative_int(v) and v > 0, "a positive integer")
+                _number_or_expr(
+                    state[key],
+                    child(ptr, key),
+                    out,
+                    own,
+                    lambda v: _non_negative_int(v) and v > 0,
+                    "a positive integer",
+                )
             if key in state and f"{key[:-7]}SecondsPath" in state:
                 out.add(ptr, f"{key} and {key}Path cannot both be set")
         t, h = state.get("TimeoutSeconds"), state.get("HeartbeatSeconds")
@@ -177,11 +210,18 @@ def _check_kind(state, kind, own, ptr, out, nexts, submachine) -> None:
         if len(given) != 1:
             out.add(ptr, "a Wait state needs exactly one of Seconds, Timestamp, SecondsPath, TimestampPath")
         if "Seconds" in state:
-            _number_or_expr(state["Seconds"], child(ptr, "Seconds"), out, own, _non_negative_int,
-                            "a non-negative integer")
+            _number_or_expr(
+                state["Seconds"], child(ptr, "Seconds"), out, own, _non_negative_int, "a non-negative integer"
+            )
         if "Timestamp" in state:
-            _number_or_expr(state["Timestamp"], child(ptr, "Timestamp"), out, own,
-                            lambda v: parse_timestamp(v) is not None, "an RFC 3339 timestamp")
+            _number_or_expr(
+                state["Timestamp"],
+                child(ptr, "Timestamp"),
+                out,
+                own,
+                lambda v: parse_timestamp(v) is not None,
+                "an RFC 3339 timestamp",
+            )
     elif kind == "Fail":
         for a, b in (("Error", "ErrorPath"), ("Cause", "CausePath")):
             if a in state and b in state:
@@ -223,13 +263,26 @@ def _check_map(state, own, ptr, out, submachine) -> None:
     for key in given:
         submachine(state[key], child(ptr, key), own)
     if "MaxConcurrency" in state:
-        _number_or_expr(state["MaxConcurrency"], child(ptr, "MaxConcurrency"), out, own, _non_negative_int,
-                        "a non-negative integer")
+        _number_or_expr(
+            state["MaxConcurrency"], child(ptr, "MaxConcurrency"), out, own, _non_negative_int, "a non-negative integer"
+        )
     if "ToleratedFailureCount" in state:
-        _number_or_expr(state["ToleratedFailureCount"], child(ptr, "ToleratedFailureCount"), out, own,
-                        _non_negative_int, "a non-negative integer")
+        _number_or_expr(
+            state["ToleratedFailureCount"],
+            child(ptr, "ToleratedFailureCount"),
+            out,
+            own,
+            _non_negative_int,
+            "a non-negative integer",
+        )
     if "ToleratedFailurePercentage" in state:
-        _number_or_expr(state["ToleratedFailurePercentage"], child(ptr, "ToleratedFailurePercentage"), out, own,
-                        lambda v: is_number(v) and 0 <= v <= 100, "a number from 0 to 100")
+        _number_or_expr(
+            state["ToleratedFailurePercentage"],
+            child(ptr, "ToleratedFailurePercentage"),
+            out,
+            own,
+            lambda v: is_number(v) and 0 <= v <= 100,
+            "a number from 0 to 100",
+        )
     if "Parameters" in state and "ItemSelector" in state:
         out.add(ptr, "Parameters (deprecated) and ItemSelector cannot both be set")

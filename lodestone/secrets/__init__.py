@@ -33,9 +33,22 @@ from lodestone.secrets.vault import VaultSecrets, VaultStats
 from lodestone.settings import Settings
 
 __all__ = [
-    "ChainSecrets", "EnvFileSecrets", "InvalidSecretRef", "SecretAccessDenied", "SecretNotFound", "SecretsError",
-    "SecretsNotConfigured", "SecretsProvider", "SecretsUnavailable", "UnconfiguredSecrets", "VaultSecrets",
-    "VaultStats", "make_secrets", "parse_vault_target", "split_ref", "validate_ref",
+    "ChainSecrets",
+    "EnvFileSecrets",
+    "InvalidSecretRef",
+    "SecretAccessDenied",
+    "SecretNotFound",
+    "SecretsError",
+    "SecretsNotConfigured",
+    "SecretsProvider",
+    "SecretsUnavailable",
+    "UnconfiguredSecrets",
+    "VaultSecrets",
+    "VaultStats",
+    "make_secrets",
+    "parse_vault_target",
+    "split_ref",
+    "validate_ref",
 ]
 
 

@@ -45,14 +45,25 @@ class VaultSecrets(SecretsProvider):
     in again) shortly before it expires, and once after any 401/403; a second 403 is a policy
     denial. Values are cached per path for cache_seconds (0 turns the cache off)."""
 
-    def __init__(self, addr: str, role_id: str, secret_id: str, *, mount: str = "secret",
-                 namespace: str | None = None, cache_seconds: float = 60.0, timeout: float = 10.0,
-                 renew_before: float | None = None, cache_size: int = 1024) -> None:
+    def __init__(
+        self,
+        addr: str,
+        role_id: str,
+        secret_id: str,
+        *,
+        mount: str = "secret",
+        namespace: str | None = None,
+        cache_seconds: float = 60.0,
+        timeout: float = 10.0,
+        renew_before: float | None = None,
+        cache_size: int = 1024,
+    ) -> None:
         session = requests.Session()
         session.trust_env = False  # proxies and CA bundles come from our settings, not the environment
         # token="" and verify=True stop hvac from falling back to VAULT_TOKEN, ~/.vault-token, VAULT_CACERT.
-        self._client = hvac.Client(url=addr, token="", verify=True, timeout=timeout, namespace=namespace,
-                                   session=session)
+        self._client = hvac.Client(
+            url=addr, token="", verify=True, timeout=timeout, namespace=namespace, session=session
+        )
         self._addr, self._mount, self._namespace = addr, mount, namespace
         self._role_id, self._secret_id = role_id, secret_id
         self._cache_seconds, self._cache_size = cache_seconds, cache_size
@@ -69,13 +80,20 @@ class VaultSecrets(SecretsProvider):
     def from_settings(cls, settings: Settings) -> "VaultSecrets":
         if not (settings.vault_addr and settings.vault_role_id and settings.vault_secret_id):
             raise SecretsNotConfigured("vault: references need VAULT_ADDR, VAULT_ROLE_ID and VAULT_SECRET_ID")
-        return cls(settings.vault_addr, settings.vault_role_id, settings.vault_secret_id,
-                   mount=settings.vault_kv_mount, namespace=settings.vault_namespace,
-                   cache_seconds=settings.secrets_cache_seconds)
+        return cls(
+            settings.vault_addr,
+            settings.vault_role_id,
+            settings.vault_secret_id,
+            mount=settings.vault_kv_mount,
+            namespace=settings.vault_namespace,
+            cache_seconds=settings.secrets_cache_seconds,
+        )
 
     def __repr__(self) -> str:
-        return (f"VaultSecrets(addr={self._addr!r}, mount={self._mount!r}, namespace={self._namespace!r}, "
-                f"cache_seconds={self._cache_seconds})")
+        return (
+            f"VaultSecrets(addr={self._addr!r}, mount={self._mount!r}, namespace={self._namespace!r}, "
+            f"cache_seconds={self._cache_seconds})"
+        )
 
     async def get(self, ref: str) -> str:
         scheme, target = split_ref(ref)
@@ -117,7 +135,8 @@ class VaultSecrets(SecretsProvider):
             self.stats.reads += 1
             try:
                 resp = self._client.secrets.kv.v2.read_secret_version(
-                    path=path, mount_point=self._mount, raise_on_deleted_version=True)
+                    path=path, mount_point=self._mount, raise_on_deleted_version=True
+                )
             except _DENIED:
                 if attempt == 1:
                     log.info("vault denied reading %s; refreshing the token and retrying once", path)
@@ -163,7 +182,8 @@ class VaultSecrets(SecretsProvider):
         except (*_DENIED, hv.InvalidRequest) as exc:
             log.error("vault approle login refused (%s)", type(exc).__name__)
             raise SecretsUnavailable(
-                f"Vault at {self._addr} refused the AppRole login: check VAULT_ROLE_ID and VAULT_SECRET_ID") from None
+                f"Vault at {self._addr} refused the AppRole login: check VAULT_ROLE_ID and VAULT_SECRET_ID"
+            ) from None
         except (requests.RequestException, hv.VaultError) as exc:
             raise self._unavailable("logging in", exc) from None
         self._login_ttl = self._set_lease(resp["auth"])

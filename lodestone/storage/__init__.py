@@ -20,8 +20,19 @@ from lodestone.storage.fs import FilesystemStore
 from lodestone.storage.s3 import S3Store
 
 __all__ = [
-    "CHUNK", "FilesystemStore", "InvalidKey", "ObjectNotFound", "ObjectStore", "ObjectTooLarge", "PartRef",
-    "S3Store", "StorageFull", "StoredObject", "check_key", "job_key", "make_store",
+    "CHUNK",
+    "FilesystemStore",
+    "InvalidKey",
+    "ObjectNotFound",
+    "ObjectStore",
+    "ObjectTooLarge",
+    "PartRef",
+    "S3Store",
+    "StorageFull",
+    "StoredObject",
+    "check_key",
+    "job_key",
+    "make_store",
 ]
 
 

@@ -132,7 +132,8 @@ class ObjectStore(ABC):
     async def abort_parts(self, key: str, upload_id: str) -> None: ...
 
     @abstractmethod
-    async def put_stream(self, key: str, chunks: AsyncIterator[bytes], content_type: str,
-                         limit: int | None = None) -> StoredObject:
+    async def put_stream(
+        self, key: str, chunks: AsyncIterator[bytes], content_type: str, limit: int | None = None
+    ) -> StoredObject:
         """Stream chunks into one object without holding it whole; past `limit` bytes raise
         ObjectTooLarge. On any failure nothing is left: no object, no partial upload."""

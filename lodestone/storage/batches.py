@@ -42,7 +42,7 @@ class Batcher:
         view = memoryview(chunk)
         while view:
             n = min(len(view), WRITE_BATCH - self.filled)
-            self.target[self.filled:self.filled + n] = view[:n]
+            self.target[self.filled : self.filled + n] = view[:n]
             self.filled += n
             view = view[n:]
             if self.filled == WRITE_BATCH:
@@ -56,7 +56,7 @@ class Batcher:
         self.buffer, self.target, self.filled = buffer, memoryview(buffer), 0
 
     def rest(self) -> Buffer:
-        return self.target[:self.filled]
+        return self.target[: self.filled]
 
     def recycle(self, batch: Buffer) -> None:
         if isinstance(batch, bytearray):
@@ -86,8 +86,10 @@ class Pipeline:
         self.waiter: asyncio.Future[None] | None = None
         self.error: BaseException | None = None
         self.inboxes: list[queue.SimpleQueue[_Batch | None]] = [queue.SimpleQueue() for _ in steps]
-        self.threads = [threading.Thread(target=self._run, args=(step, inbox), name=f"{name}-{n}", daemon=True)
-                        for n, (step, inbox) in enumerate(zip(steps, self.inboxes, strict=True))]
+        self.threads = [
+            threading.Thread(target=self._run, args=(step, inbox), name=f"{name}-{n}", daemon=True)
+            for n, (step, inbox) in enumerate(zip(steps, self.inboxes, strict=True))
+        ]
         try:
             for thread in self.threads:
                 thread.start()
@@ -159,4 +161,3 @@ class Pipeline:
 def _resolve(waiter: "asyncio.Future[None]") -> None:
     if not waiter.done():
         waiter.set_result(None)
-

@@ -113,8 +113,9 @@ class FilesystemStore(ObjectStore):
         await asyncio.to_thread(write)
         return StoredObject(key, len(data), hashlib.sha256(data).hexdigest())
 
-    async def put_stream(self, key: str, chunks: AsyncIterator[bytes], content_type: str,
-                         limit: int | None = None) -> StoredObject:
+    async def put_stream(
+        self, key: str, chunks: AsyncIterator[bytes], content_type: str, limit: int | None = None
+    ) -> StoredObject:
         """Straight into one file: no parts needed when nothing has to resume. Chunks are
         gathered into contiguous batches, and two threads hash and write them while the next
         batches are being received (see batches.py). At most PIPELINE_DEPTH batches are in
@@ -224,7 +225,7 @@ class FilesystemStore(ObjectStore):
                 try:
                     view = memoryview(data)
                     while view:  # pwrite may write less than asked, as a disk fills
-                        view = view[os.pwrite(fd, view, offset + len(data) - len(view)):]
+                        view = view[os.pwrite(fd, view, offset + len(data) - len(view)) :]
                     os.fsync(fd)
                 except BaseException:
                     if end <= offset:  # this part was the file's tail: give its space back

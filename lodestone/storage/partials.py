@@ -93,8 +93,7 @@ def _last_modified(store: "S3Store", upload: Any) -> float:
     newest = upload.initiated_time.timestamp() if upload.initiated_time else 0.0
     marker = None
     while True:
-        listed = store.client._list_parts(store.bucket, upload.object_name, upload.upload_id,
-                                          part_number_marker=marker)
+        listed = store.client._list_parts(store.bucket, upload.object_name, upload.upload_id, part_number_marker=marker)
         newest = max([newest, *(p.last_modified.timestamp() for p in listed.parts if p.last_modified)])
         if not listed.is_truncated or not listed.next_part_number_marker:
             return newest

@@ -32,8 +32,13 @@ class S3Store(ObjectStore):
         self.bucket = settings.s3_bucket
         self.part_size = settings.upload_part_size
         self.parts_in_flight = settings.upload_parts_in_flight
-        self.client = Minio(endpoint, access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,
-                            secure=secure, region=settings.s3_region)
+        self.client = Minio(
+            endpoint,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key,
+            secure=secure,
+            region=settings.s3_region,
+        )
         if not self.client.bucket_exists(self.bucket):
             self.client.make_bucket(self.bucket)
 
@@ -53,8 +58,9 @@ class S3Store(ObjectStore):
         return super().is_full(error)
 
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> StoredObject:
-        await asyncio.to_thread(self.client.put_object, self.bucket, check_key(key),
-                                io.BytesIO(data), len(data), content_type=content_type)
+        await asyncio.to_thread(
+            self.client.put_object, self.bucket, check_key(key), io.BytesIO(data), len(data), content_type=content_type
+        )
         return StoredObject(key, len(data), hashlib.sha256(data).hexdigest())
 
     async def get_bytes(self, key: str) -> bytes:
@@ -76,8 +82,9 @@ class S3Store(ObjectStore):
 
         length = 0 if end is None else end - start + 1
         try:
-            resp = await asyncio.to_thread(self.client.get_object, self.bucket, check_key(key),
-                                           offset=start, length=length)
+            resp = await asyncio.to_thread(
+                self.client.get_object, self.bucket, check_key(key), offset=start, length=length
+            )
         except S3Error as e:
             if self._missing(e):
                 raise ObjectNotFound(key) from e
@@ -98,23 +105,26 @@ class S3Store(ObjectStore):
 
     # minio's multipart calls are private but stable; the public put_object cannot resume.
     async def begin_parts(self, key: str, content_type: str) -> str:
-        return await asyncio.to_thread(self.client._create_multipart_upload, self.bucket, check_key(key),
-                                       {"Content-Type": content_type})
+        return await asyncio.to_thread(
+            self.client._create_multipart_upload, self.bucket, check_key(key), {"Content-Type": content_type}
+        )
 
     async def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> PartRef:
         from minio.error import S3Error
 
         try:
-            etag = await asyncio.to_thread(self.client._upload_part, self.bucket, check_key(key), data, None,
-                                           upload_id, number)
+            etag = await asyncio.to_thread(
+                self.client._upload_part, self.bucket, check_key(key), data, None, upload_id, number
+            )
         except S3Error as e:
             if self._missing(e):
                 raise ObjectNotFound(f"upload {upload_id}") from e
             raise
         return PartRef(number, etag, len(data))
 
-    async def put_stream(self, key: str, chunks: AsyncIterator[bytes], content_type: str,
-                         limit: int | None = None) -> StoredObject:
+    async def put_stream(
+        self, key: str, chunks: AsyncIterator[bytes], content_type: str, limit: int | None = None
+    ) -> StoredObject:
         """A multipart upload of parts spooled to disk, up to parts_in_flight of them
         uploading while the next one fills; the upload is aborted on any failure."""
         upload_id = await self.begin_parts(check_key(key), content_type)
@@ -155,7 +165,7 @@ class S3Store(ObjectStore):
                     if filling is None:
                         filling = await SpooledPart.open()
                     take = view[: self.part_size - filling.length]
-                    view = view[len(take):]
+                    view = view[len(take) :]
                     await filling.add(take, digest)
                     if filling.length >= self.part_size:
                         part, filling = filling, None
@@ -201,24 +211,42 @@ class S3Store(ObjectStore):
 
         client = self.client
         region = client._get_region(self.bucket)
-        url = client._base_url.build(method="PUT", region=region, bucket_name=self.bucket, object_name=key,
-                                     query_params={"partNumber": str(number), "uploadId": upload_id})
+        url = client._base_url.build(
+            method="PUT",
+            region=region,
+            bucket_name=self.bucket,
+            object_name=key,
+            query_params={"partNumber": str(number), "uploadId": upload_id},
+        )
         date = utcnow()
-        headers = {"Host": url.netloc, "User-Agent": client._user_agent, "Content-Length": str(part.size),
-                   "x-amz-content-sha256": part.sha256, "x-amz-date": to_amz_date(date)}
+        headers: dict[str, str | list[str] | tuple[str]] = {
+            "Host": url.netloc,
+            "User-Agent": client._user_agent,
+            "Content-Length": str(part.size),
+            "x-amz-content-sha256": part.sha256,
+            "x-amz-date": to_amz_date(date),
+        }
         creds = client._provider.retrieve() if client._provider else None
         if creds:
             if creds.session_token:
                 headers["X-Amz-Security-Token"] = creds.session_token
-            headers = sign_v4_s3(method="PUT", url=url, region=region, headers=headers, credentials=creds,
-                                 content_sha256=part.sha256, date=date)
+            headers = sign_v4_s3(
+                method="PUT",
+                url=url,
+                region=region,
+                headers=headers,
+                credentials=creds,
+                content_sha256=part.sha256,
+                date=date,
+            )
         part.file.seek(0)
         response = client._http.urlopen("PUT", urlunsplit(url), body=part.file, headers=headers)
         if response.status != 200:
             if response.data:
                 raise S3Error.fromxml(response)
-            raise S3Error(response, "UploadPartFailed", f"HTTP {response.status}", url.path, None, None,
-                          self.bucket, key)
+            raise S3Error(
+                response, "UploadPartFailed", f"HTTP {response.status}", url.path, None, None, self.bucket, key
+            )
         return str(response.headers.get("etag", "")).replace('"', "")
 
     async def complete_parts(self, key: str, upload_id: str, parts: list[PartRef]) -> None:
@@ -226,8 +254,13 @@ class S3Store(ObjectStore):
         from minio.error import S3Error
 
         try:
-            await asyncio.to_thread(self.client._complete_multipart_upload, self.bucket, check_key(key), upload_id,
-                                    [Part(p.number, p.etag) for p in parts])
+            await asyncio.to_thread(
+                self.client._complete_multipart_upload,
+                self.bucket,
+                check_key(key),
+                upload_id,
+                [Part(p.number, p.etag) for p in parts],
+            )
         except S3Error as e:
             if self._missing(e):
                 raise ObjectNotFound(f"upload {upload_id}") from e

@@ -52,8 +52,12 @@ def test_spec_choice_state_x(data, expected):
 
 
 def test_first_matching_rule_wins():
-    state = {"Choices": [{"Variable": "$.n", "NumericGreaterThan": 1, "Next": "A"},
-                         {"Variable": "$.n", "NumericGreaterThan": 0, "Next": "B"}]}
+    state = {
+        "Choices": [
+            {"Variable": "$.n", "NumericGreaterThan": 1, "Next": "A"},
+            {"Variable": "$.n", "NumericGreaterThan": 0, "Next": "B"},
+        ]
+    }
     assert choice.choose(state, Scope({"n": 5})) == "A"
 
 
@@ -137,6 +141,7 @@ def test_comparison_against_the_context_object_and_variables():
 
 # --- StringMatches ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("pattern", "value", "expected"),
     [
@@ -164,8 +169,16 @@ def test_string_matches_non_string_is_false():
 
 # --- Is* type tests --------------------------------------------------------------------------
 
-VALUES = {"null": None, "int": 1, "float": 1.5, "str": "x", "bool": True, "ts": "2016-03-14T01:59:00Z",
-          "obj": {}, "arr": []}
+VALUES = {
+    "null": None,
+    "int": 1,
+    "float": 1.5,
+    "str": "x",
+    "bool": True,
+    "ts": "2016-03-14T01:59:00Z",
+    "obj": {},
+    "arr": [],
+}
 IS_EXPECTED = {
     "IsNull": {"null"},
     "IsNumeric": {"int", "float"},
@@ -207,9 +220,14 @@ def test_is_timestamp_format(text, expected):
 
 # --- And / Or / Not ----------------------------------------------------------------------------
 
+
 def test_and_or_not_nest():
-    rule = {"Or": [{"And": [{"Variable": "$.a", "BooleanEquals": True}, {"Not": {"Variable": "$.b", "IsNull": True}}]},
-                   {"Variable": "$.c", "StringEquals": "yes"}]}
+    rule = {
+        "Or": [
+            {"And": [{"Variable": "$.a", "BooleanEquals": True}, {"Not": {"Variable": "$.b", "IsNull": True}}]},
+            {"Variable": "$.c", "StringEquals": "yes"},
+        ]
+    }
     assert holds(rule, {"a": True, "b": 1, "c": "no"})
     assert not holds(rule, {"a": True, "b": None, "c": "no"})
     assert holds(rule, {"a": False, "b": None, "c": "yes"})

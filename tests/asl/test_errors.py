@@ -8,10 +8,21 @@ from lodestone.asl import errors
 from lodestone.asl.errors import ASLError, error_matches, find_catcher, next_retry, retry_delay
 
 SPEC_ERROR_NAMES = [
-    "States.ALL", "States.HeartbeatTimeout", "States.Timeout", "States.TaskFailed", "States.Permissions",
-    "States.ResultPathMatchFailure", "States.ParameterPathFailure", "States.BranchFailed",
-    "States.NoChoiceMatched", "States.IntrinsicFailure", "States.ExceedToleratedFailureThreshold",
-    "States.ItemReaderFailed", "States.ResultWriterFailed", "States.QueryEvaluationError", "States.Runtime",
+    "States.ALL",
+    "States.HeartbeatTimeout",
+    "States.Timeout",
+    "States.TaskFailed",
+    "States.Permissions",
+    "States.ResultPathMatchFailure",
+    "States.ParameterPathFailure",
+    "States.BranchFailed",
+    "States.NoChoiceMatched",
+    "States.IntrinsicFailure",
+    "States.ExceedToleratedFailureThreshold",
+    "States.ItemReaderFailed",
+    "States.ResultWriterFailed",
+    "States.QueryEvaluationError",
+    "States.Runtime",
 ]
 
 

@@ -335,7 +335,7 @@ def test_literal_with_a_real_newline_recorded_example():
 
 
 def test_json_merge_of_a_parsed_literal_and_the_execution_input_recorded_example():
-    expr = "States.JsonMerge(States.StringToJson('{\"constant_in_literal\": \"false\"}'), $$.Execution.Input.f, false)"
+    expr = 'States.JsonMerge(States.StringToJson(\'{"constant_in_literal": "false"}\'), $$.Execution.Input.f, false)'
     ctx = {"Execution": {"Input": {"f": {"constant_input_field": "constant_value"}}}}
     assert run(expr, {}, ctx) == {"constant_in_literal": "false", "constant_input_field": "constant_value"}
 

@@ -118,6 +118,7 @@ def test_assign_values_are_evaluated_with_the_previous_variables():
 
 # --- Condition and Choice ------------------------------------------------------------------
 
+
 def test_condition_must_be_boolean():
     assert J.condition("{% $states.input.n > 10 %}", scope(input={"n": 11})) is True
     assert J.condition("{% $states.input.n > 10 %}", scope(input={"n": 9})) is False
@@ -144,16 +145,22 @@ def test_jsonata_choice():
 
 # --- Items ---------------------------------------------------------------------------------
 
+
 def test_items_must_be_an_array():
     assert J.evaluate_items("{% $states.input.input_values %}", scope()) == [1, 2, 3]
     assert J.evaluate_items([1], scope()) == [1]  # a literal array
-    for bad, kind in [("{% 'string' %}", "string"), ("{% 1 %}", "number"), ("{% null %}", "null"),
-                      ("{% true %}", "boolean")]:
+    for bad, kind in [
+        ("{% 'string' %}", "string"),
+        ("{% 1 %}", "number"),
+        ("{% null %}", "null"),
+        ("{% true %}", "boolean"),
+    ]:
         e = query_error(lambda bad=bad: J.evaluate_items(bad, scope()))
         assert f"Expected 'array', but was '{kind}'" in e.cause
 
 
 # --- functions Step Functions adds, deterministic --------------------------------------------
+
 
 def test_partition_range_hash_parse():
     s = scope()

@@ -49,22 +49,45 @@ def parse(argv: list[str] | None) -> tuple[FaultConfig, Path | None, int]:
     p.add_argument("--pg-restarts", type=int, default=1)
     p.add_argument("--pg-down", type=float, default=5.0, help="seconds PostgreSQL stays down per restart")
     p.add_argument("--llm-outage", type=float, default=30.0, help="seconds the LLM endpoint is down")
-    p.add_argument("--receiver-outage", type=float, default=45.0,
-                   help="seconds the webhook receiver answers 503 and the SMTP sink 451")
+    p.add_argument(
+        "--receiver-outage",
+        type=float,
+        default=45.0,
+        help="seconds the webhook receiver answers 503 and the SMTP sink 451",
+    )
     p.add_argument("--window", type=float, default=0.0, help="seconds the faults and arrivals spread over")
     p.add_argument("--settle-timeout", type=float, default=600.0)
     p.add_argument("--data-dir", type=Path, help="keep the stack's data and logs here (else a temporary dir)")
-    p.add_argument("--rounds", type=int, default=int(env.get("FAULT_ROUNDS") or 1),
-                   help="whole runs in a row, each on a fresh stack with the next seed")
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=int(env.get("FAULT_ROUNDS") or 1),
+        help="whole runs in a row, each on a fresh stack with the next seed",
+    )
     a = p.parse_args(argv)
     if a.rounds < 1:
         p.error("--rounds must be at least 1")
-    return FaultConfig(a.pipelines, a.kills, a.api_restarts, a.pg_restarts, a.pg_down, a.llm_outage,
-                       a.receiver_outage, a.seed, a.window, a.settle_timeout), a.data_dir, a.rounds
+    return (
+        FaultConfig(
+            a.pipelines,
+            a.kills,
+            a.api_restarts,
+            a.pg_restarts,
+            a.pg_down,
+            a.llm_outage,
+            a.receiver_outage,
+            a.seed,
+            a.window,
+            a.settle_timeout,
+        ),
+        a.data_dir,
+        a.rounds,
+    )
 
 
-async def run_faults(cfg: FaultConfig, stack: FaultStack, llm: SwitchableOpenAIStandIn, hook: CountingWebhookReceiver,
-                     sink: SMTPSink) -> tuple[Run, Outcome]:
+async def run_faults(
+    cfg: FaultConfig, stack: FaultStack, llm: SwitchableOpenAIStandIn, hook: CountingWebhookReceiver, sink: SMTPSink
+) -> tuple[Run, Outcome]:
     engine = make_engine(stack.settings.app_database_url, 4)
     run = Run(cfg, stack, llm, hook, sink, err.log, engine, await Client.connect(stack.settings.temporal_target))
     try:
@@ -79,25 +102,56 @@ async def run_faults(cfg: FaultConfig, stack: FaultStack, llm: SwitchableOpenAIS
 def figures(cfg: FaultConfig, run: Run, outcome: Outcome, duration: float) -> dict[str, object]:
     done = [f["kind"] for f in run.faults]
     return {
-        "runs": cfg.pipelines, "delivered": outcome.delivered, "failed": outcome.failed,
-        "kills": done.count("kill-worker"), "api_restarts": done.count("restart-api"),
+        "runs": cfg.pipelines,
+        "delivered": outcome.delivered,
+        "failed": outcome.failed,
+        "kills": done.count("kill-worker"),
+        "api_restarts": done.count("restart-api"),
         "pg_restarts": done.count("restart-postgres"),
-        "pg_mid_delivery": sum(1 for f in run.faults if f.get("mid_delivery")), "llm_outage_s": cfg.llm_outage,
-        "receiver_outage_s": cfg.receiver_outage, "deliveries": outcome.deliveries,
-        "expected_deliveries": outcome.expected_deliveries, "duplicates": outcome.duplicates,
-        "stuck": outcome.stuck, "mismatches": outcome.mismatches, "rows_lost": outcome.rows_lost,
-        "extra_jobs": outcome.extra_jobs, "max_step_attempts": outcome.max_step_attempts,
-        "max_delivery_attempts": outcome.max_delivery_attempts, "budgets": budgets(),
-        "submit_retries": run.submit_retries, "webhook_503s": run.hook.refused,
-        "smtp_451s": sum(1 for _, code in run.sink.rcpt_answers if code == 451), "llm_dropped": run.llm.dropped,
-        "seed": cfg.seed, "duration_s": round(duration, 1), "ok": outcome.ok, "config": cfg.as_dict(),
-        "faults": run.faults, "problems": outcome.problems[:50],
+        "pg_mid_delivery": sum(1 for f in run.faults if f.get("mid_delivery")),
+        "llm_outage_s": cfg.llm_outage,
+        "receiver_outage_s": cfg.receiver_outage,
+        "deliveries": outcome.deliveries,
+        "expected_deliveries": outcome.expected_deliveries,
+        "duplicates": outcome.duplicates,
+        "stuck": outcome.stuck,
+        "mismatches": outcome.mismatches,
+        "rows_lost": outcome.rows_lost,
+        "extra_jobs": outcome.extra_jobs,
+        "max_step_attempts": outcome.max_step_attempts,
+        "max_delivery_attempts": outcome.max_delivery_attempts,
+        "budgets": budgets(),
+        "submit_retries": run.submit_retries,
+        "webhook_503s": run.hook.refused,
+        "smtp_451s": sum(1 for _, code in run.sink.rcpt_answers if code == 451),
+        "llm_dropped": run.llm.dropped,
+        "seed": cfg.seed,
+        "duration_s": round(duration, 1),
+        "ok": outcome.ok,
+        "config": cfg.as_dict(),
+        "faults": run.faults,
+        "problems": outcome.problems[:50],
     }
 
 
-COLS = ["runs", "delivered", "kills", "api_restarts", "pg_restarts", "pg_mid_delivery", "llm_outage_s",
-        "receiver_outage_s",
-        "deliveries", "duplicates", "stuck", "mismatches", "rows_lost", "seed", "duration_s", "ok"]
+COLS = [
+    "runs",
+    "delivered",
+    "kills",
+    "api_restarts",
+    "pg_restarts",
+    "pg_mid_delivery",
+    "llm_outage_s",
+    "receiver_outage_s",
+    "deliveries",
+    "duplicates",
+    "stuck",
+    "mismatches",
+    "rows_lost",
+    "seed",
+    "duration_s",
+    "ok",
+]
 
 
 def summary_table(title: str, figs: list[dict[str, object]]) -> Table:
@@ -105,8 +159,9 @@ def summary_table(title: str, figs: list[dict[str, object]]) -> Table:
     for c in COLS:
         table.add_column(c.replace("_", " "), justify="right")
     for fig in figs:
-        table.add_row(*[f"{fig['deliveries']}/{fig['expected_deliveries']}" if c == "deliveries" else str(fig[c])
-                        for c in COLS])
+        table.add_row(
+            *[f"{fig['deliveries']}/{fig['expected_deliveries']}" if c == "deliveries" else str(fig[c]) for c in COLS]
+        )
     return table
 
 
@@ -126,9 +181,12 @@ def report(fig: dict[str, object]) -> None:
 
 def one_round(cfg: FaultConfig, data_dir: Path | None) -> dict[str, object]:
     started = time.monotonic()
-    with (tempfile.TemporaryDirectory(prefix="lodestone-faults-") as tmp,
-          SwitchableOpenAIStandIn(latency=LLM_LATENCY) as llm, SMTPSink() as sink,
-          CountingWebhookReceiver(secret="") as hook):
+    with (
+        tempfile.TemporaryDirectory(prefix="lodestone-faults-") as tmp,
+        SwitchableOpenAIStandIn(latency=LLM_LATENCY) as llm,
+        SMTPSink() as sink,
+        CountingWebhookReceiver(secret="") as hook,
+    ):
         root = data_dir or Path(tmp)
         stack = FaultStack(fault_settings(root, llm.base_url, sink.port))
         err.log(f"fault run, seed {cfg.seed}: stack in {root}")
@@ -150,8 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(rounds):
         if rounds > 1:
             err.rule(f"round {i + 1} of {rounds}")
-        figs.append(one_round(dataclasses.replace(cfg, seed=cfg.seed + i),
-                              data_dir / f"round-{i + 1}" if data_dir and rounds > 1 else data_dir))
+        figs.append(
+            one_round(
+                dataclasses.replace(cfg, seed=cfg.seed + i),
+                data_dir / f"round-{i + 1}" if data_dir and rounds > 1 else data_dir,
+            )
+        )
     ok = all(f["ok"] for f in figs)
     if rounds > 1:
         Console(width=200).print(summary_table(f"{rounds} fault runs in a row", figs))

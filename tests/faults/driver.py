@@ -17,11 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
 from temporalio.client import Client
 
-from activities.jobs import TERMINAL
+from devstack.keys import mint_token
 from lodestone.db import tenant_session
-from lodestone.devstack.keys import mint_token
-from lodestone.tenants import create_tenant
+from schema.statuses import TERMINAL
 from schema.tables import Job
+from services.tenants import create_tenant
 from tests.faults.plan import Fault, FaultConfig, arrivals, schedule
 from tests.faults.stack import FaultStack
 from tests.standins.smtp_sink import SMTPSink
@@ -60,14 +60,24 @@ class Run:
 
 def definition(key: str, webhook_url: str) -> dict[str, Any]:
     """research -> (angles, outline) -> write on the LLM stand-in; html and pdf; a webhook and an email."""
-    steps = [("research", {"company": "input.company"}), ("angles", {"r": "steps.research"}),
-             ("outline", {"r": "steps.research"}), ("write", {"a": "steps.angles", "o": "steps.outline"})]
+    steps = [
+        ("research", {"company": "input.company"}),
+        ("angles", {"r": "steps.research"}),
+        ("outline", {"r": "steps.research"}),
+        ("write", {"a": "steps.angles", "o": "steps.outline"}),
+    ]
     return {
         "key": key,
         "input_schema": {"type": "object", "required": ["company"], "properties": {"company": {"type": "string"}}},
-        "steps": [{"id": sid, "model": MODEL, "inputs": inputs,
-                   "instructions": sid + ": " + " ".join(f"{{{{ {name} }}}}" for name in inputs)}
-                  for sid, inputs in steps],
+        "steps": [
+            {
+                "id": sid,
+                "model": MODEL,
+                "inputs": inputs,
+                "instructions": sid + ": " + " ".join(f"{{{{ {name} }}}}" for name in inputs),
+            }
+            for sid, inputs in steps
+        ],
         "template": "<html><body><h1>{{ input.company }}</h1>{{ steps.write | paragraphs }}</body></html>",
         "outputs": ["html", "pdf"],
         "delivery": [{"type": "webhook", "url": webhook_url}, {"type": "email", "to": "leads@example.com"}],
@@ -78,8 +88,9 @@ async def setup(run: Run) -> None:
     s = run.stack.settings
     tenant = await create_tenant(run.engine, f"faults-{run.run_id}")
     run.tenant_id, run.hook.secret = tenant.id, tenant.webhook_secret
-    token = mint_token(s.data_path, issuer=s.issuer, audience=s.auth_audience, tenant_id=str(tenant.id),
-                       roles=["admin"])
+    token = mint_token(
+        s.data_path, issuer=s.issuer, audience=s.auth_audience, tenant_id=str(tenant.id), roles=["admin"]
+    )
     run.api = httpx.AsyncClient(base_url=s.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=15)
     run.key = f"faults-{run.run_id}"
     resp = await run.api.post("/v1/workflows", json=definition(run.key, run.hook.url))
@@ -111,10 +122,15 @@ async def submit(run: Run, i: int, at: float) -> None:
 async def in_flight(run: Run) -> dict[str, int]:
     """The activities pending right now across the unsettled jobs: what a fault meets."""
     open_jobs = [j for j in run.jobs.values() if run.statuses.get(j) not in TERMINAL]
-    descs = await asyncio.gather(*(run.temporal.get_workflow_handle(j).describe() for j in open_jobs),
-                                 return_exceptions=True)
-    names = Counter(p.activity_type.name for d in descs if not isinstance(d, BaseException)
-                    for p in d.raw_description.pending_activities)
+    descs = await asyncio.gather(
+        *(run.temporal.get_workflow_handle(j).describe() for j in open_jobs), return_exceptions=True
+    )
+    names = Counter(
+        p.activity_type.name
+        for d in descs
+        if not isinstance(d, BaseException)
+        for p in d.raw_description.pending_activities
+    )
     return dict(names)
 
 
@@ -150,8 +166,9 @@ async def inflict(run: Run, fault: Fault) -> None:
         note["mid_delivery"] = await restart_postgres_mid_delivery(run, fault.duration)
     note["took"] = round(run.elapsed() - note["at"], 1)
     run.faults.append(note)
-    run.say(f"t={note['at']:.0f}s {fault.kind} " + " ".join(f"{k}={v}" for k, v in note.items()
-                                                          if k not in ("at", "kind")))
+    run.say(
+        f"t={note['at']:.0f}s {fault.kind} " + " ".join(f"{k}={v}" for k, v in note.items() if k not in ("at", "kind"))
+    )
 
 
 async def restart_postgres_mid_delivery(run: Run, down: float) -> bool:
@@ -191,8 +208,10 @@ async def drive(run: Run) -> None:
     rng = random.Random(run.cfg.seed)
     plan, times = schedule(run.cfg, rng), arrivals(run.cfg, rng)
     await setup(run)
-    run.say(f"seed {run.cfg.seed}: {len(times)} pipelines over {run.cfg.span:.0f}s; faults: "
-            + ", ".join(f"{f.kind}@{f.at:.0f}s" for f in plan))
+    run.say(
+        f"seed {run.cfg.seed}: {len(times)} pipelines over {run.cfg.span:.0f}s; faults: "
+        + ", ".join(f"{f.kind}@{f.at:.0f}s" for f in plan)
+    )
     run.t0 = time.monotonic()
     tasks = [asyncio.create_task(submit(run, i, at)) for i, at in enumerate(times)]
     tasks += [asyncio.create_task(inflict(run, f)) for f in plan]
@@ -204,7 +223,8 @@ async def drive(run: Run) -> None:
                 raise t.exception()  # type: ignore[misc]
         await poll_statuses(run)
         line = f"submitted {len(run.jobs)}/{run.cfg.pipelines} " + " ".join(
-            f"{k} {v}" for k, v in sorted(Counter(run.statuses.values()).items()))
+            f"{k} {v}" for k, v in sorted(Counter(run.statuses.values()).items())
+        )
         if line != last:
             run.say(f"t={run.elapsed():.0f}s {line}")
             last = line

@@ -45,8 +45,9 @@ def schedule(cfg: FaultConfig, rng: random.Random) -> list[Fault]:
     w = cfg.span
     crash_from, crash_to = 0.1 * w, 0.5 * w
     slot = (crash_to - crash_from) / max(cfg.kills, 1)
-    faults = [Fault(rng.uniform(crash_from + i * slot, crash_from + (i + 1) * slot), "kill-worker")
-              for i in range(cfg.kills)]
+    faults = [
+        Fault(rng.uniform(crash_from + i * slot, crash_from + (i + 1) * slot), "kill-worker") for i in range(cfg.kills)
+    ]
     faults += [Fault(rng.uniform(crash_from, crash_to), "restart-api") for _ in range(cfg.api_restarts)]
     turns = [("restart-postgres", cfg.pg_down)] * cfg.pg_restarts
     if cfg.llm_outage:
@@ -57,8 +58,9 @@ def schedule(cfg: FaultConfig, rng: random.Random) -> list[Fault]:
         start = crash_to + i * slot
         faults.append(Fault(rng.uniform(start, max(start, start + slot - duration)), kind, duration))
     if cfg.receiver_outage:
-        faults.append(Fault(rng.uniform(crash_to, max(crash_to, w - cfg.receiver_outage)), "receivers-down",
-                            cfg.receiver_outage))
+        faults.append(
+            Fault(rng.uniform(crash_to, max(crash_to, w - cfg.receiver_outage)), "receivers-down", cfg.receiver_outage)
+        )
     return sorted(faults, key=lambda f: f.at)
 
 

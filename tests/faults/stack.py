@@ -8,9 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from lodestone.devstack.postgres import APP_ROLE, OWNER_ROLE, bootstrap_sync, start_postgres
-from lodestone.devstack.processes import ProcessGroup, free_port, wait_for_port
-from lodestone.devstack.stack import Stack
+from devstack.postgres import APP_ROLE, OWNER_ROLE, bootstrap_sync, start_postgres
+from devstack.processes import ProcessGroup, free_port, wait_for_port
+from devstack.stack import Stack
 from lodestone.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -19,15 +19,29 @@ log = logging.getLogger(__name__)
 def fault_settings(data_dir: Path, llm_url: str, smtp_port: int) -> Settings:
     pg = free_port()
     return Settings(
-        _env_file=None, data_dir=data_dir, postgres_port=pg, api_port=free_port(),
-        temporal_port=free_port(), temporal_http_port=free_port(), temporal_metrics_port=free_port(),
-        temporal_ui_port=free_port(), worker_metrics_port=free_port(),
+        _env_file=None,
+        data_dir=data_dir,
+        postgres_port=pg,
+        api_port=free_port(),
+        temporal_port=free_port(),
+        temporal_http_port=free_port(),
+        temporal_metrics_port=free_port(),
+        temporal_ui_port=free_port(),
+        worker_metrics_port=free_port(),
         database_url=f"postgresql+asyncpg://{APP_ROLE}@127.0.0.1:{pg}/lodestone",
         database_admin_url=f"postgresql+asyncpg://{OWNER_ROLE}@127.0.0.1:{pg}/lodestone",
-        llm_base_url=llm_url, llm_api_key="stand-in-key", llm_timeout_seconds=5.0,
-        smtp_host="127.0.0.1", smtp_port=smtp_port, smtp_from="faults@lodestone.example",
-        smtp_timeout_seconds=5.0, webhook_timeout_seconds=5.0, s3_endpoint=None, temporal_address=None,
-        outbound_allow_cidrs=["127.0.0.1/32"])
+        llm_base_url=llm_url,
+        llm_api_key="stand-in-key",
+        llm_timeout_seconds=5.0,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_port,
+        smtp_from="faults@lodestone.example",
+        smtp_timeout_seconds=5.0,
+        webhook_timeout_seconds=5.0,
+        s3_endpoint=None,
+        temporal_address=None,
+        outbound_allow_cidrs=["127.0.0.1/32"],
+    )
 
 
 class FaultStack:
@@ -36,14 +50,25 @@ class FaultStack:
         self.pg, self.app = ProcessGroup(), ProcessGroup()
         s = settings
         # Every setting the children need, given outright, so nothing leaks in from this shell.
-        self.stack = Stack(settings, web_ui=False, extra_env={
-            "DATABASE_URL": s.app_database_url, "DATABASE_ADMIN_URL": s.admin_database_url, "S3_ENDPOINT": "",
-            "TEMPORAL_HTTP_PORT": str(s.temporal_http_port), "TEMPORAL_METRICS_PORT": str(s.temporal_metrics_port),
-            "LLM_BASE_URL": s.llm_base_url or "", "LLM_API_KEY": s.llm_api_key or "",
-            "LLM_TIMEOUT_SECONDS": str(s.llm_timeout_seconds), "SMTP_HOST": s.smtp_host or "",
-            "SMTP_PORT": str(s.smtp_port), "SMTP_FROM": s.smtp_from,
-            "SMTP_TIMEOUT_SECONDS": str(s.smtp_timeout_seconds),
-            "WEBHOOK_TIMEOUT_SECONDS": str(s.webhook_timeout_seconds)})
+        self.stack = Stack(
+            settings,
+            web_ui=False,
+            extra_env={
+                "DATABASE_URL": s.app_database_url,
+                "DATABASE_ADMIN_URL": s.admin_database_url,
+                "S3_ENDPOINT": "",
+                "TEMPORAL_HTTP_PORT": str(s.temporal_http_port),
+                "TEMPORAL_METRICS_PORT": str(s.temporal_metrics_port),
+                "LLM_BASE_URL": s.llm_base_url or "",
+                "LLM_API_KEY": s.llm_api_key or "",
+                "LLM_TIMEOUT_SECONDS": str(s.llm_timeout_seconds),
+                "SMTP_HOST": s.smtp_host or "",
+                "SMTP_PORT": str(s.smtp_port),
+                "SMTP_FROM": s.smtp_from,
+                "SMTP_TIMEOUT_SECONDS": str(s.smtp_timeout_seconds),
+                "WEBHOOK_TIMEOUT_SECONDS": str(s.webhook_timeout_seconds),
+            },
+        )
         self._procs: dict[str, subprocess.Popen] = {}
 
     def start(self) -> None:
@@ -65,8 +90,12 @@ class FaultStack:
         start_postgres(self.pg, self.settings.data_path, self.settings.postgres_port)
 
     def _start(self, name: str) -> subprocess.Popen:
-        proc = self.app.start(name, [sys.executable, "-m", "lodestone.cli", name],
-                              log_path=self.stack.logs / f"{name}.log", env=self.stack.env())
+        proc = self.app.start(
+            name,
+            [sys.executable, "-m", "cli.main", name],
+            log_path=self.stack.logs / f"{name}.log",
+            env=self.stack.env(),
+        )
         self._procs[name] = proc
         return proc
 
@@ -92,4 +121,3 @@ class FaultStack:
         self.app.stop()
         self.stack.stop()
         self.pg.stop()
-

@@ -30,8 +30,14 @@ from workflows.delivery import EMAIL_RETRY, WEBHOOK_RETRY
 from workflows.submission import STEP_RETRY
 
 # The Temporal status each database status may stand beside.
-AGREES = {"delivered": {WES.COMPLETED}, "failed": {WES.FAILED}, "cancelled": {WES.CANCELED, WES.TERMINATED},
-          "pending": {WES.RUNNING}, "queued": {WES.RUNNING}, "processing": {WES.RUNNING}}
+AGREES = {
+    "delivered": {WES.COMPLETED},
+    "failed": {WES.FAILED},
+    "cancelled": {WES.CANCELED, WES.TERMINATED},
+    "pending": {WES.RUNNING},
+    "queued": {WES.RUNNING},
+    "processing": {WES.RUNNING},
+}
 STEPS, OUTPUTS, TARGETS = 4, 2, 2
 
 
@@ -54,8 +60,12 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return (self.delivered == self.runs and self.deliveries == self.expected_deliveries and not self.problems
-                and not (self.duplicates or self.stuck or self.mismatches or self.rows_lost or self.extra_jobs))
+        return (
+            self.delivered == self.runs
+            and self.deliveries == self.expected_deliveries
+            and not self.problems
+            and not (self.duplicates or self.stuck or self.mismatches or self.rows_lost or self.extra_jobs)
+        )
 
 
 def receipts(run: Run, outcome: Outcome) -> None:
@@ -88,22 +98,47 @@ async def rows(run: Run, outcome: Outcome) -> dict[str, str]:
     store = make_store(run.stack.settings)
     async with tenant_session(run.engine, run.tenant_id) as s:  # type: ignore[arg-type]
         jobs = {str(i): st for i, st in (await s.exec(select(Job.id, Job.status).where(Job.workflow_key == run.key)))}
-        steps = Counter(str(j) for j in (await s.exec(select(JobStep.job_id).where(
-            JobStep.status == "completed", JobStep.job_id.in_(ids)))))  # type: ignore[attr-defined]
-        usage = Counter(str(j) for j in (await s.exec(select(UsageRecord.job_id).where(
-            UsageRecord.job_id.in_(ids)))))  # type: ignore[attr-defined]
+        steps = Counter(
+            str(j)
+            for j in (
+                await s.exec(select(JobStep.job_id).where(JobStep.status == "completed", JobStep.job_id.in_(ids)))
+            )
+        )  # type: ignore[attr-defined]
+        usage = Counter(str(j) for j in (await s.exec(select(UsageRecord.job_id).where(UsageRecord.job_id.in_(ids)))))  # type: ignore[attr-defined]
         artifacts = (await s.exec(select(Artifact).where(Artifact.job_id.in_(ids)))).all()  # type: ignore[attr-defined]
         deliveries = (await s.exec(select(Delivery).where(Delivery.job_id.in_(ids)))).all()  # type: ignore[attr-defined]
-        accepted = set((await s.exec(select(DeliveryAttempt.delivery_id).where(
-            DeliveryAttempt.status_code >= 200, DeliveryAttempt.status_code < 300))).all())  # type: ignore[operator]
-        submissions = (await s.exec(select(func.count()).select_from(Submission).join(
-            Job, Job.submission_id == Submission.id).where(Job.workflow_key == run.key))).one()
-        keys = (await s.exec(select(func.count()).select_from(IdempotencyKey).where(
-            IdempotencyKey.key.startswith(f"{run.run_id}-")))).one()  # type: ignore[attr-defined]
-        failures = (await s.exec(select(JobFailure.job_id, JobFailure.failed_step, JobFailure.error_code,
-                                        JobFailure.message).where(JobFailure.job_id.in_(ids)))).all()  # type: ignore[attr-defined]
-        outcome.max_step_attempts = (await s.exec(select(func.max(JobStep.attempts)).where(
-            JobStep.job_id.in_(ids)))).one() or 0  # type: ignore[attr-defined]
+        accepted = set(
+            (
+                await s.exec(
+                    select(DeliveryAttempt.delivery_id).where(
+                        DeliveryAttempt.status_code >= 200, DeliveryAttempt.status_code < 300
+                    )
+                )
+            ).all()
+        )  # type: ignore[operator]
+        submissions = (
+            await s.exec(
+                select(func.count())
+                .select_from(Submission)
+                .join(Job, Job.submission_id == Submission.id)
+                .where(Job.workflow_key == run.key)
+            )
+        ).one()
+        keys = (
+            await s.exec(
+                select(func.count()).select_from(IdempotencyKey).where(IdempotencyKey.key.startswith(f"{run.run_id}-"))
+            )
+        ).one()  # type: ignore[attr-defined]
+        failures = (
+            await s.exec(
+                select(JobFailure.job_id, JobFailure.failed_step, JobFailure.error_code, JobFailure.message).where(
+                    JobFailure.job_id.in_(ids)
+                )
+            )
+        ).all()  # type: ignore[attr-defined]
+        outcome.max_step_attempts = (
+            await s.exec(select(func.max(JobStep.attempts)).where(JobStep.job_id.in_(ids)))
+        ).one() or 0  # type: ignore[attr-defined]
     outcome.max_delivery_attempts = max((d.attempts for d in deliveries), default=0)
     outcome.extra_jobs = len(set(jobs) - set(run.jobs.values()))
     made = Counter(str(a.job_id) for a in artifacts)
@@ -111,8 +146,12 @@ async def rows(run: Run, outcome: Outcome) -> dict[str, str]:
     for job_id, step, code, message in failures:
         outcome.problems.append(f"job {job_id} failed at {step}: {code}: {message[:200]}")
     for job_id in (j for j in run.jobs.values() if jobs.get(j) == "delivered"):  # a failed job is counted as such
-        lost = {"steps": STEPS - steps[job_id], "usage": STEPS - usage[job_id], "artifacts": OUTPUTS - made[job_id],
-                "deliveries": TARGETS - sent[job_id]}
+        lost = {
+            "steps": STEPS - steps[job_id],
+            "usage": STEPS - usage[job_id],
+            "artifacts": OUTPUTS - made[job_id],
+            "deliveries": TARGETS - sent[job_id],
+        }
         if any(lost.values()):
             outcome.rows_lost += 1
             outcome.problems.append(f"job {job_id} ({jobs.get(job_id)}) is missing rows: {lost}")
@@ -138,5 +177,7 @@ async def verify(run: Run) -> Outcome:
 
 
 def budgets() -> dict[str, Any]:
-    return {"step_attempts": STEP_RETRY.maximum_attempts,
-            "delivery_attempts": min(WEBHOOK_RETRY.maximum_attempts or 0, EMAIL_RETRY.maximum_attempts or 0)}
+    return {
+        "step_attempts": STEP_RETRY.maximum_attempts,
+        "delivery_attempts": min(WEBHOOK_RETRY.maximum_attempts or 0, EMAIL_RETRY.maximum_attempts or 0),
+    }

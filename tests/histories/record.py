@@ -14,15 +14,16 @@ import httpx
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
+from activities.conversation import PurgeInput
+from devstack.graph_standin import GraphAPIStandIn
+from devstack.keys import mint_token
+from devstack.processes import free_port
+from devstack.receiver import WebhookReceiver
+from devstack.stack import Stack
 from lodestone.db import make_engine, tenant_session
-from lodestone.devstack.keys import mint_token
-from lodestone.devstack.processes import free_port
-from lodestone.devstack.stack import Stack
-from lodestone.graph_standin import GraphAPIStandIn
-from lodestone.receiver import WebhookReceiver
 from lodestone.settings import Settings
-from lodestone.tenants import create_tenant
 from schema.tables import Message
+from services.tenants import create_tenant
 from tests.conversation_helpers import seed_contact
 from tests.helpers import create_workflow, definition, submit, wait_job
 from tests.standins.openai_server import OpenAIStandIn
@@ -30,7 +31,7 @@ from workflows.conversation import ConversationWorkflow
 from workflows.names import conversation_id
 from workflows.retention import PurgeMessagesWorkflow
 from workflows.summary import SummaryWorkflow
-from workflows.types import TENANT_ID, ConversationInput, NewMessage, PurgeInput, SummaryInput
+from workflows.types import TENANT_ID, ConversationInput, NewMessage, SummaryInput
 
 HERE = Path(__file__).parent
 
@@ -49,20 +50,30 @@ def sibling_fails(url: str) -> dict:
 
 
 async def record_submissions(settings: Settings, client: Client, tenant) -> None:  # type: ignore[no-untyped-def]
-    token = mint_token(settings.data_path, issuer=settings.issuer, audience=settings.auth_audience,
-                       tenant_id=str(tenant.id), roles=["admin"])
+    token = mint_token(
+        settings.data_path,
+        issuer=settings.issuer,
+        audience=settings.auth_audience,
+        tenant_id=str(tenant.id),
+        roles=["admin"],
+    )
     async with httpx.AsyncClient(base_url=settings.api_url, headers={"Authorization": f"Bearer {token}"}) as api:
-        with WebhookReceiver(tenant.webhook_secret, fail_first=1) as hook, \
-                WebhookReceiver(tenant.webhook_secret, fail_first=100, fail_status=302) as moved:
+        with (
+            WebhookReceiver(tenant.webhook_secret, fail_first=1) as hook,
+            WebhookReceiver(tenant.webhook_secret, fail_first=100, fail_status=302) as moved,
+        ):
             ok = await create_workflow(api, definition(hook.url, key="recorded", outputs=["html", "pdf"]))
             bad = definition(hook.url, key="recorded-failing")
             bad["steps"][2]["model"] = "empty"
             await create_workflow(api, bad)
             await create_workflow(api, definition(moved.url, key="recorded-redirected"))
             await create_workflow(api, sibling_fails(hook.url))
-            for name, key in (("submission_delivered", ok["key"]), ("submission_failed", bad["key"]),
-                              ("submission_delivery_failed", "recorded-redirected"),
-                              ("submission_step_cancelled", "recorded-sibling-fails")):
+            for name, key in (
+                ("submission_delivered", ok["key"]),
+                ("submission_failed", bad["key"]),
+                ("submission_delivery_failed", "recorded-redirected"),
+                ("submission_step_cancelled", "recorded-sibling-fails"),
+            ):
                 job_id = (await submit(api, key)).json()["job_id"]
                 await wait_job(api, job_id, timeout=120)
                 await save(name, client.get_workflow_handle(job_id))
@@ -74,15 +85,26 @@ async def record_conversations(settings: Settings, client: Client, tenant, graph
     ids = [f"wamid.rec{uuid.uuid4().hex}" for _ in range(3)]
     async with tenant_session(engine, tenant.id) as s:
         for i, mid in enumerate(ids):
-            s.add(Message(tenant_id=tenant.id, contact_id=contact.id, message_id=mid, direction="in",
-                          body=f"Recorded message {i}"))
+            s.add(
+                Message(
+                    tenant_id=tenant.id,
+                    contact_id=contact.id,
+                    message_id=mid,
+                    direction="in",
+                    body=f"Recorded message {i}",
+                )
+            )
     handle = None
     for mid in ids:
         handle = await client.start_workflow(
-            ConversationWorkflow.run, ConversationInput(str(tenant.id), str(contact.id), 1.0, 4.0, True),
-            id=conversation_id(str(tenant.id), contact.wa_id), task_queue=settings.temporal_task_queue,
-            start_signal="new_message", start_signal_args=[NewMessage(mid)],
-            search_attributes=TypedSearchAttributes([SearchAttributePair(TENANT_ID, str(tenant.id))]))
+            ConversationWorkflow.run,
+            ConversationInput(str(tenant.id), str(contact.id), 1.0, 4.0, True),
+            id=conversation_id(str(tenant.id), contact.wa_id),
+            task_queue=settings.temporal_task_queue,
+            start_signal="new_message",
+            start_signal_args=[NewMessage(mid)],
+            search_attributes=TypedSearchAttributes([SearchAttributePair(TENANT_ID, str(tenant.id))]),
+        )
         await asyncio.sleep(0.3)
     while not [c for c in graph.texts() if c.body["to"] == contact.wa_id]:
         await asyncio.sleep(0.2)
@@ -91,12 +113,19 @@ async def record_conversations(settings: Settings, client: Client, tenant, graph
     await save("conversation_replied", handle)
     await handle.terminate("recorded")
     summary = await client.start_workflow(
-        SummaryWorkflow.run, SummaryInput(str(tenant.id), str(contact.id), 15),
-        id=f"summary-recorded-{uuid.uuid4()}", task_queue=settings.temporal_task_queue)
+        SummaryWorkflow.run,
+        SummaryInput(str(tenant.id), str(contact.id), 15),
+        id=f"summary-recorded-{uuid.uuid4()}",
+        task_queue=settings.temporal_task_queue,
+    )
     await summary.result()
     await save("summary_sent", summary)
-    purge = await client.start_workflow(PurgeMessagesWorkflow.run, PurgeInput(settings.message_retention_days),
-                                        id=f"purge-recorded-{uuid.uuid4()}", task_queue=settings.temporal_task_queue)
+    purge = await client.start_workflow(
+        PurgeMessagesWorkflow.run,
+        PurgeInput(settings.message_retention_days),
+        id=f"purge-recorded-{uuid.uuid4()}",
+        task_queue=settings.temporal_task_queue,
+    )
     await purge.result()
     await save("purge_messages", purge)
     await engine.dispose()
@@ -113,16 +142,30 @@ async def record(settings: Settings, graph: GraphAPIStandIn) -> None:
 
 def main() -> None:
     with OpenAIStandIn() as llm, GraphAPIStandIn("graph-token") as graph, tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(_env_file=None, data_dir=Path(tmp), postgres_port=free_port(),
-                            temporal_port=free_port(), temporal_http_port=free_port(),
-                            temporal_metrics_port=free_port(), api_port=free_port(),
-                            llm_base_url=llm.base_url, llm_api_key="stand-in",
-                            outbound_allow_cidrs=["127.0.0.1/32"])  # receivers on random loopback ports
-        stack = Stack(settings, web_ui=False, extra_env={
-            "LLM_BASE_URL": llm.base_url, "LLM_API_KEY": "stand-in",
-            "TEMPORAL_HTTP_PORT": str(settings.temporal_http_port),
-            "TEMPORAL_METRICS_PORT": str(settings.temporal_metrics_port),
-            "WHATSAPP_ACCESS_TOKEN": "graph-token", "WHATSAPP_GRAPH_URL": graph.base_url})
+        settings = Settings(
+            _env_file=None,
+            data_dir=Path(tmp),
+            postgres_port=free_port(),
+            temporal_port=free_port(),
+            temporal_http_port=free_port(),
+            temporal_metrics_port=free_port(),
+            api_port=free_port(),
+            llm_base_url=llm.base_url,
+            llm_api_key="stand-in",
+            outbound_allow_cidrs=["127.0.0.1/32"],
+        )  # receivers on random loopback ports
+        stack = Stack(
+            settings,
+            web_ui=False,
+            extra_env={
+                "LLM_BASE_URL": llm.base_url,
+                "LLM_API_KEY": "stand-in",
+                "TEMPORAL_HTTP_PORT": str(settings.temporal_http_port),
+                "TEMPORAL_METRICS_PORT": str(settings.temporal_metrics_port),
+                "WHATSAPP_ACCESS_TOKEN": "graph-token",
+                "WHATSAPP_GRAPH_URL": graph.base_url,
+            },
+        )
         try:
             stack.start_infra()
             stack.start_app()

@@ -66,8 +66,9 @@ class OpenAIStandIn:
                 prompt = " ".join(str(m.get("content", "")) for m in req.get("messages", []))
                 err = {"error": {"message": "stand-in error", "type": "server_error"}}
                 if model == "ratelimit":
-                    return self._send(429, {"error": {"message": "slow down", "type": "rate_limit"}},
-                                      {"retry-after": "7"})
+                    return self._send(
+                        429, {"error": {"message": "slow down", "type": "rate_limit"}}, {"retry-after": "7"}
+                    )
                 if model == "error500":
                     return self._send(500, err)
                 if model.startswith("flaky-") and seen <= int(model.split("-", 1)[1]):
@@ -80,14 +81,27 @@ class OpenAIStandIn:
                     content = ""
                 if model == "refuse":
                     content, refusal = None, "I can't help with that."
-                return self._send(200, {
-                    "id": "chatcmpl-standin", "object": "chat.completion", "created": int(time.time()),
-                    "model": model,
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": content, "refusal": refusal}}],
-                    "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": 7,
-                              "total_tokens": len(prompt.split()) + 7},
-                })
+                return self._send(
+                    200,
+                    {
+                        "id": "chatcmpl-standin",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": model,
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": content, "refusal": refusal},
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": len(prompt.split()),
+                            "completion_tokens": 7,
+                            "total_tokens": len(prompt.split()) + 7,
+                        },
+                    },
+                )
 
             def log_message(self, *args: object) -> None:
                 return None

@@ -53,8 +53,16 @@ class OTLPCollector:
             attrs = {a.key: a.value.string_value for a in rs.resource.attributes}
             for ss in rs.scope_spans:
                 with self.lock:
-                    self.spans.extend(Span(attrs.get("service.name", ""), s.name, s.trace_id.hex(), s.span_id.hex(),
-                                           s.parent_span_id.hex()) for s in ss.spans)
+                    self.spans.extend(
+                        Span(
+                            attrs.get("service.name", ""),
+                            s.name,
+                            s.trace_id.hex(),
+                            s.span_id.hex(),
+                            s.parent_span_id.hex(),
+                        )
+                        for s in ss.spans
+                    )
 
     def in_trace(self, trace_id: str) -> list[Span]:
         with self.lock:

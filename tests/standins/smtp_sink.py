@@ -17,7 +17,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from lodestone.devstack.processes import free_port
+from devstack.processes import free_port
 
 
 @dataclass
@@ -37,8 +37,14 @@ class SMTPSink:
         self._lock = threading.Lock()
         self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self,
+        server: Any,
+        session: Any,
+        envelope: Any,
+        address: str,  # noqa: N802
+        rcpt_options: list[str],
+    ) -> str:
         local = address.partition("@")[0].lower()
         with self._lock:
             self._tries[address] += 1

@@ -1,9 +1,9 @@
-"""The fault suite's webhook receiver: lodestone.receiver's, counting accepted deliveries
+"""The fault suite's webhook receiver: devstack.receiver's, counting accepted deliveries
 per webhook-id and the 503s it answered while `unavailable` was set."""
 
 from collections import Counter
 
-from lodestone.receiver import WebhookReceiver
+from devstack.receiver import WebhookReceiver
 
 
 class CountingWebhookReceiver(WebhookReceiver):

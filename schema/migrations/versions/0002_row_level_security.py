@@ -8,8 +8,20 @@ from alembic import op
 
 # Frozen here: later migrations guard the tables they add themselves.
 TENANT_TABLES = [
-    "workflow_definitions", "forms", "submissions", "jobs", "job_steps", "artifacts", "usage_records",
-    "deliveries", "delivery_attempts", "job_failures", "idempotency_keys", "contacts", "messages", "summaries",
+    "workflow_definitions",
+    "forms",
+    "submissions",
+    "jobs",
+    "job_steps",
+    "artifacts",
+    "usage_records",
+    "deliveries",
+    "delivery_attempts",
+    "job_failures",
+    "idempotency_keys",
+    "contacts",
+    "messages",
+    "summaries",
 ]
 
 revision = "0002"

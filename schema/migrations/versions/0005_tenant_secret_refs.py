@@ -15,8 +15,15 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("tenants", sa.Column("secret_refs", postgresql.JSONB(astext_type=sa.Text()), nullable=False,
-                                       server_default=sa.text("'{}'::jsonb")))
+    op.add_column(
+        "tenants",
+        sa.Column(
+            "secret_refs",
+            postgresql.JSONB(astext_type=sa.Text()),
+            nullable=False,
+            server_default=sa.text("'{}'::jsonb"),
+        ),
+    )
 
 
 def downgrade() -> None:

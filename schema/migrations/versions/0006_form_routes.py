@@ -28,8 +28,10 @@ def upgrade() -> None:
     op.execute("ALTER TABLE form_routes ENABLE ROW LEVEL SECURITY")
     op.execute("ALTER TABLE form_routes FORCE ROW LEVEL SECURITY")
     op.execute("CREATE POLICY route_lookup ON form_routes FOR SELECT USING (true)")
-    op.execute(f"CREATE POLICY tenant_isolation ON form_routes FOR ALL USING (tenant_id = {CURRENT}) "
-               f"WITH CHECK (tenant_id = {CURRENT})")
+    op.execute(
+        f"CREATE POLICY tenant_isolation ON form_routes FOR ALL USING (tenant_id = {CURRENT}) "
+        f"WITH CHECK (tenant_id = {CURRENT})"
+    )
     op.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON form_routes TO lodestone_app")
     # Slugs are unique through form_routes now; forms keep theirs unique per tenant.
     op.drop_constraint("forms_slug_key", "forms", type_="unique")

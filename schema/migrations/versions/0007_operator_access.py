@@ -4,7 +4,7 @@ opt-in, cross-tenant read for the owner role through the operator_dead_letters v
 Row-level security stays ENABLEd and FORCEd on every table. The owner role (the one that
 runs migrations and DATABASE_ADMIN_URL) gets one more SELECT policy on the four tables the
 operator CLI looks up by id or lists across tenants, and only in a transaction that has set
-app.operator to 'on' (lodestone.ops.db.operator_session also makes that transaction read
+app.operator to 'on' (services.operator_db.operator_session also makes that transaction read
 only). The app role matches none of these policies and has no grant on the view.
 
 Revision ID: 0007

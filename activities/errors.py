@@ -1,0 +1,115 @@
+"""Every error code an activity fails with: the ApplicationError `type` the retry policies
+(workflows/, non_retryable_error_types) name and the activities raise. One name each, so a
+policy and a raise cannot drift apart; tests/test_error_codes.py holds them together.
+
+Codes are the names they always had (recorded histories carry them); add, never rename."""
+
+from lodestone.llm import LLMEmptyAnswer, LLMRefused, LLMRequestRejected, LLMTransient
+from lodestone.mail import MailError, MailNotConfigured, MailUnavailable
+from lodestone.pdf import PdfRenderFailed
+from lodestone.templating import TemplateLimitExceeded, TemplateRenderError, TemplateSecurityViolation
+
+# Failures for good: the activity fails at once, and the workflow with it.
+JOB_NOT_FOUND = "JobNotFound"
+CONTACT_NOT_FOUND = "ContactNotFound"
+TENANT_SECRET_UNREADABLE = "TenantSecretUnreadable"
+STEP_INPUT_MISSING = "StepInputMissing"
+LLM_EMPTY_ANSWER = "LLMEmptyAnswer"
+LLM_REFUSED = "LLMRefused"
+LLM_REQUEST_REJECTED = "LLMRequestRejected"
+TEMPLATE_RENDER_ERROR = "TemplateRenderError"
+TEMPLATE_SECURITY_VIOLATION = "TemplateSecurityViolation"
+TEMPLATE_LIMIT_EXCEEDED = "TemplateLimitExceeded"
+PDF_RENDER_FAILED = "PdfRenderFailed"
+INPUT_URL_REFUSED = "InputURLRefused"
+INPUT_FETCH_FAILED = "InputFetchFailed"
+INPUT_TOO_LARGE = "InputTooLarge"
+SUMMARY_MISSING = "SummaryMissing"
+GRAPH_REJECTED = "GraphRejected"
+WEBHOOK_REJECTED = "WebhookRejected"
+WEBHOOK_REDIRECTED = "WebhookRedirected"
+WEBHOOK_URL_REFUSED = "WebhookURLRefused"
+EMAIL_REJECTED = "EmailRejected"
+EMAIL_NOT_CONFIGURED = "EmailNotConfigured"
+
+# Failures worth another attempt, on the policy's schedule.
+LLM_TRANSIENT = "LLMTransient"
+SECRETS_UNAVAILABLE = "SecretsUnavailable"
+INPUT_UNAVAILABLE = "InputUnavailable"
+STEP_NOT_READY = "StepNotReady"
+GRAPH_UNAVAILABLE = "GraphUnavailable"
+WEBHOOK_UNAVAILABLE = "WebhookUnavailable"
+EMAIL_UNAVAILABLE = "EmailUnavailable"
+# A busy template pool: the workflow schedules the activity again after the delay it asked
+# (runs recorded before that let the policy retry it as an attempt).
+TEMPLATE_POOL_BUSY = "TemplatePoolBusy"
+
+NON_RETRYABLE = frozenset(
+    {
+        JOB_NOT_FOUND,
+        CONTACT_NOT_FOUND,
+        TENANT_SECRET_UNREADABLE,
+        STEP_INPUT_MISSING,
+        LLM_EMPTY_ANSWER,
+        LLM_REFUSED,
+        LLM_REQUEST_REJECTED,
+        TEMPLATE_RENDER_ERROR,
+        TEMPLATE_SECURITY_VIOLATION,
+        TEMPLATE_LIMIT_EXCEEDED,
+        PDF_RENDER_FAILED,
+        INPUT_URL_REFUSED,
+        INPUT_FETCH_FAILED,
+        INPUT_TOO_LARGE,
+        SUMMARY_MISSING,
+        GRAPH_REJECTED,
+        WEBHOOK_REJECTED,
+        WEBHOOK_REDIRECTED,
+        WEBHOOK_URL_REFUSED,
+        EMAIL_REJECTED,
+        EMAIL_NOT_CONFIGURED,
+    }
+)
+RETRYABLE = frozenset(
+    {
+        LLM_TRANSIENT,
+        SECRETS_UNAVAILABLE,
+        INPUT_UNAVAILABLE,
+        STEP_NOT_READY,
+        GRAPH_UNAVAILABLE,
+        WEBHOOK_UNAVAILABLE,
+        EMAIL_UNAVAILABLE,
+        TEMPLATE_POOL_BUSY,
+    }
+)
+
+# The code of each library failure an activity turns into an ApplicationError; the most
+# specific class first.
+_BY_EXCEPTION: list[tuple[type[Exception], str]] = [
+    (LLMTransient, LLM_TRANSIENT),
+    (LLMEmptyAnswer, LLM_EMPTY_ANSWER),
+    (LLMRefused, LLM_REFUSED),
+    (LLMRequestRejected, LLM_REQUEST_REJECTED),
+    (TemplateRenderError, TEMPLATE_RENDER_ERROR),
+    (TemplateSecurityViolation, TEMPLATE_SECURITY_VIOLATION),
+    (TemplateLimitExceeded, TEMPLATE_LIMIT_EXCEEDED),
+    (PdfRenderFailed, PDF_RENDER_FAILED),
+    (MailNotConfigured, EMAIL_NOT_CONFIGURED),
+    (MailUnavailable, EMAIL_UNAVAILABLE),
+    (MailError, EMAIL_REJECTED),
+]
+EXCEPTION_CODES = dict(_BY_EXCEPTION)
+
+
+def code_of(e: Exception) -> str:
+    """The error code of a library failure; an LLMError of no known kind keeps its class name,
+    as it always did."""
+    for cls, code in _BY_EXCEPTION:
+        if isinstance(e, cls):
+            return code
+    return type(e).__name__
+
+
+def unexpected(e: BaseException) -> str:
+    """The type of a failure no activity expected (a bug, an OSError): its class name, as
+    Temporal would name it. No policy names one, so every policy retries it."""
+    return type(e).__name__

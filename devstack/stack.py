@@ -1,0 +1,95 @@
+"""The embedded stack as `lodestone dev`, `lodestone demo` and the tests start it."""
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack.keys import load_or_create_key
+from devstack.postgres import OWNER_ROLE, bootstrap, start_postgres
+from devstack.processes import ProcessGroup, wait_for_port
+from devstack.temporal import start_temporal
+from lodestone.local_tokens import DRAIN, METRICS, load_or_create_token
+from lodestone.settings import Settings
+from schema.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    group: ProcessGroup = field(default_factory=ProcessGroup)
+    web_ui: bool = True
+    extra_env: dict[str, str] = field(default_factory=dict)
+    # The loopback ports of the demo's receivers (its webhook receiver, the Graph API
+    # stand-in): unless OUTBOUND_ALLOW_CIDRS is set, outbound calls may reach these and no
+    # other loopback port, so no tenant's webhook or input URL reaches the stack's own
+    # listeners (the API's and worker's /metrics, the worker's /drain, PostgreSQL, Temporal).
+    receiver_ports: list[int] = field(default_factory=list)
+
+    @property
+    def logs(self) -> Path:
+        return self.settings.data_path / "logs"
+
+    def env(self) -> dict[str, str]:
+        """What the API and worker children need to find this stack."""
+        s = self.settings
+        return {
+            "DATA_DIR": str(s.data_path),
+            "TEMPORAL_PORT": str(s.temporal_port),
+            "POSTGRES_PORT": str(s.postgres_port),
+            "API_PORT": str(s.api_port),
+            "API_HOST": s.api_host,
+            "TEMPORAL_UI_PORT": str(s.temporal_ui_port),
+            "WORKER_METRICS_PORT": str(s.worker_metrics_port),
+            "OUTBOUND_ALLOW_CIDRS": json.dumps(
+                s.outbound_allow_cidrs or [f"127.0.0.1:{port}" for port in self.receiver_ports]
+            ),
+            # Made once per DATA_DIR; `lodestone ops drain` finds the drain token there too.
+            "WORKER_DRAIN_TOKEN": s.worker_drain_token or load_or_create_token(s.data_path, DRAIN),
+            "METRICS_TOKEN": s.metrics_token or load_or_create_token(s.data_path, METRICS),
+            **self.extra_env,
+        }
+
+    def start_infra(self, progress: Progress | None = None) -> None:
+        s = self.settings
+        s.data_path.mkdir(parents=True, exist_ok=True)
+        say = progress or (lambda _msg: None)
+        if s.embedded_postgres:
+            say(f"PostgreSQL on 127.0.0.1:{s.postgres_port}")
+            handle = start_postgres(self.group, s.data_path, s.postgres_port)
+            asyncio.run(bootstrap(handle))
+            admin_url = handle.url(OWNER_ROLE)
+        else:
+            admin_url = s.admin_database_url
+        say("migrations")
+        upgrade(admin_url)
+        if s.temporal_address is None:
+            say(f"Temporal dev server on 127.0.0.1:{s.temporal_port}, Web UI on {s.temporal_ui}")
+            start_temporal(
+                self.group,
+                s.data_path / "temporal",
+                s.temporal_port,
+                s.temporal_ui_port if self.web_ui else None,
+                s.temporal_http_port,
+                s.temporal_metrics_port,
+            )
+        load_or_create_key(s.data_path)
+
+    def start_app(self, progress: Progress | None = None) -> None:
+        say = progress or (lambda _msg: None)
+        exe = [sys.executable, "-m", "cli.main"]
+        say(f"API on {self.settings.api_url}")
+        api = self.group.start("api", [*exe, "api"], log_path=self.logs / "api.log", env=self.env())
+        say("worker")
+        self.group.start("worker", [*exe, "worker"], log_path=self.logs / "worker.log", env=self.env())
+        wait_for_port(self.settings.api_host, self.settings.api_port, 60, api)
+
+    def stop(self) -> None:
+        self.group.stop()

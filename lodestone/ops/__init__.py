@@ -1,2 +1,0 @@
-"""`lodestone ops ...`: the operator's commands (dead letters, redrive, redeliver, schedules,
-workflow histories). lodestone.ops.cli holds the Typer app; the other modules do the work."""

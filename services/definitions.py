@@ -1,0 +1,46 @@
+"""Storing workflow definitions: validated, then versioned per key (the newest supersedes
+the one before)."""
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from schema.definitions import DefinitionInvalid, validate_definition
+from schema.json_schemas import unresolvable_ref
+from schema.tables import WorkflowDefinition, utcnow
+from services.errors import Invalid
+
+
+async def create(
+    session: AsyncSession, *, tenant_id: uuid.UUID, definition: dict[str, Any], max_webhook_timeout: float
+) -> WorkflowDefinition:
+    """The definition's next version under its key, in the caller's tenant session."""
+    try:
+        validate_definition(definition, max_webhook_timeout=max_webhook_timeout)
+    except DefinitionInvalid as e:
+        raise Invalid(e.code, e.message, pointer=e.path) from e
+    if (ref := unresolvable_ref(definition.get("input_schema"))) is not None:
+        raise Invalid(
+            "schema_violation", f"input_schema: {ref!r} does not resolve within the schema", pointer="/input_schema"
+        )
+    key = definition["key"]
+    # One writer per key at a time, so versions never collide.
+    await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"{tenant_id}:{key}"))))
+    latest = (
+        await session.exec(select(func.max(WorkflowDefinition.version)).where(WorkflowDefinition.key == key))
+    ).one()
+    await session.execute(
+        update(WorkflowDefinition)
+        .where(
+            col(WorkflowDefinition.key) == key,
+            col(WorkflowDefinition.superseded_at).is_(None),
+        )
+        .values(superseded_at=utcnow())
+    )
+    row = WorkflowDefinition(tenant_id=tenant_id, key=key, version=(latest or 0) + 1, definition=definition)
+    session.add(row)
+    await session.flush()
+    return row

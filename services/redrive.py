@@ -1,0 +1,196 @@
+"""Redrive: a new run of a failed job's SubmissionWorkflow, under the same workflow id (the
+job id) and with the same input, once its last run has closed as failed, terminated or
+timed out. Nothing already done is done again: run_step returns a completed step's stored
+result, render returns a stored artifact, and delivery never re-sends a delivered target.
+So the new run picks up, in effect, at the step that failed."""
+
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
+from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from lodestone.db import tenant_session
+from lodestone.settings import Settings
+from schema.statuses import JobStatus
+from schema.tables import Artifact, Delivery, Job, JobFailure, JobStep, UsageRecord, WorkflowDefinition, utcnow
+from services.errors import OpsError
+from services.operator_db import delivery_owner, job_tenant
+from workflows.names import SUBMISSION
+from workflows.types import SubmissionInput, job_search_attributes
+
+REDRIVABLE = {WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT}
+
+
+@dataclass
+class Action:
+    verb: str  # "skip" (done, its stored result is reused) or "run"
+    kind: str  # "step", "render" or "deliver"
+    name: str
+    state: str
+
+
+@dataclass
+class Redrive:
+    job_id: str
+    tenant_id: str
+    workflow_key: str
+    last_run: str
+    failure: str | None
+    actions: list[Action] = field(default_factory=list)
+    new_run_id: str | None = None
+
+
+def search_attributes(job: Job) -> TypedSearchAttributes:
+    return job_search_attributes(job.tenant_id, job.id, job.workflow_key)
+
+
+async def actions(session: AsyncSession, job: Job) -> list[Action]:
+    """What the new run will skip and what it will do, by the same tests the activities make."""
+    wf = await session.get(WorkflowDefinition, job.workflow_definition_id)
+    assert wf is not None  # a foreign key
+    steps = {s.step_id: s for s in (await session.exec(select(JobStep).where(JobStep.job_id == job.id))).all()}
+    used = set((await session.exec(select(UsageRecord.step_id).where(UsageRecord.job_id == job.id))).all())
+    stored = set((await session.exec(select(Artifact.kind).where(Artifact.job_id == job.id))).all())
+    sent = {d.target_index: d for d in (await session.exec(select(Delivery).where(Delivery.job_id == job.id))).all()}
+    plan = []
+    for step in wf.definition["steps"]:
+        row = steps.get(step["id"])
+        done = row is not None and row.status == "completed" and step["id"] in used
+        plan.append(Action("skip" if done else "run", "step", step["id"], row.status if row else "not started"))
+    for kind in wf.definition.get("outputs", ["html"]):
+        plan.append(Action("skip", "render", kind, "stored") if kind in stored else Action("run", "render", kind, "-"))
+    for i, target in enumerate(wf.definition.get("delivery", [])):
+        d = sent.get(i)
+        name = f"#{i} {target['type']} {target.get('url') or target.get('to', '')}"
+        state = f"{d.status} after {d.attempts} attempt(s)" if d else "not attempted"
+        plan.append(Action("skip" if d and d.status == "delivered" else "run", "deliver", name, state))
+    return plan
+
+
+async def last_run(client: Client, job: Job) -> WorkflowExecutionDescription | None:
+    """The job's latest run, if it may be redriven; None when Temporal no longer has any run
+    (its retention expired) and the job row says failed."""
+    try:
+        run = await client.get_workflow_handle(str(job.id)).describe()
+    except RPCError as e:
+        if e.status != RPCStatusCode.NOT_FOUND:
+            raise
+        if job.status != JobStatus.failed:
+            raise OpsError(f"job {job.id} is {job.status} and has no run in Temporal; nothing to redrive") from e
+        return None
+    if run.workflow_type != SUBMISSION:
+        raise OpsError(f"workflow {job.id} is a {run.workflow_type}, not a SubmissionWorkflow")
+    status = run.status.name.lower() if run.status else "unknown"
+    if run.status == WorkflowExecutionStatus.RUNNING:
+        raise OpsError(f"job {job.id} is still running (run {run.run_id}); only a closed run can be redriven")
+    if run.status == WorkflowExecutionStatus.COMPLETED:
+        raise OpsError(f"job {job.id} already completed (job status {job.status}); nothing to redrive")
+    if run.status not in REDRIVABLE:
+        raise OpsError(f"job {job.id}'s last run was {status}; only failed, terminated or timed-out runs are redriven")
+    return run
+
+
+async def original_input(client: Client, run: WorkflowExecutionDescription | None, job: Job) -> SubmissionInput:
+    """The input the last run started with, from its history; rebuilt from the job row as the
+    API builds it when that history is gone."""
+    rebuilt = SubmissionInput(str(job.tenant_id), str(job.id))
+    if run is None:
+        return rebuilt
+    events = client.get_workflow_handle(str(job.id), run_id=run.run_id).fetch_history_events()
+    started = (await anext(aiter(events))).workflow_execution_started_event_attributes
+    (recorded,) = await client.data_converter.decode(started.input.payloads, [SubmissionInput])
+    if (recorded.tenant_id, recorded.job_id) != (rebuilt.tenant_id, rebuilt.job_id):
+        raise OpsError(f"run {run.run_id} started with {recorded}, which is not job {job.id} of its tenant")
+    return recorded
+
+
+async def redrive(
+    settings: Settings,
+    client: Client,
+    owner: AsyncEngine,
+    app: AsyncEngine,
+    job_id: uuid.UUID,
+    *,
+    dry_run: bool = False,
+    delivery_id: uuid.UUID | None = None,
+    tenant: uuid.UUID | None = None,
+) -> Redrive:
+    tenant = tenant or await job_tenant(owner, job_id)  # redeliver has found it already
+    if tenant is None:
+        raise OpsError(f"job {job_id} not found")
+    # One transaction, holding the job row, until the new run has started: a second operator
+    # redriving the same job waits here, then finds the run running and is refused; a start
+    # that fails rolls every reset back. (The new run's first activity waits for this commit;
+    # were the commit itself lost after the start, the job would stay failed while it runs.)
+    async with tenant_session(app, tenant) as session:
+        job = (await session.exec(select(Job).where(col(Job.id) == job_id).with_for_update())).one()
+        reopen = await _reopen(session, delivery_id) if delivery_id else None
+        run = await last_run(client, job)
+        inp = await original_input(client, run, job)
+        failure = (await session.exec(select(JobFailure).where(JobFailure.job_id == job.id))).first()
+        last = f"{run.status.name if run.status else '?'} (run {run.run_id})" if run else "none left in Temporal"
+        plan = Redrive(
+            str(job.id),
+            str(tenant),
+            job.workflow_key,
+            last,
+            f"{failure.failed_step}: {failure.error_code}: {failure.message}" if failure else None,
+            await actions(session, job),
+        )
+        if dry_run:
+            return plan
+        # set_status leaves a failed job failed; the new run moves it on from pending.
+        job.status, job.error, job.updated_at = JobStatus.pending, None, utcnow()
+        session.add(job)
+        if failure is not None:
+            failure.redriven_at = utcnow()
+            session.add(failure)
+        if reopen is not None:
+            reopen.status = "pending"  # attempts and webhook_id stay: the receiver sees the same id
+            session.add(reopen)
+        await session.flush()
+        try:
+            handle = await client.start_workflow(
+                SUBMISSION,
+                inp,
+                id=str(job.id),
+                task_queue=settings.temporal_task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+                search_attributes=search_attributes(job),
+            )
+        except WorkflowAlreadyStartedError as e:
+            raise OpsError(f"another run of job {job.id} started meanwhile; nothing changed") from e
+        plan.new_run_id = handle.result_run_id
+    return plan
+
+
+async def _reopen(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:
+    delivery = (await session.exec(select(Delivery).where(col(Delivery.id) == delivery_id).with_for_update())).one()
+    if delivery.status == "delivered":
+        when = delivery.delivered_at.isoformat() if delivery.delivered_at else "earlier"
+        raise OpsError(f"delivery {delivery_id} was delivered {when}; nothing to replay")
+    return delivery
+
+
+async def redeliver(
+    settings: Settings,
+    client: Client,
+    owner: AsyncEngine,
+    app: AsyncEngine,
+    delivery_id: uuid.UUID,
+    *,
+    dry_run: bool = False,
+) -> Redrive:
+    """Reopen one failed delivery and redrive its job: the targets already delivered are skipped."""
+    found = await delivery_owner(owner, delivery_id)
+    if found is None:
+        raise OpsError(f"delivery {delivery_id} not found")
+    return await redrive(
+        settings, client, owner, app, found[1], dry_run=dry_run, delivery_id=delivery_id, tenant=found[0]
+    )
