@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import (
     Client,
     Schedule,
@@ -29,7 +30,10 @@ from temporalio.client import (
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
+from lodestone.db import tenant_session
 from lodestone.settings import Settings
+from schema.conversations import Contact
+from services.errors import Invalid, NotFound
 from workflows.names import SUMMARY
 from workflows.types import TENANT_ID, SummaryInput
 
@@ -123,6 +127,17 @@ def _summary_schedule(settings: Settings, tenant: str, contact_id: str, interval
         spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every, offset=offset)]),
         policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
     )
+
+
+async def summary_contact(engine: AsyncEngine, *, tenant_id: uuid.UUID, contact_id: uuid.UUID) -> Contact:
+    """The tenant's contact a summary schedule would send to, if it has a WhatsApp number."""
+    async with tenant_session(engine, tenant_id) as session:
+        contact = await session.get(Contact, contact_id)
+    if contact is None or contact.tenant_id != tenant_id:
+        raise NotFound("contact", contact_id)
+    if not contact.phone_number_id:
+        raise Invalid("contact_not_reachable", "the contact has no WhatsApp number to send summaries to")
+    return contact
 
 
 async def create_summary_schedule(

@@ -11,11 +11,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from api.deps import SessionDep, StateDep, Viewer
-from api.problems import AUTHENTICATED, Problem, not_found, responses
+from api.problems import AUTHENTICATED, Problem, responses
 from lodestone import links
-from lodestone.db import tenant_session
 from lodestone.storage import ObjectStore
 from schema.tables import Artifact
+from services import artifacts
 
 router = APIRouter(prefix="/v1/artifacts", tags=["artifacts"])
 _RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")  # ASCII digits only, as RFC 9110 says
@@ -85,10 +85,7 @@ def stream(
 async def get_artifact(
     artifact_id: uuid.UUID, _: Viewer, session: SessionDep, state: StateDep, range_header: RangeHeader = None
 ) -> StreamingResponse:
-    artifact = await session.get(Artifact, artifact_id)
-    if artifact is None:
-        raise not_found("artifact", artifact_id)
-    return stream(artifact, state.store, range_header)
+    return stream(await artifacts.get(session, artifact_id), state.store, range_header)
 
 
 @router.get("/{artifact_id}/link", response_model=ArtifactLink, responses={**AUTHENTICATED, **responses(404, 422)})
@@ -108,9 +105,7 @@ async def get_artifact_link(
             f"ttl_seconds must be at most {settings.link_max_ttl_seconds}",
             errors=[{"loc": ["query", "ttl_seconds"], "msg": "above the maximum link lifetime"}],
         )
-    artifact = await session.get(Artifact, artifact_id)  # RLS: only the caller's tenant's rows
-    if artifact is None:
-        raise not_found("artifact", artifact_id)
+    artifact = await artifacts.get(session, artifact_id)
     link = links.mint(links.signing_key(settings), artifact.id, principal.tenant_id, ttl)
     return ArtifactLink(
         url=f"{settings.api_url}/v1/artifacts/{artifact.id}/download?{link.query()}",
@@ -143,8 +138,5 @@ async def download_artifact(
         )
     except links.InvalidLink:
         raise Problem(403, "forbidden", "this link is not valid") from None
-    async with tenant_session(state.engine, tenant_id) as session:
-        artifact = await session.get(Artifact, artifact_id)
-    if artifact is None or artifact.tenant_id != tenant_id:
-        raise not_found("artifact", artifact_id)
+    artifact = await artifacts.linked(state.engine, tenant_id=tenant_id, artifact_id=artifact_id)
     return stream(artifact, state.store, range_header, {"Referrer-Policy": "no-referrer"})

@@ -8,11 +8,11 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
-from sqlmodel import col, or_, select
 
 from api.deps import SessionDep, StateDep, Viewer
-from api.problems import AUTHENTICATED, Problem, not_found, responses
-from schema.tables import Artifact, Delivery, Job, JobFailure, JobStatus, JobStep, UsageRecord
+from api.problems import AUTHENTICATED, Problem, responses
+from schema.tables import Job, JobStatus
+from services import jobs
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=AUTHENTICATED)
 
@@ -71,36 +71,20 @@ async def list_jobs(
     cursor: str | None = None,
     limit: int = Query(default=50, ge=1, le=200),
 ) -> JobPage:
-    query = select(Job).order_by(col(Job.created_at).desc(), col(Job.id).desc()).limit(limit + 1)
-    if status:
-        query = query.where(Job.status == status.value)
-    if workflow_key:
-        query = query.where(Job.workflow_key == workflow_key)
-    if cursor:
-        ts, ident = _parse_cursor(cursor)
-        query = query.where(or_(col(Job.created_at) < ts, (col(Job.created_at) == ts) & (col(Job.id) < ident)))
-    rows = list((await session.exec(query)).all())
-    more = len(rows) > limit
-    rows = rows[:limit]
+    before = _parse_cursor(cursor) if cursor else None
+    rows, more = await jobs.page(session, status=status, workflow_key=workflow_key, before=before, limit=limit)
     return JobPage(items=[summary(j) for j in rows], next_cursor=_cursor(rows[-1]) if more else None)
 
 
 @router.get("/{job_id}", response_model=JobDetail, responses=responses(404, 422))
 async def get_job(job_id: uuid.UUID, _: Viewer, session: SessionDep, state: StateDep) -> JobDetail:
-    job = await session.get(Job, job_id)
-    if job is None:
-        raise not_found("job", job_id)
-    steps = (await session.exec(select(JobStep).where(JobStep.job_id == job_id).order_by(JobStep.started_at))).all()
-    usage = {u.step_id: u for u in (await session.exec(select(UsageRecord).where(UsageRecord.job_id == job_id))).all()}
-    artifacts = (await session.exec(select(Artifact).where(Artifact.job_id == job_id))).all()
-    deliveries = (await session.exec(select(Delivery).where(Delivery.job_id == job_id))).all()
-    failure = (await session.exec(select(JobFailure).where(JobFailure.job_id == job_id))).first()
+    record = await jobs.detail(session, job_id)
+    job, usage, failure = record.job, record.usage, record.failure
     api = state.settings.api_url
     return JobDetail(
         **summary(job).model_dump(),
-        # A redriven job keeps its dead letter for operators; the API shows it only while failed.
         error=None
-        if failure is None or job.status != JobStatus.failed
+        if failure is None
         else {
             "code": failure.error_code,
             "message": failure.message,
@@ -122,7 +106,7 @@ async def get_job(job_id: uuid.UUID, _: Viewer, session: SessionDep, state: Stat
                     "cost_usd": usage[s.step_id].cost_usd,
                 },
             }
-            for s in steps
+            for s in record.steps
         ],
         artifacts=[
             {
@@ -133,7 +117,7 @@ async def get_job(job_id: uuid.UUID, _: Viewer, session: SessionDep, state: Stat
                 "sha256": a.sha256,
                 "url": f"{api}/v1/artifacts/{a.id}",
             }
-            for a in artifacts
+            for a in record.artifacts
         ],
         deliveries=[
             {
@@ -146,7 +130,7 @@ async def get_job(job_id: uuid.UUID, _: Viewer, session: SessionDep, state: Stat
                 "error": d.error,
                 "delivered_at": d.delivered_at.isoformat() if d.delivered_at else None,
             }
-            for d in deliveries
+            for d in record.deliveries
         ],
         links={"self": f"{api}/v1/jobs/{job_id}", "temporal": state.settings.workflow_link(str(job_id))},
     )

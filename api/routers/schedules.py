@@ -11,8 +11,6 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Admin, Editor, StateDep, Viewer
 from api.problems import AUTHENTICATED, Problem, not_found, responses, temporal_unavailable
-from lodestone.db import tenant_session
-from schema.conversations import Contact
 from services import schedules as sched
 
 router = APIRouter(
@@ -69,12 +67,7 @@ def problems() -> Iterator[None]:
 
 @router.post("", status_code=201, response_model=ScheduleOut, responses=responses(400, 404, 409, 422))
 async def create_schedule(body: ScheduleCreate, state: StateDep, principal: Editor) -> ScheduleOut:
-    async with tenant_session(state.engine, principal.tenant_id) as session:
-        contact = await session.get(Contact, body.contact_id)
-    if contact is None or contact.tenant_id != principal.tenant_id:
-        raise not_found("contact", body.contact_id)
-    if not contact.phone_number_id:
-        raise Problem(422, "contact_not_reachable", "the contact has no WhatsApp number to send summaries to")
+    await sched.summary_contact(state.engine, tenant_id=principal.tenant_id, contact_id=body.contact_id)
     with problems():
         return await sched.create_summary_schedule(
             state.temporal, state.settings, principal.tenant_id, body.contact_id, body.interval_days

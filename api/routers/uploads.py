@@ -11,10 +11,9 @@ from starlette.requests import ClientDisconnect
 from api.auth import Principal
 from api.deps import AppState, Editor, StateDep
 from api.problems import AUTHENTICATED, Problem, responses
-from lodestone.db import tenant_session
 from lodestone.memory import release_free_memory
-from lodestone.storage import ObjectTooLarge, check_key
-from schema.tables import Tenant, Upload
+from lodestone.storage import ObjectTooLarge
+from services import uploads
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"], responses=AUTHENTICATED)
 log = logging.getLogger("lodestone.api.uploads")
@@ -25,12 +24,6 @@ class UploadPublic(BaseModel):
     key: str
     size: int
     sha256: str
-
-
-async def upload_limit(state: StateDep, principal: Editor) -> int:
-    async with tenant_session(state.engine, principal.tenant_id) as session:
-        tenant = await session.get(Tenant, principal.tenant_id)
-    return (tenant.upload_limit_bytes if tenant else None) or state.settings.upload_max_bytes
 
 
 # An upload takes minutes, so a refused client is told to come back in a while, not at once.
@@ -71,7 +64,7 @@ def too_large(limit: int) -> Problem:
     ),
 )
 async def create_upload(request: Request, state: StateDep, principal: Editor) -> UploadPublic:
-    limit = await upload_limit(state, principal)
+    limit = await uploads.limit(state.engine, tenant_id=principal.tenant_id, default=state.settings.upload_max_bytes)
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise too_large(limit) if declared.isdigit() else Problem(400, "bad_request", "invalid Content-Length")
@@ -99,7 +92,7 @@ async def create_upload(request: Request, state: StateDep, principal: Editor) ->
 
 async def store_upload(request: Request, state: AppState, principal: Principal, limit: int) -> UploadPublic:
     upload_id = uuid.uuid4()
-    key = check_key(f"{principal.tenant_id}/uploads/{upload_id}/input")
+    key = uploads.object_key(principal.tenant_id, upload_id)
     content_type = request.headers.get("content-type", "application/octet-stream")[:200]
     body: AsyncIterator[bytes] = request.stream()
     try:
@@ -111,19 +104,14 @@ async def store_upload(request: Request, state: AppState, principal: Principal, 
         raise Problem(400, "client_disconnected", "the client went away before the body ended") from e
     finally:
         release_free_memory()  # the heap the body's buffers grew, kept for reuse while it streamed
-    try:
-        async with tenant_session(state.engine, principal.tenant_id) as session:
-            session.add(
-                Upload(
-                    id=upload_id,
-                    tenant_id=principal.tenant_id,
-                    key=key,
-                    size=stored.size,
-                    sha256=stored.sha256,
-                    content_type=content_type,
-                )
-            )
-    except BaseException:
-        await state.store.delete(key)  # no object without the row that owns it
-        raise
+    await uploads.record(
+        state.engine,
+        state.store,
+        upload_id=upload_id,
+        tenant_id=principal.tenant_id,
+        key=key,
+        size=stored.size,
+        sha256=stored.sha256,
+        content_type=content_type,
+    )
     return UploadPublic(upload_id=str(upload_id), key=key, size=stored.size, sha256=stored.sha256)
