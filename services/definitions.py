@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from schema.definitions import DefinitionInvalid, validate_definition
 from schema.json_schemas import unresolvable_ref
 from schema.tables import WorkflowDefinition, utcnow
-from services.errors import Invalid
+from services.errors import Invalid, NotFound
 
 
 async def create(
@@ -43,4 +43,27 @@ async def create(
     row = WorkflowDefinition(tenant_id=tenant_id, key=key, version=(latest or 0) + 1, definition=definition)
     session.add(row)
     await session.flush()
+    return row
+
+
+async def current(session: AsyncSession) -> list[WorkflowDefinition]:
+    """The tenant's current definitions (each key's newest version), by key."""
+    query = (
+        select(WorkflowDefinition)
+        .where(col(WorkflowDefinition.superseded_at).is_(None))
+        .order_by(WorkflowDefinition.key)
+    )
+    return list((await session.exec(query)).all())
+
+
+async def one(session: AsyncSession, key: str, version: int | None = None) -> WorkflowDefinition:
+    """The definition under `key`: its current version, or the one asked for."""
+    query = select(WorkflowDefinition).where(WorkflowDefinition.key == key)
+    if version is None:
+        query = query.where(col(WorkflowDefinition.superseded_at).is_(None))
+    else:
+        query = query.where(WorkflowDefinition.version == version)
+    row = (await session.exec(query)).first()
+    if row is None:
+        raise NotFound("workflow", key)
     return row

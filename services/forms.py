@@ -58,3 +58,8 @@ def check_fields(form: Form, fields: dict[str, Any]) -> None:
         ) from e
     if error is not None:
         raise Invalid("invalid_input", error.message, pointer="/" + "/".join(map(str, error.absolute_path)))
+
+
+async def all_forms(session: AsyncSession) -> list[Form]:
+    """The tenant's forms, in the caller's tenant session."""
+    return list((await session.exec(select(Form))).all())

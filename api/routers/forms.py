@@ -5,7 +5,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header
 from pydantic import BaseModel, Field
-from sqlmodel import select
 
 from api.bodies import JsonObject, SubmissionCreate
 from api.deps import Editor, SessionDep, StateDep, Viewer
@@ -59,7 +58,7 @@ async def create_form(body: FormCreate, state: StateDep, principal: Editor) -> F
 
 @router.get("/v1/forms", response_model=list[FormPublic], responses=AUTHENTICATED)
 async def list_forms(_: Viewer, session: SessionDep, state: StateDep) -> list[FormPublic]:
-    return [public(f, state.settings.api_url) for f in (await session.exec(select(Form))).all()]
+    return [public(f, state.settings.api_url) for f in await forms.all_forms(session)]
 
 
 @router.post(

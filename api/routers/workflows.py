@@ -4,11 +4,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel
-from sqlmodel import col, select
 
 from api.bodies import JsonObject
 from api.deps import Editor, SessionDep, StateDep, Viewer
-from api.problems import AUTHENTICATED, not_found, responses
+from api.problems import AUTHENTICATED, responses
 from schema.tables import WorkflowDefinition
 from services import definitions
 
@@ -49,26 +48,11 @@ async def create_workflow(
 
 @router.get("", response_model=list[WorkflowPublic])
 async def list_workflows(_: Viewer, session: SessionDep) -> list[WorkflowPublic]:
-    rows = (
-        await session.exec(
-            select(WorkflowDefinition)
-            .where(col(WorkflowDefinition.superseded_at).is_(None))
-            .order_by(WorkflowDefinition.key)
-        )
-    ).all()
-    return [public(r) for r in rows]
+    return [public(r) for r in await definitions.current(session)]
 
 
 @router.get("/{key}", response_model=WorkflowPublic, responses=responses(404, 422))
 async def get_workflow(
     key: str, _: Viewer, session: SessionDep, version: int | None = Query(default=None, ge=1, le=MAX_VERSION)
 ) -> WorkflowPublic:
-    query = select(WorkflowDefinition).where(WorkflowDefinition.key == key)
-    if version is None:
-        query = query.where(col(WorkflowDefinition.superseded_at).is_(None))
-    else:
-        query = query.where(WorkflowDefinition.version == version)
-    row = (await session.exec(query)).first()
-    if row is None:
-        raise not_found("workflow", key)
-    return public(row)
+    return public(await definitions.one(session, key, version))
