@@ -4,7 +4,6 @@ persisted by an activity. Workflow id = job id."""
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import timedelta
 from functools import partial
 from typing import TypeVar
 
@@ -13,7 +12,6 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import errors
     from activities.delivery import DeliveryActivities
     from activities.delivery_log import DeliveryInput, DeliveryResult
     from activities.ingest import IngestActivities, IngestInput
@@ -32,75 +30,28 @@ with workflow.unsafe.imports_passed_through():
         error_code,
     )
     from workflows.names import SUBMISSION
+    from workflows.policies import (
+        BUSY,
+        DB_RETRY,
+        DB_TIMEOUT,
+        INGEST_HEARTBEAT,
+        INGEST_RETRY,
+        INGEST_TIMEOUT,
+        RENDER_HEARTBEAT,
+        RENDER_RETRY,
+        RENDER_TIMEOUT,
+        STEP_HEARTBEAT,
+        STEP_RETRY,
+        STEP_TIMEOUT,
+        busy_delay,
+    )
     from workflows.types import STATUS, SubmissionInput, SubmissionResult
 
 STATUS_PATCH = "status-search-attribute"
 STEP_FAILURE_PATCH = "step-failure-recorded"
 STEPS_CANCELLED_PATCH = "step-siblings-cancelled-recorded"
 BUSY_PATCH = "template-pool-busy"
-BUSY = errors.TEMPLATE_POOL_BUSY
 T = TypeVar("T")
-
-DB_TIMEOUT = timedelta(seconds=30)
-DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), non_retryable_error_types=[errors.JOB_NOT_FOUND])
-STEP_TIMEOUT = timedelta(minutes=5)
-STEP_HEARTBEAT = timedelta(seconds=30)
-# About 5 minutes of transient failure (2 s doubling to 1 min, 10 attempts): with 6 (about 1 min)
-# a 30 s LLM outage spent every attempt of a step that started with it, in the fault suite.
-STEP_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    maximum_interval=timedelta(minutes=1),
-    maximum_attempts=10,
-    non_retryable_error_types=[
-        errors.LLM_EMPTY_ANSWER,
-        errors.LLM_REFUSED,
-        errors.LLM_REQUEST_REJECTED,
-        errors.STEP_INPUT_MISSING,
-        errors.TENANT_SECRET_UNREADABLE,
-        errors.TEMPLATE_RENDER_ERROR,
-        errors.TEMPLATE_SECURITY_VIOLATION,
-        errors.JOB_NOT_FOUND,
-        errors.TEMPLATE_LIMIT_EXCEEDED,
-    ],
-)
-INGEST_TIMEOUT = timedelta(hours=3)  # 10 GB at a slow 1 MB/s still fits
-INGEST_HEARTBEAT = timedelta(seconds=30)
-INGEST_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    maximum_interval=timedelta(minutes=1),
-    maximum_attempts=10,
-    non_retryable_error_types=[
-        errors.INPUT_URL_REFUSED,
-        errors.INPUT_FETCH_FAILED,
-        errors.INPUT_TOO_LARGE,
-        errors.JOB_NOT_FOUND,
-    ],
-)
-RENDER_TIMEOUT = timedelta(minutes=3)
-RENDER_HEARTBEAT = timedelta(seconds=20)
-# Rendering's own failures are non-retryable; the attempts are for the database, the store or
-# the worker going away (3 attempts were spent by a 5 s PostgreSQL restart after a worker kill
-# in the fault suite), so they last about a minute.
-RENDER_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    maximum_interval=timedelta(minutes=1),
-    maximum_attempts=6,
-    non_retryable_error_types=[
-        errors.TEMPLATE_RENDER_ERROR,
-        errors.TEMPLATE_SECURITY_VIOLATION,
-        errors.PDF_RENDER_FAILED,
-        errors.JOB_NOT_FOUND,
-        errors.TEMPLATE_LIMIT_EXCEEDED,
-    ],
-)
-
-
-def busy_delay(err: BaseException) -> timedelta | None:
-    """The wait a TemplatePoolBusy failure asks for, or None for any other failure."""
-    cause = err.cause if isinstance(err, ActivityError) else None
-    if isinstance(cause, ApplicationError) and cause.type == BUSY:
-        return cause.next_retry_delay or timedelta(seconds=5)
-    return None
 
 
 @workflow.defn(name=SUBMISSION)
