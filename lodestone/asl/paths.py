@@ -75,6 +75,24 @@ def _is_length(expr: Any) -> bool:
 _LENGTH_SUFFIX = ".length()"
 
 
+def _bracket_after_dot(text: str) -> str:
+    """``$.[...]`` as ``$[...]``: Jayway's JSONPath (the one Step Functions runs) reads a dot
+    before a bracket as nothing, jsonpath-ng refuses it. Quoted text and ``..`` stay as they are."""
+    if ".[" not in text:
+        return text
+    out: list[str] = []
+    quote: str | None = None
+    for i, ch in enumerate(text):
+        if quote:
+            quote = None if ch == quote and text[i - 1] != "\\" else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "." and text[i + 1 : i + 2] == "[" and text[i - 1 : i] != ".":
+            continue
+        out.append(ch)
+    return "".join(out)
+
+
 @lru_cache(maxsize=8192)
 def compile_path(text: str) -> CompiledPath:
     """Parse an ASL path: ``$...`` (input), ``$$...`` (context object) or ``$var...`` (variable)."""
@@ -89,6 +107,7 @@ def compile_path(text: str) -> CompiledPath:
             source, variable, rest = "variable", m.group(1), "$" + m.group(2)
     if rest.endswith(_LENGTH_SUFFIX):
         rest = rest[: -len(_LENGTH_SUFFIX)] + ".`len`"
+    rest = _bracket_after_dot(rest)
     try:
         expr = _parse(rest)
     except (JsonPathParserError, JsonPathLexerError, Exception) as exc:  # ply raises plain Exceptions too

@@ -28,7 +28,11 @@ class Sink(list):
         self.append(Problem(pointer, message))
 
 
-def check_path(value: Any, ptr: str, out: Sink, *, reference: bool = False, nullable: bool = False) -> None:
+def check_path(
+    value: Any, ptr: str, out: Sink, *, reference: bool = False, nullable: bool = False, variables: bool = False
+) -> None:
+    """`variables`: a Reference Path may read a variable (``$name.field``) as well as the input,
+    as Step Functions allows in the fields that take a number or time from a path."""
     if value is None and nullable:
         return
     if not isinstance(value, str):
@@ -39,8 +43,10 @@ def check_path(value: Any, ptr: str, out: Sink, *, reference: bool = False, null
     except paths.PathSyntaxError as exc:
         out.add(ptr, str(exc))
         return
-    if reference and (path.source != "input" or path.segments is None):
-        out.add(ptr, f"{value!r} is not a Reference Path (a single node of the input: fields and indexes only)")
+    sources = ("input", "variable") if variables else ("input",)
+    if reference and (path.source not in sources or path.segments is None):
+        read = "the input or a variable" if variables else "the input"
+        out.add(ptr, f"{value!r} is not a Reference Path (a single node of {read}: fields and indexes only)")
 
 
 def check_dynamic(value: Any, ptr: str, out: Sink) -> None:

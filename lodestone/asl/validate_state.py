@@ -154,7 +154,7 @@ def _check_fields(state, kind, own, ptr, out, nexts, submachine) -> None:
         "ToleratedFailurePercentagePath",
     ):
         if key in state:
-            check_path(state[key], child(ptr, key), out, reference=True)
+            check_path(state[key], child(ptr, key), out, reference=True, variables=True)
     for key in ("ErrorPath", "CausePath"):
         if key in state:
             check_dynamic(state[key], child(ptr, key), out)

@@ -309,3 +309,14 @@ def test_payload_evaluation_does_not_alias_the_input():
     out = payload.evaluate_payload({"o.$": "$.obj"}, Scope(data))
     out["o"]["k"].append(2)
     assert data == {"obj": {"k": [1]}}
+
+
+def test_a_dot_before_a_bracket_is_read_as_jayway_reads_it():
+    # AWS's own sample machines write "$.[?(@.OU > 0)]" (account-vending-machine), which the
+    # Jayway JSONPath Step Functions runs reads as "$[?(@.OU > 0)]".
+    rows = [{"OU": 1}, {"OU": 0}, {"OU": 3}]
+    assert paths.get("$.[?(@.OU > 0)]", Scope(rows)) == [{"OU": 1}, {"OU": 3}]
+    assert paths.get("$.bar.[1]", Scope(SPEC_INPUT)) == "b"
+    # inside quotes and after ".." nothing changes
+    assert paths.get("$['a.[b']", Scope({"a.[b": 7})) == 7
+    assert paths.get("$..[0]", Scope({"x": [5]})) == [5]

@@ -495,3 +495,16 @@ def test_every_predefined_error_name_is_accepted_in_error_equals():
     ]
     d = with_change(VALID, lambda d: d["States"]["Call"].update(Retry=[{"ErrorEquals": names}]))
     assert validate(d) == []
+
+
+def test_number_and_time_paths_may_read_a_variable_but_result_path_may_not():
+    # Step Functions accepts "$delay" in SecondsPath (and the other *Path fields that take a
+    # number or a time), where a variable is a single node; ResultPath still writes the input.
+    wait = {"StartAt": "W", "States": {"W": {"Type": "Wait", "SecondsPath": "$delay", "End": True}}}
+    assert validate(wait) == []
+    wait["States"]["W"] = {"Type": "Wait", "TimestampPath": "$when.at", "End": True}
+    assert validate(wait) == []
+    wait["States"]["W"] = {"Type": "Wait", "SecondsPath": "$delay[*]", "End": True}
+    assert "/States/W/SecondsPath" in pointers(wait)
+    d = with_change(VALID, lambda d: d["States"]["Call"].update(ResultPath="$var.x"))
+    assert "/States/Call/ResultPath" in pointers(d)
