@@ -61,7 +61,8 @@ def _serve_stack(one_shot: bool) -> int:
 
     settings = get_settings()
     webhook_port = free_port()  # the demo's webhook receiver, started once the stack is up
-    stack = Stack(settings, receiver_ports=[webhook_port])
+    machine_port = free_port()  # the state machine's service, likewise
+    stack = Stack(settings, receiver_ports=[webhook_port, machine_port])
     _stop_on_signals()
     with ExitStack() as standins:
         graph = None
@@ -80,7 +81,9 @@ def _serve_stack(one_shot: bool) -> int:
                 stack.start_infra(say)
                 stack.start_app(say)
             console.log("running the sample submission")
-            result = run_demo(settings, console, stack.group.check, graph, webhook_port=webhook_port)
+            result = run_demo(
+                settings, console, stack.group.check, graph, webhook_port=webhook_port, machine_port=machine_port
+            )
             for line in result.lines():
                 console.print(line, markup=False, soft_wrap=True)
             if one_shot:

@@ -15,6 +15,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from devstack.demo_conversation import ConversationResult, WhatsAppDev, run_conversation
 from devstack.graph_standin import GraphAPIStandIn
 from devstack.keys import mint_token
+from devstack.demo_machine import MachineResult, run_machine
 from devstack.receiver import WebhookReceiver
 from lodestone.db import make_engine
 from lodestone.settings import Settings
@@ -92,11 +93,13 @@ class DemoResult:
     artifact_paths: list[str]
     webhook_verified: bool
     conversation: ConversationResult | None = None
+    machine: MachineResult | None = None
 
     @property
     def ok(self) -> bool:
         talked = self.conversation is None or self.conversation.ok
-        return self.status == "delivered" and self.webhook_verified and talked
+        machine = self.machine is None or self.machine.ok
+        return self.status == "delivered" and self.webhook_verified and talked and machine
 
     def lines(self) -> list[str]:
         out = [
@@ -116,6 +119,8 @@ class DemoResult:
                 )
             )
             out.append(f"summary:   {c.summary_pdf or 'NO summary PDF'}")
+        if self.machine is not None:
+            out.extend(self.machine.lines())
         return out
 
 
@@ -152,9 +157,11 @@ def run_demo(
     graph: GraphAPIStandIn | None = None,
     timeout: float = 180.0,
     webhook_port: int = 0,
+    machine_port: int | None = None,
 ) -> DemoResult:
     """`alive` raises when a process the demo needs has died, so waiting stops there. The
-    webhook receiver listens on webhook_port, the one loopback port the stack lets it reach."""
+    webhook receiver listens on webhook_port and the state machine's service on machine_port
+    (no state machine without it), the loopback ports the stack lets them reach."""
     secret = asyncio.run(ensure_demo_tenant(settings))
     token = mint_token(
         settings.data_path,
@@ -176,12 +183,19 @@ def run_demo(
         job_id = _ok(api.post("/v1/submissions", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}))["job_id"]
         job = _follow(api, job_id, console, timeout, alive)
         hook = receiver.wait_for_success(timeout=10) if job["status"] == "delivered" else None
+        machine = None if machine_port is None else run_machine(api, secret, machine_port, console, alive)
     objects = settings.data_path / "objects"
     paths = [str(objects / f"{DEMO_TENANT}/jobs/{job_id}/report.{a['kind']}") for a in job["artifacts"]]
     if settings.s3_endpoint:
         paths = [f"s3://{settings.s3_bucket}/{DEMO_TENANT}/jobs/{job_id}/report.{a['kind']}" for a in job["artifacts"]]
     result = DemoResult(
-        job_id, job["status"], job["links"]["self"], job["links"]["temporal"], paths, bool(hook and hook.verified)
+        job_id,
+        job["status"],
+        job["links"]["self"],
+        job["links"]["temporal"],
+        paths,
+        bool(hook and hook.verified),
+        machine=machine,
     )
     if graph is not None:
         result.conversation = asyncio.run(_conversation(settings, token, graph, console, alive))

@@ -70,3 +70,13 @@ def busy_delay(err: BaseException) -> timedelta | None:
     if isinstance(cause, ApplicationError) and cause.type == BUSY:
         return cause.next_retry_delay or timedelta(seconds=5)
     return None
+
+# StateMachineWorkflow's Task attempts. The machine's own Retry decides about task errors
+# (the activity fails them non-retryable); these attempts only cover a worker lost mid-task,
+# found by the heartbeat the activity sends while it waits (unless the machine set its own
+# HeartbeatSeconds). A Task without TimeoutSeconds gets at most this long per attempt.
+MACHINE_TASK_TIMEOUT = timedelta(hours=1)
+MACHINE_TASK_HEARTBEAT = timedelta(seconds=30)
+MACHINE_TASK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=3
+)

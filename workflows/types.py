@@ -11,7 +11,7 @@ from schema.statuses import JobStatus
 TENANT_ID = SearchAttributeKey.for_keyword("TenantId")
 JOB_ID = SearchAttributeKey.for_keyword("JobId")
 WORKFLOW_KEY = SearchAttributeKey.for_keyword("WorkflowKey")
-STATUS = SearchAttributeKey.for_keyword("JobStatus")  # the job's status, kept current by SubmissionWorkflow
+STATUS = SearchAttributeKey.for_keyword("JobStatus")  # the job's status, kept current by its workflow
 
 
 def job_search_attributes(tenant_id: object, job_id: object, workflow_key: str) -> TypedSearchAttributes:
@@ -38,6 +38,14 @@ class SubmissionResult:
     status: str
     artifact_ids: list[str] = field(default_factory=list)
     webhook_ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MachineResult:
+    """A state machine's run: its output is on the job (GET /v1/jobs/{id}), not in the result."""
+
+    job_id: str
+    status: str
 
 
 @dataclass

@@ -1,0 +1,261 @@
+"""State machines against a hello-world workflow, in one run on one dev server.
+
+(1) The interpreter inside StateMachineWorkflow, on an in-process worker whose bookkeeping
+activities are in-memory stand-ins (no database): a 1-state and a 50-state Pass/Choice machine,
+run one at a time, give the time each state adds; many 50-state machines at once give the
+transitions per second one worker sustains. A hello-world workflow (one activity) runs in the
+same loop as the yardstick. (2) The embedded stack: a 3-Task machine (http Tasks to a local
+service stand-in) from POST /v1/submissions to `succeeded`.
+
+Progress goes to stderr; a table and then one JSON line (the last) go to stdout."""
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity, workflow
+
+with workflow.unsafe.imports_passed_through():
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    import httpx
+    from rich.console import Console
+    from rich.table import Table
+    from temporalio.client import Client
+    from temporalio.worker import Worker
+
+    from activities.jobs import JobRef, JobStatusInput
+    from activities.machine_jobs import MachineEventsInput, MachineFinishInput, MachinePlan
+    from devstack.keys import mint_token
+    from devstack.processes import ProcessGroup, free_port
+    from devstack.stack import Stack
+    from devstack.task_service import TaskService
+    from devstack.temporal import start_temporal
+    from lodestone.db import make_engine
+    from lodestone.settings import Settings
+    from services.tenants import create_tenant
+    from workflows.state_machine import StateMachineWorkflow
+    from workflows.types import SubmissionInput
+
+TARGET_TPS, TARGET_MS_PER_STATE = 500.0, 5.0
+PORTS = ("postgres", "temporal", "temporal_http", "temporal_metrics", "temporal_ui", "api", "worker_metrics")
+err = Console(stderr=True)
+
+
+@activity.defn
+async def say_hello(name: str) -> str:
+    return f"Hello, {name}!"
+
+
+@workflow.defn
+class HelloWorkflow:
+    @workflow.run
+    async def run(self, name: str) -> str:
+        return await workflow.execute_activity(say_hello, name, start_to_close_timeout=timedelta(seconds=30))
+
+
+def pass_choice_machine(states: int) -> dict[str, Any]:
+    """`states` states alternating Pass (counting) and Choice (checking the count), then Succeed."""
+    body: dict[str, Any] = {"Init": {"Type": "Pass", "Result": 0, "ResultPath": "$.n", "Next": "S1"}}
+    for i in range(1, states - 1):
+        nxt = f"S{i + 1}" if i < states - 2 else "Done"
+        if i % 2:
+            body[f"S{i}"] = {"Type": "Pass", "Parameters": {"n.$": "States.MathAdd($.n, 1)"}, "Next": nxt}
+        else:
+            rule = {"Variable": "$.n", "NumericGreaterThanEquals": 0, "Next": nxt}
+            body[f"S{i}"] = {"Type": "Choice", "Choices": [rule], "Default": "Done"}
+    body["Done"] = {"Type": "Succeed"}
+    if states == 1:
+        return {"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}
+    return {"StartAt": "Init", "States": body}
+
+
+class Bookkeeping:
+    """In-memory stand-ins for the database activities, the same for every machine size."""
+
+    def __init__(self, machines: dict[str, dict[str, Any]]) -> None:
+        self.machines = machines
+
+    @activity.defn(name="load_machine")
+    async def load_machine(self, ref: JobRef) -> MachinePlan:
+        return MachinePlan(self.machines[ref.job_id.split("/")[0]], [], {}, {"Execution": {"Id": ref.job_id}}, 4096)
+
+    @activity.defn(name="set_status")
+    async def set_status(self, inp: JobStatusInput) -> None:
+        return None
+
+    @activity.defn(name="record_machine_events")
+    async def record_machine_events(self, inp: MachineEventsInput) -> None:
+        return None
+
+    @activity.defn(name="finish_machine")
+    async def finish_machine(self, inp: MachineFinishInput) -> None:
+        return None
+
+
+def ms(values: list[float]) -> float:
+    return round(statistics.median(values) * 1000, 2)
+
+
+async def sequential(n: int, one: Any) -> list[float]:
+    out = []
+    for i in range(n):
+        t0 = time.monotonic()
+        await one(i)
+        out.append(time.monotonic() - t0)
+    return out
+
+
+async def bench_interpreter(target: str, args: argparse.Namespace) -> dict[str, Any]:
+    client = await Client.connect(target)
+    queue, run = f"bench-sm-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex[:8]
+    sizes = {"m1": pass_choice_machine(1), f"m{args.states}": pass_choice_machine(args.states)}
+    books = Bookkeeping(sizes)
+    acts = [books.load_machine, books.set_status, books.record_machine_events, books.finish_machine, say_hello]
+    async with Worker(client, task_queue=queue, workflows=[StateMachineWorkflow, HelloWorkflow], activities=acts):
+
+        async def machine(size: str, i: int) -> None:
+            job = f"{size}/{run}-{i}-{uuid.uuid4().hex[:6]}"
+            await client.execute_workflow(StateMachineWorkflow.run, SubmissionInput("t", job), id=job, task_queue=queue)
+
+        async def hello(i: int) -> None:
+            await client.execute_workflow(HelloWorkflow.run, "x", id=f"hello-{run}-{i}", task_queue=queue)
+
+        for warm in range(3):
+            await machine("m1", -warm - 1)
+            await hello(-warm - 1)
+        big = f"m{args.states}"
+        err.print(f"sequential: hello, 1-state and {args.states}-state machines x{args.n}, interleaved")
+        t_hello, t_one, t_big = [], [], []
+        for i in range(args.n):  # interleaved so drift in load hits all three alike
+            t_hello += await sequential(1, lambda _: hello(i))
+            t_one += await sequential(1, lambda _: machine("m1", i))
+            t_big += await sequential(1, lambda _: machine(big, i))
+        err.print(f"concurrent: {args.concurrent} {args.states}-state machines at once")
+        t0 = time.monotonic()
+        await asyncio.gather(*(machine(big, 10_000 + i) for i in range(args.concurrent)))
+        wall = time.monotonic() - t0
+    per_state_ms = (statistics.median(t_big) - statistics.median(t_one)) * 1000 / (args.states - 1)
+    return {
+        "hello_ms": ms(t_hello),
+        "machine_1_state_ms": ms(t_one),
+        f"machine_{args.states}_states_ms": ms(t_big),
+        "added_ms_per_state": round(per_state_ms, 3),
+        "transitions_per_s_sequential": round(1000 / per_state_ms, 1) if per_state_ms > 0 else None,
+        "transitions_per_s_concurrent": round(args.concurrent * args.states / wall, 1),
+        "concurrent_machines": args.concurrent,
+    }
+
+
+def three_tasks(service_url: str) -> dict[str, Any]:
+    def task(name: str, nxt: str | None) -> dict[str, Any]:
+        state: dict[str, Any] = {"Type": "Task", "Resource": f"arn:aws:lambda:us-east-1:1:function:{name}"}
+        state["ResultPath"] = f"$.{name.lower()}"
+        return state | ({"Next": nxt} if nxt else {"End": True})
+
+    return {
+        "key": "bench-three-tasks",
+        "kind": "state_machine",
+        "state_machine": {
+            "StartAt": "Fetch",
+            "States": {"Fetch": task("Fetch", "Enrich"), "Enrich": task("Enrich", "Store"), "Store": task("Store", None)},
+        },
+        "resources": [{"function": "*", "http": {"url": f"{service_url}/echo"}}],
+    }
+
+
+async def bench_stack(settings: Settings, args: argparse.Namespace, service: TaskService) -> dict[str, Any]:
+    engine = make_engine(settings.app_database_url, 2)
+    tenant = await create_tenant(engine, "Bench")
+    await engine.dispose()
+    service.secret = tenant.webhook_secret
+    token = mint_token(
+        settings.data_path, issuer=settings.issuer, audience=settings.auth_audience, tenant_id=str(tenant.id),
+        roles=["admin"], subject="bench",
+    )  # fmt: skip
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=settings.api_url, timeout=60, headers=headers) as api:
+        (await api.post("/v1/workflows", json=three_tasks(service.url))).raise_for_status()
+
+        async def one(i: int) -> None:
+            body = {"workflow_key": "bench-three-tasks", "input": {"i": i}}
+            resp = await api.post("/v1/submissions", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+            resp.raise_for_status()
+            job_id = resp.json()["job_id"]
+            while (job := (await api.get(f"/v1/jobs/{job_id}")).json())["status"] not in ("succeeded", "failed"):
+                await asyncio.sleep(0.02)
+            if job["status"] != "succeeded":
+                raise RuntimeError(f"the 3-Task machine failed: {job.get('error')}")
+
+        await sequential(3, one)
+        err.print(f"3-Task machine, POST to succeeded, x{args.n}")
+        lat = await sequential(args.n, one)
+    return {"three_task_ms_p50": ms(lat), "three_task_ms_max": round(max(lat) * 1000, 1)}
+
+
+def report(r: dict[str, Any], args: argparse.Namespace) -> None:
+    table = Table(title=f"State machines ({os.cpu_count()} cores, load average {r['loadavg']})")
+    for col in ("measure", "value", "target", "met"):
+        table.add_column(col)
+    per_state, tps = r["added_ms_per_state"], r["transitions_per_s_concurrent"]
+    table.add_row("hello-world, start to result (p50)", f"{r['hello_ms']} ms", "", "")
+    table.add_row("1-state machine, start to result (p50)", f"{r['machine_1_state_ms']} ms", "", "")
+    table.add_row(
+        f"{args.states}-state Pass/Choice machine (p50)", f"{r[f'machine_{args.states}_states_ms']} ms", "", ""
+    )
+    table.add_row("time added per Pass/Choice state", f"{per_state} ms", f"<= {TARGET_MS_PER_STATE} ms", str(r["per_state_met"]))
+    table.add_row(
+        f"transitions/s, {r['concurrent_machines']} machines at once", f"{tps}", f">= {TARGET_TPS:.0f}", str(r["tps_met"])
+    )
+    table.add_row("transitions/s, one machine at a time", f"{r['transitions_per_s_sequential']}", "", "")
+    if "three_task_ms_p50" in r:
+        table.add_row("3-Task machine, POST to succeeded (p50)", f"{r['three_task_ms_p50']} ms", "", "")
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=20, help="runs of each sequential measure")
+    parser.add_argument("--states", type=int, default=50)
+    parser.add_argument("--concurrent", type=int, default=40, help="machines at once for the throughput")
+    parser.add_argument("--no-stack", action="store_true", help="skip the embedded stack's 3-Task latency")
+    args = parser.parse_args()
+    out: dict[str, Any] = {"config": vars(args)}
+    with tempfile.TemporaryDirectory(prefix="lodestone-bench-sm-", ignore_cleanup_errors=True) as tmp:
+        group = ProcessGroup()
+        try:
+            target = start_temporal(group, Path(tmp) / "t", free_port(), None, free_port(), free_port())
+            out |= asyncio.run(bench_interpreter(target, args))
+        finally:
+            group.stop()
+        if not args.no_stack:
+            ports = {f"{name}_port": free_port() for name in PORTS}
+            settings = Settings(
+                _env_file=None, data_dir=Path(tmp) / "stack", database_url=None, s3_endpoint=None,
+                temporal_address=None, llm_base_url=None, **ports,
+            )  # fmt: skip
+            with TaskService(None, {"echo": lambda body: {"echo": body}}) as service:
+                stack = Stack(settings, web_ui=False, receiver_ports=[service.port])
+                try:
+                    stack.start_infra(err.print)
+                    stack.start_app(err.print)
+                    out |= asyncio.run(bench_stack(settings, args, service))
+                finally:
+                    stack.stop()
+    out["loadavg"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    out["per_state_met"] = out["added_ms_per_state"] <= TARGET_MS_PER_STATE
+    out["tps_met"] = out["transitions_per_s_concurrent"] >= TARGET_TPS
+    report(out, args)
+    print(json.dumps(out, separators=(",", ":")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""StateMachineWorkflow: a tenant's Amazon States Language definition, interpreted in
+workflow code by lodestone.asl.machine. Pass, Choice, Wait, Succeed, Fail, Parallel, Map and
+all data flow run here with no round trip; each Task attempt is one `run_machine_task`
+activity, and each Retry interval and Wait one durable timer. Workflow id = job id."""
+
+from dataclasses import asdict, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError, TimeoutType
+
+with workflow.unsafe.imports_passed_through():
+    from activities.jobs import JobActivities, JobRef, JobStatusInput
+    from activities.machine_jobs import (
+        MachineEventsInput,
+        MachineFinishInput,
+        MachineJobActivities,
+        MachinePlan,
+        truncated,
+    )
+    from activities.machine_tasks import MachineTaskActivities, MachineTaskInput
+    from lodestone.asl import errors as asl_errors
+    from lodestone.asl.functions import Sources
+    from lodestone.asl.machine import Event, Outcome, TaskCall, run
+    from schema.statuses import JobStatus
+    from workflows.names import STATE_MACHINE
+    from workflows.policies import DB_RETRY, DB_TIMEOUT, MACHINE_TASK_HEARTBEAT, MACHINE_TASK_RETRY, MACHINE_TASK_TIMEOUT
+    from workflows.types import STATUS, MachineResult, SubmissionInput
+
+FLUSH_EVERY = timedelta(seconds=1)  # the least time between two writes of the path before a Task
+ACTIVITY_ID_MAX = 200
+
+
+class _Runtime:
+    """What the interpreter sees of Temporal: Tasks as activities, sleeps as timers, the
+    workflow's deterministic clock, random numbers and UUIDs."""
+
+    def __init__(self, wf: "StateMachineWorkflow", inp: SubmissionInput, plan: MachinePlan) -> None:
+        self.wf, self.inp, self.plan = wf, inp, plan
+        rng = workflow.random()
+        self.sources = Sources(
+            random=rng.random,
+            uuid=lambda: str(workflow.uuid4()),
+            now_millis=lambda: int(workflow.now().timestamp() * 1000),
+        )
+        self._visits: dict[str, int] = {}
+        self._calls = 0
+
+    def now(self) -> datetime:
+        return workflow.now()
+
+    def record(self, event: Event) -> None:
+        self.wf.record(event, self.plan.path_value_max_bytes)
+
+    async def sleep(self, seconds: float) -> None:
+        await self.wf.flush(self.inp, force=True)
+        if seconds > 0:
+            await workflow.sleep(seconds)
+
+    async def run_task(self, call: TaskCall) -> Any:
+        await self.wf.flush(self.inp)
+        # A state entered again (a loop through a Choice) is a new visit: its deliveries and
+        # usage rows are its own.
+        if call.attempt == 1:
+            self._visits[call.path] = self._visits.get(call.path, 0) + 1
+        visit = self._visits.get(call.path, 1)
+        path = call.path if visit == 1 else f"{call.path}@{visit}"
+        self._calls += 1
+        timeout = timedelta(seconds=call.timeout_seconds) if call.timeout_seconds else None
+        heartbeat = call.heartbeat_seconds
+        try:
+            return await workflow.execute_activity_method(
+                MachineTaskActivities.run_task,
+                MachineTaskInput(
+                    self.inp.tenant_id,
+                    self.inp.job_id,
+                    path,
+                    call.resource,
+                    call.payload,
+                    self.plan.bindings,
+                    call.attempt,
+                    call.timeout_seconds,
+                ),
+                activity_id=f"{self._calls}:{path}#{call.attempt}"[:ACTIVITY_ID_MAX],
+                summary=f"{call.state} (attempt {call.attempt})" if call.attempt > 1 else call.state,
+                start_to_close_timeout=timeout or MACHINE_TASK_TIMEOUT,
+                schedule_to_close_timeout=timeout,
+                heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat else MACHINE_TASK_HEARTBEAT,
+                # A heartbeat the machine asked for is its own to miss: no attempt of ours hides it.
+                retry_policy=MACHINE_TASK_RETRY if not heartbeat else replace(MACHINE_TASK_RETRY, maximum_attempts=1),
+            )
+        except ActivityError as err:
+            raise _as_asl_error(err, asked_heartbeat=call.heartbeat_seconds is not None) from err
+
+
+def _as_asl_error(err: ActivityError, *, asked_heartbeat: bool) -> BaseException:
+    """The States Language error a failed Task attempt is, for the machine's Retry and Catch."""
+    cause = err.cause
+    if isinstance(cause, CancelledError):
+        return err  # the workflow (or a failing sibling branch) cancelled it: not a task error
+    if isinstance(cause, TimeoutError):
+        if cause.type == TimeoutType.HEARTBEAT and asked_heartbeat:
+            return asl_errors.ASLError(asl_errors.HEARTBEAT_TIMEOUT, "the task sent no heartbeat in time")
+        return asl_errors.ASLError(asl_errors.TIMEOUT, "the task did not finish in time")
+    if isinstance(cause, ApplicationError):
+        return asl_errors.ASLError(cause.type or asl_errors.TASK_FAILED, cause.message)
+    return asl_errors.ASLError(asl_errors.TASK_FAILED, str(cause or err))
+
+
+@workflow.defn(name=STATE_MACHINE)
+class StateMachineWorkflow:
+    def __init__(self) -> None:
+        self._status: str = JobStatus.pending
+        self._events: list[dict[str, Any]] = []
+        self._flushed = 0
+        self._last_flush: datetime | None = None
+
+    @workflow.query
+    def progress(self) -> dict[str, object]:
+        return {"status": self._status, "path": list(self._events)}
+
+    @workflow.run
+    async def run(self, inp: SubmissionInput) -> MachineResult:
+        job = JobRef(inp.tenant_id, inp.job_id)
+        await self._set_status(inp, JobStatus.queued)
+        plan = await workflow.execute_activity_method(
+            MachineJobActivities.load_machine, job, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
+        )
+        await self._set_status(inp, JobStatus.processing)
+        outcome: Outcome = await run(plan.state_machine, plan.input, _Runtime(self, inp, plan), plan.context)
+        await self.flush(inp, force=True)
+        succeeded = outcome.status == "SUCCEEDED"
+        await workflow.execute_activity_method(
+            MachineJobActivities.finish_machine,
+            MachineFinishInput(
+                inp.tenant_id,
+                inp.job_id,
+                JobStatus.succeeded if succeeded else JobStatus.failed,
+                outcome.output if succeeded else None,
+                outcome.error,
+                outcome.cause,
+            ),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        self._show_status(JobStatus.succeeded if succeeded else JobStatus.failed)
+        if not succeeded:
+            raise ApplicationError(
+                f"job {inp.job_id} failed: {outcome.error}: {outcome.cause or ''}",
+                type=outcome.error or asl_errors.TASK_FAILED,
+                non_retryable=True,
+            )
+        return MachineResult(inp.job_id, JobStatus.succeeded)
+
+    def record(self, event: Event, max_bytes: int) -> None:
+        row = asdict(event)
+        row["input"], row["output"] = truncated(row["input"], max_bytes), truncated(row["output"], max_bytes)
+        row["at"] = workflow.now().isoformat()
+        self._events.append(row)
+
+    async def flush(self, inp: SubmissionInput, *, force: bool = False) -> None:
+        """Write the path recorded since the last write. Before a Task it waits for a second to
+        pass since the last write, so a fast machine writes it in few activities; before a
+        timer, and at the end, it always writes."""
+        if self._flushed == len(self._events):
+            return
+        now = workflow.now()
+        if not force and self._last_flush is not None and now - self._last_flush < FLUSH_EVERY:
+            return
+        first, batch = self._flushed, self._events[self._flushed :]
+        self._flushed, self._last_flush = len(self._events), now
+        await workflow.execute_activity_method(
+            MachineJobActivities.record_machine_events,
+            MachineEventsInput(inp.tenant_id, inp.job_id, first, batch),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+
+    async def _set_status(self, inp: SubmissionInput, status: str) -> None:
+        await workflow.execute_activity_method(
+            JobActivities.set_status,
+            JobStatusInput(inp.tenant_id, inp.job_id, status),
+            start_to_close_timeout=DB_TIMEOUT,
+            retry_policy=DB_RETRY,
+        )
+        self._show_status(status)
+
+    def _show_status(self, status: str) -> None:
+        self._status = status
+        workflow.upsert_search_attributes([STATUS.value_set(status)])
