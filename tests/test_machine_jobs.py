@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import schemathesis
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import col, select
@@ -22,7 +23,8 @@ from schema.tables import Job, JobFailure, JobStateEvent, Submission
 from services.outbox import start_one
 from services.redrive import redrive
 from tests.helpers import create_workflow, definition, in_process_api, submit
-from tests.test_machine_definitions import good_machine
+from tests.test_fuzz import CHECKS
+from tests.test_machine_definitions import bad_machine, good_machine
 
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
@@ -290,3 +292,20 @@ async def test_a_failed_state_machine_is_redriven_from_the_start(
         assert await rows(engine, tenant_a.id, job.id) == []  # the new run records its path from seq 0
     finally:
         await handle.terminate("test over")
+
+
+async def test_the_openapi_document_describes_a_path_and_a_422_with_every_problem(
+    settings, engine, tenant_a, machine_wf
+):
+    api_schema = schemathesis.openapi.from_url(f"{settings.api_url}/openapi.json")
+    job = await new_job(engine, tenant_a.id, machine_wf)
+    acts = MachineJobActivities(engine, settings)
+    ref = (str(tenant_a.id), str(job.id))
+    retry = event("retry", "Check", 0, input={"a": [1]}, error="E", cause="c", attempt=1, delay_seconds=1.5)
+    await ActivityEnvironment().run(acts.record_machine_events, MachineEventsInput(*ref, 0, [retry]))
+    await ActivityEnvironment().run(acts.finish_machine, MachineFinishInput(*ref, "succeeded", output=[1, "x"]))
+    auth = {"Authorization": tenant_a.api.headers["authorization"]}
+    get = api_schema["/v1/jobs/{job_id}"]["GET"].Case(path_parameters={"job_id": str(job.id)})
+    assert get.call_and_validate(headers=auth, checks=CHECKS).json()["path"][0]["delay_seconds"] == 1.5
+    post = api_schema["/v1/workflows"]["POST"].Case(body=bad_machine(f"sm-doc-{uuid.uuid4().hex[:8]}"))
+    assert len(post.call_and_validate(headers=auth, checks=CHECKS).json()["errors"]) == 9
