@@ -33,6 +33,9 @@ class Problem(Exception):
 
 
 # The documented shape of every problem body; `errors` and `pointer` say which input was wrong.
+# `errors` lists {loc, msg} for a request that does not parse (validation_error), and
+# {pointer, message, code} for a definition checked whole (a state machine): every problem,
+# the first one also in code, detail and pointer.
 PROBLEM_SCHEMA: dict[str, Any] = {
     "title": "Problem",
     "type": "object",
@@ -47,12 +50,25 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "errors": {
             "type": "array",
             "items": {
-                "type": "object",
-                "required": ["loc", "msg"],
-                "properties": {
-                    "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
-                    "msg": {"type": "string"},
-                },
+                "anyOf": [
+                    {
+                        "type": "object",
+                        "required": ["loc", "msg"],
+                        "properties": {
+                            "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
+                            "msg": {"type": "string"},
+                        },
+                    },
+                    {
+                        "type": "object",
+                        "required": ["pointer", "message", "code"],
+                        "properties": {
+                            "pointer": {"type": "string"},
+                            "message": {"type": "string"},
+                            "code": {"type": "string"},
+                        },
+                    },
+                ]
             },
         },
     },
@@ -146,7 +162,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Invalid)
     async def _refused(_: Request, exc: Invalid) -> JSONResponse:
-        extra = {} if exc.pointer is None else {"pointer": exc.pointer}
+        extra: dict[str, Any] = {} if exc.pointer is None else {"pointer": exc.pointer}
+        if exc.errors is not None:
+            extra["errors"] = exc.errors
         return problem_response(422, exc.code, exc.detail, **extra)
 
     @app.exception_handler(RequestValidationError)

@@ -101,6 +101,7 @@ class Settings(BaseSettings):
     webhook_timeout_max_seconds: float = 120.0  # the most a delivery target's timeout_seconds may ask
     step_max_attempts: int = 10
     delivery_max_attempts: int = 10
+    machine_path_value_max_bytes: int = 4096  # a state's input/output in a job's path, as JSON
 
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -178,6 +179,8 @@ class Settings(BaseSettings):
             raise ValueError("TEMPLATE_MEMORY_MB must be at least 16 and TEMPLATE_OUTPUT_MAX_BYTES at least 1024")
         if self.step_max_attempts < 1 or self.delivery_max_attempts < 1:
             raise ValueError("STEP_MAX_ATTEMPTS and DELIVERY_MAX_ATTEMPTS must be at least 1")
+        if self.machine_path_value_max_bytes < 64:
+            raise ValueError("MACHINE_PATH_VALUE_MAX_BYTES must be at least 64")
         if not 0 < self.webhook_timeout_seconds <= self.webhook_timeout_max_seconds:
             raise ValueError("WEBHOOK_TIMEOUT_SECONDS must be positive and at most WEBHOOK_TIMEOUT_MAX_SECONDS")
         if self.vault_addr and not (self.vault_role_id and self.vault_secret_id):

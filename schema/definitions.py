@@ -1,35 +1,24 @@
 """Validation of workflow definitions and submission input: the JSON Schema, the step
-DAG, and the templates. Every problem is a DefinitionInvalid with a code and a path."""
+DAG, and the templates. Every problem is a DefinitionInvalid with a code and a path. A
+pipeline stops at its first problem; a state machine (schema/machine_definition.py) is
+checked whole, and its DefinitionInvalid lists every problem found."""
 
-import json
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, cast
 
 import jsonschema
 
 from lodestone.templating import TemplateInvalid, check_template
 from schema.dag import DagError, step_dependencies
+from schema.definition_kinds import STATE_MACHINE, DefinitionInvalid, definition_schema
+from schema.machine_definition import machine_problems
 
-SCHEMA_PATH = Path(__file__).parent / "workflow_definition.schema.json"
-
-
-class DefinitionInvalid(ValueError):
-    def __init__(self, code: str, message: str, path: str = "") -> None:
-        super().__init__(message)
-        self.code, self.message, self.path = code, message, path
+__all__ = ["DefinitionInvalid", "InputInvalid", "definition_schema", "validate_definition", "validate_input"]
 
 
 class InputInvalid(ValueError):
     def __init__(self, message: str, path: str = "") -> None:
         super().__init__(message)
         self.message, self.path = message, path
-
-
-@lru_cache
-def definition_schema() -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads(SCHEMA_PATH.read_text())
-    return schema
 
 
 def _where(error: jsonschema.ValidationError) -> str:
@@ -39,6 +28,11 @@ def _where(error: jsonschema.ValidationError) -> str:
 def validate_definition(definition: Any, max_webhook_timeout: float | None = None) -> dict[str, Any]:
     """`max_webhook_timeout`: the most a webhook target's timeout_seconds may be (the API passes
     WEBHOOK_TIMEOUT_MAX_SECONDS)."""
+    if isinstance(definition, dict) and definition.get("kind") == STATE_MACHINE:
+        if problems := machine_problems(definition):
+            first = problems[0]
+            raise DefinitionInvalid(first.code, first.message, first.pointer, problems)
+        return definition
     validator = jsonschema.Draft202012Validator(definition_schema())
     error = jsonschema.exceptions.best_match(validator.iter_errors(definition))
     if error is not None:

@@ -6,15 +6,18 @@ from enum import StrEnum
 
 
 class JobStatus(StrEnum):
-    """Every status a job row can hold, in the order a job moves through them."""
+    """Every status a job row can hold, in the order a job moves through them. A pipeline
+    job ends `delivered`; a state-machine job ends `succeeded` (its machine reached Succeed
+    or an End state) or `failed`."""
 
     pending = "pending"
     queued = "queued"
     processing = "processing"
     delivered = "delivered"
+    succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
 
 
 # A job in one of these never moves again (a redrive starts it over from pending).
-TERMINAL = frozenset({JobStatus.delivered, JobStatus.failed, JobStatus.cancelled})
+TERMINAL = frozenset({JobStatus.delivered, JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})

@@ -10,6 +10,7 @@ from sqlmodel import Field, SQLModel
 
 from schema.columns import _json, _tenant, _ts, utcnow
 from schema.conversations import ChannelRoute, Contact, FormRoute, Message, Summary
+from schema.job_events import JobStateEvent, json_or_null
 from schema.statuses import JobStatus
 
 
@@ -85,6 +86,7 @@ class Job(SQLModel, table=True):
     # Starts the outbox tried that Temporal refused, and when it may try again (it backs off).
     outbox_attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     outbox_retry_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    output: Any = json_or_null()  # a state-machine job's output once it succeeded
 
 
 class JobStep(SQLModel, table=True):
@@ -201,6 +203,7 @@ TENANT_TABLES = [
         Summary,
         ChannelRoute,
         FormRoute,
+        JobStateEvent,
     )
 ]
 
@@ -215,6 +218,7 @@ __all__ = [
     "IdempotencyKey",
     "Job",
     "JobFailure",
+    "JobStateEvent",
     "JobStep",
     "Message",
     "Submission",

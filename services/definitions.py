@@ -2,12 +2,14 @@
 the one before)."""
 
 import uuid
+from dataclasses import asdict
 from typing import Any
 
 from sqlalchemy import func, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from schema.definition_kinds import STATE_MACHINE, kind_of
 from schema.definitions import DefinitionInvalid, validate_definition
 from schema.json_schemas import unresolvable_ref
 from schema.tables import WorkflowDefinition, utcnow
@@ -21,7 +23,9 @@ async def create(
     try:
         validate_definition(definition, max_webhook_timeout=max_webhook_timeout)
     except DefinitionInvalid as e:
-        raise Invalid(e.code, e.message, pointer=e.path) from e
+        # A state machine is checked whole: its answer lists every problem (a pipeline's, its first).
+        every = [asdict(p) for p in e.problems] if kind_of(definition) == STATE_MACHINE else None
+        raise Invalid(e.code, e.message, pointer=e.path, errors=every) from e
     if (ref := unresolvable_ref(definition.get("input_schema"))) is not None:
         raise Invalid(
             "schema_violation", f"input_schema: {ref!r} does not resolve within the schema", pointer="/input_schema"

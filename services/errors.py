@@ -23,8 +23,12 @@ class Conflict(Exception):
 
 
 class Invalid(ValueError):
-    """The request is well formed but cannot be done as asked; `pointer` names the input at fault."""
+    """The request is well formed but cannot be done as asked; `pointer` names the input at fault.
+    `errors`, when given, lists every problem found ({pointer, message, code} each), the one
+    named by code, detail and pointer first."""
 
-    def __init__(self, code: str, detail: str, pointer: str | None = None) -> None:
+    def __init__(
+        self, code: str, detail: str, pointer: str | None = None, errors: list[dict[str, str]] | None = None
+    ) -> None:
         super().__init__(detail)
-        self.code, self.detail, self.pointer = code, detail, pointer
+        self.code, self.detail, self.pointer, self.errors = code, detail, pointer, errors

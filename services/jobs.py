@@ -1,14 +1,26 @@
 """Jobs, read for the API: a filtered page, newest first, and one job with its steps, usage,
-artifacts, deliveries and the failure shown while it is failed."""
+artifacts, deliveries and the failure shown while it is failed; a state-machine job also with
+its path (every event, in order)."""
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlmodel import col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from schema.tables import Artifact, Delivery, Job, JobFailure, JobStatus, JobStep, UsageRecord
+from schema.definition_kinds import STATE_MACHINE
+from schema.tables import (
+    Artifact,
+    Delivery,
+    Job,
+    JobFailure,
+    JobStateEvent,
+    JobStatus,
+    JobStep,
+    UsageRecord,
+    WorkflowDefinition,
+)
 from services.errors import NotFound
 
 
@@ -20,6 +32,8 @@ class JobRecord:
     artifacts: list[Artifact]
     deliveries: list[Delivery]
     failure: JobFailure | None  # only while the job is failed
+    state_machine: bool = False  # the job runs a state machine: it has a path and an output
+    path: list[JobStateEvent] = field(default_factory=list)
 
 
 async def page(
@@ -52,6 +66,14 @@ async def detail(session: AsyncSession, job_id: uuid.UUID) -> JobRecord:
     artifacts = (await session.exec(select(Artifact).where(Artifact.job_id == job_id))).all()
     deliveries = (await session.exec(select(Delivery).where(Delivery.job_id == job_id))).all()
     failure = (await session.exec(select(JobFailure).where(JobFailure.job_id == job_id))).first()
+    kind = select(WorkflowDefinition.definition["kind"].astext).where(
+        WorkflowDefinition.id == job.workflow_definition_id
+    )
+    machine = (await session.exec(kind)).first() == STATE_MACHINE
+    path: list[JobStateEvent] = []
+    if machine:
+        events = select(JobStateEvent).where(JobStateEvent.job_id == job_id).order_by(col(JobStateEvent.seq))
+        path = list((await session.exec(events)).all())
     return JobRecord(
         job=job,
         steps=list(steps),
@@ -60,4 +82,6 @@ async def detail(session: AsyncSession, job_id: uuid.UUID) -> JobRecord:
         deliveries=list(deliveries),
         # A redriven job keeps its dead letter for operators; the API shows it only while failed.
         failure=failure if job.status == JobStatus.failed else None,
+        state_machine=machine,
+        path=path,
     )

@@ -1,5 +1,6 @@
-"""Starting a job's SubmissionWorkflow, and the outbox that makes sure every committed job
-is started.
+"""Starting a job's workflow, and the outbox that makes sure every committed job is started.
+A pipeline's job runs SubmissionWorkflow, a state machine's StateMachineWorkflow (by the
+kind of the definition the job runs); both take a SubmissionInput.
 
 The API commits the job row (`pending`) and then starts the workflow, id = job id. That
 start can fail after the commit: Temporal down, a timeout (perhaps after Temporal accepted
@@ -21,6 +22,7 @@ import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import text, update
 from sqlalchemy.dialects.postgresql import insert
@@ -33,9 +35,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from lodestone.db import tenant_session, unavailable
 from lodestone.settings import Settings
 from lodestone.temporal_client import unreachable
+from schema.definition_kinds import STATE_MACHINE, kind_of
 from schema.statuses import JobStatus
-from schema.tables import Job, JobFailure, utcnow
-from workflows.names import SUBMISSION
+from schema.tables import Job, JobFailure, WorkflowDefinition, utcnow
+from workflows import names
 from workflows.types import SubmissionInput, job_search_attributes
 
 log = logging.getLogger("lodestone.outbox")
@@ -46,11 +49,17 @@ BACKOFF_CAP_SECONDS = 3600.0
 NOT_STARTED = "not_started"  # the dead letter's error_code for a job the outbox gave up on
 
 
-async def start_job(temporal: Client, settings: Settings, job: Job) -> None:
-    """Start the job's workflow; returns when Temporal has it, this time or before."""
+def workflow_type(definition: dict[str, Any]) -> str:
+    """The workflow a job of this definition runs."""
+    return names.STATE_MACHINE if kind_of(definition) == STATE_MACHINE else names.SUBMISSION
+
+
+async def start_job(temporal: Client, settings: Settings, job: Job, workflow: str) -> None:
+    """Start the job's workflow (`workflow`: its type, workflow_type of its definition);
+    returns when Temporal has it, this time or before."""
     try:
         await temporal.start_workflow(
-            SUBMISSION,
+            workflow,
             SubmissionInput(str(job.tenant_id), str(job.id)),
             id=str(job.id),
             task_queue=settings.temporal_task_queue,
@@ -136,12 +145,14 @@ async def start_one(
     """Start the job unless it has moved on or is too old; whether it was started now."""
     async with tenant_session(engine, tenant_id) as session:
         job = await session.get(Job, job_id)
+        definition = await session.get(WorkflowDefinition, job.workflow_definition_id) if job else None
     if job is None or job.status != JobStatus.pending or job.workflow_started_at is not None:
         return False  # moved on since the scan
     if utcnow() - job.created_at > timedelta(seconds=settings.outbox_max_age_seconds):
         await give_up(engine, settings, job)
         return False
-    await start_job(temporal, settings, job)
+    assert definition is not None  # a foreign key
+    await start_job(temporal, settings, job, workflow_type(definition.definition))
     await record_started(engine, job)
     return True
 

@@ -1,14 +1,16 @@
-"""Redrive: a new run of a failed job's SubmissionWorkflow, under the same workflow id (the
-job id) and with the same input, once its last run has closed as failed, terminated or
-timed out. Nothing already done is done again: run_step returns a completed step's stored
-result, render returns a stored artifact, and delivery never re-sends a delivered target.
-So the new run picks up, in effect, at the step that failed."""
+"""Redrive: a new run of a failed job's workflow, under the same workflow id (the job id) and
+with the same input, once its last run has closed as failed, terminated or timed out. For a
+pipeline (SubmissionWorkflow) nothing already done is done again: run_step returns a
+completed step's stored result, render returns a stored artifact, and delivery never
+re-sends a delivered target. So the new run picks up, in effect, at the step that failed.
+A state machine (StateMachineWorkflow) runs again from its StartAt: its recorded path and
+output are cleared, and the new run records its own."""
 
 import uuid
 from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, select
+from sqlmodel import col, delete, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
@@ -17,11 +19,22 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from lodestone.db import tenant_session
 from lodestone.settings import Settings
+from schema.definition_kinds import STATE_MACHINE, kind_of
 from schema.statuses import JobStatus
-from schema.tables import Artifact, Delivery, Job, JobFailure, JobStep, UsageRecord, WorkflowDefinition, utcnow
+from schema.tables import (
+    Artifact,
+    Delivery,
+    Job,
+    JobFailure,
+    JobStateEvent,
+    JobStep,
+    UsageRecord,
+    WorkflowDefinition,
+    utcnow,
+)
 from services.errors import OpsError
 from services.operator_db import delivery_owner, job_tenant
-from workflows.names import SUBMISSION
+from services.outbox import workflow_type
 from workflows.types import SubmissionInput, job_search_attributes
 
 REDRIVABLE = {WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT}
@@ -30,7 +43,7 @@ REDRIVABLE = {WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.TERMINATED
 @dataclass
 class Action:
     verb: str  # "skip" (done, its stored result is reused) or "run"
-    kind: str  # "step", "render" or "deliver"
+    kind: str  # "step", "render" or "deliver"; "state_machine" for a state machine run again whole
     name: str
     state: str
 
@@ -54,6 +67,10 @@ async def actions(session: AsyncSession, job: Job) -> list[Action]:
     """What the new run will skip and what it will do, by the same tests the activities make."""
     wf = await session.get(WorkflowDefinition, job.workflow_definition_id)
     assert wf is not None  # a foreign key
+    if kind_of(wf.definition) == STATE_MACHINE:
+        recorded = (await session.exec(select(JobStateEvent.id).where(JobStateEvent.job_id == job.id))).all()
+        start = wf.definition["state_machine"].get("StartAt", "?")
+        return [Action("run", "state_machine", f"from StartAt {start}", f"{len(recorded)} path event(s) cleared")]
     steps = {s.step_id: s for s in (await session.exec(select(JobStep).where(JobStep.job_id == job.id))).all()}
     used = set((await session.exec(select(UsageRecord.step_id).where(UsageRecord.job_id == job.id))).all())
     stored = set((await session.exec(select(Artifact.kind).where(Artifact.job_id == job.id))).all())
@@ -73,9 +90,9 @@ async def actions(session: AsyncSession, job: Job) -> list[Action]:
     return plan
 
 
-async def last_run(client: Client, job: Job) -> WorkflowExecutionDescription | None:
-    """The job's latest run, if it may be redriven; None when Temporal no longer has any run
-    (its retention expired) and the job row says failed."""
+async def last_run(client: Client, job: Job, workflow: str) -> WorkflowExecutionDescription | None:
+    """The job's latest run (of type `workflow`), if it may be redriven; None when Temporal no
+    longer has any run (its retention expired) and the job row says failed."""
     try:
         run = await client.get_workflow_handle(str(job.id)).describe()
     except RPCError as e:
@@ -84,8 +101,8 @@ async def last_run(client: Client, job: Job) -> WorkflowExecutionDescription | N
         if job.status != JobStatus.failed:
             raise OpsError(f"job {job.id} is {job.status} and has no run in Temporal; nothing to redrive") from e
         return None
-    if run.workflow_type != SUBMISSION:
-        raise OpsError(f"workflow {job.id} is a {run.workflow_type}, not a SubmissionWorkflow")
+    if run.workflow_type != workflow:
+        raise OpsError(f"workflow {job.id} is a {run.workflow_type}, not a {workflow}")
     status = run.status.name.lower() if run.status else "unknown"
     if run.status == WorkflowExecutionStatus.RUNNING:
         raise OpsError(f"job {job.id} is still running (run {run.run_id}); only a closed run can be redriven")
@@ -131,7 +148,10 @@ async def redrive(
     async with tenant_session(app, tenant) as session:
         job = (await session.exec(select(Job).where(col(Job.id) == job_id).with_for_update())).one()
         reopen = await _reopen(session, delivery_id) if delivery_id else None
-        run = await last_run(client, job)
+        wf = await session.get(WorkflowDefinition, job.workflow_definition_id)
+        assert wf is not None  # a foreign key
+        workflow = workflow_type(wf.definition)
+        run = await last_run(client, job, workflow)
         inp = await original_input(client, run, job)
         failure = (await session.exec(select(JobFailure).where(JobFailure.job_id == job.id))).first()
         last = f"{run.status.name if run.status else '?'} (run {run.run_id})" if run else "none left in Temporal"
@@ -146,8 +166,10 @@ async def redrive(
         if dry_run:
             return plan
         # set_status leaves a failed job failed; the new run moves it on from pending.
-        job.status, job.error, job.updated_at = JobStatus.pending, None, utcnow()
+        job.status, job.error, job.output, job.updated_at = JobStatus.pending, None, None, utcnow()
         session.add(job)
+        # A state machine's new run records its path from seq 0 again.
+        await session.execute(delete(JobStateEvent).where(col(JobStateEvent.job_id) == job.id))
         if failure is not None:
             failure.redriven_at = utcnow()
             session.add(failure)
@@ -157,7 +179,7 @@ async def redrive(
         await session.flush()
         try:
             handle = await client.start_workflow(
-                SUBMISSION,
+                workflow,
                 inp,
                 id=str(job.id),
                 task_queue=settings.temporal_task_queue,

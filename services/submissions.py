@@ -1,5 +1,6 @@
 """Submitting: the submission, job and Idempotency-Key rows committed in one transaction,
-then the job's SubmissionWorkflow started (or, if that fails, left to the outbox). The API's
+then the job's workflow started (SubmissionWorkflow, or StateMachineWorkflow for a state
+machine's job) (or, if that fails, left to the outbox). The API's
 submissions and public forms both submit through here.
 
 Idempotency: every request with the same key and body gets the job of the one request
@@ -23,7 +24,7 @@ from schema.definitions import InputInvalid, validate_input
 from schema.json_schemas import UNEVALUABLE
 from schema.tables import IdempotencyKey, Job, Submission, Upload, WorkflowDefinition, utcnow
 from services.errors import Conflict, Invalid, NotFound
-from services.outbox import record_started, start_job
+from services.outbox import record_started, start_job, workflow_type
 
 log = logging.getLogger("lodestone.api")
 
@@ -52,9 +53,9 @@ async def replayed(engine: AsyncEngine, tenant_id: uuid.UUID, key: str, digest: 
 
 async def create_job(
     engine: AsyncEngine, tenant_id: uuid.UUID, request: dict[str, Any], idempotency_key: str | None, digest: str
-) -> Job | None:
-    """The submission, job and key rows, committed together; None if a concurrent request
-    with the same key committed its own first."""
+) -> tuple[Job, str] | None:
+    """The submission, job and key rows, committed together, and the workflow type the job
+    runs; None if a concurrent request with the same key committed its own first."""
     upload_id = uuid.UUID(request["input_upload_id"]) if request.get("input_upload_id") else None
     async with tenant_session(engine, tenant_id) as session:
         definition = (
@@ -112,7 +113,7 @@ async def create_job(
             if claimed.first() is None:
                 await session.rollback()  # our submission and job go with it
                 return None
-    return job
+    return job, workflow_type(definition.definition)
 
 
 async def submit(
@@ -128,21 +129,22 @@ async def submit(
     input, input_upload_id, input_url), the body an Idempotency-Key is bound to."""
     workflow_key = request["workflow_key"]
     digest = request_hash(request)
-    job = None
+    created = None
     for _ in range(3):  # a key is only ever added: a second look finds the winner's
         if idempotency_key and (done := await replayed(engine, tenant_id, idempotency_key, digest)):
             SUBMISSIONS.labels(str(tenant_id), workflow_key, "replayed").inc()
             return done
-        job = await create_job(engine, tenant_id, request, idempotency_key, digest)
-        if job is not None:
+        created = await create_job(engine, tenant_id, request, idempotency_key, digest)
+        if created is not None:
             break
-    if job is None:
+    if created is None:
         raise RuntimeError("an Idempotency-Key was taken but its row could not be read")
+    job, workflow = created
     # The row is committed before the start, so the workflow's first activity always finds
     # it; from here on the job exists, whatever the start does. A start that fails (Temporal
     # down or slow) leaves it pending, and the worker's outbox starts it.
     try:
-        await start_job(temporal, settings, job)
+        await start_job(temporal, settings, job, workflow)
     except Exception as e:  # noqa: BLE001
         SUBMISSIONS.labels(str(tenant_id), workflow_key, "start_deferred").inc()
         log.warning("job %s committed, its start deferred to the outbox: %s", job.id, type(e).__name__)

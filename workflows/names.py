@@ -2,6 +2,7 @@
 definitions, and with them every activity: the API."""
 
 SUBMISSION = "SubmissionWorkflow"
+STATE_MACHINE = "StateMachineWorkflow"
 CONVERSATION = "ConversationWorkflow"
 SUMMARY = "SummaryWorkflow"
 PURGE_MESSAGES = "PurgeMessagesWorkflow"

@@ -1,5 +1,5 @@
 """Jobs: a filtered, cursor-paged list, and one job with its steps, usage, artifacts,
-deliveries, error and Temporal Web UI link."""
+deliveries, error and Temporal Web UI link; a state-machine job with its output and path."""
 
 import base64
 import uuid
@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from api.deps import SessionDep, StateDep, Viewer
 from api.problems import AUTHENTICATED, Problem, responses
-from schema.tables import Job, JobStatus
+from schema.tables import Job, JobStateEvent, JobStatus
 from services import jobs
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=AUTHENTICATED)
@@ -30,12 +30,51 @@ class JobPage(BaseModel):
     next_cursor: str | None
 
 
+class PathEvent(BaseModel):
+    """One event of a state machine's run: a state entered or exited, a retry, a catch, a failure."""
+
+    seq: int
+    at: str
+    kind: str  # entered | exited | retry | caught | failed
+    state: str
+    path: str  # the state's place in the run: "Check", "Fan/1/Check", "Each/3/Check"
+    type: str
+    input: Any = None  # entered: the state's input; values past MACHINE_PATH_VALUE_MAX_BYTES are truncated
+    output: Any = None  # exited: the state's output
+    error: str | None = None
+    cause: str | None = None
+    attempt: int | None = None  # retry: the attempt that failed
+    delay_seconds: float | None = None  # retry: the wait before the next attempt
+    next: str | None = None  # exited: the Next taken; caught: the catcher's Next
+
+
 class JobDetail(JobSummary):
+    kind: str  # pipeline | state_machine
     error: dict[str, Any] | None
     steps: list[dict[str, Any]]
     artifacts: list[dict[str, Any]]
     deliveries: list[dict[str, Any]]
+    output: Any = None  # a state machine's output, once it succeeded
+    path: list[PathEvent] | None = None  # a state machine's events so far, in order
     links: dict[str, str]
+
+
+def path_event(e: JobStateEvent) -> PathEvent:
+    return PathEvent(
+        seq=e.seq,
+        at=e.at.isoformat(),
+        kind=e.kind,
+        state=e.state,
+        path=e.path,
+        type=e.type,
+        input=e.input,
+        output=e.output,
+        error=e.error,
+        cause=e.cause,
+        attempt=e.attempt,
+        delay_seconds=e.delay_seconds,
+        next=e.next,
+    )
 
 
 def summary(job: Job) -> JobSummary:
@@ -83,6 +122,9 @@ async def get_job(job_id: uuid.UUID, _: Viewer, session: SessionDep, state: Stat
     api = state.settings.api_url
     return JobDetail(
         **summary(job).model_dump(),
+        kind="state_machine" if record.state_machine else "pipeline",
+        output=job.output if record.state_machine else None,
+        path=[path_event(e) for e in record.path] if record.state_machine else None,
         error=None
         if failure is None
         else {

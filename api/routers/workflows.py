@@ -1,4 +1,5 @@
-"""Workflow definitions: versioned JSON, validated before it is stored."""
+"""Workflow definitions: versioned JSON, validated before it is stored; a pipeline or a state
+machine (`kind`)."""
 
 from typing import Annotated, Any
 
@@ -8,6 +9,7 @@ from pydantic import BaseModel
 from api.bodies import JsonObject
 from api.deps import Editor, SessionDep, StateDep, Viewer
 from api.problems import AUTHENTICATED, responses
+from schema.definition_kinds import kind_of
 from schema.tables import WorkflowDefinition
 from services import definitions
 
@@ -18,6 +20,7 @@ MAX_VERSION = 2**31 - 1  # a Postgres integer
 class WorkflowPublic(BaseModel):
     id: str
     key: str
+    kind: str  # pipeline | state_machine
     version: int
     created_at: str
     definition: dict[str, Any]
@@ -27,13 +30,22 @@ def public(row: WorkflowDefinition) -> WorkflowPublic:
     return WorkflowPublic(
         id=str(row.id),
         key=row.key,
+        kind=kind_of(row.definition),
         version=row.version,
         created_at=row.created_at.isoformat(),
         definition=row.definition,
     )
 
 
-@router.post("", status_code=201, response_model=WorkflowPublic, responses=responses(400, 422))
+INVALID = (
+    "the definition is not valid: `code`, `detail` and `pointer` name its (first) problem; for a state machine, "
+    "`errors` lists every problem found, each with its `pointer`, `message` and `code`"
+)
+
+
+@router.post(
+    "", status_code=201, response_model=WorkflowPublic, responses=responses(400, 422, descriptions={422: INVALID})
+)
 async def create_workflow(
     principal: Editor, session: SessionDep, state: StateDep, definition: Annotated[JsonObject, Body()]
 ) -> WorkflowPublic:

@@ -32,6 +32,7 @@ from workflows.submission import STEP_RETRY
 # The Temporal status each database status may stand beside.
 AGREES = {
     "delivered": {WES.COMPLETED},
+    "succeeded": {WES.COMPLETED},
     "failed": {WES.FAILED},
     "cancelled": {WES.CANCELED, WES.TERMINATED},
     "pending": {WES.RUNNING},
