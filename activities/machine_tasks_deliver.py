@@ -3,7 +3,8 @@ deliveries send them, with one deliveries row and one webhook-id per (job, Task 
 that ran again after delivering sends nothing, and a retry after a failed send is the same
 message to the receiver. Parameters: `target` (as in pipeline definitions), and `body` (the
 webhook's JSON) or `artifact_id` (one of the job's artifacts: its description, or for an email
-its signed download link); the binding's settings give a default target."""
+its signed download link); the binding's settings give a default target, and a bound Lambda's
+payload is the webhook's body."""
 
 import hashlib
 import json
@@ -18,7 +19,14 @@ from activities.common import heartbeating
 from activities.delivery import post_webhook, webhook_timeout
 from activities.delivery_log import ensure_delivery, record_attempt
 from activities.email_delivery import artifact_links
-from activities.machine_tasks_base import MachineTaskInput, TaskDeps, handler_params, heartbeat_every, own_secret
+from activities.machine_tasks_base import (
+    MachineTaskInput,
+    TaskDeps,
+    handler_params,
+    heartbeat_every,
+    own_secret,
+    task_data,
+)
 from activities.machine_tasks_shapes import Answer, task_failed
 from lodestone import mail
 from lodestone.asl.bindings import Resolved
@@ -43,7 +51,9 @@ def target_index(path: str, probe: int = 0) -> int:
 
 
 async def run_deliver(deps: TaskDeps, inp: MachineTaskInput, resolved: Resolved) -> Answer:
-    params = handler_params(resolved, inp.resource, inp.payload, DELIVER_KEYS) or {**resolved.settings}
+    params = handler_params(resolved, inp.resource, inp.payload, DELIVER_KEYS)
+    if params is None:  # a bound Lambda's payload: the webhook's body
+        params = {**resolved.settings, "body": task_data(resolved, inp.payload)}
     target = params.get("target")
     problems = Sink()
     check_target(target, "/target", problems)

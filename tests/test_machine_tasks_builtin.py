@@ -155,6 +155,16 @@ async def test_deliver_sends_a_signed_webhook_once_per_path(acts, tenant, engine
     )
 
 
+async def test_a_lambda_bound_to_deliver_sends_its_payload(acts, tenant, engine):
+    job_id = await make_job(engine, tenant.id)
+    with WebhookReceiver(tenant.webhook_secret) as hook:
+        bindings = [{"function": "Notify", "deliver": {"target": {"type": "webhook", "url": hook.url}}}]
+        payload = {"FunctionName": "Notify", "Payload": {"order": 9}}
+        got = await run(acts, task(tenant.id, job_id, "N", INVOKE, payload, bindings))
+    assert got["Payload"] == {"webhook_id": delivery_webhook_id(job_id, "N"), "status": "delivered"}
+    assert [json.loads(r.body) for r in hook.received] == [{"order": 9}]
+
+
 async def test_a_failed_delivery_fails_the_task_and_its_retry_sends_the_same_message(acts, tenant, engine):
     job_id = await make_job(engine, tenant.id)
     with WebhookReceiver(tenant.webhook_secret, fail_first=1) as hook:
