@@ -8,7 +8,9 @@ record_delivery_attempt). deliver_webhook, send and record in one activity, is k
 runs recorded before the workflow split them."""
 
 import asyncio
+import dataclasses
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -32,6 +34,7 @@ from lodestone.netguard import OutboundRefused, check_url
 from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
 from lodestone.webhooks import signed_headers
+from schema.tables import Tenant
 
 RETRYABLE_STATUS = {408, 425, 429}
 
@@ -40,6 +43,58 @@ def webhook_timeout(settings: Settings, target: dict[str, Any]) -> float:
     """The target's own timeout_seconds, else WEBHOOK_TIMEOUT_SECONDS; never above the max."""
     return min(
         float(target.get("timeout_seconds") or settings.webhook_timeout_seconds), settings.webhook_timeout_max_seconds
+    )
+
+
+async def signing_secret(tenant: Tenant, secrets: SecretsProvider, tenant_id: str) -> str:
+    """The secret the tenant's webhooks are signed with: its reference's, else the row's."""
+    return await secret_of(tenant, secrets, tenant_id, "webhook_secret", tenant.webhook_secret) or tenant.webhook_secret
+
+
+@dataclass
+class WebhookAnswer:
+    """How one signed POST went: accepted (error_type None), or why not and whether another
+    attempt may do better."""
+
+    status_code: int | None = None
+    error: str | None = None
+    error_type: str | None = None
+    retryable: bool = False
+
+
+async def post_webhook(
+    http: httpx.AsyncClient, url: str, body: str, headers: dict[str, str], limit: float
+) -> WebhookAnswer:
+    """POST body to url through the outbound guard, the whole request within `limit` seconds."""
+    try:
+        # httpx's timeout bounds each connect, write and read; a receiver trickling its
+        # answer would keep the POST alive past the activity's own timeout, and Temporal's
+        # retry would POST again beside it. The whole request ends within `limit`.
+        async with asyncio.timeout(limit):
+            resp = await http.post(check_url(url), content=body, headers=headers, timeout=limit)
+    except OutboundRefused as e:
+        return WebhookAnswer(error=f"refused: {e}", error_type=errors.WEBHOOK_URL_REFUSED)
+    except TimeoutError:
+        return WebhookAnswer(
+            error=f"TimeoutError: no complete answer within {limit:g} s",
+            error_type=errors.WEBHOOK_UNAVAILABLE,
+            retryable=True,
+        )
+    except httpx.HTTPError as e:
+        return WebhookAnswer(error=f"{type(e).__name__}: {e}", error_type=errors.WEBHOOK_UNAVAILABLE, retryable=True)
+    status = resp.status_code
+    if 200 <= status < 300:
+        return WebhookAnswer(status_code=status)
+    if 300 <= status < 400:
+        return WebhookAnswer(
+            status_code=status,
+            error_type=errors.WEBHOOK_REDIRECTED,
+            error=f"answered {status}: redirects are not followed, so the target fails",
+        )
+    if 400 <= status < 500 and status not in RETRYABLE_STATUS:
+        return WebhookAnswer(status_code=status, error=f"answered {status}", error_type=errors.WEBHOOK_REJECTED)
+    return WebhookAnswer(
+        status_code=status, error=f"answered {status}", error_type=errors.WEBHOOK_UNAVAILABLE, retryable=True
     )
 
 
@@ -75,44 +130,11 @@ class DeliveryActivities(EmailDelivery, DeliveryLog):
         """One POST; its outcome. Nothing here writes to the database."""
         delivery = opened.delivery
         body = self._payload(inp, opened)
-        secret = (
-            await secret_of(opened.tenant, self.secrets, inp.tenant_id, "webhook_secret", opened.tenant.webhook_secret)
-            or opened.tenant.webhook_secret
-        )
+        secret = await signing_secret(opened.tenant, self.secrets, inp.tenant_id)
         headers = signed_headers(secret, delivery.webhook_id, body)
         limit = webhook_timeout(self.settings, opened.target)
-        try:
-            # httpx's timeout bounds each connect, write and read; a receiver trickling its
-            # answer would keep the POST alive past the activity's own timeout, and Temporal's
-            # retry would POST again beside it. The whole request ends within `limit`.
-            async with asyncio.timeout(limit):
-                resp = await self.http.post(check_url(delivery.target), content=body, headers=headers, timeout=limit)
-        except OutboundRefused as e:
-            return opened.outcome(error=f"refused: {e}", error_type=errors.WEBHOOK_URL_REFUSED)
-        except TimeoutError:
-            return opened.outcome(
-                error=f"TimeoutError: no complete answer within {limit:g} s",
-                error_type=errors.WEBHOOK_UNAVAILABLE,
-                retryable=True,
-            )
-        except httpx.HTTPError as e:
-            return opened.outcome(
-                error=f"{type(e).__name__}: {e}", error_type=errors.WEBHOOK_UNAVAILABLE, retryable=True
-            )
-        status = resp.status_code
-        if 200 <= status < 300:
-            return opened.outcome(status_code=status)
-        if 300 <= status < 400:
-            return opened.outcome(
-                status_code=status,
-                error_type=errors.WEBHOOK_REDIRECTED,
-                error=f"answered {status}: redirects are not followed, so the target fails",
-            )
-        if 400 <= status < 500 and status not in RETRYABLE_STATUS:
-            return opened.outcome(status_code=status, error=f"answered {status}", error_type=errors.WEBHOOK_REJECTED)
-        return opened.outcome(
-            status_code=status, error=f"answered {status}", error_type=errors.WEBHOOK_UNAVAILABLE, retryable=True
-        )
+        answer = await post_webhook(self.http, delivery.target, body, headers, limit)
+        return opened.outcome(**dataclasses.asdict(answer))
 
     def _payload(self, inp: DeliveryInput, opened: OpenDelivery) -> str:
         payload = {

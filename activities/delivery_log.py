@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
 from activities.common import LoadedJob, load_job
@@ -102,27 +103,41 @@ async def open_delivery(engine: AsyncEngine, inp: DeliveryInput) -> OpenDelivery
         artifacts = (await session.exec(select(Artifact).where(Artifact.job_id == loaded.job.id))).all()
         tenant = await session.get(Tenant, uuid.UUID(inp.tenant_id))
         assert tenant is not None  # the job was found under this tenant
-        await session.execute(
-            insert(Delivery)
-            .values(
-                id=uuid.uuid4(),
-                tenant_id=uuid.UUID(inp.tenant_id),
-                job_id=loaded.job.id,
-                target_index=inp.target_index,
-                kind=target["type"],
-                target=target.get("url") or target["to"],
-                webhook_id=webhook_id(inp.job_id, inp.target_index),
-                status="pending",
-                attempts=0,
-            )
-            .on_conflict_do_nothing(index_elements=["job_id", "target_index"])
+        delivery = await ensure_delivery(
+            session,
+            inp.tenant_id,
+            inp.job_id,
+            inp.target_index,
+            target,
+            webhook_id(inp.job_id, inp.target_index),
         )
-        delivery = (
-            await session.exec(
-                select(Delivery).where(Delivery.job_id == loaded.job.id, Delivery.target_index == inp.target_index)
-            )
-        ).one()
     return OpenDelivery(delivery, loaded, tenant, sorted(artifacts, key=lambda a: a.kind))
+
+
+async def ensure_delivery(
+    session: AsyncSession, tenant_id: str, job_id: str, target_index: int, target: dict[str, Any], msg_id: str
+) -> Delivery:
+    """The (job, target) row, made on the first attempt and found again on every later one."""
+    await session.execute(
+        insert(Delivery)
+        .values(
+            id=uuid.uuid4(),
+            tenant_id=uuid.UUID(tenant_id),
+            job_id=uuid.UUID(job_id),
+            target_index=target_index,
+            kind=target["type"],
+            target=target.get("url") or target["to"],
+            webhook_id=msg_id,
+            status="pending",
+            attempts=0,
+        )
+        .on_conflict_do_nothing(index_elements=["job_id", "target_index"])
+    )
+    return (
+        await session.exec(
+            select(Delivery).where(Delivery.job_id == uuid.UUID(job_id), Delivery.target_index == target_index)
+        )
+    ).one()
 
 
 async def record_attempt(

@@ -23,6 +23,24 @@ from activities.delivery_log import (
 )
 from lodestone import links, mail
 from lodestone.settings import Settings
+from schema.tables import Artifact
+
+
+def artifact_links(
+    settings: Settings, tenant_id: str, artifacts: list[Artifact], issued: datetime
+) -> list[mail.ArtifactLink]:
+    """Signed download links, minted as of `issued` so that every retry sends the same ones."""
+    key, tenant, ttl = links.signing_key(settings), uuid.UUID(tenant_id), settings.link_max_ttl_seconds
+    return [
+        mail.ArtifactLink(
+            a.kind,
+            a.content_type,
+            a.size,
+            f"{settings.api_url}/v1/artifacts/{a.id}/download?"
+            + links.mint(key, a.id, tenant, ttl, now=issued.timestamp()).query(),
+        )
+        for a in artifacts
+    ]
 
 
 class EmailDelivery:
@@ -70,17 +88,6 @@ class EmailDelivery:
         # Links are minted from the workflow's event time, so every retry sends the same message.
         issued = datetime.fromisoformat(inp.event_time)
         ttl = self.settings.link_max_ttl_seconds
-        key, tenant = links.signing_key(self.settings), uuid.UUID(inp.tenant_id)
-        artifact_links = [
-            mail.ArtifactLink(
-                a.kind,
-                a.content_type,
-                a.size,
-                f"{self.settings.api_url}/v1/artifacts/{a.id}/download?"
-                + links.mint(key, a.id, tenant, ttl, now=issued.timestamp()).query(),
-            )
-            for a in opened.artifacts
-        ]
         return mail.delivery_message(
             sender=self.settings.smtp_from,
             to=opened.delivery.target,
@@ -88,6 +95,6 @@ class EmailDelivery:
             job_id=inp.job_id,
             workflow_key=opened.loaded.job.workflow_key,
             when=issued,
-            links=artifact_links,
+            links=artifact_links(self.settings, inp.tenant_id, opened.artifacts, issued),
             expires=issued + timedelta(seconds=ttl),
         )

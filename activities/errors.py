@@ -4,6 +4,7 @@ policy and a raise cannot drift apart; tests/test_error_codes.py holds them toge
 
 Codes are the names they always had (recorded histories carry them); add, never rename."""
 
+from lodestone.asl import errors as asl
 from lodestone.llm import LLMEmptyAnswer, LLMRefused, LLMRequestRejected, LLMTransient
 from lodestone.mail import MailError, MailNotConfigured, MailUnavailable
 from lodestone.pdf import PdfRenderFailed
@@ -31,6 +32,14 @@ WEBHOOK_REDIRECTED = "WebhookRedirected"
 WEBHOOK_URL_REFUSED = "WebhookURLRefused"
 EMAIL_REJECTED = "EmailRejected"
 EMAIL_NOT_CONFIGURED = "EmailNotConfigured"
+# A state machine Task's failures carry ASL error names (its Retry and Catch decide, never
+# Temporal): these, `States.Http.StatusCode.<code>` for http:invoke, and whatever name the
+# tenant's endpoint gives in {"error": ...}.
+STATES_TASK_FAILED = asl.TASK_FAILED
+STATES_TIMEOUT = asl.TIMEOUT
+STATES_HTTP_SOCKET = asl.HTTP_SOCKET
+STATES_DATA_LIMIT_EXCEEDED = asl.DATA_LIMIT_EXCEEDED
+LAMBDA_SERVICE_EXCEPTION = "Lambda.ServiceException"
 
 # Failures worth another attempt, on the policy's schedule.
 LLM_TRANSIENT = "LLMTransient"
@@ -67,6 +76,11 @@ NON_RETRYABLE = frozenset(
         WEBHOOK_URL_REFUSED,
         EMAIL_REJECTED,
         EMAIL_NOT_CONFIGURED,
+        STATES_TASK_FAILED,
+        STATES_TIMEOUT,
+        STATES_HTTP_SOCKET,
+        STATES_DATA_LIMIT_EXCEEDED,
+        LAMBDA_SERVICE_EXCEPTION,
     }
 )
 RETRYABLE = frozenset(

@@ -39,6 +39,49 @@ class RenderResult:
 FILES = {"html": ("report.html", "text/html; charset=utf-8"), "pdf": ("report.pdf", "application/pdf")}
 
 
+async def stored_artifact(
+    engine: AsyncEngine, store: ObjectStore, tenant_id: str, job_id: str, kind: str
+) -> Artifact | None:
+    """The job's artifact of this kind when its object is there whole, else None (a row that
+    outlived its object is rendered again; the upsert keeps the row's id)."""
+    async with tenant_session(engine, tenant_id) as session:
+        row = (
+            await session.exec(select(Artifact).where(Artifact.job_id == uuid.UUID(job_id), Artifact.kind == kind))
+        ).first()
+    if row is None:
+        return None
+    try:
+        if await store.size(row.key) == row.size:
+            return row
+    except ObjectNotFound:
+        pass
+    return None
+
+
+async def record_artifact(
+    engine: AsyncEngine, tenant_id: str, job_id: str, kind: str, stored: StoredObject, content_type: str
+) -> uuid.UUID:
+    """The artifact row of (job, kind), made or brought up to date; its id."""
+    row = insert(Artifact).values(
+        id=uuid.uuid4(),
+        tenant_id=uuid.UUID(tenant_id),
+        job_id=uuid.UUID(job_id),
+        kind=kind,
+        key=stored.key,
+        content_type=content_type,
+        size=stored.size,
+        sha256=stored.sha256,
+        created_at=utcnow(),
+    )
+    stmt = row.on_conflict_do_update(
+        index_elements=["job_id", "kind"],
+        set_={"size": stored.size, "sha256": stored.sha256, "key": stored.key},
+    ).returning(col(Artifact.id))
+    async with tenant_session(engine, tenant_id) as session:
+        artifact_id: uuid.UUID = (await session.execute(stmt)).scalar_one()
+    return artifact_id
+
+
 class RenderActivities:
     def __init__(self, engine: AsyncEngine, store: ObjectStore, settings: Settings, templates: TemplatePool) -> None:
         self.engine, self.store, self.settings, self.templates = engine, store, settings, templates
@@ -56,20 +99,8 @@ class RenderActivities:
         """A rendered artifact is never rendered again (a redriven job, a retried activity):
         its id, key and sha256 may already have gone out in a delivered webhook, and a PDF
         re-rendered from the same HTML is not byte-identical."""
-        async with tenant_session(self.engine, inp.tenant_id) as session:
-            row = (
-                await session.exec(
-                    select(Artifact).where(Artifact.job_id == uuid.UUID(inp.job_id), Artifact.kind == inp.kind)
-                )
-            ).first()
-        if row is None:
-            return None
-        try:
-            if await self.store.size(row.key) == row.size:
-                return RenderResult(str(row.id), row.key, row.size)
-        except ObjectNotFound:
-            pass
-        return None  # the row outlived its object: render it again (the upsert keeps the row's id)
+        row = await stored_artifact(self.engine, self.store, inp.tenant_id, inp.job_id, inp.kind)
+        return RenderResult(str(row.id), row.key, row.size) if row else None
 
     async def _html(self, inp: RenderInput) -> bytes:
         async with tenant_session(self.engine, inp.tenant_id) as session:
@@ -107,21 +138,5 @@ class RenderActivities:
             raise fail(errors.PDF_RENDER_FAILED, str(e)) from e
 
     async def _record(self, inp: RenderInput, stored: StoredObject, content_type: str) -> RenderResult:
-        row = insert(Artifact).values(
-            id=uuid.uuid4(),
-            tenant_id=uuid.UUID(inp.tenant_id),
-            job_id=uuid.UUID(inp.job_id),
-            kind=inp.kind,
-            key=stored.key,
-            content_type=content_type,
-            size=stored.size,
-            sha256=stored.sha256,
-            created_at=utcnow(),
-        )
-        stmt = row.on_conflict_do_update(
-            index_elements=["job_id", "kind"],
-            set_={"size": stored.size, "sha256": stored.sha256, "key": stored.key},
-        ).returning(col(Artifact.id))
-        async with tenant_session(self.engine, inp.tenant_id) as session:
-            artifact_id = (await session.execute(stmt)).scalar_one()
+        artifact_id = await record_artifact(self.engine, inp.tenant_id, inp.job_id, inp.kind, stored, content_type)
         return RenderResult(str(artifact_id), stored.key, stored.size)

@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 from activities import errors
 from activities.common import LoadedJob, fail, heartbeating, llm_transient, load_job, pool_busy, secret_of
 from lodestone.db import tenant_session
-from lodestone.llm import LLMClient, LLMError, LLMTransient
+from lodestone.llm import Completion, LLMClient, LLMError, LLMTransient
 from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
 from lodestone.storage import ObjectStore, job_key
@@ -59,6 +59,26 @@ class StepFailureInput:
 # step's own errors (ApplicationError), after the exception's type. Temporal's history (the
 # failure's cause) and the worker's log keep its text, which can name the server's files.
 UNEXPLAINED = "the attempt failed on the worker; its log has the details"
+
+
+async def record_usage(session: Any, tenant_id: str, job_id: str, step_id: str, completion: Completion) -> None:
+    """One usage row per (job, step): a step's, or a state machine Task's by its path. The
+    first one stays (an attempt that ran again records nothing more)."""
+    await session.execute(
+        insert(UsageRecord)
+        .values(
+            id=uuid.uuid4(),
+            tenant_id=uuid.UUID(tenant_id),
+            job_id=uuid.UUID(job_id),
+            step_id=step_id,
+            model=completion.model,
+            tokens_in=completion.tokens_in,
+            tokens_out=completion.tokens_out,
+            cost_usd=completion.cost_usd,
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=["job_id", "step_id"])
+    )
 
 
 class StepActivities:
@@ -161,21 +181,7 @@ class StepActivities:
             "text/plain; charset=utf-8",
         )
         async with tenant_session(self.engine, inp.tenant_id) as session:
-            await session.execute(
-                insert(UsageRecord)
-                .values(
-                    id=uuid.uuid4(),
-                    tenant_id=uuid.UUID(inp.tenant_id),
-                    job_id=uuid.UUID(inp.job_id),
-                    step_id=inp.step_id,
-                    model=completion.model,
-                    tokens_in=completion.tokens_in,
-                    tokens_out=completion.tokens_out,
-                    cost_usd=completion.cost_usd,
-                    created_at=utcnow(),
-                )
-                .on_conflict_do_nothing(index_elements=["job_id", "step_id"])
-            )
+            await record_usage(session, inp.tenant_id, inp.job_id, inp.step_id, completion)
             await self._upsert(session, inp, "completed", None, stored.key)
         return StepResult(
             inp.step_id, stored.key, completion.model, completion.tokens_in, completion.tokens_out, completion.cost_usd

@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 from lodestone.settings import Settings
 
@@ -48,10 +49,32 @@ class Completion:
     cost_usd: float
 
 
+@dataclass(frozen=True)
+class ChatRequest:
+    """A chat completion with its options (a state machine's llm Task); `complete` is the
+    one-prompt form pipeline steps use."""
+
+    messages: list[dict[str, str]]  # {"role": "user"|"assistant"|"system", "content": ...}
+    system: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    json: bool = False  # ask for a JSON object
+
+    def as_prompt(self) -> str:
+        """One prompt for a provider that takes no messages (offline)."""
+        parts = [self.system] if self.system else []
+        parts += [m["content"] if m["role"] == "user" else f"[{m['role']}] {m['content']}" for m in self.messages]
+        return "\n\n".join(parts)
+
+
 class LLMClient(ABC):
     @abstractmethod
     async def complete(self, model: str, prompt: str, api_key: str | None = None) -> Completion:
         """api_key: the tenant's own key, when it has one; else the provider's default."""
+
+    async def chat(self, model: str, request: ChatRequest, api_key: str | None = None) -> Completion:
+        """A chat; a provider without messages or options answers the messages as one prompt."""
+        return await self.complete(model, request.as_prompt(), api_key)
 
     async def close(self) -> None:
         return None
@@ -102,11 +125,25 @@ class OpenAICompatibleLLM(LLMClient):
         self._prices = settings.llm_prices
 
     async def complete(self, model: str, prompt: str, api_key: str | None = None) -> Completion:
+        return await self._create(model, {"messages": [{"role": "user", "content": prompt}]}, api_key)
+
+    async def chat(self, model: str, request: ChatRequest, api_key: str | None = None) -> Completion:
+        messages = ([{"role": "system", "content": request.system}] if request.system else []) + request.messages
+        options: dict[str, Any] = {"messages": messages}
+        if request.max_tokens is not None:
+            options["max_tokens"] = request.max_tokens
+        if request.temperature is not None:
+            options["temperature"] = request.temperature
+        if request.json:
+            options["response_format"] = {"type": "json_object"}
+        return await self._create(model, options, api_key)
+
+    async def _create(self, model: str, options: dict[str, Any], api_key: str | None) -> Completion:
         import openai
 
         client = self._client.with_options(api_key=api_key) if api_key else self._client
         try:
-            resp = await client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}])
+            resp = await client.chat.completions.create(model=model, **options)
         except openai.RateLimitError as e:
             raise LLMTransient(f"rate limited (429) by {model}", _retry_after(e.response.headers)) from e
         except openai.APITimeoutError as e:
@@ -145,9 +182,17 @@ class RoutingLLM(LLMClient):
     async def complete(self, model: str, prompt: str, api_key: str | None = None) -> Completion:
         if model == OFFLINE_MODEL:
             return await self._offline.complete(model, prompt)
+        return await self._route(model).complete(model, prompt, api_key)
+
+    async def chat(self, model: str, request: ChatRequest, api_key: str | None = None) -> Completion:
+        if model == OFFLINE_MODEL:
+            return await self._offline.chat(model, request)
+        return await self._route(model).chat(model, request, api_key)
+
+    def _route(self, model: str) -> LLMClient:
         if self._remote is None:
             raise LLMRequestRejected(f"model {model!r} needs LLM_BASE_URL and LLM_API_KEY; only 'offline' runs without")
-        return await self._remote.complete(model, prompt, api_key)
+        return self._remote
 
     async def close(self) -> None:
         if self._remote:

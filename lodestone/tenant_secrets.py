@@ -1,13 +1,35 @@
 """Per-tenant secrets by reference. A tenant row holds references (never values) under
 `secret_refs`; each reference must point into that tenant's own space, so one tenant cannot
-name another's secret."""
+name another's secret.
 
+Names: Lodestone's own (the webhook signing secret, the WhatsApp token, the LLM key), and any
+name of the tenant's own (1 to 64 of a-z, 0-9 and _, starting with a letter), which a state
+machine's http Tasks can send in a request header (`{"secret": name}`). Every reference, of any
+name, must point into the tenant's own space."""
+
+import re
 import uuid
 from pathlib import PurePosixPath
 
 from lodestone.secrets import InvalidSecretRef, SecretsProvider, parse_vault_target, split_ref, validate_ref
 
-TENANT_SECRET_NAMES = ("webhook_secret", "whatsapp_token", "llm_api_key")
+BUILTIN_SECRET_NAMES = ("webhook_secret", "whatsapp_token", "llm_api_key")
+CUSTOM_SECRET_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+MAX_SECRET_REFS = 64
+
+
+def known_secret_name(name: object) -> bool:
+    return isinstance(name, str) and (name in BUILTIN_SECRET_NAMES or CUSTOM_SECRET_NAME.fullmatch(name) is not None)
+
+
+class SecretNames(tuple[str, ...]):
+    """Lodestone's own names when listed; `in` also admits a well-formed name of the tenant's own."""
+
+    def __contains__(self, name: object) -> bool:
+        return known_secret_name(name)
+
+
+TENANT_SECRET_NAMES = SecretNames(BUILTIN_SECRET_NAMES)
 
 
 def tenant_env_prefix(tenant_id: uuid.UUID | str) -> str:

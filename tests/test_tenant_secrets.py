@@ -7,7 +7,7 @@ import pytest
 
 from devstack.receiver import WebhookReceiver
 from lodestone.secrets import InvalidSecretRef
-from lodestone.tenant_secrets import check_tenant_ref, tenant_env_prefix
+from lodestone.tenant_secrets import MAX_SECRET_REFS, check_tenant_ref, tenant_env_prefix
 from services.tenants import new_webhook_secret
 from tests.helpers import create_workflow, definition, submit, wait_job
 
@@ -61,9 +61,27 @@ def test_references_inside_the_tenant_are_accepted(tenant_a):
         check_tenant_ref(tenant_a.id, f"vault:lodestone/tenants/{tenant_a.id}")  # no #field
 
 
-async def test_unknown_secret_name_is_refused(tenant_a):
-    resp = await tenant_a.api.put("/v1/tenant/secrets", json={"refs": {"llm_key": "env:X"}})
+@pytest.mark.parametrize("name", ["LLM_KEY", "svc token", "9lives", "x" * 65, ""])
+async def test_a_malformed_secret_name_is_refused(name, tenant_a):
+    ref = f"env:{tenant_env_prefix(tenant_a.id)}X"
+    resp = await tenant_a.api.put("/v1/tenant/secrets", json={"refs": {name: ref}})
     assert resp.status_code == 422 and resp.json()["code"] == "unknown_secret"
+
+
+async def test_a_tenant_names_secrets_of_its_own_inside_its_own_space(tenant_a, tenant_b):
+    """For state machines' http Tasks: a header value {"secret": "svc_token"}."""
+    mine = {"svc_token": f"env:{tenant_env_prefix(tenant_a.id)}SVC_TOKEN"}
+    try:
+        resp = await tenant_a.api.put("/v1/tenant/secrets", json={"refs": mine})
+        assert resp.status_code == 200 and resp.json() == {"refs": mine}
+        theirs = {"svc_token": f"env:{tenant_env_prefix(tenant_b.id)}SVC_TOKEN"}
+        resp = await tenant_a.api.put("/v1/tenant/secrets", json={"refs": theirs})
+        assert resp.status_code == 422 and resp.json()["code"] == "invalid_secret_ref"
+        too_many = {f"s{i}": mine["svc_token"] for i in range(MAX_SECRET_REFS + 1)}
+        assert (await tenant_a.api.put("/v1/tenant/secrets", json={"refs": too_many})).status_code == 422
+        assert (await tenant_a.api.get("/v1/tenant/secrets")).json() == {"refs": mine}
+    finally:
+        await tenant_a.api.put("/v1/tenant/secrets", json={"refs": {}})
 
 
 async def test_steps_call_the_llm_with_the_tenants_own_key(settings, tenant_b, llm_standin):

@@ -22,7 +22,7 @@ from typing import Any
 from .bindings_check import check_bindings
 from .validate import task_resources
 
-__all__ = ["HANDLERS", "Resolved", "check_bindings", "function_name", "resolve", "unbound"]
+__all__ = ["BUILT_INS", "HANDLERS", "Resolved", "check_bindings", "function_name", "resolve", "unbound"]
 
 HANDLERS = ("http", "llm", "render", "deliver")
 BUILT_INS = {f"lodestone:{h}": h for h in HANDLERS}
