@@ -65,8 +65,17 @@ async def _within(definition: Mapping[str, Any], input: Any, ex: Execution, time
     still running is cancelled and the execution fails with States.Timeout."""
     main = asyncio.ensure_future(_outcome(definition, input, ex))
     timer = asyncio.ensure_future(ex.sleep(timeout))
+    first: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def settle(_: object) -> None:
+        if not first.done():
+            first.set_result(None)
+
+    # not asyncio.wait: its set of futures has no stable order (Temporal asks for determinism)
+    main.add_done_callback(settle)
+    timer.add_done_callback(settle)
     try:
-        await asyncio.wait({main, timer}, return_when=asyncio.FIRST_COMPLETED)
+        await first
     except BaseException:
         main.cancel()
         timer.cancel()

@@ -4,6 +4,7 @@ recording each state's path events."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC
 from typing import Any
@@ -49,6 +50,14 @@ class Execution:
             await self.runtime.sleep(seconds)
         except Exception as exc:
             raise RuntimeEscape(exc) from exc
+
+
+def cancelling() -> bool:
+    """Whether the running branch is being cancelled (a sibling failed, the machine timed out).
+    A runtime may report a cancelled Task as a failure (Temporal raises ActivityError): that
+    failure is then no error of the state's, not to be recorded, retried or caught."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 class Frame:
@@ -129,6 +138,8 @@ async def run_states(machine: Mapping[str, Any], value: Any, frame: Frame, ex: E
         try:
             value, name, caught = await ex.executors[state["Type"]](run)
         except ASLError as err:
+            if cancelling():
+                raise asyncio.CancelledError() from err
             run.event("failed", error=err.error or None, cause=err.cause or None)
             raise
         except Exception as exc:  # a defect in evaluation: fail the machine, not the host

@@ -4,13 +4,14 @@ Catcher routes the failure."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import dataflow, errors
 from . import jsonata_dataflow as jdf
 from .errors import ASLError
-from .machine_exec import StateRun, Step
+from .machine_exec import StateRun, Step, cancelling
 from .machine_states import assign_jsonata, assign_jsonpath, data_scope, filtered_input, path_scope
 from .machine_types import TaskCall
 from .payload import evaluate_payload
@@ -27,6 +28,8 @@ async def with_retry(run: StateRun, attempt: Attempt) -> Any:
         try:
             return await attempt(number)
         except ASLError as err:
+            if cancelling():
+                raise asyncio.CancelledError() from err
             decision = errors.next_retry(retriers, err.error, made, run.ex.sources.random) if retriers else None
             if decision is None:
                 raise

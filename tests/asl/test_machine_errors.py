@@ -7,7 +7,7 @@ import random
 from lodestone.asl.errors import ASLError
 from lodestone.asl.machine import Event
 
-from .test_machine_runtime import FakeRuntime, execute, fails, machine, never, script
+from .test_machine_runtime import START, FakeRuntime, execute, fails, machine, never, script
 
 
 def task(**fields):
@@ -261,3 +261,18 @@ async def test_retry_and_caught_events_carry_error_and_cause():
             next="Recovery",
         ),
     ]
+
+
+async def test_machine_timeout_cuts_a_long_wait_short():
+    rt = FakeRuntime()
+    definition = machine({"W": {"Type": "Wait", "Seconds": 100, "End": True}}, TimeoutSeconds=30)
+    outcome = await execute(definition, {}, rt)
+    assert outcome.error == "States.Timeout"
+    assert (rt.clock - START).total_seconds() == 30
+
+
+async def test_a_wait_shorter_than_the_machine_timeout_completes():
+    rt = FakeRuntime()
+    definition = machine({"W": {"Type": "Wait", "Seconds": 20, "End": True}}, TimeoutSeconds=30)
+    assert (await execute(definition, {"a": 1}, rt)).output == {"a": 1}
+    assert (rt.clock - START).total_seconds() == 20

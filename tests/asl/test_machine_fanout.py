@@ -6,7 +6,7 @@ import asyncio
 
 from lodestone.asl.errors import ASLError
 
-from .test_machine_runtime import FakeRuntime, execute, fails, machine, never, script
+from .test_machine_runtime import START, FakeRuntime, execute, fails, machine, never, script
 
 
 def branch(states):
@@ -381,3 +381,47 @@ async def test_distributed_map_fields_are_refused_at_run_time():
     outcome = await execute(definition, {})
     assert (outcome.status, outcome.error) == ("FAILED", "States.Runtime")
     assert "ItemReader" in outcome.cause
+
+
+async def test_parallel_branches_wait_at_the_same_time():
+    rt = FakeRuntime()
+    definition = machine(
+        {
+            "Fan": {
+                "Type": "Parallel",
+                "Branches": [
+                    branch({"A": {"Type": "Wait", "Seconds": 10, "End": True}}),
+                    branch({"B": {"Type": "Wait", "Seconds": 20, "End": True}}),
+                ],
+                "End": True,
+            }
+        }
+    )
+    await execute(definition, {}, rt)
+    assert (rt.clock - START).total_seconds() == 20
+
+
+async def test_a_cancelled_task_the_runtime_reports_as_a_failure_is_not_recorded_retried_or_caught():
+    # Temporal answers a cancelled activity with an ActivityError, which a runtime maps to an ASLError
+    async def cancelled_as_failure(call):
+        if call.attempt > 1:
+            return "a retry that should not have happened"
+        try:
+            await asyncio.Future()
+        except asyncio.CancelledError:
+            raise ASLError("States.TaskFailed", "activity cancelled") from None
+
+    rt = FakeRuntime({"slow": cancelled_as_failure})
+    slow = one_task(
+        "slow",
+        Retry=[{"ErrorEquals": ["States.ALL"]}],
+        Catch=[{"ErrorEquals": ["States.ALL"], "Next": "Caught"}],
+    )
+    slow["States"]["Caught"] = {"Type": "Pass", "End": True}
+    definition = machine(
+        {"Fan": {"Type": "Parallel", "Branches": [slow, branch({"F": {"Type": "Fail", "Error": "Boom"}})], "End": True}}
+    )
+    outcome = await execute(definition, {}, rt)
+    assert outcome.error == "Boom"
+    assert [k for k, p in rt.path() if p.startswith("Fan/0/")] == ["entered"]
+    assert len(rt.calls) == 1 and rt.sleeps == []

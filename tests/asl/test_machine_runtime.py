@@ -5,6 +5,7 @@ with it: what reaches the runtime, what comes back, what is recorded."""
 from __future__ import annotations
 
 import asyncio
+import heapq
 import inspect
 import random
 from collections.abc import Callable, Mapping
@@ -26,7 +27,8 @@ CONTEXT = {
 
 class FakeRuntime:
     """``tasks`` maps a Resource to a handler ``(call) -> result`` (sync or async; raise an
-    ASLError to fail); an unknown Resource echoes its payload."""
+    ASLError to fail); an unknown Resource echoes its payload. Time is virtual: a sleeper wakes
+    when every runnable task has settled and its deadline is the earliest one."""
 
     def __init__(self, tasks: Mapping[str, Callable[[TaskCall], Any]] | None = None, seed: int = 7) -> None:
         self.handlers = dict(tasks or {})
@@ -37,6 +39,9 @@ class FakeRuntime:
         self.cancelled: list[str] = []
         self.active = 0
         self.max_active = 0
+        self.timers: list[tuple[datetime, int, asyncio.Future[None]]] = []
+        self.order = iter(range(10**9))
+        self.clock_task: asyncio.Task[None] | None = None
         rng = random.Random(seed)
         ids = iter(range(1, 10**6))
         self.sources = Sources(
@@ -67,8 +72,20 @@ class FakeRuntime:
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
-        self.clock += timedelta(seconds=seconds)
-        await asyncio.sleep(0)
+        wake: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self.timers, (self.clock + timedelta(seconds=seconds), next(self.order), wake))
+        if self.clock_task is None or self.clock_task.done():
+            self.clock_task = asyncio.ensure_future(self._advance())
+        await wake
+
+    async def _advance(self) -> None:
+        while self.timers:
+            for _ in range(50):  # let every runnable task reach its next wait
+                await asyncio.sleep(0)
+            when, _, wake = heapq.heappop(self.timers)
+            if not wake.done():  # a cancelled sleeper's timer is dropped
+                self.clock = max(self.clock, when)
+                wake.set_result(None)
 
     def record(self, event: Event) -> None:
         self.events.append(event)
