@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import sys
 from collections import Counter
 from datetime import datetime
 from typing import Any
@@ -53,7 +54,11 @@ def execute(data: dict[str, Any]) -> tuple[Any, ScriptedRuntime]:
     runtime = ScriptedRuntime(Script(data.get("tasks") or {}), Clock(start), seed=data.get("seed", 7))
     definition = copy.deepcopy(data["definition"])
     coro = run(definition, copy.deepcopy(data.get("input", {})), runtime, context)
-    outcome = asyncio.run(drive(coro, runtime.clock))
+    loop = asyncio.new_event_loop()  # not set as the thread's loop: pytest-asyncio keeps its own
+    try:
+        outcome = loop.run_until_complete(drive(coro, runtime.clock))
+    finally:
+        loop.close()
     return outcome, runtime
 
 
@@ -146,4 +151,4 @@ def counts_table() -> str:
 
 
 if __name__ == "__main__":
-    print(counts_table())
+    sys.stdout.write(counts_table() + "\n")
