@@ -17,12 +17,23 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
+from . import machine_fanout, machine_states, machine_task
 from .errors import TIMEOUT, ASLError
-from .machine_exec import Execution, Frame, run_states
+from .machine_exec import Execution, Executor, Frame, run_states
 from .machine_types import Event, Outcome, Runtime, RuntimeEscape, TaskCall
 
 __all__ = ["Event", "Outcome", "Runtime", "TaskCall", "run"]
 
+_EXECUTORS: dict[str, Executor] = {
+    "Pass": machine_states.run_pass,
+    "Choice": machine_states.run_choice,
+    "Wait": machine_states.run_wait,
+    "Succeed": machine_states.run_succeed,
+    "Fail": machine_states.run_fail,
+    "Task": machine_task.run_task,
+    "Parallel": machine_fanout.run_parallel,
+    "Map": machine_fanout.run_map,
+}
 SUCCEEDED = "SUCCEEDED"
 FAILED = "FAILED"
 
@@ -39,7 +50,7 @@ async def _outcome(definition: Mapping[str, Any], input: Any, ex: Execution) -> 
 async def run(definition: Mapping[str, Any], input: Any, runtime: Runtime, context: Mapping[str, Any]) -> Outcome:
     """Run the machine on ``input``. A machine failure is an Outcome with status FAILED (the
     error name and cause); only a failure of the runtime itself raises."""
-    ex = Execution(runtime, context)
+    ex = Execution(runtime, context, _EXECUTORS)
     try:
         timeout = definition.get("TimeoutSeconds")
         if not timeout:

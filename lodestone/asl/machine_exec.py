@@ -12,14 +12,20 @@ from . import errors
 from .errors import ASLError
 from .machine_types import Event, Runtime, RuntimeEscape, TaskCall
 
+# (output, the next state's name or None at an end, whether a Catcher handled a failure)
+Step = tuple[Any, str | None, bool]
+Executor = Callable[["StateRun"], Awaitable[Step]]
+
 
 class Execution:
-    """What every state of one run shares: the runtime and the caller's ``$$`` entries."""
+    """What every state of one run shares: the runtime, the caller's ``$$`` entries and the
+    executor of each state type."""
 
-    __slots__ = ("runtime", "base", "sources")
+    __slots__ = ("runtime", "base", "sources", "executors")
 
-    def __init__(self, runtime: Runtime, context: Mapping[str, Any]) -> None:
+    def __init__(self, runtime: Runtime, context: Mapping[str, Any], executors: Mapping[str, Executor]) -> None:
         self.runtime = runtime
+        self.executors = executors
         self.base = {k: v for k, v in context.items() if k not in ("State", "Map")}
         self.sources = runtime.sources
 
@@ -50,14 +56,17 @@ class Frame:
     iteration gets its own, which reads the enclosing scope's variables as they were when the
     Parallel or Map state started and may not assign any of those names."""
 
-    __slots__ = ("prefix", "outer", "vars", "language", "visits")
+    __slots__ = ("prefix", "outer", "vars", "language", "visits", "item")
 
-    def __init__(self, prefix: str, outer: Mapping[str, Any], language: str) -> None:
+    def __init__(
+        self, prefix: str, outer: Mapping[str, Any], language: str, item: Mapping[str, Any] | None = None
+    ) -> None:
         self.prefix = prefix
         self.outer = outer
         self.vars: Mapping[str, Any] = outer  # every visible variable; replaced, never mutated
         self.language = language
         self.visits: dict[str, int] = {}
+        self.item = item  # a Map iteration's {"Index", "Value"}: ``$$.Map.Item`` in its states
 
     def visit(self, name: str) -> str:
         """The path of this entry into the state: its name, then ``@2``, ``@3`` on loops."""
@@ -100,40 +109,17 @@ class StateRun:
     def context(self, retry_count: int = 0) -> dict[str, Any]:
         ctx = dict(self.ex.base)
         ctx["State"] = {"Name": self.name, "EnteredTime": self.entered, "RetryCount": retry_count}
+        if self.frame.item is not None:
+            ctx["Map"] = {"Item": self.frame.item}
         return ctx
 
     def event(self, kind: str, **fields: Any) -> None:
         self.ex.record(Event(kind, self.name, self.path, self.state["Type"], **fields))
 
 
-# (output, the next state's name or None at an end, whether a Catcher handled a failure)
-Step = tuple[Any, str | None, bool]
-Executor = Callable[[StateRun], Awaitable[Step]]
-
-
-def _executors() -> dict[str, Executor]:
-    from . import machine_fanout, machine_states, machine_task
-
-    return {
-        "Pass": machine_states.run_pass,
-        "Choice": machine_states.run_choice,
-        "Wait": machine_states.run_wait,
-        "Succeed": machine_states.run_succeed,
-        "Fail": machine_states.run_fail,
-        "Task": machine_task.run_task,
-        "Parallel": machine_fanout.run_parallel,
-        "Map": machine_fanout.run_map,
-    }
-
-
-_EXECUTORS: dict[str, Executor] = {}
-
-
 async def run_states(machine: Mapping[str, Any], value: Any, frame: Frame, ex: Execution) -> Any:
     """Run a machine (the top level, a Parallel branch or a Map iteration) to its end; returns
     its output or raises the ASLError it fails with (already recorded on the failing state)."""
-    if not _EXECUTORS:
-        _EXECUTORS.update(_executors())
     states = machine["States"]
     name: str | None = machine["StartAt"]
     while name is not None:
@@ -141,7 +127,7 @@ async def run_states(machine: Mapping[str, Any], value: Any, frame: Frame, ex: E
         run = StateRun(ex, frame, name, state, frame.visit(name), value)
         run.event("entered", input=value)
         try:
-            value, name, caught = await _EXECUTORS[state["Type"]](run)
+            value, name, caught = await ex.executors[state["Type"]](run)
         except ASLError as err:
             run.event("failed", error=err.error or None, cause=err.cause or None)
             raise

@@ -28,8 +28,11 @@ def _child_prefix(run: StateRun, number: int) -> str:
     return f"{run.path}/" if number == 1 else f"{run.path}#{number}/"
 
 
-def _sub(run: StateRun, machine: Mapping[str, Any], value: Any, prefix: str) -> Job:
-    frame = Frame(prefix, run.frame.vars, machine.get("QueryLanguage", run.language))
+def _sub(run: StateRun, machine: Mapping[str, Any], value: Any, prefix: str, item: Any = None) -> Job:
+    """A branch or iteration: its own scope; a Map iteration's states see ``$$.Map.Item``, a
+    Parallel branch's the enclosing iteration's, if any."""
+    language = machine.get("QueryLanguage", run.language)
+    frame = Frame(prefix, run.frame.vars, language, run.frame.item if item is None else item)
     return lambda: run_states(machine, value, frame, run.ex)
 
 
@@ -122,8 +125,14 @@ def _jsonpath_limits(state: Mapping[str, Any], scope: paths.Scope) -> dict[str, 
     return limits
 
 
+_DISTRIBUTED_ONLY = ("ItemReader", "ItemBatcher", "ResultWriter")
+
+
 async def run_map(run: StateRun) -> Step:
     state = run.state
+    unsupported = [field for field in _DISTRIBUTED_ONLY if field in state]
+    if unsupported:
+        raise ASLError(errors.RUNTIME, f"{', '.join(unsupported)}: the distributed Map is not supported yet")
     processor = state["ItemProcessor"] if "ItemProcessor" in state else state["Iterator"]
     selects = "ItemSelector" in state or "Parameters" in state
 
@@ -144,7 +153,10 @@ async def run_map(run: StateRun) -> Step:
             limits = jdf.map_limits(state, jscope)
             inputs = [jdf.map_item_input(state, jscope, i, item) if selects else item for i, item in enumerate(items)]
         prefix = _child_prefix(run, number)
-        jobs = [_sub(run, processor, item, f"{prefix}{i}/") for i, item in enumerate(inputs)]
+        jobs = [
+            _sub(run, processor, item_input, f"{prefix}{i}/", {"Index": i, "Value": items[i]})
+            for i, item_input in enumerate(inputs)
+        ]
         tolerance = {k: limits[k] for k in _TOLERANCE if k in limits} or None
         results = await _gather(jobs, int(limits.get("MaxConcurrency", 0)), tolerance)
         return _finish(run, number, results, scope)

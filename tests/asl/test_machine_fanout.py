@@ -357,3 +357,27 @@ async def test_item_failure_event_then_map_failed_event():
     definition = machine({"Each": {"Type": "Map", "ItemProcessor": one_task(), "End": True}})
     await execute(definition, [1], rt)
     assert rt.path() == [("entered", "Each"), ("entered", "Each/0/Work"), ("failed", "Each/0/Work"), ("failed", "Each")]
+
+
+async def test_an_iteration_states_read_the_map_item_from_the_context_object():
+    inner = branch(
+        {"P": {"Type": "Pass", "Parameters": {"i.$": "$$.Map.Item.Index", "v.$": "$$.Map.Item.Value"}, "End": True}}
+    )
+    definition = machine({"Each": {"Type": "Map", "ItemProcessor": inner, "End": True}})
+    assert (await execute(definition, ["a", "b"])).output == [{"i": 0, "v": "a"}, {"i": 1, "v": "b"}]
+
+
+async def test_distributed_map_fields_are_refused_at_run_time():
+    definition = machine(
+        {
+            "Each": {
+                "Type": "Map",
+                "ItemReader": {"Resource": "arn:aws:states:::s3:getObject"},
+                "ItemProcessor": one_task(),
+                "End": True,
+            }
+        }
+    )
+    outcome = await execute(definition, {})
+    assert (outcome.status, outcome.error) == ("FAILED", "States.Runtime")
+    assert "ItemReader" in outcome.cause
