@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from lodestone.asl.bindings import check_bindings, unbound
 from lodestone.asl.machine import run
 from lodestone.asl.validate import validate
 from tests.asl.realworld.scripted_endpoint import ScriptedEndpoint
@@ -88,8 +89,12 @@ def test_case_names_its_source_and_license(name: str) -> None:
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=_marks(n)) for n in CASES])
 def test_machine_passes_validation(name: str) -> None:
-    text = _load(name)[0]
-    assert validate(_at(text, "http://127.0.0.1:9")) == []
+    text, case = _load(name)
+    definition = _at(text, "http://127.0.0.1:9")
+    bindings = _at(json.dumps(case["bindings"]), "http://127.0.0.1:9")
+    assert validate(definition) == []
+    assert check_bindings(bindings) == []
+    assert unbound(definition, bindings) == []
 
 
 @pytest.mark.parametrize(("name", "input", "script", "expected"), _runs())
