@@ -17,6 +17,8 @@ from activities.conversation import ConversationActivities
 from activities.delivery import DeliveryActivities
 from activities.ingest import IngestActivities
 from activities.jobs import JobActivities
+from activities.machine_jobs import MachineJobActivities
+from activities.machine_tasks import MachineTaskActivities
 from activities.render import RenderActivities
 from activities.steps import StepActivities
 from activities.summary import SummaryActivities
@@ -39,13 +41,14 @@ from services.outbox import run_outbox
 from services.retention import ensure_purge_schedule
 from workflows.conversation import ConversationWorkflow
 from workflows.retention import PurgeMessagesWorkflow
+from workflows.state_machine import StateMachineWorkflow
 from workflows.submission import SubmissionWorkflow
 from workflows.summary import SummaryWorkflow
 
 log = logging.getLogger("lodestone.worker")
 
 SHUTDOWN_GRACE_SECONDS = 5.0  # for the outbox's job in hand and the listener, once `stop` is set
-WORKFLOWS = [SubmissionWorkflow, ConversationWorkflow, SummaryWorkflow, PurgeMessagesWorkflow]
+WORKFLOWS = [SubmissionWorkflow, StateMachineWorkflow, ConversationWorkflow, SummaryWorkflow, PurgeMessagesWorkflow]
 
 
 @dataclass
@@ -69,6 +72,8 @@ def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def
     whatsapp = WhatsAppClient(deps.http, deps.settings)
     conversation = ConversationActivities(engine, deps.llm, whatsapp, deps.settings, deps.secrets)
     summary = SummaryActivities(engine, deps.store, deps.llm, whatsapp, deps.settings, deps.secrets)
+    machines = MachineJobActivities(engine, deps.settings)
+    tasks = MachineTaskActivities(engine, deps.store, deps.llm, deps.http, deps.settings, deps.secrets, templates)
     return [
         jobs.load_plan,
         jobs.set_status,
@@ -89,6 +94,10 @@ def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def
         summary.render_summary_pdf,
         summary.send_document,
         summary.record_summary,
+        machines.load_machine,
+        machines.record_machine_events,
+        machines.finish_machine,
+        tasks.run_task,
     ]
 
 

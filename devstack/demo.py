@@ -13,9 +13,9 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from devstack.demo_conversation import ConversationResult, WhatsAppDev, run_conversation
+from devstack.demo_machine import MachineResult, run_machine
 from devstack.graph_standin import GraphAPIStandIn
 from devstack.keys import mint_token
-from devstack.demo_machine import MachineResult, run_machine
 from devstack.receiver import WebhookReceiver
 from lodestone.db import make_engine
 from lodestone.settings import Settings

@@ -6,7 +6,7 @@ sibling, and every run's history replays."""
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -140,7 +140,7 @@ async def test_each_retry_attempt_is_its_own_activity_after_its_interval(env):
     gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
     # IntervalSeconds 3, then 3 x BackoffRate 2 = 6 (the spec's own retry arithmetic)
     assert 3 <= gaps[0] < 4 and 6 <= gaps[1] < 7, gaps
-    assert [aid.split(":", 1)[1] for _, _, aid in fakes.tasks] == ["Call#1", "Call#2", "Call#3"]
+    assert [aid for _, _, aid in fakes.tasks] == ["Call#1", "Call#2", "Call#3"]
     timers = [
         e.timer_started_event_attributes.start_to_fire_timeout.ToSeconds()
         for e in history.events

@@ -71,6 +71,7 @@ def busy_delay(err: BaseException) -> timedelta | None:
         return cause.next_retry_delay or timedelta(seconds=5)
     return None
 
+
 # StateMachineWorkflow's Task attempts. The machine's own Retry decides about task errors
 # (the activity fails them non-retryable); these attempts only cover a worker lost mid-task,
 # found by the heartbeat the activity sends while it waits (unless the machine set its own

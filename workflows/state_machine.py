@@ -3,6 +3,8 @@ workflow code by lodestone.asl.machine. Pass, Choice, Wait, Succeed, Fail, Paral
 all data flow run here with no round trip; each Task attempt is one `run_machine_task`
 activity, and each Retry interval and Wait one durable timer. Workflow id = job id."""
 
+import asyncio
+import hashlib
 from dataclasses import asdict, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -11,21 +13,30 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError, TimeoutType
 
 with workflow.unsafe.imports_passed_through():
+    # The ASL libraries import these lazily, which the sandbox cannot do: bring them in here.
+    import jsonata  # noqa: F401
+    import jsonata.functions  # noqa: F401
+    import jsonata.jsonata  # noqa: F401
+    import jsonpath_ng._ply_tables.ext_lexer_table  # noqa: F401
+    import jsonpath_ng._ply_tables.ext_parser_table  # noqa: F401
+    import jsonpath_ng.ext.parser  # noqa: F401
+
     from activities.jobs import JobActivities, JobRef, JobStatusInput
-    from activities.machine_jobs import (
-        MachineEventsInput,
-        MachineFinishInput,
-        MachineJobActivities,
-        MachinePlan,
-        truncated,
-    )
+    from activities.machine_jobs import MachineEventsInput, MachineFinishInput, MachineJobActivities, MachinePlan
     from activities.machine_tasks import MachineTaskActivities, MachineTaskInput
+    from activities.machine_values import clip
     from lodestone.asl import errors as asl_errors
     from lodestone.asl.functions import Sources
     from lodestone.asl.machine import Event, Outcome, TaskCall, run
     from schema.statuses import JobStatus
     from workflows.names import STATE_MACHINE
-    from workflows.policies import DB_RETRY, DB_TIMEOUT, MACHINE_TASK_HEARTBEAT, MACHINE_TASK_RETRY, MACHINE_TASK_TIMEOUT
+    from workflows.policies import (
+        DB_RETRY,
+        DB_TIMEOUT,
+        MACHINE_TASK_HEARTBEAT,
+        MACHINE_TASK_RETRY,
+        MACHINE_TASK_TIMEOUT,
+    )
     from workflows.types import STATUS, MachineResult, SubmissionInput
 
 FLUSH_EVERY = timedelta(seconds=1)  # the least time between two writes of the path before a Task
@@ -44,8 +55,6 @@ class _Runtime:
             uuid=lambda: str(workflow.uuid4()),
             now_millis=lambda: int(workflow.now().timestamp() * 1000),
         )
-        self._visits: dict[str, int] = {}
-        self._calls = 0
 
     def now(self) -> datetime:
         return workflow.now()
@@ -60,13 +69,9 @@ class _Runtime:
 
     async def run_task(self, call: TaskCall) -> Any:
         await self.wf.flush(self.inp)
-        # A state entered again (a loop through a Choice) is a new visit: its deliveries and
-        # usage rows are its own.
-        if call.attempt == 1:
-            self._visits[call.path] = self._visits.get(call.path, 0) + 1
-        visit = self._visits.get(call.path, 1)
-        path = call.path if visit == 1 else f"{call.path}@{visit}"
-        self._calls += 1
+        # The path is unique in the run (a state entered again is "Name@2"), so each visit's
+        # deliveries, artifacts and usage rows are its own, and so is each attempt's activity.
+        path = call.path
         timeout = timedelta(seconds=call.timeout_seconds) if call.timeout_seconds else None
         heartbeat = call.heartbeat_seconds
         try:
@@ -82,7 +87,7 @@ class _Runtime:
                     call.attempt,
                     call.timeout_seconds,
                 ),
-                activity_id=f"{self._calls}:{path}#{call.attempt}"[:ACTIVITY_ID_MAX],
+                activity_id=_activity_id(path, call.attempt),
                 summary=f"{call.state} (attempt {call.attempt})" if call.attempt > 1 else call.state,
                 start_to_close_timeout=timeout or MACHINE_TASK_TIMEOUT,
                 schedule_to_close_timeout=timeout,
@@ -94,11 +99,19 @@ class _Runtime:
             raise _as_asl_error(err, asked_heartbeat=call.heartbeat_seconds is not None) from err
 
 
+def _activity_id(path: str, attempt: int) -> str:
+    ident = f"{path}#{attempt}"
+    if len(ident) <= ACTIVITY_ID_MAX:
+        return ident
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:16]  # a deep path: its tail, and a digest of all
+    return f"{digest}~{ident[-(ACTIVITY_ID_MAX - 17) :]}"
+
+
 def _as_asl_error(err: ActivityError, *, asked_heartbeat: bool) -> BaseException:
     """The States Language error a failed Task attempt is, for the machine's Retry and Catch."""
     cause = err.cause
     if isinstance(cause, CancelledError):
-        return err  # the workflow (or a failing sibling branch) cancelled it: not a task error
+        return asyncio.CancelledError()  # the workflow (or a failing sibling) cancelled it: no task error
     if isinstance(cause, TimeoutError):
         if cause.type == TimeoutType.HEARTBEAT and asked_heartbeat:
             return asl_errors.ASLError(asl_errors.HEARTBEAT_TIMEOUT, "the task sent no heartbeat in time")
@@ -155,7 +168,7 @@ class StateMachineWorkflow:
 
     def record(self, event: Event, max_bytes: int) -> None:
         row = asdict(event)
-        row["input"], row["output"] = truncated(row["input"], max_bytes), truncated(row["output"], max_bytes)
+        row["input"], row["output"] = clip(row["input"], max_bytes), clip(row["output"], max_bytes)
         row["at"] = workflow.now().isoformat()
         self._events.append(row)
 

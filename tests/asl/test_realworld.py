@@ -26,13 +26,7 @@ CASES = sorted(p.name for p in HERE.iterdir() if (p / "case.json").is_file())
 
 # Cases that fail because Lodestone departs from the specification (or from Step Functions
 # running the published machine): case -> reason. Each is a strict xfail, so a fix shows.
-KNOWN_DEPARTURES: dict[str, str] = {
-    "account-vending-machine": (
-        "paths: ResultSelector '$.[?(@.OU > 0)]' (a filter after '$.') is refused as invalid JSONPath; "
-        "the ASL spec: 'A Path is a string, beginning with \"$\" ... The syntax is that of JsonPath', "
-        "and Step Functions runs this published machine"
-    ),
-}
+KNOWN_DEPARTURES: dict[str, str] = {}
 
 
 def _marks(name: str) -> list[Any]:
