@@ -2,6 +2,7 @@
 cli.replay path as `lodestone ops history replay`. A change that breaks determinism
 for running workflows fails here (re-record: python -m tests.histories.record)."""
 
+import base64
 import json
 from pathlib import Path
 
@@ -46,3 +47,36 @@ def test_unreadable_histories_are_named_errors():
     for text in ("not json", "{}", '{"events": [{"eventId": "1"}]}'):
         with pytest.raises(HistoryUnreadable):
             load_history(text)
+
+
+STATE_TYPES = {"Task", "Pass", "Choice", "Wait", "Succeed", "Fail", "Parallel", "Map"}
+
+
+def _machine_state_types(doc: dict) -> set[str]:
+    """The state types of the machine a StateMachineWorkflow history ran (its load_machine result)."""
+    scheduled = {
+        e["eventId"]
+        for e in doc["events"]
+        if e.get("activityTaskScheduledEventAttributes", {}).get("activityType", {}).get("name") == "load_machine"
+    }
+    for e in doc["events"]:
+        done = e.get("activityTaskCompletedEventAttributes")
+        if done and done["scheduledEventId"] in scheduled:
+            plan = json.loads(base64.b64decode(done["result"]["payloads"][0]["data"]))
+            found: set[str] = set()
+            _collect(plan["state_machine"], found)
+            return found
+    raise AssertionError("no load_machine result in the history")
+
+
+def _collect(machine: dict, found: set[str]) -> None:
+    for state in machine["States"].values():
+        found.add(state["Type"])
+        for sub in [*state.get("Branches", []), *[state[k] for k in ("ItemProcessor", "Iterator") if k in state]]:
+            _collect(sub, found)
+
+
+def test_every_state_type_has_a_recorded_history():
+    machines = [p for p in HISTORIES if p.stem.startswith("machine_")]
+    types = [_machine_state_types(json.loads(p.read_text())) for p in machines]
+    assert set().union(*types) == STATE_TYPES

@@ -8,6 +8,7 @@ changed history is what the replay test compares the current code against.
 import asyncio
 import tempfile
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -140,7 +141,8 @@ async def record(settings: Settings, graph: GraphAPIStandIn) -> None:
     await record_conversations(settings, client, tenant, graph)
 
 
-def main() -> None:
+def on_stack(work: Callable[[Settings, GraphAPIStandIn], Awaitable[None]]) -> None:
+    """Runs work(settings, graph) on a throwaway embedded stack with the stand-ins."""
     with OpenAIStandIn() as llm, GraphAPIStandIn("graph-token") as graph, tempfile.TemporaryDirectory() as tmp:
         settings = Settings(
             _env_file=None,
@@ -169,9 +171,13 @@ def main() -> None:
         try:
             stack.start_infra()
             stack.start_app()
-            asyncio.run(record(settings, graph))
+            asyncio.run(work(settings, graph))
         finally:
             stack.stop()
+
+
+def main() -> None:
+    on_stack(record)
 
 
 if __name__ == "__main__":
