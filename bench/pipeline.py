@@ -14,15 +14,15 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from temporalio import activity, workflow
+from temporalio import workflow
 
-# The sandbox re-imports this module for the hello workflow: keep heavy imports out of it.
+# Passed through, so the sandbox never re-imports them for the hello workflow (bench/hello.py).
 with workflow.unsafe.imports_passed_through():
     import httpx
+    from hello import HelloWorkflow, say_hello
     from rich.console import Console
     from rich.table import Table
     from temporalio.api.enums.v1 import EventType
@@ -37,22 +37,9 @@ with workflow.unsafe.imports_passed_through():
     from lodestone.settings import Settings
     from services.tenants import create_tenant
 
-HELLO_TIMEOUT = timedelta(seconds=30)
 PORTS = ("postgres", "temporal", "temporal_http", "temporal_metrics", "temporal_ui", "api", "worker_metrics")
 STEPS = [("research", "input.company"), ("outline", "steps.research"), ("write", "steps.outline")]
 err = Console(stderr=True)
-
-
-@activity.defn
-async def say_hello(name: str) -> str:
-    return f"Hello, {name}!"
-
-
-@workflow.defn
-class HelloWorkflow:
-    @workflow.run
-    async def run(self, name: str) -> str:
-        return await workflow.execute_activity(say_hello, name, start_to_close_timeout=HELLO_TIMEOUT)
 
 
 def definition(webhook_url: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
     import httpx
+    from hello import HelloWorkflow, say_hello
     from rich.console import Console
     from rich.table import Table
     from temporalio.api.enums.v1 import EventType

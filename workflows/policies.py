@@ -1,12 +1,14 @@
-"""SubmissionWorkflow's activity timeouts and retry policies, named next to the workflow,
-and what a busy template pool asks of it."""
+"""The job workflows' activity timeouts and retry policies, what a busy template pool asks
+of them, and the status write both make."""
 
 from datetime import timedelta
 
+from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from activities import errors
+from activities.jobs import JobActivities, JobStatusInput
 
 BUSY = errors.TEMPLATE_POOL_BUSY
 
@@ -81,3 +83,13 @@ MACHINE_TASK_HEARTBEAT = timedelta(seconds=30)
 MACHINE_TASK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=3
 )
+
+
+async def set_job_status(tenant_id: str, job_id: str, status: str) -> None:
+    """The job row's status, written by the set_status activity (both job workflows)."""
+    await workflow.execute_activity_method(
+        JobActivities.set_status,
+        JobStatusInput(tenant_id, job_id, status),
+        start_to_close_timeout=DB_TIMEOUT,
+        retry_policy=DB_RETRY,
+    )

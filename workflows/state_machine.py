@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     import jsonpath_ng._ply_tables.ext_parser_table  # noqa: F401
     import jsonpath_ng.ext.parser  # noqa: F401
 
-    from activities.jobs import JobActivities, JobRef, JobStatusInput
+    from activities.jobs import JobRef
     from activities.machine_jobs import MachineEventsInput, MachineFinishInput, MachineJobActivities, MachinePlan
     from activities.machine_tasks import MachineTaskActivities, MachineTaskInput
     from activities.machine_values import clip
@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         MACHINE_TASK_HEARTBEAT,
         MACHINE_TASK_RETRY,
         MACHINE_TASK_TIMEOUT,
+        set_job_status,
     )
     from workflows.types import STATUS, MachineResult, SubmissionInput
 
@@ -191,12 +192,7 @@ class StateMachineWorkflow:
         )
 
     async def _set_status(self, inp: SubmissionInput, status: str) -> None:
-        await workflow.execute_activity_method(
-            JobActivities.set_status,
-            JobStatusInput(inp.tenant_id, inp.job_id, status),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-        )
+        await set_job_status(inp.tenant_id, inp.job_id, status)
         self._show_status(status)
 
     def _show_status(self, status: str) -> None:

@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.delivery import DeliveryActivities
     from activities.delivery_log import DeliveryInput, DeliveryResult
     from activities.ingest import IngestActivities, IngestInput
-    from activities.jobs import FailureInput, JobActivities, JobPlan, JobRef, JobStatusInput
+    from activities.jobs import FailureInput, JobActivities, JobPlan, JobRef
     from activities.render import RenderActivities, RenderInput, RenderResult
     from activities.steps import StepActivities, StepFailureInput, StepInput, StepResult
     from schema.statuses import JobStatus
@@ -44,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         STEP_RETRY,
         STEP_TIMEOUT,
         busy_delay,
+        set_job_status,
     )
     from workflows.types import STATUS, SubmissionInput, SubmissionResult
 
@@ -98,12 +99,7 @@ class SubmissionWorkflow:
         return SubmissionResult(inp.job_id, JobStatus.delivered, artifact_ids, webhook_ids)
 
     async def _set_status(self, inp: SubmissionInput, status: str) -> None:
-        await workflow.execute_activity_method(
-            JobActivities.set_status,
-            JobStatusInput(inp.tenant_id, inp.job_id, status),
-            start_to_close_timeout=DB_TIMEOUT,
-            retry_policy=DB_RETRY,
-        )
+        await set_job_status(inp.tenant_id, inp.job_id, status)
         self._show_status(status)
 
     def _show_status(self, status: str) -> None:
