@@ -1,5 +1,6 @@
 """Session fixtures: a real PostgreSQL and Temporal dev server, the API and worker as
-real processes, an OpenAI-compatible stand-in, and two tenants with tokens."""
+real processes, an OpenAI-compatible stand-in, and two tenants with tokens; and per module,
+a time-skipping test server for workflow logic with stand-in activities."""
 
 import subprocess
 import uuid
@@ -9,7 +10,10 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
 from devstack.graph_standin import GraphAPIStandIn
 from devstack.keys import mint_token
@@ -20,6 +24,7 @@ from lodestone.settings import Settings
 from services.tenants import create_tenant
 from tests.standins.openai_server import OpenAIStandIn
 from tests.standins.otlp_collector import OTLPCollector
+from workflows.types import STATUS
 
 
 @pytest.fixture(scope="session")
@@ -189,3 +194,19 @@ async def tenant_b(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Ten
     ctx = await _tenant(settings, engine, "Tenant B")
     yield ctx
     await ctx.api.aclose()
+
+
+@pytest.fixture(scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server, one per test module."""
+    async with await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=venv_bin("temporal-test-server")
+    ) as env:
+        # The job workflows keep their JobStatus search attribute current; this server needs it registered.
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={STATUS.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
+            )
+        )
+        yield env

@@ -3,14 +3,12 @@ names), and the reply activity's exactly-once send against the real database and
 
 import uuid
 
-import pytest
 from sqlmodel import select
 from temporalio import activity
-from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities.conversation import ConversationActivities, ReplyInput, ReplyResult
-from devstack.processes import venv_bin
 from lodestone.db import tenant_session
 from lodestone.llm import OfflineLLM
 from lodestone.netguard import guarded_client
@@ -30,14 +28,6 @@ class FakeReplies:
     async def reply_to_batch(self, inp: ReplyInput) -> ReplyResult:
         self.batches.append(inp.message_ids)
         return ReplyResult(f"wamid.{len(self.batches)}", True)
-
-
-@pytest.fixture(scope="module")
-async def env():
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=venv_bin("temporal-test-server")
-    ) as env:
-        yield env
 
 
 async def test_batches_continue_as_new_and_keep_every_message(env):

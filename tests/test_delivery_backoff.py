@@ -8,8 +8,6 @@ from datetime import datetime
 
 import pytest
 from temporalio import activity
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -18,10 +16,9 @@ from activities.delivery_log import AttemptInput, DeliveryInput, SendOutcome
 from activities.jobs import FailureInput, JobPlan, JobRef, JobStatusInput
 from activities.render import RenderInput, RenderResult
 from activities.steps import StepInput, StepResult
-from devstack.processes import venv_bin
 from workflows.delivery import WEBHOOK_RETRY
 from workflows.submission import SubmissionWorkflow
-from workflows.types import STATUS, SubmissionInput
+from workflows.types import SubmissionInput
 
 
 class FakeActivities:
@@ -82,21 +79,6 @@ class FakeActivities:
             self.send_webhook,
             self.record_delivery_attempt,
         ]
-
-
-@pytest.fixture(scope="module")
-async def env():
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=venv_bin("temporal-test-server")
-    ) as env:
-        # The workflow keeps its JobStatus search attribute current; this server needs it registered.
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=env.client.namespace,
-                search_attributes={STATUS.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
-            )
-        )
-        yield env
 
 
 async def run(env: WorkflowEnvironment, fakes: FakeActivities):

@@ -9,10 +9,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import pytest
 from temporalio import activity
-from temporalio.api.enums.v1 import EventType, IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowFailureError, WorkflowHistory
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -21,9 +19,8 @@ from temporalio.worker import Replayer, Worker
 from activities.jobs import JobRef, JobStatusInput
 from activities.machine_jobs import MachineEventsInput, MachineFinishInput, MachinePlan
 from activities.machine_tasks import MachineTaskInput
-from devstack.processes import venv_bin
 from workflows.state_machine import StateMachineWorkflow
-from workflows.types import STATUS, SubmissionInput
+from workflows.types import SubmissionInput
 
 
 class StandIns:
@@ -77,20 +74,6 @@ class StandIns:
 
     def all(self) -> list:
         return [self.load_machine, self.set_status, self.record_machine_events, self.finish_machine, self.run_task]
-
-
-@pytest.fixture(scope="module")
-async def env():
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=venv_bin("temporal-test-server")
-    ) as env:
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=env.client.namespace,
-                search_attributes={STATUS.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
-            )
-        )
-        yield env
 
 
 async def run(env: WorkflowEnvironment, fakes: StandIns) -> tuple[bool, WorkflowHistory]:

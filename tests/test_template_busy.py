@@ -8,8 +8,6 @@ from datetime import datetime, timedelta
 
 import pytest
 from temporalio import activity
-from temporalio.api.enums.v1 import IndexedValueType
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
@@ -19,9 +17,8 @@ from activities.delivery_log import DeliveryInput, DeliveryResult
 from activities.jobs import FailureInput, JobPlan, JobRef, JobStatusInput
 from activities.render import RenderInput, RenderResult
 from activities.steps import StepFailureInput, StepInput, StepResult
-from devstack.processes import venv_bin
 from workflows.submission import RENDER_RETRY, STEP_RETRY, SubmissionWorkflow
-from workflows.types import STATUS, SubmissionInput
+from workflows.types import SubmissionInput
 
 BUSY_FOR = 15  # more than any policy's maximum_attempts
 DELAY = timedelta(seconds=7)
@@ -84,20 +81,6 @@ class Busy:
             self.render,
             self.deliver_webhook,
         ]
-
-
-@pytest.fixture(scope="module")
-async def env():
-    async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=venv_bin("temporal-test-server")
-    ) as env:
-        await env.client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(
-                namespace=env.client.namespace,
-                search_attributes={STATUS.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD},
-            )
-        )
-        yield env
 
 
 async def run(env: WorkflowEnvironment, fakes: Busy):

@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack.task_service import Reply, TaskService
 from lodestone.asl.bindings import check_bindings, unbound
 from lodestone.asl.machine import run
 from lodestone.asl.validate import validate
-from tests.asl.realworld.scripted_endpoint import ScriptedEndpoint
 from tests.asl.realworld.scripted_runtime import ScriptedRuntime, context
 
 HERE = Path(__file__).parent / "realworld"
@@ -47,6 +47,19 @@ def _runs() -> list[Any]:
         for run_name, input, script, expected in runs:
             out.append(pytest.param(name, input, script, expected, id=f"{name}:{run_name}", marks=_marks(name)))
     return out
+
+
+def _endpoint(script: dict[str, list[Any]]) -> TaskService:
+    """The stand-in service answering each route's entries once each, in order: a reply object
+    (``body``, with ``status`` and ``match`` where given) as that Reply, anything else as JSON."""
+
+    def answer(entry: Any) -> Any:
+        if isinstance(entry, dict) and "body" in entry and set(entry) <= {"status", "body", "match"}:
+            return Reply(int(entry.get("status", 200)), entry["body"], match=entry.get("match"))
+        return entry
+
+    routes: dict[str, Any] = {route: [answer(e) for e in entries] for route, entries in script.items()}
+    return TaskService(None, routes, repeat_last=False)
 
 
 def _at(text: str, endpoint: str) -> Any:
@@ -94,7 +107,7 @@ def test_machine_passes_validation(name: str) -> None:
 @pytest.mark.parametrize(("name", "input", "script", "expected"), _runs())
 async def test_machine_runs_to_its_expected_end(name: str, input: Any, script: Any, expected: Any) -> None:
     text, case = _load(name)
-    with ScriptedEndpoint(script) as endpoint:
+    with _endpoint(script) as endpoint:
         definition = _at(text, endpoint.url)
         bindings = _at(json.dumps(case["bindings"]), endpoint.url)
         async with httpx.AsyncClient(timeout=10) as client:
@@ -112,6 +125,6 @@ async def test_machine_runs_to_its_expected_end(name: str, input: Any, script: A
     if "sleeps" in expected:
         assert runtime.sleeps == expected["sleeps"]
     for route, bodies in expected.get("requests", {}).items():
-        _same_requests(route, endpoint.bodies(route), bodies)
+        _same_requests(route, [c.body for c in endpoint.calls_to(route)], bodies)
     assert endpoint.unanswered == []
     assert endpoint.left() == {}, "scripted answers no request used"
