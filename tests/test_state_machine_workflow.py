@@ -199,14 +199,17 @@ async def test_a_failing_branch_cancels_its_sibling_and_the_machine_fails_with_i
             "Both": {
                 "Type": "Parallel",
                 "Branches": [
-                    {"StartAt": "Long", "States": {"Long": task("long", End=True)}},
+                    {"StartAt": "Long", "States": {"Long": task("long-heartbeating", End=True)}},
                     {"StartAt": "Bad", "States": {"Bad": task("bad", End=True)}},
                 ],
                 "End": True,
             }
         },
     }
-    fakes = StandIns(env, machine, {"long": [600.0], "bad": [failure("Broken", "the service said no")]})
+    # The long Task heartbeats, so it hears of the cancel; the bad one fails once the long one runs.
+    fakes = StandIns(
+        env, machine, {"long-heartbeating": [600.0], "bad": [2.0, failure("Broken", "the service said no")]}
+    )
     ok, _ = await run(env, fakes)
     assert not ok
     assert fakes.finished is not None and fakes.finished.status == "failed"
