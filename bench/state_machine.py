@@ -18,15 +18,14 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
-    import httpx
     from hello import HelloWorkflow, say_hello
+    from machine_stack import ms, run_on_stack, sequential
     from rich.console import Console
     from rich.table import Table
     from temporalio.api.enums.v1 import EventType
@@ -35,32 +34,13 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.jobs import JobRef, JobStatusInput
     from activities.machine_jobs import MachineEventsInput, MachineFinishInput, MachinePlan
-    from devstack.keys import mint_token
     from devstack.processes import ProcessGroup, free_port
-    from devstack.stack import Stack
-    from devstack.task_service import TaskService
     from devstack.temporal import start_temporal
-    from lodestone.db import make_engine
-    from lodestone.settings import Settings
-    from services.tenants import create_tenant
     from workflows.state_machine import StateMachineWorkflow
     from workflows.types import SubmissionInput
 
 TARGET_TPS, TARGET_MS_PER_STATE = 500.0, 5.0
-PORTS = ("postgres", "temporal", "temporal_http", "temporal_metrics", "temporal_ui", "api", "worker_metrics")
 err = Console(stderr=True)
-
-
-@activity.defn
-async def say_hello(name: str) -> str:
-    return f"Hello, {name}!"
-
-
-@workflow.defn
-class HelloWorkflow:
-    @workflow.run
-    async def run(self, name: str) -> str:
-        return await workflow.execute_activity(say_hello, name, start_to_close_timeout=timedelta(seconds=30))
 
 
 def pass_choice_machine(states: int) -> dict[str, Any]:
@@ -112,19 +92,6 @@ async def workflow_task_ms(client: Client, workflow_id: str) -> float:
             total += (e.event_time.ToDatetime() - started).total_seconds() * 1000
             started = None
     return total
-
-
-def ms(values: list[float]) -> float:
-    return round(statistics.median(values) * 1000, 2)
-
-
-async def sequential(n: int, one: Any) -> list[float]:
-    out = []
-    for i in range(n):
-        t0 = time.monotonic()
-        await one(i)
-        out.append(time.monotonic() - t0)
-    return out
 
 
 async def bench_interpreter(target: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -196,56 +163,6 @@ async def bench_interpreter(target: str, args: argparse.Namespace) -> dict[str, 
     }
 
 
-def three_tasks(service_url: str) -> dict[str, Any]:
-    def task(name: str, nxt: str | None) -> dict[str, Any]:
-        state: dict[str, Any] = {"Type": "Task", "Resource": f"arn:aws:lambda:us-east-1:1:function:{name}"}
-        state["ResultPath"] = f"$.{name.lower()}"
-        return state | ({"Next": nxt} if nxt else {"End": True})
-
-    return {
-        "key": "bench-three-tasks",
-        "kind": "state_machine",
-        "state_machine": {
-            "StartAt": "Fetch",
-            "States": {
-                "Fetch": task("Fetch", "Enrich"),
-                "Enrich": task("Enrich", "Store"),
-                "Store": task("Store", None),
-            },
-        },
-        "resources": [{"function": "*", "http": {"url": f"{service_url}/echo"}}],
-    }
-
-
-async def bench_stack(settings: Settings, args: argparse.Namespace, service: TaskService) -> dict[str, Any]:
-    engine = make_engine(settings.app_database_url, 2)
-    tenant = await create_tenant(engine, "Bench")
-    await engine.dispose()
-    service.secret = tenant.webhook_secret
-    token = mint_token(
-        settings.data_path, issuer=settings.issuer, audience=settings.auth_audience, tenant_id=str(tenant.id),
-        roles=["admin"], subject="bench",
-    )  # fmt: skip
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=settings.api_url, timeout=60, headers=headers) as api:
-        (await api.post("/v1/workflows", json=three_tasks(service.url))).raise_for_status()
-
-        async def one(i: int) -> None:
-            body = {"workflow_key": "bench-three-tasks", "input": {"i": i}}
-            resp = await api.post("/v1/submissions", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
-            resp.raise_for_status()
-            job_id = resp.json()["job_id"]
-            while (job := (await api.get(f"/v1/jobs/{job_id}")).json())["status"] not in ("succeeded", "failed"):
-                await asyncio.sleep(0.02)
-            if job["status"] != "succeeded":
-                raise RuntimeError(f"the 3-Task machine failed: {job.get('error')}")
-
-        await sequential(3, one)
-        err.print(f"3-Task machine, POST to succeeded, x{args.n}")
-        lat = await sequential(args.n, one)
-    return {"three_task_ms_p50": ms(lat), "three_task_ms_max": round(max(lat) * 1000, 1)}
-
-
 def report(r: dict[str, Any], args: argparse.Namespace) -> None:
     table = Table(title=f"State machines ({os.cpu_count()} cores, load average {r['loadavg']})")
     for col in ("measure", "value", "target", "met"):
@@ -302,19 +219,7 @@ def main() -> None:
         finally:
             group.stop()
         if not args.no_stack:
-            ports = {f"{name}_port": free_port() for name in PORTS}
-            settings = Settings(
-                _env_file=None, data_dir=Path(tmp) / "stack", database_url=None, s3_endpoint=None,
-                temporal_address=None, llm_base_url=None, **ports,
-            )  # fmt: skip
-            with TaskService(None, {"echo": lambda body: {"echo": body}}) as service:
-                stack = Stack(settings, web_ui=False, receiver_ports=[service.port])
-                try:
-                    stack.start_infra(err.print)
-                    stack.start_app(err.print)
-                    out |= asyncio.run(bench_stack(settings, args, service))
-                finally:
-                    stack.stop()
+            out |= run_on_stack(Path(tmp) / "stack", args.n)
     out["loadavg"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     out["per_state_met"] = out["added_ms_per_state"] <= TARGET_MS_PER_STATE
     out["tps_met"] = (out["transitions_per_s_concurrent"] or 0) >= TARGET_TPS

@@ -1,0 +1,103 @@
+"""bench/state_machine.py's second part: on the embedded stack, a 3-Task machine (http Tasks
+to a local service stand-in) from POST /v1/submissions to `succeeded`, one at a time."""
+
+import asyncio
+import statistics
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+
+from devstack.keys import mint_token
+from devstack.processes import free_port
+from devstack.stack import Stack
+from devstack.task_service import TaskService
+from lodestone.db import make_engine
+from lodestone.settings import Settings
+from services.tenants import create_tenant
+
+PORTS = ("postgres", "temporal", "temporal_http", "temporal_metrics", "temporal_ui", "api", "worker_metrics")
+err = Console(stderr=True)
+
+
+def ms(values: list[float]) -> float:
+    return round(statistics.median(values) * 1000, 2)
+
+
+async def sequential(n: int, one: Any) -> list[float]:
+    out = []
+    for i in range(n):
+        t0 = time.monotonic()
+        await one(i)
+        out.append(time.monotonic() - t0)
+    return out
+
+
+def three_tasks(service_url: str) -> dict[str, Any]:
+    def task(name: str, nxt: str | None) -> dict[str, Any]:
+        state: dict[str, Any] = {"Type": "Task", "Resource": f"arn:aws:lambda:us-east-1:1:function:{name}"}
+        state["ResultPath"] = f"$.{name.lower()}"
+        return state | ({"Next": nxt} if nxt else {"End": True})
+
+    return {
+        "key": "bench-three-tasks",
+        "kind": "state_machine",
+        "state_machine": {
+            "StartAt": "Fetch",
+            "States": {
+                "Fetch": task("Fetch", "Enrich"),
+                "Enrich": task("Enrich", "Store"),
+                "Store": task("Store", None),
+            },
+        },
+        "resources": [{"function": "*", "http": {"url": f"{service_url}/echo"}}],
+    }
+
+
+async def bench_stack(settings: Settings, n: int, service: TaskService) -> dict[str, Any]:
+    engine = make_engine(settings.app_database_url, 2)
+    tenant = await create_tenant(engine, "Bench")
+    await engine.dispose()
+    service.secret = tenant.webhook_secret
+    token = mint_token(
+        settings.data_path, issuer=settings.issuer, audience=settings.auth_audience, tenant_id=str(tenant.id),
+        roles=["admin"], subject="bench",
+    )  # fmt: skip
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=settings.api_url, timeout=60, headers=headers) as api:
+        (await api.post("/v1/workflows", json=three_tasks(service.url))).raise_for_status()
+
+        async def one(i: int) -> None:
+            body = {"workflow_key": "bench-three-tasks", "input": {"i": i}}
+            resp = await api.post("/v1/submissions", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+            resp.raise_for_status()
+            job_id = resp.json()["job_id"]
+            while (job := (await api.get(f"/v1/jobs/{job_id}")).json())["status"] not in ("succeeded", "failed"):
+                await asyncio.sleep(0.02)
+            if job["status"] != "succeeded":
+                raise RuntimeError(f"the 3-Task machine failed: {job.get('error')}")
+
+        await sequential(3, one)
+        err.print(f"3-Task machine, POST to succeeded, x{n}")
+        lat = await sequential(n, one)
+    return {"three_task_ms_p50": ms(lat), "three_task_ms_max": round(max(lat) * 1000, 1)}
+
+
+def run_on_stack(data_dir: Path, n: int) -> dict[str, Any]:
+    """Starts the embedded stack in data_dir with a service stand-in, measures n runs, stops it."""
+    ports = {f"{name}_port": free_port() for name in PORTS}
+    settings = Settings(
+        _env_file=None, data_dir=data_dir, database_url=None, s3_endpoint=None, temporal_address=None,
+        llm_base_url=None, **ports,
+    )  # fmt: skip
+    with TaskService(None, {"echo": lambda body: {"echo": body}}) as service:
+        stack = Stack(settings, web_ui=False, receiver_ports=[service.port])
+        try:
+            stack.start_infra(err.print)
+            stack.start_app(err.print)
+            return asyncio.run(bench_stack(settings, n, service))
+        finally:
+            stack.stop()
