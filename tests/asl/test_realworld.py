@@ -9,20 +9,16 @@ stand-in endpoint; see realworld/README.md.
 """
 
 import json
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from devstack.task_service import Reply, TaskService
 from lodestone.asl.bindings import check_bindings, unbound
 from lodestone.asl.machine import run
 from lodestone.asl.validate import validate
+from tests.asl.realworld.cases import CASES, HERE, at, check_run, endpoint, load, runs
 from tests.asl.realworld.scripted_runtime import ScriptedRuntime, context
-
-HERE = Path(__file__).parent / "realworld"
-CASES = sorted(p.name for p in HERE.iterdir() if (p / "case.json").is_file())
 
 # Cases that fail because Lodestone departs from the specification (or from Step Functions
 # running the published machine): case -> reason. Each is a strict xfail, so a fix shows.
@@ -34,57 +30,13 @@ def _marks(name: str) -> list[Any]:
     return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
 
 
-def _load(name: str) -> tuple[str, dict[str, Any]]:
-    return (HERE / name / "machine.asl.json").read_text(), json.loads((HERE / name / "case.json").read_text())
-
-
-def _runs() -> list[Any]:
-    out = []
-    for name in CASES:
-        case = _load(name)[1]
-        runs = [("main", case["input"], case["script"], case["expected"])]
-        runs += [(r["name"], r["input"], r["script"], r["expected"]) for r in case.get("also", [])]
-        for run_name, input, script, expected in runs:
-            out.append(pytest.param(name, input, script, expected, id=f"{name}:{run_name}", marks=_marks(name)))
-    return out
-
-
-def _endpoint(script: dict[str, list[Any]]) -> TaskService:
-    """The stand-in service answering each route's entries once each, in order: a reply object
-    (``body``, with ``status`` and ``match`` where given) as that Reply, anything else as JSON."""
-
-    def answer(entry: Any) -> Any:
-        if isinstance(entry, dict) and "body" in entry and set(entry) <= {"status", "body", "match"}:
-            return Reply(int(entry.get("status", 200)), entry["body"], match=entry.get("match"))
-        return entry
-
-    routes: dict[str, Any] = {route: [answer(e) for e in entries] for route, entries in script.items()}
-    return TaskService(None, routes, repeat_last=False)
-
-
-def _at(text: str, endpoint: str) -> Any:
-    return json.loads(text.replace("{endpoint}", endpoint))
-
-
-def _same_requests(route: str, actual: list[Any], expected: list[Any]) -> None:
-    """Request bodies compared as a multiset (concurrent iterations may arrive in any order);
-    None in the expected list stands for any body."""
-    assert len(actual) == len(expected), f"/{route}: {len(actual)} requests, expected {len(expected)}: {actual}"
-    rest = list(actual)
-    for want in expected:
-        if want is None:
-            continue
-        assert want in rest, f"/{route}: no request with body {want}; got {actual}"
-        rest.remove(want)
-
-
 def test_there_are_at_least_twenty_machines() -> None:
     assert len(CASES) >= 20
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_case_names_its_source_and_license(name: str) -> None:
-    text, case = _load(name)
+    text, case = load(name)
     source = case["source"]
     assert source["repo"] and source["path"] and len(source["commit"]) == 40
     assert source["url"] == f"https://github.com/{source['repo']}/blob/{source['commit']}/{source['path']}"
@@ -96,35 +48,32 @@ def test_case_names_its_source_and_license(name: str) -> None:
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=_marks(n)) for n in CASES])
 def test_machine_passes_validation(name: str) -> None:
-    text, case = _load(name)
-    definition = _at(text, "http://127.0.0.1:9")
-    bindings = _at(json.dumps(case["bindings"]), "http://127.0.0.1:9")
+    text, case = load(name)
+    definition = at(text, "http://127.0.0.1:9")
+    bindings = at(json.dumps(case["bindings"]), "http://127.0.0.1:9")
     assert validate(definition) == []
     assert check_bindings(bindings) == []
     assert unbound(definition, bindings) == []
 
 
-@pytest.mark.parametrize(("name", "input", "script", "expected"), _runs())
+@pytest.mark.parametrize(("name", "input", "script", "expected"), runs(KNOWN_DEPARTURES))
 async def test_machine_runs_to_its_expected_end(name: str, input: Any, script: Any, expected: Any) -> None:
-    text, case = _load(name)
-    with _endpoint(script) as endpoint:
-        definition = _at(text, endpoint.url)
-        bindings = _at(json.dumps(case["bindings"]), endpoint.url)
+    text, case = load(name)
+    with endpoint(script) as service:
+        definition = at(text, service.url)
+        bindings = at(json.dumps(case["bindings"]), service.url)
         async with httpx.AsyncClient(timeout=10) as client:
             runtime = ScriptedRuntime(bindings, client)
             outcome = await run(definition, input, runtime, context(name, input))
 
-    assert runtime.entered() == expected["states"]
-    assert (outcome.status, outcome.error, outcome.cause) == (
-        expected["status"],
-        expected.get("error", outcome.error),
-        expected.get("cause", outcome.cause),
+    check_run(
+        expected,
+        service,
+        states=runtime.entered(),
+        status=outcome.status,
+        error=outcome.error,
+        cause=outcome.cause,
+        output=outcome.output,
     )
-    if "output" in expected:
-        assert outcome.output == expected["output"]
     if "sleeps" in expected:
         assert runtime.sleeps == expected["sleeps"]
-    for route, bodies in expected.get("requests", {}).items():
-        _same_requests(route, [c.body for c in endpoint.calls_to(route)], bodies)
-    assert endpoint.unanswered == []
-    assert endpoint.left() == {}, "scripted answers no request used"

@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +23,7 @@ from lodestone.asl.bindings import resolve
 from lodestone.asl.errors import ASLError
 from lodestone.asl.functions import Sources
 from lodestone.asl.machine import Event, TaskCall
+from tests.asl.realworld.cases import entered
 
 START = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 START_TEXT = "2024-05-01T12:00:00.000Z"
@@ -77,54 +79,71 @@ class ScriptedRuntime:
         self.events.append(event)
 
     def entered(self) -> list[str]:
-        """The top-level states entered, in order (a top-level path is the name, or name@n on loops)."""
-        return [e.state for e in self.events if e.kind == "entered" and e.path.split("@")[0] == e.state]
+        """The top-level states entered, in order."""
+        return entered([(e.kind, e.state, e.path) for e in self.events])
 
     async def run_task(self, call: TaskCall) -> Any:
         self.calls.append(call)
-        resolved = resolve(call.resource, call.payload, self.bindings)
-        if resolved is None:
-            raise ASLError("States.TaskFailed", f"Lodestone.UnboundResource: {call.resource}")
-        if resolved.handler != "http":
-            raise ASLError("States.TaskFailed", f"the test runtime only scripts http handlers, not {resolved.handler}")
-        if resolved.shape == "http_invoke":
-            return await self._http_invoke(call.payload)
-        url, method = resolved.settings["url"], resolved.settings.get("method", "POST")
-        body = call.payload
-        if resolved.shape == "lambda_invoke":
-            body = call.payload.get("Payload", {}) if isinstance(call.payload, dict) else {}
-        response = await self.client.request(method, url, json=body)
-        answer = response.json() if response.content else None
-        if not response.is_success:
-            raise _error(resolved.shape, response.status_code, answer)
-        if resolved.shape == "lambda_invoke":
-            return {
-                "ExecutedVersion": "$LATEST",
-                "Payload": answer,
-                "SdkHttpMetadata": {"HttpHeaders": {"Content-Type": "application/json"}, "HttpStatusCode": 200},
-                "SdkResponseMetadata": {"RequestId": f"req-{next(self._requests)}"},
-                "StatusCode": 200,
-            }
-        return answer
+        return await perform(self.client, self.bindings, call.resource, call.payload, self._request_id)
 
-    async def _http_invoke(self, p: dict[str, Any]) -> Any:
-        body = p.get("RequestBody")
-        response = await self.client.request(
-            p.get("Method", "GET"),
-            p["ApiEndpoint"],
-            headers=p.get("Headers"),
-            params=p.get("QueryParameters"),
-            content=None if body is None else (body if isinstance(body, str) else json.dumps(body)),
-        )
-        answer = response.json() if response.content else None
-        if not response.is_success:
-            raise _error("http_invoke", response.status_code, answer)
+    def _request_id(self) -> str:
+        return f"req-{next(self._requests)}"
+
+
+async def perform(
+    client: httpx.AsyncClient,
+    bindings: list[dict[str, Any]],
+    resource: str,
+    payload: Any,
+    request_id: Callable[[], str],
+) -> Any:
+    """One Task over real HTTP: the resource's binding resolved, the payload sent to its URL and
+    the answer shaped by the binding's shape; a failure is the ASLError the contract names.
+    ``request_id`` gives each lambda:invoke envelope its RequestId."""
+    resolved = resolve(resource, payload, bindings)
+    if resolved is None:
+        raise ASLError("States.TaskFailed", f"Lodestone.UnboundResource: {resource}")
+    if resolved.handler != "http":
+        raise ASLError("States.TaskFailed", f"the test runtime only scripts http handlers, not {resolved.handler}")
+    if resolved.shape == "http_invoke":
+        return await _http_invoke(client, payload)
+    url, method = resolved.settings["url"], resolved.settings.get("method", "POST")
+    body = payload
+    if resolved.shape == "lambda_invoke":
+        body = payload.get("Payload", {}) if isinstance(payload, dict) else {}
+    response = await client.request(method, url, json=body)
+    answer = response.json() if response.content else None
+    if not response.is_success:
+        raise _error(resolved.shape, response.status_code, answer)
+    if resolved.shape == "lambda_invoke":
         return {
-            "Headers": dict(response.headers),
-            "ResponseBody": answer,
-            "StatusCode": response.status_code,
-            "StatusText": response.reason_phrase,
+            "ExecutedVersion": "$LATEST",
+            "Payload": answer,
+            "SdkHttpMetadata": {"HttpHeaders": {"Content-Type": "application/json"}, "HttpStatusCode": 200},
+            "SdkResponseMetadata": {"RequestId": request_id()},
+            "StatusCode": 200,
         }
+    return answer
+
+
+async def _http_invoke(client: httpx.AsyncClient, p: dict[str, Any]) -> Any:
+    body = p.get("RequestBody")
+    response = await client.request(
+        p.get("Method", "GET"),
+        p["ApiEndpoint"],
+        headers=p.get("Headers"),
+        params=p.get("QueryParameters"),
+        content=None if body is None else (body if isinstance(body, str) else json.dumps(body)),
+    )
+    answer = response.json() if response.content else None
+    if not response.is_success:
+        raise _error("http_invoke", response.status_code, answer)
+    return {
+        "Headers": dict(response.headers),
+        "ResponseBody": answer,
+        "StatusCode": response.status_code,
+        "StatusText": response.reason_phrase,
+    }
 
 
 def _error(shape: str, status: int, answer: Any) -> ASLError:
