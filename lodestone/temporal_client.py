@@ -18,6 +18,7 @@ from temporalio.runtime import Runtime
 from temporalio.service import RetryConfig, RPCError, RPCStatusCode, TLSConfig
 
 from lodestone.settings import Settings
+from lodestone.temporal_converter import DATA_CONVERTER
 
 LAZY_CONNECT_FAILED = "Failed client connect:"
 
@@ -115,6 +116,7 @@ async def connect(
         tls=tls_config(settings),
         api_key=settings.temporal_api_key,
         interceptors=interceptors,
+        data_converter=DATA_CONVERTER,
         lazy=lazy,
         runtime=runtime,
         **extra,

@@ -6,16 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, UniqueConstraint
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import DateTime, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from schema.columns import _tenant
-
-
-def json_or_null() -> Any:
-    """A JSONB column where None is SQL NULL (not the JSON text `null`)."""
-    return Field(default=None, sa_column=Column(JSONB(none_as_null=True), nullable=True))
+from schema.columns import _json_as_written_or_null, _tenant
 
 
 class JobStateEvent(SQLModel, table=True):
@@ -30,8 +24,8 @@ class JobStateEvent(SQLModel, table=True):
     state: str
     path: str
     type: str
-    input: Any = json_or_null()  # truncated past MACHINE_PATH_VALUE_MAX_BYTES
-    output: Any = json_or_null()
+    input: Any = _json_as_written_or_null()  # truncated past MACHINE_PATH_VALUE_MAX_BYTES
+    output: Any = _json_as_written_or_null()
     error: str | None = None
     cause: str | None = None
     attempt: int | None = None

@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import BigInteger, DateTime, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from schema.columns import _json, _tenant, _ts, utcnow
+from schema.columns import _json, _json_as_written, _json_as_written_or_null, _tenant, _ts, utcnow
 from schema.conversations import ChannelRoute, Contact, FormRoute, Message, Summary
-from schema.job_events import JobStateEvent, json_or_null
+from schema.job_events import JobStateEvent
 from schema.statuses import JobStatus
 
 
@@ -31,7 +31,7 @@ class WorkflowDefinition(SQLModel, table=True):
     tenant_id: uuid.UUID = _tenant()
     key: str = Field(index=True)
     version: int
-    definition: dict[str, Any] = _json()
+    definition: dict[str, Any] = _json_as_written()
     created_at: datetime = _ts()
     superseded_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
@@ -63,7 +63,7 @@ class Submission(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     tenant_id: uuid.UUID = _tenant()
     workflow_definition_id: uuid.UUID = Field(foreign_key="workflow_definitions.id")
-    input: dict[str, Any] = _json()
+    input: dict[str, Any] = _json_as_written()
     input_upload_id: uuid.UUID | None = Field(default=None, foreign_key="uploads.id")
     input_url: str | None = None
     created_at: datetime = _ts()
@@ -86,7 +86,7 @@ class Job(SQLModel, table=True):
     # Starts the outbox tried that Temporal refused, and when it may try again (it backs off).
     outbox_attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     outbox_retry_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-    output: Any = json_or_null()  # a state-machine job's output once it succeeded
+    output: Any = _json_as_written_or_null()  # a state-machine job's output once it succeeded
 
 
 class JobStep(SQLModel, table=True):

@@ -21,6 +21,7 @@ from devstack.processes import free_port, venv_bin, wait_for_port
 from devstack.stack import Stack
 from lodestone.db import make_engine
 from lodestone.settings import Settings
+from lodestone.temporal_converter import DATA_CONVERTER
 from services.tenants import create_tenant
 from tests.standins.openai_server import OpenAIStandIn
 from tests.standins.otlp_collector import OTLPCollector
@@ -200,7 +201,7 @@ async def tenant_b(settings: Settings, engine: AsyncEngine) -> AsyncIterator[Ten
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     """The time-skipping test server, one per test module."""
     async with await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=venv_bin("temporal-test-server")
+        test_server_existing_path=venv_bin("temporal-test-server"), data_converter=DATA_CONVERTER
     ) as env:
         # The job workflows keep their JobStatus search attribute current; this server needs it registered.
         await env.client.operator_service.add_search_attributes(

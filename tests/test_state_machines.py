@@ -82,3 +82,36 @@ def test_the_example_is_the_demo_definition():
     example = json.loads(EXAMPLE.read_text())
     service_url = example["resources"][0]["http"]["url"].rsplit("/", 1)[0]
     assert example == machine_definition(service_url)
+
+
+async def test_keys_stay_in_the_order_they_were_written(tenant_a):
+    """Input, definition and output keep an object's key order end to end, as Step Functions
+    does: States.JsonToString shows it (jsonb would put shorter keys first; Temporal's own
+    JSON converter sorts them)."""
+    definition = {
+        "key": f"order-{uuid.uuid4().hex[:8]}",
+        "kind": "state_machine",
+        "state_machine": {
+            "StartAt": "Show",
+            "States": {
+                "Show": {
+                    "Type": "Pass",
+                    "Parameters": {"zulu": 1, "input.$": "States.JsonToString($)", "alpha": 2},
+                    "ResultPath": "$.shown",
+                    "Next": "Literal",
+                },
+                "Literal": {"Type": "Pass", "Result": {"yankee": 1, "bravo": {"z": 1, "a": 2}}, "End": True},
+            },
+        },
+    }
+    await create_workflow(tenant_a.api, definition)
+    body = {"workflow_key": definition["key"], "input": {"zebra": 1, "apple": 2, "mango": {"b": 1, "a": 2}}}
+    resp = await tenant_a.api.post("/v1/submissions", json=body)
+    assert resp.status_code == 202, resp.text
+    job = await wait_job(tenant_a.api, resp.json()["job_id"], timeout=60)
+    assert job["status"] == "succeeded", job
+    shown = next(e["output"]["shown"] for e in job["path"] if e["kind"] == "exited" and e["state"] == "Show")
+    assert list(shown) == ["zulu", "input", "alpha"]
+    assert shown["input"] == '{"zebra":1,"apple":2,"mango":{"b":1,"a":2}}'
+    assert job["output"] == {"yankee": 1, "bravo": {"z": 1, "a": 2}}
+    assert list(job["output"]) == ["yankee", "bravo"] and list(job["output"]["bravo"]) == ["z", "a"]

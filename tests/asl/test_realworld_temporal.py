@@ -36,15 +36,7 @@ from workflows.state_machine import StateMachineWorkflow
 from workflows.types import SubmissionInput
 
 # Runs that fail only under the workflow (case or case:run -> reason), each a strict xfail.
-_SORTED_KEYS = (
-    "Temporal's default JSON payload converter writes every payload with sort_keys=True, so a "
-    "Task's answer reaches the machine with its object keys sorted, and States.JsonToString of it "
-    "serializes them in that order, not the service's (the request body's string differs)"
-)
-TEMPORAL_DEPARTURES: dict[str, str] = {
-    "data-processing-s3-images:main": _SORTED_KEYS,
-    "scatter-gather:main": _SORTED_KEYS,
-}
+TEMPORAL_DEPARTURES: dict[str, str] = {}
 
 UUID4 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
