@@ -106,10 +106,15 @@ def test_a_binding_goes_before_a_native_and_keeps_the_resources_shape():
     assert got == Resolved("http", {"url": "https://mine.example"}, "http_invoke", None)
 
 
-def test_callbacks_are_not_supported_yet():
-    bound = [{"resource": "*", "http": {"url": "https://x.example"}}]
-    assert resolve("arn:aws:states:::lambda:invoke.waitForTaskToken", {"FunctionName": "CheckStock"}, BINDINGS) is None
-    assert resolve("arn:aws:states:::sqs:sendMessage.waitForTaskToken", {}, bound) is None
+def test_a_callback_resource_resolves_as_its_request_does():
+    got = resolve("arn:aws:states:::lambda:invoke.waitForTaskToken", {"FunctionName": "CheckStock"}, BINDINGS)
+    assert got == Resolved("http", CHECK["http"], "lambda_invoke", "CheckStock")
+    sqs = "arn:aws:states:::sqs:sendMessage"
+    for pattern in (sqs, sqs + ".waitForTaskToken", "*"):
+        bound = [{"resource": pattern, "http": {"url": "https://q.example"}}]
+        assert resolve(sqs + ".waitForTaskToken", {}, bound) == Resolved("http", {"url": "https://q.example"})
+    assert resolve("lodestone:deliver.waitForTaskToken", {}, []) == Resolved("deliver", {}, "plain")
+    assert resolve(sqs + ".waitForTaskToken", {}, BINDINGS) is None
 
 
 def test_an_unnamed_or_malformed_payload_is_unbound():
