@@ -29,6 +29,7 @@ class CallbackWait:
     output: Any = None
     error: str | None = None
     cause: str | None = None
+    expired: bool = False  # a deadline ended it, not the outside
 
     def succeed(self, output: Any) -> bool:
         """The outside's SendTaskSuccess; False when the wait was already over."""
@@ -84,6 +85,7 @@ async def wait_for_callback(wait: CallbackWait, now: Callable[[], datetime], unt
         left = (when - now()).total_seconds()
         if left <= 0:
             wait.fail(error, cause)
+            wait.expired = True
             break
         await until(moved, left)
     return wait.result()
