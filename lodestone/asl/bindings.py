@@ -187,7 +187,7 @@ def unbound(state_machine: Mapping[str, Any], bindings: list[dict[str, Any]]) ->
     out = []
     for pointer, resource in task_resources(state_machine):
         payload: Any = {}
-        if _service(resource) == LAMBDA_INVOKE:
+        if _service(resource.removesuffix(CALLBACK_SUFFIX)) == LAMBDA_INVOKE:
             payload = _static_payload(_state_at(state_machine, pointer))
             if payload is None:
                 continue

@@ -258,3 +258,19 @@ def test_lodestones_own_secrets_are_the_tenant_secret_names():
     from lodestone.asl.bindings_check import LODESTONE_SECRETS
 
     assert LODESTONE_SECRETS == set(BUILTIN_SECRET_NAMES)
+
+
+def test_a_callback_lambda_invoke_is_bound_by_its_function_name():
+    machine = {
+        "StartAt": "Ask",
+        "States": {
+            "Ask": {
+                "Type": "Task",
+                "Resource": f"{INVOKE}.waitForTaskToken",
+                "Parameters": {"FunctionName": "CheckStock", "Payload": {"t.$": "$$.Task.Token"}},
+                "End": True,
+            }
+        },
+    }
+    assert unbound(machine, BINDINGS) == []
+    assert unbound(machine, [SNS]) == [("/States/Ask/Resource", f"{INVOKE}.waitForTaskToken")]
