@@ -17,6 +17,7 @@ from activities.conversation import ConversationActivities
 from activities.delivery import DeliveryActivities
 from activities.ingest import IngestActivities
 from activities.jobs import JobActivities
+from activities.machine_callbacks import MachineCallbackActivities
 from activities.machine_jobs import MachineJobActivities
 from activities.machine_tasks import MachineTaskActivities
 from activities.render import RenderActivities
@@ -74,6 +75,7 @@ def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def
     summary = SummaryActivities(engine, deps.store, deps.llm, whatsapp, deps.settings, deps.secrets)
     machines = MachineJobActivities(engine, deps.settings)
     tasks = MachineTaskActivities(engine, deps.store, deps.llm, deps.http, deps.settings, deps.secrets, templates)
+    callbacks = MachineCallbackActivities(engine, deps.settings)
     return [
         jobs.load_plan,
         jobs.set_status,
@@ -98,6 +100,8 @@ def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def
         machines.record_machine_events,
         machines.finish_machine,
         tasks.run_task,
+        callbacks.issue_task_token,
+        callbacks.close_task_token,
     ]
 
 

@@ -64,8 +64,6 @@ class MachineTaskActivities:
 
 
 def _unbound(inp: MachineTaskInput) -> str:
-    if inp.resource.endswith(".waitForTaskToken"):
-        return f"{inp.resource!r}: the callback pattern (.waitForTaskToken) is not supported yet"
     name = inp.payload.get("FunctionName") if isinstance(inp.payload, dict) else None
     if isinstance(name, str):
         return f"no binding in the definition's resources takes function {name!r} ({inp.resource})"

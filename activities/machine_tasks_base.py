@@ -34,6 +34,7 @@ class MachineTaskInput:
     bindings: list[dict[str, Any]]  # the definition's "resources"
     attempt: int = 1
     timeout_seconds: float | None = None
+    token: str | None = None  # a callback Task's task token (its Resource ends in .waitForTaskToken)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from api.routers import (
     metrics,
     schedules,
     submissions,
+    task_tokens,
     tenant,
     uploads,
     whatsapp,
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tenant.router,
         forms.router,
         metrics.router,
+        task_tokens.router,
     ):
         app.include_router(router)
     if settings.auth_dev_issuer:

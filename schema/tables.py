@@ -12,6 +12,7 @@ from schema.columns import _json, _json_as_written, _json_as_written_or_null, _t
 from schema.conversations import ChannelRoute, Contact, FormRoute, Message, Summary
 from schema.job_events import JobStateEvent
 from schema.statuses import JobStatus
+from schema.task_tokens import TaskToken
 
 
 class Tenant(SQLModel, table=True):
@@ -204,6 +205,7 @@ TENANT_TABLES = [
         ChannelRoute,
         FormRoute,
         JobStateEvent,
+        TaskToken,
     )
 ]
 
@@ -223,6 +225,7 @@ __all__ = [
     "Message",
     "Submission",
     "Summary",
+    "TaskToken",
     "TENANT_TABLES",
     "Tenant",
     "Upload",

@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     import jsonpath_ng.ext.parser  # noqa: F401
 
     from activities.jobs import JobRef
+    from activities.machine_callbacks import IssueTaskTokenInput
     from activities.machine_jobs import MachineEventsInput, MachineFinishInput, MachineJobActivities, MachinePlan
     from activities.machine_tasks import MachineTaskActivities, MachineTaskInput
     from activities.machine_values import clip
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from lodestone.asl.functions import Sources
     from lodestone.asl.machine import Event, Outcome, TaskCall, run
     from schema.statuses import JobStatus
+    from workflows.machine_callbacks import TASK_TOKEN_SIGNAL, CallbackWaits, TaskTokenSignal
     from workflows.names import STATE_MACHINE
     from workflows.policies import (
         DB_RETRY,
@@ -68,7 +70,23 @@ class _Runtime:
         if seconds > 0:
             await workflow.sleep(seconds)
 
+    async def task_token(self, state: str, path: str, attempt: int) -> str:
+        run_id = workflow.info().run_id
+        return await self.wf.callbacks.issue(
+            IssueTaskTokenInput(self.inp.tenant_id, self.inp.job_id, run_id, path, attempt, state)
+        )
+
     async def run_task(self, call: TaskCall) -> Any:
+        if call.callback and call.token is not None:
+            # The request goes out as any Task's (its answer is not the result); the machine's
+            # HeartbeatSeconds and TimeoutSeconds bound the wait that follows.
+            await self._run_activity(replace(call, heartbeat_seconds=None))
+            return await self.wf.callbacks.outcome(
+                self.inp.tenant_id, call.token, call.timeout_seconds, call.heartbeat_seconds
+            )
+        return await self._run_activity(call)
+
+    async def _run_activity(self, call: TaskCall) -> Any:
         await self.wf.flush(self.inp)
         # The path is unique in the run (a state entered again is "Name@2"), so each visit's
         # deliveries, artifacts and usage rows are its own, and so is each attempt's activity.
@@ -87,6 +105,7 @@ class _Runtime:
                     self.plan.bindings,
                     call.attempt,
                     call.timeout_seconds,
+                    call.token,
                 ),
                 activity_id=_activity_id(path, call.attempt),
                 summary=f"{call.state} (attempt {call.attempt})" if call.attempt > 1 else call.state,
@@ -129,6 +148,11 @@ class StateMachineWorkflow:
         self._events: list[dict[str, Any]] = []
         self._flushed = 0
         self._last_flush: datetime | None = None
+        self.callbacks = CallbackWaits()
+
+    @workflow.signal(name=TASK_TOKEN_SIGNAL)
+    def task_token(self, sig: TaskTokenSignal) -> None:
+        self.callbacks.receive(sig)
 
     @workflow.query
     def progress(self) -> dict[str, object]:

@@ -29,7 +29,8 @@ BUILT_INS = {f"lodestone:{h}": h for h in HANDLERS}
 LAMBDA_INVOKE = "lambda:invoke"
 HTTP_INVOKE = "http:invoke"
 BEDROCK_INVOKE = "bedrock:invokeModel"
-# The callback pattern needs task tokens, which Lodestone does not issue yet.
+# The callback pattern: the Resource's request is sent as without it, then the Task waits for
+# its task token (machine_task.py); a `resource` binding may name it with or without the suffix.
 CALLBACK_SUFFIX = ".waitForTaskToken"
 
 _PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
@@ -111,10 +112,10 @@ def _payload_function(payload: Any) -> tuple[str, str | None] | None:
 
 def resolve(resource: str, payload: Any, bindings: list[dict[str, Any]]) -> Resolved | None:
     """The handler a Task runs, from its Resource and its evaluated payload (Parameters or
-    Arguments); None when nothing binds it (or it is a callback Resource, not supported yet)."""
+    Arguments); None when nothing binds it. A callback Resource resolves as its request does."""
+    written = resource
+    resource = resource.removesuffix(CALLBACK_SUFFIX)
     service = _service(resource)
-    if resource.endswith(CALLBACK_SUFFIX):
-        return None
     named: tuple[str, str | None] | None = None
     shape = "plain"
     if service == LAMBDA_INVOKE:
@@ -130,7 +131,7 @@ def resolve(resource: str, payload: Any, bindings: list[dict[str, Any]]) -> Reso
         if not isinstance(binding, Mapping) or (handler := _handler_of(binding)) is None:
             continue
         if isinstance(binding.get("resource"), str):
-            hit = matches(binding["resource"], resource)
+            hit = matches(binding["resource"], written) or matches(binding["resource"], resource)
         elif isinstance(binding.get("function"), str) and named is not None:
             name, qualifier = named
             hit = matches(binding["function"], name) or (
@@ -186,7 +187,7 @@ def unbound(state_machine: Mapping[str, Any], bindings: list[dict[str, Any]]) ->
     out = []
     for pointer, resource in task_resources(state_machine):
         payload: Any = {}
-        if _service(resource) == LAMBDA_INVOKE:
+        if _service(resource.removesuffix(CALLBACK_SUFFIX)) == LAMBDA_INVOKE:
             payload = _static_payload(_state_at(state_machine, pointer))
             if payload is None:
                 continue

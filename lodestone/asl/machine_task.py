@@ -8,13 +8,15 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import dataflow, errors
+from . import dataflow, errors, jsonata, paths
 from . import jsonata_dataflow as jdf
 from .errors import ASLError
 from .machine_exec import StateRun, Step, cancelling
 from .machine_states import assign_jsonata, assign_jsonpath, data_scope, filtered_input, path_scope
-from .machine_types import TaskCall
+from .machine_types import RuntimeEscape, TaskCall
 from .payload import evaluate_payload
+
+CALLBACK_SUFFIX = ".waitForTaskToken"
 
 Attempt = Callable[[int], Awaitable[Any]]
 
@@ -71,19 +73,43 @@ def _seconds(value: int | None) -> float | None:
     return None if value is None else float(value)
 
 
+def _context(run: StateRun, retry_count: int, token: str | None) -> dict[str, Any]:
+    ctx = run.context(retry_count)
+    if token is not None:
+        ctx["Task"] = {"Token": token}
+    return ctx
+
+
+async def _token(run: StateRun, number: int) -> str:
+    """The attempt's task token, issued by the runtime before its Parameters are evaluated."""
+    mint = getattr(run.ex.runtime, "task_token", None)
+    if mint is None:
+        uuid = run.ex.sources.uuid
+        return uuid() if uuid is not None else f"{run.path}#{number}"
+    try:
+        return str(await mint(run.name, run.path, number))
+    except ASLError:
+        raise
+    except Exception as exc:
+        raise RuntimeEscape(exc) from exc
+
+
 async def run_task(run: StateRun) -> Step:
     state = run.state
+    callback = str(state["Resource"]).endswith(CALLBACK_SUFFIX)
 
     async def attempt(number: int) -> Any:
+        token = await _token(run, number) if callback else None
+        ctx = _context(run, number - 1, token)
         if run.jsonpath:
-            scope = path_scope(run, run.input, number - 1)
+            scope = paths.Scope(run.input, ctx, run.frame.vars, run.ex.sources)
             value = filtered_input(run, scope)
             payload = value
             if "Parameters" in state:
                 payload = evaluate_payload(state["Parameters"], scope.with_input(value), "Parameters")
             timeout, heartbeat = dataflow.task_timeouts(state, scope.with_input(value))
         else:
-            jscope = data_scope(run, number - 1)
+            jscope = jsonata.Scope(run.input, ctx, run.frame.vars, run.ex.sources)
             payload = jdf.arguments(state, jscope)
             timeout, heartbeat = jdf.task_timeouts(state, jscope)
         call = TaskCall(
@@ -94,13 +120,15 @@ async def run_task(run: StateRun) -> Step:
             timeout_seconds=_seconds(timeout),
             heartbeat_seconds=_seconds(heartbeat),
             attempt=number,
+            callback=callback,
+            token=token,
         )
         result = await run.ex.run_task(call)
         if run.jsonpath:
             output = dataflow.state_output(state, run.input, result, scope)
             assign_jsonpath(run, state, scope, result)
             return output
-        rscope = data_scope(run, number - 1, result=result)
+        rscope = jsonata.Scope(run.input, ctx, run.frame.vars, run.ex.sources, result=result)
         output = jdf.output(state, rscope)
         assign_jsonata(run, state, rscope)
         return output

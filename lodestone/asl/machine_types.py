@@ -19,6 +19,11 @@ class TaskCall:
     timeout_seconds: float | None  # TimeoutSeconds(Path); None = the runtime's default
     heartbeat_seconds: float | None  # HeartbeatSeconds(Path)
     attempt: int  # 1 for the first try, 2 for the first retry, ...
+    # A `.waitForTaskToken` Resource: the runtime sends the request, then waits for the outside
+    # to report the outcome with `token` (also `$$.Task.Token` in Parameters); its timeouts
+    # bound the wait, and its result is the output the outside reported.
+    callback: bool = False
+    token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,13 @@ class Runtime(Protocol):
     async def sleep(self, seconds: float) -> None: ...
 
     def record(self, event: Event) -> None: ...
+
+
+class CallbackRuntime(Runtime, Protocol):
+    """A runtime that issues task tokens. One without ``task_token`` gets the interpreter's
+    stand-in (a UUID from ``sources``): not secret, for in-memory runs only."""
+
+    async def task_token(self, state: str, path: str, attempt: int) -> str: ...
 
 
 class RuntimeEscape(BaseException):

@@ -106,10 +106,15 @@ def test_a_binding_goes_before_a_native_and_keeps_the_resources_shape():
     assert got == Resolved("http", {"url": "https://mine.example"}, "http_invoke", None)
 
 
-def test_callbacks_are_not_supported_yet():
-    bound = [{"resource": "*", "http": {"url": "https://x.example"}}]
-    assert resolve("arn:aws:states:::lambda:invoke.waitForTaskToken", {"FunctionName": "CheckStock"}, BINDINGS) is None
-    assert resolve("arn:aws:states:::sqs:sendMessage.waitForTaskToken", {}, bound) is None
+def test_a_callback_resource_resolves_as_its_request_does():
+    got = resolve("arn:aws:states:::lambda:invoke.waitForTaskToken", {"FunctionName": "CheckStock"}, BINDINGS)
+    assert got == Resolved("http", CHECK["http"], "lambda_invoke", "CheckStock")
+    sqs = "arn:aws:states:::sqs:sendMessage"
+    for pattern in (sqs, sqs + ".waitForTaskToken", "*"):
+        bound = [{"resource": pattern, "http": {"url": "https://q.example"}}]
+        assert resolve(sqs + ".waitForTaskToken", {}, bound) == Resolved("http", {"url": "https://q.example"})
+    assert resolve("lodestone:deliver.waitForTaskToken", {}, []) == Resolved("deliver", {}, "plain")
+    assert resolve(sqs + ".waitForTaskToken", {}, BINDINGS) is None
 
 
 def test_an_unnamed_or_malformed_payload_is_unbound():
@@ -253,3 +258,19 @@ def test_lodestones_own_secrets_are_the_tenant_secret_names():
     from lodestone.asl.bindings_check import LODESTONE_SECRETS
 
     assert LODESTONE_SECRETS == set(BUILTIN_SECRET_NAMES)
+
+
+def test_a_callback_lambda_invoke_is_bound_by_its_function_name():
+    machine = {
+        "StartAt": "Ask",
+        "States": {
+            "Ask": {
+                "Type": "Task",
+                "Resource": f"{INVOKE}.waitForTaskToken",
+                "Parameters": {"FunctionName": "CheckStock", "Payload": {"t.$": "$$.Task.Token"}},
+                "End": True,
+            }
+        },
+    }
+    assert unbound(machine, BINDINGS) == []
+    assert unbound(machine, [SNS]) == [("/States/Ask/Resource", f"{INVOKE}.waitForTaskToken")]

@@ -1,0 +1,93 @@
+"""A callback Task's wait survives its worker: on a stack of this module's own (so the session
+stack's worker is not touched), the worker is killed with SIGKILL while a job waits on its task
+token, a new worker starts, and the success posted then still completes the job with its output."""
+
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devstack.keys import mint_token
+from devstack.postgres import APP_ROLE, OWNER_ROLE
+from devstack.processes import free_port
+from devstack.task_service import TaskService
+from lodestone.db import make_engine
+from lodestone.settings import Settings
+from services.tenants import create_tenant
+from tests.callback_support import start_approval
+from tests.faults.stack import FaultStack
+from tests.helpers import wait_job
+
+pytestmark = pytest.mark.timeout(600)
+POLLING = "worker polling task queue"
+
+
+@pytest.fixture(scope="module")
+def own_stack() -> Iterator[FaultStack]:
+    with tempfile.TemporaryDirectory(prefix="lodestone-callbacks-") as tmp:
+        pg = free_port()
+        settings = Settings(
+            _env_file=None,
+            data_dir=Path(tmp),
+            postgres_port=pg,
+            api_port=free_port(),
+            temporal_port=free_port(),
+            temporal_http_port=free_port(),
+            temporal_metrics_port=free_port(),
+            temporal_ui_port=free_port(),
+            worker_metrics_port=free_port(),
+            database_url=f"postgresql+asyncpg://{APP_ROLE}@127.0.0.1:{pg}/lodestone",
+            database_admin_url=f"postgresql+asyncpg://{OWNER_ROLE}@127.0.0.1:{pg}/lodestone",
+            s3_endpoint=None,
+            temporal_address=None,
+            outbound_allow_cidrs=["127.0.0.1/32"],
+        )
+        stack = FaultStack(settings)
+        try:
+            stack.start()
+            wait_for_polling(stack, 1)
+            yield stack
+        finally:
+            stack.stop()
+
+
+def wait_for_polling(stack: FaultStack, times: int, timeout: float = 120) -> None:
+    """Until the worker log says `times` workers have started polling."""
+    log, deadline = stack.stack.logs / "worker.log", time.monotonic() + timeout
+    while (log.read_text() if log.exists() else "").count(POLLING) < times:
+        stack.check()
+        assert time.monotonic() < deadline, f"no worker polling in {timeout:.0f}s"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+async def api(own_stack: FaultStack) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    s = own_stack.settings
+    engine = make_engine(s.app_database_url, 1)
+    try:
+        row = await create_tenant(engine, "Callbacks")
+    finally:
+        await engine.dispose()
+    token = mint_token(s.data_path, issuer=s.issuer, audience=s.auth_audience, tenant_id=str(row.id), roles=["admin"])
+    async with httpx.AsyncClient(base_url=s.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as c:
+        yield c, row.webhook_secret
+
+
+async def test_a_wait_outlives_a_killed_worker(own_stack, api):
+    client, secret = api
+    with TaskService(secret, {"approve": [{"queued": True}]}) as svc:
+        job_id, token = await start_approval(client, svc, order=303)
+        own_stack.kill("worker")
+        beat = await client.post(f"/v1/task-tokens/{token}/heartbeat")  # no worker: the signal waits in the history
+        assert beat.status_code == 200, beat.text
+        own_stack.start_worker()
+        wait_for_polling(own_stack, 2)
+        ok = await client.post(f"/v1/task-tokens/{token}/success", json={"output": {"by": "ana"}})
+        assert ok.status_code == 200, ok.text
+        job = await wait_job(client, job_id, timeout=90)
+    assert job["status"] == "succeeded", job
+    assert job["output"] == {"order": 303, "decision": {"by": "ana"}}
+    assert len(svc.calls_to("approve")) == 1  # the request was not sent again by the new worker
