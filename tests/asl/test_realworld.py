@@ -1,7 +1,11 @@
 """Real-world state machines from public sample collections, run to their expected end.
 
-Each directory under tests/asl/realworld/ holds one machine (machine.asl.json, verbatim from
-its source after placeholder substitution) and case.json: its source and license, its
+Each directory under tests/asl/realworld/ holds one machine and case.json. The machine is
+machine.asl.json (verbatim from its source after placeholder substitution), or the published
+file named by case.json's ``file`` (an ASL document or a SAM / CloudFormation template, with the
+files its DefinitionUri names) read the way `lodestone import stepfunctions` reads it, with
+case.json's ``mapping`` for its placeholders and ``machine`` picking a template's machine.
+case.json holds its source and license, its
 resource bindings, an input, per-route scripted answers and the expected outcome (status,
 error/cause, output, the top-level states entered in order, the timers, the request bodies),
 plus optional further runs under "also". Every Task goes over real HTTP to a scripted
@@ -18,6 +22,7 @@ import pytest
 from devstack.task_service import Reply, TaskService
 from lodestone.asl.bindings import check_bindings, unbound
 from lodestone.asl.machine import run
+from lodestone.asl.templates import parse_document, state_machines
 from lodestone.asl.validate import validate
 from tests.asl.realworld.scripted_runtime import ScriptedRuntime, context
 
@@ -35,7 +40,19 @@ def _marks(name: str) -> list[Any]:
 
 
 def _load(name: str) -> tuple[str, dict[str, Any]]:
-    return (HERE / name / "machine.asl.json").read_text(), json.loads((HERE / name / "case.json").read_text())
+    """The machine as JSON text (read through the import path) and the case."""
+    case = json.loads((HERE / name / "case.json").read_text())
+    folder = HERE / name
+    source = folder / case.get("file", "machine.asl.json")
+    found = state_machines(
+        parse_document(source.read_text()),
+        source.name.split(".")[0],
+        case.get("mapping", {}),
+        lambda uri: (folder / uri).read_text(),
+    )
+    [machine] = [f for f in found if f.name == case.get("machine", f.name)]
+    assert machine.problem is None and machine.unresolved == [], (machine.problem, machine.unresolved)
+    return json.dumps(machine.state_machine), case
 
 
 def _runs() -> list[Any]:
@@ -78,8 +95,8 @@ def _same_requests(route: str, actual: list[Any], expected: list[Any]) -> None:
         rest.remove(want)
 
 
-def test_there_are_at_least_twenty_machines() -> None:
-    assert len(CASES) >= 20
+def test_there_are_at_least_fifty_machines() -> None:
+    assert len(CASES) >= 50
 
 
 @pytest.mark.parametrize("name", CASES)
