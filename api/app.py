@@ -19,6 +19,7 @@ from api.routers import (
     dev_issuer,
     forms,
     health,
+    imports,
     jobs,
     metrics,
     schedules,
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         health.router,
         workflows.router,
+        imports.router,
         submissions.router,
         jobs.router,
         artifacts.router,

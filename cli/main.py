@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from cli.imports import bindings_app, import_app
 from cli.ops.cli import ops_app
 from cli.schedules import schedules_app
 from lodestone.settings import get_settings
@@ -21,6 +22,8 @@ tenant_app = typer.Typer(help="Manage tenants.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(schedules_app, name="schedules")
 app.add_typer(ops_app, name="ops")
+app.add_typer(import_app, name="import")
+app.add_typer(bindings_app, name="bindings")
 console = Console(stderr=True)
 
 

@@ -15,14 +15,27 @@ from typing import Any
 import pytest
 
 from devstack.task_service import Reply, TaskService
+from lodestone.asl.templates import parse_document, state_machines
 
 HERE = Path(__file__).parent
 CASES = sorted(p.name for p in HERE.iterdir() if (p / "case.json").is_file())
 
 
 def load(name: str) -> tuple[str, dict[str, Any]]:
-    """A case's machine (its text, with ``{endpoint}`` still in it) and its case.json."""
-    return (HERE / name / "machine.asl.json").read_text(), json.loads((HERE / name / "case.json").read_text())
+    """A case's machine as JSON text (``{endpoint}`` still in it), read through the import path
+    (an ASL file, or a CloudFormation/SAM template with its mapping), and its case.json."""
+    case = json.loads((HERE / name / "case.json").read_text())
+    folder = HERE / name
+    source = folder / case.get("file", "machine.asl.json")
+    found = state_machines(
+        parse_document(source.read_text()),
+        source.name.split(".")[0],
+        case.get("mapping", {}),
+        lambda uri: (folder / uri).read_text(),
+    )
+    [machine] = [f for f in found if f.name == case.get("machine", f.name)]
+    assert machine.problem is None and machine.unresolved == [], (machine.problem, machine.unresolved)
+    return json.dumps(machine.state_machine), case
 
 
 def runs(departures: Mapping[str, str]) -> list[Any]:
