@@ -29,7 +29,6 @@ from lodestone.netguard import OutboundRefused, check_url
 from lodestone.webhooks import signed_headers
 from schema.tables import Tenant
 
-MAX_RESULT_BYTES = 256 * 1024  # Step Functions' own limit on a state's data
 NO_BODY_METHODS = ("GET", "HEAD", "OPTIONS")
 BUILT_IN_KEYS = ("url", "method", "headers", "query", "body", "timeout_seconds")
 
@@ -107,7 +106,7 @@ async def run_http(deps: TaskDeps, inp: MachineTaskInput, resolved: Resolved) ->
             )
             resp = await deps.http.send(request, stream=True)
             try:
-                raw = await _read(resp)
+                raw = await _read(resp, deps.settings.machine_task_result_max_bytes)
             finally:
                 await resp.aclose()
     except (OutboundRefused, httpx.InvalidURL) as e:
@@ -155,14 +154,14 @@ def _limit(deps: TaskDeps, inp: MachineTaskInput, asked: Any) -> float:
     return min(limits)
 
 
-async def _read(resp: httpx.Response) -> bytes:
+async def _read(resp: httpx.Response, limit: int) -> bytes:
+    """The answer, up to MACHINE_TASK_RESULT_MAX_BYTES (Step Functions stops at 256 KiB; here a
+    large answer travels through Temporal as a reference, see lodestone.payload_codec)."""
     chunks, size = [], 0
     async for chunk in resp.aiter_bytes():
         size += len(chunk)
-        if size > MAX_RESULT_BYTES:
-            raise task_error(
-                errors.STATES_DATA_LIMIT_EXCEEDED, f"the endpoint's answer is larger than {MAX_RESULT_BYTES} bytes"
-            )
+        if size > limit:
+            raise task_error(errors.STATES_DATA_LIMIT_EXCEEDED, f"the endpoint's answer is larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -38,12 +38,33 @@ def storable(value: Any) -> Any:
 
 
 def clip(value: Any, max_bytes: int) -> Any:
-    """The value (storable) when its JSON fits in max_bytes, else a truncation record."""
-    value = storable(value)
-    encoded = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-    if len(encoded) <= max_bytes:
+    """The value (storable, and a copy of its own) when its JSON fits in max_bytes, else a
+    truncation record. One serialization when the value is already storable: a state's value
+    may be megabytes, and this runs in workflow code for every state entered and exited.
+    A truncation record made with this limit is kept as it is, so clipping again (the workflow
+    clips, then record_machine_events) keeps the whole value's size."""
+    if _clipped(value, max_bytes):
         return value
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        text = None
+    if text is None or "\\u0000" in text:
+        text = json.dumps(storable(value), ensure_ascii=False, separators=(",", ":"))
+    encoded = text.encode()
+    if len(encoded) <= max_bytes:
+        return json.loads(text)
     return {"truncated": True, "bytes": len(encoded), "preview": encoded[:max_bytes].decode(errors="ignore")}
+
+
+def _clipped(value: Any, max_bytes: int) -> bool:
+    return (
+        isinstance(value, dict)
+        and value.keys() == {"truncated", "bytes", "preview"}
+        and value["truncated"] is True
+        and isinstance(value["preview"], str)
+        and len(value["preview"].encode()) <= max_bytes
+    )
 
 
 def clip_text(text: str | None, max_bytes: int) -> str | None:

@@ -1,6 +1,10 @@
 """Replaying a recorded workflow history against the current workflow code: the one path
 that tests/test_replay.py and `lodestone ops history replay` share. A change that would
-break the running workflows of that history fails here instead of in production."""
+break the running workflows of that history fails here instead of in production.
+
+A history holds offloaded payloads as references (lodestone.payload_codec): replaying it
+fetches them from the object store, through the converter given (the CLI passes its
+deployment's), as a worker would."""
 
 import json
 import re
@@ -12,6 +16,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 if TYPE_CHECKING:
+    from temporalio.converter import DataConverter
     from temporalio.runtime import Runtime
 
 
@@ -67,7 +72,10 @@ def workflow_type(history: WorkflowHistory) -> str:
 
 
 async def replay(
-    history: WorkflowHistory, workflows: Sequence[type] | None = None, runtime: "Runtime | None" = None
+    history: WorkflowHistory,
+    workflows: Sequence[type] | None = None,
+    runtime: "Runtime | None" = None,
+    data_converter: "DataConverter | None" = None,
 ) -> ReplayOutcome:
     workflows = registered_workflows() if workflows is None else workflows
     kind = workflow_type(history)
@@ -75,7 +83,8 @@ async def replay(
     if kind not in {w.__name__ for w in workflows}:
         outcome.error = f"workflow type {kind!r} is not registered in this build"
         return outcome
-    result = await Replayer(workflows=workflows, runtime=runtime).replay_workflow(
+    converter = {"data_converter": data_converter} if data_converter is not None else {}
+    result = await Replayer(workflows=workflows, runtime=runtime, **converter).replay_workflow(
         history, raise_on_replay_failure=False
     )
     if result.replay_failure is not None:

@@ -8,6 +8,10 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Temporal's server refuses a payload past 2 MiB (its blob size limit): an offloading threshold
+# above it would let such payloads through to fail there.
+TEMPORAL_PAYLOAD_MAX_BYTES = 2 * 1024 * 1024
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
@@ -31,6 +35,7 @@ class Settings(BaseSettings):
     temporal_tls_key: Path | None = None
     temporal_api_key: str | None = Field(default=None, repr=False)
     temporal_rpc_timeout_seconds: float = 3.0
+    temporal_payload_offload_bytes: int = 128 * 1024  # larger payloads travel as object-store references
 
     postgres_port: int = 5433
     database_url: str | None = None
@@ -102,6 +107,7 @@ class Settings(BaseSettings):
     step_max_attempts: int = 10
     delivery_max_attempts: int = 10
     machine_path_value_max_bytes: int = 4096  # a state's input/output in a job's path, as JSON
+    machine_task_result_max_bytes: int = 16 * 1024 * 1024  # an http Task's answer; Step Functions: 256 KiB
 
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -181,6 +187,10 @@ class Settings(BaseSettings):
             raise ValueError("STEP_MAX_ATTEMPTS and DELIVERY_MAX_ATTEMPTS must be at least 1")
         if self.machine_path_value_max_bytes < 64:
             raise ValueError("MACHINE_PATH_VALUE_MAX_BYTES must be at least 64")
+        if not 0 <= self.temporal_payload_offload_bytes <= TEMPORAL_PAYLOAD_MAX_BYTES:
+            raise ValueError(f"TEMPORAL_PAYLOAD_OFFLOAD_BYTES must be 0 (off) to {TEMPORAL_PAYLOAD_MAX_BYTES}")
+        if self.machine_task_result_max_bytes < 1:
+            raise ValueError("MACHINE_TASK_RESULT_MAX_BYTES must be positive")
         if not 0 < self.webhook_timeout_seconds <= self.webhook_timeout_max_seconds:
             raise ValueError("WEBHOOK_TIMEOUT_SECONDS must be positive and at most WEBHOOK_TIMEOUT_MAX_SECONDS")
         if self.vault_addr and not (self.vault_role_id and self.vault_secret_id):

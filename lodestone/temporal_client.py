@@ -5,7 +5,11 @@ The API's client is `bounded`: the connect, each call's gRPC deadline and the cl
 retries of an unavailable frontend all end within TEMPORAL_RPC_TIMEOUT_SECONDS, and a call
 still running then raises RPCError(DEADLINE_EXCEEDED) (a first connect that fails,
 RPCError(UNAVAILABLE)). So with Temporal down a request answers 503 within that bound
-instead of after the SDK's default ten seconds of retries."""
+instead of after the SDK's default ten seconds of retries.
+
+Every client carries the claim-check codec (lodestone.payload_codec): payloads larger than
+TEMPORAL_PAYLOAD_OFFLOAD_BYTES travel as references to the object store, and a worker built
+on the client inherits its converter."""
 
 import asyncio
 import inspect
@@ -17,8 +21,8 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import Runtime
 from temporalio.service import RetryConfig, RPCError, RPCStatusCode, TLSConfig
 
+from lodestone.payload_codec import data_converter
 from lodestone.settings import Settings
-from lodestone.temporal_converter import DATA_CONVERTER
 
 LAZY_CONNECT_FAILED = "Failed client connect:"
 
@@ -116,7 +120,7 @@ async def connect(
         tls=tls_config(settings),
         api_key=settings.temporal_api_key,
         interceptors=interceptors,
-        data_converter=DATA_CONVERTER,
+        data_converter=data_converter(settings),
         lazy=lazy,
         runtime=runtime,
         **extra,

@@ -5,7 +5,7 @@ activity, and each Retry interval and Wait one durable timer. Workflow id = job 
 
 import asyncio
 import hashlib
-from dataclasses import asdict, replace
+from dataclasses import fields, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -192,7 +192,7 @@ class StateMachineWorkflow:
         return MachineResult(inp.job_id, JobStatus.succeeded)
 
     def record(self, event: Event, max_bytes: int) -> None:
-        row = asdict(event)
+        row = {f.name: getattr(event, f.name) for f in fields(event)}  # clip copies the values
         row["input"], row["output"] = clip(row["input"], max_bytes), clip(row["output"], max_bytes)
         row["at"] = workflow.now().isoformat()
         self._events.append(row)

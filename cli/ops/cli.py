@@ -204,6 +204,7 @@ def history_replay(
     The same path as tests/test_replay.py; exit 1 on a non-determinism error.
     """
     from cli.replay import HistoryUnreadable, ReplayOutcome, load_history, replay
+    from lodestone.payload_codec import data_converter
     from services.errors import OpsError
 
     async def go(runtime: "Runtime") -> ReplayOutcome:
@@ -211,7 +212,7 @@ def history_replay(
             history = load_history(file.read_text(), file.stem)
         except HistoryUnreadable as e:
             raise OpsError(f"{file}: {e}") from e
-        return await replay(history, runtime=runtime)
+        return await replay(history, runtime=runtime, data_converter=data_converter(get_settings()))
 
     outcome = run(go)
     if not outcome.ok:

@@ -6,14 +6,13 @@ per-item input and failure tolerance. Causes follow the ones Step Functions repo
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from . import errors, intrinsics
-from .jsonvalues import is_number
+from .jsonvalues import clone, is_number
 from .paths import (
     MISSING,
     Scope,
@@ -48,7 +47,7 @@ def state_output(state: Mapping[str, Any], raw_input: Any, result: Any, scope: S
 
 def pass_output(state: Mapping[str, Any], raw_input: Any, scope: Scope) -> Any:
     """A Pass state's output: its Result, or else its effective input, placed by ResultPath."""
-    result = copy.deepcopy(state["Result"]) if "Result" in state else effective_input(state, raw_input, scope)
+    result = clone(state["Result"]) if "Result" in state else effective_input(state, raw_input, scope)
     return state_output({k: v for k, v in state.items() if k != "ResultSelector"}, raw_input, result, scope)
 
 
@@ -160,7 +159,7 @@ def map_item_input(state: Mapping[str, Any], effective: Any, index: int, item: A
     effective input with ``$$.Map.Item.Index``/``Value`` set, or else the item itself."""
     template = state.get("ItemSelector", state.get("Parameters"))
     if template is None:
-        return copy.deepcopy(item)
+        return clone(item)
     context = dict(scope.context)
     context["Map"] = {"Item": {"Index": index, "Value": item}}
     return evaluate_payload(template, Scope(effective, context, scope.variables, scope.sources), "ItemSelector")

@@ -5,7 +5,6 @@ may be a literal or hold ``{% %}`` expressions; failures are States.QueryEvaluat
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping
 from datetime import datetime
@@ -13,7 +12,7 @@ from typing import Any
 
 from . import errors
 from .jsonata import Scope, evaluate_items, evaluate_template
-from .jsonvalues import is_number
+from .jsonvalues import clone, is_number
 from .timestamps import parse_timestamp
 
 _RESULT_STATES = frozenset({"Task", "Parallel", "Map"})
@@ -30,7 +29,7 @@ def arguments(state: Mapping[str, Any], scope: Scope) -> Any:
     """What a Task (or Parallel/Map) receives: Arguments, or the state input when absent."""
     if "Arguments" in state:
         return evaluate_template(state["Arguments"], scope, "Arguments")
-    return copy.deepcopy(scope.states["input"])
+    return clone(scope.states["input"])
 
 
 def output(state: Mapping[str, Any], scope: Scope) -> Any:
@@ -38,15 +37,15 @@ def output(state: Mapping[str, Any], scope: Scope) -> Any:
     if "Output" in state:
         return evaluate_template(state["Output"], scope, "Output")
     if state.get("Type") in _RESULT_STATES and "result" in scope.states:
-        return copy.deepcopy(scope.states["result"])
-    return copy.deepcopy(scope.states["input"])
+        return clone(scope.states["result"])
+    return clone(scope.states["input"])
 
 
 def catch_output(catcher: Mapping[str, Any], scope: Scope) -> Any:
     """What a Catcher hands on: its Output, else the error output ``{"Error", "Cause"}``."""
     if "Output" in catcher:
         return evaluate_template(catcher["Output"], scope, "Output")
-    return copy.deepcopy(scope.states["errorOutput"])
+    return clone(scope.states["errorOutput"])
 
 
 def assign(holder: Mapping[str, Any], scope: Scope, variables: Mapping[str, Any]) -> dict[str, Any]:
@@ -108,7 +107,7 @@ def map_items(state: Mapping[str, Any], scope: Scope) -> list[Any]:
 def map_item_input(state: Mapping[str, Any], scope: Scope, index: int, item: Any) -> Any:
     """One iteration's input: ItemSelector with ``$states.context.Map.Item`` set, or the item."""
     if "ItemSelector" not in state:
-        return copy.deepcopy(item)
+        return clone(item)
     context = dict(scope.states.get("context") or {})
     context["Map"] = {"Item": {"Index": index, "Value": item}}
     item_scope = Scope(scope.states["input"], context, scope.variables, scope.sources)

@@ -7,7 +7,6 @@ that importing this module inside a workflow sandbox pass-through block brings i
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from collections.abc import Mapping
@@ -22,6 +21,7 @@ from jsonpath_ng.ext.iterable import Len
 
 from . import errors
 from .functions import Sources
+from .jsonvalues import clone
 
 _VARIABLE = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)(.*)$", re.S)
 _DEFINITE = (jp.Root, jp.This, jp.Child, jp.Fields, jp.Index)
@@ -213,7 +213,7 @@ def apply_result_path(raw_input: Any, result: Any, result_path: str | None, *, p
     States.ResultPathMatchFailure.
     """
     if present and result_path is None:
-        return copy.deepcopy(raw_input)
+        return clone(raw_input)
     path_text = result_path or "$"
     try:
         path = compile_path(path_text)
@@ -223,8 +223,8 @@ def apply_result_path(raw_input: Any, result: Any, result_path: str | None, *, p
         raise errors.ASLError(errors.RESULT_PATH_MATCH_FAILURE, f"ResultPath '{path_text}' is not a Reference Path")
     segs = path.segments or []
     if not segs:
-        return copy.deepcopy(result)
-    out = copy.deepcopy(raw_input)
+        return clone(result)
+    out = clone(raw_input)
     node = out
     for i, seg in enumerate(segs):
         last = i == len(segs) - 1
@@ -232,14 +232,14 @@ def apply_result_path(raw_input: Any, result: Any, result_path: str | None, *, p
             if not isinstance(node, list) or not -len(node) <= seg < len(node):
                 raise _result_path_failure(path_text, raw_input)
             if last:
-                node[seg] = copy.deepcopy(result)
+                node[seg] = clone(result)
             else:
                 node = node[seg]
             continue
         if not isinstance(node, dict):
             raise _result_path_failure(path_text, raw_input)
         if last:
-            node[seg] = copy.deepcopy(result)
+            node[seg] = clone(result)
         else:
             if seg not in node:
                 node[seg] = {}

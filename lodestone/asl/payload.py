@@ -3,12 +3,12 @@ ending in ``.$`` take the value of the path or intrinsic function they hold."""
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable
 from typing import Any
 
 from . import errors, intrinsics
+from .jsonvalues import clone
 from .paths import MISSING, PathSyntaxError, Scope, find
 
 
@@ -27,7 +27,7 @@ def evaluate_payload(template: Any, scope: Scope, field: str = "Parameters") -> 
         return out
     if isinstance(template, list):
         return [evaluate_payload(v, scope, field) for v in template]
-    return copy.deepcopy(template)
+    return clone(template)
 
 
 def _dynamic(expr: str, scope: Scope, key: str) -> Any:
@@ -43,7 +43,7 @@ def _dynamic(expr: str, scope: Scope, key: str) -> Any:
             errors.RUNTIME,
             f"The JSONPath '{expr}' specified for the field '{key}' could not be found in the input '{shown}'",
         )
-    return copy.deepcopy(value)
+    return clone(value)
 
 
 def resolver(scope: Scope) -> Callable[[str], Any]:
@@ -54,6 +54,6 @@ def resolver(scope: Scope) -> Callable[[str], Any]:
             raise errors.ASLError(errors.INTRINSIC_FAILURE, str(exc)) from None
         if value is MISSING:
             raise errors.ASLError(errors.RUNTIME, f"Invalid path '{path_text}' : No results for path")
-        return copy.deepcopy(value)
+        return clone(value)
 
     return resolve

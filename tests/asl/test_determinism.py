@@ -102,6 +102,7 @@ _ALLOWED_IMPORTS = {
     "functools",
     "hashlib",
     "json",
+    "marshal",  # jsonvalues.clone: a deterministic copy of JSON values
     "math",
     "operator",
     "random",
