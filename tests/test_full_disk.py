@@ -193,11 +193,18 @@ async def test_a_step_that_cannot_write_retries_as_storage_full_and_finishes_onc
             assert resp.status_code == 202, resp.text
             job_id = resp.json()["job_id"]
             seen, leftovers = None, []
+            # A partial file exists for the moment an attempt writes to the full disk; one still
+            # there a second after it was first seen was left behind by its attempt (the sweep
+            # would only take it at PARTIAL_MAX_AGE_SECONDS).
+            first_seen: dict[Path, float] = {}
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:
-                leftovers += disk.partials()
                 seen = await _pending_failure(temporal, job_id)
-                if seen and seen[1] >= 3:  # failed twice, retried each time
+                for partial in disk.partials():
+                    first = first_seen.setdefault(partial, time.monotonic())
+                    if time.monotonic() - first >= 1.0 and partial not in leftovers:
+                        leftovers.append(partial)
+                if seen and seen[1] >= 4:  # failed three times, retried each time
                     break
                 await asyncio.sleep(0.1)
             filler.unlink()
