@@ -15,6 +15,7 @@ from typing import Any
 from sqlmodel import select
 
 from activities import errors
+from activities import machine_tasks_approval as approval
 from activities.common import heartbeating
 from activities.delivery import post_webhook, webhook_timeout
 from activities.delivery_log import ensure_delivery, record_attempt
@@ -36,7 +37,7 @@ from lodestone.db import tenant_session
 from lodestone.webhooks import signed_headers
 from schema.tables import Artifact, Delivery, Job, Tenant
 
-DELIVER_KEYS = ("target", "body", "artifact_id")
+DELIVER_KEYS = ("target", "body", "artifact_id", approval.APPROVAL)
 _NAMESPACE = uuid.UUID("5b0e6f3a-1c2d-4e8f-9a7b-3d4c5e6f7a81")
 
 
@@ -60,34 +61,39 @@ async def run_deliver(deps: TaskDeps, inp: MachineTaskInput, resolved: Resolved)
     if problems:
         raise task_failed("deliver: " + "; ".join(f"{p.pointer}: {p.message}" for p in problems))
     assert isinstance(target, dict)
-    msg_id = delivery_webhook_id(inp.job_id, inp.path)
+    question = approval.wanted(params)
+    msg_id = delivery_webhook_id(inp.job_id, approval.delivery_path(inp, question))
     async with tenant_session(deps.engine, inp.tenant_id) as session:
         job = await session.get(Job, uuid.UUID(inp.job_id))
         tenant = await session.get(Tenant, uuid.UUID(inp.tenant_id))
         if job is None or tenant is None:
             raise task_failed(f"job {inp.job_id} does not exist for this tenant")
         artifact = await _artifact(session, inp.job_id, params.get("artifact_id"))
-        delivery = await _row(session, inp, target, msg_id)
+        delivery = await _row(session, inp, target, msg_id, approval.delivery_path(inp, question))
+    asked = None if question is None else await approval.open_link(deps, inp, question, job.workflow_key)
     if delivery.status == "delivered":
         return Answer({"webhook_id": msg_id, "status": "delivered"})
     if target["type"] == "webhook":
-        body = _body(deps, params, artifact, inp.job_id, job.workflow_key)
+        if asked is not None:
+            body = approval.webhook_body(asked, inp, job.workflow_key, params.get("body"), artifact)
+        else:
+            body = _body(deps, params, artifact, inp.job_id, job.workflow_key)
         secret = await own_secret(deps, tenant, "webhook_secret", tenant.webhook_secret) or tenant.webhook_secret
         headers = signed_headers(secret, msg_id, body)
         sent = await post_webhook(deps.http, target["url"], body, headers, webhook_timeout(deps.settings, target))
         status, error = sent.status_code, sent.error
     else:
-        status, error = await _email(deps, inp, target["to"], msg_id, job.workflow_key, artifact)
+        status, error = await _email(deps, inp, target["to"], msg_id, job.workflow_key, artifact, asked)
     await record_attempt(deps.engine, inp.tenant_id, delivery, status, error, final=error is not None)
     if error is not None:
         raise task_failed(f"deliver to {delivery.target}: {error}")
     return Answer({"webhook_id": msg_id, "status": "delivered"})
 
 
-async def _row(session: Any, inp: MachineTaskInput, target: dict[str, Any], msg_id: str) -> Delivery:
+async def _row(session: Any, inp: MachineTaskInput, target: dict[str, Any], msg_id: str, path: str) -> Delivery:
     """The path's deliveries row; a path whose index another path of the job took probes on."""
     for probe in range(8):
-        row = await ensure_delivery(session, inp.tenant_id, inp.job_id, target_index(inp.path, probe), target, msg_id)
+        row = await ensure_delivery(session, inp.tenant_id, inp.job_id, target_index(path, probe), target, msg_id)
         if row.webhook_id == msg_id:
             return row
     raise task_failed("deliver: no free delivery slot for this Task path")
@@ -131,14 +137,38 @@ def _body(deps: TaskDeps, params: dict[str, Any], artifact: Artifact | None, job
 
 
 async def _email(
-    deps: TaskDeps, inp: MachineTaskInput, to: str, msg_id: str, workflow_key: str, artifact: Artifact | None
+    deps: TaskDeps,
+    inp: MachineTaskInput,
+    to: str,
+    msg_id: str,
+    workflow_key: str,
+    artifact: Artifact | None,
+    asked: approval.Approval | None = None,
 ) -> tuple[int | None, str | None]:
     """One message with the artifact's signed link, minted as of the artifact's time so that
-    every attempt sends the same message; (status, error)."""
-    if artifact is None:
+    every attempt sends the same message (an approval's: its link, and the artifact's to
+    review); (status, error)."""
+    if asked is not None:
+        review = (
+            [] if artifact is None else artifact_links(deps.settings, inp.tenant_id, [artifact], artifact.created_at)
+        )
+        message = approval.email_message(asked, deps.settings.smtp_from, to, msg_id, inp, workflow_key, review)
+    elif artifact is None:
         raise task_failed("deliver: an email sends an artifact: give artifact_id")
+    else:
+        message = _artifact_message(deps, inp, to, msg_id, workflow_key, artifact)
+    try:
+        async with heartbeating(heartbeat_every()):
+            return await mail.send(deps.settings, message), None
+    except mail.MailError as e:
+        return e.code, f"{errors.code_of(e)}: {e}"
+
+
+def _artifact_message(
+    deps: TaskDeps, inp: MachineTaskInput, to: str, msg_id: str, workflow_key: str, artifact: Artifact
+) -> Any:
     issued = artifact.created_at
-    message = mail.delivery_message(
+    return mail.delivery_message(
         sender=deps.settings.smtp_from,
         to=to,
         delivery_id=msg_id,
@@ -148,8 +178,3 @@ async def _email(
         links=artifact_links(deps.settings, inp.tenant_id, [artifact], issued),
         expires=issued + timedelta(seconds=deps.settings.link_max_ttl_seconds),
     )
-    try:
-        async with heartbeating(heartbeat_every()):
-            return await mail.send(deps.settings, message), None
-    except mail.MailError as e:
-        return e.code, f"{errors.code_of(e)}: {e}"

@@ -14,6 +14,7 @@ from api.deps import AppState
 from api.limits import BodyLimit, TenantRateLimiter, UploadSlots
 from api.observe import Observe
 from api.routers import (
+    approvals,
     artifacts,
     channels,
     dev_issuer,
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         forms.router,
         metrics.router,
         task_tokens.router,
+        approvals.router,
     ):
         app.include_router(router)
     if settings.auth_dev_issuer:
