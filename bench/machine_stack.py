@@ -1,10 +1,13 @@
 """bench/state_machine.py's second part: on the embedded stack, a 3-Task machine (http Tasks
-to a local service stand-in) from POST /v1/submissions to `succeeded`, one at a time."""
+to a local service stand-in) from POST /v1/submissions to `succeeded`, one at a time; and a
+callback Task's wait: from `POST /v1/task-tokens/{token}/success` to the next state's `entered`
+time in the job's path (the workflow's clock when it ran that state)."""
 
 import asyncio
 import statistics
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +60,49 @@ def three_tasks(service_url: str) -> dict[str, Any]:
     }
 
 
+def callback_machine(service_url: str) -> dict[str, Any]:
+    ask = {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+        "Parameters": {"FunctionName": "Ask", "Payload": {"token.$": "$$.Task.Token", "i.$": "$.i"}},
+        "ResultPath": "$.answer",
+        "Next": "After",
+    }
+    return {
+        "key": "bench-callback",
+        "kind": "state_machine",
+        "state_machine": {"StartAt": "Ask", "States": {"Ask": ask, "After": {"Type": "Pass", "End": True}}},
+        "resources": [{"function": "Ask", "http": {"url": f"{service_url}/ask"}}],
+    }
+
+
+async def finished(api: httpx.AsyncClient, job_id: str) -> dict[str, Any]:
+    while (job := (await api.get(f"/v1/jobs/{job_id}")).json())["status"] not in ("succeeded", "failed"):
+        await asyncio.sleep(0.02)
+    if job["status"] != "succeeded":
+        raise RuntimeError(f"the bench machine failed: {job.get('error')}")
+    return job  # type: ignore[no-any-return]
+
+
+async def token_latency(api: httpx.AsyncClient, service: TaskService, n: int) -> list[float]:
+    """Seconds from the success POST to the next state's entry, one run at a time."""
+    (await api.post("/v1/workflows", json=callback_machine(service.url))).raise_for_status()
+    out = []
+    for i in range(n):
+        body = {"workflow_key": "bench-callback", "input": {"i": i}}
+        resp = await api.post("/v1/submissions", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+        resp.raise_for_status()
+        while not (sent := [c.body for c in service.calls_to("ask") if c.body.get("i") == i]):
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # the workflow is waiting on the signal by now, not still sending
+        posted = time.time()
+        (await api.post(f"/v1/task-tokens/{sent[0]['token']}/success", json={"output": {"ok": i}})).raise_for_status()
+        job = await finished(api, resp.json()["job_id"])
+        after = next(e for e in job["path"] if e["kind"] == "entered" and e["state"] == "After")
+        out.append(datetime.fromisoformat(after["at"]).timestamp() - posted)
+    return out
+
+
 async def bench_stack(settings: Settings, n: int, service: TaskService) -> dict[str, Any]:
     engine = make_engine(settings.app_database_url, 2)
     tenant = await create_tenant(engine, "Bench")
@@ -83,7 +129,14 @@ async def bench_stack(settings: Settings, n: int, service: TaskService) -> dict[
         await sequential(3, one)
         err.print(f"3-Task machine, POST to succeeded, x{n}")
         lat = await sequential(n, one)
-    return {"three_task_ms_p50": ms(lat), "three_task_ms_max": round(max(lat) * 1000, 1)}
+        err.print(f"callback Task, POST success to the next state, x{n}")
+        tokens = await token_latency(api, service, n)
+    return {
+        "three_task_ms_p50": ms(lat),
+        "three_task_ms_max": round(max(lat) * 1000, 1),
+        "token_to_next_state_ms_p50": ms(tokens),
+        "token_to_next_state_ms_max": round(max(tokens) * 1000, 1),
+    }
 
 
 def run_on_stack(data_dir: Path, n: int) -> dict[str, Any]:
@@ -93,7 +146,7 @@ def run_on_stack(data_dir: Path, n: int) -> dict[str, Any]:
         _env_file=None, data_dir=data_dir, database_url=None, s3_endpoint=None, temporal_address=None,
         llm_base_url=None, **ports,
     )  # fmt: skip
-    with TaskService(None, {"echo": lambda body: {"echo": body}}) as service:
+    with TaskService(None, {"echo": lambda body: {"echo": body}, "ask": lambda body: {"queued": True}}) as service:
         stack = Stack(settings, web_ui=False, receiver_ports=[service.port])
         try:
             stack.start_infra(err.print)

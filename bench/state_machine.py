@@ -5,7 +5,8 @@ activities are in-memory stand-ins (no database): a 1-state and a 50-state Pass/
 run one at a time, give the time each state adds; many 50-state machines at once give the
 transitions per second one worker sustains. A hello-world workflow (one activity) runs in the
 same loop as the yardstick. (2) The embedded stack: a 3-Task machine (http Tasks to a local
-service stand-in) from POST /v1/submissions to `succeeded`.
+service stand-in) from POST /v1/submissions to `succeeded`; and from a task token's success
+POST to the next state starting.
 
 Progress goes to stderr; a table and then one JSON line (the last) go to stdout."""
 
@@ -199,6 +200,8 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> None:
     table.add_row("  time added per state, from start-to-result medians", f"{r['added_ms_per_state_wall']} ms", "", "")
     if "three_task_ms_p50" in r:
         table.add_row("3-Task machine, POST to succeeded (p50)", f"{r['three_task_ms_p50']} ms", "", "")
+    if "token_to_next_state_ms_p50" in r:
+        table.add_row("task token success POST to next state (p50)", f"{r['token_to_next_state_ms_p50']} ms", "", "")
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
