@@ -18,6 +18,7 @@ from activities.delivery import DeliveryActivities
 from activities.ingest import IngestActivities
 from activities.jobs import JobActivities
 from activities.machine_callbacks import MachineCallbackActivities
+from activities.machine_items import MachineItemActivities
 from activities.machine_jobs import MachineJobActivities
 from activities.machine_tasks import MachineTaskActivities
 from activities.render import RenderActivities
@@ -41,6 +42,7 @@ from lodestone.worker_http import bind, serve, worker_app
 from services.outbox import run_outbox
 from services.retention import ensure_purge_schedule
 from workflows.conversation import ConversationWorkflow
+from workflows.machine_map import MapBatchWorkflow
 from workflows.retention import PurgeMessagesWorkflow
 from workflows.state_machine import StateMachineWorkflow
 from workflows.submission import SubmissionWorkflow
@@ -50,6 +52,7 @@ log = logging.getLogger("lodestone.worker")
 
 SHUTDOWN_GRACE_SECONDS = 5.0  # for the outbox's job in hand and the listener, once `stop` is set
 WORKFLOWS = [SubmissionWorkflow, StateMachineWorkflow, ConversationWorkflow, SummaryWorkflow, PurgeMessagesWorkflow]
+WORKFLOWS.append(MapBatchWorkflow)
 
 
 @dataclass
@@ -76,6 +79,7 @@ def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def
     machines = MachineJobActivities(engine, deps.settings)
     tasks = MachineTaskActivities(engine, deps.store, deps.llm, deps.http, deps.settings, deps.secrets, templates)
     callbacks = MachineCallbackActivities(engine, deps.settings)
+    items = MachineItemActivities(engine, deps.store)
     return [
         jobs.load_plan,
         jobs.set_status,
@@ -102,6 +106,10 @@ def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def
         tasks.run_task,
         callbacks.issue_task_token,
         callbacks.close_task_token,
+        items.prepare_map_items,
+        items.read_map_page,
+        items.write_map_results,
+        items.finish_map,
     ]
 
 

@@ -26,6 +26,7 @@ from temporalio import activity, workflow
 
 with workflow.unsafe.imports_passed_through():
     from hello import HelloWorkflow, say_hello
+    from machine_distributed import run_distributed
     from machine_stack import ms, run_on_stack, sequential
     from rich.console import Console
     from rich.table import Table
@@ -202,6 +203,11 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> None:
         table.add_row("3-Task machine, POST to succeeded (p50)", f"{r['three_task_ms_p50']} ms", "", "")
     if "token_to_next_state_ms_p50" in r:
         table.add_row("task token success POST to next state (p50)", f"{r['token_to_next_state_ms_p50']} ms", "", "")
+    if "distributed_items_per_s" in r:
+        rate, rss = r["distributed_items_per_s"], r["worker_peak_rss_mib"]
+        table.add_row(
+            f"distributed Map, {r['distributed_items']} items: items/s, worker peak RSS", f"{rate}, {rss} MiB", "", ""
+        )
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
@@ -212,6 +218,8 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=20, help="runs at once for the throughput")
     parser.add_argument("--rounds", type=int, default=3, help="batches of each concurrent measure")
     parser.add_argument("--no-stack", action="store_true", help="skip the embedded stack's 3-Task latency")
+    parser.add_argument("--items", type=int, default=10_000, help="items of the distributed Map")
+    parser.add_argument("--skip-distributed", action="store_true", help="skip the distributed Map")
     args = parser.parse_args()
     out: dict[str, Any] = {"config": vars(args)}
     with tempfile.TemporaryDirectory(prefix="lodestone-bench-sm-", ignore_cleanup_errors=True) as tmp:
@@ -223,6 +231,8 @@ def main() -> None:
             group.stop()
         if not args.no_stack:
             out |= run_on_stack(Path(tmp) / "stack", args.n)
+        if not args.skip_distributed:
+            out |= run_distributed(Path(tmp) / "dmap", args.items)
     out["loadavg"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     out["per_state_met"] = out["added_ms_per_state"] <= TARGET_MS_PER_STATE
     out["tps_met"] = (out["transitions_per_s_concurrent"] or 0) >= TARGET_TPS

@@ -29,8 +29,10 @@ with workflow.unsafe.imports_passed_through():
     from lodestone.asl import errors as asl_errors
     from lodestone.asl.functions import Sources
     from lodestone.asl.machine import Event, Outcome, TaskCall, run
+    from lodestone.asl.machine_distributed import DistributedMap
     from schema.statuses import JobStatus
     from workflows.machine_callbacks import TASK_TOKEN_SIGNAL, CallbackWaits, TaskTokenSignal
+    from workflows.machine_map_run import run_distributed_map
     from workflows.names import STATE_MACHINE
     from workflows.policies import (
         DB_RETRY,
@@ -85,6 +87,10 @@ class _Runtime:
                 self.inp.tenant_id, call.token, call.timeout_seconds, call.heartbeat_seconds
             )
         return await self._run_activity(call)
+
+    async def distributed_map(self, spec: DistributedMap) -> Any:
+        await self.wf.flush(self.inp, force=True)
+        return await run_distributed_map(self.inp.tenant_id, self.inp.job_id, self.plan.bindings, spec)
 
     async def _run_activity(self, call: TaskCall) -> Any:
         await self.wf.flush(self.inp)

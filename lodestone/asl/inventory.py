@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .bindings import _lambda_arn, _payload_function, _service, _static_payload, resolve
+from .machine_distributed import FIELDS, GET_OBJECT, PUT_OBJECT
+from .machine_distributed_items import INPUT_TYPES
 from .validate_expr import child
 
 __all__ = ["UNSUPPORTED", "Feature", "Inventory", "TaskResource", "inventory", "walk_states"]
@@ -29,9 +31,9 @@ UNSUPPORTED: dict[str, str] = {
     ".sync": "run-and-wait (.sync) integrations are not run yet: a bound one answers at once",
     ".sync:2": "run-and-wait (.sync:2) integrations are not run yet: a bound one answers at once",
     "states:startExecution": "child executions are not started yet: the Task is an ordinary binding",
-    "Map.ItemReader": "the distributed Map is not run yet: the Map fails with States.Runtime",
-    "Map.ItemBatcher": "the distributed Map is not run yet: the Map fails with States.Runtime",
-    "Map.ResultWriter": "the distributed Map is not run yet: the Map fails with States.Runtime",
+    "Map.ItemReader": "an ItemReader other than s3:getObject of a JSON, JSONL or CSV upload fails the Map",
+    "Map.ResultWriter": "a ResultWriter other than s3:putObject (WriterConfig too) fails the Map",
+    "Map.JSONata": "the distributed Map runs in JSONPath only: in JSONata it fails with States.Runtime",
     "http:invoke.Transform": "http:invoke Transform (URL-encoded bodies) is not applied yet",
     "http:invoke.Authentication": "http:invoke Authentication.ConnectionArn is not used: headers take secrets",
     "activity": "Activities (workers polling Step Functions) are not run",
@@ -141,11 +143,26 @@ def _task_features(state: Mapping[str, Any], sp: str, resource: str) -> Iterator
                     yield Feature(f"http:invoke.{field_name}", child(child(sp, key), field_name))
 
 
+def _distributed_features(state: Mapping[str, Any], sp: str, language: Any) -> Iterator[Feature]:
+    """What of a distributed Map Lodestone does not run (machine_distributed.py)."""
+    reader, writer = state.get("ItemReader"), state.get("ResultWriter")
+    if isinstance(reader, Mapping):
+        config = reader.get("ReaderConfig") or {}
+        kind = config.get("InputType", "JSON") if isinstance(config, Mapping) else None
+        if reader.get("Resource") != GET_OBJECT or kind not in INPUT_TYPES:
+            yield Feature("Map.ItemReader", child(sp, "ItemReader"))
+    if isinstance(writer, Mapping) and (writer.get("Resource", PUT_OBJECT) != PUT_OBJECT or "WriterConfig" in writer):
+        yield Feature("Map.ResultWriter", child(sp, "ResultWriter"))
+    if any(f in state for f in FIELDS) and state.get("QueryLanguage", language) == "JSONata":
+        yield Feature("Map.JSONata", sp)
+
+
 def inventory(state_machine: Any, bindings: list[dict[str, Any]] | None = None) -> Inventory:
     """The inventory of an ASL document (``state_machine``) with a definition's bindings."""
     usable = [b for b in bindings or [] if isinstance(b, Mapping)]
     types: Counter[str] = Counter()
     out = Inventory()
+    top_language = state_machine.get("QueryLanguage") if isinstance(state_machine, Mapping) else None
     for sp, state in walk_states(state_machine):
         kind = state.get("Type")
         types[kind if isinstance(kind, str) else "?"] += 1
@@ -154,9 +171,7 @@ def inventory(state_machine: Any, bindings: list[dict[str, Any]] | None = None) 
             out.resources.append(replace(_resolution(state, resource, usable), pointer=child(sp, "Resource")))
             out.unsupported.extend(_task_features(state, sp, resource))
         elif kind == "Map":
-            for field_name in ("ItemReader", "ItemBatcher", "ResultWriter"):
-                if field_name in state:
-                    out.unsupported.append(Feature(f"Map.{field_name}", child(sp, field_name)))
+            out.unsupported.extend(_distributed_features(state, sp, top_language))
         else:
             for key in ("Parameters", "Arguments", "Result", "Output"):
                 out.unsupported.extend(_token_reads(state.get(key), child(sp, key)))

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from . import dataflow, errors, paths
+from . import dataflow, errors, machine_distributed, paths
 from . import jsonata_dataflow as jdf
 from .errors import ASLError
 from .jsonvalues import is_number
@@ -125,14 +125,10 @@ def _jsonpath_limits(state: Mapping[str, Any], scope: paths.Scope) -> dict[str, 
     return limits
 
 
-_DISTRIBUTED_ONLY = ("ItemReader", "ItemBatcher", "ResultWriter")
-
-
 async def run_map(run: StateRun) -> Step:
     state = run.state
-    unsupported = [field for field in _DISTRIBUTED_ONLY if field in state]
-    if unsupported:
-        raise ASLError(errors.RUNTIME, f"{', '.join(unsupported)}: the distributed Map is not supported yet")
+    if machine_distributed.is_distributed(state):
+        return await _run_distributed_map(run)
     processor = state["ItemProcessor"] if "ItemProcessor" in state else state["Iterator"]
     selects = "ItemSelector" in state or "Parameters" in state
 
@@ -160,5 +156,22 @@ async def run_map(run: StateRun) -> Step:
         tolerance = {k: limits[k] for k in _TOLERANCE if k in limits} or None
         results = await _gather(jobs, int(limits.get("MaxConcurrency", 0)), tolerance)
         return _finish(run, number, results, scope)
+
+    return await guarded(run, attempt)
+
+
+async def _run_distributed_map(run: StateRun) -> Step:
+    """ItemReader, ItemBatcher or ResultWriter: the runtime runs the items in child executions."""
+    state = run.state
+    if not run.jsonpath:
+        raise ASLError(errors.RUNTIME, "the distributed Map runs in JSONPath only, not yet in JSONata")
+
+    async def attempt(number: int) -> Any:
+        scope = path_scope(run, run.input, number - 1)
+        value = filtered_input(run, scope)
+        items = None if "ItemReader" in state else dataflow.map_items(state, value, scope)
+        limits = _jsonpath_limits(state, scope.with_input(value))
+        spec = machine_distributed.spec(run, _child_prefix(run, number), value, scope, limits, items)
+        return _finish(run, number, await machine_distributed.run_distributed(run, spec), scope)
 
     return await guarded(run, attempt)

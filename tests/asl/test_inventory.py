@@ -107,7 +107,6 @@ def test_every_unsupported_feature_is_named_with_its_pointer() -> None:
     assert found == [
         ("http:invoke.Transform", "/States/Fan/Branches/1/States/Call/Parameters/Transform"),
         ("http:invoke.Authentication", "/States/Fan/Branches/1/States/Call/Parameters/Authentication"),
-        ("Map.ItemReader", "/States/Each/ItemReader"),
         (".sync:2", "/States/Each/ItemProcessor/States/Child/Resource"),
         ("states:startExecution", "/States/Each/ItemProcessor/States/Child/Resource"),
         ("activity", "/States/Poll/Resource"),
@@ -152,3 +151,27 @@ def test_a_task_token_read_outside_a_callback_task_is_reported() -> None:
     assert [(f.name, f.pointer) for f in inventory(machine).unsupported] == [
         ("$$.Task.Token", "/States/Show/Parameters/t.$")
     ]
+
+
+def test_a_distributed_map_is_reported_only_where_it_reads_or_writes_what_lodestone_does_not():
+    def each(**fields):  # type: ignore[no-untyped-def]
+        processor = {"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}}
+        return {
+            "StartAt": "Each",
+            "States": {"Each": {"Type": "Map", "ItemProcessor": processor, "End": True, **fields}},
+        }
+
+    upload = {"Resource": "arn:aws:states:::s3:getObject", "ReaderConfig": {"InputType": "CSV"}, "Parameters": {}}
+    listing = {"Resource": "arn:aws:states:::s3:listObjectsV2", "Parameters": {"Bucket": "b"}}
+    manifest = {**upload, "ReaderConfig": {"InputType": "MANIFEST"}}
+    writer = {"Resource": "arn:aws:states:::s3:putObject", "Parameters": {"Bucket": "lodestone"}}
+    assert (
+        inventory(each(ItemReader=upload, ItemBatcher={"MaxItemsPerBatch": 5}, ResultWriter=writer)).unsupported == []
+    )
+    found = [(f.name, f.pointer) for f in inventory(each(ItemReader=listing)).unsupported]
+    assert found == [("Map.ItemReader", "/States/Each/ItemReader")]
+    assert [f.name for f in inventory(each(ItemReader=manifest)).unsupported] == ["Map.ItemReader"]
+    configured = {**writer, "WriterConfig": {"OutputType": "JSONL"}}
+    assert [f.name for f in inventory(each(ResultWriter=configured)).unsupported] == ["Map.ResultWriter"]
+    jsonata = {**each(ItemReader=upload), "QueryLanguage": "JSONata"}
+    assert [(f.name, f.pointer) for f in inventory(jsonata).unsupported] == [("Map.JSONata", "/States/Each")]

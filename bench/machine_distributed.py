@@ -1,0 +1,95 @@
+"""bench/state_machine.py's distributed-Map part: on the embedded stack, a Map reading a
+10,000-item JSON upload (ItemReader), a Pass processor in MapBatchWorkflow children, results
+to the store (ResultWriter): items per second from POST /v1/submissions to `succeeded`, and the
+worker process's peak RSS (VmHWM) after the run."""
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from machine_stack import PORTS, err
+
+from devstack.keys import mint_token
+from devstack.processes import free_port
+from devstack.stack import Stack
+from lodestone.db import make_engine
+from lodestone.settings import Settings
+from services.tenants import create_tenant
+
+KEY = "bench-distributed-map"
+
+
+def distributed_map() -> dict[str, Any]:
+    add = {"Type": "Pass", "Parameters": {"n.$": "$.n", "double.$": "States.MathAdd($.n, $.n)"}, "End": True}
+    processor = {"ProcessorConfig": {"Mode": "DISTRIBUTED"}, "StartAt": "Add", "States": {"Add": add}}
+    reader = {
+        "Resource": "arn:aws:states:::s3:getObject",
+        "ReaderConfig": {"InputType": "JSON"},
+        "Parameters": {"Bucket": "lodestone", "Key.$": "$.upload"},
+    }
+    writer = {"Resource": "arn:aws:states:::s3:putObject", "Parameters": {"Bucket": "lodestone", "Prefix": "bench"}}
+    each = {"Type": "Map", "ItemReader": reader, "ItemProcessor": processor, "MaxConcurrency": 80}
+    return {
+        "key": KEY,
+        "kind": "state_machine",
+        "state_machine": {"StartAt": "Each", "States": {"Each": {**each, "ResultWriter": writer, "End": True}}},
+    }
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+async def bench(settings: Settings, items: int, worker_pid: int) -> dict[str, Any]:
+    engine = make_engine(settings.app_database_url, 2)
+    tenant = await create_tenant(engine, "Bench")
+    await engine.dispose()
+    token = mint_token(
+        settings.data_path, issuer=settings.issuer, audience=settings.auth_audience, tenant_id=str(tenant.id),
+        roles=["admin"], subject="bench",
+    )  # fmt: skip
+    async with httpx.AsyncClient(
+        base_url=settings.api_url, timeout=120, headers={"Authorization": f"Bearer {token}"}
+    ) as api:
+        (await api.post("/v1/workflows", json=distributed_map())).raise_for_status()
+        body = json.dumps([{"n": i} for i in range(items)]).encode()
+        upload = (await api.post("/v1/uploads", content=body)).raise_for_status().json()["upload_id"]
+        rss_before = peak_rss_mib(worker_pid)
+        err.print(f"distributed Map over {items} items")
+        t0 = time.monotonic()
+        resp = await api.post("/v1/submissions", json={"workflow_key": KEY, "input": {"upload": upload}})
+        job_id = resp.raise_for_status().json()["job_id"]
+        while (job := (await api.get(f"/v1/jobs/{job_id}")).json())["status"] not in ("succeeded", "failed"):
+            await asyncio.sleep(0.1)
+        seconds = time.monotonic() - t0
+    if job["status"] != "succeeded":
+        raise RuntimeError(f"the distributed Map failed: {job.get('error')}")
+    return {
+        "distributed_items": items,
+        "distributed_seconds": round(seconds, 2),
+        "distributed_items_per_s": round(items / seconds, 1),
+        "worker_peak_rss_mib_before": rss_before,
+        "worker_peak_rss_mib": peak_rss_mib(worker_pid),
+    }
+
+
+def run_distributed(data_dir: Path, items: int) -> dict[str, Any]:
+    """Starts the embedded stack in data_dir, runs one distributed Map of `items`, stops it."""
+    ports = {f"{name}_port": free_port() for name in PORTS}
+    settings = Settings(
+        _env_file=None, data_dir=data_dir, database_url=None, s3_endpoint=None, temporal_address=None,
+        llm_base_url=None, **ports,
+    )  # fmt: skip
+    stack = Stack(settings, web_ui=False)
+    try:
+        stack.start_infra(err.print)
+        stack.start_app(err.print)
+        return asyncio.run(bench(settings, items, stack.group.pid("worker")))
+    finally:
+        stack.stop()
