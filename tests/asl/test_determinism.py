@@ -91,6 +91,7 @@ def test_without_sources_nothing_random_is_invented():
 _ALLOWED_IMPORTS = {
     "__future__",
     "asyncio",
+    "csv",
     "yaml",
     "base64",
     "binascii",
