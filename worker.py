@@ -18,6 +18,7 @@ from activities.delivery import DeliveryActivities
 from activities.ingest import IngestActivities
 from activities.jobs import JobActivities
 from activities.machine_callbacks import MachineCallbackActivities
+from activities.machine_children import MachineChildActivities
 from activities.machine_jobs import MachineJobActivities
 from activities.machine_tasks import MachineTaskActivities
 from activities.render import RenderActivities
@@ -76,6 +77,7 @@ def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def
     machines = MachineJobActivities(engine, deps.settings)
     tasks = MachineTaskActivities(engine, deps.store, deps.llm, deps.http, deps.settings, deps.secrets, templates)
     callbacks = MachineCallbackActivities(engine, deps.settings)
+    children = MachineChildActivities(engine)
     return [
         jobs.load_plan,
         jobs.set_status,
@@ -102,6 +104,10 @@ def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def
         tasks.run_task,
         callbacks.issue_task_token,
         callbacks.close_task_token,
+        children.create_child_job,
+        children.describe_child_job,
+        children.save_machine_checkpoint,
+        children.load_machine_checkpoint,
     ]
 
 

@@ -28,7 +28,6 @@ UNSUPPORTED: dict[str, str] = {
     "$$.Task.Token": "read outside a .waitForTaskToken Task, where there is no task token",
     ".sync": "run-and-wait (.sync) integrations are not run yet: a bound one answers at once",
     ".sync:2": "run-and-wait (.sync:2) integrations are not run yet: a bound one answers at once",
-    "states:startExecution": "child executions are not started yet: the Task is an ordinary binding",
     "Map.ItemReader": "the distributed Map is not run yet: the Map fails with States.Runtime",
     "Map.ItemBatcher": "the distributed Map is not run yet: the Map fails with States.Runtime",
     "Map.ResultWriter": "the distributed Map is not run yet: the Map fails with States.Runtime",
@@ -107,12 +106,12 @@ def _resolution(state: Mapping[str, Any], resource: str, bindings: list[dict[str
 
 def _resource_features(resource: str, ptr: str) -> Iterator[Feature]:
     service = _service(resource) or ""
+    if service.startswith("states:startExecution"):
+        return  # child executions run, fire-and-forget, .sync and .sync:2 alike
     if resource.endswith(".sync:2"):
         yield Feature(".sync:2", ptr, resource)
     elif resource.endswith(".sync"):
         yield Feature(".sync", ptr, resource)
-    if service.startswith("states:startExecution"):
-        yield Feature("states:startExecution", ptr, resource)
     if _ACTIVITY.match(resource):
         yield Feature("activity", ptr, resource)
 
