@@ -14,7 +14,13 @@ from tests.asl.test_machine_runtime import CONTEXT, FakeRuntime
 CHAIN = {
     "StartAt": "One",
     "States": {
-        "One": {"Type": "Task", "Resource": "svc:one", "ResultPath": "$.one", "Assign": {"seen.$": "$"}, "Next": "Pause"},
+        "One": {
+            "Type": "Task",
+            "Resource": "svc:one",
+            "ResultPath": "$.one",
+            "Assign": {"seen.$": "$"},
+            "Next": "Pause",
+        },
         "Pause": {"Type": "Wait", "Seconds": 30, "Next": "Two"},
         "Two": {"Type": "Task", "Resource": "svc:two", "ResultPath": "$.two", "Next": "Three"},
         "Three": {
@@ -64,7 +70,10 @@ MAP = {
     "States": {
         "Each": {
             "Type": "Map",
-            "ItemProcessor": {"StartAt": "Work", "States": {"Work": {"Type": "Task", "Resource": "svc:work", "End": True}}},
+            "ItemProcessor": {
+                "StartAt": "Work",
+                "States": {"Work": {"Type": "Task", "Resource": "svc:work", "End": True}},
+            },
             "End": True,
         }
     },
