@@ -18,6 +18,7 @@ from activities.delivery import DeliveryActivities
 from activities.ingest import IngestActivities
 from activities.jobs import JobActivities
 from activities.machine_callbacks import MachineCallbackActivities
+from activities.machine_children import MachineChildActivities
 from activities.machine_items import MachineItemActivities
 from activities.machine_jobs import MachineJobActivities
 from activities.machine_tasks import MachineTaskActivities
@@ -80,6 +81,7 @@ def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def
     tasks = MachineTaskActivities(engine, deps.store, deps.llm, deps.http, deps.settings, deps.secrets, templates)
     callbacks = MachineCallbackActivities(engine, deps.settings)
     items = MachineItemActivities(engine, deps.store)
+    children = MachineChildActivities(engine)
     return [
         jobs.load_plan,
         jobs.set_status,
@@ -110,6 +112,10 @@ def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def
         items.read_map_page,
         items.write_map_results,
         items.finish_map,
+        children.create_child_job,
+        children.describe_child_job,
+        children.save_machine_checkpoint,
+        children.load_machine_checkpoint,
     ]
 
 

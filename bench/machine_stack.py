@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 
 from devstack.keys import mint_token
 from devstack.processes import free_port
@@ -24,6 +26,18 @@ from services.tenants import create_tenant
 
 PORTS = ("postgres", "temporal", "temporal_http", "temporal_metrics", "temporal_ui", "api", "worker_metrics")
 err = Console(stderr=True)
+
+
+async def workflow_task_ms(client: Client, workflow_id: str) -> float:
+    """The sum of the run's workflow tasks, each from started to completed, in ms."""
+    total, started = 0.0, None
+    async for e in client.get_workflow_handle(workflow_id).fetch_history_events():
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            started = e.event_time.ToDatetime()
+        elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED and started is not None:
+            total += (e.event_time.ToDatetime() - started).total_seconds() * 1000
+            started = None
+    return total
 
 
 def ms(values: list[float]) -> float:

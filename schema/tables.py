@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import BigInteger, DateTime, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from schema.checkpoints import JobCheckpoint
 from schema.columns import _json, _json_as_written, _json_as_written_or_null, _tenant, _ts, utcnow
 from schema.conversations import ChannelRoute, Contact, FormRoute, Message, Summary
 from schema.job_events import JobStateEvent
@@ -88,6 +89,8 @@ class Job(SQLModel, table=True):
     outbox_attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     outbox_retry_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     output: Any = _json_as_written_or_null()  # a state-machine job's output once it succeeded
+    redrive_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # redrives so far
+    parent_job_id: uuid.UUID | None = Field(default=None, foreign_key="jobs.id")  # a child execution's parent
 
 
 class JobStep(SQLModel, table=True):
@@ -206,6 +209,7 @@ TENANT_TABLES = [
         FormRoute,
         JobStateEvent,
         TaskToken,
+        JobCheckpoint,
     )
 ]
 
@@ -219,6 +223,7 @@ __all__ = [
     "Form",
     "IdempotencyKey",
     "Job",
+    "JobCheckpoint",
     "JobFailure",
     "JobStateEvent",
     "JobStep",

@@ -3,11 +3,15 @@ with the same input, once its last run has closed as failed, terminated or timed
 pipeline (SubmissionWorkflow) nothing already done is done again: run_step returns a
 completed step's stored result, render returns a stored artifact, and delivery never
 re-sends a delivered target. So the new run picks up, in effect, at the step that failed.
-A state machine (StateMachineWorkflow) runs again from its StartAt: its recorded path and
-output are cleared, and the new run records its own."""
+A state machine (StateMachineWorkflow) resumes at the state that failed, as Step Functions'
+RedriveExecution does: its failed run saved a checkpoint (each Task's result by path), and the
+new run serves the Tasks that succeeded from it, so no succeeded state or Map item runs again
+(workflows/machine_children.py). With ``from_start`` (or no checkpoint: a run terminated or
+timed out, or one from before checkpoints) it runs again from StartAt. Either way its recorded
+path and output are cleared, the new run records its own, and the job's redrive_count grows."""
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, delete, select
@@ -25,6 +29,7 @@ from schema.tables import (
     Artifact,
     Delivery,
     Job,
+    JobCheckpoint,
     JobFailure,
     JobStateEvent,
     JobStep,
@@ -63,14 +68,20 @@ def search_attributes(job: Job) -> TypedSearchAttributes:
     return job_search_attributes(job.tenant_id, job.id, job.workflow_key)
 
 
-async def actions(session: AsyncSession, job: Job) -> list[Action]:
+async def actions(session: AsyncSession, job: Job, checkpoint: JobCheckpoint | None = None) -> list[Action]:
     """What the new run will skip and what it will do, by the same tests the activities make."""
     wf = await session.get(WorkflowDefinition, job.workflow_definition_id)
     assert wf is not None  # a foreign key
     if kind_of(wf.definition) == STATE_MACHINE:
         recorded = (await session.exec(select(JobStateEvent.id).where(JobStateEvent.job_id == job.id))).all()
+        cleared = f"{len(recorded)} path event(s) cleared"
+        if checkpoint is not None:
+            failure = (await session.exec(select(JobFailure).where(JobFailure.job_id == job.id))).first()
+            at = failure.failed_step if failure and failure.failed_step else "the failed state"
+            done = [Action("skip", "task", path, "succeeded") for path in checkpoint.data.get("results", {})]
+            return [*done, Action("run", "state_machine", f"from {at}", cleared)]
         start = wf.definition["state_machine"].get("StartAt", "?")
-        return [Action("run", "state_machine", f"from StartAt {start}", f"{len(recorded)} path event(s) cleared")]
+        return [Action("run", "state_machine", f"from StartAt {start}", cleared)]
     steps = {s.step_id: s for s in (await session.exec(select(JobStep).where(JobStep.job_id == job.id))).all()}
     used = set((await session.exec(select(UsageRecord.step_id).where(UsageRecord.job_id == job.id))).all())
     stored = set((await session.exec(select(Artifact.kind).where(Artifact.job_id == job.id))).all())
@@ -130,15 +141,18 @@ async def original_input(client: Client, run: WorkflowExecutionDescription | Non
 async def redrive(
     settings: Settings,
     client: Client,
-    owner: AsyncEngine,
+    owner: AsyncEngine | None,
     app: AsyncEngine,
     job_id: uuid.UUID,
     *,
     dry_run: bool = False,
     delivery_id: uuid.UUID | None = None,
     tenant: uuid.UUID | None = None,
+    from_start: bool = False,
 ) -> Redrive:
-    tenant = tenant or await job_tenant(owner, job_id)  # redeliver has found it already
+    """``owner`` finds the job's tenant when ``tenant`` is not given (the API gives the caller's)."""
+    if tenant is None and owner is not None:
+        tenant = await job_tenant(owner, job_id)  # redeliver has found it already
     if tenant is None:
         raise OpsError(f"job {job_id} not found")
     # One transaction, holding the job row, until the new run has started: a second operator
@@ -146,7 +160,9 @@ async def redrive(
     # that fails rolls every reset back. (The new run's first activity waits for this commit;
     # were the commit itself lost after the start, the job would stay failed while it runs.)
     async with tenant_session(app, tenant) as session:
-        job = (await session.exec(select(Job).where(col(Job.id) == job_id).with_for_update())).one()
+        job = (await session.exec(select(Job).where(col(Job.id) == job_id).with_for_update())).first()
+        if job is None:
+            raise OpsError(f"job {job_id} not found")
         reopen = await _reopen(session, delivery_id) if delivery_id else None
         wf = await session.get(WorkflowDefinition, job.workflow_definition_id)
         assert wf is not None  # a foreign key
@@ -154,6 +170,7 @@ async def redrive(
         run = await last_run(client, job, workflow)
         inp = await original_input(client, run, job)
         failure = (await session.exec(select(JobFailure).where(JobFailure.job_id == job.id))).first()
+        checkpoint = None if from_start else await session.get(JobCheckpoint, job.id)
         last = f"{run.status.name if run.status else '?'} (run {run.run_id})" if run else "none left in Temporal"
         plan = Redrive(
             str(job.id),
@@ -161,15 +178,19 @@ async def redrive(
             job.workflow_key,
             last,
             f"{failure.failed_step}: {failure.error_code}: {failure.message}" if failure else None,
-            await actions(session, job),
+            await actions(session, job, checkpoint),
         )
         if dry_run:
             return plan
         # set_status leaves a failed job failed; the new run moves it on from pending.
         job.status, job.error, job.output, job.updated_at = JobStatus.pending, None, None, utcnow()
+        job.redrive_count += 1
         session.add(job)
         # A state machine's new run records its path from seq 0 again.
         await session.execute(delete(JobStateEvent).where(col(JobStateEvent.job_id) == job.id))
+        if from_start:
+            await session.execute(delete(JobCheckpoint).where(col(JobCheckpoint.job_id) == job.id))
+        inp = replace(inp, resume=checkpoint is not None)
         if failure is not None:
             failure.redriven_at = utcnow()
             session.add(failure)

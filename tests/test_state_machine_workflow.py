@@ -53,6 +53,10 @@ class StandIns:
     async def finish_machine(self, inp: MachineFinishInput) -> None:
         self.finished = inp
 
+    @activity.defn(name="save_machine_checkpoint")
+    async def save_machine_checkpoint(self, inp: Any) -> None:
+        """A failed run's checkpoint, for a redrive (kept nowhere here)."""
+
     @activity.defn(name="run_machine_task")
     async def run_task(self, inp: MachineTaskInput) -> Any:
         self.tasks.append((inp, await self.env.get_current_time(), activity.info().activity_id))
@@ -73,7 +77,14 @@ class StandIns:
         return answer
 
     def all(self) -> list:
-        return [self.load_machine, self.set_status, self.record_machine_events, self.finish_machine, self.run_task]
+        return [
+            self.load_machine,
+            self.set_status,
+            self.record_machine_events,
+            self.finish_machine,
+            self.run_task,
+            self.save_machine_checkpoint,
+        ]
 
 
 async def run(env: WorkflowEnvironment, fakes: StandIns) -> tuple[bool, WorkflowHistory]:

@@ -28,9 +28,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.machine_values import clip
     from lodestone.asl import errors as asl_errors
     from lodestone.asl.functions import Sources
-    from lodestone.asl.machine import Event, Outcome, TaskCall, run
+    from lodestone.asl.machine import Event, Outcome, TaskCall
     from lodestone.asl.machine_distributed import DistributedMap
     from schema.statuses import JobStatus
+    from workflows import machine_children
     from workflows.machine_callbacks import TASK_TOKEN_SIGNAL, CallbackWaits, TaskTokenSignal
     from workflows.machine_map_run import run_distributed_map
     from workflows.names import STATE_MACHINE
@@ -86,6 +87,9 @@ class _Runtime:
             return await self.wf.callbacks.outcome(
                 self.inp.tenant_id, call.token, call.timeout_seconds, call.heartbeat_seconds
             )
+        if machine_children.is_child(call, self.plan.bindings):
+            await self.wf.flush(self.inp)
+            return await machine_children.run_child(self.inp, call)
         return await self._run_activity(call)
 
     async def distributed_map(self, spec: DistributedMap) -> Any:
@@ -172,7 +176,7 @@ class StateMachineWorkflow:
             MachineJobActivities.load_machine, job, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
         )
         await self._set_status(inp, JobStatus.processing)
-        outcome: Outcome = await run(plan.state_machine, plan.input, _Runtime(self, inp, plan), plan.context)
+        outcome: Outcome = await machine_children.run_machine(inp, plan, _Runtime(self, inp, plan))
         await self.flush(inp, force=True)
         succeeded = outcome.status == "SUCCEEDED"
         await workflow.execute_activity_method(

@@ -30,6 +30,8 @@ def job_search_attributes(tenant_id: object, job_id: object, workflow_key: str) 
 class SubmissionInput:
     tenant_id: str
     job_id: str
+    # A state machine's redrive: resume from the failed run's checkpoint (workflows/machine_children.py).
+    resume: bool = False
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Jobs: a filtered, cursor-paged list, and one job with its steps, usage, artifacts,
-deliveries, error and Temporal Web UI link; a state-machine job with its output and path."""
+deliveries, error and Temporal Web UI link; a state-machine job with its output and path;
+the redrive of a failed job."""
 
 import base64
 import uuid
@@ -9,10 +10,12 @@ from typing import Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from api.deps import SessionDep, StateDep, Viewer
+from api.deps import Editor, SessionDep, StateDep, Viewer
 from api.problems import AUTHENTICATED, Problem, responses
 from schema.tables import Job, JobStateEvent, JobStatus
 from services import jobs
+from services.errors import NotFound, OpsError
+from services.redrive import redrive
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=AUTHENTICATED)
 
@@ -56,7 +59,23 @@ class JobDetail(JobSummary):
     deliveries: list[dict[str, Any]]
     output: Any = None  # a state machine's output, once it succeeded
     path: list[PathEvent] | None = None  # a state machine's events so far, in order
+    redrive_count: int = 0  # how many times the job was redriven
+    parent_job_id: str | None = None  # a child execution: the job whose Task started it
     links: dict[str, str]
+
+
+class RedriveAction(BaseModel):
+    verb: str  # skip | run
+    kind: str  # task | state_machine | step | render | deliver
+    name: str
+    state: str
+
+
+class RedriveResult(BaseModel):
+    job_id: str
+    run_id: str  # the new run's
+    redrive_count: int
+    actions: list[RedriveAction]
 
 
 def path_event(e: JobStateEvent) -> PathEvent:
@@ -125,6 +144,8 @@ async def get_job(job_id: uuid.UUID, _: Viewer, session: SessionDep, state: Stat
         kind="state_machine" if record.state_machine else "pipeline",
         output=job.output if record.state_machine else None,
         path=[path_event(e) for e in record.path] if record.state_machine else None,
+        redrive_count=job.redrive_count,
+        parent_job_id=str(job.parent_job_id) if job.parent_job_id else None,
         error=None
         if failure is None
         else {
@@ -175,4 +196,30 @@ async def get_job(job_id: uuid.UUID, _: Viewer, session: SessionDep, state: Stat
             for d in record.deliveries
         ],
         links={"self": f"{api}/v1/jobs/{job_id}", "temporal": state.settings.workflow_link(str(job_id))},
+    )
+
+
+@router.post("/{job_id}/redrive", status_code=202, response_model=RedriveResult, responses=responses(404, 409, 422))
+async def redrive_job(
+    job_id: uuid.UUID, principal: Editor, session: SessionDep, state: StateDep, from_start: bool = False
+) -> RedriveResult:
+    """Start a failed job again: a state machine resumes at the state that failed (the states
+    and Map items that succeeded are not run again; ``from_start=true``: from StartAt), a
+    pipeline at the step that failed."""
+    job = await session.get(Job, job_id)
+    if job is None:
+        raise NotFound("job", job_id)
+    if job.status != JobStatus.failed:
+        raise Problem(409, "job_not_failed", f"job {job_id} is {job.status}; only a failed job can be redriven")
+    try:
+        tenant, engine = principal.tenant_id, state.engine
+        plan = await redrive(state.settings, state.temporal, None, engine, job_id, tenant=tenant, from_start=from_start)
+    except OpsError as e:
+        raise Problem(409, "redrive_refused", str(e)) from e
+    assert plan.new_run_id is not None  # not a dry run
+    return RedriveResult(
+        job_id=str(job_id),
+        run_id=plan.new_run_id,
+        redrive_count=job.redrive_count + 1,
+        actions=[RedriveAction(verb=a.verb, kind=a.kind, name=a.name, state=a.state) for a in plan.actions],
     )

@@ -119,7 +119,7 @@ def _show(plan: "Redrive") -> None:
         _line("dry run: nothing started")
 
 
-def _redrive(job_id: uuid.UUID | None, delivery_id: uuid.UUID | None, dry_run: bool) -> None:
+def _redrive(job_id: uuid.UUID | None, delivery_id: uuid.UUID | None, dry_run: bool, from_start: bool = False) -> None:
     from services.operator_db import engine
     from services.redrive import redeliver, redrive
 
@@ -131,21 +131,26 @@ def _redrive(job_id: uuid.UUID | None, delivery_id: uuid.UUID | None, dry_run: b
             if delivery_id is not None:
                 return await redeliver(settings, client, owner, app, delivery_id, dry_run=dry_run)
             assert job_id is not None
-            return await redrive(settings, client, owner, app, job_id, dry_run=dry_run)
+            return await redrive(settings, client, owner, app, job_id, dry_run=dry_run, from_start=from_start)
 
     _show(run(go))
 
 
 @ops_app.command("redrive")
 def redrive_cmd(
-    job_id: Annotated[uuid.UUID, typer.Argument(help="the job id (= its workflow id)")], dry_run: DryRun = False
+    job_id: Annotated[uuid.UUID, typer.Argument(help="the job id (= its workflow id)")],
+    dry_run: DryRun = False,
+    from_start: Annotated[
+        bool, typer.Option("--from-start", help="a state machine: run again from StartAt, not from the failed state")
+    ] = False,
 ) -> None:
     """Redrive a failed job from its failed step.
 
-    Completed steps, stored artifacts and delivered targets are skipped. Only a job whose
-    last run failed, was terminated or timed out is redriven.
+    Completed steps, stored artifacts and delivered targets are skipped; a state machine
+    resumes at the state that failed, its succeeded Tasks and Map items not run again. Only
+    a job whose last run failed, was terminated or timed out is redriven.
     """
-    _redrive(job_id, None, dry_run)
+    _redrive(job_id, None, dry_run, from_start)
 
 
 @ops_app.command("redeliver")

@@ -33,6 +33,9 @@ BEDROCK_INVOKE = "bedrock:invokeModel"
 # its task token (machine_task.py); a `resource` binding may name it with or without the suffix.
 CALLBACK_SUFFIX = ".waitForTaskToken"
 
+START_EXECUTION = "states:startExecution"  # and .sync, .sync:2: a child execution
+CHILD = "child_execution"
+
 _PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
 
 
@@ -144,6 +147,8 @@ def resolve(resource: str, payload: Any, bindings: list[dict[str, Any]]) -> Reso
             return Resolved(handler, dict(settings) if isinstance(settings, Mapping) else {}, shape, function)
     if shape == "http_invoke":
         return Resolved("http", {}, shape)
+    if service is not None and service.startswith(START_EXECUTION):  # the workflow starts a child
+        return Resolved(CHILD, {}, CHILD)
     if shape == "bedrock":
         return Resolved("llm", {}, shape)
     if resource in BUILT_INS:

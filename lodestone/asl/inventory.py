@@ -30,7 +30,6 @@ UNSUPPORTED: dict[str, str] = {
     "$$.Task.Token": "read outside a .waitForTaskToken Task, where there is no task token",
     ".sync": "run-and-wait (.sync) integrations are not run yet: a bound one answers at once",
     ".sync:2": "run-and-wait (.sync:2) integrations are not run yet: a bound one answers at once",
-    "states:startExecution": "child executions are not started yet: the Task is an ordinary binding",
     "Map.ItemReader": "an ItemReader other than s3:getObject of a JSON, JSONL or CSV upload fails the Map",
     "Map.ResultWriter": "a ResultWriter other than s3:putObject (WriterConfig too) fails the Map",
     "Map.JSONata": "the distributed Map runs in JSONPath only: in JSONata it fails with States.Runtime",
@@ -109,12 +108,12 @@ def _resolution(state: Mapping[str, Any], resource: str, bindings: list[dict[str
 
 def _resource_features(resource: str, ptr: str) -> Iterator[Feature]:
     service = _service(resource) or ""
+    if service.startswith("states:startExecution"):
+        return  # child executions run, fire-and-forget, .sync and .sync:2 alike
     if resource.endswith(".sync:2"):
         yield Feature(".sync:2", ptr, resource)
     elif resource.endswith(".sync"):
         yield Feature(".sync", ptr, resource)
-    if service.startswith("states:startExecution"):
-        yield Feature("states:startExecution", ptr, resource)
     if _ACTIVITY.match(resource):
         yield Feature("activity", ptr, resource)
 

@@ -82,7 +82,7 @@ def test_each_task_resource_says_how_it_resolves() -> None:
         "/States/Score/Resource": ("bound", "http", "Score"),
         "/States/Fan/Branches/0/States/Ask/Resource": ("unbound", None, None),
         "/States/Fan/Branches/1/States/Call/Resource": ("native", "http", None),
-        "/States/Each/ItemProcessor/States/Child/Resource": ("unbound", None, None),
+        "/States/Each/ItemProcessor/States/Child/Resource": ("native", "child_execution", None),
         "/States/Poll/Resource": ("unbound", None, None),
         "/States/Pick/Resource": ("at_run_time", None, None),
         "/States/Crawl/Resource": ("unbound", None, None),
@@ -103,12 +103,11 @@ def test_a_binding_for_a_native_resource_makes_it_bound() -> None:
 
 def test_every_unsupported_feature_is_named_with_its_pointer() -> None:
     found = [(f.name, f.pointer) for f in inventory(MACHINE).unsupported]
-    # The callback Task (Ask) runs, and reads its own token: nothing to report there.
+    # The callback Task (Ask) runs, and reads its own token, and the child execution (Child)
+    # runs: nothing to report there.
     assert found == [
         ("http:invoke.Transform", "/States/Fan/Branches/1/States/Call/Parameters/Transform"),
         ("http:invoke.Authentication", "/States/Fan/Branches/1/States/Call/Parameters/Authentication"),
-        (".sync:2", "/States/Each/ItemProcessor/States/Child/Resource"),
-        ("states:startExecution", "/States/Each/ItemProcessor/States/Child/Resource"),
         ("activity", "/States/Poll/Resource"),
         (".sync", "/States/Crawl/Resource"),
     ]
@@ -121,15 +120,12 @@ def test_a_machine_of_supported_features_has_none_to_report() -> None:
 
 
 def test_suggest_drafts_a_binding_per_function_and_resource_but_none_for_native_ones() -> None:
+    # native: http:invoke, bedrock:invokeModel, lodestone:*, and states:startExecution (a child)
     assert suggest(MACHINE) == [
         {"function": "Score", "http": {"url": f"{PLACEHOLDER_HOST}/score"}},
         {
             "resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
             "http": {"url": f"{PLACEHOLDER_HOST}/sqs-send-message-wait-for-task-token"},
-        },
-        {
-            "resource": "arn:aws:states:::states:startExecution.sync:2",
-            "http": {"url": f"{PLACEHOLDER_HOST}/states-start-execution-sync-2"},
         },
         {
             "resource": "arn:aws:states:us-east-1:1:activity:poller",

@@ -78,6 +78,10 @@ class StandIns:
     async def finish_machine(self, inp: MachineFinishInput) -> None:
         self.jobs[inp.job_id].finished = inp
 
+    @activity.defn(name="save_machine_checkpoint")
+    async def save_machine_checkpoint(self, inp: Any) -> None:
+        """A failed run's checkpoint, for a redrive (kept nowhere here)."""
+
     @activity.defn(name="run_machine_task")
     async def run_machine_task_stand_in(self, inp: MachineTaskInput) -> Any:
         job = self.jobs[inp.job_id]
@@ -96,6 +100,7 @@ class StandIns:
             self.record_machine_events,
             self.finish_machine,
             self.run_machine_task_stand_in,
+            self.save_machine_checkpoint,
         ]
 
 
