@@ -49,6 +49,11 @@ class ResumingRuntime:
         self._last: Event | None = None  # the event recorded just before a sleep tells whose it is
         self.served = 0  # Tasks answered from the checkpoint
 
+    def __getattr__(self, name: str) -> Any:
+        """What else the inner runtime offers (the distributed Map), as it offers it: a
+        distributed Map is run again whole on a redrive."""
+        return getattr(self.inner, name)
+
     def now(self) -> datetime:
         return self.inner.now()
 

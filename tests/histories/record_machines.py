@@ -3,10 +3,14 @@
 Runs StateMachineWorkflow on a throwaway embedded stack (as `record` does for the other
 workflows), so that between them the histories hold every state type: the demo's competitor
 brief (Choice, Map, Parallel, Wait, Pass, Tasks with a Retry and a Catch), a machine that ends
-in a Fail state, and a JSONata machine with variables that ends in a Succeed state.
+in a Fail state, a JSONata machine with variables that ends in a Succeed state, and a
+distributed Map over an upload (its parent and one of its MapBatchWorkflow children).
 """
 
+import json
+
 import httpx
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
 from devstack.demo_machine import KEY, SUBMISSION, machine_definition, service
@@ -37,6 +41,52 @@ JSONATA = {
 }
 
 
+DISTRIBUTED = {
+    "key": "recorded-distributed-map",
+    "kind": "state_machine",
+    "state_machine": {
+        "StartAt": "Each",
+        "States": {
+            "Each": {
+                "Type": "Map",
+                "ItemReader": {
+                    "Resource": "arn:aws:states:::s3:getObject",
+                    "ReaderConfig": {"InputType": "JSON"},
+                    "Parameters": {"Bucket": "lodestone", "Key.$": "$.items"},
+                },
+                "ItemBatcher": {"MaxItemsPerBatch": 2},
+                "ItemProcessor": {
+                    "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+                    "StartAt": "Count",
+                    "States": {
+                        "Count": {"Type": "Pass", "Parameters": {"n.$": "States.ArrayLength($.Items)"}, "End": True}
+                    },
+                },
+                "End": True,
+            }
+        },
+    },
+}
+
+
+async def record_distributed_map(api: httpx.AsyncClient, client: Client) -> None:
+    await create_workflow(api, DISTRIBUTED)
+    upload = await api.post("/v1/uploads", content=json.dumps([{"n": i} for i in range(5)]).encode())
+    body = {"workflow_key": DISTRIBUTED["key"], "input": {"items": upload.json()["upload_id"]}}
+    job_id = (await api.post("/v1/submissions", json=body)).json()["job_id"]
+    job = await wait_job(api, job_id, timeout=120)
+    assert upload.status_code == 201 and job["status"] == "succeeded", (upload.text, job)
+    parent = client.get_workflow_handle(job_id)
+    await save("machine_distributed_map", parent)
+    history = await parent.fetch_history()
+    child = next(
+        e.start_child_workflow_execution_initiated_event_attributes.workflow_id
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED
+    )
+    await save("map_batch", client.get_workflow_handle(child))
+
+
 async def record(settings: Settings, graph: GraphAPIStandIn) -> None:
     engine = make_engine(settings.app_database_url, 2)
     tenant = await create_tenant(engine, "machine-histories")
@@ -54,6 +104,7 @@ async def record(settings: Settings, graph: GraphAPIStandIn) -> None:
         with service(tenant.webhook_secret) as svc:
             await create_workflow(api, machine_definition(svc.url))
             await create_workflow(api, JSONATA)
+            await record_distributed_map(api, client)
             for name, body in (
                 ("machine_competitor_brief", SUBMISSION),
                 ("machine_fail_state", {"workflow_key": KEY, "input": {"company": "Acme", "competitors": []}}),
