@@ -32,12 +32,16 @@ _REFUSED = responses(
     404,
     409,
     410,
+    422,
     descriptions={
         403: "the link is not valid or has expired",
         409: "the request was already answered",
         410: "the Task stopped waiting",
     },
 )
+# A person's browser gets each refusal as a page; a client asking for JSON, as a problem.
+for _refusal in _REFUSED.values():
+    _refusal["content"]["text/html"] = {"schema": {"type": "string"}}
 _PAGE = """<!doctype html><html><head><meta charset="utf-8"><meta name="robots" content="noindex">
 <meta name="viewport" content="width=device-width"><title>{title}</title>
 <style>body{{font-family:sans-serif;max-width:36em;margin:3em auto;padding:0 1em}}

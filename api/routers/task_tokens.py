@@ -14,7 +14,9 @@ from workflows.machine_callbacks import FAILURE, HEARTBEAT, SUCCESS
 
 router = APIRouter(prefix="/v1/task-tokens", tags=["task tokens"], responses=AUTHENTICATED)
 Token = Annotated[str, Path(min_length=1, max_length=1024)]
-_CLOSED = responses(404, 409, 410, descriptions={409: "the token was already used", 410: "the Task stopped waiting"})
+_CLOSED = responses(
+    404, 409, 410, 422, descriptions={409: "the token was already used", 410: "the Task stopped waiting"}
+)
 
 
 class TaskSuccess(BaseModel):
