@@ -29,6 +29,7 @@ from lodestone.storage import ObjectNotFound, ObjectStore, job_key
 from schema.tables import Artifact, Upload
 
 PAGE_UNITS = 100  # processor inputs per page: what one child reads and runs at a time
+HISTORY_EVENTS_MAX = 2_000  # a child continues as new past this many events, at the next page
 
 
 @dataclass
@@ -49,6 +50,8 @@ class PreparedMap:
     items: int
     units: int  # processor inputs: items, or batches with ItemBatcher
     pages: int
+    page_units: int = PAGE_UNITS  # inputs per page (the last may hold fewer)
+    history_events_max: int = HISTORY_EVENTS_MAX  # each child's, before it continues as new
 
 
 @dataclass

@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     import jsonpath_ng._ply_tables.ext_parser_table  # noqa: F401
     import jsonpath_ng.ext.parser  # noqa: F401
 
-    from activities.machine_items import PAGE_UNITS, MachineItemActivities, MapPageInput, MapResultsInput
+    from activities.machine_items import MachineItemActivities, MapPageInput, MapResultsInput
     from activities.machine_tasks import MachineTaskActivities, MachineTaskInput
     from lodestone.asl.functions import Sources
     from lodestone.asl.machine import Event, TaskCall, run
@@ -35,8 +35,6 @@ with workflow.unsafe.imports_passed_through():
         MACHINE_TASK_TIMEOUT,
     )
     from workflows.state_machine import _activity_id, _as_asl_error
-
-HISTORY_EVENTS_MAX = 2_000  # continue as new past this many events, at the next page
 
 
 class _ItemRuntime:
@@ -121,17 +119,17 @@ class MapBatchWorkflow:
             page += 1
             info = workflow.info()
             if page < inp.end_page and (
-                info.is_continue_as_new_suggested() or info.get_current_history_length() > HISTORY_EVENTS_MAX
+                info.is_continue_as_new_suggested() or info.get_current_history_length() > inp.history_events_max
             ):
-                workflow.continue_as_new(replace(inp, first_page=page))
-        return MapBatchResult(inp.succeeded, inp.failed, inp.error, inp.cause)
+                workflow.continue_as_new(replace(inp, first_page=page, runs=inp.runs + 1))
+        return MapBatchResult(inp.succeeded, inp.failed, inp.error, inp.cause, inp.runs)
 
     async def _run_page(self, inp: MapBatchInput, page: int, units: list[list[Any]]) -> list[dict[str, Any]]:
         gate = asyncio.Semaphore(max(1, inp.concurrency))
 
         async def one(i: int, value: Any) -> dict[str, Any]:
             async with gate:
-                outcome = await run(inp.processor, value, _ItemRuntime(inp, page * PAGE_UNITS + i), inp.context)
+                outcome = await run(inp.processor, value, _ItemRuntime(inp, page * inp.page_units + i), inp.context)
             if outcome.status == "SUCCEEDED":
                 return {"Status": "SUCCEEDED", "Output": outcome.output}
             return {"Status": "FAILED", "Error": outcome.error, "Cause": outcome.cause}

@@ -15,7 +15,14 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.machine_items import FinishMapInput, MachineItemActivities, MapRunRef, PrepareMapInput
+    from activities.machine_items import (
+        HISTORY_EVENTS_MAX,
+        PAGE_UNITS,
+        FinishMapInput,
+        MachineItemActivities,
+        MapRunRef,
+        PrepareMapInput,
+    )
     from lodestone.asl.errors import ASLError
     from lodestone.asl.machine_distributed import DistributedMap
     from lodestone.asl.machine_distributed_items import exceeded
@@ -39,6 +46,9 @@ class MapBatchInput:
     first_page: int
     end_page: int  # pages [first_page, end_page)
     concurrency: int
+    page_units: int = PAGE_UNITS  # a unit's number is page * page_units + its place in the page
+    history_events_max: int = HISTORY_EVENTS_MAX  # continue as new past this, at the next page
+    runs: int = 1  # this run's number: 1, then one more at each continue-as-new
     succeeded: int = 0  # items so far, carried across continue-as-new
     failed: int = 0
     error: str | None = None  # the first failure's
@@ -51,6 +61,7 @@ class MapBatchResult:
     failed: int
     error: str | None = None
     cause: str | None = None
+    runs: int = 1  # the child's runs: one more per continue-as-new
 
 
 def _asl(err: ActivityError) -> BaseException:
@@ -85,7 +96,18 @@ async def run_distributed_map(tenant_id: str, job_id: str, bindings: list[dict[s
         async with gate:
             result: MapBatchResult = await workflow.execute_child_workflow(
                 MAP_BATCH,
-                MapBatchInput(ref, spec.path, spec.processor, spec.context, bindings, first, end, per_child),
+                MapBatchInput(
+                    ref,
+                    spec.path,
+                    spec.processor,
+                    spec.context,
+                    bindings,
+                    first,
+                    end,
+                    per_child,
+                    page_units=prepared.page_units,
+                    history_events_max=prepared.history_events_max,
+                ),
                 id=f"{job_id}:map:{ref.run_id}:{number}",
                 result_type=MapBatchResult,
             )
