@@ -1,7 +1,8 @@
 """bench/state_machine.py's distributed-Map part: on the embedded stack, a Map reading a
 10,000-item JSON upload (ItemReader), a Pass processor in MapBatchWorkflow children, results
 to the store (ResultWriter): items per second from POST /v1/submissions to `succeeded`, and the
-worker process's peak RSS (VmHWM) after the run."""
+worker process's peak RSS (VmHWM) after the run; the histories of the job's workflow and of its
+children (each run of their continue-as-new chains): events and bytes, and the runs."""
 
 import asyncio
 import json
@@ -11,12 +12,14 @@ from typing import Any
 
 import httpx
 from machine_stack import PORTS, err
+from temporalio.api.enums.v1 import EventType
 
 from devstack.keys import mint_token
 from devstack.processes import free_port
 from devstack.stack import Stack
 from lodestone.db import make_engine
 from lodestone.settings import Settings
+from lodestone.temporal_client import connect
 from services.tenants import create_tenant
 
 KEY = "bench-distributed-map"
@@ -44,6 +47,36 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
+
+
+async def histories(settings: Settings, job_id: str) -> dict[str, Any]:
+    """The parent's history, and every run of every child's: events and bytes; the largest run."""
+    client = await connect(settings)
+    parent = (await client.get_workflow_handle(job_id).fetch_history()).events
+    runs: list[tuple[int, int]] = []
+    for e in parent:
+        if e.event_type != EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED:
+            continue
+        child = e.child_workflow_execution_started_event_attributes.workflow_execution
+        run_id: str | None = child.run_id
+        while run_id:
+            events = (await client.get_workflow_handle(child.workflow_id, run_id=run_id).fetch_history()).events
+            runs.append((len(events), sum(x.ByteSize() for x in events)))
+            last = events[-1]
+            run_id = None
+            if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+                run_id = last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+    children = sum(1 for e in parent if e.event_type == EventType.EVENT_TYPE_CHILD_WORKFLOW_EXECUTION_STARTED)
+    largest = max(runs, default=(0, 0), key=lambda r: r[1])
+    return {
+        "parent_history_events": len(parent),
+        "parent_history_bytes": sum(e.ByteSize() for e in parent),
+        "children": children,
+        "child_runs": len(runs),
+        "continued_as_new": len(runs) - children,
+        "largest_child_run_events": max((n for n, _ in runs), default=0),
+        "largest_child_run_bytes": largest[1],
+    }
 
 
 async def bench(settings: Settings, items: int, worker_pid: int) -> dict[str, Any]:
@@ -76,6 +109,7 @@ async def bench(settings: Settings, items: int, worker_pid: int) -> dict[str, An
         "distributed_items_per_s": round(items / seconds, 1),
         "worker_peak_rss_mib_before": rss_before,
         "worker_peak_rss_mib": peak_rss_mib(worker_pid),
+        **await histories(settings, job_id),
     }
 
 
