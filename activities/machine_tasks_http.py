@@ -25,6 +25,7 @@ from activities.machine_tasks_base import (
 from activities.machine_tasks_shapes import Answer, failure, request_id, task_error, task_failed
 from lodestone.asl.bindings import Resolved
 from lodestone.asl.bindings_check import RESERVED_HEADERS
+from lodestone.asl.sync_mode import ANSWER, ANSWER_WAIT_MAX_SECONDS, CALLBACK, TOKEN_HEADER, mode
 from lodestone.netguard import OutboundRefused, check_url
 from lodestone.webhooks import signed_headers
 from schema.tables import Tenant
@@ -93,12 +94,15 @@ async def run_http(deps: TaskDeps, inp: MachineTaskInput, resolved: Resolved) ->
     tenant = await load_tenant(deps, inp.tenant_id)
     body = json.dumps(call.body, separators=(",", ":"), ensure_ascii=False) if call.has_body else ""
     headers = await _headers(deps, tenant, call.headers)
+    sync = mode(inp.resource, inp.payload, inp.bindings)
+    if sync == CALLBACK and inp.token is not None:
+        headers[TOKEN_HEADER] = inp.token  # the endpoint reports the work's end with it
     secret = await own_secret(deps, tenant, "webhook_secret", tenant.webhook_secret) or tenant.webhook_secret
     msg_id = "msg_" + request_id(inp.job_id, inp.path, inp.attempt).replace("-", "")
     headers.update(signed_headers(secret, msg_id, body))
     if not call.has_body:
         headers.pop("content-type")
-    limit = _limit(deps, inp, call.timeout)
+    limit = _limit(deps, inp, call.timeout, sync == ANSWER)
     try:
         async with heartbeating(heartbeat_every()), asyncio.timeout(limit):
             request = deps.http.build_request(
@@ -145,9 +149,10 @@ def _query(query: Any) -> dict[str, Any] | None:
     return {k: [str(x) for x in v] if isinstance(v, list) else str(v) for k, v in query.items()}
 
 
-def _limit(deps: TaskDeps, inp: MachineTaskInput, asked: Any) -> float:
-    """The binding's (or Parameters') timeout, else the Task's, within the deployment's maximum."""
-    most = deps.settings.webhook_timeout_max_seconds
+def _limit(deps: TaskDeps, inp: MachineTaskInput, asked: Any, run_and_wait: bool = False) -> float:
+    """The binding's (or Parameters') timeout, else the Task's, within the deployment's maximum;
+    a run-and-wait endpoint that answers when the work is done, within the Task's own."""
+    most = ANSWER_WAIT_MAX_SECONDS if run_and_wait else deps.settings.webhook_timeout_max_seconds
     limits = [most, *([inp.timeout_seconds] if inp.timeout_seconds else [])]
     if isinstance(asked, int | float) and not isinstance(asked, bool) and asked > 0:
         limits.append(float(asked))

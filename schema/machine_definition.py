@@ -10,6 +10,7 @@ from typing import Any
 import jsonschema
 
 from lodestone.asl.bindings import check_bindings, unbound
+from lodestone.asl.sync_mode import unmoded, unmoded_message
 from lodestone.asl.validate import validate
 from schema.definition_kinds import FieldProblem, definition_schema
 from schema.json_schemas import unresolvable_ref
@@ -18,6 +19,7 @@ SCHEMA_VIOLATION = "schema_violation"
 INVALID_STATE_MACHINE = "invalid_state_machine"
 INVALID_BINDING = "invalid_binding"
 UNBOUND_RESOURCE = "unbound_resource"
+SYNC_MODE_REQUIRED = "sync_mode_required"
 
 
 def _pointer(parts: Any) -> str:
@@ -66,7 +68,8 @@ def _unbound_message(machine: dict[str, Any], pointer: str, resource: str) -> st
 
 def machine_problems(definition: dict[str, Any]) -> list[FieldProblem]:
     """Every problem of a state-machine definition, in document order within each check
-    (envelope, ASL, bindings, unbound Tasks); [] when it may be stored."""
+    (envelope, ASL, bindings, unbound Tasks, run-and-wait Tasks whose binding names no mode);
+    [] when it may be stored."""
     problems = list(_envelope(definition))
     machine = definition.get("state_machine")
     resources = definition.get("resources", [])
@@ -92,4 +95,6 @@ def machine_problems(definition: dict[str, Any]) -> list[FieldProblem]:
         for pointer, resource in unbound(machine, usable):
             message = _unbound_message(machine, pointer, resource)
             problems.append(FieldProblem("/state_machine" + pointer, message, UNBOUND_RESOURCE))
+        for pointer, resource in unmoded(machine, usable):
+            problems.append(FieldProblem("/state_machine" + pointer, unmoded_message(resource), SYNC_MODE_REQUIRED))
     return problems

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from lodestone.asl.functions import Sources
     from lodestone.asl.machine import Event, Outcome, TaskCall
     from lodestone.asl.machine_distributed import DistributedMap
+    from lodestone.asl.sync_mode import CALLBACK, mode
     from schema.statuses import JobStatus
     from workflows import machine_children
     from workflows.machine_callbacks import TASK_TOKEN_SIGNAL, CallbackWaits, TaskTokenSignal
@@ -80,6 +81,11 @@ class _Runtime:
         )
 
     async def run_task(self, call: TaskCall) -> Any:
+        if not call.callback and mode(call.resource, call.payload, self.plan.bindings) == CALLBACK:
+            # A run-and-wait Task whose endpoint answers at once and reports the work's end
+            # with the task token (lodestone/asl/sync_mode.py): a callback Task's wait.
+            token = await self.task_token(call.state, call.path, call.attempt)
+            call = replace(call, callback=True, token=token)
         if call.callback and call.token is not None:
             # The request goes out as any Task's (its answer is not the result); the machine's
             # HeartbeatSeconds and TimeoutSeconds bound the wait that follows.

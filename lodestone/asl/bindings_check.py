@@ -16,10 +16,12 @@ MAX_TEXT = 2000
 MAX_TIMEOUT_SECONDS = 3600
 HANDLERS = ("http", "llm", "render", "deliver")
 MATCHERS = ("function", "resource")
+SYNC_MODES = ("answer", "callback")  # lodestone/asl/sync_mode.py
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 # Set by Lodestone on every request (the signature and the JSON body), or by HTTP itself.
 RESERVED_HEADERS = frozenset(
     {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length", "host"}
+    | {"lodestone-task-token"}  # a .sync callback Task's token (sync_mode.py)
     | {"connection", "transfer-encoding", "keep-alive", "upgrade", "te", "trailer", "proxy-authorization"}
 )
 # A tenant's own secrets for request headers. Lodestone's own (the signing secret, the LLM
@@ -120,7 +122,9 @@ def check_headers(headers: Any, ptr: str, out: Sink) -> None:
 
 
 def _http(obj: Mapping[str, Any], ptr: str, out: Sink) -> None:
-    _fields(obj, ptr, out, {"url", "method", "headers", "timeout_seconds"}, frozenset({"url"}))
+    _fields(obj, ptr, out, {"url", "method", "headers", "timeout_seconds", "sync"}, frozenset({"url"}))
+    if "sync" in obj and obj["sync"] not in SYNC_MODES:
+        out.add(child(ptr, "sync"), 'sync is "answer" or "callback" (how a .sync Resource learns the work ended)')
     url = obj.get("url")
     if "url" in obj and _text(url, child(ptr, "url"), out, "a URL") and not _URL.fullmatch(str(url)):
         out.add(child(ptr, "url"), "url must be an http or https URL")

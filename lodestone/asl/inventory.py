@@ -18,6 +18,7 @@ from typing import Any
 from .bindings import _lambda_arn, _payload_function, _service, _static_payload, resolve
 from .machine_distributed import FIELDS, GET_OBJECT, PUT_OBJECT
 from .machine_distributed_items import INPUT_TYPES
+from .sync_mode import mode, run_and_wait
 from .validate_expr import child
 
 __all__ = ["UNSUPPORTED", "Feature", "Inventory", "TaskResource", "inventory", "walk_states"]
@@ -28,8 +29,8 @@ BOUND, NATIVE, UNBOUND, AT_RUN_TIME = "bound", "native", "unbound", "at_run_time
 # its name in the report -> what happens when a machine uses it.
 UNSUPPORTED: dict[str, str] = {
     "$$.Task.Token": "read outside a .waitForTaskToken Task, where there is no task token",
-    ".sync": "run-and-wait (.sync) integrations are not run yet: a bound one answers at once",
-    ".sync:2": "run-and-wait (.sync:2) integrations are not run yet: a bound one answers at once",
+    ".sync": 'a run-and-wait (.sync) Task whose binding names no mode ("sync": "answer" or "callback")',
+    ".sync:2": 'a run-and-wait (.sync:2) Task whose binding names no mode ("sync": "answer" or "callback")',
     "Map.ItemReader": "an ItemReader other than s3:getObject of a JSON, JSONL or CSV upload fails the Map",
     "Map.ResultWriter": "a ResultWriter other than s3:putObject (WriterConfig too) fails the Map",
     "Map.JSONata": "the distributed Map runs in JSONPath only: in JSONata it fails with States.Runtime",
@@ -106,14 +107,12 @@ def _resolution(state: Mapping[str, Any], resource: str, bindings: list[dict[str
     return TaskResource("", resource, status, found.handler, function)
 
 
-def _resource_features(resource: str, ptr: str) -> Iterator[Feature]:
-    service = _service(resource) or ""
-    if service.startswith("states:startExecution"):
-        return  # child executions run, fire-and-forget, .sync and .sync:2 alike
-    if resource.endswith(".sync:2"):
-        yield Feature(".sync:2", ptr, resource)
-    elif resource.endswith(".sync"):
-        yield Feature(".sync", ptr, resource)
+def _resource_features(resource: str, ptr: str, bindings: list[dict[str, Any]]) -> Iterator[Feature]:
+    # Child executions (states:startExecution) run, fire-and-forget, .sync and .sync:2 alike;
+    # other run-and-wait Resources run when their binding names a mode (sync_mode.py).
+    suffix = run_and_wait(resource)
+    if suffix is not None and mode(resource, {}, bindings) is None:
+        yield Feature(suffix, ptr, resource)
     if _ACTIVITY.match(resource):
         yield Feature("activity", ptr, resource)
 
@@ -130,8 +129,10 @@ def _token_reads(value: Any, ptr: str) -> Iterator[Feature]:
             yield from _token_reads(item, child(ptr, i))
 
 
-def _task_features(state: Mapping[str, Any], sp: str, resource: str) -> Iterator[Feature]:
-    yield from _resource_features(resource, child(sp, "Resource"))
+def _task_features(
+    state: Mapping[str, Any], sp: str, resource: str, bindings: list[dict[str, Any]]
+) -> Iterator[Feature]:
+    yield from _resource_features(resource, child(sp, "Resource"), bindings)
     for key in ("Parameters", "Arguments"):
         args = state.get(key)
         if not resource.endswith(".waitForTaskToken"):  # a callback Task's own token
@@ -168,7 +169,7 @@ def inventory(state_machine: Any, bindings: list[dict[str, Any]] | None = None) 
         if kind == "Task" and isinstance(state.get("Resource"), str):
             resource = state["Resource"]
             out.resources.append(replace(_resolution(state, resource, usable), pointer=child(sp, "Resource")))
-            out.unsupported.extend(_task_features(state, sp, resource))
+            out.unsupported.extend(_task_features(state, sp, resource, usable))
         elif kind == "Map":
             out.unsupported.extend(_distributed_features(state, sp, top_language))
         else:

@@ -3,7 +3,9 @@ per other resource (by its Resource string), each to an http endpoint placeholde
 fills in. Resources that need no binding (http:invoke, bedrock:invokeModel, which runs as the
 built-in ``llm``, and ``lodestone:*``) get none. A lambda:invoke whose FunctionName is
 computed gets a catch-all ``function: "*"`` binding, last, since its name is known only when it
-runs."""
+runs. A run-and-wait Resource (``.sync``, ``.sync:2``, other than states:startExecution) is
+drafted with ``"sync": "answer"``: its endpoint answers when the work is done (``"callback"``
+is the other mode, sync_mode.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from typing import Any
 
 from .bindings import _split
 from .inventory import AT_RUN_TIME, NATIVE, inventory
+from .sync_mode import ANSWER, run_and_wait
 
 __all__ = ["PLACEHOLDER_HOST", "suggest"]
 
@@ -46,7 +49,10 @@ def suggest(state_machine: Any) -> list[dict[str, Any]]:
             continue
         seen.add((matcher, value))
         route = _slug(value) if matcher == "function" else _route(value)
-        drafts.append({matcher: value, "http": {"url": f"{PLACEHOLDER_HOST}/{route}"}})
+        http: dict[str, Any] = {"url": f"{PLACEHOLDER_HOST}/{route}"}
+        if matcher == "resource" and run_and_wait(value) is not None:
+            http["sync"] = ANSWER
+        drafts.append({matcher: value, "http": http})
     if computed:
         drafts.append({"function": "*", "http": {"url": f"{PLACEHOLDER_HOST}/lambda"}})
     return drafts

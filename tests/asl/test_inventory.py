@@ -133,7 +133,7 @@ def test_suggest_drafts_a_binding_per_function_and_resource_but_none_for_native_
         },
         {
             "resource": "arn:aws:states:::glue:startJobRun.sync",
-            "http": {"url": f"{PLACEHOLDER_HOST}/glue-start-job-run-sync"},
+            "http": {"url": f"{PLACEHOLDER_HOST}/glue-start-job-run-sync", "sync": "answer"},
         },
         {"function": "*", "http": {"url": f"{PLACEHOLDER_HOST}/lambda"}},
     ]
