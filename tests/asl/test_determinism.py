@@ -92,6 +92,7 @@ _ALLOWED_IMPORTS = {
     "__future__",
     "asyncio",
     "csv",
+    "io",
     "yaml",
     "base64",
     "binascii",
