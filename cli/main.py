@@ -104,7 +104,7 @@ def _serve_stack(one_shot: bool) -> int:
             console.log("stopping")
             return 0
         except (RuntimeError, TimeoutError, OSError, httpx.HTTPError) as e:
-            console.print(f"[red]error:[/red] {e}  (logs in {stack.logs})")
+            console.print(f"[red]error:[/red] {escape(str(e))}  (logs in {escape(str(stack.logs))})", soft_wrap=True)
             return 1
         finally:
             stack.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from devstack.keys import load_or_create_key
 from devstack.postgres import OWNER_ROLE, bootstrap, start_postgres
-from devstack.processes import ProcessGroup, wait_for_port
+from devstack.processes import ProcessGroup, port_is_free, wait_for_port
 from devstack.temporal import start_temporal
 from lodestone.local_tokens import DRAIN, METRICS, load_or_create_token
 from lodestone.settings import Settings
@@ -57,8 +57,33 @@ class Stack:
             **self.extra_env,
         }
 
+    def ports(self) -> list[tuple[str, str, int]]:
+        """The (setting, host, port) of each listener this stack starts itself."""
+        s = self.settings
+        ports = [("POSTGRES_PORT", "127.0.0.1", s.postgres_port)] if s.embedded_postgres else []
+        if s.temporal_address is None:
+            ports += [
+                ("TEMPORAL_PORT", "127.0.0.1", s.temporal_port),
+                ("TEMPORAL_HTTP_PORT", "127.0.0.1", s.temporal_http_port),
+                ("TEMPORAL_METRICS_PORT", "127.0.0.1", s.temporal_metrics_port),
+            ]
+            if self.web_ui:
+                ports.append(("TEMPORAL_UI_PORT", "127.0.0.1", s.temporal_ui_port))
+        return [*ports, ("API_PORT", s.api_host, s.api_port)]
+
+    def check_ports(self) -> None:
+        """Stop before starting anything when a port is taken, naming its setting, rather
+        than leave a client talking to whatever already listens there."""
+        taken = [f"{name} {port}" for name, host, port in self.ports() if not port_is_free(port, host)]
+        if taken:
+            raise RuntimeError(
+                f"{', '.join(taken)} {'is' if len(taken) == 1 else 'are'} in use by another process: "
+                "stop it or choose another port (environment or .env)"
+            )
+
     def start_infra(self, progress: Progress | None = None) -> None:
         s = self.settings
+        self.check_ports()
         s.data_path.mkdir(parents=True, exist_ok=True)
         say = progress or (lambda _msg: None)
         if s.embedded_postgres:
@@ -79,6 +104,7 @@ class Stack:
                 s.temporal_ui_port if self.web_ui else None,
                 s.temporal_http_port,
                 s.temporal_metrics_port,
+                log_dir=self.logs,
             )
         load_or_create_key(s.data_path)
 

@@ -46,13 +46,15 @@ def start_temporal(
     ui_port: int | None,
     http_port: int,
     metrics_port: int,
+    log_dir: Path | None = None,
 ) -> str:
+    """Start the dev server, its log in log_dir (else data_dir/logs), and wait until it serves."""
     for p in (port, ui_port, http_port, metrics_port):
         if p and not port_is_free(p):
             raise RuntimeError(f"port {p} is taken: choose other TEMPORAL_*_PORT settings")
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = temporal_argv(data_dir, port, ui_port, http_port, metrics_port)
-    proc = group.start("temporal", argv, log_path=data_dir / "logs" / "temporal.log")
+    proc = group.start("temporal", argv, log_path=(log_dir or data_dir / "logs") / "temporal.log")
     wait_for_port("127.0.0.1", port, 60, proc)
     target = f"127.0.0.1:{port}"
     asyncio.run(_wait_ready(target))

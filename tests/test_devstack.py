@@ -16,6 +16,8 @@ import pytest
 from devstack.demo import DEMO_TENANT
 from devstack.keys import mint_token
 from devstack.processes import free_port
+from devstack.stack import Stack
+from lodestone.settings import Settings
 from tests.helpers import definition
 
 
@@ -70,6 +72,34 @@ def test_free_ports_stay_out_of_the_ephemeral_range():
     ports = [free_port() for _ in range(200)]
     assert len(set(ports)) == len(ports)
     assert all(1024 <= p < low for p in ports), [p for p in ports if p >= low]
+
+
+def test_a_taken_port_stops_the_stack_before_it_starts_anything(tmp_path):
+    """The API port already held by another process is named, and nothing is started
+    (no PostgreSQL, no Temporal, not even the data dir), so no client meets the holder."""
+    env = stack_env(tmp_path / "data")
+    with socket.create_server(("127.0.0.1", int(env["API_PORT"]))):
+        settings = Settings(
+            _env_file=None,
+            data_dir=tmp_path / "data",
+            **{k.lower(): int(v) for k, v in env.items() if k.endswith("_PORT")},
+        )
+        stack = Stack(settings)
+        with pytest.raises(RuntimeError, match=f"^API_PORT {env['API_PORT']} is in use by another process"):
+            stack.start_infra()
+        with pytest.raises(StopIteration):
+            stack.group.pid("postgres")
+    assert not (tmp_path / "data").exists()
+
+
+def test_dev_names_a_taken_port_and_exits(tmp_path):
+    env = stack_env(tmp_path)
+    with socket.create_server(("127.0.0.1", int(env["TEMPORAL_PORT"]))):
+        proc = lodestone("dev", env=env)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out
+    assert f"TEMPORAL_PORT {env['TEMPORAL_PORT']} is in use by another process" in out, out
+    assert "starting PostgreSQL" not in out, out
 
 
 def test_demo_exits_zero_and_leaves_nothing(tmp_path):

@@ -206,8 +206,10 @@ async def test_a_marker_sent_through_every_json_route_reaches_no_log(
     for job_id in jobs:
         assert (await wait_job(tenant_a.api, job_id, timeout=90))["status"] == "failed"
     await asyncio.sleep(1.0)  # let every process write out what it logs
-    logs = sorted(stack.settings.data_path.rglob("*.log"))  # Temporal's is under DATA_DIR/temporal/logs
+    logs = sorted(stack.settings.data_path.rglob("*.log"))
     assert {p.name for p in logs} >= {"api.log", "worker.log", "postgres.log", "temporal.log"}
+    # Every process logs to DATA_DIR/logs, where `lodestone dev` says the logs are.
+    assert {p.name for p in stack.logs.glob("*.log")} >= {"api.log", "worker.log", "postgres.log", "temporal.log"}
     found = [
         f"{what} in {log.relative_to(stack.settings.data_path)}"
         for log in logs

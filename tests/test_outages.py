@@ -108,6 +108,7 @@ def restart_temporal(stack: FaultStack) -> None:
         None,
         s.temporal_http_port,
         s.temporal_metrics_port,
+        log_dir=stack.stack.logs,
     )
 
 
