@@ -9,6 +9,7 @@ FAULT_PIPELINES ?= 50
 FAULT_KILLS ?= 5
 FAULT_SEED ?=
 FAULT_ROUNDS ?= 1
+DEMO ?= 1
 
 .PHONY: install run demo test fuzz faults lint bench clean .deb-packages
 
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "$(PY) is required"; exit 1; }
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,test]'
+	$(BIN)/pip install -e '.[dev,test]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -30,7 +31,7 @@ install: $(STAMP)
 	fi
 
 run: $(STAMP) .deb-packages
-	$(BIN)/lodestone dev
+	$(BIN)/lodestone dev$(if $(filter 0,$(DEMO)), --no-demo)
 
 demo: $(STAMP) .deb-packages
 	$(BIN)/lodestone demo
@@ -56,4 +57,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py
 
 clean:
-	rm -rf var .pytest_cache
+	rm -rf "$(or $(DATA_DIR),var)" .pytest_cache

