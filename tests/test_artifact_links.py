@@ -12,9 +12,11 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
+from api.routers.artifacts import download_name
 from devstack.receiver import WebhookReceiver
 from lodestone import links
 from lodestone.settings import Settings
+from schema.tables import Artifact
 from tests.helpers import create_workflow, definition, submit, wait_job
 
 PROBLEM = "application/problem+json"
@@ -67,6 +69,28 @@ async def test_link_downloads_without_auth_with_range(settings, tenant_a, artifa
         part = await anon.get(link["url"], headers={"Range": "bytes=3-12"})
         assert part.status_code == 206 and part.content == full[3:13]
         assert part.headers["content-range"] == f"bytes 3-12/{len(full)}"
+
+
+async def test_downloads_carry_a_file_name(tenant_a, artifacts_a, anon):
+    """Saved by a browser or `curl -OJ` as report.pdf / report.html, with a token or a link."""
+    for kind, name in (("pdf", "report.pdf"), ("html", "report.html")):
+        art = artifacts_a[kind]
+        expected = f'attachment; filename="{name}"'
+        direct = await tenant_a.api.get(f"/v1/artifacts/{art['id']}")
+        assert direct.status_code == 200 and direct.headers["content-disposition"] == expected
+        linked = await anon.get((await mint(tenant_a, art["id"]))["url"], headers={"Range": "bytes=0-9"})
+        assert linked.status_code == 206 and linked.headers["content-disposition"] == expected
+
+
+def test_download_names_are_safe_in_a_header_and_as_a_path():
+    def name(key: str, kind: str = "pdf", content_type: str = "application/pdf") -> str:
+        return download_name(Artifact(kind=kind, key=key, content_type=content_type, size=1, sha256="0"))
+
+    assert name("t/jobs/j/report.pdf") == "report.pdf"
+    assert name('t/jobs/j/a "b";\\r\\n.pdf') == "a_b_r_n.pdf"
+    assert name("t/jobs/j/..") == "pdf.pdf"
+    assert name("t/jobs/j/blob", kind="document", content_type="text/html; charset=utf-8") == "blob.html"
+    assert name("t/jobs/j/", kind="../x y", content_type="application/json") == "x_y.json"
 
 
 async def test_default_ttl_is_fifteen_minutes(tenant_a, artifacts_a):

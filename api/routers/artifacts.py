@@ -1,6 +1,7 @@
 """Artifacts, streamed from object storage with single-range Range support, and signed,
 expiring links that download one artifact without a bearer token."""
 
+import mimetypes
 import re
 import uuid
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ _STREAMED = {
     **responses(404, 416, 422),
 }
 RangeHeader = Annotated[str | None, Header(alias="Range")]
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class ArtifactLink(BaseModel):
@@ -61,11 +63,28 @@ def parse_range(header: str, size: int) -> tuple[int, int]:
     return start, end
 
 
+def download_name(artifact: Artifact) -> str:
+    """The file name a browser saves the artifact as: the stored object's own name
+    (report.pdf, report.html), else its kind with the extension of its type, in characters
+    that need no quoting in a header and make no path."""
+    name = _UNSAFE.sub("_", artifact.key.rsplit("/", 1)[-1]).strip("._")
+    if "." in name:
+        return name
+    stem = _UNSAFE.sub("_", name or artifact.kind).strip("._")[:100] or "artifact"
+    extension = mimetypes.guess_extension(artifact.content_type.split(";")[0].strip()) or ""
+    return f"{stem}{extension}"
+
+
 def stream(
     artifact: Artifact, store: ObjectStore, range_header: str | None, extra_headers: dict[str, str] | None = None
 ) -> StreamingResponse:
     size = artifact.size
-    headers = {"Accept-Ranges": "bytes", "ETag": f'"{artifact.sha256}"', **(extra_headers or {})}
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{artifact.sha256}"',
+        "Content-Disposition": f'attachment; filename="{download_name(artifact)}"',
+        **(extra_headers or {}),
+    }
     if range_header is None:
         start, end, status = 0, size - 1, 200
     else:
