@@ -11,14 +11,12 @@ import httpx
 import pytest
 
 from devstack.keys import mint_token
-from devstack.postgres import APP_ROLE, OWNER_ROLE
 from devstack.processes import free_port
 from devstack.task_service import TaskService
 from lodestone.db import make_engine
-from lodestone.settings import Settings
 from services.tenants import create_tenant
 from tests.callback_support import start_approval
-from tests.faults.stack import FaultStack
+from tests.faults.stack import FaultStack, fault_settings
 from tests.helpers import wait_job
 
 pytestmark = pytest.mark.timeout(600)
@@ -28,23 +26,8 @@ POLLING = "worker polling task queue"
 @pytest.fixture(scope="module")
 def own_stack() -> Iterator[FaultStack]:
     with tempfile.TemporaryDirectory(prefix="lodestone-callbacks-") as tmp:
-        pg = free_port()
-        settings = Settings(
-            _env_file=None,
-            data_dir=Path(tmp),
-            postgres_port=pg,
-            api_port=free_port(),
-            temporal_port=free_port(),
-            temporal_http_port=free_port(),
-            temporal_metrics_port=free_port(),
-            temporal_ui_port=free_port(),
-            worker_metrics_port=free_port(),
-            database_url=f"postgresql+asyncpg://{APP_ROLE}@127.0.0.1:{pg}/lodestone",
-            database_admin_url=f"postgresql+asyncpg://{OWNER_ROLE}@127.0.0.1:{pg}/lodestone",
-            s3_endpoint=None,
-            temporal_address=None,
-            outbound_allow_cidrs=["127.0.0.1/32"],
-        )
+        # The fault suite's settings; this test calls no model and sends no mail.
+        settings = fault_settings(Path(tmp), llm_url="http://127.0.0.1:9", smtp_port=free_port())
         stack = FaultStack(settings)
         try:
             stack.start()
