@@ -2,11 +2,13 @@
 than MACHINE_PATH_VALUE_MAX_BYTES of it.
 
 A value whose compact JSON (UTF-8) is longer than the limit is kept as
-`{"truncated": true, "bytes": N, "preview": "<the first bytes of that JSON>"}`: N is the
-whole JSON's length in bytes, and the preview is its first `limit` bytes, cut at a character
-boundary. PostgreSQL's jsonb holds neither a NUL character (U+0000) nor a non-finite
-number: each NUL in a string is kept as U+FFFD, and NaN or an infinity as the string
-"NaN", "Infinity" or "-Infinity"."""
+`{"truncated": true, "preview": "<the first bytes of that JSON>"}`, the preview being its first
+`limit` bytes, cut at a character boundary. Only those bytes are ever encoded: clipping runs in
+workflow code for every state entered and exited, and a state's value may be megabytes, so its
+cost is bounded by the limit, never by the value (the whole value's size is not measured, as
+Step Functions' history gives only `truncated` too). Rows written before kept `"bytes": N`.
+PostgreSQL's jsonb holds neither a NUL character (U+0000) nor a non-finite number: each NUL
+in a string is kept as U+FFFD, and NaN or an infinity as the string "NaN", "Infinity" or "-Infinity"."""
 
 import json
 import math
@@ -39,28 +41,40 @@ def storable(value: Any) -> Any:
 
 def clip(value: Any, max_bytes: int) -> Any:
     """The value (storable, and a copy of its own) when its JSON fits in max_bytes, else a
-    truncation record. One serialization when the value is already storable: a state's value
-    may be megabytes, and this runs in workflow code for every state entered and exited.
-    A truncation record made with this limit is kept as it is, so clipping again (the workflow
-    clips, then record_machine_events) keeps the whole value's size."""
+    truncation record. The JSON is produced lazily and no further than max_bytes + 1 bytes
+    (see above). A truncation record is kept as it is, so clipping again (the workflow clips,
+    then record_machine_events) changes nothing."""
     if _clipped(value, max_bytes):
         return value
     try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except ValueError:
-        text = None
-    if text is None or "\\u0000" in text:
-        text = json.dumps(storable(value), ensure_ascii=False, separators=(",", ":"))
-    encoded = text.encode()
-    if len(encoded) <= max_bytes:
+        text, whole = _head(value, max_bytes, allow_nan=False)
+    except ValueError:  # NaN or an infinity: as storable() keeps it
+        text, whole = _head(_finite(value), max_bytes, allow_nan=True)
+    if "\\u0000" in text:
+        text = _NUL.sub(r"\1\\ufffd", text)
+    if whole:
         return json.loads(text)
-    return {"truncated": True, "bytes": len(encoded), "preview": encoded[:max_bytes].decode(errors="ignore")}
+    return {"truncated": True, "preview": text.encode()[:max_bytes].decode(errors="ignore")}
+
+
+def _head(value: Any, max_bytes: int, *, allow_nan: bool) -> tuple[str, bool]:
+    """The value's compact JSON up to just past max_bytes of UTF-8, and whether that is all of it.
+    JSONEncoder.iterencode without _one_shot yields the text piece by piece, so a large value
+    is encoded only as far as the limit."""
+    encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=allow_nan)
+    parts, size = [], 0
+    for part in encoder.iterencode(value):
+        parts.append(part)
+        size += len(part.encode())
+        if size > max_bytes:
+            return "".join(parts), False
+    return "".join(parts), True
 
 
 def _clipped(value: Any, max_bytes: int) -> bool:
     return (
         isinstance(value, dict)
-        and value.keys() == {"truncated", "bytes", "preview"}
+        and value.keys() in ({"truncated", "preview"}, {"truncated", "bytes", "preview"})
         and value["truncated"] is True
         and isinstance(value["preview"], str)
         and len(value["preview"].encode()) <= max_bytes

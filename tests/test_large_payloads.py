@@ -95,14 +95,16 @@ async def large_job(tenant_a, document) -> dict[str, Any]:  # type: ignore[no-un
         return await wait_job(tenant_a.api, resp.json()["job_id"], timeout=120)
 
 
-async def test_a_5mb_task_result_passes_through_three_states_whole(large_job, document):
+async def test_a_5mb_task_result_passes_through_three_states_whole(large_job, document, settings):
     assert len(json.dumps(document).encode()) > 5_000_000
     assert large_job["status"] == "succeeded", large_job
     assert large_job["output"] == {"report": document, "rows": ROWS}
     exited = {e["state"]: e["output"] for e in large_job["path"] if e["kind"] == "exited"}
     assert list(exited) == ["Export", "Count", "Keep", "Done"]
-    # The path keeps a cut value and its whole size
-    assert exited["Export"]["truncated"] is True and exited["Export"]["bytes"] > 5_000_000
+    # The path keeps the value's first MACHINE_PATH_VALUE_MAX_BYTES, cut
+    whole = json.dumps({"report": document}, ensure_ascii=False, separators=(",", ":")).encode()
+    head = whole[: settings.machine_path_value_max_bytes].decode(errors="ignore")
+    assert exited["Export"] == {"truncated": True, "preview": head}
 
 
 async def test_no_payload_in_its_history_is_over_the_threshold(large_job, temporal, settings):

@@ -128,7 +128,7 @@ async def test_events_are_recorded_once_per_seq_and_truncated(engine, settings, 
         (3, "entered", "Done"),
     ]
     whole = json.dumps(big, ensure_ascii=False, separators=(",", ":")).encode()
-    assert got[0].input == {"truncated": True, "bytes": 211, "preview": whole[:64].decode(errors="ignore")}
+    assert got[0].input == {"truncated": True, "preview": whole[:64].decode(errors="ignore")}
     assert len(got[0].input["preview"].encode()) == 63  # cut before a two-byte character, not inside it
     assert (got[1].error, got[1].cause, got[1].attempt, got[1].delay_seconds) == (
         "States.TaskFailed",
