@@ -24,7 +24,8 @@ app.add_typer(schedules_app, name="schedules")
 app.add_typer(ops_app, name="ops")
 app.add_typer(import_app, name="import")
 app.add_typer(bindings_app, name="bindings")
-console = Console(stderr=True)
+# console.log prints the time, never the source file and line: this output is for users.
+console = Console(stderr=True, log_path=False)
 
 
 def _stop_on_signals() -> None:
