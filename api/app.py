@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from api import problems
+from api import docs, problems
 from api.auth import TokenVerifier
 from api.body_timeout import BodyIdleTimeout
 from api.deps import AppState
@@ -88,8 +88,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Observe (below) makes the one server span, the request id and the metrics;
         # FastAPI's own telemetry would add a second server span per request.
         telemetry={"tracing": False, "metrics": False, "logs": False},
+        docs_url=None,  # FastAPI's pages load their assets from a CDN: api.docs serves them itself
+        redoc_url=None,
     )
     problems.install(app)
+    docs.install(app)
     app.add_middleware(StrictJson)  # innermost: it reads only bodies under the cap, each read bounded
     app.add_middleware(BodyIdleTimeout, seconds=settings.request_body_idle_timeout_seconds)
     app.add_middleware(BodyLimit, limit=settings.request_body_max_bytes)

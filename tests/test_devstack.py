@@ -2,6 +2,7 @@
 and no process left behind on exit, on SIGTERM, or when the parent is killed outright."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -66,6 +67,9 @@ def descendants_when_serving(proc: subprocess.Popen, timeout: float = 120) -> tu
     pytest.fail("lodestone dev never reached serving:\n" + "".join(out))
 
 
+SOURCE_LINE = re.compile(r"\b[\w/.-]+\.py:\d+\b")  # rich's console.log column, e.g. main.py:82
+
+
 def test_free_ports_stay_out_of_the_ephemeral_range():
     """No outgoing connection can take a port between free_port's check and the bind."""
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
@@ -107,6 +111,7 @@ def test_demo_exits_zero_and_leaves_nothing(tmp_path):
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, out
     assert "signature verified" in out and "(status: delivered)" in out
+    assert "starting PostgreSQL" in out and SOURCE_LINE.findall(out) == [], out
     assert list(tmp_path.glob("objects/*/jobs/*/report.pdf"))
     leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
     assert leftovers == []
@@ -227,6 +232,7 @@ def test_dev_no_demo_serves_without_running_the_samples(tmp_path):
     try:
         _, out = descendants_when_serving(proc)
         assert "sample submission" not in out and "(status:" not in out, out
+        assert "starting PostgreSQL" in out and SOURCE_LINE.findall(out) == [], out
         assert httpx.get(f"http://127.0.0.1:{env['API_PORT']}/health", timeout=10).status_code == 200
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -24,8 +24,9 @@ from tests.conversation_helpers import seed_contact
 from tests.helpers import create_workflow, definition, submit, wait_job
 
 
-async def ops(settings, *args: str) -> tuple[int, str, str]:
-    env = {
+def ops_env(settings) -> dict[str, str]:
+    """The environment `lodestone ops` finds the session stack with."""
+    return {
         **os.environ,
         "DATA_DIR": str(settings.data_path),
         "POSTGRES_PORT": str(settings.postgres_port),
@@ -33,13 +34,16 @@ async def ops(settings, *args: str) -> tuple[int, str, str]:
         "TEMPORAL_UI_PORT": str(settings.temporal_ui_port),
         "API_PORT": str(settings.api_port),
     }
+
+
+async def ops(settings, *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "cli.main",
         "ops",
         *args,
-        env=env,
+        env=ops_env(settings),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -4,9 +4,10 @@ machine (`kind`)."""
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, WithJsonSchema
 
 from api.bodies import JsonObject
+from api.definition_schema import openapi_definition_schema
 from api.deps import Editor, SessionDep, StateDep, Viewer
 from api.problems import AUTHENTICATED, responses
 from schema.definition_kinds import kind_of
@@ -15,6 +16,8 @@ from services import definitions
 
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"], responses=AUTHENTICATED)
 MAX_VERSION = 2**31 - 1  # a Postgres integer
+# A definition, as the OpenAPI document shows it: the definition format's JSON Schema.
+Definition = Annotated[JsonObject, WithJsonSchema(openapi_definition_schema()), Body()]
 
 
 class WorkflowPublic(BaseModel):
@@ -47,7 +50,7 @@ INVALID = (
     "", status_code=201, response_model=WorkflowPublic, responses=responses(400, 422, descriptions={422: INVALID})
 )
 async def create_workflow(
-    principal: Editor, session: SessionDep, state: StateDep, definition: Annotated[JsonObject, Body()]
+    principal: Editor, session: SessionDep, state: StateDep, definition: Definition
 ) -> WorkflowPublic:
     row = await definitions.create(
         session,

@@ -3,14 +3,11 @@ tab-separated lines. Refusals and failures print one line on stderr and exit 1."
 
 import sys
 import uuid
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from cli.ops.drain import drain
 from cli.ops.runner import fail, note, run, temporal
@@ -48,10 +45,6 @@ def _when(value: object) -> str | None:
     return None if value is None else f"{value:%Y-%m-%d %H:%M:%S}Z"
 
 
-def _minute(value: datetime | None) -> str:
-    return "-" if value is None else f"{value:%Y-%m-%d %H:%M}"
-
-
 @ops_app.command("dead-letters")
 def dead_letters(
     tenant: Annotated[uuid.UUID | None, typer.Option(help="only this tenant's")] = None,
@@ -64,7 +57,7 @@ def dead_letters(
     Plain columns: job, tenant, tenant name, workflow, job status, failed at, error code,
     failed time, redriven time, Web UI link, message.
     """
-    from cli.ops.deadletters import list_dead_letters
+    from cli.ops.deadletters import dead_letters_table, list_dead_letters
     from services.operator_db import engine
 
     async def go(_: "Runtime") -> "list[DeadLetter]":
@@ -90,22 +83,7 @@ def dead_letters(
                 r.message,
             )
     else:
-        table = Table(caption=f"Web UI: {link('<job>')} (--plain prints each link)", caption_justify="left")
-        table.add_column("job", min_width=36, overflow="fold")  # whole, never cut to "…": it is what redrive takes
-        for name in ("tenant", "workflow", "failed at"):
-            table.add_column(name, overflow="fold")
-        table.add_column("failed\nredriven", min_width=16, no_wrap=True)
-        table.add_column("message", overflow="fold")  # last: on a narrow terminal only its tail is cut
-        for r in rows:
-            table.add_row(
-                f"[link={link(str(r.job_id))}]{r.job_id}[/link]",
-                escape(r.tenant_name),
-                escape(r.workflow_key),
-                f"{r.failed_step or '-'}\n{r.error_code}",
-                f"{_minute(r.created_at)}\n{_minute(r.redriven_at)}",
-                escape(r.message[:200]),
-            )
-        Console().print(table)
+        Console().print(dead_letters_table(rows, link))
 
 
 def _show(plan: "Redrive") -> None:
