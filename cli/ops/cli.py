@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 ops_app = typer.Typer(
     help="Operate Lodestone: dead letters, redrive, schedules, workflow histories, drain.", no_args_is_help=True
 )
-schedules_ops = typer.Typer(help="Pause, resume and trigger summary schedules.", no_args_is_help=True)
+schedules_ops = typer.Typer(help="Pause, resume and trigger schedules.", no_args_is_help=True)
 history_app = typer.Typer(help="Export a workflow history; replay one against the current code.", no_args_is_help=True)
 ops_app.add_typer(schedules_ops, name="schedules")
 ops_app.add_typer(history_app, name="history")
