@@ -102,7 +102,7 @@ def _check_timing(req: JobScheduleRequest) -> None:
         if not 0 <= req.offset_seconds < req.interval_seconds:
             raise ScheduleInvalid("offset_seconds must be at least 0 and less than the interval", "/offset_seconds")
     for i, expr in enumerate(req.cron):
-        if not expr.strip() or len(expr.split()) not in (5, 6, 7):
+        if not expr.strip().startswith("@") and len(expr.split()) not in (5, 6, 7):  # @daily, @every 2h
             raise ScheduleInvalid(
                 f"cron expression {expr!r} needs 5 fields (minute hour day month weekday)", f"/cron/{i}"
             )

@@ -125,3 +125,28 @@ async def test_redrive_original_fails_again_and_latest_runs_the_fixed_version(
     assert await version_of(engine, tenant_a, job_id) == 4
     resp = await tenant_a.api.post(f"/v1/jobs/{job_id}/redrive", params={"version": "latest"})
     assert resp.status_code == 409 and resp.json()["code"] == "job_not_failed"
+
+
+async def test_a_state_machine_redriven_on_latest_runs_the_new_version_from_start_at(tenant_a):
+    key = f"rv-machine-{uuid.uuid4().hex[:8]}"
+    broken = {"StartAt": "Check", "States": {"Check": {"Type": "Fail", "Error": "Broken", "Cause": "version 1"}}}
+    fixed = {"StartAt": "Check", "States": {"Check": {"Type": "Pass", "Result": {"ok": True}, "End": True}}}
+    await create_workflow(tenant_a.api, {"key": key, "kind": "state_machine", "state_machine": broken})
+    job_id = (await submit(tenant_a.api, key, {})).json()["job_id"]
+    first = await wait_job(tenant_a.api, job_id)
+    assert first["status"] == "failed" and first["error"]["code"] == "Broken", first
+    await create_workflow(tenant_a.api, {"key": key, "kind": "state_machine", "state_machine": fixed})
+
+    plan = await tenant_a.api.post(f"/v1/jobs/{job_id}/redrive", params={"version": "latest", "dry_run": "true"})
+    assert plan.status_code == 200, plan.text
+    assert (plan.json()["version"], plan.json()["start"]) == (2, "from StartAt Check")
+
+    resp = await tenant_a.api.post(f"/v1/jobs/{job_id}/redrive")  # original: version 1 fails again
+    assert resp.status_code == 202 and resp.json()["version"] == 1, resp.text
+    again = await wait_job(tenant_a.api, job_id)
+    assert again["status"] == "failed" and again["error"] == first["error"], again
+
+    resp = await tenant_a.api.post(f"/v1/jobs/{job_id}/redrive", params={"version": "latest"})
+    assert resp.status_code == 202, resp.text
+    done = await wait_job(tenant_a.api, job_id)
+    assert done["status"] == "succeeded" and done["output"] == {"ok": True}, done
