@@ -7,31 +7,16 @@ SubmissionWorkflow to delivery."""
 import asyncio
 
 import httpx
-from temporalio.client import Client
 
 from devstack.graph_standin import GraphAPIStandIn
-from devstack.keys import mint_token
 from devstack.receiver import WebhookReceiver
-from lodestone.db import make_engine
 from lodestone.settings import Settings
-from services.tenants import create_tenant
 from tests.helpers import create_workflow, definition, wait_job
-from tests.histories.record import on_stack, save
+from tests.histories.record import admin_tenant, on_stack, save
 
 
 async def record(settings: Settings, graph: GraphAPIStandIn) -> None:
-    engine = make_engine(settings.app_database_url, 2)
-    tenant = await create_tenant(engine, "schedule-histories")
-    await engine.dispose()
-    client = await Client.connect(settings.temporal_target)
-    token = mint_token(
-        settings.data_path,
-        issuer=settings.issuer,
-        audience=settings.auth_audience,
-        tenant_id=str(tenant.id),
-        roles=["admin"],
-    )
-    headers = {"Authorization": f"Bearer {token}"}
+    tenant, client, headers = await admin_tenant(settings, "schedule-histories")
     async with httpx.AsyncClient(base_url=settings.api_url, headers=headers, timeout=30) as api:
         with WebhookReceiver(tenant.webhook_secret) as hook:
             await create_workflow(api, definition(hook.url, key="recorded-scheduled"))
