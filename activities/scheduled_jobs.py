@@ -68,7 +68,6 @@ class ScheduledJobActivities:
                 submission_id=submission.id,
                 workflow_definition_id=definition.id,
                 workflow_key=definition.key,
-                workflow_started_at=now,  # the schedule's workflow starts it as its child, not the outbox
                 created_at=now,
                 updated_at=now,
             )

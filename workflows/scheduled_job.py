@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ChildWorkflowError
+from temporalio.exceptions import ChildWorkflowError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from activities import errors
@@ -56,5 +56,7 @@ class ScheduledJobWorkflow:
             )
         except ChildWorkflowError:
             return ScheduledJobResult(made.job_id, "failed")  # the job row says how
+        except WorkflowAlreadyStartedError:  # the outbox found the job pending and started it first
+            return ScheduledJobResult(made.job_id, "started by the outbox")
         status = outcome.get("status") if isinstance(outcome, dict) else None
         return ScheduledJobResult(made.job_id, str(status or "finished"))
