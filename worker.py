@@ -23,6 +23,7 @@ from activities.machine_items import MachineItemActivities
 from activities.machine_jobs import MachineJobActivities
 from activities.machine_tasks import MachineTaskActivities
 from activities.render import RenderActivities
+from activities.scheduled_jobs import ScheduledJobActivities
 from activities.steps import StepActivities
 from activities.summary import SummaryActivities
 from lodestone.db import make_engine
@@ -45,6 +46,7 @@ from services.retention import ensure_purge_schedule
 from workflows.conversation import ConversationWorkflow
 from workflows.machine_map import MapBatchWorkflow
 from workflows.retention import PurgeMessagesWorkflow
+from workflows.scheduled_job import ScheduledJobWorkflow
 from workflows.state_machine import StateMachineWorkflow
 from workflows.submission import SubmissionWorkflow
 from workflows.summary import SummaryWorkflow
@@ -54,6 +56,7 @@ log = logging.getLogger("lodestone.worker")
 SHUTDOWN_GRACE_SECONDS = 5.0  # for the outbox's job in hand and the listener, once `stop` is set
 WORKFLOWS = [SubmissionWorkflow, StateMachineWorkflow, ConversationWorkflow, SummaryWorkflow, PurgeMessagesWorkflow]
 WORKFLOWS.append(MapBatchWorkflow)
+WORKFLOWS.append(ScheduledJobWorkflow)
 
 
 @dataclass
@@ -82,6 +85,7 @@ def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def
     callbacks = MachineCallbackActivities(engine, deps.settings)
     items = MachineItemActivities(engine, deps.store)
     children = MachineChildActivities(engine)
+    scheduled = ScheduledJobActivities(engine)
     return [
         jobs.load_plan,
         jobs.set_status,
@@ -116,6 +120,7 @@ def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def
         children.describe_child_job,
         children.save_machine_checkpoint,
         children.load_machine_checkpoint,
+        scheduled.create_scheduled_job,
     ]
 
 

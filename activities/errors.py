@@ -32,6 +32,8 @@ WEBHOOK_REDIRECTED = "WebhookRedirected"
 WEBHOOK_URL_REFUSED = "WebhookURLRefused"
 EMAIL_REJECTED = "EmailRejected"
 EMAIL_NOT_CONFIGURED = "EmailNotConfigured"
+SCHEDULED_WORKFLOW_NOT_FOUND = "ScheduledWorkflowNotFound"  # a schedule's workflow key has no definition now
+SCHEDULED_INPUT_INVALID = "ScheduledInputInvalid"  # a schedule's input no longer meets the current input_schema
 # A state machine Task's failures carry ASL error names (its Retry and Catch decide, never
 # Temporal): these, `States.Http.StatusCode.<code>` for http:invoke, and whatever name the
 # tenant's endpoint gives in {"error": ...}.
@@ -76,6 +78,8 @@ NON_RETRYABLE = frozenset(
         WEBHOOK_URL_REFUSED,
         EMAIL_REJECTED,
         EMAIL_NOT_CONFIGURED,
+        SCHEDULED_WORKFLOW_NOT_FOUND,
+        SCHEDULED_INPUT_INVALID,
         STATES_TASK_FAILED,
         STATES_TIMEOUT,
         STATES_HTTP_SOCKET,

@@ -8,7 +8,9 @@ RedriveExecution does: its failed run saved a checkpoint (each Task's result by 
 new run serves the Tasks that succeeded from it, so no succeeded state or Map item runs again
 (workflows/machine_children.py). With ``from_start`` (or no checkpoint: a run terminated or
 timed out, or one from before checkpoints) it runs again from StartAt. Either way its recorded
-path and output are cleared, the new run records its own, and the job's redrive_count grows."""
+path and output are cleared, the new run records its own, and the job's redrive_count grows.
+``version`` chooses the definition version the new run runs (services/redrive_version.py).
+The API's route and `lodestone ops redrive` both call redrive() here."""
 
 import uuid
 from dataclasses import dataclass, field, replace
@@ -23,34 +25,23 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from lodestone.db import tenant_session
 from lodestone.settings import Settings
-from schema.definition_kinds import STATE_MACHINE, kind_of
 from schema.statuses import JobStatus
 from schema.tables import (
-    Artifact,
     Delivery,
     Job,
     JobCheckpoint,
     JobFailure,
     JobStateEvent,
-    JobStep,
-    UsageRecord,
-    WorkflowDefinition,
     utcnow,
 )
 from services.errors import OpsError
 from services.operator_db import delivery_owner, job_tenant
 from services.outbox import workflow_type
+from services.redrive_plan import Action, actions, start_of
+from services.redrive_version import Chosen, RedriveConflict, RedriveNotFound, Version, choose, reset_for
 from workflows.types import SubmissionInput, job_search_attributes
 
 REDRIVABLE = {WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT}
-
-
-@dataclass
-class Action:
-    verb: str  # "skip" (done, its stored result is reused) or "run"
-    kind: str  # "step", "render" or "deliver"; "state_machine" for a state machine run again whole
-    name: str
-    state: str
 
 
 @dataclass
@@ -60,45 +51,16 @@ class Redrive:
     workflow_key: str
     last_run: str
     failure: str | None
+    version: int  # the definition version the new run runs
+    previous_version: int  # the one the job's last run ran
+    start: str  # where the new run starts: a step, a render or delivery, or a state
     actions: list[Action] = field(default_factory=list)
     new_run_id: str | None = None
+    redrive_count: int = 0  # the job's, after this redrive
 
 
 def search_attributes(job: Job) -> TypedSearchAttributes:
     return job_search_attributes(job.tenant_id, job.id, job.workflow_key)
-
-
-async def actions(session: AsyncSession, job: Job, checkpoint: JobCheckpoint | None = None) -> list[Action]:
-    """What the new run will skip and what it will do, by the same tests the activities make."""
-    wf = await session.get(WorkflowDefinition, job.workflow_definition_id)
-    assert wf is not None  # a foreign key
-    if kind_of(wf.definition) == STATE_MACHINE:
-        recorded = (await session.exec(select(JobStateEvent.id).where(JobStateEvent.job_id == job.id))).all()
-        cleared = f"{len(recorded)} path event(s) cleared"
-        if checkpoint is not None:
-            failure = (await session.exec(select(JobFailure).where(JobFailure.job_id == job.id))).first()
-            at = failure.failed_step if failure and failure.failed_step else "the failed state"
-            done = [Action("skip", "task", path, "succeeded") for path in checkpoint.data.get("results", {})]
-            return [*done, Action("run", "state_machine", f"from {at}", cleared)]
-        start = wf.definition["state_machine"].get("StartAt", "?")
-        return [Action("run", "state_machine", f"from StartAt {start}", cleared)]
-    steps = {s.step_id: s for s in (await session.exec(select(JobStep).where(JobStep.job_id == job.id))).all()}
-    used = set((await session.exec(select(UsageRecord.step_id).where(UsageRecord.job_id == job.id))).all())
-    stored = set((await session.exec(select(Artifact.kind).where(Artifact.job_id == job.id))).all())
-    sent = {d.target_index: d for d in (await session.exec(select(Delivery).where(Delivery.job_id == job.id))).all()}
-    plan = []
-    for step in wf.definition["steps"]:
-        row = steps.get(step["id"])
-        done = row is not None and row.status == "completed" and step["id"] in used
-        plan.append(Action("skip" if done else "run", "step", step["id"], row.status if row else "not started"))
-    for kind in wf.definition.get("outputs", ["html"]):
-        plan.append(Action("skip", "render", kind, "stored") if kind in stored else Action("run", "render", kind, "-"))
-    for i, target in enumerate(wf.definition.get("delivery", [])):
-        d = sent.get(i)
-        name = f"#{i} {target['type']} {target.get('url') or target.get('to', '')}"
-        state = f"{d.status} after {d.attempts} attempt(s)" if d else "not attempted"
-        plan.append(Action("skip" if d and d.status == "delivered" else "run", "deliver", name, state))
-    return plan
 
 
 async def last_run(client: Client, job: Job, workflow: str) -> WorkflowExecutionDescription | None:
@@ -110,17 +72,26 @@ async def last_run(client: Client, job: Job, workflow: str) -> WorkflowExecution
         if e.status != RPCStatusCode.NOT_FOUND:
             raise
         if job.status != JobStatus.failed:
-            raise OpsError(f"job {job.id} is {job.status} and has no run in Temporal; nothing to redrive") from e
+            raise RedriveConflict(
+                "job_not_failed", f"job {job.id} is {job.status} and has no run in Temporal; nothing to redrive"
+            ) from e
         return None
     if run.workflow_type != workflow:
-        raise OpsError(f"workflow {job.id} is a {run.workflow_type}, not a {workflow}")
+        raise RedriveConflict("redrive_refused", f"workflow {job.id} is a {run.workflow_type}, not a {workflow}")
     status = run.status.name.lower() if run.status else "unknown"
     if run.status == WorkflowExecutionStatus.RUNNING:
-        raise OpsError(f"job {job.id} is still running (run {run.run_id}); only a closed run can be redriven")
+        raise RedriveConflict(
+            "redrive_refused", f"job {job.id} is still running (run {run.run_id}); only a closed run can be redriven"
+        )
     if run.status == WorkflowExecutionStatus.COMPLETED:
-        raise OpsError(f"job {job.id} already completed (job status {job.status}); nothing to redrive")
+        raise RedriveConflict(
+            "job_not_failed", f"job {job.id} already completed (job status {job.status}); nothing to redrive"
+        )
     if run.status not in REDRIVABLE:
-        raise OpsError(f"job {job.id}'s last run was {status}; only failed, terminated or timed-out runs are redriven")
+        raise RedriveConflict(
+            "redrive_refused",
+            f"job {job.id}'s last run was {status}; only failed, terminated or timed-out runs are redriven",
+        )
     return run
 
 
@@ -149,12 +120,13 @@ async def redrive(
     delivery_id: uuid.UUID | None = None,
     tenant: uuid.UUID | None = None,
     from_start: bool = False,
+    version: Version = Version.original,
 ) -> Redrive:
     """``owner`` finds the job's tenant when ``tenant`` is not given (the API gives the caller's)."""
     if tenant is None and owner is not None:
         tenant = await job_tenant(owner, job_id)  # redeliver has found it already
     if tenant is None:
-        raise OpsError(f"job {job_id} not found")
+        raise RedriveNotFound(job_id)
     # One transaction, holding the job row, until the new run has started: a second operator
     # redriving the same job waits here, then finds the run running and is refused; a start
     # that fails rolls every reset back. (The new run's first activity waits for this commit;
@@ -162,34 +134,30 @@ async def redrive(
     async with tenant_session(app, tenant) as session:
         job = (await session.exec(select(Job).where(col(Job.id) == job_id).with_for_update())).first()
         if job is None:
-            raise OpsError(f"job {job_id} not found")
+            raise RedriveNotFound(job_id)
         reopen = await _reopen(session, delivery_id) if delivery_id else None
-        wf = await session.get(WorkflowDefinition, job.workflow_definition_id)
-        assert wf is not None  # a foreign key
-        workflow = workflow_type(wf.definition)
+        chosen = await choose(session, job, version)
+        workflow = workflow_type(chosen.previous.definition)
         run = await last_run(client, job, workflow)
         inp = await original_input(client, run, job)
         failure = (await session.exec(select(JobFailure).where(JobFailure.job_id == job.id))).first()
-        checkpoint = None if from_start else await session.get(JobCheckpoint, job.id)
-        last = f"{run.status.name if run.status else '?'} (run {run.run_id})" if run else "none left in Temporal"
-        plan = Redrive(
-            str(job.id),
-            str(tenant),
-            job.workflow_key,
-            last,
-            f"{failure.failed_step}: {failure.error_code}: {failure.message}" if failure else None,
-            await actions(session, job, checkpoint),
-        )
+        fresh = from_start or chosen.changed  # another version's state machine starts over
+        checkpoint = None if fresh else await session.get(JobCheckpoint, job.id)
+        plan = _plan(job, str(tenant), run, failure, chosen)
+        plan.actions = await actions(session, job, chosen.definition, checkpoint, chosen.stale_steps)
+        plan.start = start_of(plan.actions)
         if dry_run:
             return plan
         # set_status leaves a failed job failed; the new run moves it on from pending.
         job.status, job.error, job.output, job.updated_at = JobStatus.pending, None, None, utcnow()
         job.redrive_count += 1
-        session.add(job)
+        plan.redrive_count = job.redrive_count
         # A state machine's new run records its path from seq 0 again.
         await session.execute(delete(JobStateEvent).where(col(JobStateEvent.job_id) == job.id))
         if from_start:
             await session.execute(delete(JobCheckpoint).where(col(JobCheckpoint.job_id) == job.id))
+        await reset_for(session, job, chosen)
+        session.add(job)
         inp = replace(inp, resume=checkpoint is not None)
         if failure is not None:
             failure.redriven_at = utcnow()
@@ -208,9 +176,28 @@ async def redrive(
                 search_attributes=search_attributes(job),
             )
         except WorkflowAlreadyStartedError as e:
-            raise OpsError(f"another run of job {job.id} started meanwhile; nothing changed") from e
+            raise RedriveConflict(
+                "redrive_refused", f"another run of job {job.id} started meanwhile; nothing changed"
+            ) from e
         plan.new_run_id = handle.result_run_id
     return plan
+
+
+def _plan(
+    job: Job, tenant: str, run: WorkflowExecutionDescription | None, failure: JobFailure | None, chosen: Chosen
+) -> Redrive:
+    last = f"{run.status.name if run.status else '?'} (run {run.run_id})" if run else "none left in Temporal"
+    return Redrive(
+        str(job.id),
+        tenant,
+        job.workflow_key,
+        last,
+        f"{failure.failed_step}: {failure.error_code}: {failure.message}" if failure else None,
+        version=chosen.definition.version,
+        previous_version=chosen.previous.version,
+        start="",
+        redrive_count=job.redrive_count,
+    )
 
 
 async def _reopen(session: AsyncSession, delivery_id: uuid.UUID) -> Delivery:

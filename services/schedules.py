@@ -1,12 +1,8 @@
-"""The shape of Lodestone's Temporal Schedules, for the API and the CLI alike.
-
-A summary schedule is `summary:{tenant_id}:{contact_id}`. Every call that names a schedule
-checks that prefix first, and a foreign schedule raises the same ScheduleNotFound as a
-missing one, so a tenant learns nothing about another's."""
+"""Summary schedules: one Temporal Schedule per contact, `summary:{tenant_id}:{contact_id}`,
+firing SummaryWorkflow every interval_days. The tenant boundary and the calls every schedule
+shares are in services/schedule_common.py."""
 
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -14,13 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import (
     Client,
     Schedule,
-    ScheduleActionExecution,
-    ScheduleActionExecutionStartWorkflow,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
-    ScheduleBackfill,
     ScheduleDescription,
-    ScheduleHandle,
     ScheduleIntervalSpec,
     ScheduleListDescription,
     ScheduleOverlapPolicy,
@@ -28,39 +20,28 @@ from temporalio.client import (
     ScheduleSpec,
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
-from temporalio.service import RPCError, RPCStatusCode
 
 from lodestone.db import tenant_session
 from lodestone.settings import Settings
 from schema.conversations import Contact
 from services.errors import Invalid, NotFound
+from services.schedule_common import (
+    SHOWN_NEXT_TIMES,
+    ScheduleExists,
+    ScheduleInvalid,
+    ScheduleNotFound,
+    is_job_schedule,
+    not_found_as_typed,
+    owned,
+    summary_prefix,
+    tenant_key,
+    workflow_ids,
+)
 from workflows.names import SUMMARY
 from workflows.types import TENANT_ID, SummaryInput
 
 MAX_INTERVAL_DAYS = 365
-MAX_BACKFILL = timedelta(days=366)
-SHOWN_NEXT_TIMES = 3
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class ScheduleError(Exception):
-    pass
-
-
-class ScheduleNotFound(ScheduleError):
-    def __init__(self, schedule_id: str) -> None:
-        super().__init__(f"schedule {schedule_id} not found")
-        self.schedule_id = schedule_id
-
-
-class ScheduleExists(ScheduleError):
-    def __init__(self, schedule_id: str) -> None:
-        super().__init__(f"schedule {schedule_id} already exists")
-        self.schedule_id = schedule_id
-
-
-class ScheduleInvalid(ScheduleError, ValueError):
-    pass
 
 
 @dataclass
@@ -76,38 +57,11 @@ class SummarySchedule:
     overlap: str | None = None  # a listing does not carry the policy
     created_at: datetime | None = None
     updated_at: datetime | None = None
-
-
-def _tenant(tenant_id: str | uuid.UUID) -> str:
-    # Canonical form; it also keeps the visibility query below free of injected quotes.
-    try:
-        return str(uuid.UUID(str(tenant_id)))
-    except ValueError as e:
-        raise ScheduleInvalid(f"tenant id {tenant_id!r} is not a UUID") from e
-
-
-def _prefix(tenant_id: str | uuid.UUID) -> str:
-    return f"summary:{_tenant(tenant_id)}:"
+    kind: str = "summary"
 
 
 def summary_schedule_id(tenant_id: str | uuid.UUID, contact_id: str | uuid.UUID) -> str:
-    return f"{_prefix(tenant_id)}{contact_id}"
-
-
-@contextmanager
-def _not_found_as_typed(schedule_id: str) -> Iterator[None]:
-    try:
-        yield
-    except RPCError as e:
-        if e.status == RPCStatusCode.NOT_FOUND:
-            raise ScheduleNotFound(schedule_id) from e
-        raise
-
-
-def _owned(client: Client, tenant_id: str | uuid.UUID, schedule_id: str) -> ScheduleHandle:
-    if not schedule_id.startswith(_prefix(tenant_id)):
-        raise ScheduleNotFound(schedule_id)
-    return client.get_schedule_handle(schedule_id)
+    return f"{summary_prefix(tenant_id)}{contact_id}"
 
 
 def _summary_schedule(settings: Settings, tenant: str, contact_id: str, interval_days: int) -> Schedule:
@@ -147,7 +101,7 @@ async def create_summary_schedule(
     contact_id: str | uuid.UUID,
     interval_days: int | None = None,
 ) -> SummarySchedule:
-    tenant, contact = _tenant(tenant_id), str(contact_id)
+    tenant, contact = tenant_key(tenant_id), str(contact_id)
     days = settings.summary_interval_days if interval_days is None else interval_days
     if not 1 <= days <= MAX_INTERVAL_DAYS:
         raise ScheduleInvalid(f"interval_days must be between 1 and {MAX_INTERVAL_DAYS}")
@@ -164,10 +118,6 @@ async def create_summary_schedule(
     return await describe_summary_schedule(client, tenant, schedule_id)
 
 
-def _workflow_ids(actions: Sequence[ScheduleActionExecution]) -> list[str]:
-    return [a.workflow_id for a in actions if isinstance(a, ScheduleActionExecutionStartWorkflow)]
-
-
 def _from_listing(s: ScheduleListDescription) -> SummarySchedule:
     intervals = s.schedule.spec.intervals if s.schedule else []
     return SummarySchedule(
@@ -177,7 +127,7 @@ def _from_listing(s: ScheduleListDescription) -> SummarySchedule:
         paused=bool(s.schedule and s.schedule.state.paused),
         note=s.schedule.state.note if s.schedule else None,
         next_action_times=list(s.info.next_action_times[:SHOWN_NEXT_TIMES]) if s.info else [],
-        recent_actions=_workflow_ids([a.action for a in s.info.recent_actions]) if s.info else [],
+        recent_actions=workflow_ids([a.action for a in s.info.recent_actions]) if s.info else [],
         running=[],
     )
 
@@ -191,8 +141,8 @@ def _from_description(d: ScheduleDescription) -> SummarySchedule:
         paused=state.paused,
         note=state.note,
         next_action_times=list(info.next_action_times[:SHOWN_NEXT_TIMES]),
-        recent_actions=_workflow_ids([a.action for a in info.recent_actions]),
-        running=_workflow_ids(info.running_actions),
+        recent_actions=workflow_ids([a.action for a in info.recent_actions]),
+        running=workflow_ids(info.running_actions),
         overlap=d.schedule.policy.overlap.name,
         created_at=info.created_at,
         updated_at=info.last_updated_at,
@@ -201,71 +151,15 @@ def _from_description(d: ScheduleDescription) -> SummarySchedule:
 
 async def list_summary_schedules(client: Client, tenant_id: str | uuid.UUID) -> list[SummarySchedule]:
     """From visibility, so eventually consistent: a schedule just created may lag a moment."""
-    prefix = _prefix(tenant_id)
+    prefix = summary_prefix(tenant_id)
     found = await client.list_schedules(f'ScheduleId STARTS_WITH "{prefix}"')
     # Filter again here: the prefix, not the query, is the tenant boundary.
     return sorted([_from_listing(s) async for s in found if s.id.startswith(prefix)], key=lambda s: s.id)
 
 
 async def describe_summary_schedule(client: Client, tenant_id: str | uuid.UUID, schedule_id: str) -> SummarySchedule:
-    handle = _owned(client, tenant_id, schedule_id)
-    with _not_found_as_typed(schedule_id):
+    if is_job_schedule(schedule_id):
+        raise ScheduleNotFound(schedule_id)
+    handle = owned(client, tenant_id, schedule_id)
+    with not_found_as_typed(schedule_id):
         return _from_description(await handle.describe())
-
-
-async def pause_summary_schedule(
-    client: Client, tenant_id: str | uuid.UUID, schedule_id: str, note: str | None = None
-) -> None:
-    with _not_found_as_typed(schedule_id):
-        await _owned(client, tenant_id, schedule_id).pause(note=note or "paused")
-
-
-async def unpause_summary_schedule(
-    client: Client, tenant_id: str | uuid.UUID, schedule_id: str, note: str | None = None
-) -> None:
-    with _not_found_as_typed(schedule_id):
-        await _owned(client, tenant_id, schedule_id).unpause(note=note or "unpaused")
-
-
-async def trigger_summary_schedule(client: Client, tenant_id: str | uuid.UUID, schedule_id: str) -> list[str]:
-    """Start a run now, under the schedule's own SKIP policy: while a summary is still
-    running, a trigger is dropped rather than send the contact a second, overlapping PDF.
-    Returns the runs in flight just before the trigger; if any, the trigger was skipped."""
-    handle = _owned(client, tenant_id, schedule_id)
-    with _not_found_as_typed(schedule_id):
-        running = _workflow_ids((await handle.describe()).info.running_actions)
-        await handle.trigger(overlap=ScheduleOverlapPolicy.SKIP)
-    return running
-
-
-def check_backfill(start: datetime, end: datetime, now: datetime | None = None) -> None:
-    if start.tzinfo is None or end.tzinfo is None:
-        raise ScheduleInvalid("start and end need a timezone")
-    if end <= start:
-        raise ScheduleInvalid("end must be after start")
-    if end - start > MAX_BACKFILL:
-        raise ScheduleInvalid(f"a backfill spans at most {MAX_BACKFILL.days} days")
-    if end > (now or datetime.now(UTC)):
-        raise ScheduleInvalid("a backfill covers past time only")
-
-
-async def backfill_summary_schedule(
-    client: Client, tenant_id: str | uuid.UUID, schedule_id: str, start: datetime, end: datetime
-) -> None:
-    """Run every fire time in [start, end) now. Temporal's bounds are inclusive at both ends,
-    so end is pulled in by 1 µs. Backfilled runs cover distinct past windows, so they use
-    ALLOW_ALL: under SKIP each would be dropped while the one before it is still running."""
-    check_backfill(start, end)
-    handle = _owned(client, tenant_id, schedule_id)
-    with _not_found_as_typed(schedule_id):
-        await handle.backfill(
-            ScheduleBackfill(
-                start_at=start, end_at=end - timedelta(microseconds=1), overlap=ScheduleOverlapPolicy.ALLOW_ALL
-            )
-        )
-
-
-async def delete_summary_schedule(client: Client, tenant_id: str | uuid.UUID, schedule_id: str) -> None:
-    """Runs already started keep going; only future fires stop."""
-    with _not_found_as_typed(schedule_id):
-        await _owned(client, tenant_id, schedule_id).delete()

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from lodestone.db import tenant_session
@@ -51,6 +52,28 @@ async def replayed(engine: AsyncEngine, tenant_id: uuid.UUID, key: str, digest: 
     return job
 
 
+async def runnable_definition(session: AsyncSession, workflow_key: str, data: Any) -> WorkflowDefinition:
+    """The key's current definition, once `data` meets its input_schema."""
+    definition = (
+        await session.exec(
+            select(WorkflowDefinition).where(
+                WorkflowDefinition.key == workflow_key, col(WorkflowDefinition.superseded_at).is_(None)
+            )
+        )
+    ).first()
+    if definition is None:
+        raise NotFound("workflow", workflow_key)
+    try:
+        validate_input(definition.definition, data)
+    except InputInvalid as e:
+        raise Invalid("invalid_input", e.message, pointer=e.path) from e
+    except UNEVALUABLE as e:
+        raise Invalid(
+            "unusable_schema", "the workflow's input_schema cannot be evaluated: a $ref loops or does not resolve"
+        ) from e
+    return definition
+
+
 async def create_job(
     engine: AsyncEngine, tenant_id: uuid.UUID, request: dict[str, Any], idempotency_key: str | None, digest: str
 ) -> tuple[Job, str] | None:
@@ -58,23 +81,7 @@ async def create_job(
     runs; None if a concurrent request with the same key committed its own first."""
     upload_id = uuid.UUID(request["input_upload_id"]) if request.get("input_upload_id") else None
     async with tenant_session(engine, tenant_id) as session:
-        definition = (
-            await session.exec(
-                select(WorkflowDefinition).where(
-                    WorkflowDefinition.key == request["workflow_key"], col(WorkflowDefinition.superseded_at).is_(None)
-                )
-            )
-        ).first()
-        if definition is None:
-            raise NotFound("workflow", request["workflow_key"])
-        try:
-            validate_input(definition.definition, request["input"])
-        except InputInvalid as e:
-            raise Invalid("invalid_input", e.message, pointer=e.path) from e
-        except UNEVALUABLE as e:
-            raise Invalid(
-                "unusable_schema", "the workflow's input_schema cannot be evaluated: a $ref loops or does not resolve"
-            ) from e
+        definition = await runnable_definition(session, request["workflow_key"], request["input"])
         input_key = None
         if upload_id:
             upload = await session.get(Upload, upload_id)

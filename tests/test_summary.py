@@ -45,14 +45,15 @@ async def test_fifteen_day_schedule_fires_twice_and_sends_two_pdfs(
     import asyncio
     from datetime import timedelta
 
-    from services.schedules import backfill_summary_schedule, create_summary_schedule, describe_summary_schedule
+    from services.schedule_common import backfill_schedule
+    from services.schedules import create_summary_schedule, describe_summary_schedule
 
     contact = await seed_contact(engine, tenant_a.id, messages=60, days=60)
     created = await create_summary_schedule(temporal, settings, tenant_a.id, contact.id, 15)
     try:
         first_next = (await describe_summary_schedule(temporal, tenant_a.id, created.id)).next_action_times[0]
         # Fire times sit every 15 days before first_next; take the two before the latest past one.
-        await backfill_summary_schedule(
+        await backfill_schedule(
             temporal,
             tenant_a.id,
             created.id,

@@ -6,6 +6,7 @@ STATE_MACHINE = "StateMachineWorkflow"
 CONVERSATION = "ConversationWorkflow"
 SUMMARY = "SummaryWorkflow"
 PURGE_MESSAGES = "PurgeMessagesWorkflow"
+SCHEDULED_JOB = "ScheduledJobWorkflow"
 
 
 def conversation_id(tenant_id: str, wa_id: str) -> str:

@@ -3,6 +3,7 @@ module owns its own input and result types. Add fields with defaults only, so re
 histories keep replaying."""
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
@@ -32,6 +33,22 @@ class SubmissionInput:
     job_id: str
     # A state machine's redrive: resume from the failed run's checkpoint (workflows/machine_children.py).
     resume: bool = False
+
+
+@dataclass
+class ScheduledJobInput:
+    """One run of a job schedule: a job of `workflow_key`'s current definition with `input`."""
+
+    tenant_id: str
+    schedule_id: str
+    workflow_key: str
+    input: Any
+
+
+@dataclass
+class ScheduledJobResult:
+    job_id: str
+    status: str  # the job's, as its workflow ended
 
 
 @dataclass

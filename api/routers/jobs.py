@@ -7,15 +7,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from api.deps import Editor, SessionDep, StateDep, Viewer
 from api.problems import AUTHENTICATED, Problem, responses
 from schema.tables import Job, JobStateEvent, JobStatus
 from services import jobs
-from services.errors import NotFound, OpsError
-from services.redrive import redrive
+from services.redrive import Redrive, redrive
+from services.redrive_version import Version
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=AUTHENTICATED)
 
@@ -73,9 +73,30 @@ class RedriveAction(BaseModel):
 
 class RedriveResult(BaseModel):
     job_id: str
-    run_id: str  # the new run's
+    run_id: str | None  # the new run's; null for a dry run
+    dry_run: bool
     redrive_count: int
+    version: int  # the definition version the new run runs
+    previous_version: int  # the version the job's last run ran
+    start: str  # where the new run starts: "step angles", "from Three", "from StartAt One"
+    last_run: str
+    failure: str | None
     actions: list[RedriveAction]
+
+
+def redrive_result(plan: Redrive) -> RedriveResult:
+    return RedriveResult(
+        job_id=plan.job_id,
+        run_id=plan.new_run_id,
+        dry_run=plan.new_run_id is None,
+        redrive_count=plan.redrive_count,
+        version=plan.version,
+        previous_version=plan.previous_version,
+        start=plan.start,
+        last_run=plan.last_run,
+        failure=plan.failure,
+        actions=[RedriveAction(verb=a.verb, kind=a.kind, name=a.name, state=a.state) for a in plan.actions],
+    )
 
 
 def path_event(e: JobStateEvent) -> PathEvent:
@@ -199,27 +220,38 @@ async def get_job(job_id: uuid.UUID, _: Viewer, session: SessionDep, state: Stat
     )
 
 
-@router.post("/{job_id}/redrive", status_code=202, response_model=RedriveResult, responses=responses(404, 409, 422))
+@router.post(
+    "/{job_id}/redrive",
+    status_code=202,
+    response_model=RedriveResult,
+    responses={200: {"model": RedriveResult, "description": "dry_run=true: the plan; nothing started"}}
+    | responses(404, 409, 422),
+)
 async def redrive_job(
-    job_id: uuid.UUID, principal: Editor, session: SessionDep, state: StateDep, from_start: bool = False
+    job_id: uuid.UUID,
+    principal: Editor,
+    state: StateDep,
+    response: Response,
+    from_start: bool = False,
+    version: Version = Version.original,
+    dry_run: bool = False,
 ) -> RedriveResult:
     """Start a failed job again: a state machine resumes at the state that failed (the states
     and Map items that succeeded are not run again; ``from_start=true``: from StartAt), a
-    pipeline at the step that failed."""
-    job = await session.get(Job, job_id)
-    if job is None:
-        raise NotFound("job", job_id)
-    if job.status != JobStatus.failed:
-        raise Problem(409, "job_not_failed", f"job {job_id} is {job.status}; only a failed job can be redriven")
-    try:
-        tenant, engine = principal.tenant_id, state.engine
-        plan = await redrive(state.settings, state.temporal, None, engine, job_id, tenant=tenant, from_start=from_start)
-    except OpsError as e:
-        raise Problem(409, "redrive_refused", str(e)) from e
-    assert plan.new_run_id is not None  # not a dry run
-    return RedriveResult(
-        job_id=str(job_id),
-        run_id=plan.new_run_id,
-        redrive_count=job.redrive_count + 1,
-        actions=[RedriveAction(verb=a.verb, kind=a.kind, name=a.name, state=a.state) for a in plan.actions],
+    pipeline at the step that failed. ``version``: the definition version the job was
+    submitted with (``original``) or its workflow's current one (``latest``). ``dry_run=true``
+    answers 200 with the plan and starts nothing."""
+    plan = await redrive(
+        state.settings,
+        state.temporal,
+        None,
+        state.engine,
+        job_id,
+        tenant=principal.tenant_id,
+        from_start=from_start,
+        version=version,
+        dry_run=dry_run,
     )
+    if dry_run:
+        response.status_code = 200
+    return redrive_result(plan)

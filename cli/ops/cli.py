@@ -3,6 +3,7 @@ tab-separated lines. Refusals and failures print one line on stderr and exit 1."
 
 import sys
 import uuid
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 ops_app = typer.Typer(
     help="Operate Lodestone: dead letters, redrive, schedules, workflow histories, drain.", no_args_is_help=True
 )
-schedules_ops = typer.Typer(help="Pause, resume and trigger summary schedules.", no_args_is_help=True)
+schedules_ops = typer.Typer(help="Pause, resume and trigger schedules.", no_args_is_help=True)
 history_app = typer.Typer(help="Export a workflow history; replay one against the current code.", no_args_is_help=True)
 ops_app.add_typer(schedules_ops, name="schedules")
 ops_app.add_typer(history_app, name="history")
@@ -34,6 +35,13 @@ schedules_ops.command("trigger")(trigger_cmd)
 ops_app.command("drain")(drain)
 
 Plain = Annotated[bool, typer.Option("--plain", help="tab-separated lines, also the default when piped")]
+
+
+class VersionChoice(StrEnum):  # services.redrive_version.Version, without importing the services here
+    original = "original"
+    latest = "latest"
+
+
 DryRun = Annotated[bool, typer.Option("--dry-run", help="show what would run, start nothing")]
 
 
@@ -89,6 +97,7 @@ def dead_letters(
 def _show(plan: "Redrive") -> None:
     _line(f"job {plan.job_id}", f"tenant {plan.tenant_id}", f"workflow {plan.workflow_key}")
     _line(f"last run: {plan.last_run}", f"dead letter: {plan.failure or 'none'}")
+    _line(f"version {plan.version} (last run: version {plan.previous_version})", f"starts at: {plan.start}")
     for a in plan.actions:
         _line(a.verb, a.kind, a.name, a.state)
     if plan.new_run_id:
@@ -97,9 +106,12 @@ def _show(plan: "Redrive") -> None:
         _line("dry run: nothing started")
 
 
-def _redrive(job_id: uuid.UUID | None, delivery_id: uuid.UUID | None, dry_run: bool, from_start: bool = False) -> None:
+def _redrive(
+    job_id: uuid.UUID | None, delivery_id: uuid.UUID | None, dry_run: bool, from_start: bool = False, version: str = ""
+) -> None:
     from services.operator_db import engine
     from services.redrive import redeliver, redrive
+    from services.redrive_version import Version
 
     settings = get_settings()
 
@@ -109,7 +121,10 @@ def _redrive(job_id: uuid.UUID | None, delivery_id: uuid.UUID | None, dry_run: b
             if delivery_id is not None:
                 return await redeliver(settings, client, owner, app, delivery_id, dry_run=dry_run)
             assert job_id is not None
-            return await redrive(settings, client, owner, app, job_id, dry_run=dry_run, from_start=from_start)
+            chosen = Version(version or Version.original)
+            return await redrive(
+                settings, client, owner, app, job_id, dry_run=dry_run, from_start=from_start, version=chosen
+            )
 
     _show(run(go))
 
@@ -121,14 +136,19 @@ def redrive_cmd(
     from_start: Annotated[
         bool, typer.Option("--from-start", help="a state machine: run again from StartAt, not from the failed state")
     ] = False,
+    version: Annotated[
+        VersionChoice,
+        typer.Option(help="original: the version the job was submitted with; latest: its workflow's current one"),
+    ] = VersionChoice.original,
 ) -> None:
     """Redrive a failed job from its failed step.
 
     Completed steps, stored artifacts and delivered targets are skipped; a state machine
     resumes at the state that failed, its succeeded Tasks and Map items not run again. Only
-    a job whose last run failed, was terminated or timed out is redriven.
+    a job whose last run failed, was terminated or timed out is redriven. With
+    --version latest, work the new version would do differently is done again.
     """
-    _redrive(job_id, None, dry_run, from_start)
+    _redrive(job_id, None, dry_run, from_start, version.value)
 
 
 @ops_app.command("redeliver")

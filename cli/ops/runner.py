@@ -51,11 +51,12 @@ async def _guard(op: Callable[["Runtime"], Awaitable[T]], runtime: "Runtime") ->
     from sqlalchemy.exc import SQLAlchemyError
     from temporalio.service import RPCError
 
-    from services.schedules import ScheduleError
+    from services.errors import Invalid, NotFound
+    from services.schedule_common import ScheduleError
 
     try:
         return await op(runtime)
-    except (OpsError, ScheduleError, RPCError, SQLAlchemyError, OSError, RuntimeError) as e:
+    except (OpsError, ScheduleError, Invalid, NotFound, RPCError, SQLAlchemyError, OSError, RuntimeError) as e:
         return _Failed(_message(e))  # not the exception: its traceback would keep the client alive
 
 

@@ -23,7 +23,7 @@ from devstack.receiver import WebhookReceiver
 from devstack.stack import Stack
 from lodestone.db import make_engine, tenant_session
 from lodestone.settings import Settings
-from schema.tables import Message
+from schema.tables import Message, Tenant
 from services.tenants import create_tenant
 from tests.conversation_helpers import seed_contact
 from tests.helpers import create_workflow, definition, submit, wait_job
@@ -48,6 +48,21 @@ def sibling_fails(url: str) -> dict:
     body = definition(url, key="recorded-sibling-fails")
     body["steps"][1]["model"], body["steps"][2]["model"] = "refuse", "slow"
     return body
+
+
+async def admin_tenant(settings: Settings, name: str) -> tuple[Tenant, Client, dict[str, str]]:
+    """A new tenant, a Temporal client, and the headers of an admin token for the tenant."""
+    engine = make_engine(settings.app_database_url, 2)
+    tenant = await create_tenant(engine, name)
+    await engine.dispose()
+    token = mint_token(
+        settings.data_path,
+        issuer=settings.issuer,
+        audience=settings.auth_audience,
+        tenant_id=str(tenant.id),
+        roles=["admin"],
+    )
+    return tenant, await Client.connect(settings.temporal_target), {"Authorization": f"Bearer {token}"}
 
 
 async def record_submissions(settings: Settings, client: Client, tenant) -> None:  # type: ignore[no-untyped-def]
