@@ -3,6 +3,8 @@ of a pipeline with its LLM tokens, resuming with Last-Event-ID mid-job, a finish
 replay, tenants and roles."""
 
 import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -104,3 +106,21 @@ async def test_another_tenant_gets_404_and_a_viewer_may_read(settings, tenant_a,
     assert (await tenant_a.api.get("/v1/jobs/not-a-uuid/events")).status_code == 422
     bad = await tenant_a.api.get(f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": "x"})
     assert bad.status_code == 422
+
+
+async def test_a_retried_step_says_when_it_retries_and_marks_each_attempts_tokens(settings, tenant_a):
+    # The first answer breaks off after three pieces; Temporal retries the step.
+    job_id, live = await run_job(tenant_a, f"cutoff-1-{uuid.uuid4().hex[:8]}")
+    research = [f for f in live if f.data.get("step") == "research"]
+    steps = [(f.data["status"], f.data["attempt"]) for f in research if f.event == "step"]
+    assert steps == [("started", 1), ("retrying", 1), ("started", 2), ("completed", 2)]
+    retrying = next(f for f in research if f.data.get("status") == "retrying")
+    assert retrying.data["error"].startswith("LLMTransient") and retrying.data["next_attempt_at"]
+    job = (await tenant_a.api.get(f"/v1/jobs/{job_id}")).json()
+    # STEP_RETRY's first backoff is 2 s, counted from the failure, which came after the job began.
+    at = datetime.fromisoformat(retrying.data["next_attempt_at"])
+    assert datetime.fromisoformat(job["created_at"]) + timedelta(seconds=2) < at < datetime.now(UTC)
+    first = "".join(f.data["text"] for f in research if f.event == "token" and f.data["attempt"] == 1)
+    second = "".join(f.data["text"] for f in research if f.event == "token" and f.data["attempt"] == 2)
+    output = await make_store(settings).get_bytes(job_key(str(tenant_a.id), job_id, "steps/research.txt"))
+    assert second == output.decode() and output.decode().startswith(first) and first != second
