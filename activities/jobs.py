@@ -7,6 +7,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
+from activities import events
 from activities.common import load_job
 from activities.delivery import webhook_timeout
 from lodestone.db import tenant_session
@@ -88,8 +89,11 @@ class JobActivities:
             job = (await load_job(session, inp.job_id)).job
             if job.status in TERMINAL:
                 return
+            changed = job.status != inp.status  # a retry after the commit emits nothing twice
             job.status, job.updated_at = inp.status, utcnow()
             session.add(job)
+            if changed:
+                await events.status_changed(session, inp.tenant_id, inp.job_id, inp.status, None)
         if inp.status in TERMINAL:  # once: a retry finds the job terminal and returns above
             JOB_DURATION.labels(inp.status).observe((job.updated_at - job.created_at).total_seconds())
 
@@ -100,6 +104,8 @@ class JobActivities:
             first = job.status != JobStatus.failed
             job.status, job.error, job.updated_at = JobStatus.failed, f"{inp.error_code}: {inp.message}", utcnow()
             session.add(job)
+            if first:
+                await events.status_changed(session, inp.tenant_id, inp.job_id, JobStatus.failed, job.error)
             failure = dict(
                 error_code=inp.error_code,
                 message=inp.message[:4000],

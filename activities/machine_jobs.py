@@ -20,7 +20,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
-from activities import errors
+from activities import errors, events
 from activities.common import fail, load_job
 from activities.jobs import JobRef
 from activities.machine_values import clip, clip_text, storable
@@ -152,6 +152,7 @@ class MachineJobActivities:
                     .on_conflict_do_update(index_elements=["job_id"], set_={**failure, "redriven_at": None})
                 )
             session.add(job)
+            await events.status_changed(session, inp.tenant_id, inp.job_id, job.status, job.error)
         JOB_DURATION.labels(job.status).observe((job.updated_at - job.created_at).total_seconds())
         activity.logger.info("job %s %s", inp.job_id, job.status if succeeded else f"failed: {inp.error}")
 

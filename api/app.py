@@ -21,6 +21,7 @@ from api.routers import (
     forms,
     health,
     imports,
+    job_events,
     jobs,
     metrics,
     schedules,
@@ -72,9 +73,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             TenantRateLimiter(settings.public_form_submissions_per_minute, settings.public_form_submissions_burst),
             UploadSlots(settings.uploads_in_flight, settings.tenant_uploads_in_flight),
         )
+        app.state.lodestone.events.start()
         try:
             yield
         finally:
+            await app.state.lodestone.events.stop()
             sweep.cancel()
             await asyncio.gather(sweep, return_exceptions=True)
             await http.aclose()
@@ -101,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         imports.router,
         submissions.router,
         jobs.router,
+        job_events.router,
         artifacts.router,
         uploads.router,
         channels.router,

@@ -13,11 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
+from activities.events import CHANNEL
 from api.auth import Principal, TokenVerifier, unauthorized
 from api.limits import TenantRateLimiter, UploadSlots
 from api.problems import Problem
 from lodestone.db import tenant_session
 from lodestone.logs import bind
+from lodestone.pg_listen import Listener
 from lodestone.settings import Settings
 from lodestone.storage import ObjectStore
 from schema.tables import Tenant
@@ -61,9 +63,13 @@ class AppState:
     forms_limiter: TenantRateLimiter
     upload_slots: UploadSlots
     known_tenants: KnownTenants = field(init=False)
+    events: Listener = field(init=False)  # wakes job event streams (started in the lifespan)
 
     def __post_init__(self) -> None:
         self.known_tenants = KnownTenants(self.engine, self.settings.tenant_cache_seconds)
+        self.events = Listener(
+            self.settings.app_database_url, CHANNEL, connect_timeout=self.settings.db_connect_timeout_seconds
+        )
 
 
 def get_state(request: Request) -> AppState:

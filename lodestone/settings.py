@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     delivery_max_attempts: int = 10
     machine_path_value_max_bytes: int = 4096  # a state's input/output in a job's path, as JSON
     machine_task_result_max_bytes: int = 16 * 1024 * 1024  # an http Task's answer; Step Functions: 256 KiB
+    job_events_token_flush_seconds: float = 0.05  # LLM tokens gathered into one event per this long
+    job_events_poll_seconds: float = 5.0  # an open event stream re-reads this often without a NOTIFY
+    job_events_ping_seconds: float = 15.0  # keep-alive comment on an idle event stream
 
     smtp_host: str | None = None
     smtp_port: int = 25
@@ -192,6 +195,8 @@ class Settings(BaseSettings):
             raise ValueError("MACHINE_PATH_VALUE_MAX_BYTES must be at least 64")
         if not 0 <= self.temporal_payload_offload_bytes <= TEMPORAL_PAYLOAD_MAX_BYTES:
             raise ValueError(f"TEMPORAL_PAYLOAD_OFFLOAD_BYTES must be 0 (off) to {TEMPORAL_PAYLOAD_MAX_BYTES}")
+        if min(self.job_events_token_flush_seconds, self.job_events_poll_seconds, self.job_events_ping_seconds) <= 0:
+            raise ValueError("JOB_EVENTS_TOKEN_FLUSH/POLL/PING_SECONDS must be positive")
         if self.machine_task_result_max_bytes < 1:
             raise ValueError("MACHINE_TASK_RESULT_MAX_BYTES must be positive")
         if not 0 < self.webhook_timeout_seconds <= self.webhook_timeout_max_seconds:

@@ -1,15 +1,16 @@
-"""A state-machine job's path: one row per event the interpreter recorded (a state entered or
-exited, a retry, a catch, a failure), in order by seq. Keyed (job_id, seq), so a retried
-record_machine_events writes each event once."""
+"""A job's progress events (job_events), and a state-machine job's path (job_state_events):
+one row per event the interpreter recorded (a state entered or exited, a retry, a catch, a
+failure), in order by seq. Keyed (job_id, seq), so a retried record_machine_events writes each
+event once."""
 
 import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, UniqueConstraint
+from sqlalchemy import Column, DateTime, ForeignKey, UniqueConstraint, Uuid
 from sqlmodel import Field, SQLModel
 
-from schema.columns import _json_as_written_or_null, _tenant
+from schema.columns import _json, _json_as_written_or_null, _tenant, _ts
 
 
 class JobStateEvent(SQLModel, table=True):
@@ -31,3 +32,16 @@ class JobStateEvent(SQLModel, table=True):
     attempt: int | None = None
     delay_seconds: float | None = None
     next: str | None = None
+
+
+class JobEvent(SQLModel, table=True):
+    """A job's progress, as GET /v1/jobs/{id}/events streams it: seq is 1, 2, 3... per job with
+    no gaps (activities.events.append); type and data as docs/api.md#job-events lists them."""
+
+    __tablename__ = "job_events"
+    job_id: uuid.UUID = Field(sa_column=Column(Uuid, ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True))
+    seq: int = Field(primary_key=True)
+    tenant_id: uuid.UUID = _tenant()
+    type: str
+    data: dict[str, Any] = _json()
+    created_at: datetime = _ts()

@@ -11,7 +11,7 @@ from sqlmodel import Field, SQLModel
 from schema.checkpoints import JobCheckpoint
 from schema.columns import _json, _json_as_written, _json_as_written_or_null, _tenant, _ts, utcnow
 from schema.conversations import ChannelRoute, Contact, FormRoute, Message, Summary
-from schema.job_events import JobStateEvent
+from schema.job_events import JobEvent, JobStateEvent
 from schema.statuses import JobStatus
 from schema.task_tokens import TaskToken
 
@@ -208,6 +208,7 @@ TENANT_TABLES = [
         ChannelRoute,
         FormRoute,
         JobStateEvent,
+        JobEvent,
         TaskToken,
         JobCheckpoint,
     )
@@ -224,6 +225,7 @@ __all__ = [
     "IdempotencyKey",
     "Job",
     "JobCheckpoint",
+    "JobEvent",
     "JobFailure",
     "JobStateEvent",
     "JobStep",
