@@ -14,6 +14,7 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
+from activities import events
 from activities.common import LoadedJob, load_job
 from lodestone import metrics
 from lodestone.db import tenant_session
@@ -188,6 +189,17 @@ async def record_attempt(
                 if final and row.status != "failed":
                     row.status, failed_now = "failed", True
         session.add(row)
+        if stored or failed_now:  # once per attempt, however often its record is retried
+            outcome = "delivered" if ok else "failed" if final else "retrying"
+            data = {
+                "delivery_id": str(row.id),
+                "target": row.target,
+                "attempt": number,
+                "status": outcome,
+                "http_status": status,
+                "error": error,
+            }
+            await events.append(session, tenant_id, str(row.job_id), events.DELIVERY, data)
     return number, stored, failed_now
 
 

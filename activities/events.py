@@ -7,15 +7,21 @@ the job while it reads max(seq) and inserts, so two activities of one job append
 queue on it instead of racing for the same number; a transaction that rolls back takes its
 seq with it. NOTIFY is sent by PostgreSQL at commit, so a woken stream always finds the row."""
 
+import asyncio
+import contextlib
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
+from temporalio import activity
+from temporalio.common import RetryPolicy
 
 from lodestone.db import tenant_session
+from schema.columns import utcnow
 from schema.statuses import TERMINAL
 
 log = logging.getLogger("lodestone.events")
@@ -78,3 +84,68 @@ async def best_effort(engine: AsyncEngine, tenant_id: str, job_id: str, type_: s
         await emit(engine, tenant_id, job_id, type_, data)
     except Exception as e:
         log.warning("job %s: %s event not recorded: %s", job_id, type_, type(e).__name__)
+
+
+def step_data(
+    step: str, status: str, attempt: int, error: str | None = None, next_attempt_at: str | None = None
+) -> dict[str, Any]:
+    return {"step": step, "status": status, "attempt": attempt, "error": error, "next_attempt_at": next_attempt_at}
+
+
+def next_attempt_at(delay: timedelta | None = None) -> str | None:
+    """When Temporal starts the running activity's next attempt (after `delay` when the error
+    asked for one, else after its retry policy's backoff); None when this attempt is its last."""
+    info = activity.info()
+    policy = info.retry_policy or RetryPolicy()
+    if policy.maximum_attempts and info.attempt >= policy.maximum_attempts:
+        return None
+    if delay is None:
+        backoff = policy.initial_interval * policy.backoff_coefficient ** (info.attempt - 1)
+        delay = min(backoff, policy.maximum_interval or policy.initial_interval * 100)
+    return (utcnow() + delay).isoformat()
+
+
+class TokenStream:
+    """An LLM answer's text as `token` events, as the model produces it: the pieces that arrive
+    within one flush interval become one event (PostgreSQL is not written per token), and the
+    rest is written when the answer ends. Writing is best effort: a token event that cannot be
+    written is logged and the answer goes on (the step's stored output is what counts)."""
+
+    def __init__(self, engine: AsyncEngine, tenant_id: str, job_id: str, step: str, every: float) -> None:
+        self.engine, self.tenant_id, self.job_id, self.step, self.every = engine, tenant_id, job_id, step, every
+        self.attempt = activity.info().attempt
+        self._buffer: list[str] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._sleeping = False
+        self._lock = asyncio.Lock()
+
+    async def __call__(self, text: str) -> None:
+        self._buffer.append(text)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        self._sleeping = True
+        try:
+            await asyncio.sleep(self.every)
+        finally:
+            self._sleeping = False
+        await self.flush()
+
+    async def flush(self) -> None:
+        async with self._lock:  # one write at a time, so events keep the text's order
+            text, self._buffer = "".join(self._buffer), []
+            if text:
+                data = {"step": self.step, "attempt": self.attempt, "text": text}
+                await best_effort(self.engine, self.tenant_id, self.job_id, TOKEN, data)
+
+    async def __aenter__(self) -> "TokenStream":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._flusher is not None and not self._flusher.done():
+            if self._sleeping:  # not writing yet: what it would write is written below
+                self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+        await self.flush()

@@ -4,13 +4,15 @@ Artifacts land under {tenant_id}/jobs/{job_id}/."""
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy import literal_column
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from temporalio import activity
 
-from activities import errors
+from activities import errors, events
 from activities.common import fail, heartbeating, load_job, pool_busy
 from lodestone.db import tenant_session
 from lodestone.pdf import PdfRenderFailed, render_pdf
@@ -73,13 +75,16 @@ async def record_artifact(
         sha256=stored.sha256,
         created_at=utcnow(),
     )
-    stmt = row.on_conflict_do_update(
+    stmt: Any = row.on_conflict_do_update(
         index_elements=["job_id", "kind"],
         set_={"size": stored.size, "sha256": stored.sha256, "key": stored.key},
-    ).returning(col(Artifact.id))
+    ).returning(col(Artifact.id), literal_column("xmax = 0"))  # xmax 0: inserted, not updated
     async with tenant_session(engine, tenant_id) as session:
-        artifact_id: uuid.UUID = (await session.execute(stmt)).scalar_one()
-    return artifact_id
+        artifact_id, inserted = (await session.execute(stmt)).one()
+        if inserted:  # once per artifact, however often its render is retried
+            data = {"artifact_id": str(artifact_id), "kind": kind, "url": f"/v1/artifacts/{artifact_id}"}
+            await events.append(session, tenant_id, job_id, events.ARTIFACT, data)
+    return uuid.UUID(str(artifact_id))
 
 
 class RenderActivities:

@@ -13,7 +13,7 @@ from sqlmodel import select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import errors
+from activities import errors, events
 from activities.common import LoadedJob, fail, heartbeating, llm_transient, load_job, pool_busy, secret_of
 from lodestone.db import tenant_session
 from lodestone.llm import Completion, LLMClient, LLMError, LLMTransient
@@ -117,10 +117,10 @@ class StepActivities:
             return await self._attempt(inp, loaded, tenant, outputs)
         except ApplicationError as e:
             if not e.non_retryable and e.type != errors.TEMPLATE_POOL_BUSY:  # busy: not a failed attempt
-                await self._retrying(inp, f"{e.type}: {e.message}")
+                await self._retrying(inp, f"{e.type}: {e.message}", e)
             raise
         except Exception as e:  # not the step's own: its text may name server paths (an OSError's)
-            await self._retrying(inp, f"{type(e).__name__}: {UNEXPLAINED}")
+            await self._retrying(inp, f"{type(e).__name__}: {UNEXPLAINED}", None)
             # The same type (retry policies match on it), without the text: the workflow records
             # the last attempt's message as the step's and the job's error. The cause keeps it.
             raise ApplicationError(UNEXPLAINED, type=errors.unexpected(e)) from e
@@ -130,6 +130,7 @@ class StepActivities:
         """The workflow's word that the step is over: failed, however its attempts ended, or
         cancelled because a sibling failed (a step that completed or failed meanwhile keeps that)."""
         async with tenant_session(self.engine, inp.tenant_id) as session:
+            await self._step_ended(session, inp)
             stmt = insert(JobStep).values(
                 id=uuid.uuid4(),
                 tenant_id=uuid.UUID(inp.tenant_id),
@@ -157,23 +158,26 @@ class StepActivities:
         step = next(s for s in loaded.definition["steps"] if s["id"] == inp.step_id)
         model = step.get("model", self.settings.llm_model)
         attempt = activity.info().attempt
+        started = events.step_data(inp.step_id, "started", attempt)
         if attempt == 1:
-            await self._mark(inp, "running", None)
+            await self._mark(inp, "running", None, event=started)
         else:  # the last error stays shown until this attempt ends
-            await self._mark(
-                inp, "retrying", None, keep=f"attempt {attempt - 1} did not finish (timed out, or its worker was lost)"
-            )
+            lost = f"attempt {attempt - 1} did not finish (timed out, or its worker was lost)"
+            await self._mark(inp, "retrying", None, keep=lost, event=started)
+        tokens = events.TokenStream(
+            self.engine, inp.tenant_id, inp.job_id, inp.step_id, self.settings.job_events_token_flush_seconds
+        )
         try:
             context = await self._context(loaded, step, outputs)
-            async with heartbeating():
+            async with heartbeating(), tokens:
                 prompt = await self.templates.render(step["instructions"], context, html=False, tenant=inp.tenant_id)
-                completion = await self.llm.complete(model, prompt, llm_key)
+                completion = await self.llm.complete(model, prompt, llm_key, on_text=tokens)
         except LLMTransient as e:
             raise llm_transient(e) from e
         except TemplatePoolBusy as e:
             raise pool_busy(e) from e
         except (LLMError, TemplateRenderError, TemplateSecurityViolation, TemplateLimitExceeded) as e:
-            await self._mark(inp, "failed", str(e))
+            await self._mark(inp, "failed", str(e), event=events.step_data(inp.step_id, "failed", attempt, str(e)))
             raise fail(errors.code_of(e), str(e)) from e
         stored = await self.store.put_bytes(
             job_key(inp.tenant_id, inp.job_id, f"steps/{inp.step_id}.txt"),
@@ -183,6 +187,9 @@ class StepActivities:
         async with tenant_session(self.engine, inp.tenant_id) as session:
             await record_usage(session, inp.tenant_id, inp.job_id, inp.step_id, completion)
             await self._upsert(session, inp, "completed", None, stored.key)
+            await events.append(
+                session, inp.tenant_id, inp.job_id, events.STEP, events.step_data(inp.step_id, "completed", attempt)
+            )
         return StepResult(
             inp.step_id, stored.key, completion.model, completion.tokens_in, completion.tokens_out, completion.cost_usd
         )
@@ -211,15 +218,42 @@ class StepActivities:
         head = b"".join([c async for c in self.store.iter_range(key, 0, min(size, limit) - 1)]) if size else b""
         return {"excerpt": head.decode(errors="replace"), "size": size, "truncated": size > limit}
 
-    async def _mark(self, inp: StepInput, status: str, error: str | None, keep: str | None = None) -> None:
+    async def _mark(
+        self,
+        inp: StepInput,
+        status: str,
+        error: str | None,
+        keep: str | None = None,
+        event: dict[str, Any] | None = None,
+    ) -> None:
         async with tenant_session(self.engine, inp.tenant_id) as session:
             await self._upsert(session, inp, status, error, None, keep)
+            if event is not None:
+                await events.append(session, inp.tenant_id, inp.job_id, events.STEP, event)
 
-    async def _retrying(self, inp: StepInput, error: str) -> None:
-        """This attempt failed and Temporal may try again: say so, with the error. Best effort:
-        the next attempt says `retrying` too, and the workflow says `failed` if none is left."""
+    async def _retrying(self, inp: StepInput, error: str, e: ApplicationError | None) -> None:
+        """This attempt failed and Temporal may try again: say so, with the error (and, in the
+        step's event, when the next attempt starts). Best effort: the next attempt says
+        `retrying` too, and the workflow says `failed` if none is left."""
+        policy = activity.info().retry_policy
+        final = e is not None and policy is not None and e.type in (policy.non_retryable_error_types or ())
+        at = None if final else events.next_attempt_at(e.next_retry_delay if e else None)
+        event = None if at is None else events.step_data(inp.step_id, "retrying", activity.info().attempt, error, at)
         with contextlib.suppress(Exception):
-            await self._mark(inp, "retrying", error)
+            await self._mark(inp, "retrying", error, event=event)
+
+    @staticmethod
+    async def _step_ended(session: Any, inp: StepFailureInput) -> None:
+        """The step's `failed` (or `cancelled`) event, unless its row says so already (its last
+        attempt's own failure, or a retry of this activity)."""
+        query = select(JobStep.status, JobStep.attempts).where(
+            JobStep.job_id == uuid.UUID(inp.job_id), JobStep.step_id == inp.step_id
+        )
+        row = (await session.exec(query)).first()
+        if row is not None and row[0] in ("failed", "cancelled", "completed"):
+            return
+        data = events.step_data(inp.step_id, inp.status, row[1] if row else 0, inp.error)
+        await events.append(session, inp.tenant_id, inp.job_id, events.STEP, data)
 
     async def _upsert(
         self,

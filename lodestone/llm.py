@@ -2,10 +2,18 @@
 
 The client never retries by itself: Temporal's retry policy does, and a 429's
 Retry-After is handed back so the activity can wait that long.
+
+A caller that passes `on_text` gets the answer's text as the model produces it, piece by
+piece, before the Completion: the OpenAI-compatible client then uses the provider's streaming
+API (`stream=True`, usage from its last chunk); the offline model hands its text over word by
+word. The pieces joined are the answer as the model wrote it; Completion.text is that text
+with surrounding whitespace trimmed.
 """
 
 import hashlib
+import re
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -14,6 +22,9 @@ from typing import Any
 from lodestone.settings import Settings
 
 OFFLINE_MODEL = "offline"
+
+# Receives each new piece of an answer's text, as the model produces it.
+TextSink = Callable[[str], Awaitable[None]]
 
 
 class LLMError(Exception):
@@ -69,12 +80,17 @@ class ChatRequest:
 
 class LLMClient(ABC):
     @abstractmethod
-    async def complete(self, model: str, prompt: str, api_key: str | None = None) -> Completion:
-        """api_key: the tenant's own key, when it has one; else the provider's default."""
+    async def complete(
+        self, model: str, prompt: str, api_key: str | None = None, on_text: TextSink | None = None
+    ) -> Completion:
+        """api_key: the tenant's own key, when it has one; else the provider's default.
+        on_text: called with each piece of the answer as it arrives."""
 
-    async def chat(self, model: str, request: ChatRequest, api_key: str | None = None) -> Completion:
+    async def chat(
+        self, model: str, request: ChatRequest, api_key: str | None = None, on_text: TextSink | None = None
+    ) -> Completion:
         """A chat; a provider without messages or options answers the messages as one prompt."""
-        return await self.complete(model, request.as_prompt(), api_key)
+        return await self.complete(model, request.as_prompt(), api_key, on_text)
 
     async def close(self) -> None:
         return None
@@ -91,8 +107,13 @@ def offline_text(model: str, prompt: str) -> str:
 
 
 class OfflineLLM(LLMClient):
-    async def complete(self, model: str, prompt: str, api_key: str | None = None) -> Completion:
+    async def complete(
+        self, model: str, prompt: str, api_key: str | None = None, on_text: TextSink | None = None
+    ) -> Completion:
         text = offline_text(model, prompt)
+        if on_text is not None:
+            for piece in re.findall(r"\S+\s*|\s+", text):
+                await on_text(piece)
         return Completion(text, model, len(prompt.split()), len(text.split()), 0.0)
 
 
@@ -112,6 +133,13 @@ def _retry_after(headers: object) -> float | None:
     return max((when - datetime.now(UTC)).total_seconds(), 0.0)
 
 
+@dataclass
+class Answer:
+    content: str
+    finish_reason: str | None
+    refusal: str | None
+
+
 class OpenAICompatibleLLM(LLMClient):
     def __init__(self, settings: Settings) -> None:
         from openai import AsyncOpenAI
@@ -124,10 +152,14 @@ class OpenAICompatibleLLM(LLMClient):
         )
         self._prices = settings.llm_prices
 
-    async def complete(self, model: str, prompt: str, api_key: str | None = None) -> Completion:
-        return await self._create(model, {"messages": [{"role": "user", "content": prompt}]}, api_key)
+    async def complete(
+        self, model: str, prompt: str, api_key: str | None = None, on_text: TextSink | None = None
+    ) -> Completion:
+        return await self._create(model, {"messages": [{"role": "user", "content": prompt}]}, api_key, on_text)
 
-    async def chat(self, model: str, request: ChatRequest, api_key: str | None = None) -> Completion:
+    async def chat(
+        self, model: str, request: ChatRequest, api_key: str | None = None, on_text: TextSink | None = None
+    ) -> Completion:
         messages = ([{"role": "system", "content": request.system}] if request.system else []) + request.messages
         options: dict[str, Any] = {"messages": messages}
         if request.max_tokens is not None:
@@ -136,13 +168,17 @@ class OpenAICompatibleLLM(LLMClient):
             options["temperature"] = request.temperature
         if request.json:
             options["response_format"] = {"type": "json_object"}
-        return await self._create(model, options, api_key)
+        return await self._create(model, options, api_key, on_text)
 
-    async def _create(self, model: str, options: dict[str, Any], api_key: str | None) -> Completion:
+    async def _create(
+        self, model: str, options: dict[str, Any], api_key: str | None, on_text: TextSink | None = None
+    ) -> Completion:
         import openai
 
         client = self._client.with_options(api_key=api_key) if api_key else self._client
         try:
+            if on_text is not None:
+                return self._completion(model, *await self._stream(client, model, options, on_text))
             resp = await client.chat.completions.create(model=model, **options)
         except openai.RateLimitError as e:
             raise LLMTransient(f"rate limited (429) by {model}", _retry_after(e.response.headers)) from e
@@ -157,16 +193,38 @@ class OpenAICompatibleLLM(LLMClient):
         if not resp.choices:
             raise LLMEmptyAnswer(f"{model} returned no choices")
         choice = resp.choices[0]
-        if choice.finish_reason == "content_filter" or getattr(choice.message, "refusal", None):
-            raise LLMRefused(f"{model} refused: {choice.message.refusal or 'content filter'}")
-        text = (choice.message.content or "").strip()
+        answer = Answer(choice.message.content or "", choice.finish_reason, getattr(choice.message, "refusal", None))
+        return self._completion(model, answer, resp.model, resp.usage)
+
+    @staticmethod
+    async def _stream(client: Any, model: str, options: dict[str, Any], on_text: TextSink) -> tuple[Any, ...]:
+        """The answer read from the provider's stream, each content delta handed to on_text."""
+        stream = await client.chat.completions.create(
+            model=model, stream=True, stream_options={"include_usage": True}, **options
+        )
+        answer, served, usage = Answer("", None, None), None, None
+        async for chunk in stream:
+            served, usage = chunk.model or served, chunk.usage or usage
+            for choice in chunk.choices:
+                delta = choice.delta
+                answer.refusal = getattr(delta, "refusal", None) or answer.refusal
+                answer.finish_reason = choice.finish_reason or answer.finish_reason
+                if delta.content:
+                    answer.content += delta.content
+                    await on_text(delta.content)
+        return answer, served, usage
+
+    def _completion(self, model: str, answer: "Answer", served: str | None, usage: Any) -> Completion:
+        if answer.finish_reason == "content_filter" or answer.refusal:
+            raise LLMRefused(f"{model} refused: {answer.refusal or 'content filter'}")
+        text = answer.content.strip()
         if not text:
             raise LLMEmptyAnswer(f"{model} returned an empty answer")
-        tin = resp.usage.prompt_tokens if resp.usage else 0
-        tout = resp.usage.completion_tokens if resp.usage else 0
+        tin = usage.prompt_tokens if usage else 0
+        tout = usage.completion_tokens if usage else 0
         price_in, price_out = self._prices.get(model, (0.0, 0.0))
         cost = (tin * price_in + tout * price_out) / 1_000_000
-        return Completion(text, resp.model or model, tin, tout, round(cost, 8))
+        return Completion(text, served or model, tin, tout, round(cost, 8))
 
     async def close(self) -> None:
         await self._client.close()
@@ -179,15 +237,19 @@ class RoutingLLM(LLMClient):
         self._offline = OfflineLLM()
         self._remote = OpenAICompatibleLLM(settings) if settings.llm_base_url else None
 
-    async def complete(self, model: str, prompt: str, api_key: str | None = None) -> Completion:
+    async def complete(
+        self, model: str, prompt: str, api_key: str | None = None, on_text: TextSink | None = None
+    ) -> Completion:
         if model == OFFLINE_MODEL:
-            return await self._offline.complete(model, prompt)
-        return await self._route(model).complete(model, prompt, api_key)
+            return await self._offline.complete(model, prompt, on_text=on_text)
+        return await self._route(model).complete(model, prompt, api_key, on_text)
 
-    async def chat(self, model: str, request: ChatRequest, api_key: str | None = None) -> Completion:
+    async def chat(
+        self, model: str, request: ChatRequest, api_key: str | None = None, on_text: TextSink | None = None
+    ) -> Completion:
         if model == OFFLINE_MODEL:
-            return await self._offline.chat(model, request)
-        return await self._route(model).chat(model, request, api_key)
+            return await self._offline.chat(model, request, on_text=on_text)
+        return await self._route(model).chat(model, request, api_key, on_text)
 
     def _route(self, model: str) -> LLMClient:
         if self._remote is None:

@@ -8,11 +8,15 @@ Behaviour is picked by the request's model name, so one server covers every case
   error500        500
   flaky-N         500 for the first N requests, then answers (per server)
   slow            sleeps past any sane client timeout before answering
+  trickle-*       as ok-*, streamed (when asked to stream) with a pause of trickle_seconds per piece
+A request with `"stream": true` is answered as OpenAI streams: SSE chunks of the answer, a word
+at a time, the last with finish_reason; a usage chunk when stream_options.include_usage; [DONE].
 and any model a test puts in `broken` answers like `empty` until it is taken out again
 (a fault an operator can fix).
 """
 
 import json
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,8 +24,8 @@ from typing import Any
 
 
 class OpenAIStandIn:
-    def __init__(self, slow_seconds: float = 5.0) -> None:
-        self.slow_seconds = slow_seconds
+    def __init__(self, slow_seconds: float = 5.0, trickle_seconds: float = 0.05) -> None:
+        self.slow_seconds, self.trickle_seconds = slow_seconds, trickle_seconds
         self.requests: list[dict[str, Any]] = []
         self.broken: set[str] = set()
         self._lock = threading.Lock()
@@ -81,6 +85,13 @@ class OpenAIStandIn:
                     content = ""
                 if model == "refuse":
                     content, refusal = None, "I can't help with that."
+                usage = {
+                    "prompt_tokens": len(prompt.split()),
+                    "completion_tokens": 7,
+                    "total_tokens": len(prompt.split()) + 7,
+                }
+                if req.get("stream"):
+                    return self._stream(req, content, refusal, usage)
                 return self._send(
                     200,
                     {
@@ -95,13 +106,43 @@ class OpenAIStandIn:
                                 "message": {"role": "assistant", "content": content, "refusal": refusal},
                             }
                         ],
-                        "usage": {
-                            "prompt_tokens": len(prompt.split()),
-                            "completion_tokens": 7,
-                            "total_tokens": len(prompt.split()) + 7,
-                        },
+                        "usage": usage,
                     },
                 )
+
+            def _stream(self, req: dict[str, Any], content: str | None, refusal: str | None, usage: Any) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                model = str(req.get("model", ""))
+                pause = standin.trickle_seconds if model.startswith("trickle-") else 0.0
+                pieces: list[dict[str, Any]] = [{"role": "assistant", "content": ""}]
+                pieces += [{"content": w} for w in re.findall(r"\S+\s*|\s+", content or "")]
+                if refusal:
+                    pieces.append({"refusal": refusal})
+                for i, delta in enumerate(pieces):
+                    last = i == len(pieces) - 1
+                    choice = {"index": 0, "delta": delta, "finish_reason": "stop" if last else None}
+                    self._chunk({"model": model, "choices": [choice], "usage": None})
+                    time.sleep(pause)
+                if (req.get("stream_options") or {}).get("include_usage"):
+                    self._chunk({"model": model, "choices": [], "usage": usage})
+                self._write(b"data: [DONE]\n\n")
+                self.wfile.write(b"0\r\n\r\n")
+
+            def _chunk(self, body: dict[str, Any]) -> None:
+                body = {
+                    "id": "chatcmpl-standin",
+                    "object": "chat.completion.chunk",
+                    "created": int(time.time()),
+                    **body,
+                }
+                self._write(f"data: {json.dumps(body)}\n\n".encode())
+
+            def _write(self, data: bytes) -> None:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
 
             def log_message(self, *args: object) -> None:
                 return None
