@@ -1,6 +1,7 @@
 """`lodestone jobs` on the real stack, the CLI in a subprocess: submit --watch of a pipeline
 on the streaming stand-in model prints its steps, their tokens, the artifacts and exits 0;
-watch of a failed job exits 1; get and list show what the API holds."""
+watch of a failed job exits 1; watch through a relay that cuts its connections mid-event
+resumes and prints what an uncut watch prints; get and list show what the API holds."""
 
 import asyncio
 import os
@@ -9,14 +10,18 @@ from typing import Any
 
 from devstack.processes import venv_bin
 from devstack.receiver import WebhookReceiver
+from lodestone.settings import Settings
+from tests.conftest import TenantCtx
 from tests.helpers import create_workflow, definition, submit, wait_job
 
 STEPS = ("research", "angles", "outline", "write")
 
 
-async def lodestone(settings, tenant, *args: str, role: str = "editor") -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+async def lodestone(
+    settings: Settings, tenant: TenantCtx, *args: str, role: str = "editor", api_url: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LODESTONE_")} | {
-        "LODESTONE_API_URL": settings.api_url,
+        "LODESTONE_API_URL": api_url or settings.api_url,
         "LODESTONE_TOKEN": tenant.token_for(settings, role),
     }
     return await asyncio.to_thread(
@@ -64,6 +69,62 @@ async def test_watch_of_a_failed_job_exits_1(settings, stack, tenant_a):
     assert any(x.startswith("step research failed") for x in run.stdout.splitlines()), run.stdout
     assert run.stdout.splitlines()[-1].startswith("job failed")
     assert (await wait_job(tenant_a.api, job_id))["status"] == "failed"
+
+
+class CuttingRelay:
+    """A TCP relay to the API that cuts each of its first `cuts` connections in the middle
+    of the response's `frame`-th SSE frame (the client sees a dropped connection)."""
+
+    def __init__(self, upstream: int, cuts: int, frame: int) -> None:
+        self.upstream, self.cuts, self.frame, self.connections = upstream, cuts, frame, 0
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> "CuttingRelay":
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        self.server.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        cut = self.connections <= self.cuts
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
+        for task in (self._pump(reader, up_writer, False), self._pump(up_reader, writer, cut)):
+            self.tasks.add(asyncio.create_task(task))
+
+    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, cut: bool) -> None:
+        sent = b""
+        try:
+            while data := await src.read(65536):
+                at = -1
+                for _ in range(self.frame if cut else 0):
+                    at = (sent + data).find(b"id: ", at + 1)
+                if at >= 0:  # into the frame: its id's first digit, not its end
+                    dst.write((sent + data)[len(sent) : at + 5])
+                    break
+                sent += data if cut else b""
+                dst.write(data)
+                await dst.drain()
+        finally:
+            dst.close()
+
+
+async def test_watch_resumes_through_cut_connections_without_repeating_a_line(settings, stack, tenant_a):
+    with WebhookReceiver(tenant_a.webhook_secret) as hook:
+        wf = await create_workflow(tenant_a.api, definition(hook.url, model="trickle-cut"))
+        job_id = (await submit(tenant_a.api, wf["key"])).json()["job_id"]
+        assert (await wait_job(tenant_a.api, job_id))["status"] == "delivered"
+    whole = await lodestone(settings, tenant_a, "watch", job_id, role="viewer")
+    async with CuttingRelay(settings.api_port, cuts=2, frame=6) as relay:
+        resumed = await lodestone(settings, tenant_a, "watch", job_id, role="viewer", api_url=relay.url)
+    assert (whole.returncode, resumed.returncode) == (0, 0), resumed.stderr
+    assert relay.connections == 3 and resumed.stderr.count("reconnecting after event") == 2, resumed.stderr
+    assert resumed.stdout.replace(relay.url, settings.api_url) == whole.stdout
 
 
 async def test_get_and_list_show_the_tenants_jobs(settings, stack, tenant_a, tenant_b):
