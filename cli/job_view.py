@@ -4,6 +4,7 @@ tokens stay in a live area under the lines; otherwise (a pipe, a file) everythin
 text written once, the tokens inline under their step."""
 
 import sys
+import textwrap
 from datetime import datetime
 from typing import Any, Protocol, TextIO
 
@@ -122,9 +123,9 @@ class LiveView:
         width = max(self.console.width - 4, 20)
         parts: list[Text] = []
         for key, text in self.running.items():
-            tail = text[-width * self.TAIL_LINES :].splitlines()[-self.TAIL_LINES :]
+            lines = [w for line in text[-width * self.TAIL_LINES :].splitlines() for w in textwrap.wrap(line, width)]
             parts.append(Text(f"▸ {key}", style="bold cyan"))
-            parts += [Text("  " + line, style="dim", no_wrap=True, overflow="ellipsis") for line in tail]
+            parts += [Text("  " + line, style="dim", no_wrap=True) for line in lines[-self.TAIL_LINES :]]
         return Group(*parts)
 
     def show(self, kind: str, data: dict[str, Any]) -> None:
