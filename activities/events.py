@@ -38,29 +38,35 @@ _APPEND = text(
     """
     WITH added AS (
         INSERT INTO job_events (job_id, seq, tenant_id, type, data, created_at)
-        SELECT CAST(:job_id AS uuid), coalesce(max(seq), 0) + 1, CAST(:tenant_id AS uuid), :type,
-               CAST(:data AS jsonb), clock_timestamp()
-        FROM job_events WHERE job_id = CAST(:job_id AS uuid)
+        SELECT CAST(:job_id AS uuid), last.seq + e.n, CAST(:tenant_id AS uuid), e.item->>'type', e.item->'data',
+               clock_timestamp()
+        FROM (SELECT coalesce(max(seq), 0) AS seq FROM job_events WHERE job_id = CAST(:job_id AS uuid)) AS last,
+             jsonb_array_elements(CAST(:events AS jsonb)) WITH ORDINALITY AS e(item, n)
         RETURNING seq
     )
-    SELECT seq, pg_notify(:channel, CAST(:job_id AS text)) FROM added
+    SELECT max(seq), pg_notify(:channel, CAST(:job_id AS text)) FROM added
     """
 )
 
 
-async def append(session: AsyncSession, tenant_id: str, job_id: str, type_: str, data: dict[str, Any]) -> int:
-    """Append one event in the session's transaction; returns its seq. The lock is held until
-    that transaction ends: keep it short."""
+async def append_many(
+    session: AsyncSession, tenant_id: str, job_id: str, items: list[tuple[str, dict[str, Any]]]
+) -> int:
+    """Append events (type, data) in order, in the session's transaction; returns the last
+    one's seq. The lock is held until that transaction ends: keep it short."""
     params = {
         "job_id": str(job_id),
         "tenant_id": str(tenant_id),
-        "type": type_,
-        "data": json.dumps(data),
+        "events": json.dumps([{"type": t, "data": d} for t, d in items]),
         "channel": CHANNEL,
     }
     await session.execute(_LOCK, {"job_id": params["job_id"]})
-    seq = (await session.execute(_APPEND, params)).scalar_one()
-    return int(seq)
+    return int((await session.execute(_APPEND, params)).scalar_one())
+
+
+async def append(session: AsyncSession, tenant_id: str, job_id: str, type_: str, data: dict[str, Any]) -> int:
+    """Append one event in the session's transaction; returns its seq."""
+    return await append_many(session, tenant_id, job_id, [(type_, data)])
 
 
 async def emit(engine: AsyncEngine, tenant_id: str, job_id: str, type_: str, data: dict[str, Any]) -> int:
@@ -72,9 +78,8 @@ async def emit(engine: AsyncEngine, tenant_id: str, job_id: str, type_: str, dat
 async def status_changed(session: AsyncSession, tenant_id: str, job_id: str, status: str, error: str | None) -> None:
     """A job's status changed (in this session's transaction): its `status` event, and its
     `end` event when the status is terminal."""
-    await append(session, tenant_id, job_id, STATUS, {"status": status, "error": error})
-    if status in TERMINAL:
-        await append(session, tenant_id, job_id, END, {"status": status, "error": error})
+    data = {"status": status, "error": error}
+    await append_many(session, tenant_id, job_id, [(STATUS, data), *([(END, data)] if status in TERMINAL else [])])
 
 
 async def best_effort(engine: AsyncEngine, tenant_id: str, job_id: str, type_: str, data: dict[str, Any]) -> None:
@@ -111,9 +116,12 @@ class TokenStream:
     rest is written when the answer ends. Writing is best effort: a token event that cannot be
     written is logged and the answer goes on (the step's stored output is what counts)."""
 
-    def __init__(self, engine: AsyncEngine, tenant_id: str, job_id: str, step: str, every: float) -> None:
+    def __init__(
+        self, engine: AsyncEngine, tenant_id: str, job_id: str, step: str, every: float, attempt: int | None = None
+    ) -> None:
+        """step: the step's id, or a state machine Task's path; attempt: the activity's own unless given."""
         self.engine, self.tenant_id, self.job_id, self.step, self.every = engine, tenant_id, job_id, step, every
-        self.attempt = activity.info().attempt
+        self.attempt = attempt if attempt is not None else activity.info().attempt
         self._buffer: list[str] = []
         self._flusher: asyncio.Task[None] | None = None
         self._sleeping = False

@@ -35,6 +35,26 @@ from schema.tables import JobFailure, JobStateEvent, WorkflowDefinition, utcnow
 EVENT_FIELDS = ("kind", "state", "path", "type", "error", "attempt", "delay_seconds", "next")
 
 
+# A path event's kind, as a `state` job event's status.
+STATE_STATUS = {
+    "entered": "entered",
+    "retry": "retrying",
+    "exited": "succeeded",
+    "failed": "failed",
+    "caught": "failed",
+}
+
+
+def state_event(row: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return events.STATE, {
+        "state": row["state"],
+        "path": row["path"],
+        "status": STATE_STATUS[row["kind"]],
+        "attempt": row["attempt"] or 1,
+        "error": row["error"],
+    }
+
+
 @dataclass
 class MachinePlan:
     state_machine: dict[str, Any]
@@ -118,9 +138,17 @@ class MachineJobActivities:
             for i, e in enumerate(inp.events)
         ]
         async with tenant_session(self.engine, inp.tenant_id) as session:
-            await session.execute(
-                insert(JobStateEvent).values(rows).on_conflict_do_nothing(index_elements=["job_id", "seq"])
+            added = await session.execute(
+                insert(JobStateEvent)
+                .values(rows)
+                .on_conflict_do_nothing(index_elements=["job_id", "seq"])
+                .returning(col(JobStateEvent.seq))
             )
+            # Only the rows this call added: a retried record emits nothing twice.
+            new = {seq for (seq,) in added}
+            progress = [state_event(r) for r in rows if r["seq"] in new and r["kind"] in STATE_STATUS]
+            if progress:
+                await events.append_many(session, inp.tenant_id, inp.job_id, progress)
 
     @activity.defn(name="finish_machine")
     async def finish_machine(self, inp: MachineFinishInput) -> None:

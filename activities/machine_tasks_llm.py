@@ -10,6 +10,7 @@ from typing import Any
 
 from activities import errors
 from activities.common import heartbeating
+from activities.events import TokenStream
 from activities.machine_tasks_base import (
     MachineTaskInput,
     TaskDeps,
@@ -80,9 +81,11 @@ async def run_llm(deps: TaskDeps, inp: MachineTaskInput, resolved: Resolved) -> 
     model = params.get("model") if isinstance(params.get("model"), str) else deps.settings.llm_model
     tenant = await load_tenant(deps, inp.tenant_id)
     key = await own_secret(deps, tenant, "llm_api_key")
+    every = deps.settings.job_events_token_flush_seconds
+    tokens = TokenStream(deps.engine, inp.tenant_id, inp.job_id, inp.path, every, attempt=inp.attempt)
     try:
-        async with heartbeating(heartbeat_every()):
-            completion = await deps.llm.chat(str(model), request, key)
+        async with heartbeating(heartbeat_every()), tokens:
+            completion = await deps.llm.chat(str(model), request, key, on_text=tokens)
     except LLMError as e:
         raise task_failed(f"{errors.code_of(e)}: {e}") from e
     async with tenant_session(deps.engine, inp.tenant_id) as session:
