@@ -1,11 +1,13 @@
 """`lodestone jobs` on the real stack, the CLI in a subprocess: submit --watch of a pipeline
 on the streaming stand-in model prints its steps, their tokens, the artifacts and exits 0;
-watch of a failed job exits 1; watch through a relay that cuts its connections mid-event
-resumes and prints what an uncut watch prints; get and list show what the API holds."""
+watch of a failed job exits 1; of a state machine, its states and tokens, exit 0; watch
+through a relay that cuts its connections mid-event resumes and prints what an uncut watch
+prints; get and list show what the API holds."""
 
 import asyncio
 import os
 import subprocess
+import uuid
 from typing import Any
 
 from devstack.processes import venv_bin
@@ -13,6 +15,7 @@ from devstack.receiver import WebhookReceiver
 from lodestone.settings import Settings
 from tests.conftest import TenantCtx
 from tests.helpers import create_workflow, definition, submit, wait_job
+from tests.test_job_events_durable import llm_machine
 
 STEPS = ("research", "angles", "outline", "write")
 
@@ -69,6 +72,20 @@ async def test_watch_of_a_failed_job_exits_1(settings, stack, tenant_a):
     assert any(x.startswith("step research failed") for x in run.stdout.splitlines()), run.stdout
     assert run.stdout.splitlines()[-1].startswith("job failed")
     assert (await wait_job(tenant_a.api, job_id))["status"] == "failed"
+
+
+async def test_watch_of_a_state_machine_shows_its_states_and_tokens(settings, stack, tenant_a):
+    wf = await create_workflow(tenant_a.api, llm_machine(f"sm-watch-{uuid.uuid4().hex[:8]}", "trickle-machine"))
+    job_id = (await submit(tenant_a.api, wf["key"], {"company": "Acme"})).json()["job_id"]
+    run = await lodestone(settings, tenant_a, "watch", job_id, role="viewer")
+    assert run.returncode == 0, run.stdout + run.stderr
+    job = await wait_job(tenant_a.api, job_id)
+    lines = run.stdout.splitlines()
+    states = [x for x in lines if x.startswith("state ")]
+    assert states == ["state Ask entered", "state Ask succeeded", "state Done entered", "state Done succeeded"]
+    asked = lines[lines.index("state Ask entered") + 1 : lines.index("state Ask succeeded")]
+    assert "".join(x.removeprefix("  Ask › ") for x in asked) == job["output"]["text"], run.stdout
+    assert lines[-1] == "job succeeded"
 
 
 class CuttingRelay:
