@@ -15,6 +15,7 @@ from devstack.receiver import WebhookReceiver
 from lodestone.settings import Settings
 from tests.conftest import TenantCtx
 from tests.helpers import create_workflow, definition, submit, wait_job
+from tests.test_db_errors import FreezingProxy
 from tests.test_job_events_durable import llm_machine
 
 STEPS = ("research", "angles", "outline", "write")
@@ -88,33 +89,26 @@ async def test_watch_of_a_state_machine_shows_its_states_and_tokens(settings, st
     assert lines[-1] == "job succeeded"
 
 
-class CuttingRelay:
+class CuttingRelay(FreezingProxy):
     """A TCP relay to the API that cuts each of its first `cuts` connections in the middle
     of the response's `frame`-th SSE frame (the client sees a dropped connection)."""
 
     def __init__(self, upstream: int, cuts: int, frame: int) -> None:
-        self.upstream, self.cuts, self.frame, self.connections = upstream, cuts, frame, 0
-        self.tasks: set[asyncio.Task[None]] = set()
+        super().__init__(upstream)
+        self.cuts, self.frame, self.connections = cuts, frame, 0
 
-    async def __aenter__(self) -> "CuttingRelay":
-        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self.server.close()
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         cut = self.connections <= self.cuts
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
-        for task in (self._pump(reader, up_writer, False), self._pump(up_reader, writer, cut)):
+        for task in (self._relay(reader, up_writer, False), self._relay(up_reader, writer, cut)):
             self.tasks.add(asyncio.create_task(task))
 
-    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, cut: bool) -> None:
+    async def _relay(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, cut: bool) -> None:
         sent = b""
         try:
             while data := await src.read(65536):
