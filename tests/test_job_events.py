@@ -3,6 +3,8 @@ of a pipeline with its LLM tokens, resuming with Last-Event-ID mid-job, a finish
 replay, tenants and roles."""
 
 import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -19,13 +21,13 @@ def of(frames: list[Frame], event: str, **match: object) -> list[Frame]:
     return [f for f in frames if f.event == event and all(f.data.get(k) == v for k, v in match.items())]
 
 
-async def run_job(tenant, model: str) -> tuple[str, list[Frame]]:  # type: ignore[no-untyped-def]
-    """A delivered pipeline job of `model`, and its stream as read live from its start."""
-    with WebhookReceiver(tenant.webhook_secret) as hook:
+async def run_job(tenant, model: str, ends: str = "delivered", fail_first: int = 0) -> tuple[str, list[Frame]]:  # type: ignore[no-untyped-def]
+    """A pipeline job of `model` that ends `ends`, and its stream as read live from its start."""
+    with WebhookReceiver(tenant.webhook_secret, fail_first=fail_first) as hook:
         wf = await create_workflow(tenant.api, definition(hook.url, model=model))
         job_id = (await submit(tenant.api, wf["key"])).json()["job_id"]
         live = await read_events(tenant.api, job_id)  # opened while the job runs: follows it to its end
-        assert (await wait_job(tenant.api, job_id))["status"] == "delivered"
+        assert (await wait_job(tenant.api, job_id))["status"] == ends
     return job_id, live
 
 
@@ -104,3 +106,41 @@ async def test_another_tenant_gets_404_and_a_viewer_may_read(settings, tenant_a,
     assert (await tenant_a.api.get("/v1/jobs/not-a-uuid/events")).status_code == 422
     bad = await tenant_a.api.get(f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": "x"})
     assert bad.status_code == 422
+
+
+async def test_a_retried_step_says_when_it_retries_and_marks_each_attempts_tokens(settings, tenant_a):
+    # The first answer breaks off after three pieces; Temporal retries the step.
+    job_id, live = await run_job(tenant_a, f"cutoff-1-{uuid.uuid4().hex[:8]}")
+    research = [f for f in live if f.data.get("step") == "research"]
+    steps = [(f.data["status"], f.data["attempt"]) for f in research if f.event == "step"]
+    assert steps == [("started", 1), ("retrying", 1), ("started", 2), ("completed", 2)]
+    retrying = next(f for f in research if f.data.get("status") == "retrying")
+    assert retrying.data["error"].startswith("LLMTransient") and retrying.data["next_attempt_at"]
+    job = (await tenant_a.api.get(f"/v1/jobs/{job_id}")).json()
+    # STEP_RETRY's first backoff is 2 s, counted from the failure, which came after the job began.
+    at = datetime.fromisoformat(retrying.data["next_attempt_at"])
+    assert datetime.fromisoformat(job["created_at"]) + timedelta(seconds=2) < at < datetime.now(UTC)
+    first = "".join(f.data["text"] for f in research if f.event == "token" and f.data["attempt"] == 1)
+    second = "".join(f.data["text"] for f in research if f.event == "token" and f.data["attempt"] == 2)
+    output = await make_store(settings).get_bytes(job_key(str(tenant_a.id), job_id, "steps/research.txt"))
+    assert second == output.decode() and output.decode().startswith(first) and first != second
+
+
+async def test_a_failed_step_and_a_failed_job_end_the_stream_with_the_error(tenant_a):
+    job_id, live = await run_job(tenant_a, "refuse", ends="failed")
+    job = (await tenant_a.api.get(f"/v1/jobs/{job_id}")).json()
+    steps = [(f.data["step"], f.data["status"], f.data["attempt"]) for f in of(live, "step")]
+    assert steps == [("research", "started", 1), ("research", "failed", 1)]  # once, though the workflow says it too
+    assert "refused" in of(live, "step", status="failed")[0].data["error"]
+    assert [f.event for f in live[-2:]] == ["status", "end"]
+    assert (
+        live[-1].data
+        == live[-2].data
+        == {"status": "failed", "error": f"{job['error']['code']}: {job['error']['message']}"}
+    )
+
+
+async def test_each_delivery_attempt_is_an_event(tenant_a):
+    _, live = await run_job(tenant_a, "offline", fail_first=1)
+    attempts = [(f.data["attempt"], f.data["status"], f.data["http_status"]) for f in of(live, "delivery")]
+    assert attempts == [(1, "retrying", 503), (2, "delivered", 204)]

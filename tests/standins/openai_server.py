@@ -9,6 +9,7 @@ Behaviour is picked by the request's model name, so one server covers every case
   flaky-N         500 for the first N requests, then answers (per server)
   slow            sleeps past any sane client timeout before answering
   trickle-*       as ok-*, streamed (when asked to stream) with a pause of trickle_seconds per piece
+  cutoff-N-*      streamed: the first N requests send three pieces of the answer and hang up
 A request with `"stream": true` is answered as OpenAI streams: SSE chunks of the answer, a word
 at a time, the last with finish_reason; a usage chunk when stream_options.include_usage; [DONE].
 and any model a test puts in `broken` answers like `empty` until it is taken out again
@@ -91,7 +92,7 @@ class OpenAIStandIn:
                     "total_tokens": len(prompt.split()) + 7,
                 }
                 if req.get("stream"):
-                    return self._stream(req, content, refusal, usage)
+                    return self._stream(req, content, refusal, usage, seen)
                 return self._send(
                     200,
                     {
@@ -110,7 +111,9 @@ class OpenAIStandIn:
                     },
                 )
 
-            def _stream(self, req: dict[str, Any], content: str | None, refusal: str | None, usage: Any) -> None:
+            def _stream(
+                self, req: dict[str, Any], content: str | None, refusal: str | None, usage: Any, seen: int
+            ) -> None:
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.send_header("transfer-encoding", "chunked")
@@ -121,7 +124,11 @@ class OpenAIStandIn:
                 pieces += [{"content": w} for w in re.findall(r"\S+\s*|\s+", content or "")]
                 if refusal:
                     pieces.append({"refusal": refusal})
+                cut = model.startswith("cutoff-") and seen <= int(model.split("-")[1])
                 for i, delta in enumerate(pieces):
+                    if cut and i == 4:  # the role and three pieces sent: the connection drops
+                        self.close_connection = True
+                        return
                     last = i == len(pieces) - 1
                     choice = {"index": 0, "delta": delta, "finish_reason": "stop" if last else None}
                     self._chunk({"model": model, "choices": [choice], "usage": None})
