@@ -6,6 +6,7 @@ prints; get and list show what the API holds."""
 
 import asyncio
 import os
+import re
 import subprocess
 import uuid
 from typing import Any
@@ -73,6 +74,25 @@ async def test_watch_of_a_failed_job_exits_1(settings, stack, tenant_a):
     assert any(x.startswith("step research failed") for x in run.stdout.splitlines()), run.stdout
     assert run.stdout.splitlines()[-1].startswith("job failed")
     assert (await wait_job(tenant_a.api, job_id))["status"] == "failed"
+
+
+async def test_watch_shows_a_retry_and_the_next_attempts_tokens_apart(settings, stack, tenant_a):
+    with WebhookReceiver(tenant_a.webhook_secret) as hook:
+        wf = await create_workflow(tenant_a.api, definition(hook.url, model=f"cutoff-1-{uuid.uuid4().hex[:8]}"))
+        run = await lodestone(settings, tenant_a, "submit", wf["key"], "--input", '{"company": "Acme"}', "--watch")
+    assert run.returncode == 0, run.stdout + run.stderr
+    research = [x for x in run.stdout.splitlines() if x.startswith(("step research", "  research"))]
+    started, cut, retrying, again, second, completed = research
+    assert (started, again, completed) == (
+        "step research started",
+        "step research started (attempt 2)",
+        "step research completed",
+    ), run.stdout
+    # The cut attempt's tokens, then the retry with its error and time, then the next attempt's, marked apart.
+    assert cut.startswith("  research › stand-in") and second.startswith("  research (attempt 2) › stand-in answer")
+    assert re.fullmatch(
+        r"step research retrying \(attempt 1\): LLMTransient: .+; next attempt at \d\d:\d\d:\d\d", retrying
+    )
 
 
 async def test_watch_of_a_state_machine_shows_its_states_and_tokens(settings, stack, tenant_a):
