@@ -100,12 +100,13 @@ def watch_job(http: httpx.Client, job_id: str, view: View) -> str:
             if event.type == "end":
                 final = str(data.get("status", ""))
     except StreamError as e:
-        view.close()
         _exit(_problem(e.response))
     except StreamLost as e:
-        view.close()
         _exit(f"lost the event stream: {e}")
-    view.close()
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None  # Ctrl-C: the job goes on; watch it again any time
+    finally:
+        view.close()
     return final
 
 

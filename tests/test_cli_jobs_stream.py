@@ -7,6 +7,10 @@ import subprocess
 import uuid
 from typing import Any
 
+import httpx
+import pytest
+
+from cli.sse import StreamLost, follow
 from devstack.processes import venv_bin
 from tests.standins.job_events_server import JobEventsStandIn
 
@@ -113,3 +117,10 @@ def test_missing_token_says_how_to_get_one():
     run = lodestone("jobs", "list", env={"LODESTONE_API_URL": "http://127.0.0.1:9"})
     assert run.returncode == 2
     assert "LODESTONE_TOKEN is not set" in run.stderr and "lodestone token" in run.stderr
+
+
+def test_follow_gives_up_when_reconnects_bring_nothing_new():
+    with JobEventsStandIn(script(), drops=100, drop_after=0) as server, httpx.Client(base_url=server.url) as http:
+        with pytest.raises(StreamLost, match="2 reconnects gave up"):
+            list(follow(http, f"/v1/jobs/{JOB}/events", until=lambda e: e.type == "end", attempts=2, backoff=0.01))
+        assert server.last_event_ids == [None, None, None]
