@@ -15,11 +15,15 @@ def stamps(text: str) -> list[float]:
     return [float(s) for s in STAMP.findall(text)]
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # every stream connects at once; the default backlog of 5 resets some
+
+
 class StampingModel:
     def __init__(self, chunks: int, interval: float) -> None:
         self.chunks, self.interval = chunks, interval
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.handle_error = lambda *_a: None  # type: ignore[method-assign]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
