@@ -18,6 +18,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger("lodestone.pg_listen")
+APPLICATION = "lodestone-listen"  # the connection's application_name in pg_stat_activity
 
 
 def asyncpg_params(url: str) -> dict[str, Any]:
@@ -84,7 +85,9 @@ class Listener:
         delay = 0.1
         while True:
             try:
-                conn = await asyncpg.connect(**self.params, timeout=self.connect_timeout)
+                conn = await asyncpg.connect(
+                    **self.params, timeout=self.connect_timeout, server_settings={"application_name": APPLICATION}
+                )
             except (OSError, asyncpg.PostgresError, TimeoutError) as e:
                 log.warning("LISTEN %s: cannot connect (%s), retrying in %.1fs", self.channel, type(e).__name__, delay)
                 await asyncio.sleep(delay)

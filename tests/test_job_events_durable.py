@@ -3,20 +3,21 @@ gap-free append under concurrent writers, and streams that outlive an API proces
 PostgreSQL restart."""
 
 import asyncio
-import os
-import subprocess
 import sys
 import uuid
 
 import httpx
+from sqlalchemy import text
 from sqlmodel import col, select
 
 from activities import events
-from devstack.processes import free_port, wait_for_port
+from devstack.processes import ProcessGroup, free_port, wait_for_port
+from devstack.receiver import WebhookReceiver
 from lodestone.db import tenant_session
+from lodestone.pg_listen import APPLICATION
 from schema.tables import JobEvent
-from tests.helpers import create_workflow, submit, wait_job
-from tests.job_events_support import read_events
+from tests.helpers import create_workflow, definition, submit, wait_job
+from tests.job_events_support import Frame, frames, read_events
 from tests.test_job_events import run_job
 
 
@@ -75,22 +76,12 @@ async def test_appends_from_concurrent_writers_get_every_seq_once(engine, tenant
         assert [r.data["i"] for r in rows if r.type == "probe" and r.data["writer"] == n] == list(range(each))
 
 
-def start_api(stack, port: int) -> subprocess.Popen:  # type: ignore[no-untyped-def]
-    env = {**os.environ, **stack.env(), "API_PORT": str(port), "AUTH_ISSUER": stack.settings.issuer}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "api"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+def start_api(stack, group: ProcessGroup, port: int) -> None:  # type: ignore[no-untyped-def]
+    """An API process of the session stack's, on another port."""
+    env = {**stack.env(), "API_PORT": str(port), "AUTH_ISSUER": stack.settings.issuer}
+    argv = [sys.executable, "-m", "cli.main", "api"]
+    proc = group.start("api", argv, log_path=stack.logs / f"api-{port}.log", env=env)
     wait_for_port("127.0.0.1", port, 60, proc)
-    return proc
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 async def test_events_survive_an_api_restart(stack, settings, tenant_a):
@@ -98,9 +89,31 @@ async def test_events_survive_an_api_restart(stack, settings, tenant_a):
     port = free_port()
     headers = tenant_a.api.headers
     for _ in range(2):  # an API process, then another in its place
-        proc = start_api(stack, port)
-        try:
+        with ProcessGroup() as group:
+            start_api(stack, group, port)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers) as api:
                 assert await read_events(api, job_id) == live
-        finally:
-            stop(proc)
+
+
+async def test_open_streams_share_one_listening_connection(engine, tenant_a):
+    with WebhookReceiver(tenant_a.webhook_secret) as hook:
+        wf = await create_workflow(tenant_a.api, definition(hook.url, model="trickle-shared"))
+        job_id = (await submit(tenant_a.api, wf["key"])).json()["job_id"]
+        first = [asyncio.Event() for _ in range(5)]
+
+        async def stream(opened: asyncio.Event) -> list[Frame]:
+            got = []
+            async with tenant_a.api.stream("GET", f"/v1/jobs/{job_id}/events", timeout=90) as resp:
+                async for frame in frames(resp.aiter_lines()):
+                    got.append(frame)
+                    opened.set()
+            return got
+
+        streams = [asyncio.create_task(stream(e)) for e in first]
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in first)), 60)  # all five open
+        async with tenant_session(engine, tenant_a.id) as s:
+            query = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :a")
+            listening = (await s.execute(query, {"a": APPLICATION})).scalar_one()
+        got = await asyncio.gather(*streams)
+    assert listening == 1  # the session API's one connection, for all the streams it serves
+    assert all(g == got[0] for g in got) and got[0][-1].event == "end"
