@@ -41,7 +41,7 @@ _APPEND = text(
         SELECT CAST(:job_id AS uuid), last.seq + e.n, CAST(:tenant_id AS uuid), e.item->>'type', e.item->'data',
                clock_timestamp()
         FROM (SELECT coalesce(max(seq), 0) AS seq FROM job_events WHERE job_id = CAST(:job_id AS uuid)) AS last,
-             jsonb_array_elements(CAST(:events AS jsonb)) WITH ORDINALITY AS e(item, n)
+             json_array_elements(CAST(:events AS json)) WITH ORDINALITY AS e(item, n)
         RETURNING seq
     )
     SELECT max(seq), pg_notify(:channel, CAST(:job_id AS text)) FROM added

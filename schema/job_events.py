@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Column, DateTime, ForeignKey, UniqueConstraint, Uuid
 from sqlmodel import Field, SQLModel
 
-from schema.columns import _json, _json_as_written_or_null, _tenant, _ts
+from schema.columns import _json_as_written, _json_as_written_or_null, _tenant, _ts
 
 
 class JobStateEvent(SQLModel, table=True):
@@ -43,5 +43,5 @@ class JobEvent(SQLModel, table=True):
     seq: int = Field(primary_key=True)
     tenant_id: uuid.UUID = _tenant()
     type: str
-    data: dict[str, Any] = _json()
+    data: dict[str, Any] = _json_as_written()
     created_at: datetime = _ts()

@@ -2,7 +2,8 @@
 artifacts, delivery attempts, its end) in order by seq, 1, 2, 3... per job with no gaps, as
 GET /v1/jobs/{id}/events streams them. A tenant table like the others: row-level security
 ENABLEd and FORCEd, one tenant_isolation policy on tenant_id, and the app role's grants. Its
-rows go with their job (ON DELETE CASCADE).
+rows go with their job (ON DELETE CASCADE). data is `json`, not `jsonb`: its keys stay in
+the order they were written, as the stream sends them.
 
 Revision ID: 0015
 Revises: 0014
@@ -11,7 +12,6 @@ Revises: 0014
 import sqlalchemy as sa
 import sqlmodel
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 revision = "0015"
 down_revision = "0014"
@@ -29,7 +29,7 @@ def upgrade() -> None:
         sa.Column("seq", sa.Integer(), nullable=False),
         sa.Column("tenant_id", sa.Uuid(), nullable=False),
         sa.Column("type", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("data", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+        sa.Column("data", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["tenant_id"], ["tenants.id"]),
         sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
