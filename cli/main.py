@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from cli.imports import bindings_app, import_app
+from cli.jobs import jobs_app
 from cli.ops.cli import ops_app
 from cli.schedules import schedules_app
 from lodestone.settings import get_settings
@@ -24,6 +25,7 @@ app.add_typer(schedules_app, name="schedules")
 app.add_typer(ops_app, name="ops")
 app.add_typer(import_app, name="import")
 app.add_typer(bindings_app, name="bindings")
+app.add_typer(jobs_app, name="jobs")
 # console.log prints the time, never the source file and line: this output is for users.
 console = Console(stderr=True, log_path=False)
 

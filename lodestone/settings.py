@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     public_base_url: str | None = None
+    # Where `lodestone jobs` finds the API, and the bearer token it sends there.
+    lodestone_api_url: str | None = None
+    lodestone_token: str | None = Field(default=None, repr=False)
 
     temporal_address: str | None = None
     temporal_port: int = 7233
