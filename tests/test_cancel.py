@@ -8,6 +8,7 @@ another tenant (404), a viewer (403) and a pending job not started yet use the s
 import asyncio
 import inspect
 import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -123,6 +124,37 @@ async def test_a_job_cancelled_mid_llm_call_hangs_up_on_the_model_and_delivers_n
     assert took < 30, f"the LLM call went on {took:.1f}s after the cancel"
     again = await cancel(api, job_id)
     assert again.status_code == 202 and again.json() == {"job_id": job_id, "status": "cancelled"}
+
+
+@pytest.mark.parametrize(("answer", "delivery"), [(204, "delivered"), (503, "cancelled")])
+async def test_a_delivery_in_flight_at_the_cancel_ends_and_is_recorded_and_none_follows(
+    api, temporal, tenant_a, answer, delivery
+):
+    arrived, release = threading.Event(), threading.Event()
+
+    def hold(_status: int) -> None:
+        arrived.set()
+        release.wait(30)
+
+    with WebhookReceiver(tenant_a.webhook_secret, fail_first=1 if answer == 503 else 0, before_answer=hold) as hook:
+        job_id = await start(api, definition(hook.url))
+        await until(arrived.is_set, 60, "the webhook request")
+        resp = await cancel(api, job_id)
+        assert resp.status_code == 202 and resp.json()["status"] == "cancelling", resp.text
+        # The cancel is in the run's history; the attempt in flight still decides the delivery.
+        await until(lambda: cancel_requested(temporal, job_id), 30, "the cancel request")
+        release.set()
+        job = await wait_job(api, job_id, timeout=60)
+        assert await run_status(temporal, job_id) == WorkflowExecutionStatus.CANCELED
+        assert [r.status for r in hook.received] == [answer]  # no attempt after the cancel, no retry
+    assert job["status"] == "cancelled", job
+    [sent] = job["deliveries"]
+    assert (sent["status"], sent["attempts"]) == (delivery, 1), sent
+
+
+async def cancel_requested(temporal: Client, job_id: str) -> bool:
+    history = await temporal.get_workflow_handle(job_id).fetch_history()
+    return any(e.HasField("workflow_execution_cancel_requested_event_attributes") for e in history.events)
 
 
 def pdf_children() -> list[psutil.Process]:
