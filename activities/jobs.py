@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col
 from temporalio import activity
 
 from activities import errors
@@ -147,12 +148,12 @@ class JobActivities:
                 session.add(job)
             await session.execute(
                 update(JobStep)
-                .where(JobStep.job_id == job.id, JobStep.status.in_(OPEN_STEP))  # type: ignore[attr-defined]
+                .where(col(JobStep.job_id) == job.id, col(JobStep.status).in_(OPEN_STEP))
                 .values(status=JobStatus.cancelled, error=CANCELLED_STEP, finished_at=utcnow())
             )
             await session.execute(
                 update(Delivery)
-                .where(Delivery.job_id == job.id, Delivery.status == "pending")  # type: ignore[arg-type]
+                .where(col(Delivery.job_id) == job.id, col(Delivery.status) == "pending")
                 .values(status=JobStatus.cancelled, error="cancelled before it was delivered")
             )
         if first:

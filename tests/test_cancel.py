@@ -31,6 +31,7 @@ from tests.callback_support import start_approval
 from tests.helpers import create_workflow, definition, in_process_api, submit, wait_job
 from tests.standins.hanging_llm import HangingLLM
 from tests.test_machine_jobs import new_job
+from tests.test_ops import ops
 from tests.test_outbox import outbox_paused
 from worker import WorkerDeps, build_worker
 from workflows.names import SUBMISSION
@@ -259,3 +260,21 @@ async def test_a_pending_job_not_started_is_cancelled_at_once_and_never_runs(ten
     assert shown["status"] == "cancelled" and shown["steps"] == [], shown
     again = await cancel(tenant_a.api, str(job.id))
     assert again.status_code == 202 and again.json()["status"] == "cancelled", again.text
+
+
+async def test_lodestone_ops_cancel_is_the_same_cancel_for_any_tenant(tenant_b, settings, temporal):
+    job_id = await start(tenant_b.api, waiting_machine(), {})
+    code, out, err = await ops(settings, "cancel", job_id)
+    assert (code, out) == (0, f"{job_id}\tcancelling\n"), err
+    assert (await wait_job(tenant_b.api, job_id, timeout=60))["status"] == "cancelled"
+    assert await run_status(temporal, job_id) == WorkflowExecutionStatus.CANCELED
+    code, out, err = await ops(settings, "cancel", job_id)
+    assert (code, out) == (0, f"{job_id}\tcancelled\n"), err
+
+    with WebhookReceiver(tenant_b.webhook_secret) as hook:
+        done = await start(tenant_b.api, definition(hook.url))
+        assert (await wait_job(tenant_b.api, done))["status"] == "delivered"
+    code, out, err = await ops(settings, "cancel", done)
+    assert code == 1 and out == "" and "only a job that has not finished can be cancelled" in err, err
+    code, _, err = await ops(settings, "cancel", str(uuid.uuid4()))
+    assert code == 1 and "not found" in err, err

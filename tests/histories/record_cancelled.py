@@ -13,13 +13,10 @@ import httpx
 from temporalio.client import Client
 
 from devstack.graph_standin import GraphAPIStandIn
-from devstack.keys import mint_token
 from devstack.receiver import WebhookReceiver
-from lodestone.db import make_engine
 from lodestone.settings import Settings
-from services.tenants import create_tenant
 from tests.helpers import create_workflow, definition, submit, wait_job
-from tests.histories.record import on_stack, save
+from tests.histories.record import on_stack, save, tenant_api
 from tests.test_cancel import waiting_machine
 
 
@@ -35,18 +32,7 @@ async def cancel_when(
 
 
 async def record(settings: Settings, _graph: GraphAPIStandIn) -> None:
-    engine = make_engine(settings.app_database_url, 2)
-    tenant = await create_tenant(engine, "histories")
-    await engine.dispose()
-    client = await Client.connect(settings.temporal_target)
-    token = mint_token(
-        settings.data_path,
-        issuer=settings.issuer,
-        audience=settings.auth_audience,
-        tenant_id=str(tenant.id),
-        roles=["admin"],
-    )
-    async with httpx.AsyncClient(base_url=settings.api_url, headers={"Authorization": f"Bearer {token}"}) as api:
+    async with tenant_api(settings, "cancelled-histories") as (client, api, tenant):
         with WebhookReceiver(tenant.webhook_secret) as hook:
             body = definition(hook.url, key="recorded-cancelled")
             body["steps"][0]["model"] = "slow"

@@ -15,12 +15,9 @@ from temporalio.client import Client
 
 from devstack.demo_machine import KEY, SUBMISSION, machine_definition, service
 from devstack.graph_standin import GraphAPIStandIn
-from devstack.keys import mint_token
-from lodestone.db import make_engine
 from lodestone.settings import Settings
-from services.tenants import create_tenant
 from tests.helpers import create_workflow, wait_job
-from tests.histories.record import on_stack, save
+from tests.histories.record import on_stack, save, tenant_api
 
 JSONATA = {
     "key": "recorded-jsonata",
@@ -88,19 +85,7 @@ async def record_distributed_map(api: httpx.AsyncClient, client: Client) -> None
 
 
 async def record(settings: Settings, graph: GraphAPIStandIn) -> None:
-    engine = make_engine(settings.app_database_url, 2)
-    tenant = await create_tenant(engine, "machine-histories")
-    await engine.dispose()
-    client = await Client.connect(settings.temporal_target)
-    token = mint_token(
-        settings.data_path,
-        issuer=settings.issuer,
-        audience=settings.auth_audience,
-        tenant_id=str(tenant.id),
-        roles=["admin"],
-    )
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=settings.api_url, headers=headers, timeout=30) as api:
+    async with tenant_api(settings, "machine-histories") as (client, api, tenant):
         with service(tenant.webhook_secret) as svc:
             await create_workflow(api, machine_definition(svc.url))
             await create_workflow(api, JSONATA)
