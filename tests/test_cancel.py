@@ -30,6 +30,7 @@ from services.outbox import start_job, start_one, sweep
 from tests.callback_support import start_approval
 from tests.helpers import create_workflow, definition, in_process_api, submit, wait_job
 from tests.standins.hanging_llm import HangingLLM
+from tests.test_machine_children import _doubler, _key, _parent
 from tests.test_machine_jobs import new_job
 from tests.test_ops import ops
 from tests.test_outbox import outbox_paused
@@ -278,3 +279,23 @@ async def test_lodestone_ops_cancel_is_the_same_cancel_for_any_tenant(tenant_b, 
     assert code == 1 and out == "" and "only a job that has not finished can be cancelled" in err, err
     code, _, err = await ops(settings, "cancel", str(uuid.uuid4()))
     assert code == 1 and "not found" in err, err
+
+
+async def test_a_parent_machine_cancelled_cancels_the_child_execution_it_waits_on(tenant_a, temporal):
+    child, parent = _key("sleeper"), _key("waits-on-sleeper")
+    await create_workflow(tenant_a.api, _doubler(child, wait=3600))
+    job_id = await start(tenant_a.api, _parent(parent, child, ".sync:2"), {"n": 2})
+
+    async def child_waiting() -> str | None:
+        [found] = (await tenant_a.api.get("/v1/jobs", params={"workflow_key": child})).json()["items"] or [None]
+        job = found and (await tenant_a.api.get(f"/v1/jobs/{found['id']}")).json()
+        return job["id"] if job and job["path"] else None
+
+    child_id = await until(child_waiting, 60, "the child execution's Wait state")
+    resp = await cancel(tenant_a.api, job_id)
+    assert resp.status_code == 202 and resp.json()["status"] == "cancelling", resp.text
+    assert (await wait_job(tenant_a.api, job_id, timeout=60))["status"] == "cancelled"
+    child_job = await wait_job(tenant_a.api, child_id, timeout=60)
+    assert child_job["status"] == "cancelled" and child_job["parent_job_id"] == job_id, child_job
+    assert await run_status(temporal, child_id) == WorkflowExecutionStatus.CANCELED
+    assert await run_status(temporal, job_id) == WorkflowExecutionStatus.CANCELED
