@@ -145,6 +145,8 @@ async def test_a_delivery_in_flight_at_the_cancel_ends_and_is_recorded_and_none_
         assert resp.status_code == 202 and resp.json()["status"] == "cancelling", resp.text
         # The cancel is in the run's history; the attempt in flight still decides the delivery.
         await until(lambda: cancel_requested(temporal, job_id), 30, "the cancel request")
+        twice = await cancel(api, job_id)  # Temporal has the first: the second answers the same
+        assert twice.status_code == 202 and twice.json() == resp.json(), twice.text
         release.set()
         job = await wait_job(api, job_id, timeout=60)
         assert await run_status(temporal, job_id) == WorkflowExecutionStatus.CANCELED
