@@ -11,7 +11,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -21,29 +21,24 @@ from temporalio.client import Client, WorkflowExecutionStatus
 
 from devstack.receiver import WebhookReceiver
 from devstack.task_service import TaskService
-from lodestone.llm import RoutingLLM
-from lodestone.netguard import guarded_client
-from lodestone.secrets import make_secrets
-from lodestone.settings import Settings, secret_env
-from lodestone.storage import make_store
+from lodestone.settings import Settings
 from services.outbox import start_job, start_one, sweep
 from tests.callback_support import start_approval
-from tests.helpers import create_workflow, definition, in_process_api, submit, wait_job
+from tests.helpers import create_workflow, definition, submit, wait_job, worker_api
 from tests.standins.hanging_llm import HangingLLM
 from tests.test_machine_children import _doubler, _key, _parent
 from tests.test_machine_jobs import new_job
 from tests.test_ops import ops
 from tests.test_outbox import outbox_paused
-from worker import WorkerDeps, build_worker
 from workflows.names import SUBMISSION
 
 PARAGRAPHS = 15000  # a PDF that takes WeasyPrint far longer than a cancel takes to reach it
 
 
 @pytest.fixture(scope="module")
-def hanging() -> AsyncIterator[HangingLLM]:
+def hanging() -> Iterator[HangingLLM]:
     with HangingLLM() as llm:
-        yield llm  # type: ignore[misc]
+        yield llm
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +51,8 @@ async def api(settings: Settings, temporal, engine, tenant_a, hanging) -> AsyncI
             "pdf_timeout_seconds": 300.0,
         }
     )
-    deps = WorkerDeps(
-        s, make_store(s), RoutingLLM(s), guarded_client(s.outbound_allow_cidrs), make_secrets(s, secret_env())
-    )
-    token = tenant_a.api.headers["authorization"].removeprefix("Bearer ")
-    async with build_worker(temporal, engine, deps, s.temporal_task_queue), in_process_api(s, token) as client:
+    async with worker_api(s, temporal, engine, tenant_a) as client:
         yield client
-    await deps.http.aclose()
 
 
 async def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
