@@ -3,26 +3,18 @@ client closes its connection (or `hold` seconds pass), as a model still generati
 It counts the requests it began and the ones whose client hung up on it."""
 
 import select
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.standins.openai_server import OpenAIStandIn
 
 
-class HangingLLM:
+class HangingLLM(OpenAIStandIn):
     def __init__(self, hold: float = 120.0) -> None:
         self.hold = hold
         self.began = 0
         self.hung_up = 0
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._server.handle_error = lambda *_a: None  # type: ignore[method-assign]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        super().__init__()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         standin = self
@@ -48,11 +40,3 @@ class HangingLLM:
                 return None
 
         return Handler
-
-    def __enter__(self) -> "HangingLLM":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
