@@ -53,6 +53,7 @@ from workflows.summary import SummaryWorkflow
 
 log = logging.getLogger("lodestone.worker")
 
+HEARTBEAT_THROTTLE = timedelta(seconds=3)
 SHUTDOWN_GRACE_SECONDS = 5.0  # for the outbox's job in hand and the listener, once `stop` is set
 WORKFLOWS = [SubmissionWorkflow, StateMachineWorkflow, ConversationWorkflow, SummaryWorkflow, PurgeMessagesWorkflow]
 WORKFLOWS.append(MapBatchWorkflow)
@@ -90,6 +91,7 @@ def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def
         jobs.load_plan,
         jobs.set_status,
         jobs.record_failure,
+        jobs.mark_cancelled,
         steps.run_step,
         steps.record_step_failure,
         render.render,
@@ -133,6 +135,9 @@ def build_worker(client: Client, engine, deps: WorkerDeps, task_queue: str | Non
         interceptors=[ObservingInterceptor()],
         max_concurrent_activities=50,
         graceful_shutdown_timeout=timedelta(seconds=10),
+        # A heartbeat reaches Temporal within this (not 80% of the heartbeat timeout), and its
+        # answer is how a running activity learns its job was cancelled.
+        max_heartbeat_throttle_interval=HEARTBEAT_THROTTLE,
     )
 
 

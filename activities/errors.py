@@ -12,6 +12,7 @@ from lodestone.templating import TemplateLimitExceeded, TemplateRenderError, Tem
 
 # Failures for good: the activity fails at once, and the workflow with it.
 JOB_NOT_FOUND = "JobNotFound"
+JOB_CANCELLED = "JobCancelled"  # cancelled before its workflow began: the run stops at its first write
 CONTACT_NOT_FOUND = "ContactNotFound"
 TENANT_SECRET_UNREADABLE = "TenantSecretUnreadable"
 STEP_INPUT_MISSING = "StepInputMissing"
@@ -58,6 +59,7 @@ TEMPLATE_POOL_BUSY = "TemplatePoolBusy"
 NON_RETRYABLE = frozenset(
     {
         JOB_NOT_FOUND,
+        JOB_CANCELLED,
         CONTACT_NOT_FOUND,
         TENANT_SECRET_UNREADABLE,
         STEP_INPUT_MISSING,

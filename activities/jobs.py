@@ -1,21 +1,24 @@
-"""Job bookkeeping in PostgreSQL: the plan, status transitions, the dead-letter row."""
+"""Job bookkeeping in PostgreSQL: the plan, status transitions, the dead-letter row, and the
+end of a cancelled job."""
 
 import uuid
 from dataclasses import dataclass, field
 
+from sqlalchemy import update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col
 from temporalio import activity
 
-from activities import events
-from activities.common import load_job
+from activities import errors, events
+from activities.common import fail, load_job
 from activities.delivery import webhook_timeout
 from lodestone.db import tenant_session
 from lodestone.metrics import JOB_DURATION
 from lodestone.settings import Settings
 from schema.dag import step_dependencies
 from schema.statuses import TERMINAL, JobStatus
-from schema.tables import JobFailure, Submission, utcnow
+from schema.tables import Delivery, JobFailure, JobStep, Submission, utcnow
 
 
 @dataclass
@@ -47,6 +50,16 @@ class JobStatusInput:
     tenant_id: str
     job_id: str
     status: str
+
+
+@dataclass
+class CancelledInput:
+    tenant_id: str
+    job_id: str
+
+
+CANCELLED_STEP = "cancelled: the job was cancelled"
+OPEN_STEP = ("pending", "running", "retrying")
 
 
 @dataclass
@@ -87,6 +100,10 @@ class JobActivities:
     async def set_status(self, inp: JobStatusInput) -> None:
         async with tenant_session(self.engine, inp.tenant_id) as session:
             job = (await load_job(session, inp.job_id)).job
+            if job.status == JobStatus.cancelled:
+                # Cancelled while its start was on its way (POST /v1/jobs/{id}/cancel on a job the
+                # outbox or the API had not started yet): the run stops before doing anything.
+                raise fail(errors.JOB_CANCELLED, f"job {inp.job_id} was cancelled before its workflow began")
             if job.status in TERMINAL:
                 return
             changed = job.status != inp.status  # a retry after the commit emits nothing twice
@@ -122,3 +139,29 @@ class JobActivities:
         if first:
             JOB_DURATION.labels(JobStatus.failed).observe((job.updated_at - job.created_at).total_seconds())
         activity.logger.info("job %s failed: %s", inp.job_id, inp.error_code)
+
+    @activity.defn
+    async def mark_cancelled(self, inp: CancelledInput) -> None:
+        """The workflow's last word on a cancelled job: the job says cancelled (unless it ended
+        first), and so does each step and delivery still open. Run after the cancellation, so
+        nothing cancels it; a retry changes nothing more."""
+        async with tenant_session(self.engine, inp.tenant_id) as session:
+            job = (await load_job(session, inp.job_id)).job
+            first = job.status not in TERMINAL
+            if first:
+                job.status, job.updated_at = JobStatus.cancelled, utcnow()
+                session.add(job)
+                await events.status_changed(session, inp.tenant_id, inp.job_id, JobStatus.cancelled, None)
+            await session.execute(
+                update(JobStep)
+                .where(col(JobStep.job_id) == job.id, col(JobStep.status).in_(OPEN_STEP))
+                .values(status=JobStatus.cancelled, error=CANCELLED_STEP, finished_at=utcnow())
+            )
+            await session.execute(
+                update(Delivery)
+                .where(col(Delivery.job_id) == job.id, col(Delivery.status) == "pending")
+                .values(status=JobStatus.cancelled, error="cancelled before it was delivered")
+            )
+        if first:
+            JOB_DURATION.labels(JobStatus.cancelled).observe((job.updated_at - job.created_at).total_seconds())
+        activity.logger.info("job %s cancelled", inp.job_id)

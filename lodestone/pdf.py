@@ -34,14 +34,22 @@ async def render_pdf(html: bytes, *, timeout: float, memory_mb: int) -> bytes:
     )
     try:
         out, err = await asyncio.wait_for(proc.communicate(html), timeout)
-    except (TimeoutError, asyncio.CancelledError):
-        proc.kill()
-        await proc.wait()
+    except TimeoutError:
+        await _kill(proc)
         raise PdfRenderFailed(f"PDF rendering took longer than {timeout:.0f}s and was killed") from None
+    except asyncio.CancelledError:  # the render was cancelled (its job was): the child goes with it
+        await asyncio.shield(_kill(proc))
+        raise
     if proc.returncode != 0 or not out.startswith(b"%PDF"):
         tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
         raise PdfRenderFailed(f"PDF renderer exited with {proc.returncode}: {tail[0][:500]}")
     return out
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.kill()
+    await proc.wait()
 
 
 def _main() -> None:

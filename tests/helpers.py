@@ -88,3 +88,27 @@ async def in_process_api(settings, token: str | None = None, **overrides: Any) -
         ) as http,
     ):
         yield http
+
+
+@asynccontextmanager
+async def worker_api(settings, temporal, engine, tenant) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
+    """The API in this process as `tenant`'s admin, its jobs run by a worker in this process
+    (the real workflows and activities) on `settings`' task queue, with the session's
+    PostgreSQL and Temporal."""
+    from lodestone.llm import RoutingLLM
+    from lodestone.netguard import guarded_client
+    from lodestone.secrets import make_secrets
+    from lodestone.settings import secret_env
+    from lodestone.storage import make_store
+    from worker import WorkerDeps, build_worker
+
+    s = settings
+    deps = WorkerDeps(
+        s, make_store(s), RoutingLLM(s), guarded_client(s.outbound_allow_cidrs), make_secrets(s, secret_env())
+    )
+    token = tenant.api.headers["authorization"].removeprefix("Bearer ")
+    try:
+        async with build_worker(temporal, engine, deps, s.temporal_task_queue), in_process_api(s, token) as client:
+            yield client
+    finally:
+        await deps.http.aclose()

@@ -18,17 +18,12 @@ from sqlmodel import select
 
 from devstack.receiver import WebhookReceiver
 from lodestone.db import make_engine, tenant_session
-from lodestone.llm import RoutingLLM
 from lodestone.mail import message_id
-from lodestone.netguard import guarded_client
-from lodestone.secrets import make_secrets
-from lodestone.settings import Settings, secret_env
-from lodestone.storage import make_store
+from lodestone.settings import Settings
 from lodestone.webhooks import webhook_id
 from schema.tables import Delivery, DeliveryAttempt
-from tests.helpers import create_workflow, definition, in_process_api, submit, wait_job
+from tests.helpers import create_workflow, definition, submit, wait_job, worker_api
 from tests.standins.smtp_sink import SMTPSink
-from worker import WorkerDeps, build_worker
 
 FAULT_SECONDS = 8.0  # the old single activity would have sent again after 1, 2 and 4 s
 APP = "lodestone_app"
@@ -84,13 +79,8 @@ def worker_settings(settings: Settings, sink: StallingSink) -> Settings:
 async def api(worker_settings: Settings, temporal, engine, tenant_a) -> AsyncIterator[httpx.AsyncClient]:
     """The API, starting workflows on an in-process worker (the real activities and workflow)."""
     s = worker_settings
-    deps = WorkerDeps(
-        s, make_store(s), RoutingLLM(s), guarded_client(s.outbound_allow_cidrs), make_secrets(s, secret_env())
-    )
-    token = tenant_a.api.headers["authorization"].removeprefix("Bearer ")
-    async with build_worker(temporal, engine, deps, s.temporal_task_queue), in_process_api(s, token) as client:
+    async with worker_api(s, temporal, engine, tenant_a) as client:
         yield client
-    await deps.http.aclose()
 
 
 async def attempts(engine, tenant_id, job_id: str) -> dict[str, tuple[str, list[int | None]]]:  # type: ignore[no-untyped-def]

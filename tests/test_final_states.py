@@ -19,15 +19,11 @@ from activities.delivery import DeliveryActivities
 from activities.delivery_log import AttemptInput
 from devstack.receiver import WebhookReceiver
 from lodestone.db import tenant_session
-from lodestone.llm import RoutingLLM
-from lodestone.netguard import guarded_client
 from lodestone.secrets import make_secrets
 from lodestone.settings import Settings, secret_env
-from lodestone.storage import make_store
 from schema.tables import Delivery, DeliveryAttempt, JobStep
-from tests.helpers import TERMINAL, create_workflow, definition, in_process_api, submit, wait_job
+from tests.helpers import TERMINAL, create_workflow, definition, submit, wait_job, worker_api
 from tests.standins.trickle_receiver import TrickleReceiver
-from worker import WorkerDeps, build_worker
 
 ATTEMPTS = 3
 
@@ -49,13 +45,8 @@ def worker_settings(settings: Settings) -> Settings:
 @pytest.fixture(scope="module")
 async def api(worker_settings: Settings, temporal, engine, tenant_a) -> AsyncIterator[httpx.AsyncClient]:
     s = worker_settings
-    deps = WorkerDeps(
-        s, make_store(s), RoutingLLM(s), guarded_client(s.outbound_allow_cidrs), make_secrets(s, secret_env())
-    )
-    token = tenant_a.api.headers["authorization"].removeprefix("Bearer ")
-    async with build_worker(temporal, engine, deps, s.temporal_task_queue), in_process_api(s, token) as client:
+    async with worker_api(s, temporal, engine, tenant_a) as client:
         yield client
-    await deps.http.aclose()
 
 
 async def start(api: httpx.AsyncClient, body: dict[str, Any]) -> str:

@@ -1,6 +1,7 @@
 """Every checked-in history replays against the current workflow code, through the same
 cli.replay path as `lodestone ops history replay`. A change that breaks determinism
-for running workflows fails here (re-record: python -m tests.histories.record)."""
+for running workflows fails here (re-record: python -m tests.histories.record; the cancelled
+jobs' histories: python -m tests.histories.record_cancelled)."""
 
 import base64
 import json

@@ -3,11 +3,16 @@ outcome, then a separate activity that records it, then a durable timer before t
 attempt. A receiver's 2xx (an SMTP server's acceptance) is in the workflow's history before
 any database write, so a database error cannot make it send again: only a worker dying
 between the answer and reporting the send's completion can (the same webhook-id and
-Message-ID, for the receiver to de-duplicate)."""
+Message-ID, for the receiver to de-duplicate).
+
+A job cancelled while an attempt is in flight does not call the send back (a receiver may
+have it already): the attempt ends and its outcome is recorded, and no attempt follows."""
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -18,8 +23,10 @@ with workflow.unsafe.imports_passed_through():
     from activities.delivery import DeliveryActivities
     from activities.delivery_log import AttemptInput, DeliveryInput, DeliveryResult, SendOutcome
     from activities.jobs import JobPlan
+    from workflows.cancellation import CANCEL_PATCH
 
 SEND_PATCH = "delivery-send-outcome"
+T = TypeVar("T")
 
 WEBHOOK_TIMEOUT = timedelta(seconds=30)
 WEBHOOK_RETRY = RetryPolicy(
@@ -90,30 +97,62 @@ async def deliver_one(target: DeliveryInput, plan: JobPlan) -> DeliveryResult:
     attempts = plan.delivery_max_attempts or policy.maximum_attempts
     base: int | None = None
     for n in range(1, attempts + 1):
-        try:
-            out = await _send(target, plan, kind)
-        except ActivityError as err:  # nothing was sent, or a lost worker's send was never reported
-            code, message = error_code(err)
-            await _record(
-                AttemptInput(target.tenant_id, target.job_id, i, kind, 0, None, f"{code}: {message}", code, final=True)
-            )
-            raise
-        if not out.sent:  # delivered by an earlier run
-            return DeliveryResult(out.delivery_id, out.webhook_id, out.prior_attempts, out.status_code or 0)
-        base = out.prior_attempts if base is None else base
-        final = not out.ok and (not out.retryable or n == attempts)
-        await _record(
-            AttemptInput(
-                target.tenant_id, target.job_id, i, kind, base + n, out.status_code, out.error, out.error_type, final
-            )
-        )
-        if out.ok:
-            return DeliveryResult(out.delivery_id, out.webhook_id, base + n, out.status_code or 0)
-        if final:
-            spent = "" if not out.retryable else f" after {n} attempts"
-            raise ApplicationError(f"target {i}: {out.error}{spent}", type=out.error_type, non_retryable=True)
+        done = await _whole(_attempt(target, kind, n, n == attempts, base, plan))
+        if isinstance(done, DeliveryResult):
+            return done
+        base = done
         await workflow.sleep(backoff(policy, n))
     raise AssertionError("unreachable: the last attempt is final")
+
+
+async def _attempt(
+    target: DeliveryInput, kind: str, n: int, last: bool, base: int | None, plan: JobPlan
+) -> DeliveryResult | int:
+    """Attempt `n`: send, then record the outcome. The result once delivered; the number the
+    target's attempts count from, when another attempt is due; raises when none is."""
+    i = target.target_index
+    try:
+        out = await _send(target, plan, kind)
+    except ActivityError as err:  # nothing was sent, or a lost worker's send was never reported
+        code, message = error_code(err)
+        await _record(
+            AttemptInput(target.tenant_id, target.job_id, i, kind, 0, None, f"{code}: {message}", code, final=True)
+        )
+        raise
+    if not out.sent:  # delivered by an earlier run
+        return DeliveryResult(out.delivery_id, out.webhook_id, out.prior_attempts, out.status_code or 0)
+    base = out.prior_attempts if base is None else base
+    final = not out.ok and (not out.retryable or last)
+    await _record(
+        AttemptInput(
+            target.tenant_id, target.job_id, i, kind, base + n, out.status_code, out.error, out.error_type, final
+        )
+    )
+    if out.ok:
+        return DeliveryResult(out.delivery_id, out.webhook_id, base + n, out.status_code or 0)
+    if final:
+        spent = "" if not out.retryable else f" after {n} attempts"
+        raise ApplicationError(f"target {i}: {out.error}{spent}", type=out.error_type, non_retryable=True)
+    return base
+
+
+async def _whole(attempt: Coroutine[Any, Any, T]) -> T:
+    """The attempt, run to its end even when the job is cancelled meanwhile; the cancellation
+    then takes effect. Runs recorded before this cancelled the send itself."""
+    task = asyncio.ensure_future(attempt)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError as cancelled:
+        if task.done():
+            raise
+        if not workflow.patched(CANCEL_PATCH):
+            task.cancel()
+            return await task
+        try:
+            await task
+        except Exception:  # noqa: BLE001, S110 - recorded by the attempt; the job ends cancelled all the same
+            pass
+        raise cancelled
 
 
 async def _send(target: DeliveryInput, plan: JobPlan, kind: str) -> SendOutcome:
@@ -140,4 +179,24 @@ async def _record(attempt: AttemptInput) -> None:
         attempt,
         start_to_close_timeout=RECORD_TIMEOUT,
         retry_policy=RECORD_RETRY,
+    )
+
+
+def start_delivery(target: DeliveryInput, plan: JobPlan) -> workflow.ActivityHandle[DeliveryResult]:
+    """The target's send and record in one activity, as runs recorded before SEND_PATCH made them."""
+    # Plans recorded before email targets carry no kinds: every target was a webhook.
+    kinds = plan.delivery_kinds
+    if target.target_index < len(kinds) and kinds[target.target_index] == "email":
+        return workflow.start_activity_method(
+            DeliveryActivities.deliver_email,
+            target,
+            start_to_close_timeout=EMAIL_TIMEOUT,
+            heartbeat_timeout=EMAIL_HEARTBEAT,
+            retry_policy=EMAIL_RETRY,
+        )
+    return workflow.start_activity_method(
+        DeliveryActivities.deliver_webhook,
+        target,
+        start_to_close_timeout=WEBHOOK_TIMEOUT,
+        retry_policy=WEBHOOK_RETRY,
     )

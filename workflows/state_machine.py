@@ -10,7 +10,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, TimeoutError, TimeoutType
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    CancelledError,
+    ChildWorkflowError,
+    TimeoutError,
+    TimeoutType,
+)
 
 with workflow.unsafe.imports_passed_through():
     # The ASL libraries import these lazily, which the sandbox cannot do: bring them in here.
@@ -32,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from lodestone.asl.machine_distributed import DistributedMap
     from lodestone.asl.sync_mode import CALLBACK, mode
     from schema.statuses import JobStatus
-    from workflows import machine_children
+    from workflows import cancellation, machine_children
     from workflows.machine_callbacks import TASK_TOKEN_SIGNAL, CallbackWaits, TaskTokenSignal
     from workflows.machine_map_run import run_distributed_map
     from workflows.names import STATE_MACHINE
@@ -81,6 +88,16 @@ class _Runtime:
         )
 
     async def run_task(self, call: TaskCall) -> Any:
+        try:
+            return await self._run_task(call)
+        except Exception as err:
+            # Once the job is cancelled, no Task's end is the state's: a child's run that ended
+            # cancelled, or any failure meanwhile, is not retried or caught.
+            if workflow.cancellation_reason() is not None and workflow.patched(cancellation.CANCEL_PATCH):
+                raise asyncio.CancelledError() from err
+            raise
+
+    async def _run_task(self, call: TaskCall) -> Any:
         if not call.callback and mode(call.resource, call.payload, self.plan.bindings) == CALLBACK:
             # A run-and-wait Task whose endpoint answers at once and reports the work's end
             # with the task token (lodestone/asl/sync_mode.py): a callback Task's wait.
@@ -176,6 +193,19 @@ class StateMachineWorkflow:
 
     @workflow.run
     async def run(self, inp: SubmissionInput) -> MachineResult:
+        try:
+            return await self._run(inp)
+        except (ActivityError, ChildWorkflowError, asyncio.CancelledError) as err:
+            if cancellation.before_start(err):
+                self._show_status(JobStatus.cancelled)
+                return MachineResult(inp.job_id, JobStatus.cancelled)
+            if cancellation.requested(err) and workflow.patched(cancellation.CANCEL_PATCH):
+                await self.flush(inp, force=True)  # the path up to the cancel
+                await cancellation.mark_cancelled(inp.tenant_id, inp.job_id)
+                self._show_status(JobStatus.cancelled)
+            raise
+
+    async def _run(self, inp: SubmissionInput) -> MachineResult:
         job = JobRef(inp.tenant_id, inp.job_id)
         await self._set_status(inp, JobStatus.queued)
         plan = await workflow.execute_activity_method(

@@ -12,23 +12,14 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.delivery import DeliveryActivities
-    from activities.delivery_log import DeliveryInput, DeliveryResult
+    from activities.delivery_log import DeliveryInput
     from activities.ingest import IngestActivities, IngestInput
     from activities.jobs import FailureInput, JobActivities, JobPlan, JobRef
     from activities.render import RenderActivities, RenderInput, RenderResult
     from activities.steps import StepActivities, StepFailureInput, StepInput, StepResult
     from schema.statuses import JobStatus
-    from workflows.delivery import (
-        EMAIL_HEARTBEAT,
-        EMAIL_RETRY,
-        EMAIL_TIMEOUT,
-        SEND_PATCH,
-        WEBHOOK_RETRY,
-        WEBHOOK_TIMEOUT,
-        deliver_all,
-        error_code,
-    )
+    from workflows import cancellation
+    from workflows.delivery import SEND_PATCH, deliver_all, error_code, start_delivery
     from workflows.names import SUBMISSION
     from workflows.policies import (
         BUSY,
@@ -62,6 +53,7 @@ class SubmissionWorkflow:
         self._steps: dict[str, str] = {}
         self._stage: str | None = None
         self._requeue_busy = False
+        self._running: dict[str, asyncio.Future[StepResult]] = {}  # the steps running now
 
     @workflow.query
     def progress(self) -> dict[str, object]:
@@ -84,7 +76,16 @@ class SubmissionWorkflow:
             artifact_ids = [await self._render(inp, kind) for kind in plan.outputs]
             webhook_ids = await self._deliver(inp, plan)
             await self._set_status(inp, JobStatus.delivered)
-        except (ActivityError, ApplicationError) as err:  # ApplicationError: a delivery target failed
+        # ApplicationError: a delivery target failed; CancelledError: the job was cancelled.
+        except (ActivityError, ApplicationError, asyncio.CancelledError) as err:
+            if cancellation.before_start(err):
+                self._show_status(JobStatus.cancelled)
+                return SubmissionResult(inp.job_id, JobStatus.cancelled)
+            if cancellation.requested(err) and workflow.patched(cancellation.CANCEL_PATCH):
+                await self._cancelled(inp)
+                raise
+            if isinstance(err, asyncio.CancelledError):
+                raise
             code, message = error_code(err)
             await workflow.execute_activity_method(
                 JobActivities.record_failure,
@@ -97,6 +98,14 @@ class SubmissionWorkflow:
                 f"job {inp.job_id} failed at {self._stage}: {code}: {message}", type=code, non_retryable=True
             ) from err
         return SubmissionResult(inp.job_id, JobStatus.delivered, artifact_ids, webhook_ids)
+
+    async def _cancelled(self, inp: SubmissionInput) -> None:
+        """The job was cancelled: the steps still running are cancelled (their LLM calls end at
+        their next heartbeat), and the job and its open steps and deliveries say cancelled."""
+        await cancellation.stop(self._running.values())
+        self._steps.update({step: "cancelled" for step in self._running})
+        await cancellation.mark_cancelled(inp.tenant_id, inp.job_id)
+        self._show_status(JobStatus.cancelled)
 
     async def _set_status(self, inp: SubmissionInput, status: str) -> None:
         await set_job_status(inp.tenant_id, inp.job_id, status)
@@ -111,7 +120,7 @@ class SubmissionWorkflow:
     async def _run_steps(self, inp: SubmissionInput, plan: JobPlan) -> None:
         deps = plan.dependencies
         done: set[str] = set()
-        running: dict[str, asyncio.Future[StepResult]] = {}
+        running = self._running
         retry = replace(STEP_RETRY, maximum_attempts=plan.step_max_attempts) if plan.step_max_attempts else STEP_RETRY
         retry = self._busy_policy(retry)
         while len(done) < len(deps):
@@ -242,7 +251,7 @@ class SubmissionWorkflow:
                     raise result
             return [r.webhook_id for r in results]  # type: ignore[union-attr]  # every exception was raised above
         handles = [
-            self._start_delivery(DeliveryInput(inp.tenant_id, inp.job_id, i, event_time), plan)
+            start_delivery(DeliveryInput(inp.tenant_id, inp.job_id, i, event_time), plan)
             for i in range(plan.delivery_targets)
         ]
         ids = []
@@ -250,21 +259,3 @@ class SubmissionWorkflow:
             self._stage = f"deliver:{i}"
             ids.append((await handle).webhook_id)
         return ids
-
-    def _start_delivery(self, target: DeliveryInput, plan: JobPlan) -> workflow.ActivityHandle[DeliveryResult]:
-        # Plans recorded before email targets carry no kinds: every target was a webhook.
-        kinds = plan.delivery_kinds
-        if target.target_index < len(kinds) and kinds[target.target_index] == "email":
-            return workflow.start_activity_method(
-                DeliveryActivities.deliver_email,
-                target,
-                start_to_close_timeout=EMAIL_TIMEOUT,
-                heartbeat_timeout=EMAIL_HEARTBEAT,
-                retry_policy=EMAIL_RETRY,
-            )
-        return workflow.start_activity_method(
-            DeliveryActivities.deliver_webhook,
-            target,
-            start_to_close_timeout=WEBHOOK_TIMEOUT,
-            retry_policy=WEBHOOK_RETRY,
-        )

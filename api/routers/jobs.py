@@ -1,6 +1,6 @@
 """Jobs: a filtered, cursor-paged list, and one job with its steps, usage, artifacts,
 deliveries, error and Temporal Web UI link; a state-machine job with its output and path;
-the redrive of a failed job."""
+the redrive of a failed job; the cancel of a running one."""
 
 import base64
 import uuid
@@ -14,6 +14,7 @@ from api.deps import Editor, SessionDep, StateDep, Viewer
 from api.problems import AUTHENTICATED, Problem, responses
 from schema.tables import Job, JobStateEvent, JobStatus
 from services import jobs
+from services.cancel import cancel_job
 from services.redrive import Redrive, redrive
 from services.redrive_version import Version
 
@@ -97,6 +98,13 @@ def redrive_result(plan: Redrive) -> RedriveResult:
         failure=plan.failure,
         actions=[RedriveAction(verb=a.verb, kind=a.kind, name=a.name, state=a.state) for a in plan.actions],
     )
+
+
+class CancelResult(BaseModel):
+    job_id: str
+    # cancelled: done (a job not started yet, or one already cancelled); cancelling: its run
+    # was asked to stop, and the job says cancelled once it has (GET /v1/jobs/{id}).
+    status: str
 
 
 def path_event(e: JobStateEvent) -> PathEvent:
@@ -255,3 +263,12 @@ async def redrive_job(
     if dry_run:
         response.status_code = 200
     return redrive_result(plan)
+
+
+@router.post("/{job_id}/cancel", status_code=202, response_model=CancelResult, responses=responses(404, 409, 422))
+async def cancel(job_id: uuid.UUID, principal: Editor, state: StateDep) -> CancelResult:
+    """Cancel a job that has not finished: its running activities and child workflows are
+    stopped, no further delivery is attempted, and the job and its open steps end ``cancelled``.
+    A finished job is 409 ``job_finished``; a cancelled one answers as before."""
+    done = await cancel_job(state.temporal, state.engine, job_id, tenant=principal.tenant_id)
+    return CancelResult(job_id=done.job_id, status=done.status)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from cli.ops.cancel import cancel
 from cli.ops.drain import drain
 from cli.ops.runner import fail, note, run, temporal
 from cli.schedules import pause_cmd, trigger_cmd, unpause_cmd
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from services.redrive import Redrive
 
 ops_app = typer.Typer(
-    help="Operate Lodestone: dead letters, redrive, schedules, workflow histories, drain.", no_args_is_help=True
+    help="Operate Lodestone: dead letters, redrive, cancel, schedules, workflow histories, drain.", no_args_is_help=True
 )
 schedules_ops = typer.Typer(help="Pause, resume and trigger schedules.", no_args_is_help=True)
 history_app = typer.Typer(help="Export a workflow history; replay one against the current code.", no_args_is_help=True)
@@ -33,6 +34,7 @@ schedules_ops.command("pause")(pause_cmd)
 schedules_ops.command("resume")(unpause_cmd)
 schedules_ops.command("trigger")(trigger_cmd)
 ops_app.command("drain")(drain)
+ops_app.command("cancel")(cancel)
 
 Plain = Annotated[bool, typer.Option("--plain", help="tab-separated lines, also the default when piped")]
 

@@ -8,8 +8,10 @@ changed history is what the replay test compares the current code against.
 import asyncio
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from temporalio.client import Client, WorkflowHandle
@@ -41,6 +43,14 @@ async def save(name: str, handle: WorkflowHandle) -> None:
     history = await handle.fetch_history()
     (HERE / f"{name}.json").write_text(history.to_json())
     print(f"{name}: {handle.id}, {len(history.events)} events")  # noqa: T201
+
+
+@asynccontextmanager
+async def tenant_api(settings: Settings, name: str) -> AsyncIterator[tuple[Client, httpx.AsyncClient, Any]]:
+    """(Temporal client, API client as the new tenant's admin, the tenant) on the stack."""
+    tenant, client, headers = await admin_tenant(settings, name)
+    async with httpx.AsyncClient(base_url=settings.api_url, headers=headers, timeout=30) as api:
+        yield client, api, tenant
 
 
 def sibling_fails(url: str) -> dict:

@@ -17,7 +17,7 @@ from devstack.demo_machine import KEY, SUBMISSION, machine_definition, service
 from devstack.graph_standin import GraphAPIStandIn
 from lodestone.settings import Settings
 from tests.helpers import create_workflow, wait_job
-from tests.histories.record import admin_tenant, on_stack, save
+from tests.histories.record import on_stack, save, tenant_api
 
 JSONATA = {
     "key": "recorded-jsonata",
@@ -85,8 +85,7 @@ async def record_distributed_map(api: httpx.AsyncClient, client: Client) -> None
 
 
 async def record(settings: Settings, graph: GraphAPIStandIn) -> None:
-    tenant, client, headers = await admin_tenant(settings, "machine-histories")
-    async with httpx.AsyncClient(base_url=settings.api_url, headers=headers, timeout=30) as api:
+    async with tenant_api(settings, "machine-histories") as (client, api, tenant):
         with service(tenant.webhook_secret) as svc:
             await create_workflow(api, machine_definition(svc.url))
             await create_workflow(api, JSONATA)
