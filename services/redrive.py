@@ -23,6 +23,7 @@ from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities import events
 from lodestone.db import tenant_session
 from lodestone.settings import Settings
 from schema.statuses import JobStatus
@@ -152,6 +153,8 @@ async def redrive(
         job.status, job.error, job.output, job.updated_at = JobStatus.pending, None, None, utcnow()
         job.redrive_count += 1
         plan.redrive_count = job.redrive_count
+        # Its event stream goes on past the failed run's `end`: a stream opened now waits for the new run.
+        await events.status_changed(session, str(job.tenant_id), str(job.id), JobStatus.pending, None)
         # A state machine's new run records its path from seq 0 again.
         await session.execute(delete(JobStateEvent).where(col(JobStateEvent.job_id) == job.id))
         if from_start:

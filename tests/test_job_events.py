@@ -144,3 +144,18 @@ async def test_each_delivery_attempt_is_an_event(tenant_a):
     _, live = await run_job(tenant_a, "offline", fail_first=1)
     attempts = [(f.data["attempt"], f.data["status"], f.data["http_status"]) for f in of(live, "delivery")]
     assert attempts == [(1, "retrying", 503), (2, "delivered", 204)]
+
+
+async def test_a_redriven_jobs_stream_goes_on_past_the_failed_runs_end(tenant_a):
+    job_id, first = await run_job(tenant_a, "refuse", ends="failed")
+    resp = await tenant_a.api.post(f"/v1/jobs/{job_id}/redrive")
+    assert resp.status_code == 202, resp.text
+    # Opened at once: it replays the first run's `end`, then the redrive's `pending`, and follows
+    # the new run to its own end instead of closing at the old one.
+    frames = await read_events(tenant_a.api, job_id)
+    assert [f.id for f in frames] == list(range(1, len(frames) + 1))
+    assert frames[: len(first)] == first
+    assert (frames[len(first)].event, frames[len(first)].data) == ("status", {"status": "pending", "error": None})
+    assert [f.event for f in frames].count("end") == 2 and frames[-1].event == "end"
+    assert frames[-1].data["status"] == "failed"
+    assert (await wait_job(tenant_a.api, job_id))["status"] == "failed"
