@@ -92,7 +92,7 @@ async def _store(tenant: uuid.UUID, planned: "list[MachineImport]") -> None:
     engine = make_engine(settings.app_database_url, 1)
     try:
         async with tenant_session(engine, tenant) as session:
-            await store(session, tenant, planned, settings.webhook_timeout_max_seconds)
+            await store(session, tenant, planned, settings)
     finally:
         await engine.dispose()
 

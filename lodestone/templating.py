@@ -58,11 +58,18 @@ def _env(html: bool) -> SandboxedEnvironment:
 
 _HTML = _env(html=True)
 _TEXT = _env(html=False)
+# Names every template may read without its context providing them (range, dict, namespace, ...).
+GLOBALS = frozenset(_HTML.globals)
+
+
+def template_ast(source: str, *, html: bool) -> nodes.Template:
+    """The parsed template; raises TemplateError as parsing does."""
+    return (_HTML if html else _TEXT).parse(source)
 
 
 def check_template(source: str, *, html: bool) -> None:
     try:
-        ast = (_HTML if html else _TEXT).parse(source)
+        ast = template_ast(source, html=html)
     except TemplateError as e:
         raise TemplateInvalid(f"line {getattr(e, 'lineno', '?')}: {e}") from e
     except (RecursionError, MemoryError) as e:  # the parser recurses once per nesting level

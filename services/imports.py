@@ -17,6 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from lodestone.asl.inventory import Inventory, inventory
 from lodestone.asl.templates import Found, ImportSourceError, Value, key_of, parse_document, state_machines
+from lodestone.settings import Settings
 from schema.machine_definition import machine_problems
 from schema.tables import WorkflowDefinition
 from services import definitions
@@ -140,14 +141,10 @@ def refusal(imports: list[MachineImport]) -> Invalid | None:
     return Invalid(first["code"], first["message"], pointer=first["pointer"] or None, errors=every)
 
 
-async def store(
-    session: AsyncSession, tenant_id: uuid.UUID, imports: list[MachineImport], max_webhook_timeout: float
-) -> None:
+async def store(session: AsyncSession, tenant_id: uuid.UUID, imports: list[MachineImport], settings: Settings) -> None:
     """Each machine's definition as the next version under its key; raises the refusal first."""
     if (refused := refusal(imports)) is not None:
         raise refused
     for m in imports:
         assert m.definition is not None
-        m.stored = await definitions.create(
-            session, tenant_id=tenant_id, definition=m.definition, max_webhook_timeout=max_webhook_timeout
-        )
+        m.stored = await definitions.create(session, tenant_id=tenant_id, definition=m.definition, settings=settings)

@@ -96,6 +96,6 @@ async def import_state_machines(
         if refused.pointer is not None:
             extra["pointer"] = refused.pointer
         raise Problem(422, refused.code, refused.detail, **extra)
-    await imports.store(session, principal.tenant_id, planned, state.settings.webhook_timeout_max_seconds)
+    await imports.store(session, principal.tenant_id, planned, state.settings)
     stored = [StoredDefinition(id=str(m.stored.id), key=m.key, version=m.stored.version) for m in planned if m.stored]
     return ImportAnswer(dry_run=False, machines=[m.report() for m in planned], stored=stored)
