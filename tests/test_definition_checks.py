@@ -9,6 +9,7 @@ from typing import Any
 
 from devstack.receiver import WebhookReceiver
 from tests.helpers import create_workflow, definition, in_process_api, submit, wait_job
+from tests.test_imports import FILES, MAPPING, TEMPLATE
 
 HOOK = "http://127.0.0.1:9/hook"  # the session stack's OUTBOUND_ALLOW_CIDRS admit 127.0.0.1/32
 
@@ -172,3 +173,17 @@ async def test_state_machine_models_and_delivery_urls(settings, tenant_a):
     body["resources"][1]["deliver"]["target"]["url"] = HOOK
     resp = await tenant_a.api.post("/v1/workflows", json=body)  # a provider, and 127.0.0.1 allowed
     assert resp.status_code == 201, resp.text
+
+
+async def test_the_import_route_reports_and_refuses_the_same(tenant_a):
+    refused = [{"function": "Price", "deliver": {"target": {"type": "webhook", "url": "http://10.9.9.9/in"}}}]
+    body = {"template": TEMPLATE, "files": FILES, "mapping": MAPPING, "key": f"order-{uuid.uuid4().hex[:8]}"}
+    dry = await tenant_a.api.post("/v1/workflows/import", json=body | {"bindings": refused, "dry_run": True})
+    assert dry.status_code == 200, dry.text
+    [report] = dry.json()["machines"]
+    assert [(p["pointer"], p["code"]) for p in report["problems"]] == [
+        ("/resources/0/deliver/target/url", "url_refused")
+    ]
+    resp = await tenant_a.api.post("/v1/workflows/import", json=body | {"bindings": refused})
+    assert problems(resp) == {"/resources/0/deliver/target/url": {"url_refused"}}
+    assert (await tenant_a.api.get(f"/v1/workflows/{body['key']}")).status_code == 404

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, model_validator
 from api.bodies import JsonObject
 from api.deps import Editor, SessionDep, StateDep
 from api.problems import AUTHENTICATED, Problem, responses
+from schema.run_checks import RunTimeFacts
 from services import imports
 
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"], responses=AUTHENTICATED)
@@ -86,6 +87,7 @@ async def import_state_machines(
         machine=request.machine,
         read=read,
         allow_unsupported=request.allow_unsupported,
+        facts=RunTimeFacts.of(state.settings),
     )
     reports = [m.report() for m in planned]
     if request.dry_run:
