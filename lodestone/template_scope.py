@@ -8,12 +8,29 @@ macro arguments) are never reported, and neither are the keys read from such a n
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from jinja2 import meta, nodes
+from jinja2 import Environment, meta, nodes
+from jinja2.compiler import CodeGenerator
 
 from lodestone.templating import GLOBALS, template_ast
 
 # What a mapping offers besides its keys: `input.items()` is the dict method, not a missing field.
 _MAPPING_METHODS = frozenset(name for name in dir(dict) if not name.startswith("_"))
+
+
+class _Undeclared(meta.TrackingCodeGenerator):
+    """meta.find_undeclared_variables without the optimizer: optimizing re-walks each
+    expression's subtree, which made a 200-link attribute chain take seconds to check."""
+
+    def __init__(self, environment: Environment) -> None:
+        CodeGenerator.__init__(self, environment, "<introspection>", "<introspection>", optimized=False)
+        self.undeclared_identifiers: set[str] = set()
+
+
+def _undeclared(ast: nodes.Template) -> set[str]:
+    assert ast.environment is not None  # Environment.parse sets it
+    tracker = _Undeclared(ast.environment)
+    tracker.visit(ast)
+    return tracker.undeclared_identifiers
 
 
 @dataclass(frozen=True)
@@ -44,11 +61,12 @@ def _first_line(ast: nodes.Template, name: str) -> int:
 
 def out_of_scope(source: str, *, html: bool, scope: Mapping[str, frozenset[str] | None]) -> list[OutOfScope]:
     """The template's reads that `scope` does not provide, in line order. The template must
-    already have passed check_template."""
+    already have passed check_template; RecursionError: it nests too deeply to analyse (and
+    to compile)."""
     ast = template_ast(source, html=html)
     found = [
         OutOfScope(_first_line(ast, name), f"{name!r} is not defined here (defined: {', '.join(sorted(scope))})")
-        for name in meta.find_undeclared_variables(ast)
+        for name in _undeclared(ast)
         if name not in scope and name not in GLOBALS
     ]
     bound = _bound_here(ast)
@@ -58,4 +76,7 @@ def out_of_scope(source: str, *, html: bool, scope: Mapping[str, frozenset[str] 
             continue
         listed = ", ".join(sorted(known)) or "none"
         found.append(OutOfScope(line, f"{root.name}.{key}: {root.name} has no {key!r} (it has: {listed})"))
-    return sorted(found, key=lambda p: (p.line, p.message))
+    first: dict[str, OutOfScope] = {}  # a read repeated is reported once, at its first line
+    for p in sorted(found, key=lambda p: (p.line, p.message)):
+        first.setdefault(p.message, p)
+    return list(first.values())

@@ -16,6 +16,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
 NO_OTHER_TEMPLATES = "a template cannot include, import or extend other templates"
+TOO_DEEP = "the template nests expressions or blocks too deeply"
 # What reaches other templates; a definition that uses one is refused when it is saved.
 _LOADING_NODES = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
 
@@ -69,13 +70,13 @@ def template_ast(source: str, *, html: bool) -> nodes.Template:
 
 def check_template(source: str, *, html: bool) -> None:
     try:
-        ast = template_ast(source, html=html)
+        loading = next(template_ast(source, html=html).find_all(_LOADING_NODES), None)
     except TemplateError as e:
         raise TemplateInvalid(f"line {getattr(e, 'lineno', '?')}: {e}") from e
-    except (RecursionError, MemoryError) as e:  # the parser recurses once per nesting level
-        raise TemplateInvalid("the template nests expressions or blocks too deeply") from e
-    for node in ast.find_all(_LOADING_NODES):
-        raise TemplateInvalid(f"line {node.lineno}: {NO_OTHER_TEMPLATES}")
+    except (RecursionError, MemoryError) as e:  # parsing and walking the tree recurse once per level
+        raise TemplateInvalid(TOO_DEEP) from e
+    if loading is not None:
+        raise TemplateInvalid(f"line {loading.lineno}: {NO_OTHER_TEMPLATES}")
 
 
 @lru_cache(maxsize=128)

@@ -19,9 +19,11 @@ from lodestone.llm import OFFLINE_MODEL
 from lodestone.netguard import Allowed, parse_allow, refused_before_sending
 from lodestone.settings import Settings
 from lodestone.template_scope import out_of_scope
+from lodestone.templating import TOO_DEEP
 from schema.definition_kinds import FieldProblem
 
 UNDEFINED_VARIABLE = "undefined_variable"
+BAD_TEMPLATE = "bad_template"  # as schema/definitions.py names a template that does not compile
 MODEL_UNAVAILABLE = "model_unavailable"
 URL_REFUSED = "url_refused"
 INPUT_FILE_KEYS = frozenset({"excerpt", "size", "truncated"})
@@ -60,7 +62,12 @@ class RunTimeFacts:
 def _template(
     source: str, pointer: str, html: bool, scope: Mapping[str, frozenset[str] | None]
 ) -> Iterator[FieldProblem]:
-    for p in out_of_scope(source, html=html, scope=scope):
+    try:
+        found = out_of_scope(source, html=html, scope=scope)
+    except RecursionError:  # the analysis recurses deeper than the parser did
+        yield FieldProblem(pointer, TOO_DEEP, BAD_TEMPLATE)
+        return
+    for p in found:
         yield FieldProblem(pointer, f"line {p.line}: {p.message}", UNDEFINED_VARIABLE)
 
 

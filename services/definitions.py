@@ -1,6 +1,7 @@
 """Storing workflow definitions: validated, then versioned per key (the newest supersedes
 the one before)."""
 
+import asyncio
 import uuid
 from dataclasses import asdict
 from typing import Any
@@ -24,7 +25,8 @@ async def create(
 ) -> WorkflowDefinition:
     """The definition's next version under its key, in the caller's tenant session, once it is
     well formed and nothing in it certainly fails when it runs with these settings."""
-    check(definition, settings)
+    # Parsing and analysing a large template takes a second or more: off the event loop.
+    await asyncio.to_thread(check, definition, settings)
     key = definition["key"]
     # One writer per key at a time, so versions never collide.
     await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"{tenant_id}:{key}"))))

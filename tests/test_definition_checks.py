@@ -187,3 +187,13 @@ async def test_the_import_route_reports_and_refuses_the_same(tenant_a):
     resp = await tenant_a.api.post("/v1/workflows/import", json=body | {"bindings": refused})
     assert problems(resp) == {"/resources/0/deliver/target/url": {"url_refused"}}
     assert (await tenant_a.api.get(f"/v1/workflows/{body['key']}")).status_code == 404
+
+
+async def test_a_template_too_deep_to_check_is_a_422_not_a_500(tenant_a):
+    """A long attribute chain parses without recursing, but walking it does: refused, as it
+    would fail to compile when it ran."""
+    body = definition(HOOK)
+    body["template"] = "{{ input" + ".a" * 4000 + " }}"
+    resp = await tenant_a.api.post("/v1/workflows", json=body)
+    assert resp.status_code == 422, resp.text
+    assert (resp.json()["code"], resp.json()["pointer"]) == ("bad_template", "/template")
