@@ -10,7 +10,9 @@ runs recorded before the workflow split them."""
 import asyncio
 import dataclasses
 import json
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -30,11 +32,12 @@ from activities.delivery_log import (
     record_attempt,
 )
 from activities.email_delivery import EmailDelivery
+from lodestone import links
 from lodestone.netguard import OutboundRefused, check_url
 from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
 from lodestone.webhooks import signed_headers
-from schema.tables import Tenant
+from schema.tables import Artifact, Tenant
 
 RETRYABLE_STATUS = {408, 425, 429}
 
@@ -49,6 +52,22 @@ def webhook_timeout(settings: Settings, target: dict[str, Any]) -> float:
 async def signing_secret(tenant: Tenant, secrets: SecretsProvider, tenant_id: str) -> str:
     """The secret the tenant's webhooks are signed with: its reference's, else the row's."""
     return await secret_of(tenant, secrets, tenant_id, "webhook_secret", tenant.webhook_secret) or tenant.webhook_secret
+
+
+def described(settings: Settings, tenant_id: str, artifact: Artifact, issued: datetime) -> dict[str, Any]:
+    """An artifact as a job.delivered webhook describes it: `url` needs a bearer token,
+    `download_url` (a signed link, as emails carry) does not until `download_expires_at`."""
+    url, expires = links.delivered_link(settings, artifact.id, uuid.UUID(tenant_id), issued.timestamp())
+    return {
+        "id": str(artifact.id),
+        "kind": artifact.kind,
+        "content_type": artifact.content_type,
+        "size": artifact.size,
+        "sha256": artifact.sha256,
+        "url": f"{settings.api_url}/v1/artifacts/{artifact.id}",
+        "download_url": url,
+        "download_expires_at": datetime.fromtimestamp(expires, UTC).isoformat(),
+    }
 
 
 @dataclass
@@ -137,23 +156,15 @@ class DeliveryActivities(EmailDelivery, DeliveryLog):
         return opened.outcome(**dataclasses.asdict(answer))
 
     def _payload(self, inp: DeliveryInput, opened: OpenDelivery) -> str:
+        # Links are minted from the workflow's event time, so every retry sends the same body.
+        issued = datetime.fromisoformat(inp.event_time)
         payload = {
             "type": "job.delivered",
             "timestamp": inp.event_time,
             "data": {
                 "job_id": inp.job_id,
                 "workflow_key": opened.loaded.job.workflow_key,
-                "artifacts": [
-                    {
-                        "id": str(a.id),
-                        "kind": a.kind,
-                        "content_type": a.content_type,
-                        "size": a.size,
-                        "sha256": a.sha256,
-                        "url": f"{self.settings.api_url}/v1/artifacts/{a.id}",
-                    }
-                    for a in opened.artifacts
-                ],
+                "artifacts": [described(self.settings, inp.tenant_id, a, issued) for a in opened.artifacts],
             },
         }
         return json.dumps(payload, separators=(",", ":"))

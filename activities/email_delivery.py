@@ -30,14 +30,10 @@ def artifact_links(
     settings: Settings, tenant_id: str, artifacts: list[Artifact], issued: datetime
 ) -> list[mail.ArtifactLink]:
     """Signed download links, minted as of `issued` so that every retry sends the same ones."""
-    key, tenant, ttl = links.signing_key(settings), uuid.UUID(tenant_id), settings.link_max_ttl_seconds
+    tenant = uuid.UUID(tenant_id)
     return [
         mail.ArtifactLink(
-            a.kind,
-            a.content_type,
-            a.size,
-            f"{settings.api_url}/v1/artifacts/{a.id}/download?"
-            + links.mint(key, a.id, tenant, ttl, now=issued.timestamp()).query(),
+            a.kind, a.content_type, a.size, links.delivered_link(settings, a.id, tenant, issued.timestamp())[0]
         )
         for a in artifacts
     ]

@@ -17,7 +17,7 @@ from sqlmodel import select
 from activities import errors
 from activities import machine_tasks_approval as approval
 from activities.common import heartbeating
-from activities.delivery import post_webhook, webhook_timeout
+from activities.delivery import described, post_webhook, webhook_timeout
 from activities.delivery_log import ensure_delivery, record_attempt
 from activities.email_delivery import artifact_links
 from activities.machine_tasks_base import (
@@ -120,18 +120,11 @@ def _body(deps: TaskDeps, params: dict[str, Any], artifact: Artifact | None, job
         return json.dumps(params["body"], separators=(",", ":"), ensure_ascii=False)
     if artifact is None:
         raise task_failed("deliver: a webhook sends `body` or an `artifact_id`")
-    described = {
-        "id": str(artifact.id),
-        "kind": artifact.kind,
-        "content_type": artifact.content_type,
-        "size": artifact.size,
-        "sha256": artifact.sha256,
-        "url": f"{deps.settings.api_url}/v1/artifacts/{artifact.id}",
-    }
+    about = described(deps.settings, str(artifact.tenant_id), artifact, artifact.created_at)
     payload = {
         "type": "job.delivered",
         "timestamp": artifact.created_at.isoformat(),
-        "data": {"job_id": job_id, "workflow_key": workflow_key, "artifacts": [described]},
+        "data": {"job_id": job_id, "workflow_key": workflow_key, "artifacts": [about]},
     }
     return json.dumps(payload, separators=(",", ":"))
 

@@ -92,7 +92,7 @@ async def _store(tenant: uuid.UUID, planned: "list[MachineImport]") -> None:
     engine = make_engine(settings.app_database_url, 1)
     try:
         async with tenant_session(engine, tenant) as session:
-            await store(session, tenant, planned, settings.webhook_timeout_max_seconds)
+            await store(session, tenant, planned, settings)
     finally:
         await engine.dispose()
 
@@ -112,12 +112,16 @@ def stepfunctions(
     as_json: Annotated[bool, typer.Option("--json", help="the reports as JSON")] = False,
 ) -> None:
     """Read a Step Functions state machine, bind its resources, report, and store it."""
+    from schema.run_checks import RunTimeFacts
     from services.errors import Invalid
     from services.imports import refusal
 
     if not dry_run and tenant is None:
         raise fail("give --tenant to store the definition, or --dry-run to only report", exit_code=2)
-    planned = _plan(source, bindings, mapping, key=name, machine=machine, allow_unsupported=allow_unsupported)
+    facts = RunTimeFacts.of(get_settings())  # what the worker refuses, as storing it would
+    planned = _plan(
+        source, bindings, mapping, key=name, machine=machine, allow_unsupported=allow_unsupported, facts=facts
+    )
     refused = refusal(planned)
     if not dry_run and refused is None and tenant is not None:
         try:

@@ -89,6 +89,18 @@ def mint(key: bytes, artifact_id: uuid.UUID, tenant_id: uuid.UUID, ttl_seconds: 
     return Link(tenant_id, expires, sign(key, artifact_id, tenant_id, expires))
 
 
+def download_url(api_url: str, artifact_id: uuid.UUID, link: Link) -> str:
+    """The absolute URL that downloads the artifact without a bearer token."""
+    return f"{api_url}/v1/artifacts/{artifact_id}/download?{link.query()}"
+
+
+def delivered_link(settings: Settings, artifact_id: uuid.UUID, tenant_id: uuid.UUID, issued: float) -> tuple[str, int]:
+    """(URL, expires) of the link a delivery carries: valid LINK_MAX_TTL_SECONDS from `issued`,
+    so that every retry of the delivery sends the same link."""
+    link = mint(signing_key(settings), artifact_id, tenant_id, settings.link_max_ttl_seconds, now=issued)
+    return download_url(settings.api_url, artifact_id, link), link.expires
+
+
 def verify(
     key: bytes,
     artifact_id: uuid.UUID,

@@ -84,6 +84,36 @@ def check_url(url: str | httpx.URL) -> httpx.URL:
     return parsed
 
 
+_LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+
+
+def refused_before_sending(url: str, allow: Sequence[Allowed] = ()) -> str | None:
+    """Why every call to url will be refused, when that is known without resolving a name: a
+    URL check_url refuses, or a host that is an address (or `localhost`, RFC 6761) no allow
+    entry admits on the URL's port. None: it may be sent (a name is checked when it resolves)."""
+    try:
+        parsed = check_url(url)
+    except OutboundRefused as e:
+        return str(e)
+    host = parsed.host.rstrip(".").lower()
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    if host == "localhost" or host.endswith(".localhost"):
+        candidates: Sequence[IPAddress] = _LOOPBACK
+    else:
+        try:
+            candidates = [ipaddress.ip_address(host)]
+        except ValueError:
+            return None
+    reasons = []
+    for ip in candidates:
+        try:
+            check_address(ip, allow, port)
+            return None
+        except OutboundRefused as e:
+            reasons.append(str(e))
+    return f"{reasons[0]}, and no OUTBOUND_ALLOW_CIDRS entry admits it on port {port}" if allow else reasons[0]
+
+
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, allow: Sequence[Allowed]) -> None:
         self.allow = allow

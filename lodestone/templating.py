@@ -16,6 +16,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
 
 NO_OTHER_TEMPLATES = "a template cannot include, import or extend other templates"
+TOO_DEEP = "the template nests expressions or blocks too deeply"
 # What reaches other templates; a definition that uses one is refused when it is saved.
 _LOADING_NODES = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
 
@@ -58,17 +59,24 @@ def _env(html: bool) -> SandboxedEnvironment:
 
 _HTML = _env(html=True)
 _TEXT = _env(html=False)
+# Names every template may read without its context providing them (range, dict, namespace, ...).
+GLOBALS = frozenset(_HTML.globals)
+
+
+def template_ast(source: str, *, html: bool) -> nodes.Template:
+    """The parsed template; raises TemplateError as parsing does."""
+    return (_HTML if html else _TEXT).parse(source)
 
 
 def check_template(source: str, *, html: bool) -> None:
     try:
-        ast = (_HTML if html else _TEXT).parse(source)
+        loading = next(template_ast(source, html=html).find_all(_LOADING_NODES), None)
     except TemplateError as e:
         raise TemplateInvalid(f"line {getattr(e, 'lineno', '?')}: {e}") from e
-    except (RecursionError, MemoryError) as e:  # the parser recurses once per nesting level
-        raise TemplateInvalid("the template nests expressions or blocks too deeply") from e
-    for node in ast.find_all(_LOADING_NODES):
-        raise TemplateInvalid(f"line {node.lineno}: {NO_OTHER_TEMPLATES}")
+    except (RecursionError, MemoryError) as e:  # parsing and walking the tree recurse once per level
+        raise TemplateInvalid(TOO_DEEP) from e
+    if loading is not None:
+        raise TemplateInvalid(f"line {loading.lineno}: {NO_OTHER_TEMPLATES}")
 
 
 @lru_cache(maxsize=128)

@@ -17,7 +17,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from lodestone.asl.inventory import Inventory, inventory
 from lodestone.asl.templates import Found, ImportSourceError, Value, key_of, parse_document, state_machines
+from lodestone.settings import Settings
 from schema.machine_definition import machine_problems
+from schema.machine_run_checks import machine_run_problems
+from schema.run_checks import RunTimeFacts
 from schema.tables import WorkflowDefinition
 from services import definitions
 from services.errors import Invalid
@@ -80,7 +83,14 @@ def read_bindings(document: Any) -> list[dict[str, Any]]:
     return document
 
 
-def _one(found: Found, key: str, bindings: list[dict[str, Any]], allow_unsupported: bool, source: str) -> MachineImport:
+def _one(
+    found: Found,
+    key: str,
+    bindings: list[dict[str, Any]],
+    allow_unsupported: bool,
+    source: str,
+    facts: RunTimeFacts | None,
+) -> MachineImport:
     if found.problem is not None or not isinstance(found.state_machine, dict):
         problem = found.problem or "the state machine is not a JSON object"
         done = MachineImport(found.name, key, found.origin, None, Inventory(), found.unresolved)
@@ -95,7 +105,10 @@ def _one(found: Found, key: str, bindings: list[dict[str, Any]], allow_unsupport
     }
     inv = inventory(found.state_machine, bindings)
     done = MachineImport(found.name, key, found.origin, definition, inv, found.unresolved)
-    done.problems = [{"pointer": p.pointer, "message": p.message, "code": p.code} for p in machine_problems(definition)]
+    found_problems = machine_problems(definition)
+    if not found_problems and facts is not None:  # what storing it would refuse too
+        found_problems = machine_run_problems(definition, facts)
+    done.problems = [{"pointer": p.pointer, "message": p.message, "code": p.code} for p in found_problems]
     if not allow_unsupported:
         done.problems += [
             {"pointer": "/state_machine" + f.pointer, "message": f"{f.name}: {f.why}", "code": UNSUPPORTED_FEATURE}
@@ -114,10 +127,12 @@ def plan(
     machine: str | None = None,
     read: Callable[[str], str] | None = None,
     allow_unsupported: bool = False,
+    facts: RunTimeFacts | None = None,
 ) -> list[MachineImport]:
     """What importing `text` (an ASL document or a template, named `source`) would store:
     each machine's definition, report and problems. `key` names the definition when there is
-    one machine (else each takes its logical id's); `machine` picks one logical id."""
+    one machine (else each takes its logical id's); `machine` picks one logical id. With `facts`
+    (the worker's settings), the problems include what would certainly fail when it runs."""
     try:
         found = state_machines(parse_document(text), source.rsplit("/", 1)[-1].split(".")[0], mapping, read)
     except ImportSourceError as e:
@@ -128,7 +143,7 @@ def plan(
             raise Invalid(UNREADABLE, f"{source} has no state machine {machine!r}")
     if key is not None and len(found) > 1:
         raise Invalid("ambiguous_key", f"{source} holds {len(found)} state machines: pick one to name it")
-    return [_one(f, key or key_of(f.name), list(bindings or []), allow_unsupported, source) for f in found]
+    return [_one(f, key or key_of(f.name), list(bindings or []), allow_unsupported, source, facts) for f in found]
 
 
 def refusal(imports: list[MachineImport]) -> Invalid | None:
@@ -140,14 +155,10 @@ def refusal(imports: list[MachineImport]) -> Invalid | None:
     return Invalid(first["code"], first["message"], pointer=first["pointer"] or None, errors=every)
 
 
-async def store(
-    session: AsyncSession, tenant_id: uuid.UUID, imports: list[MachineImport], max_webhook_timeout: float
-) -> None:
+async def store(session: AsyncSession, tenant_id: uuid.UUID, imports: list[MachineImport], settings: Settings) -> None:
     """Each machine's definition as the next version under its key; raises the refusal first."""
     if (refused := refusal(imports)) is not None:
         raise refused
     for m in imports:
         assert m.definition is not None
-        m.stored = await definitions.create(
-            session, tenant_id=tenant_id, definition=m.definition, max_webhook_timeout=max_webhook_timeout
-        )
+        m.stored = await definitions.create(session, tenant_id=tenant_id, definition=m.definition, settings=settings)

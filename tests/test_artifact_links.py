@@ -1,6 +1,8 @@
-"""Signed, expiring artifact links: minted with a bearer token, downloaded without one."""
+"""Signed, expiring artifact links: minted with a bearer token or carried in a delivered webhook,
+downloaded without one."""
 
 import asyncio
+import json
 import stat
 import time
 import uuid
@@ -23,14 +25,22 @@ PROBLEM = "application/problem+json"
 
 
 @pytest.fixture(scope="module")
-async def artifacts_a(tenant_a) -> dict[str, dict]:
-    """A delivered job of tenant A: its html and pdf artifacts, by kind."""
+async def delivered_a(tenant_a) -> tuple[dict, dict]:
+    """A delivered job of tenant A with html and pdf artifacts, and the webhook body it sent."""
     with WebhookReceiver(tenant_a.webhook_secret) as hook:
         wf = await create_workflow(tenant_a.api, definition(hook.url, outputs=["html", "pdf"]))
         job_id = (await submit(tenant_a.api, wf["key"], {"company": "Linkable Ltd"})).json()["job_id"]
         job = await wait_job(tenant_a.api, job_id)
+        sent = hook.successes()
     assert job["status"] == "delivered", job
-    return {a["kind"]: a for a in job["artifacts"]}
+    assert len(sent) == 1 and sent[0].verified
+    return job, json.loads(sent[0].body)
+
+
+@pytest.fixture(scope="module")
+def artifacts_a(delivered_a) -> dict[str, dict]:
+    """The delivered job's artifacts, by kind."""
+    return {a["kind"]: a for a in delivered_a[0]["artifacts"]}
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +133,34 @@ async def test_tampered_links_are_refused(tenant_a, artifacts_a, anon):
         url.split("?")[0],
     ):
         assert_refused(await anon.get(bad))
+
+
+async def test_webhook_payload_links_download_without_a_token(settings, tenant_a, delivered_a, anon):
+    """Each artifact in job.delivered carries a signed link, valid LINK_MAX_TTL_SECONDS from the
+    delivery, that a receiver can GET with no bearer token; a tampered one is refused."""
+    job, payload = delivered_a
+    sent = {a["kind"]: a for a in payload["data"]["artifacts"]}
+    assert sent.keys() == {"html", "pdf"}
+    issued = datetime.fromisoformat(payload["timestamp"]).timestamp()
+    for kind, art in sent.items():
+        assert art["id"] == next(a["id"] for a in job["artifacts"] if a["kind"] == kind)
+        link = art["download_url"]
+        assert link.startswith(f"{settings.api_url}/v1/artifacts/{art['id']}/download?")
+        expires = datetime.fromisoformat(art["download_expires_at"]).timestamp()
+        assert expires == int(parse_qs(urlsplit(link).query)["expires"][0])
+        assert abs(expires - issued - settings.link_max_ttl_seconds) <= 1
+        got = await anon.get(link)
+        assert got.status_code == 200, got.text
+        assert got.content == (await tenant_a.api.get(f"/v1/artifacts/{art['id']}")).content
+        assert len(got.content) == art["size"]
+    assert (await anon.get(sent["pdf"]["download_url"])).content.startswith(b"%PDF-")
+    assert b"Linkable Ltd" in (await anon.get(sent["html"]["download_url"])).content
+    sig = parse_qs(urlsplit(sent["pdf"]["download_url"]).query)["sig"][0]
+    assert_refused(
+        await anon.get(with_query(sent["pdf"]["download_url"], sig=("A" if sig[0] != "A" else "B") + sig[1:]))
+    )
+    assert_refused(await anon.get(sent["pdf"]["download_url"].replace(sent["pdf"]["id"], sent["html"]["id"])))
+    assert (await anon.get(f"{settings.api_url}/v1/artifacts/{sent['pdf']['id']}")).status_code == 401
 
 
 async def test_link_for_one_artifact_opens_no_other(tenant_a, artifacts_a, anon):

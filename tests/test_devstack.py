@@ -151,8 +151,9 @@ def test_dev_stops_every_child(tmp_path, how):
 
 def test_dev_lets_a_tenant_reach_the_demo_receivers_and_not_the_stack(tmp_path):
     """Under `lodestone dev` outbound calls reach the demo's receivers (the sample job is
-    delivered) and no other loopback port: a tenant's webhook at the worker's /drain and
-    an input URL at the API's /metrics are refused, and the worker keeps polling."""
+    delivered) and no other loopback port: a tenant's webhook at the worker's /drain is refused
+    when stored, an input URL at the API's /metrics when its job runs, and the worker keeps
+    polling."""
     env = stack_env(tmp_path)
     proc = lodestone("dev", env=env, start_new_session=True)
     try:
@@ -167,18 +168,21 @@ def test_dev_lets_a_tenant_reach_the_demo_receivers_and_not_the_stack(tmp_path):
             roles=["admin"],
         )
         with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
-            jobs = {}
-            for code, hook, extra in [
-                ("WebhookURLRefused", f"{worker}/drain", {}),
-                ("InputURLRefused", f"{worker}/drain", {"input_url": f"{api}/metrics"}),
-            ]:
-                wf = http.post("/v1/workflows", json=definition(hook))
-                assert wf.status_code == 201, wf.text
-                sub = http.post(
-                    "/v1/submissions", json={"workflow_key": wf.json()["key"], "input": {"company": "Acme"}, **extra}
-                )
-                assert sub.status_code == 202, sub.text
-                jobs[sub.json()["job_id"]] = code
+            # A webhook at a stack port is refused when stored: the check reads the worker's allow list.
+            refused = http.post("/v1/workflows", json=definition(f"{worker}/drain"))
+            assert refused.status_code == 422, refused.text
+            assert (refused.json()["code"], refused.json()["pointer"]) == ("url_refused", "/delivery/0/url")
+            # An input URL is known only when a job runs: the guard refuses it then.
+            body = definition(f"{worker}/drain")
+            del body["delivery"]
+            wf = http.post("/v1/workflows", json=body)
+            assert wf.status_code == 201, wf.text
+            sub = http.post(
+                "/v1/submissions",
+                json={"workflow_key": wf.json()["key"], "input": {"company": "Acme"}, "input_url": f"{api}/metrics"},
+            )
+            assert sub.status_code == 202, sub.text
+            jobs = {sub.json()["job_id"]: "InputURLRefused"}
             deadline = time.monotonic() + 90
             while jobs and time.monotonic() < deadline:
                 for job_id, code in list(jobs.items()):

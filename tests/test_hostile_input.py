@@ -20,7 +20,7 @@ from devstack.keys import load_or_create_key
 from lodestone.db import tenant_session
 from lodestone.logs import JsonFormatter
 from schema.tables import JobStatus
-from tests.helpers import create_workflow, definition, in_process_api, wait_job
+from tests.helpers import definition, in_process_api, store_unchecked, wait_job
 
 # (name, JSON text of the bad value, where it sits in the body, as an RFC 6901 pointer)
 NOT_JSON = [
@@ -79,9 +79,10 @@ async def openapi(settings, stack) -> dict:
 
 
 @pytest.fixture(scope="module")
-async def open_workflow(tenant_a) -> str:
-    """A real workflow that takes any object, so bad input can reach the database."""
-    return (await create_workflow(tenant_a.api, any_input(definition("http://10.0.0.1/unused"))))["key"]
+async def open_workflow(engine, tenant_a) -> str:
+    """A real workflow that takes any object, so bad input can reach the database; its webhook
+    is refused when a job runs (stored past POST /v1/workflows' checks, which refuse it)."""
+    return (await store_unchecked(engine, tenant_a.id, any_input(definition("http://10.0.0.1/unused"))))["key"]
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +153,7 @@ async def test_public_form_refuses_nan_without_a_token(settings, public_form):
 
 
 async def test_a_marker_sent_through_every_json_route_reaches_no_log(
-    settings, stack, openapi, tenant_a, open_workflow, public_form
+    settings, stack, engine, openapi, tenant_a, open_workflow, public_form
 ):
     """An email address and an SSN-like marker, sent well-formed and in every bad shape
     through every JSON route, appear in no log the stack writes: the API's, the worker's,
@@ -190,7 +191,12 @@ async def test_a_marker_sent_through_every_json_route_reaches_no_log(
                 server_errors.append(f"{method} {path}: {resp.status_code}")
     # Jobs that carry the marker through the worker: one delivered nowhere (a refused webhook),
     # one whose input URL is refused, and one whose workflow's definition carries it too.
-    failing = await create_workflow(tenant_a.api, any_input(definition(f"http://10.0.0.1/{marker}")))
+    # POST /v1/workflows refuses its webhook (422 url_refused); stored past that check, its jobs
+    # meet the outbound guard when they run.
+    failing_body = any_input(definition(f"http://10.0.0.1/{marker}"))
+    refused = await tenant_a.api.post("/v1/workflows", json=failing_body)
+    assert refused.status_code == 422 and refused.json()["code"] == "url_refused", refused.text
+    failing = await store_unchecked(engine, tenant_a.id, failing_body)
     jobs = []
     for body in (
         {"workflow_key": failing["key"], "input": {"company": marker, "email": email}},
@@ -252,7 +258,7 @@ async def test_a_token_for_a_tenant_that_does_not_exist_is_403_everywhere(settin
     ) as http:
         # Bodies that would be stored, where the issue saw a 500 (workflows, channels) or a 409 (forms).
         valid = {
-            ("POST", "/v1/workflows"): definition("http://10.0.0.1/unused"),
+            ("POST", "/v1/workflows"): definition("http://127.0.0.1:9/unused"),
             ("POST", "/v1/channels/whatsapp"): {"phone_number_id": "15550001111"},
             ("POST", "/v1/forms"): {"slug": f"ghost-{uuid.uuid4().hex[:8]}", "workflow_key": "any"},
         }

@@ -5,13 +5,13 @@ import re
 
 import httpx
 
-from tests.helpers import create_workflow, definition, submit, wait_job
+from tests.helpers import definition, store_unchecked, submit, wait_job
 
 TENANT_LABEL = re.compile(r'[{,]tenant_id="')
 
 
-async def test_metrics_name_tenants_only_to_a_scrape_with_the_token(settings, stack, tenant_a):
-    wf = await create_workflow(tenant_a.api, definition("http://10.0.0.1/refused-hook"))
+async def test_metrics_name_tenants_only_to_a_scrape_with_the_token(settings, stack, engine, tenant_a):
+    wf = await store_unchecked(engine, tenant_a.id, definition("http://10.0.0.1/refused-hook"))
     job = await wait_job(tenant_a.api, (await submit(tenant_a.api, wf["key"])).json()["job_id"], timeout=60)
     assert job["status"] == "failed"  # it ran its steps, so every tenant series has a sample
     tenant = str(tenant_a.id)

@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from sqlmodel import select
 from temporalio.exceptions import ApplicationError
@@ -193,6 +194,9 @@ async def test_deliver_an_artifact_describes_it_as_a_pipeline_delivery_does(acts
     [artifact] = sent["data"]["artifacts"]
     assert (artifact["id"], artifact["kind"], artifact["size"]) == (made["artifact_id"], "R.html", len("<i>x</i>"))
     assert artifact["url"] == f"{settings.api_url}/v1/artifacts/{made['artifact_id']}"
+    async with httpx.AsyncClient(timeout=30) as anon:  # its signed link needs no token
+        got = await anon.get(artifact["download_url"])
+    assert got.status_code == 200 and got.content == b"<i>x</i>"
 
 
 async def test_render_a_pdf_artifact(acts, tenant, engine):

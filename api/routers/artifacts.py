@@ -127,7 +127,7 @@ async def get_artifact_link(
     artifact = await artifacts.get(session, artifact_id)
     link = links.mint(links.signing_key(settings), artifact.id, principal.tenant_id, ttl)
     return ArtifactLink(
-        url=f"{settings.api_url}/v1/artifacts/{artifact.id}/download?{link.query()}",
+        url=links.download_url(settings.api_url, artifact.id, link),
         expires_at=datetime.fromtimestamp(link.expires, UTC),
     )
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, model_validator
 from api.bodies import JsonObject
 from api.deps import Editor, SessionDep, StateDep
 from api.problems import AUTHENTICATED, Problem, responses
+from schema.run_checks import RunTimeFacts
 from services import imports
 
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"], responses=AUTHENTICATED)
@@ -86,6 +87,7 @@ async def import_state_machines(
         machine=request.machine,
         read=read,
         allow_unsupported=request.allow_unsupported,
+        facts=RunTimeFacts.of(state.settings),
     )
     reports = [m.report() for m in planned]
     if request.dry_run:
@@ -96,6 +98,6 @@ async def import_state_machines(
         if refused.pointer is not None:
             extra["pointer"] = refused.pointer
         raise Problem(422, refused.code, refused.detail, **extra)
-    await imports.store(session, principal.tenant_id, planned, state.settings.webhook_timeout_max_seconds)
+    await imports.store(session, principal.tenant_id, planned, state.settings)
     stored = [StoredDefinition(id=str(m.stored.id), key=m.key, version=m.stored.version) for m in planned if m.stored]
     return ImportAnswer(dry_run=False, machines=[m.report() for m in planned], stored=stored)

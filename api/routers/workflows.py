@@ -56,7 +56,7 @@ async def create_workflow(
         session,
         tenant_id=principal.tenant_id,
         definition=definition,
-        max_webhook_timeout=state.settings.webhook_timeout_max_seconds,
+        settings=state.settings,
     )
     return public(row)
 

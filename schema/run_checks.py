@@ -1,0 +1,93 @@
+"""What a definition that is well formed would still certainly fail on when it runs, found
+when it is stored: a template or instruction variable nothing provides, a model this
+deployment cannot call, a delivery URL the outbound guard refuses. Checked against the same
+settings the worker runs with, so the answer agrees with run time; every problem is listed,
+each with its JSON pointer.
+
+What a renderer provides (activities/steps.py, activities/render.py):
+- step instructions: `input` (the submission), `input_file` (an uploaded input's excerpt),
+  and the step's own `inputs` names;
+- the HTML template: `input`, `steps` (every step's output, by id) and `job`.
+The keys of `input` are the input schema's `properties` when it declares them; without them
+any `input.*` is accepted, as any input may then be submitted."""
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lodestone.llm import OFFLINE_MODEL
+from lodestone.netguard import Allowed, parse_allow, refused_before_sending
+from lodestone.settings import Settings
+from lodestone.template_scope import out_of_scope
+from lodestone.templating import TOO_DEEP
+from schema.definition_kinds import FieldProblem
+
+UNDEFINED_VARIABLE = "undefined_variable"
+BAD_TEMPLATE = "bad_template"  # as schema/definitions.py names a template that does not compile
+MODEL_UNAVAILABLE = "model_unavailable"
+URL_REFUSED = "url_refused"
+INPUT_FILE_KEYS = frozenset({"excerpt", "size", "truncated"})
+JOB_KEYS = frozenset({"id", "workflow_key", "created_at"})
+
+
+@dataclass(frozen=True)
+class RunTimeFacts:
+    """What the worker can do, from its settings."""
+
+    default_model: str
+    remote_llm: bool  # LLM_BASE_URL is set: any model name may be served
+    allow: tuple[Allowed, ...]
+
+    @classmethod
+    def of(cls, settings: Settings) -> "RunTimeFacts":
+        return cls(settings.llm_model, bool(settings.llm_base_url), tuple(parse_allow(settings.outbound_allow_cidrs)))
+
+    def model_problem(self, model: Any, pointer: str) -> FieldProblem | None:
+        name = model if isinstance(model, str) else self.default_model
+        if name == OFFLINE_MODEL or self.remote_llm:
+            return None
+        why = "" if isinstance(model, str) else " (LLM_MODEL, the default when none is named)"
+        return FieldProblem(
+            pointer,
+            f"model {name!r}{why} cannot run here: no LLM_BASE_URL is configured, so only {OFFLINE_MODEL!r} runs",
+            MODEL_UNAVAILABLE,
+        )
+
+    def url_problem(self, url: Any, pointer: str) -> FieldProblem | None:
+        if not isinstance(url, str) or (why := refused_before_sending(url, self.allow)) is None:
+            return None
+        return FieldProblem(pointer, f"the outbound guard refuses this URL: {why}", URL_REFUSED)
+
+
+def _template(
+    source: str, pointer: str, html: bool, scope: Mapping[str, frozenset[str] | None]
+) -> Iterator[FieldProblem]:
+    try:
+        found = out_of_scope(source, html=html, scope=scope)
+    except RecursionError:  # the analysis recurses deeper than the parser did
+        yield FieldProblem(pointer, TOO_DEEP, BAD_TEMPLATE)
+        return
+    for p in found:
+        yield FieldProblem(pointer, f"line {p.line}: {p.message}", UNDEFINED_VARIABLE)
+
+
+def pipeline_problems(definition: dict[str, Any], facts: RunTimeFacts) -> list[FieldProblem]:
+    """Every run-time problem of a pipeline that passed validate_definition, in document order."""
+    properties = definition.get("input_schema", {}).get("properties")
+    input_keys = frozenset(properties) if isinstance(properties, dict) else None
+    problems: list[FieldProblem] = []
+    for i, step in enumerate(definition["steps"]):
+        names: dict[str, frozenset[str] | None] = {"input": input_keys, "input_file": INPUT_FILE_KEYS}
+        names |= {name: None for name in step.get("inputs", {})}
+        problems += _template(step["instructions"], f"/steps/{i}/instructions", False, names)
+        where = f"/steps/{i}/model" if "model" in step else f"/steps/{i}"
+        if (p := facts.model_problem(step.get("model"), where)) is not None:
+            problems.append(p)
+    step_ids = frozenset(s["id"] for s in definition["steps"])
+    problems += _template(
+        definition["template"], "/template", True, {"input": input_keys, "steps": step_ids, "job": JOB_KEYS}
+    )
+    for i, target in enumerate(definition.get("delivery", [])):
+        if target["type"] == "webhook" and (p := facts.url_problem(target["url"], f"/delivery/{i}/url")):
+            problems.append(p)
+    return problems
