@@ -147,7 +147,31 @@ def not_found(kind: str, ident: object) -> Problem:
     return Problem(404, "not_found", f"{kind} {ident} not found")
 
 
+# The body middlewares (api.limits, api.body_timeout, api.strict_json) answer these on every
+# route that takes a body, whatever the route itself declares.
+BODY_ANSWERS = (400, 408, 413)
+
+
+def document_body_answers(app: FastAPI) -> None:
+    """Every operation with a request body lists BODY_ANSWERS in its OpenAPI responses."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    if isinstance(operation, dict) and "requestBody" in operation:
+                        for status, answer in responses(*BODY_ANSWERS).items():
+                            operation["responses"].setdefault(str(status), answer)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
+    document_body_answers(app)
+
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.code, exc.detail, exc.headers, **exc.extra)

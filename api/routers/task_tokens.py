@@ -14,9 +14,9 @@ from workflows.machine_callbacks import FAILURE, HEARTBEAT, SUCCESS
 
 router = APIRouter(prefix="/v1/task-tokens", tags=["task tokens"], responses=AUTHENTICATED)
 Token = Annotated[str, Path(min_length=1, max_length=1024)]
-_DESCRIBED = {409: "the token was already used", 410: "the Task stopped waiting"}
-_CLOSED = responses(404, 409, 410, 422, descriptions=_DESCRIBED)
-_CLOSED_WITH_BODY = responses(400, 404, 409, 410, 422, descriptions=_DESCRIBED)  # a body that is not JSON: 400
+_CLOSED = responses(
+    404, 409, 410, 422, descriptions={409: "the token was already used", 410: "the Task stopped waiting"}
+)
 
 
 class TaskSuccess(BaseModel):
@@ -52,12 +52,12 @@ async def _report(state: StateDep, principal: Editor, token: str, kind: str, **f
     )
 
 
-@router.post("/{token}/success", responses=_CLOSED_WITH_BODY)
+@router.post("/{token}/success", responses=_CLOSED)
 async def send_success(token: Token, body: TaskSuccess, state: StateDep, principal: Editor) -> TaskTokenState:
     return await _report(state, principal, token, SUCCESS, output=body.output)
 
 
-@router.post("/{token}/failure", responses=_CLOSED_WITH_BODY)
+@router.post("/{token}/failure", responses=_CLOSED)
 async def send_failure(token: Token, body: TaskFailure, state: StateDep, principal: Editor) -> TaskTokenState:
     return await _report(state, principal, token, FAILURE, error=body.error, cause=body.cause)
 
