@@ -41,8 +41,9 @@ def public(row: WorkflowDefinition) -> WorkflowPublic:
 
 
 INVALID = (
-    "the definition is not valid: `code`, `detail` and `pointer` name its (first) problem; for a state machine, "
-    "`errors` lists every problem found, each with its `pointer`, `message` and `code`"
+    "the definition is not valid, or would certainly fail when it runs (an undefined template variable, a model "
+    "not configured, a delivery URL the outbound guard refuses): `errors` lists every problem found, each with "
+    "its `pointer`, `message` and `code`; `code`, `detail` and `pointer` name the first"
 )
 
 
