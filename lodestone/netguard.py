@@ -84,6 +84,19 @@ def check_url(url: str | httpx.URL) -> httpx.URL:
     return parsed
 
 
+async def checked_address(host: str, port: int, allow: Sequence[Allowed], unresolved: type[Exception]) -> str:
+    """The address to connect to for host: every address it resolves to is checked."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        # Not a refusal: DNS can fail for a while, so callers may retry this.
+        raise unresolved(f"cannot resolve {host!r}: {e}") from e
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    for ip in addresses:
+        check_address(ip, allow, port)
+    return str(addresses[0])
+
+
 class GuardedBackend(httpcore.AsyncNetworkBackend):
     def __init__(self, allow: Sequence[Allowed]) -> None:
         self.allow = allow
@@ -97,16 +110,9 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as e:
-            # Not a refusal: DNS can fail for a while, so callers may retry this.
-            raise httpx.ConnectError(f"cannot resolve {host!r}: {e}") from e
-        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-        for ip in addresses:
-            check_address(ip, self.allow, port)
+        address = await checked_address(host, port, self.allow, httpx.ConnectError)
         return await self._inner.connect_tcp(
-            str(addresses[0]), port, timeout=timeout, local_address=local_address, socket_options=socket_options
+            address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
         )
 
     async def connect_unix_socket(
@@ -151,6 +157,41 @@ def guarded_client(allow_cidrs: Iterable[str] = (), timeout: float = 30.0) -> ht
     return httpx.AsyncClient(
         transport=GuardedTransport(parse_allow(allow_cidrs)), trust_env=False, follow_redirects=False, timeout=timeout
     )
+
+
+def guarded_client_httpx2(allow_cidrs: Iterable[str] = (), timeout: float = 30.0) -> Any:
+    """The same guard for the openai SDK, whose HTTP client is httpx2 (an httpx2.AsyncClient)."""
+    import httpcore2
+    import httpx2
+
+    allow = parse_allow(allow_cidrs)
+
+    class Backend(httpcore2.AsyncNetworkBackend):
+        def __init__(self) -> None:
+            self._inner = httpcore2.AnyIOBackend()
+
+        async def connect_tcp(
+            self,
+            host: str,
+            port: int,
+            timeout: float | None = None,
+            local_address: str | None = None,
+            socket_options: Iterable[Any] | None = None,
+        ) -> Any:
+            address = await checked_address(host, port, allow, httpx2.ConnectError)
+            return await self._inner.connect_tcp(
+                address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+            )
+
+        async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
+            raise OutboundRefused("unix sockets are not allowed")
+
+        async def sleep(self, seconds: float) -> None:
+            await self._inner.sleep(seconds)
+
+    transport = httpx2.AsyncHTTPTransport()
+    transport._pool = httpcore2.AsyncConnectionPool(ssl_context=ssl.create_default_context(), network_backend=Backend())
+    return httpx2.AsyncClient(transport=transport, trust_env=False, follow_redirects=False, timeout=timeout)
 
 
 async def open_stream(

@@ -11,9 +11,9 @@ from lodestone.llm import (
     LLMRequestRejected,
     LLMTransient,
     OfflineLLM,
-    OpenAICompatibleLLM,
     RoutingLLM,
 )
+from lodestone.llm_openai import OpenAICompatibleLLM
 from lodestone.settings import Settings
 from tests.standins.openai_server import OpenAIStandIn
 
@@ -153,7 +153,7 @@ def test_retry_after_reads_seconds_and_http_dates():
     from datetime import UTC, datetime, timedelta
     from email.utils import format_datetime
 
-    from lodestone.llm import _retry_after
+    from lodestone.llm_openai import _retry_after
 
     assert _retry_after({"retry-after": "7"}) == 7.0
     in_30s = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)

@@ -185,6 +185,8 @@ async def get_job(job_id: uuid.UUID, _: Viewer, session: SessionDep, state: Stat
                 if s.step_id not in usage
                 else {
                     "model": usage[s.step_id].model,
+                    "provider": usage[s.step_id].provider,
+                    "fallbacks": usage[s.step_id].fallbacks,
                     "tokens_in": usage[s.step_id].tokens_in,
                     "tokens_out": usage[s.step_id].tokens_out,
                     "cost_usd": usage[s.step_id].cost_usd,
