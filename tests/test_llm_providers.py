@@ -78,6 +78,15 @@ async def test_a_rate_limited_model_falls_back_to_the_next(tenant, failing, llm_
     asked = [r for r in failing.requests if r["model"] == "ratelimit"]
     assert asked and asked[-1]["_authorization"] == "Bearer primary-secret-key"
     assert llm_standin.count(backup) == 1
+    assert job["usage"]["by_model"] == [
+        {
+            "provider": "default",
+            "model": backup,
+            "calls": 1,
+            **{k: usage[k] for k in ("tokens_in", "tokens_out")},
+            "cost_usd": 0.0,
+        }
+    ]
 
 
 async def test_when_every_model_fails_the_step_fails_with_the_last_error(tenant, failing):
@@ -143,6 +152,41 @@ async def test_an_answer_never_on_its_schema_fails_the_step_by_name(tenant, llm_
     assert job["error"]["code"] == "LLMOutputInvalid"
     assert "did not match output_schema after 3 tries" in job["steps"][0]["error"]
     assert llm_standin.count(model) == 3  # LLM_OUTPUT_RETRIES (2) more, then never again
+
+
+async def test_usage_is_grouped_and_kept_to_its_tenant(tenant, tenant_b, settings):
+    model = f"ok-{uuid.uuid4().hex[:8]}"
+    body = pipeline(
+        {"id": "a", "model": model, "instructions": "one"}, {"id": "b", "model": "offline", "instructions": "two"}
+    )
+    job = await run(tenant, body)
+    assert job["status"] == "delivered", job
+    viewer = {"Authorization": f"Bearer {tenant.token_for(settings, 'viewer')}"}
+
+    by_model = await tenant.api.get("/v1/usage", params={"group_by": "model"}, headers=viewer)
+    assert by_model.status_code == 200, by_model.text
+    groups = {g["key"]: g for g in by_model.json()["groups"]}
+    mine = job["steps"][0]["usage"] if job["steps"][0]["id"] == "a" else job["steps"][1]["usage"]
+    assert groups[model] == {
+        "key": model,
+        "calls": 1,
+        "tokens_in": mine["tokens_in"],
+        "tokens_out": mine["tokens_out"],
+        "cost_usd": 0.0,
+    }
+
+    by_workflow = (await tenant.api.get("/v1/usage", params={"group_by": "workflow"})).json()
+    assert {g["key"]: g["calls"] for g in by_workflow["groups"]}[body["key"]] == 2
+    by_day = (await tenant.api.get("/v1/usage", params={"group_by": "day"})).json()
+    assert sum(g["calls"] for g in by_day["groups"]) == by_day["total"]["calls"] >= 2
+    future = (await tenant.api.get("/v1/usage", params={"from": "2999-01-01T00:00:00Z"})).json()
+    assert future["groups"] == [] and future["total"]["calls"] == 0
+
+    other = (await tenant_b.api.get("/v1/usage", params={"group_by": "workflow"})).json()
+    assert body["key"] not in {g["key"] for g in other["groups"]}
+    bad = await tenant.api.get("/v1/usage", params={"from": "2030-01-02T00:00:00Z", "to": "2030-01-01T00:00:00Z"})
+    assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+    assert (await tenant.api.get("/v1/usage", params={"group_by": "tenant"})).status_code == 422
 
 
 async def test_providers_are_checked_and_only_an_admin_sets_them(tenant, settings):

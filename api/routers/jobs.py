@@ -16,6 +16,7 @@ from schema.tables import Job, JobStateEvent, JobStatus
 from services import jobs
 from services.redrive import Redrive, redrive
 from services.redrive_version import Version
+from services.usage import job_summary
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=AUTHENTICATED)
 
@@ -61,6 +62,8 @@ class JobDetail(JobSummary):
     path: list[PathEvent] | None = None  # a state machine's events so far, in order
     redrive_count: int = 0  # how many times the job was redriven
     parent_job_id: str | None = None  # a child execution: the job whose Task started it
+    # LLM tokens and cost in all, and by provider and model: {calls, tokens_in, tokens_out, cost_usd, by_model}
+    usage: dict[str, Any] | None = None
     links: dict[str, str]
 
 
@@ -166,6 +169,7 @@ async def get_job(job_id: uuid.UUID, _: Viewer, session: SessionDep, state: Stat
         output=job.output if record.state_machine else None,
         path=[path_event(e) for e in record.path] if record.state_machine else None,
         redrive_count=job.redrive_count,
+        usage=job_summary(usage.values()),
         parent_job_id=str(job.parent_job_id) if job.parent_job_id else None,
         error=None
         if failure is None
