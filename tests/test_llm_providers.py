@@ -204,3 +204,40 @@ async def test_providers_are_checked_and_only_an_admin_sets_them(tenant, setting
         resp = await tenant.api.put("/v1/tenant/providers", json={"providers": bad})
         assert resp.status_code == 422, (bad, resp.text)
     assert (await tenant.api.get("/v1/tenant/providers")).json() == kept
+
+
+async def test_an_llm_task_falls_back_and_a_choice_reads_its_validated_object(tenant, llm_standin):
+    model = f"json-1-{uuid.uuid4().hex[:8]}"
+    machine = {
+        "key": f"prov-sm-{uuid.uuid4().hex[:8]}",
+        "kind": "state_machine",
+        "state_machine": {
+            "StartAt": "Ask",
+            "States": {
+                "Ask": {
+                    "Type": "Task",
+                    "Resource": "lodestone:llm",
+                    "Parameters": {
+                        "prompt": f"Facts.\nJSON: {ANSWER}",
+                        "models": ["ratelimit", model],
+                        "output_schema": SCHEMA,
+                    },
+                    "Next": "High?",
+                },
+                "High?": {
+                    "Type": "Choice",
+                    "Choices": [{"Variable": "$.json.score", "NumericGreaterThan": 5, "Next": "High"}],
+                    "Default": "Low",
+                },
+                "High": {"Type": "Pass", "Result": "high", "ResultPath": "$.verdict", "End": True},
+                "Low": {"Type": "Pass", "Result": "low", "ResultPath": "$.verdict", "End": True},
+            },
+        },
+    }
+    job = await run(tenant, machine)
+
+    assert job["status"] == "succeeded", job
+    assert job["output"]["json"] == {"name": "Acme", "score": 7} and job["output"]["verdict"] == "high"
+    assert job["output"]["model"] == model and llm_standin.count(model) == 2
+    (usage,) = job["usage"]["by_model"]
+    assert (usage["provider"], usage["model"], usage["tokens_out"]) == ("default", model, 14)
