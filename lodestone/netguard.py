@@ -97,10 +97,12 @@ async def checked_address(host: str, port: int, allow: Sequence[Allowed], unreso
     return str(addresses[0])
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, allow: Sequence[Allowed]) -> None:
-        self.allow = allow
-        self._inner = httpcore.AnyIOBackend()
+class _Guarded:
+    """A network backend that connects only to checked addresses, over an inner backend (of
+    httpcore, or of httpcore2 for the openai SDK's httpx2)."""
+
+    def __init__(self, allow: Sequence[Allowed], inner: Any, unresolved: type[Exception]) -> None:
+        self.allow, self._inner, self._unresolved = allow, inner, unresolved
 
     async def connect_tcp(
         self,
@@ -109,19 +111,24 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        address = await checked_address(host, port, self.allow, httpx.ConnectError)
+    ) -> Any:
+        address = await checked_address(host, port, self.allow, self._unresolved)
         return await self._inner.connect_tcp(
             address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
         )
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
+    ) -> Any:
         raise OutboundRefused("unix sockets are not allowed")
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+class GuardedBackend(_Guarded, httpcore.AsyncNetworkBackend):
+    def __init__(self, allow: Sequence[Allowed]) -> None:
+        super().__init__(allow, httpcore.AnyIOBackend(), httpx.ConnectError)
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):
@@ -164,33 +171,14 @@ def guarded_client_httpx2(allow_cidrs: Iterable[str] = (), timeout: float = 30.0
     import httpcore2
     import httpx2
 
-    allow = parse_allow(allow_cidrs)
-
-    class Backend(httpcore2.AsyncNetworkBackend):
-        def __init__(self) -> None:
-            self._inner = httpcore2.AnyIOBackend()
-
-        async def connect_tcp(
-            self,
-            host: str,
-            port: int,
-            timeout: float | None = None,
-            local_address: str | None = None,
-            socket_options: Iterable[Any] | None = None,
-        ) -> Any:
-            address = await checked_address(host, port, allow, httpx2.ConnectError)
-            return await self._inner.connect_tcp(
-                address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
-            )
-
-        async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
-            raise OutboundRefused("unix sockets are not allowed")
-
-        async def sleep(self, seconds: float) -> None:
-            await self._inner.sleep(seconds)
+    class Backend(_Guarded, httpcore2.AsyncNetworkBackend):
+        pass
 
     transport = httpx2.AsyncHTTPTransport()
-    transport._pool = httpcore2.AsyncConnectionPool(ssl_context=ssl.create_default_context(), network_backend=Backend())
+    transport._pool = httpcore2.AsyncConnectionPool(
+        ssl_context=ssl.create_default_context(),
+        network_backend=Backend(parse_allow(allow_cidrs), httpcore2.AnyIOBackend(), httpx2.ConnectError),
+    )
     return httpx2.AsyncClient(transport=transport, trust_env=False, follow_redirects=False, timeout=timeout)
 
 
