@@ -5,7 +5,7 @@ policy and a raise cannot drift apart; tests/test_error_codes.py holds them toge
 Codes are the names they always had (recorded histories carry them); add, never rename."""
 
 from lodestone.asl import errors as asl
-from lodestone.llm import LLMEmptyAnswer, LLMRefused, LLMRequestRejected, LLMTransient
+from lodestone.llm import LLMEmptyAnswer, LLMOutputInvalid, LLMRefused, LLMRequestRejected, LLMTransient
 from lodestone.mail import MailError, MailNotConfigured, MailUnavailable
 from lodestone.pdf import PdfRenderFailed
 from lodestone.templating import TemplateLimitExceeded, TemplateRenderError, TemplateSecurityViolation
@@ -19,6 +19,7 @@ STEP_INPUT_MISSING = "StepInputMissing"
 LLM_EMPTY_ANSWER = "LLMEmptyAnswer"
 LLM_REFUSED = "LLMRefused"
 LLM_REQUEST_REJECTED = "LLMRequestRejected"
+LLM_OUTPUT_INVALID = "LLMOutputInvalid"  # the answer never matched the step's output_schema
 TEMPLATE_RENDER_ERROR = "TemplateRenderError"
 TEMPLATE_SECURITY_VIOLATION = "TemplateSecurityViolation"
 TEMPLATE_LIMIT_EXCEEDED = "TemplateLimitExceeded"
@@ -66,6 +67,7 @@ NON_RETRYABLE = frozenset(
         LLM_EMPTY_ANSWER,
         LLM_REFUSED,
         LLM_REQUEST_REJECTED,
+        LLM_OUTPUT_INVALID,
         TEMPLATE_RENDER_ERROR,
         TEMPLATE_SECURITY_VIOLATION,
         TEMPLATE_LIMIT_EXCEEDED,
@@ -109,6 +111,7 @@ _BY_EXCEPTION: list[tuple[type[Exception], str]] = [
     (LLMEmptyAnswer, LLM_EMPTY_ANSWER),
     (LLMRefused, LLM_REFUSED),
     (LLMRequestRejected, LLM_REQUEST_REJECTED),
+    (LLMOutputInvalid, LLM_OUTPUT_INVALID),
     (TemplateRenderError, TEMPLATE_RENDER_ERROR),
     (TemplateSecurityViolation, TEMPLATE_SECURITY_VIOLATION),
     (TemplateLimitExceeded, TEMPLATE_LIMIT_EXCEEDED),

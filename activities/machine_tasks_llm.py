@@ -1,35 +1,47 @@
 """The llm handler: a chat completion with the tenant's models and key, as pipeline steps make
 them (lodestone/llm.py), its usage recorded per Task path. Parameters: `prompt` or `messages`,
-optional `model`, `system`, `max_tokens`, `temperature`, `response_format: "json"`; a bound
+optional `model` or `models` (tried in order), `system`, `max_tokens`, `temperature`,
+`response_format: "json"`, `output_schema` (a JSON Schema the answer's object must match,
+asked again on a mismatch; the validated object is the result's `json`); a bound
 Lambda's payload that holds neither prompt nor messages is the prompt itself (as JSON), under
 the binding's `system`."""
 
 import json
-import re
 from typing import Any
+
+from temporalio.exceptions import ApplicationError
 
 from activities import errors
 from activities.common import heartbeating
 from activities.events import TokenStream
+from activities.llm_calls import ask_models, models_of, record_usage
 from activities.machine_tasks_base import (
     MachineTaskInput,
     TaskDeps,
     handler_params,
     heartbeat_every,
     load_tenant,
-    own_secret,
     task_data,
 )
 from activities.machine_tasks_bedrock import bedrock_body, bedrock_params
 from activities.machine_tasks_shapes import Answer, request_id, task_failed
-from activities.steps import record_usage
 from lodestone.asl.bindings import Resolved
 from lodestone.db import tenant_session
 from lodestone.llm import ChatRequest, LLMError
+from lodestone.llm_fallback import parse_json
 
-LLM_KEYS = ("prompt", "messages", "model", "system", "max_tokens", "temperature", "response_format")
+LLM_KEYS = (
+    "prompt",
+    "messages",
+    "model",
+    "models",
+    "system",
+    "max_tokens",
+    "temperature",
+    "response_format",
+    "output_schema",
+)
 ROLES = ("user", "assistant", "system")
-_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL)
 
 
 def llm_params(resolved: Resolved, resource: str, payload: Any) -> dict[str, Any]:
@@ -63,14 +75,21 @@ def chat_request(params: dict[str, Any]) -> ChatRequest:
         raise task_failed("llm: temperature is a number")
     if params.get("response_format", "text") not in ("json", "text"):
         raise task_failed("llm: response_format is json or text")
-    return ChatRequest(messages, system, max_tokens, temperature, params.get("response_format") == "json")
+    models, schema = params.get("models"), params.get("output_schema")
+    if models is not None and not (
+        isinstance(models, list) and models and all(isinstance(m, str) and m for m in models)
+    ):
+        raise task_failed("llm: models is a non-empty list of model names")
+    if schema is not None and not isinstance(schema, dict):
+        raise task_failed("llm: output_schema is a JSON Schema (an object)")
+    json_mode = params.get("response_format") == "json"
+    return ChatRequest(messages, system, max_tokens, temperature, json_mode, schema)
 
 
 def answer_json(text: str) -> Any:
     """The JSON a model was asked for, also when it fenced it in a Markdown code block."""
-    fenced = _FENCE.match(text.strip())
     try:
-        return json.loads(fenced.group(1) if fenced else text)
+        return parse_json(text)
     except ValueError as e:
         raise task_failed(f"llm: the model's answer is not JSON: {text[:200]!r}") from e
 
@@ -78,18 +97,22 @@ def answer_json(text: str) -> Any:
 async def run_llm(deps: TaskDeps, inp: MachineTaskInput, resolved: Resolved) -> Answer:
     params = llm_params(resolved, inp.resource, inp.payload)
     request = chat_request(params)
-    model = params.get("model") if isinstance(params.get("model"), str) else deps.settings.llm_model
     tenant = await load_tenant(deps, inp.tenant_id)
-    key = await own_secret(deps, tenant, "llm_api_key")
     every = deps.settings.job_events_token_flush_seconds
     tokens = TokenStream(deps.engine, inp.tenant_id, inp.job_id, inp.path, every, attempt=inp.attempt)
+    models = models_of(params, deps.settings)
     try:
         async with heartbeating(heartbeat_every()), tokens:
-            completion = await deps.llm.chat(str(model), request, key, on_text=tokens)
+            answered = await ask_models(
+                deps.llm, deps.settings, deps.secrets, tenant, inp.tenant_id, models, request, tokens
+            )
     except LLMError as e:
         raise task_failed(f"{errors.code_of(e)}: {e}") from e
+    except ApplicationError as e:  # the tenant's key could not be read
+        raise task_failed(f"{e.type}: {e.message}") from e
+    completion = answered.completion
     async with tenant_session(deps.engine, inp.tenant_id) as session:
-        await record_usage(session, inp.tenant_id, inp.job_id, inp.path, completion)
+        await record_usage(session, inp.tenant_id, inp.job_id, inp.path, completion, answered.fallbacks)
     if resolved.shape == "bedrock":
         return Answer(bedrock_body(inp.payload, completion, request_id(inp.job_id, inp.path, inp.attempt)))
     result: dict[str, Any] = {
@@ -97,6 +120,8 @@ async def run_llm(deps: TaskDeps, inp: MachineTaskInput, resolved: Resolved) -> 
         "model": completion.model,
         "usage": {"input_tokens": completion.tokens_in, "output_tokens": completion.tokens_out},
     }
-    if request.json:
+    if request.json_schema is not None:
+        result["json"] = answered.value
+    elif request.json:
         result["json"] = answer_json(completion.text)
     return Answer(result)

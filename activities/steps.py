@@ -2,6 +2,7 @@
 call the model, store the output, record usage. A completed step is never re-run."""
 
 import contextlib
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -14,9 +15,10 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import errors, events
-from activities.common import LoadedJob, fail, heartbeating, llm_transient, load_job, pool_busy, secret_of
+from activities.common import LoadedJob, fail, heartbeating, llm_transient, load_job, pool_busy
+from activities.llm_calls import ask_models, models_of, record_usage
 from lodestone.db import tenant_session
-from lodestone.llm import Completion, LLMClient, LLMError, LLMTransient
+from lodestone.llm import ChatRequest, LLMClient, LLMError, LLMTransient
 from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
 from lodestone.storage import ObjectStore, job_key
@@ -41,6 +43,7 @@ class StepResult:
     tokens_in: int
     tokens_out: int
     cost_usd: float
+    provider: str = "default"
 
 
 @dataclass
@@ -59,26 +62,6 @@ class StepFailureInput:
 # step's own errors (ApplicationError), after the exception's type. Temporal's history (the
 # failure's cause) and the worker's log keep its text, which can name the server's files.
 UNEXPLAINED = "the attempt failed on the worker; its log has the details"
-
-
-async def record_usage(session: Any, tenant_id: str, job_id: str, step_id: str, completion: Completion) -> None:
-    """One usage row per (job, step): a step's, or a state machine Task's by its path. The
-    first one stays (an attempt that ran again records nothing more)."""
-    await session.execute(
-        insert(UsageRecord)
-        .values(
-            id=uuid.uuid4(),
-            tenant_id=uuid.UUID(tenant_id),
-            job_id=uuid.UUID(job_id),
-            step_id=step_id,
-            model=completion.model,
-            tokens_in=completion.tokens_in,
-            tokens_out=completion.tokens_out,
-            cost_usd=completion.cost_usd,
-            created_at=utcnow(),
-        )
-        .on_conflict_do_nothing(index_elements=["job_id", "step_id"])
-    )
 
 
 class StepActivities:
@@ -111,7 +94,13 @@ class StepActivities:
             # Before the key is resolved: a redriven job skips its completed steps even when
             # the tenant's secret backend is what broke.
             return StepResult(
-                inp.step_id, mine.output_key or "", usage.model, usage.tokens_in, usage.tokens_out, usage.cost_usd
+                inp.step_id,
+                mine.output_key or "",
+                usage.model,
+                usage.tokens_in,
+                usage.tokens_out,
+                usage.cost_usd,
+                usage.provider,
             )
         try:
             return await self._attempt(inp, loaded, tenant, outputs)
@@ -154,9 +143,8 @@ class StepActivities:
     async def _attempt(
         self, inp: StepInput, loaded: LoadedJob, tenant: Tenant | None, outputs: dict[str, JobStep]
     ) -> StepResult:
-        llm_key = await secret_of(tenant, self.secrets, inp.tenant_id, "llm_api_key", None)
         step = next(s for s in loaded.definition["steps"] if s["id"] == inp.step_id)
-        model = step.get("model", self.settings.llm_model)
+        models = models_of(step, self.settings)
         attempt = activity.info().attempt
         started = events.step_data(inp.step_id, "started", attempt)
         if attempt == 1:
@@ -171,7 +159,10 @@ class StepActivities:
             context = await self._context(loaded, step, outputs)
             async with heartbeating(), tokens:
                 prompt = await self.templates.render(step["instructions"], context, html=False, tenant=inp.tenant_id)
-                completion = await self.llm.complete(model, prompt, llm_key, on_text=tokens)
+                request = ChatRequest([{"role": "user", "content": prompt}], json_schema=step.get("output_schema"))
+                answered = await ask_models(
+                    self.llm, self.settings, self.secrets, tenant, inp.tenant_id, models, request, tokens
+                )
         except LLMTransient as e:
             raise llm_transient(e) from e
         except TemplatePoolBusy as e:
@@ -179,19 +170,26 @@ class StepActivities:
         except (LLMError, TemplateRenderError, TemplateSecurityViolation, TemplateLimitExceeded) as e:
             await self._mark(inp, "failed", str(e), event=events.step_data(inp.step_id, "failed", attempt, str(e)))
             raise fail(errors.code_of(e), str(e)) from e
-        stored = await self.store.put_bytes(
-            job_key(inp.tenant_id, inp.job_id, f"steps/{inp.step_id}.txt"),
-            completion.text.encode(),
-            "text/plain; charset=utf-8",
-        )
+        completion = answered.completion
+        if "output_schema" in step:  # the validated object, as later steps' templates read it
+            body, name, kind = json.dumps(answered.value).encode(), f"{inp.step_id}.json", "application/json"
+        else:
+            body, name, kind = completion.text.encode(), f"{inp.step_id}.txt", "text/plain; charset=utf-8"
+        stored = await self.store.put_bytes(job_key(inp.tenant_id, inp.job_id, f"steps/{name}"), body, kind)
         async with tenant_session(self.engine, inp.tenant_id) as session:
-            await record_usage(session, inp.tenant_id, inp.job_id, inp.step_id, completion)
+            await record_usage(session, inp.tenant_id, inp.job_id, inp.step_id, completion, answered.fallbacks)
             await self._upsert(session, inp, "completed", None, stored.key)
             await events.append(
                 session, inp.tenant_id, inp.job_id, events.STEP, events.step_data(inp.step_id, "completed", attempt)
             )
         return StepResult(
-            inp.step_id, stored.key, completion.model, completion.tokens_in, completion.tokens_out, completion.cost_usd
+            inp.step_id,
+            stored.key,
+            completion.model,
+            completion.tokens_in,
+            completion.tokens_out,
+            completion.cost_usd,
+            completion.provider,
         )
 
     async def _context(self, loaded: LoadedJob, step: dict[str, Any], outputs: dict[str, JobStep]) -> dict[str, Any]:
@@ -208,7 +206,8 @@ class StepActivities:
                 row = outputs.get(field)
                 if row is None or row.output_key is None:
                     raise ApplicationError(f"step {field!r} has no output yet", type=errors.STEP_NOT_READY)
-                ctx[name] = (await self.store.get_bytes(row.output_key)).decode()
+                text = (await self.store.get_bytes(row.output_key)).decode()
+                ctx[name] = json.loads(text) if row.output_key.endswith(".json") else text
         return ctx
 
     async def _excerpt(self, key: str) -> dict[str, Any]:

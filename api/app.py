@@ -29,6 +29,7 @@ from api.routers import (
     task_tokens,
     tenant,
     uploads,
+    usage,
     whatsapp,
     workflows,
 )
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics.router,
         task_tokens.router,
         approvals.router,
+        usage.router,
     ):
         app.include_router(router)
     if settings.auth_dev_issuer:

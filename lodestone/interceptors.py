@@ -53,10 +53,6 @@ class _ObservingActivity(ActivityInboundInterceptor):
 def _succeeded(info: activity.Info, arg: Any, result: Any, elapsed: float) -> None:
     if info.activity_type == "run_step":
         metrics.STEP_DURATION.labels(result.model, "completed").observe(elapsed)
-        tenant = getattr(arg, "tenant_id", "")
-        metrics.LLM_TOKENS.labels(tenant, result.model, "in").inc(result.tokens_in)
-        metrics.LLM_TOKENS.labels(tenant, result.model, "out").inc(result.tokens_out)
-        metrics.LLM_COST.labels(tenant, result.model).inc(result.cost_usd)
     elif info.activity_type in DELIVERY_KINDS:
         metrics.DELIVERY_ATTEMPTS.labels(DELIVERY_KINDS[info.activity_type], "delivered").inc()
 

@@ -1,4 +1,6 @@
-"""LLM providers: `offline` (deterministic, no network) and any OpenAI-compatible API.
+"""LLM clients: `offline` (deterministic, no network) and any OpenAI-compatible API
+(lodestone/llm_openai.py): the deployment's default provider (LLM_BASE_URL) and a tenant's
+named providers (lodestone/llm_providers.py), each reached through an Endpoint.
 
 The client never retries by itself: Temporal's retry policy does, and a 429's
 Retry-After is handed back so the activity can wait that long.
@@ -15,13 +17,12 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from lodestone.settings import Settings
 
 OFFLINE_MODEL = "offline"
+DEFAULT_PROVIDER = "default"  # the deployment's LLM_BASE_URL (and the offline model)
 
 # Receives each new piece of an answer's text, as the model produces it.
 TextSink = Callable[[str], Awaitable[None]]
@@ -58,6 +59,7 @@ class Completion:
     tokens_in: int
     tokens_out: int
     cost_usd: float
+    provider: str = DEFAULT_PROVIDER
 
 
 @dataclass(frozen=True)
@@ -70,12 +72,30 @@ class ChatRequest:
     max_tokens: int | None = None
     temperature: float | None = None
     json: bool = False  # ask for a JSON object
+    json_schema: dict[str, Any] | None = None  # ask for a JSON object that matches this schema
 
     def as_prompt(self) -> str:
         """One prompt for a provider that takes no messages (offline)."""
         parts = [self.system] if self.system else []
         parts += [m["content"] if m["role"] == "user" else f"[{m['role']}] {m['content']}" for m in self.messages]
         return "\n\n".join(parts)
+
+
+class LLMOutputInvalid(LLMError):
+    """The model's answer never matched the output schema it was asked for."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a model is asked: a provider by name, its base URL and key (None: the default
+    provider's own), its prices per million tokens (in, out) and how it takes a JSON request:
+    `json_schema`, `json_object` or `none` (the schema only in the prompt)."""
+
+    provider: str = DEFAULT_PROVIDER
+    base_url: str | None = None
+    api_key: str | None = None
+    prices: dict[str, tuple[float, float]] | None = None
+    json_mode: str = "json_schema"
 
 
 class LLMClient(ABC):
@@ -91,6 +111,15 @@ class LLMClient(ABC):
     ) -> Completion:
         """A chat; a provider without messages or options answers the messages as one prompt."""
         return await self.complete(model, request.as_prompt(), api_key, on_text)
+
+    async def chat_at(
+        self, endpoint: Endpoint, model: str, request: ChatRequest, on_text: TextSink | None = None
+    ) -> Completion:
+        """A chat at a named provider's endpoint; a client that knows only its own provider
+        answers the default one."""
+        if endpoint.provider != DEFAULT_PROVIDER:
+            raise LLMRequestRejected(f"provider {endpoint.provider!r} is not reachable from this client")
+        return await self.chat(model, request, endpoint.api_key, on_text)
 
     async def close(self) -> None:
         return None
@@ -117,125 +146,18 @@ class OfflineLLM(LLMClient):
         return Completion(text, model, len(prompt.split()), len(text.split()), 0.0)
 
 
-def _retry_after(headers: object) -> float | None:
-    """Retry-After as seconds, from either of its forms (delta-seconds or an HTTP date)."""
-    value = getattr(headers, "get", lambda _k: None)("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max((when - datetime.now(UTC)).total_seconds(), 0.0)
-
-
-@dataclass
-class Answer:
-    content: str
-    finish_reason: str | None
-    refusal: str | None
-
-
-class OpenAICompatibleLLM(LLMClient):
-    def __init__(self, settings: Settings) -> None:
-        from openai import AsyncOpenAI
-
-        self._client = AsyncOpenAI(
-            base_url=settings.llm_base_url,
-            api_key=settings.llm_api_key,
-            timeout=settings.llm_timeout_seconds,
-            max_retries=0,
-        )
-        self._prices = settings.llm_prices
-
-    async def complete(
-        self, model: str, prompt: str, api_key: str | None = None, on_text: TextSink | None = None
-    ) -> Completion:
-        return await self._create(model, {"messages": [{"role": "user", "content": prompt}]}, api_key, on_text)
-
-    async def chat(
-        self, model: str, request: ChatRequest, api_key: str | None = None, on_text: TextSink | None = None
-    ) -> Completion:
-        messages = ([{"role": "system", "content": request.system}] if request.system else []) + request.messages
-        options: dict[str, Any] = {"messages": messages}
-        if request.max_tokens is not None:
-            options["max_tokens"] = request.max_tokens
-        if request.temperature is not None:
-            options["temperature"] = request.temperature
-        if request.json:
-            options["response_format"] = {"type": "json_object"}
-        return await self._create(model, options, api_key, on_text)
-
-    async def _create(
-        self, model: str, options: dict[str, Any], api_key: str | None, on_text: TextSink | None = None
-    ) -> Completion:
-        import openai
-
-        client = self._client.with_options(api_key=api_key) if api_key else self._client
-        try:
-            if on_text is not None:
-                return self._completion(model, *await self._stream(client, model, options, on_text))
-            resp = await client.chat.completions.create(model=model, **options)
-        except openai.RateLimitError as e:
-            raise LLMTransient(f"rate limited (429) by {model}", _retry_after(e.response.headers)) from e
-        except openai.APITimeoutError as e:
-            raise LLMTransient(f"timed out waiting for {model}") from e
-        except openai.APIConnectionError as e:
-            raise LLMTransient(f"could not reach the LLM endpoint: {e}") from e
-        except openai.APIStatusError as e:
-            if e.status_code >= 500 or e.status_code in (408, 409):
-                raise LLMTransient(f"LLM endpoint answered {e.status_code}", _retry_after(e.response.headers)) from e
-            raise LLMRequestRejected(f"LLM endpoint rejected the request: {e.status_code}") from e
-        if not resp.choices:
-            raise LLMEmptyAnswer(f"{model} returned no choices")
-        choice = resp.choices[0]
-        answer = Answer(choice.message.content or "", choice.finish_reason, getattr(choice.message, "refusal", None))
-        return self._completion(model, answer, resp.model, resp.usage)
-
-    @staticmethod
-    async def _stream(client: Any, model: str, options: dict[str, Any], on_text: TextSink) -> tuple[Any, ...]:
-        """The answer read from the provider's stream, each content delta handed to on_text."""
-        stream = await client.chat.completions.create(
-            model=model, stream=True, stream_options={"include_usage": True}, **options
-        )
-        answer, served, usage = Answer("", None, None), None, None
-        async for chunk in stream:
-            served, usage = chunk.model or served, chunk.usage or usage
-            for choice in chunk.choices:
-                delta = choice.delta
-                answer.refusal = getattr(delta, "refusal", None) or answer.refusal
-                answer.finish_reason = choice.finish_reason or answer.finish_reason
-                if delta.content:
-                    answer.content += delta.content
-                    await on_text(delta.content)
-        return answer, served, usage
-
-    def _completion(self, model: str, answer: "Answer", served: str | None, usage: Any) -> Completion:
-        if answer.finish_reason == "content_filter" or answer.refusal:
-            raise LLMRefused(f"{model} refused: {answer.refusal or 'content filter'}")
-        text = answer.content.strip()
-        if not text:
-            raise LLMEmptyAnswer(f"{model} returned an empty answer")
-        tin = usage.prompt_tokens if usage else 0
-        tout = usage.completion_tokens if usage else 0
-        price_in, price_out = self._prices.get(model, (0.0, 0.0))
-        cost = (tin * price_in + tout * price_out) / 1_000_000
-        return Completion(text, served or model, tin, tout, round(cost, 8))
-
-    async def close(self) -> None:
-        await self._client.close()
-
-
 class RoutingLLM(LLMClient):
-    """Sends model `offline` to the offline provider and everything else to the API."""
+    """Sends model `offline` to the offline provider, a tenant's named provider's models to
+    its endpoint (through the outbound guard: its URL is the tenant's word) and everything
+    else to the deployment's API."""
 
     def __init__(self, settings: Settings) -> None:
+        from lodestone.llm_openai import OpenAICompatibleLLM
+
+        self._settings = settings
         self._offline = OfflineLLM()
         self._remote = OpenAICompatibleLLM(settings) if settings.llm_base_url else None
+        self._tenants: LLMClient | None = None  # made on first use
 
     async def complete(
         self, model: str, prompt: str, api_key: str | None = None, on_text: TextSink | None = None
@@ -251,11 +173,26 @@ class RoutingLLM(LLMClient):
             return await self._offline.chat(model, request, on_text=on_text)
         return await self._route(model).chat(model, request, api_key, on_text)
 
+    async def chat_at(
+        self, endpoint: Endpoint, model: str, request: ChatRequest, on_text: TextSink | None = None
+    ) -> Completion:
+        if endpoint.provider == DEFAULT_PROVIDER:
+            return await self.chat(model, request, endpoint.api_key, on_text)
+        if self._tenants is None:
+            from lodestone.llm_openai import OpenAICompatibleLLM
+            from lodestone.netguard import guarded_client_httpx2
+
+            allow, timeout = self._settings.outbound_allow_cidrs, self._settings.llm_timeout_seconds
+            http = guarded_client_httpx2(allow, timeout=timeout)
+            self._tenants = OpenAICompatibleLLM(self._settings, http_client=http)
+        return await self._tenants.chat_at(endpoint, model, request, on_text)
+
     def _route(self, model: str) -> LLMClient:
         if self._remote is None:
             raise LLMRequestRejected(f"model {model!r} needs LLM_BASE_URL and LLM_API_KEY; only 'offline' runs without")
         return self._remote
 
     async def close(self) -> None:
-        if self._remote:
-            await self._remote.close()
+        for client in (self._remote, self._tenants):
+            if client is not None:
+                await client.close()

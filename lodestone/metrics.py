@@ -7,6 +7,8 @@ webhook, under the dev stack). Every other series is served to anyone."""
 
 import hmac
 import re
+from collections.abc import Sequence
+from typing import Protocol
 
 import httpx
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
@@ -31,8 +33,15 @@ JOB_DURATION = Histogram(
 STEP_DURATION = Histogram(
     "lodestone_step_duration_seconds", "One LLM step attempt", ["model", "outcome"], buckets=LATENCY_BUCKETS
 )
-LLM_TOKENS = Counter("lodestone_llm_tokens", "LLM tokens used by steps", ["tenant_id", "model", "direction"])
-LLM_COST = Counter("lodestone_llm_cost_usd", "LLM cost of steps in US dollars", ["tenant_id", "model"])
+LLM_TOKENS = Counter(
+    "lodestone_llm_tokens", "LLM tokens used by steps and llm Tasks", ["tenant_id", "provider", "model", "direction"]
+)
+LLM_COST = Counter(
+    "lodestone_llm_cost_usd", "LLM cost of steps and llm Tasks in US dollars", ["tenant_id", "provider", "model"]
+)
+LLM_FALLBACKS = Counter(
+    "lodestone_llm_fallbacks", "Models skipped for the next one in a step's or Task's list", ["provider", "model"]
+)
 DELIVERY_ATTEMPTS = Counter("lodestone_delivery_attempts", "Delivery attempts by outcome", ["kind", "outcome"])
 DELIVERY_FAILURES = Counter("lodestone_delivery_failures", "Deliveries given up on, by reason", ["kind", "reason"])
 UPLOADS_IN_FLIGHT = Gauge("lodestone_uploads_in_flight", "Uploads streaming into this API process")
@@ -40,6 +49,28 @@ ACTIVITIES_IN_FLIGHT = Gauge("lodestone_activities_in_flight", "Activities runni
 TASK_QUEUE_BACKLOG = Gauge(
     "lodestone_task_queue_backlog", "Approximate tasks waiting for a worker", ["task_queue", "type"]
 )
+
+
+class Usage(Protocol):
+    @property
+    def provider(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def tokens_in(self) -> int: ...
+    @property
+    def tokens_out(self) -> int: ...
+    @property
+    def cost_usd(self) -> float: ...
+
+
+def count_llm_usage(tenant_id: str, usage: Usage, fallbacks: Sequence[dict[str, str]] = ()) -> None:
+    """One answer's tokens and cost, and the models skipped before it (once per recorded answer)."""
+    LLM_TOKENS.labels(tenant_id, usage.provider, usage.model, "in").inc(usage.tokens_in)
+    LLM_TOKENS.labels(tenant_id, usage.provider, usage.model, "out").inc(usage.tokens_out)
+    LLM_COST.labels(tenant_id, usage.provider, usage.model).inc(usage.cost_usd)
+    for skipped in fallbacks:
+        LLM_FALLBACKS.labels(skipped["provider"], skipped["model"]).inc()
 
 
 def in_flight() -> int:

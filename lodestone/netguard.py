@@ -114,10 +114,25 @@ def refused_before_sending(url: str, allow: Sequence[Allowed] = ()) -> str | Non
     return f"{reasons[0]}, and no OUTBOUND_ALLOW_CIDRS entry admits it on port {port}" if allow else reasons[0]
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, allow: Sequence[Allowed]) -> None:
-        self.allow = allow
-        self._inner = httpcore.AnyIOBackend()
+async def checked_address(host: str, port: int, allow: Sequence[Allowed], unresolved: type[Exception]) -> str:
+    """The address to connect to for host: every address it resolves to is checked."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        # Not a refusal: DNS can fail for a while, so callers may retry this.
+        raise unresolved(f"cannot resolve {host!r}: {e}") from e
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    for ip in addresses:
+        check_address(ip, allow, port)
+    return str(addresses[0])
+
+
+class _Guarded:
+    """A network backend that connects only to checked addresses, over an inner backend (of
+    httpcore, or of httpcore2 for the openai SDK's httpx2)."""
+
+    def __init__(self, allow: Sequence[Allowed], inner: Any, unresolved: type[Exception]) -> None:
+        self.allow, self._inner, self._unresolved = allow, inner, unresolved
 
     async def connect_tcp(
         self,
@@ -126,26 +141,24 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as e:
-            # Not a refusal: DNS can fail for a while, so callers may retry this.
-            raise httpx.ConnectError(f"cannot resolve {host!r}: {e}") from e
-        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-        for ip in addresses:
-            check_address(ip, self.allow, port)
+    ) -> Any:
+        address = await checked_address(host, port, self.allow, self._unresolved)
         return await self._inner.connect_tcp(
-            str(addresses[0]), port, timeout=timeout, local_address=local_address, socket_options=socket_options
+            address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
         )
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.AsyncNetworkStream:
+    ) -> Any:
         raise OutboundRefused("unix sockets are not allowed")
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+class GuardedBackend(_Guarded, httpcore.AsyncNetworkBackend):
+    def __init__(self, allow: Sequence[Allowed]) -> None:
+        super().__init__(allow, httpcore.AnyIOBackend(), httpx.ConnectError)
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):
@@ -181,6 +194,22 @@ def guarded_client(allow_cidrs: Iterable[str] = (), timeout: float = 30.0) -> ht
     return httpx.AsyncClient(
         transport=GuardedTransport(parse_allow(allow_cidrs)), trust_env=False, follow_redirects=False, timeout=timeout
     )
+
+
+def guarded_client_httpx2(allow_cidrs: Iterable[str] = (), timeout: float = 30.0) -> Any:
+    """The same guard for the openai SDK, whose HTTP client is httpx2 (an httpx2.AsyncClient)."""
+    import httpcore2
+    import httpx2
+
+    class Backend(_Guarded, httpcore2.AsyncNetworkBackend):
+        pass
+
+    transport = httpx2.AsyncHTTPTransport()
+    transport._pool = httpcore2.AsyncConnectionPool(
+        ssl_context=ssl.create_default_context(),
+        network_backend=Backend(parse_allow(allow_cidrs), httpcore2.AnyIOBackend(), httpx2.ConnectError),
+    )
+    return httpx2.AsyncClient(transport=transport, trust_env=False, follow_redirects=False, timeout=timeout)
 
 
 async def open_stream(

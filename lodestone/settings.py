@@ -4,6 +4,7 @@ import os
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -84,6 +85,9 @@ class Settings(BaseSettings):
     llm_model: str = "offline"
     llm_timeout_seconds: float = 60.0
     llm_prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    llm_models: list[str] = Field(default_factory=list)  # the default provider's models; empty: any
+    llm_json_mode: Literal["json_schema", "json_object", "none"] = "json_schema"
+    llm_output_retries: int = Field(default=2, ge=0, le=5)  # asks again after an answer off its schema
 
     auth_issuer: str | None = None
     auth_audience: str = "lodestone-api"

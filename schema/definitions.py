@@ -50,6 +50,13 @@ def validate_definition(definition: Any, max_webhook_timeout: float | None = Non
             jsonschema.Draft202012Validator.check_schema(definition["input_schema"])
         except jsonschema.SchemaError as e:
             raise DefinitionInvalid("schema_violation", f"input_schema: {e.message}", "/input_schema") from e
+    for i, step in enumerate(definition["steps"]):
+        try:
+            jsonschema.Draft202012Validator.check_schema(step.get("output_schema", {}))
+        except jsonschema.SchemaError as e:
+            raise DefinitionInvalid(
+                "schema_violation", f"output_schema: {e.message}", f"/steps/{i}/output_schema"
+            ) from e
     try:
         step_dependencies(definition["steps"])
     except DagError as e:

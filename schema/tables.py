@@ -5,7 +5,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from schema.checkpoints import JobCheckpoint
@@ -23,6 +24,7 @@ class Tenant(SQLModel, table=True):
     webhook_secret: str
     upload_limit_bytes: int | None = Field(default=None, sa_type=BigInteger)
     secret_refs: dict[str, str] = _json()  # references (lodestone.tenant_secrets), never values
+    llm_providers: dict[str, Any] = _json()  # named LLM providers (lodestone.llm_providers)
     created_at: datetime = _ts()
 
 
@@ -129,11 +131,14 @@ class UsageRecord(SQLModel, table=True):
     tenant_id: uuid.UUID = _tenant()
     job_id: uuid.UUID = Field(foreign_key="jobs.id", index=True)
     step_id: str
-    model: str
+    model: str  # the model that answered
     tokens_in: int
     tokens_out: int
     cost_usd: float
     created_at: datetime = _ts()
+    provider: str = Field(default="default", sa_column_kwargs={"server_default": "default"})
+    # The models asked before it that did not answer: [{"provider", "model", "error"}].
+    fallbacks: list[dict[str, str]] = Field(default_factory=list, sa_column=Column(JSONB, nullable=False))
 
 
 class Delivery(SQLModel, table=True):

@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from lodestone.db import tenant_session
+from lodestone.llm_providers import ProviderConfig, check_providers
 from lodestone.secrets import InvalidSecretRef
 from lodestone.tenant_secrets import TENANT_SECRET_NAMES, check_tenant_ref
 from schema.tables import Tenant
@@ -52,3 +53,26 @@ async def set_secret_refs(engine: AsyncEngine, tenant_id: uuid.UUID, refs: dict[
         tenant.secret_refs = dict(refs)
         s.add(tenant)
     return dict(refs)
+
+
+async def llm_providers(engine: AsyncEngine, tenant_id: uuid.UUID) -> dict[str, ProviderConfig]:
+    async with tenant_session(engine, tenant_id) as s:
+        tenant = await s.get(Tenant, tenant_id)
+    return check_providers(dict(tenant.llm_providers)) if tenant else {}
+
+
+async def set_llm_providers(
+    engine: AsyncEngine, tenant_id: uuid.UUID, providers: dict[str, ProviderConfig]
+) -> dict[str, ProviderConfig]:
+    """Replace the tenant's named LLM providers, each checked (lodestone.llm_providers)."""
+    try:
+        checked = check_providers(providers)
+    except ValueError as e:
+        raise Invalid("invalid_provider", str(e)) from e
+    async with tenant_session(engine, tenant_id) as s:
+        tenant = await s.get(Tenant, tenant_id)
+        if tenant is None:
+            raise NotFound("tenant")
+        tenant.llm_providers = {name: c.model_dump(mode="json") for name, c in checked.items()}
+        s.add(tenant)
+    return checked

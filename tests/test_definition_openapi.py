@@ -34,7 +34,7 @@ def test_post_workflows_body_is_the_definition_format(openapi):
         pipeline["properties"]
     )
     assert pipeline["required"] == ["key", "steps", "template"]
-    assert {"id", "model", "instructions", "inputs", "depends_on"} == set(
+    assert {"id", "model", "models", "output_schema", "instructions", "inputs", "depends_on"} == set(
         pipeline["properties"]["steps"]["items"]["properties"]
     )
     assert {"key", "kind", "description", "input_schema", "state_machine", "resources"} == set(machine["properties"])

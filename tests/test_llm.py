@@ -11,9 +11,9 @@ from lodestone.llm import (
     LLMRequestRejected,
     LLMTransient,
     OfflineLLM,
-    OpenAICompatibleLLM,
     RoutingLLM,
 )
+from lodestone.llm_openai import OpenAICompatibleLLM
 from lodestone.settings import Settings
 from tests.standins.openai_server import OpenAIStandIn
 
@@ -153,10 +153,32 @@ def test_retry_after_reads_seconds_and_http_dates():
     from datetime import UTC, datetime, timedelta
     from email.utils import format_datetime
 
-    from lodestone.llm import _retry_after
+    from lodestone.llm_openai import _retry_after
 
     assert _retry_after({"retry-after": "7"}) == 7.0
     in_30s = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
     assert 25 <= (_retry_after({"retry-after": in_30s}) or 0) <= 30
     assert _retry_after({"retry-after": "soon"}) is None
     assert _retry_after({}) is None
+
+
+async def test_a_tenants_endpoint_is_called_only_through_the_outbound_guard(standin):
+    from lodestone.llm import ChatRequest, Endpoint
+
+    ask = ChatRequest([{"role": "user", "content": "hello there"}])
+    endpoint = Endpoint("mine", standin.base_url, "tenant-key", {"ok-guarded": (1.0, 1.0)})
+    refused = RoutingLLM(_settings(None))  # loopback is not a public address
+    try:
+        with pytest.raises(LLMRequestRejected, match="provider 'mine' may not be called"):
+            await refused.chat_at(endpoint, "ok-guarded", ask)
+    finally:
+        await refused.close()
+    assert standin.count("ok-guarded") == 0
+
+    allowed = RoutingLLM(_settings(None).model_copy(update={"outbound_allow_cidrs": ["127.0.0.1/32"]}))
+    try:
+        done = await allowed.chat_at(endpoint, "ok-guarded", ask)
+    finally:
+        await allowed.close()
+    assert (done.provider, done.model, done.cost_usd) == ("mine", "ok-guarded", pytest.approx(9 / 1_000_000))
+    assert standin.requests[-1]["_authorization"] == "Bearer tenant-key"

@@ -78,8 +78,9 @@ async def test_api_and_worker_metrics(tenant_a, settings, stack):
     assert f'lodestone_submissions_total{{outcome="accepted",tenant_id="{tenant}"' in api
     assert 'lodestone_http_request_duration_seconds_bucket{le="0.05",method="POST",route="/v1/submissions"' in api
     assert "temporal_request" in api  # the SDK client's own metrics
-    assert f'lodestone_llm_tokens_total{{direction="in",model="offline",tenant_id="{tenant}"}}' in worker
-    assert f'lodestone_llm_cost_usd_total{{model="offline",tenant_id="{tenant}"}}' in worker
+    labels = f'model="offline",provider="default",tenant_id="{tenant}"'
+    assert f'lodestone_llm_tokens_total{{direction="in",{labels}}}' in worker
+    assert f"lodestone_llm_cost_usd_total{{{labels}}}" in worker
     assert 'lodestone_step_duration_seconds_count{model="offline",outcome="completed"}' in worker
     assert 'lodestone_delivery_attempts_total{kind="webhook",outcome="delivered"}' in worker
     assert 'lodestone_job_duration_seconds_count{status="delivered"}' in worker

@@ -17,6 +17,7 @@ from services import jobs
 from services.cancel import cancel_job
 from services.redrive import Redrive, redrive
 from services.redrive_version import Version
+from services.usage import job_summary
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], responses=AUTHENTICATED)
 
@@ -62,6 +63,8 @@ class JobDetail(JobSummary):
     path: list[PathEvent] | None = None  # a state machine's events so far, in order
     redrive_count: int = 0  # how many times the job was redriven
     parent_job_id: str | None = None  # a child execution: the job whose Task started it
+    # LLM tokens and cost in all, and by provider and model: {calls, tokens_in, tokens_out, cost_usd, by_model}
+    usage: dict[str, Any] | None = None
     links: dict[str, str]
 
 
@@ -174,6 +177,7 @@ async def get_job(job_id: uuid.UUID, _: Viewer, session: SessionDep, state: Stat
         output=job.output if record.state_machine else None,
         path=[path_event(e) for e in record.path] if record.state_machine else None,
         redrive_count=job.redrive_count,
+        usage=job_summary(usage.values()),
         parent_job_id=str(job.parent_job_id) if job.parent_job_id else None,
         error=None
         if failure is None
@@ -193,6 +197,8 @@ async def get_job(job_id: uuid.UUID, _: Viewer, session: SessionDep, state: Stat
                 if s.step_id not in usage
                 else {
                     "model": usage[s.step_id].model,
+                    "provider": usage[s.step_id].provider,
+                    "fallbacks": usage[s.step_id].fallbacks,
                     "tokens_in": usage[s.step_id].tokens_in,
                     "tokens_out": usage[s.step_id].tokens_out,
                     "cost_usd": usage[s.step_id].cost_usd,

@@ -1,10 +1,11 @@
-"""The caller's own tenant: its secret references (never the values)."""
+"""The caller's own tenant: its secret references (never the values) and its named LLM providers."""
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from api.deps import Admin, StateDep
 from api.problems import AUTHENTICATED, responses
+from lodestone.llm_providers import MAX_PROVIDERS, ProviderConfig
 from lodestone.tenant_secrets import MAX_SECRET_REFS
 from services import tenants
 
@@ -31,3 +32,24 @@ async def put_secret_refs(body: SecretRefs, state: StateDep, principal: Admin) -
     webhook_secret, whatsapp_token, llm_api_key, or the tenant's own (a-z, 0-9, _; at most 64
     characters), which http Tasks send as header values."""
     return SecretRefs(refs=await tenants.set_secret_refs(state.engine, principal.tenant_id, body.refs))
+
+
+class Providers(BaseModel):
+    providers: dict[str, ProviderConfig] = Field(max_length=MAX_PROVIDERS)
+
+
+@router.get("/providers", response_model=Providers)
+async def get_providers(state: StateDep, principal: Admin) -> Providers:
+    return Providers(providers=await tenants.llm_providers(state.engine, principal.tenant_id))
+
+
+@router.put(
+    "/providers",
+    response_model=Providers,
+    responses=responses(400, 404, 422, descriptions={422: "a bad provider name, URL, secret name, model or price"}),
+)
+async def put_providers(body: Providers, state: StateDep, principal: Admin) -> Providers:
+    """Replace the tenant's named LLM providers: {name: {base_url, api_key_secret, models,
+    prices, json_mode}}. A step's or llm Task's model goes to the first provider (by name)
+    that lists it; other models go to the deployment's default provider."""
+    return Providers(providers=await tenants.set_llm_providers(state.engine, principal.tenant_id, body.providers))

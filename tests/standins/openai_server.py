@@ -10,6 +10,8 @@ Behaviour is picked by the request's model name, so one server covers every case
   slow            sleeps past any sane client timeout before answering
   trickle-*       as ok-*, streamed (when asked to stream) with a pause of trickle_seconds per piece
   cutoff-N-*      streamed: the first N requests send three pieces of the answer and hang up
+  json-N-*        JSON: the first N requests (per server) answer {"off_schema": true}, later
+                  ones the JSON object the messages give after `JSON:` (up to the line's end)
 A request with `"stream": true` is answered as OpenAI streams: SSE chunks of the answer, a word
 at a time, the last with finish_reason; a usage chunk when stream_options.include_usage; [DONE].
 and any model a test puts in `broken` answers like `empty` until it is taken out again
@@ -86,6 +88,11 @@ class OpenAIStandIn:
                     content = ""
                 if model == "refuse":
                     content, refusal = None, "I can't help with that."
+                if model.startswith("json-"):
+                    texts = "\n".join(str(m.get("content", "")) for m in req.get("messages", []))
+                    given = re.search(r"JSON: *([^\n]*)", texts)
+                    good = seen > int(model.split("-")[1]) and given is not None
+                    content = given.group(1).strip() if good and given else '{"off_schema": true}'
                 usage = {
                     "prompt_tokens": len(prompt.split()),
                     "completion_tokens": 7,
