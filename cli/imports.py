@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli.ops.runner import fail, note
-from lodestone.settings import get_settings
+from lodestone.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from services.imports import MachineImport
@@ -97,6 +97,18 @@ async def _store(tenant: uuid.UUID, planned: "list[MachineImport]") -> None:
         await engine.dispose()
 
 
+async def _providers(settings: Settings, tenant: uuid.UUID) -> dict[str, Any]:
+    """The tenant's stored LLM providers, for the run-time checks of a dry run too."""
+    from lodestone.db import make_engine
+    from services.tenants import llm_providers_stored
+
+    engine = make_engine(settings.app_database_url, 1)
+    try:
+        return await llm_providers_stored(engine, tenant)
+    finally:
+        await engine.dispose()
+
+
 @import_app.command("stepfunctions")
 def stepfunctions(
     source: Source,
@@ -118,7 +130,9 @@ def stepfunctions(
 
     if not dry_run and tenant is None:
         raise fail("give --tenant to store the definition, or --dry-run to only report", exit_code=2)
-    facts = RunTimeFacts.of(get_settings())  # what the worker refuses, as storing it would
+    settings = get_settings()
+    # What the worker refuses, as storing it would: with --tenant, for that tenant's LLM providers too.
+    facts = RunTimeFacts.of(settings, asyncio.run(_providers(settings, tenant)) if tenant is not None else None)
     planned = _plan(
         source, bindings, mapping, key=name, machine=machine, allow_unsupported=allow_unsupported, facts=facts
     )

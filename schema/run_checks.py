@@ -1,6 +1,6 @@
 """What a definition that is well formed would still certainly fail on when it runs, found
-when it is stored: a template or instruction variable nothing provides, a model this
-deployment cannot call, a delivery URL the outbound guard refuses. Checked against the same
+when it is stored: a template or instruction variable nothing provides, a model no
+provider of the tenant or of the deployment serves, a delivery URL the outbound guard refuses. Checked against the same
 settings the worker runs with, so the answer agrees with run time; every problem is listed,
 each with its JSON pointer.
 
@@ -12,10 +12,11 @@ The keys of `input` are the input schema's `properties` when it declares them; w
 any `input.*` is accepted, as any input may then be submitted."""
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lodestone.llm import OFFLINE_MODEL
+from lodestone.llm_providers import model_configured
 from lodestone.netguard import Allowed, parse_allow, refused_before_sending
 from lodestone.settings import Settings
 from lodestone.template_scope import out_of_scope
@@ -32,24 +33,26 @@ JOB_KEYS = frozenset({"id", "workflow_key", "created_at"})
 
 @dataclass(frozen=True)
 class RunTimeFacts:
-    """What the worker can do, from its settings."""
+    """What the worker can do for a tenant, from its settings and the tenant's LLM providers."""
 
-    default_model: str
-    remote_llm: bool  # LLM_BASE_URL is set: any model name may be served
+    settings: Settings
     allow: tuple[Allowed, ...]
+    providers: dict[str, Any] = field(default_factory=dict, hash=False)  # the tenant's stored llm_providers
 
     @classmethod
-    def of(cls, settings: Settings) -> "RunTimeFacts":
-        return cls(settings.llm_model, bool(settings.llm_base_url), tuple(parse_allow(settings.outbound_allow_cidrs)))
+    def of(cls, settings: Settings, providers: dict[str, Any] | None = None) -> "RunTimeFacts":
+        return cls(settings, tuple(parse_allow(settings.outbound_allow_cidrs)), dict(providers or {}))
 
     def model_problem(self, model: Any, pointer: str) -> FieldProblem | None:
-        name = model if isinstance(model, str) else self.default_model
-        if name == OFFLINE_MODEL or self.remote_llm:
+        name = model if isinstance(model, str) else self.settings.llm_model
+        if model_configured(self.settings, self.providers, name):
             return None
         why = "" if isinstance(model, str) else " (LLM_MODEL, the default when none is named)"
         return FieldProblem(
             pointer,
-            f"model {name!r}{why} cannot run here: no LLM_BASE_URL is configured, so only {OFFLINE_MODEL!r} runs",
+            f"model {name!r}{why} is not configured for this tenant: none of its LLM providers lists it, and "
+            f"the deployment's default provider does not serve it (LLM_BASE_URL, LLM_MODELS); {OFFLINE_MODEL!r} "
+            "always runs",
             MODEL_UNAVAILABLE,
         )
 

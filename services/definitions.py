@@ -16,7 +16,7 @@ from schema.definitions import DefinitionInvalid, validate_definition
 from schema.json_schemas import unresolvable_ref
 from schema.machine_run_checks import machine_run_problems
 from schema.run_checks import RunTimeFacts, pipeline_problems
-from schema.tables import WorkflowDefinition, utcnow
+from schema.tables import Tenant, WorkflowDefinition, utcnow
 from services.errors import Invalid, NotFound
 
 
@@ -25,8 +25,10 @@ async def create(
 ) -> WorkflowDefinition:
     """The definition's next version under its key, in the caller's tenant session, once it is
     well formed and nothing in it certainly fails when it runs with these settings."""
+    tenant = await session.get(Tenant, tenant_id)
+    providers = dict(tenant.llm_providers) if tenant is not None else {}
     # Parsing and analysing a large template takes a second or more: off the event loop.
-    await asyncio.to_thread(check, definition, settings)
+    await asyncio.to_thread(check, definition, settings, providers)
     key = definition["key"]
     # One writer per key at a time, so versions never collide.
     await session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"{tenant_id}:{key}"))))
@@ -47,7 +49,7 @@ async def create(
     return row
 
 
-def check(definition: dict[str, Any], settings: Settings) -> None:
+def check(definition: dict[str, Any], settings: Settings, providers: dict[str, Any] | None = None) -> None:
     """Raises Invalid for a definition that may not be stored. A state machine is checked whole
     and its answer lists every problem; a pipeline's structure stops at its first problem, and
     once well formed, its run-time problems (schema/run_checks.py) are listed all at once."""
@@ -60,7 +62,7 @@ def check(definition: dict[str, Any], settings: Settings) -> None:
         raise Invalid(
             "schema_violation", f"input_schema: {ref!r} does not resolve within the schema", pointer="/input_schema"
         )
-    facts = RunTimeFacts.of(settings)
+    facts = RunTimeFacts.of(settings, providers)  # the tenant's own LLM providers count
     found = (machine_run_problems if kind_of(definition) == STATE_MACHINE else pipeline_problems)(definition, facts)
     if found:
         raise _every(found)

@@ -3,6 +3,7 @@
 import base64
 import secrets
 import uuid
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -55,10 +56,15 @@ async def set_secret_refs(engine: AsyncEngine, tenant_id: uuid.UUID, refs: dict[
     return dict(refs)
 
 
-async def llm_providers(engine: AsyncEngine, tenant_id: uuid.UUID) -> dict[str, ProviderConfig]:
+async def llm_providers_stored(engine: AsyncEngine, tenant_id: uuid.UUID) -> dict[str, Any]:
+    """The tenant's named LLM providers as stored (the tenant row's llm_providers)."""
     async with tenant_session(engine, tenant_id) as s:
         tenant = await s.get(Tenant, tenant_id)
-    return check_providers(dict(tenant.llm_providers)) if tenant else {}
+    return dict(tenant.llm_providers) if tenant else {}
+
+
+async def llm_providers(engine: AsyncEngine, tenant_id: uuid.UUID) -> dict[str, ProviderConfig]:
+    return check_providers(await llm_providers_stored(engine, tenant_id))
 
 
 async def set_llm_providers(

@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from devstack.receiver import WebhookReceiver
+from tests.conftest import _tenant
 from tests.helpers import create_workflow, definition, in_process_api, submit, wait_job
 from tests.test_imports import FILES, MAPPING, TEMPLATE
 
@@ -124,6 +125,27 @@ async def test_model_without_a_provider_is_refused(settings, tenant_a):
         assert (await api.post("/v1/workflows", json=definition(HOOK))).status_code == 201  # offline runs
     body["key"] = f"wf-{uuid.uuid4().hex[:10]}"
     assert (await tenant_a.api.post("/v1/workflows", json=body)).status_code == 201  # the stack has a provider
+
+
+async def test_a_model_served_by_the_tenants_own_provider_is_accepted(settings, engine):
+    """Without a deployment provider, a model one of the tenant's named providers lists stores;
+    a model none lists is refused, and another tenant cannot use the first one's provider."""
+    own = await _tenant(settings, engine, f"Checks {uuid.uuid4().hex[:6]}")
+    other = await _tenant(settings, engine, f"Checks {uuid.uuid4().hex[:6]}")
+    providers = {"house": {"base_url": "https://llm.example.com/v1", "models": ["house-model"]}}
+    assert (await own.api.put("/v1/tenant/providers", json={"providers": providers})).status_code == 200
+    body = definition(HOOK)
+    body["steps"][1]["model"] = "house-model"
+    no_default = {"llm_base_url": None, "llm_api_key": None}
+    async with in_process_api(settings, own.token_for(settings, "admin"), **no_default) as api:
+        assert (await api.post("/v1/workflows", json=body)).status_code == 201
+        body["steps"][1]["model"] = "elsewhere-model"
+        assert problems(await api.post("/v1/workflows", json=body)) == {"/steps/1/model": {"model_unavailable"}}
+    body["steps"][1]["model"] = "house-model"
+    async with in_process_api(settings, other.token_for(settings, "admin"), **no_default) as api:
+        assert problems(await api.post("/v1/workflows", json=body)) == {"/steps/1/model": {"model_unavailable"}}
+    for ctx in (own, other):
+        await ctx.api.aclose()
 
 
 async def test_state_machine_models_and_delivery_urls(settings, tenant_a):

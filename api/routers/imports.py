@@ -11,7 +11,7 @@ from api.bodies import JsonObject
 from api.deps import Editor, SessionDep, StateDep
 from api.problems import AUTHENTICATED, Problem, responses
 from schema.run_checks import RunTimeFacts
-from services import imports
+from services import imports, tenants
 
 router = APIRouter(prefix="/v1/workflows", tags=["workflows"], responses=AUTHENTICATED)
 MAX_TEXT = 1_000_000
@@ -87,7 +87,7 @@ async def import_state_machines(
         machine=request.machine,
         read=read,
         allow_unsupported=request.allow_unsupported,
-        facts=RunTimeFacts.of(state.settings),
+        facts=RunTimeFacts.of(state.settings, await tenants.llm_providers_stored(state.engine, principal.tenant_id)),
     )
     reports = [m.report() for m in planned]
     if request.dry_run:
