@@ -1,4 +1,5 @@
-"""LLM providers: `offline` (deterministic, no network) and any OpenAI-compatible API.
+"""LLM providers: `offline` (deterministic, no network), `local` (the OpenAI-compatible server
+at LOCAL_LLM_URL, which the dev stack runs) and any OpenAI-compatible API.
 
 The client never retries by itself: Temporal's retry policy does, and a 429's
 Retry-After is handed back so the activity can wait that long.
@@ -22,6 +23,7 @@ from typing import Any
 from lodestone.settings import Settings
 
 OFFLINE_MODEL = "offline"
+LOCAL_MODEL = "local"
 
 # Receives each new piece of an answer's text, as the model produces it.
 TextSink = Callable[[str], Awaitable[None]]
@@ -231,31 +233,48 @@ class OpenAICompatibleLLM(LLMClient):
 
 
 class RoutingLLM(LLMClient):
-    """Sends model `offline` to the offline provider and everything else to the API."""
+    """Sends model `offline` to the offline provider, `local` to LOCAL_LLM_URL and everything
+    else to the API."""
 
     def __init__(self, settings: Settings) -> None:
         self._offline = OfflineLLM()
         self._remote = OpenAICompatibleLLM(settings) if settings.llm_base_url else None
+        local = {
+            "llm_base_url": settings.local_llm_url,
+            "llm_api_key": LOCAL_MODEL,
+            "llm_timeout_seconds": settings.local_llm_timeout_seconds,
+        }
+        self._local = OpenAICompatibleLLM(settings.model_copy(update=local)) if settings.local_llm_url else None
 
     async def complete(
         self, model: str, prompt: str, api_key: str | None = None, on_text: TextSink | None = None
     ) -> Completion:
         if model == OFFLINE_MODEL:
             return await self._offline.complete(model, prompt, on_text=on_text)
-        return await self._route(model).complete(model, prompt, api_key, on_text)
+        return await self._route(model).complete(model, prompt, self._key(model, api_key), on_text)
 
     async def chat(
         self, model: str, request: ChatRequest, api_key: str | None = None, on_text: TextSink | None = None
     ) -> Completion:
         if model == OFFLINE_MODEL:
             return await self._offline.chat(model, request, on_text=on_text)
-        return await self._route(model).chat(model, request, api_key, on_text)
+        return await self._route(model).chat(model, request, self._key(model, api_key), on_text)
+
+    @staticmethod
+    def _key(model: str, api_key: str | None) -> str | None:
+        """A tenant's key is for its provider: the local model never gets it."""
+        return None if model == LOCAL_MODEL else api_key
 
     def _route(self, model: str) -> LLMClient:
+        if model == LOCAL_MODEL:
+            if self._local is None:
+                raise LLMRequestRejected("model 'local' needs LOCAL_LLM_URL (lodestone dev and lodestone demo set it)")
+            return self._local
         if self._remote is None:
             raise LLMRequestRejected(f"model {model!r} needs LLM_BASE_URL and LLM_API_KEY; only 'offline' runs without")
         return self._remote
 
     async def close(self) -> None:
-        if self._remote:
-            await self._remote.close()
+        for client in (self._remote, self._local):
+            if client:
+                await client.close()
