@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from job_events import sse_lines
 from openai import AsyncOpenAI
 from rich.console import Console
 from rich.table import Table
@@ -64,19 +65,12 @@ def one_step(webhook_url: str) -> dict[str, Any]:
 async def events(api: httpx.AsyncClient, job_id: str) -> list[tuple[float, str, dict[str, Any]]]:
     """(receive time, event type, data) of each frame of the job's stream, up to its `end`."""
     out: list[tuple[float, str, dict[str, Any]]] = []
-    kind, data = "", ""
     async with api.stream("GET", f"/v1/jobs/{job_id}/events", timeout=600) as resp:
         resp.raise_for_status()
-        async for line in resp.aiter_lines():
-            if line.startswith("event:"):
-                kind = line.partition(":")[2].strip()
-            elif line.startswith("data:"):
-                data = line.partition(":")[2].strip()
-            elif not line and data:
-                out.append((time.perf_counter(), kind, json.loads(data)))
-                if kind == "end":
-                    return out
-                kind, data = "", ""
+        async for kind, data in sse_lines(resp):
+            out.append((time.perf_counter(), kind, json.loads(data)))
+            if kind == "end":
+                return out
     raise RuntimeError(f"job {job_id}: the stream closed before its end event")
 
 
