@@ -5,7 +5,9 @@ the same OpenAI client as any provider.
 
 `python -m devstack.local_model --model PATH --port N ...` is that child: it loads the model,
 serves until SIGTERM, and answers a request that names no max_tokens with at most
---max-tokens tokens, sampled with --seed (the same prompt and seed give the same text).
+--max-tokens tokens, sampled with --seed and a repeat penalty of 1.1. The same prompt and
+seed give the same text when the answer is written alone; two answers written at once share
+a decode batch, whose arithmetic differs slightly, so theirs may vary from run to run.
 """
 
 import argparse
@@ -26,6 +28,9 @@ INSTALL_HINT = "make install installs it (pip install xllamacpp, then pip instal
 # Answers generated at once: two steps that run in parallel share one decode batch.
 PARALLEL = 2
 LOAD_TIMEOUT = 60.0
+# A 135M model loops on its own sentences without a repeat penalty (the demo's report
+# repeated one line until max_tokens at 1.0); a request's own `repeat_penalty` wins.
+REPEAT_PENALTY = 1.1
 
 
 class LocalModelMissing(RuntimeError):
@@ -101,6 +106,7 @@ def serve(argv: list[str] | None = None) -> None:
     params.kv_unified = True  # the parallel answers share the whole context
     params.n_predict = args.max_tokens
     params.sampling.seed = args.seed
+    params.sampling.penalty_repeat = REPEAT_PENALTY
     params.n_threads_http = 2
     server = xllamacpp.Server(params)  # loads the model and serves on its own threads
     sys.stdout.write(f"serving {args.model.name} at http://127.0.0.1:{args.port}/v1 as model {LOCAL_MODEL!r}\n")
