@@ -69,7 +69,7 @@ def _serve_stack(one_shot: bool, demo: bool = True) -> int:
     settings = get_settings()
     webhook_port = free_port()  # the demo's webhook receiver, started once the stack is up
     machine_port = free_port()  # the state machine's service, likewise
-    stack = Stack(settings, receiver_ports=[webhook_port, machine_port] if demo else [])
+    stack = Stack(settings, receiver_ports=[webhook_port, machine_port] if demo else [], local_llm=settings.local_llm)
     # `lodestone dev` restarts a process that exits; the one-shot demo fails at once instead.
     alive = stack.group.check if one_shot else Supervisor(stack.group, console.log).tick
     _stop_on_signals()
@@ -90,8 +90,16 @@ def _serve_stack(one_shot: bool, demo: bool = True) -> int:
                 stack.start_infra(say)
                 stack.start_app(say)
             if demo:
-                console.log("running the sample submission")
-                result = run_demo(settings, console, alive, graph, webhook_port=webhook_port, machine_port=machine_port)
+                console.log(f"running the sample submission on model {stack.demo_model!r}")
+                result = run_demo(
+                    settings,
+                    console,
+                    alive,
+                    graph,
+                    webhook_port=webhook_port,
+                    machine_port=machine_port,
+                    model=stack.demo_model,
+                )
                 for line in result.lines():
                     console.print(line, markup=False, soft_wrap=True)
                 if one_shot:

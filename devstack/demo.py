@@ -18,6 +18,7 @@ from devstack.graph_standin import GraphAPIStandIn
 from devstack.keys import mint_token
 from devstack.receiver import WebhookReceiver
 from lodestone.db import make_engine
+from lodestone.llm import LOCAL_MODEL
 from lodestone.settings import Settings
 from schema.statuses import TERMINAL
 from services.tenants import create_tenant, get_tenant
@@ -25,7 +26,8 @@ from services.tenants import create_tenant, get_tenant
 DEMO_TENANT = uuid.UUID("00000000-0000-4000-8000-00000000d3e0")
 
 
-def demo_definition(webhook_url: str) -> dict[str, Any]:
+def demo_definition(webhook_url: str, model: str = LOCAL_MODEL) -> dict[str, Any]:
+    """The lead-magnet definition, each step on `model`."""
     return {
         "key": "lead-magnet",
         "name": "Lead magnet report",
@@ -41,25 +43,25 @@ def demo_definition(webhook_url: str) -> dict[str, Any]:
         "steps": [
             {
                 "id": "research",
-                "model": "offline",
+                "model": model,
                 "inputs": {"company": "input.company"},
                 "instructions": "Research {{ company }} and list what matters to its buyers.",
             },
             {
                 "id": "angles",
-                "model": "offline",
+                "model": model,
                 "inputs": {"research": "steps.research"},
                 "instructions": "From this research, propose three angles:\n{{ research }}",
             },
             {
                 "id": "outline",
-                "model": "offline",
+                "model": model,
                 "inputs": {"research": "steps.research"},
                 "instructions": "Outline a two-page report from this research:\n{{ research }}",
             },
             {
                 "id": "write",
-                "model": "offline",
+                "model": model,
                 "inputs": {"angles": "steps.angles", "outline": "steps.outline", "company": "input.company"},
                 "instructions": "Write the report for {{ company }}.\nAngles:\n{{ angles }}\nOutline:\n{{ outline }}",
             },
@@ -158,10 +160,12 @@ def run_demo(
     timeout: float = 180.0,
     webhook_port: int = 0,
     machine_port: int | None = None,
+    model: str = LOCAL_MODEL,
 ) -> DemoResult:
     """`alive` raises when a process the demo needs has died, so waiting stops there. The
     webhook receiver listens on webhook_port and the state machine's service on machine_port
-    (no state machine without it), the loopback ports the stack lets them reach."""
+    (no state machine without it), the loopback ports the stack lets them reach. The sample
+    job's steps run on `model`."""
     secret = asyncio.run(ensure_demo_tenant(settings))
     token = mint_token(
         settings.data_path,
@@ -175,7 +179,7 @@ def run_demo(
         WebhookReceiver(secret, port=webhook_port) as receiver,
         httpx.Client(base_url=settings.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as api,
     ):
-        _ok(api.post("/v1/workflows", json=demo_definition(receiver.url)))
+        _ok(api.post("/v1/workflows", json=demo_definition(receiver.url, model)))
         body = {
             "workflow_key": "lead-magnet",
             "input": {"company": "Acme Anvils", "email": "buyer@example.com", "goal": "more leads"},

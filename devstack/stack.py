@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack.keys import load_or_create_key
+from devstack.local_model import LocalModel, LocalModelMissing, find_gguf, start_local_model
 from devstack.postgres import OWNER_ROLE, bootstrap, start_postgres
 from devstack.processes import ProcessGroup, port_is_free, wait_for_port
 from devstack.temporal import start_temporal
+from lodestone.llm import LOCAL_MODEL
 from lodestone.local_tokens import DRAIN, METRICS, load_or_create_token
 from lodestone.settings import Settings
 from schema.migrate import upgrade
@@ -32,6 +34,11 @@ class Stack:
     # other loopback port, so no tenant's webhook or input URL reaches the stack's own
     # listeners (the API's and worker's /metrics, the worker's /drain, PostgreSQL, Temporal).
     receiver_ports: list[int] = field(default_factory=list)
+    # Serve the `local` model (devstack.local_model) and point the worker at it: `lodestone
+    # dev` and `lodestone demo` do when LOCAL_LLM is on; the tests' stack runs without.
+    local_llm: bool = False
+    local_model: LocalModel | None = field(default=None, init=False)
+    _gguf: Path | None = field(default=None, init=False)
 
     @property
     def logs(self) -> Path:
@@ -54,6 +61,7 @@ class Stack:
             # Made once per DATA_DIR; `lodestone ops drain` finds the drain token there too.
             "WORKER_DRAIN_TOKEN": s.worker_drain_token or load_or_create_token(s.data_path, DRAIN),
             "METRICS_TOKEN": s.metrics_token or load_or_create_token(s.data_path, METRICS),
+            **self._local_model_env(),
             **self.extra_env,
         }
 
@@ -69,6 +77,8 @@ class Stack:
             ]
             if self.web_ui:
                 ports.append(("TEMPORAL_UI_PORT", "127.0.0.1", s.temporal_ui_port))
+        if self.local_llm:
+            ports.append(("LOCAL_LLM_PORT", "127.0.0.1", s.local_llm_port))
         return [*ports, ("API_PORT", s.api_host, s.api_port)]
 
     def check_ports(self) -> None:
@@ -81,9 +91,37 @@ class Stack:
                 "stop it or choose another port (environment or .env)"
             )
 
+    def check_local_model(self, progress: Progress | None = None) -> None:
+        """Find the local model's file before anything starts. Missing, it stops the stack,
+        unless LOCAL_LLM_OFFLINE_FALLBACK asks for the offline model instead (said aloud)."""
+        if not self.local_llm:
+            return
+        try:
+            self._gguf = find_gguf(self.settings)
+        except LocalModelMissing as e:
+            if not self.settings.local_llm_offline_fallback:
+                raise RuntimeError(
+                    f"{e}; or set LOCAL_LLM_OFFLINE_FALLBACK=true to run on the offline model (fixed text)"
+                ) from e
+            (progress or log.warning)(f"{e}; LOCAL_LLM_OFFLINE_FALLBACK is on: the demo uses the offline model")
+
+    @property
+    def demo_model(self) -> str:
+        """The model the sample jobs name: `local` when this stack serves it, else LLM_MODEL."""
+        return LOCAL_MODEL if self.local_model else self.settings.llm_model
+
+    def _local_model_env(self) -> dict[str, str]:
+        if self.local_model is None:
+            return {}
+        env = {"LOCAL_LLM_URL": self.local_model.url}
+        if "llm_model" not in self.settings.model_fields_set:  # LLM_MODEL left at its default
+            env["LLM_MODEL"] = LOCAL_MODEL
+        return env
+
     def start_infra(self, progress: Progress | None = None) -> None:
         s = self.settings
         self.check_ports()
+        self.check_local_model(progress)
         s.data_path.mkdir(parents=True, exist_ok=True)
         say = progress or (lambda _msg: None)
         if s.embedded_postgres:
@@ -110,6 +148,9 @@ class Stack:
 
     def start_app(self, progress: Progress | None = None) -> None:
         say = progress or (lambda _msg: None)
+        if self._gguf is not None:
+            say(f"local language model {self._gguf.name} on 127.0.0.1:{self.settings.local_llm_port}")
+            self.local_model = start_local_model(self.group, self.settings, self._gguf, self.logs)
         exe = [sys.executable, "-m", "cli.main"]
         say(f"API on {self.settings.api_url}")
         api = self.group.start("api", [*exe, "api"], log_path=self.logs / "api.log", env=self.env())

@@ -1,4 +1,5 @@
-"""LLM clients: `offline` (deterministic, no network) and any OpenAI-compatible API
+"""LLM clients: `offline` (deterministic, no network), `local` (the OpenAI-compatible server
+at LOCAL_LLM_URL, which the dev stack runs) and any OpenAI-compatible API
 (lodestone/llm_openai.py): the deployment's default provider (LLM_BASE_URL) and a tenant's
 named providers (lodestone/llm_providers.py), each reached through an Endpoint.
 
@@ -22,7 +23,8 @@ from typing import Any
 from lodestone.settings import Settings
 
 OFFLINE_MODEL = "offline"
-DEFAULT_PROVIDER = "default"  # the deployment's LLM_BASE_URL (and the offline model)
+LOCAL_MODEL = "local"
+DEFAULT_PROVIDER = "default"  # the deployment's LLM_BASE_URL (and the offline and local models)
 
 # Receives each new piece of an answer's text, as the model produces it.
 TextSink = Callable[[str], Awaitable[None]]
@@ -147,9 +149,9 @@ class OfflineLLM(LLMClient):
 
 
 class RoutingLLM(LLMClient):
-    """Sends model `offline` to the offline provider, a tenant's named provider's models to
-    its endpoint (through the outbound guard: its URL is the tenant's word) and everything
-    else to the deployment's API."""
+    """Sends model `offline` to the offline provider, `local` to LOCAL_LLM_URL, a tenant's
+    named provider's models to its endpoint (through the outbound guard: its URL is the
+    tenant's word) and everything else to the deployment's API."""
 
     def __init__(self, settings: Settings) -> None:
         from lodestone.llm_openai import OpenAICompatibleLLM
@@ -158,20 +160,31 @@ class RoutingLLM(LLMClient):
         self._offline = OfflineLLM()
         self._remote = OpenAICompatibleLLM(settings) if settings.llm_base_url else None
         self._tenants: LLMClient | None = None  # made on first use
+        local = {
+            "llm_base_url": settings.local_llm_url,
+            "llm_api_key": LOCAL_MODEL,
+            "llm_timeout_seconds": settings.local_llm_timeout_seconds,
+        }
+        self._local = OpenAICompatibleLLM(settings.model_copy(update=local)) if settings.local_llm_url else None
 
     async def complete(
         self, model: str, prompt: str, api_key: str | None = None, on_text: TextSink | None = None
     ) -> Completion:
         if model == OFFLINE_MODEL:
             return await self._offline.complete(model, prompt, on_text=on_text)
-        return await self._route(model).complete(model, prompt, api_key, on_text)
+        return await self._route(model).complete(model, prompt, self._key(model, api_key), on_text)
 
     async def chat(
         self, model: str, request: ChatRequest, api_key: str | None = None, on_text: TextSink | None = None
     ) -> Completion:
         if model == OFFLINE_MODEL:
             return await self._offline.chat(model, request, on_text=on_text)
-        return await self._route(model).chat(model, request, api_key, on_text)
+        return await self._route(model).chat(model, request, self._key(model, api_key), on_text)
+
+    @staticmethod
+    def _key(model: str, api_key: str | None) -> str | None:
+        """A tenant's key is for its provider: the local model never gets it."""
+        return None if model == LOCAL_MODEL else api_key
 
     async def chat_at(
         self, endpoint: Endpoint, model: str, request: ChatRequest, on_text: TextSink | None = None
@@ -188,11 +201,15 @@ class RoutingLLM(LLMClient):
         return await self._tenants.chat_at(endpoint, model, request, on_text)
 
     def _route(self, model: str) -> LLMClient:
+        if model == LOCAL_MODEL:
+            if self._local is None:
+                raise LLMRequestRejected("model 'local' needs LOCAL_LLM_URL (lodestone dev and lodestone demo set it)")
+            return self._local
         if self._remote is None:
             raise LLMRequestRejected(f"model {model!r} needs LLM_BASE_URL and LLM_API_KEY; only 'offline' runs without")
         return self._remote
 
     async def close(self) -> None:
-        for client in (self._remote, self._tenants):
+        for client in (self._remote, self._local, self._tenants):
             if client is not None:
                 await client.close()

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
-from lodestone.llm import DEFAULT_PROVIDER, OFFLINE_MODEL
+from lodestone.llm import DEFAULT_PROVIDER, LOCAL_MODEL, OFFLINE_MODEL
 from lodestone.netguard import OutboundRefused, check_url
 from lodestone.settings import Settings
 from lodestone.tenant_secrets import known_secret_name
@@ -97,7 +97,7 @@ def route_for(settings: Settings, providers: dict[str, Any], model: str) -> Rout
         config = ProviderConfig.model_validate(providers[name])
         if model in config.models:
             return Route(name, model, config)
-    if model == OFFLINE_MODEL:
+    if model == OFFLINE_MODEL or (model == LOCAL_MODEL and settings.local_llm_url):
         return Route(DEFAULT_PROVIDER, model)
     if settings.llm_base_url and (not settings.llm_models or model in settings.llm_models):
         return Route(DEFAULT_PROVIDER, model)

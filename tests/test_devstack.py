@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pypdf
 import pytest
 
 from devstack.demo import DEMO_TENANT
@@ -22,9 +23,15 @@ from lodestone.settings import Settings
 from tests.helpers import definition
 
 
-def stack_env(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "S3_", "LLM_", "TEMPORAL_"))}
+def stack_env(data_dir: Path, local_llm: bool = False) -> dict[str, str]:
+    """Own ports and data dir; the local model only when asked (short answers then)."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "S3_", "LLM_", "LOCAL_LLM_", "TEMPORAL_"))
+    }
     env.update(
+        LOCAL_LLM=str(local_llm).lower(),
+        LOCAL_LLM_PORT=str(free_port()),
+        LOCAL_LLM_MAX_TOKENS="48",
         DATA_DIR=str(data_dir),
         API_PORT=str(free_port()),
         POSTGRES_PORT=str(free_port()),
@@ -107,12 +114,21 @@ def test_dev_names_a_taken_port_and_exits(tmp_path):
 
 
 def test_demo_exits_zero_and_leaves_nothing(tmp_path):
-    proc = lodestone("demo", env=stack_env(tmp_path))
+    """The demo runs on the local model: its report and the conversation summary hold text
+    the model wrote, not the offline model's fixed text."""
+    proc = lodestone("demo", env=stack_env(tmp_path, local_llm=True))
     out, _ = proc.communicate(timeout=240)
     assert proc.returncode == 0, out
     assert "signature verified" in out and "(status: delivered)" in out
     assert "starting PostgreSQL" in out and SOURCE_LINE.findall(out) == [], out
-    assert list(tmp_path.glob("objects/*/jobs/*/report.pdf"))
+    assert "on model 'local'" in out, out
+    (pdf,) = tmp_path.glob("objects/*/jobs/*/report.pdf")
+    (summary,) = re.findall(r"^summary:\s+(\S+\.pdf)$", out, re.M)
+    for path in (pdf, Path(summary)):
+        text = " ".join(page.extract_text() for page in pypdf.PdfReader(path).pages)
+        assert "offline output" not in text and "no language model" not in text, text
+    report = next(tmp_path.glob("objects/*/jobs/*/report.html")).read_text()
+    assert "[offline output" not in report and len(re.sub(r"<[^>]+>", " ", report).split()) > 30, report
     leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(tmp_path) in " ".join(p.info["cmdline"] or [])]
     assert leftovers == []
 
@@ -137,12 +153,17 @@ def _ignore_sigint() -> None:
 @pytest.mark.parametrize("how", ["sigterm", "sigint", "sigkill"])
 def test_dev_stops_every_child(tmp_path, how):
     proc = lodestone(
-        "dev", env=stack_env(tmp_path), start_new_session=True, preexec_fn=_ignore_sigint if how == "sigint" else None
+        "dev",
+        "--no-demo",
+        env=stack_env(tmp_path, local_llm=True),
+        start_new_session=True,
+        preexec_fn=_ignore_sigint if how == "sigint" else None,
     )
     children, out = descendants_when_serving(proc)
     names = {c.name() for c in children}
     assert {"postgres", "temporal"} <= names, names
     assert len([c for c in children if "cli.main" in " ".join(c.cmdline())]) == 2  # api and worker
+    assert len([c for c in children if "devstack.local_model" in " ".join(c.cmdline())]) == 1
     sig = {"sigterm": signal.SIGTERM, "sigint": signal.SIGINT, "sigkill": signal.SIGKILL}[how]
     proc.send_signal(sig)
     proc.wait(timeout=60)
