@@ -56,11 +56,17 @@ async def secret_of(
         raise fail(errors.TENANT_SECRET_UNREADABLE, f"the tenant's {name} cannot be read: {e}") from e
 
 
-async def load_job(session: AsyncSession, job_id: str) -> LoadedJob:
+async def job_row(session: AsyncSession, job_id: str) -> Job:
+    """The job's row alone (one query), for bookkeeping that needs neither its definition nor its input."""
     job = await session.get(Job, uuid.UUID(job_id))
     if job is None:
         # RLS hides other tenants' jobs, so a wrong tenant lands here too.
         raise fail(errors.JOB_NOT_FOUND, f"job {job_id} does not exist for this tenant")
+    return job
+
+
+async def load_job(session: AsyncSession, job_id: str) -> LoadedJob:
+    job = await job_row(session, job_id)
     definition = await session.get(WorkflowDefinition, job.workflow_definition_id)
     submission = await session.get(Submission, job.submission_id)
     assert definition is not None and submission is not None  # foreign keys guarantee both

@@ -11,7 +11,7 @@ from sqlmodel import col
 from temporalio import activity
 
 from activities import errors, events
-from activities.common import fail, load_job
+from activities.common import fail, job_row, load_job
 from activities.delivery import webhook_timeout
 from lodestone.db import tenant_session
 from lodestone.metrics import JOB_DURATION
@@ -80,7 +80,7 @@ class JobActivities:
     async def load_plan(self, ref: JobRef) -> JobPlan:
         async with tenant_session(self.engine, ref.tenant_id) as session:
             loaded = await load_job(session, ref.job_id)
-            submission = await session.get(Submission, loaded.job.submission_id)
+            submission = await session.get(Submission, loaded.job.submission_id)  # loaded above: no query
         d = loaded.definition
         return JobPlan(
             dependencies=step_dependencies(d["steps"]),
@@ -99,7 +99,7 @@ class JobActivities:
     @activity.defn
     async def set_status(self, inp: JobStatusInput) -> None:
         async with tenant_session(self.engine, inp.tenant_id) as session:
-            job = (await load_job(session, inp.job_id)).job
+            job = await job_row(session, inp.job_id)
             if job.status == JobStatus.cancelled:
                 # Cancelled while its start was on its way (POST /v1/jobs/{id}/cancel on a job the
                 # outbox or the API had not started yet): the run stops before doing anything.
@@ -117,7 +117,7 @@ class JobActivities:
     @activity.defn
     async def record_failure(self, inp: FailureInput) -> None:
         async with tenant_session(self.engine, inp.tenant_id) as session:
-            job = (await load_job(session, inp.job_id)).job
+            job = await job_row(session, inp.job_id)
             first = job.status != JobStatus.failed
             job.status, job.error, job.updated_at = JobStatus.failed, f"{inp.error_code}: {inp.message}", utcnow()
             session.add(job)
@@ -146,7 +146,7 @@ class JobActivities:
         first), and so does each step and delivery still open. Run after the cancellation, so
         nothing cancels it; a retry changes nothing more."""
         async with tenant_session(self.engine, inp.tenant_id) as session:
-            job = (await load_job(session, inp.job_id)).job
+            job = await job_row(session, inp.job_id)
             first = job.status not in TERMINAL
             if first:
                 job.status, job.updated_at = JobStatus.cancelled, utcnow()
