@@ -27,8 +27,9 @@ def requested(err: BaseException) -> bool:
 
 
 def before_start(err: BaseException) -> bool:
-    """Whether `err` is the job's first status write refusing a job cancelled before its run began."""
-    cause = err.cause if isinstance(err, ActivityError) else None
+    """Whether `err` is the job's first status write refusing a job cancelled before its run began
+    (an activity's failure, or a local activity's own error)."""
+    cause = err.cause if isinstance(err, ActivityError) else err
     return isinstance(cause, ApplicationError) and cause.type == errors.JOB_CANCELLED
 
 

@@ -5,6 +5,9 @@ any database write, so a database error cannot make it send again: only a worker
 between the answer and reporting the send's completion can (the same webhook-id and
 Message-ID, for the receiver to de-duplicate).
 
+The record runs as a local activity when the workflow asks for it (`local`): in the worker,
+inside the workflow task that received the send's outcome, after that outcome is in the history.
+
 A job cancelled while an attempt is in flight does not call the send back (a receiver may
 have it already): the attempt ends and its outcome is recorded, and no attempt follows."""
 
@@ -81,15 +84,16 @@ def error_code(err: BaseException) -> tuple[str, str]:
     return type(err).__name__, str(err)
 
 
-async def deliver_all(inp: DeliveryInput, plan: JobPlan) -> list[DeliveryResult | BaseException]:
+async def deliver_all(inp: DeliveryInput, plan: JobPlan, local: bool = False) -> list[DeliveryResult | BaseException]:
     """Every target at once; each one's result or the error it failed with, in target order.
     A target that fails does not cut another short: each ends delivered or failed."""
     return await asyncio.gather(
-        *[deliver_one(replace(inp, target_index=i), plan) for i in range(plan.delivery_targets)], return_exceptions=True
+        *[deliver_one(replace(inp, target_index=i), plan, local) for i in range(plan.delivery_targets)],
+        return_exceptions=True,
     )
 
 
-async def deliver_one(target: DeliveryInput, plan: JobPlan) -> DeliveryResult:
+async def deliver_one(target: DeliveryInput, plan: JobPlan, local: bool = False) -> DeliveryResult:
     i = target.target_index
     # Plans recorded before email targets carry no kinds: every target was a webhook.
     kind = plan.delivery_kinds[i] if i < len(plan.delivery_kinds) else "webhook"
@@ -97,7 +101,7 @@ async def deliver_one(target: DeliveryInput, plan: JobPlan) -> DeliveryResult:
     attempts = plan.delivery_max_attempts or policy.maximum_attempts
     base: int | None = None
     for n in range(1, attempts + 1):
-        done = await _whole(_attempt(target, kind, n, n == attempts, base, plan))
+        done = await _whole(_attempt(target, kind, n, n == attempts, base, plan, local))
         if isinstance(done, DeliveryResult):
             return done
         base = done
@@ -106,7 +110,7 @@ async def deliver_one(target: DeliveryInput, plan: JobPlan) -> DeliveryResult:
 
 
 async def _attempt(
-    target: DeliveryInput, kind: str, n: int, last: bool, base: int | None, plan: JobPlan
+    target: DeliveryInput, kind: str, n: int, last: bool, base: int | None, plan: JobPlan, local: bool
 ) -> DeliveryResult | int:
     """Attempt `n`: send, then record the outcome. The result once delivered; the number the
     target's attempts count from, when another attempt is due; raises when none is."""
@@ -116,7 +120,8 @@ async def _attempt(
     except ActivityError as err:  # nothing was sent, or a lost worker's send was never reported
         code, message = error_code(err)
         await _record(
-            AttemptInput(target.tenant_id, target.job_id, i, kind, 0, None, f"{code}: {message}", code, final=True)
+            AttemptInput(target.tenant_id, target.job_id, i, kind, 0, None, f"{code}: {message}", code, final=True),
+            local,
         )
         raise
     if not out.sent:  # delivered by an earlier run
@@ -126,7 +131,8 @@ async def _attempt(
     await _record(
         AttemptInput(
             target.tenant_id, target.job_id, i, kind, base + n, out.status_code, out.error, out.error_type, final
-        )
+        ),
+        local,
     )
     if out.ok:
         return DeliveryResult(out.delivery_id, out.webhook_id, base + n, out.status_code or 0)
@@ -173,8 +179,9 @@ async def _send(target: DeliveryInput, plan: JobPlan, kind: str) -> SendOutcome:
     )
 
 
-async def _record(attempt: AttemptInput) -> None:
-    await workflow.execute_activity_method(
+async def _record(attempt: AttemptInput, local: bool) -> None:
+    execute = workflow.execute_local_activity_method if local else workflow.execute_activity_method
+    await execute(
         DeliveryActivities.record_delivery_attempt,
         attempt,
         start_to_close_timeout=RECORD_TIMEOUT,

@@ -85,9 +85,11 @@ MACHINE_TASK_RETRY = RetryPolicy(
 )
 
 
-async def set_job_status(tenant_id: str, job_id: str, status: str) -> None:
-    """The job row's status, written by the set_status activity (both job workflows)."""
-    await workflow.execute_activity_method(
+async def set_job_status(tenant_id: str, job_id: str, status: str, *, local: bool = False) -> None:
+    """The job row's status, written by the set_status activity (both job workflows); `local`
+    runs it as a local activity, inside the workflow task that asked for it."""
+    execute = workflow.execute_local_activity_method if local else workflow.execute_activity_method
+    await execute(
         JobActivities.set_status,
         JobStatusInput(tenant_id, job_id, status),
         start_to_close_timeout=DB_TIMEOUT,

@@ -1,5 +1,10 @@
 """SubmissionWorkflow: steps in dependency order, render, deliver, with every transition
-persisted by an activity. Workflow id = job id."""
+persisted by an activity. Workflow id = job id.
+
+The bookkeeping (the status writes, loading the plan, recording a delivery attempt) runs as
+local activities: in the worker, inside the workflow task that asks for it, so it costs no
+round trip through the Temporal server. Runs recorded before LOCAL_BOOKKEEPING_PATCH ran
+each as an activity of its own."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -43,6 +48,7 @@ STATUS_PATCH = "status-search-attribute"
 STEP_FAILURE_PATCH = "step-failure-recorded"
 STEPS_CANCELLED_PATCH = "step-siblings-cancelled-recorded"
 BUSY_PATCH = "template-pool-busy"
+LOCAL_BOOKKEEPING_PATCH = "bookkeeping-local-activities"
 T = TypeVar("T")
 
 
@@ -54,6 +60,7 @@ class SubmissionWorkflow:
         self._stage: str | None = None
         self._requeue_busy = False
         self._running: dict[str, asyncio.Future[StepResult]] = {}  # the steps running now
+        self._local = False  # bookkeeping as local activities (LOCAL_BOOKKEEPING_PATCH)
 
     @workflow.query
     def progress(self) -> dict[str, object]:
@@ -63,8 +70,10 @@ class SubmissionWorkflow:
     async def run(self, inp: SubmissionInput) -> SubmissionResult:
         job = JobRef(inp.tenant_id, inp.job_id)
         try:
+            self._local = workflow.patched(LOCAL_BOOKKEEPING_PATCH)
             await self._set_status(inp, JobStatus.queued)
-            plan = await workflow.execute_activity_method(
+            load_plan = workflow.execute_local_activity_method if self._local else workflow.execute_activity_method
+            plan = await load_plan(
                 JobActivities.load_plan, job, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
             )
             await self._set_status(inp, JobStatus.processing)
@@ -108,7 +117,7 @@ class SubmissionWorkflow:
         self._show_status(JobStatus.cancelled)
 
     async def _set_status(self, inp: SubmissionInput, status: str) -> None:
-        await set_job_status(inp.tenant_id, inp.job_id, status)
+        await set_job_status(inp.tenant_id, inp.job_id, status, local=self._local)
         self._show_status(status)
 
     def _show_status(self, status: str) -> None:
@@ -244,7 +253,7 @@ class SubmissionWorkflow:
         self._stage = "deliver"
         event_time = workflow.now().isoformat()
         if workflow.patched(SEND_PATCH):  # runs recorded before it sent and recorded in one activity
-            results = await deliver_all(DeliveryInput(inp.tenant_id, inp.job_id, 0, event_time), plan)
+            results = await deliver_all(DeliveryInput(inp.tenant_id, inp.job_id, 0, event_time), plan, self._local)
             for i, result in enumerate(results):
                 if isinstance(result, BaseException):
                     self._stage = f"deliver:{i}"

@@ -1,4 +1,5 @@
-"""Re-record the checked-in workflow histories: `python -m tests.histories.record`.
+"""Re-record the checked-in workflow histories: `python -m tests.histories.record`
+(`python -m tests.histories.record submissions`: the submission histories only).
 
 Runs each workflow type on a throwaway embedded stack (with the LLM and Graph API
 stand-ins) and writes the histories next to this file. Re-record only on purpose: a
@@ -6,6 +7,7 @@ changed history is what the replay test compares the current code against.
 """
 
 import asyncio
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -201,8 +203,13 @@ def on_stack(work: Callable[[Settings, GraphAPIStandIn], Awaitable[None]]) -> No
             stack.stop()
 
 
+async def record_submissions_only(settings: Settings, _graph: GraphAPIStandIn) -> None:
+    async with tenant_api(settings, "submission-histories") as (client, _api, tenant):
+        await record_submissions(settings, client, tenant)
+
+
 def main() -> None:
-    on_stack(record)
+    on_stack(record_submissions_only if sys.argv[1:] == ["submissions"] else record)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,50 @@
+"""SubmissionWorkflow's bookkeeping (status writes, the plan, delivery records) runs as local
+activities: a 3-step HTML-only pipeline, on the real stack, takes 6 workflow tasks where each
+bookkeeping activity of its own took 11,
+and still writes every status, record and event."""
+
+from collections import Counter
+
+from temporalio.api.enums.v1 import EventType
+
+from devstack.receiver import WebhookReceiver
+from tests.helpers import create_workflow, definition, submit, wait_job
+
+# Started, then one per completed activity: research, outline, write, render, send_webhook.
+WORKFLOW_TASKS = 6
+BOOKKEEPING = {"set_status", "load_plan", "record_delivery_attempt"}
+
+
+def three_steps(webhook_url: str) -> dict:
+    """research -> outline -> write, offline model, HTML only, one webhook."""
+    body = definition(webhook_url)
+    body["steps"] = [s for s in body["steps"] if s["id"] != "angles"]
+    body["steps"][-1]["inputs"] = {"o": "steps.outline"}
+    body["steps"][-1]["instructions"] = "Write using {{ o }}."
+    return body
+
+
+async def test_bookkeeping_takes_no_round_trip(tenant_a, temporal):
+    with WebhookReceiver(tenant_a.webhook_secret) as hook:
+        wf = await create_workflow(tenant_a.api, three_steps(hook.url))
+        job_id = (await submit(tenant_a.api, wf["key"])).json()["job_id"]
+        job = await wait_job(tenant_a.api, job_id)
+        assert hook.wait_for_success(timeout=10) is not None
+    assert job["status"] == "delivered", job
+    assert job["deliveries"][0]["status"] == "delivered" and job["deliveries"][0]["attempts"] == 1
+
+    events = [e async for e in temporal.get_workflow_handle(job_id).fetch_history_events()]
+    kinds = Counter(e.event_type for e in events)
+    scheduled = Counter(
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    )
+    assert scheduled == {"run_step": 3, "render": 1, "send_webhook": 1}
+    assert not BOOKKEEPING & set(scheduled)
+    # queued, load_plan, processing, the attempt's record, delivered: each a local activity's marker.
+    markers = Counter(
+        e.marker_recorded_event_attributes.marker_name for e in events if e.marker_recorded_event_attributes
+    )
+    assert markers["core_local_activity"] == 5, markers
+    assert kinds[EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED] <= WORKFLOW_TASKS, kinds
