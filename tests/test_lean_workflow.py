@@ -3,7 +3,10 @@ activities: a 3-step HTML-only pipeline, on the real stack, takes 6 workflow tas
 bookkeeping activity of its own took 11,
 and still writes every status, record and event."""
 
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
 
@@ -48,3 +51,17 @@ async def test_bookkeeping_takes_no_round_trip(tenant_a, temporal):
     )
     assert markers["core_local_activity"] == 5, markers
     assert kinds[EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED] <= WORKFLOW_TASKS, kinds
+
+
+def test_worker_import_leaves_unused_integrations_unloaded():
+    # Vault's client (hvac, requests) loads where Vault is configured; uvicorn and starlette
+    # where the worker's listener is; the workflow module passed through is loaded outside
+    # the sandbox, once.
+    code = (
+        "import sys; import worker; "
+        "print(sorted(m for m in ('hvac', 'requests', 'uvicorn', 'starlette') if m in sys.modules)); "
+        "print(sorted(set(worker.SANDBOX_PASSTHROUGH) - set(sys.modules)))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.split("\n")[:2] == ["[]", "[]"], out.stdout

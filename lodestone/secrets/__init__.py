@@ -15,6 +15,7 @@ Logs and messages carry references, paths and outcomes, never values or tokens.
 """
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from lodestone.secrets.base import (
     InvalidSecretRef,
@@ -29,8 +30,10 @@ from lodestone.secrets.base import (
     validate_ref,
 )
 from lodestone.secrets.local import EnvFileSecrets
-from lodestone.secrets.vault import VaultSecrets, VaultStats
 from lodestone.settings import Settings
+
+if TYPE_CHECKING:
+    from lodestone.secrets.vault import VaultSecrets, VaultStats
 
 __all__ = [
     "ChainSecrets",
@@ -50,6 +53,16 @@ __all__ = [
     "split_ref",
     "validate_ref",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """VaultSecrets and VaultStats, imported on first use: hvac (and requests) load only
+    where Vault is used."""
+    if name in ("VaultSecrets", "VaultStats"):
+        from lodestone.secrets import vault
+
+        return getattr(vault, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class UnconfiguredSecrets(SecretsProvider):
@@ -93,6 +106,8 @@ def make_secrets(settings: Settings, env: Mapping[str, str]) -> ChainSecrets:
     local = EnvFileSecrets(env, settings.secrets_file_root)
     vault: SecretsProvider
     if settings.vault_addr:
+        from lodestone.secrets.vault import VaultSecrets
+
         vault = VaultSecrets.from_settings(settings)
     else:
         vault = UnconfiguredSecrets("vault: references need VAULT_ADDR, VAULT_ROLE_ID and VAULT_SECRET_ID to be set")
