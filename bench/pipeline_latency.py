@@ -36,10 +36,27 @@ with workflow.unsafe.imports_passed_through():
     from devstack.stack import Stack
     from lodestone.db import make_engine
     from lodestone.settings import Settings
+    from schema.tables import Tenant
     from services.tenants import create_tenant
 
 P50_MS, P99_MS = 150.0, 400.0  # P3, HTML only
 err = Console(stderr=True)
+
+
+async def bench_tenant(settings: Settings, name: str) -> tuple[Tenant, str]:
+    """A new tenant on the stack, and an admin token for it."""
+    engine = make_engine(settings.app_database_url, 2)
+    tenant = await create_tenant(engine, name)
+    await engine.dispose()
+    token = mint_token(
+        settings.data_path,
+        issuer=settings.issuer,
+        audience=settings.auth_audience,
+        tenant_id=str(tenant.id),
+        roles=["admin"],
+        subject="bench",
+    )
+    return tenant, token
 
 
 async def submit(api: httpx.AsyncClient, key: str, i: int) -> str:
@@ -103,17 +120,7 @@ async def floor(client: Client, args: argparse.Namespace) -> dict[str, Any]:
 
 async def bench(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"config": {k: v for k, v in vars(args).items() if k != "keep"}}
-    engine = make_engine(settings.app_database_url, 2)
-    tenant = await create_tenant(engine, "Bench latency")
-    await engine.dispose()
-    token = mint_token(
-        settings.data_path,
-        issuer=settings.issuer,
-        audience=settings.auth_audience,
-        tenant_id=str(tenant.id),
-        roles=["admin"],
-        subject="bench",
-    )
+    tenant, token = await bench_tenant(settings, "Bench latency")
     client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
     arrivals = Arrivals()
     with WebhookReceiver(tenant.webhook_secret) as receiver:

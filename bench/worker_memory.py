@@ -21,22 +21,22 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pipeline
+from pipeline_latency import bench_tenant
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import func, select
+from sqlmodel import col, func, select
 from temporalio.client import Client
+from temporalio.service import RPCError
 
-from devstack.keys import mint_token
 from devstack.processes import free_port
 from devstack.stack import Stack
 from lodestone.db import make_engine, tenant_session
 from lodestone.settings import Settings
 from schema.tables import Job
-from services.tenants import create_tenant
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-PORTS = ("postgres", "temporal", "temporal_http", "temporal_metrics", "temporal_ui", "api", "worker_metrics")
 TARGET = 2.2  # P6: the Lodestone worker's RSS at most this many times the bare worker's
 err = Console(stderr=True)
 
@@ -88,19 +88,12 @@ class BlockedModel:
 
 
 def definition() -> dict[str, Any]:
-    """research -> outline -> write, on the blocked model, HTML only; no delivery is reached."""
-    steps = [("research", "input.company"), ("outline", "steps.research"), ("write", "steps.outline")]
-    return {
-        "key": f"bench-memory-{uuid.uuid4().hex[:8]}",
-        "input_schema": {"type": "object", "required": ["company"], "properties": {"company": {"type": "string"}}},
-        "steps": [
-            {"id": step, "model": "blocked", "inputs": {"x": source}, "instructions": step + ": {{ x }}"}
-            for step, source in steps
-        ],
-        "template": "<html><body>{{ steps.write }}</body></html>",
-        "outputs": ["html"],
-        "delivery": [{"type": "webhook", "url": "http://127.0.0.1:9/never"}],
-    }
+    """bench/pipeline.py's research -> outline -> write, HTML only, on the blocked model; its
+    webhook is never reached."""
+    body = pipeline.definition("http://127.0.0.1:9/never")
+    for step in body["steps"]:
+        step["model"] = "blocked"
+    return body
 
 
 def rss(pid: int) -> int:
@@ -125,14 +118,21 @@ def import_rss(*modules: str) -> int:
     return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
 
 
-async def wait_until(what: str, done: Callable[[], Awaitable[int]], n: int, timeout: float) -> float:
-    """Polls done() until it reaches n; the seconds it took."""
-    start = time.monotonic()
-    while (count := await done()) < n:
-        if time.monotonic() - start > timeout:
-            raise RuntimeError(f"{what}: {count} of {n} after {timeout:.0f}s")
-        await asyncio.sleep(0.5)
-    return time.monotonic() - start
+async def held(client: Client, workflow_ids: list[str], query: str, concurrency: int) -> None:
+    """Returns once each workflow has answered `query`: its worker holds it."""
+
+    async def ask(i: int) -> None:
+        for attempt in range(60):
+            try:
+                await client.get_workflow_handle(workflow_ids[i]).query(query)
+                return
+            except RPCError as e:  # a workflow task that failed (a deadlock timeout under load) is retried
+                if attempt == 59:
+                    raise
+                err.print(f"[yellow]{workflow_ids[i]}: {e}; asking again[/yellow]")
+                await asyncio.sleep(1)
+
+    await in_batches(len(workflow_ids), concurrency, ask)
 
 
 async def in_batches(n: int, concurrency: int, call: Callable[[int], Awaitable[Any]]) -> None:
@@ -146,16 +146,9 @@ async def in_batches(n: int, concurrency: int, call: Callable[[int], Awaitable[A
 
 
 async def lodestone_worker(settings: Settings, stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    tenant, token = await bench_tenant(settings, "Bench memory")
     engine = make_engine(settings.app_database_url, 2)
-    tenant = await create_tenant(engine, "Bench memory")
-    token = mint_token(
-        settings.data_path,
-        issuer=settings.issuer,
-        audience=settings.auth_audience,
-        tenant_id=str(tenant.id),
-        roles=["admin"],
-        subject="bench",
-    )
+    client = await Client.connect(settings.temporal_target)
     pid = stack.group.pid("worker")
     idle = rss(pid)
     async with httpx.AsyncClient(
@@ -166,6 +159,8 @@ async def lodestone_worker(settings: Settings, stack: Stack, args: argparse.Name
             raise RuntimeError(f"the definition was refused: {resp.text}")
         key = resp.json()["key"]
 
+        job_ids: list[str] = []
+
         async def post(i: int) -> None:
             r = await api.post(
                 "/v1/submissions",
@@ -173,19 +168,22 @@ async def lodestone_worker(settings: Settings, stack: Stack, args: argparse.Name
                 headers={"Idempotency-Key": uuid.uuid4().hex},
             )
             r.raise_for_status()
+            job_ids.append(r.json()["job_id"])
 
         err.print(f"{args.n} pipelines submitted, each to wait on the blocked model")
+        t0 = time.monotonic()
         await in_batches(args.n, args.concurrency, post)
 
-    async def processing() -> int:
-        async with tenant_session(engine, tenant.id) as s:
-            query = select(func.count()).select_from(Job).where(Job.status == "processing")  # type: ignore[arg-type]
-            return int((await s.execute(query)).scalar_one())
-
-    took = await wait_until("pipelines in flight", processing, args.n, args.timeout)
-    err.print(f"{args.n} pipelines in flight after {took:.1f}s; reading the worker's RSS")
+    # Every run is in the worker's hands once it answers a query: waiting on a step, or (on a
+    # worker whose activity slots the blocked steps fill) on its next activity.
+    await held(client, job_ids, "progress", args.concurrency)
+    took = time.monotonic() - t0
+    async with tenant_session(engine, tenant.id) as s:
+        query = select(func.count()).select_from(Job).where(col(Job.status) == "processing")
+        processing = int((await s.exec(query)).one())
     await engine.dispose()
-    return {"idle_rss": idle, "rss": settled_rss(pid), "in_flight_after_s": round(took, 1)}
+    err.print(f"{args.n} pipelines in flight ({processing} processing) after {took:.1f}s; reading the worker's RSS")
+    return {"idle_rss": idle, "rss": settled_rss(pid), "in_flight_after_s": round(took, 1), "processing": processing}
 
 
 async def bare_worker(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
@@ -208,16 +206,7 @@ async def bare_worker(settings: Settings, args: argparse.Namespace) -> dict[str,
 
         err.print(f"{args.n} trivial workflows on a bare SDK worker")
         await in_batches(args.n, args.concurrency, start)
-        answered = 0
-
-        async def ask(i: int) -> None:  # a query is answered once the worker holds the workflow
-            nonlocal answered
-            waiting = await handles[i].query("waiting")
-            answered += bool(waiting)
-
-        await in_batches(args.n, args.concurrency, ask)
-        if answered != args.n:
-            raise RuntimeError(f"{answered} of {args.n} trivial workflows answered")
+        await held(client, [h.id for h in handles], "waiting", args.concurrency)
         return {"idle_rss": idle, "rss": settled_rss(proc.pid)}
     finally:
         proc.terminate()
@@ -242,8 +231,8 @@ def mib(n: int) -> str:
 
 def report(r: dict[str, Any]) -> None:
     table = Table(title=f"Worker memory ({r['config']['n']} in flight, {os.cpu_count()} cores)")
-    for col in ("measure", "RSS MiB"):
-        table.add_column(col, justify="left" if col == "measure" else "right")
+    for name in ("measure", "RSS MiB"):
+        table.add_column(name, justify="left" if name == "measure" else "right")
     table.add_row("import temporalio (client, worker)", mib(r["import_temporalio_rss"]))
     table.add_row("import worker", mib(r["import_worker_rss"]))
     table.add_row("Lodestone worker, idle", mib(r["lodestone"]["idle_rss"]))
@@ -262,7 +251,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1000, help="pipelines, and trivial workflows, in flight")
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--timeout", type=float, default=600, help="seconds for all of them to be in flight")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (logs) afterwards")
     args = parser.parse_args()
     with (
@@ -270,7 +258,7 @@ def main() -> None:
         BlockedModel() as model,
     ):
         data_dir = Path(tempfile.mkdtemp(prefix="lodestone-bench-")) if args.keep else Path(tmp)
-        ports = {f"{name}_port": free_port() for name in PORTS}
+        ports = {f"{name}_port": free_port() for name in pipeline.PORTS}
         settings = Settings(
             _env_file=None,
             data_dir=data_dir,
