@@ -56,6 +56,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/pipeline_latency.py
+	$(BIN)/python bench/worker_memory.py
 
 clean:
 	rm -rf "$(or $(DATA_DIR),var)" .pytest_cache
