@@ -2,7 +2,7 @@
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -72,7 +72,8 @@ class AppState:
         )
 
 
-def get_state(request: Request) -> AppState:
+# Every dependency is async: FastAPI runs a sync one in a worker thread, a hop per request.
+async def get_state(request: Request) -> AppState:
     return request.app.state.lodestone
 
 
@@ -95,8 +96,8 @@ async def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require(role: str) -> Callable[[Principal], Principal]:
-    def check(principal: PrincipalDep) -> Principal:
+def require(role: str) -> Callable[[Principal], Awaitable[Principal]]:
+    async def check(principal: PrincipalDep) -> Principal:
         if not principal.allows(role):
             raise Problem(403, "forbidden", f"this action needs the {role} role")
         return principal
