@@ -23,6 +23,7 @@ from lodestone.pg_listen import Listener
 from lodestone.settings import Settings
 from lodestone.storage import ObjectStore
 from schema.tables import Tenant
+from services.start_recorder import StartRecorder
 
 
 class KnownTenants:
@@ -64,9 +65,11 @@ class AppState:
     upload_slots: UploadSlots
     known_tenants: KnownTenants = field(init=False)
     events: Listener = field(init=False)  # wakes job event streams (started in the lifespan)
+    recorder: StartRecorder = field(init=False)  # records submitted jobs' starts (started in the lifespan)
 
     def __post_init__(self) -> None:
         self.known_tenants = KnownTenants(self.engine, self.settings.tenant_cache_seconds)
+        self.recorder = StartRecorder(self.engine)
         self.events = Listener(
             self.settings.app_database_url, CHANNEL, connect_timeout=self.settings.db_connect_timeout_seconds
         )

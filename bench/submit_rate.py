@@ -4,7 +4,8 @@ the POST latency at half the raw rate, paced in an open loop (a request's latenc
 from when it was due, so a server that falls behind pays for it).
 
 The floor beside them: services.submissions.submit called in this process (the same
-transaction and start, without HTTP, the API's process or its auth), at the same concurrency."""
+transaction, start and start recorder, without HTTP, the API's process or its auth), at the
+same concurrency."""
 
 import asyncio
 import os
@@ -20,6 +21,7 @@ from lodestone import temporal_client
 from lodestone.db import make_engine
 from lodestone.settings import Settings
 from services import submissions
+from services.start_recorder import StartRecorder
 
 P1_RATE = 0.8  # POST rate / raw start rate, at least
 P1_P99_MS = 50.0  # POST p99 at half the raw start rate, at most
@@ -77,6 +79,8 @@ async def measure(
 
     lodestone_client = await temporal_client.connect(settings)
     engine = make_engine(settings.app_database_url, settings.db_pool_size)
+    recorder = StartRecorder(engine)  # as the API's
+    recorder.start()
 
     async def in_process(i: int) -> None:
         job = await submissions.submit(
@@ -86,6 +90,7 @@ async def measure(
             tenant_id=tenant_id,
             request=body(key, i),
             idempotency_key=uuid.uuid4().hex,
+            recorder=recorder,
         )
         job_ids.append(str(job.id))
 
@@ -96,6 +101,7 @@ async def measure(
             progress(f"{name} x{n}, concurrency {concurrency}, no worker")
             out[name] = stats(*await timed(n, concurrency, call))
     finally:
+        await recorder.stop()
         await engine.dispose()
     half = out["raw_start"]["per_s"] / 2
     progress(f"POST /v1/submissions x{n} paced at {half:.1f}/s (half the raw rate)")

@@ -5,7 +5,7 @@ submissions and public forms both submit through here.
 
 The transaction is the hot path's: on the driver's connection, four round trips (BEGIN
 with the tenant; the definition, upload and key read together; the rows inserted in one
-statement; COMMIT), and one more to record the start.
+statement; COMMIT); the start is recorded after the answer (services.start_recorder).
 
 Idempotency: every request with the same key and body gets the job of the one request
 that committed the key; a job, once committed, is never taken back."""
@@ -22,7 +22,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
-from lodestone.db import run_in_tenant, tenant_transaction
+from lodestone.db import tenant_transaction
 from lodestone.metrics import SUBMISSIONS
 from lodestone.settings import Settings
 from schema.definitions import InputInvalid, validate_input
@@ -30,6 +30,7 @@ from schema.json_schemas import UNEVALUABLE
 from schema.tables import Job, Submission, WorkflowDefinition
 from services.errors import Conflict, Invalid, NotFound
 from services.outbox import start_job, workflow_type
+from services.start_recorder import StartRecorder, record_started
 
 log = logging.getLogger("lodestone.api")
 
@@ -160,16 +161,6 @@ async def _create(
     return job, workflow_type(found["definition"]), True
 
 
-async def record_started(engine: AsyncEngine, job: Job) -> None:
-    """Take the job out of the outbox, in one round trip; it is only ever set, never cleared."""
-    await run_in_tenant(
-        engine,
-        job.tenant_id,
-        f"UPDATE jobs SET workflow_started_at = now() WHERE id = '{uuid.UUID(str(job.id))}' "
-        "AND workflow_started_at IS NULL",
-    )
-
-
 async def submit(
     engine: AsyncEngine,
     temporal: Client,
@@ -178,6 +169,7 @@ async def submit(
     tenant_id: uuid.UUID,
     request: dict[str, Any],
     idempotency_key: str | None,
+    recorder: StartRecorder | None = None,
 ) -> Job:
     """Idempotency, job row, workflow start. `request`: the submission as JSON (workflow_key,
     input, input_upload_id, input_url), the body an Idempotency-Key is bound to."""
@@ -205,8 +197,11 @@ async def submit(
         log.warning("job %s committed, its start deferred to the outbox: %s", job.id, type(e).__name__)
         return job
     SUBMISSIONS.labels(str(tenant_id), workflow_key, "accepted").inc()
+    if recorder is not None:
+        recorder.add(job)
+        return job
     try:
-        await record_started(engine, job)
+        await record_started(engine, tenant_id, [job.id])
     except Exception as e:  # noqa: BLE001 - the outbox finds it started and records it
         log.warning("job %s started, not yet recorded as started: %s", job.id, type(e).__name__)
     return job
