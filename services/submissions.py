@@ -101,8 +101,11 @@ class _KeyTaken(Exception):
     """A concurrent request with the same Idempotency-Key committed first."""
 
 
+JOB = f"SELECT {', '.join(c.name for c in Job.__table__.columns)} FROM jobs WHERE id = $1"  # type: ignore[attr-defined]
+
+
 async def _replayed(db: asyncpg.Connection, job_id: uuid.UUID) -> Job:
-    row = await db.fetchrow("SELECT * FROM jobs WHERE id = $1", job_id)
+    row = await db.fetchrow(JOB, job_id)
     assert row is not None  # a foreign key; keys and jobs are never deleted
     return Job(**dict(row))
 
