@@ -75,10 +75,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             UploadSlots(settings.uploads_in_flight, settings.tenant_uploads_in_flight),
         )
         app.state.lodestone.events.start()
+        app.state.lodestone.recorder.start()
         try:
             yield
         finally:
             await app.state.lodestone.events.stop()
+            await app.state.lodestone.recorder.stop()
             sweep.cancel()
             await asyncio.gather(sweep, return_exceptions=True)
             await http.aclose()
