@@ -46,9 +46,10 @@ def _write_all(fd: int, batch: Buffer, start: Range | None = None, finish: Range
         finish_writeback(fd, *finish)
 
 
-def _writer(fd: int) -> Callable[[Buffer], None]:
-    """Writes batches in order, with write-behind (WRITEBACK_EVERY)."""
-    written = started = 0
+def _writer(fd: int, base: int = 0) -> Callable[[Buffer], None]:
+    """Writes batches in order from the file's position `base`, with write-behind
+    (WRITEBACK_EVERY)."""
+    written = started = base
     behind: Range | None = None  # writing started, not yet waited for
 
     def write(batch: Buffer) -> None:
