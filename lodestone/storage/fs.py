@@ -25,7 +25,7 @@ from lodestone.storage.base import (
     StoredObject,
     check_key,
 )
-from lodestone.storage.batches import Batcher, Buffer, Pipeline
+from lodestone.storage.batches import Batcher, Buffer, Pipeline, hashing, nbytes, views
 from lodestone.storage.partials import lock_for_writing, reclaim_dir
 from lodestone.storage.spool import writev_all
 
@@ -39,7 +39,7 @@ Range = tuple[int, int]
 
 
 def _write_all(fd: int, batch: Buffer, start: Range | None = None, finish: Range | None = None) -> None:
-    writev_all(fd, [memoryview(batch)])
+    writev_all(fd, views(batch))
     if start is not None:
         start_writeback(fd, *start)
     if finish is not None:
@@ -54,7 +54,7 @@ def _writer(fd: int, base: int = 0) -> Callable[[Buffer], None]:
 
     def write(batch: Buffer) -> None:
         nonlocal written, started, behind
-        written += len(batch)
+        written += nbytes(batch)
         if written - started < WRITEBACK_EVERY:
             _write_all(fd, batch)
             return
@@ -126,7 +126,7 @@ class FilesystemStore(ObjectStore):
         digest, size = hashlib.sha256(), 0
         batcher, pipeline = Batcher(), None
         try:
-            pipeline = Pipeline("fs-upload", [digest.update, _writer(fd)], batcher.recycle)
+            pipeline = Pipeline("fs-upload", [hashing(digest), _writer(fd)], batcher.recycle)
             async for chunk in chunks:
                 size += len(chunk)
                 if limit is not None and size > limit:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from lodestone.storage.base import ObjectNotFound, ObjectStore, ObjectTooLarge, PartRef
-from lodestone.storage.batches import Batcher, Pipeline
+from lodestone.storage.batches import Batcher, Pipeline, hashing
 from lodestone.storage.fs import FilesystemStore, _writer
 from lodestone.storage.s3 import S3Store
 
@@ -70,7 +70,7 @@ async def append(
     fd = await asyncio.to_thread(_open_at, store, upload_id, offset)
     received = 0
     batcher = Batcher()
-    steps = [_writer(fd, offset)] if digest is None else [_writer(fd, offset), digest.update]
+    steps = [_writer(fd, offset)] if digest is None else [_writer(fd, offset), hashing(digest)]
     pipeline = Pipeline("fs-append", steps, batcher.recycle)
     try:
         async for chunk in chunks:
