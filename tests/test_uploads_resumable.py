@@ -10,19 +10,19 @@ import time
 import uuid
 
 import httpx
-import pytest
 
 from devstack.receiver import WebhookReceiver
 from lodestone.db import tenant_session
-from schema.tables import ResumableUpload, Tenant
+from schema.tables import ResumableUpload
 from services import uploads_resumable
-from tests.conftest import _tenant
+from tests import test_uploads
 from tests.helpers import create_workflow, definition, in_process_api, wait_job
 
 TUS = {"Tus-Resumable": "1.0.0"}
+LIMIT = test_uploads.LIMIT
+small_tenant = test_uploads.small_tenant  # the fixture: a tenant whose upload limit is LIMIT
 PATCH = {**TUS, "Content-Type": "application/offset+octet-stream"}
 BASE = "/v1/uploads/resumable"
-LIMIT = 1024 * 1024
 
 
 async def create(api: httpx.AsyncClient, length: int) -> str:
@@ -61,17 +61,6 @@ async def wait_for(condition, timeout: float = 15.0):  # type: ignore[no-untyped
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.05)
     return value
-
-
-@pytest.fixture(scope="module")
-async def small_tenant(settings, engine):
-    ctx = await _tenant(settings, engine, "Small resumable uploads")
-    async with tenant_session(engine, ctx.id) as s:
-        tenant = await s.get(Tenant, ctx.id)
-        tenant.upload_limit_bytes = LIMIT
-        s.add(tenant)
-    yield ctx
-    await ctx.api.aclose()
 
 
 async def test_options_names_the_protocol(tenant_a):

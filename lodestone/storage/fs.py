@@ -202,15 +202,16 @@ class FilesystemStore(ObjectStore):
         await asyncio.to_thread(path.touch)
         return path.name
 
-    def _open_upload(self, upload_id: str) -> int:
-        """The upload's partial file, open and locked; ObjectNotFound once it was reclaimed."""
+    def _open_upload(self, upload_id: str, wait: bool = True) -> int:
+        """The upload's partial file, open and locked; ObjectNotFound once it was reclaimed.
+        Without wait, BlockingIOError while another writer holds it."""
         path = self._partial(upload_id)
         try:
             fd = os.open(path, os.O_WRONLY)
         except FileNotFoundError as e:
             raise ObjectNotFound(f"upload {upload_id}") from e
         try:
-            lock_for_writing(fd, path)
+            lock_for_writing(fd, path, wait)
         except BaseException:
             os.close(fd)
             raise

@@ -12,7 +12,6 @@ through pre-signed URLs; what has arrived is read back with ListParts.
 
 import asyncio
 import contextlib
-import fcntl
 import hashlib
 import os
 from collections.abc import AsyncIterator
@@ -34,20 +33,15 @@ class Busy(Exception):
 def _open_at(store: FilesystemStore, upload_id: str, offset: int) -> int:
     """The partial file open for writing at offset, locked; bytes past offset (a piece cut
     before it was made durable) are dropped."""
-    path = store._partial(upload_id)
     try:
-        fd = os.open(path, os.O_WRONLY)
-    except FileNotFoundError as e:
-        raise ObjectNotFound(f"upload {upload_id}") from e
+        fd = store._open_upload(upload_id, wait=False)
+    except BlockingIOError as e:
+        raise Busy(upload_id) from e
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as e:
-            raise Busy(upload_id) from e
-        st = os.fstat(fd)
-        if st.st_nlink == 0 or st.st_size < offset:  # reclaimed, or lost bytes it had reported
+        size = os.fstat(fd).st_size
+        if size < offset:  # it lost bytes it had reported
             raise ObjectNotFound(f"upload {upload_id}")
-        if st.st_size > offset:
+        if size > offset:
             os.ftruncate(fd, offset)
         os.lseek(fd, offset, os.SEEK_SET)
     except BaseException:
