@@ -146,26 +146,38 @@ async def append(
         row = await _live(session, upload_id)
     if row is None:
         raise NotFound("upload", upload_id)
-    if offset != row.received:
-        raise Conflict("offset_mismatch", f"Upload-Offset is {offset}, but the upload holds {row.received} bytes")
-    digest = DIGESTS.at(upload_id, offset)
     try:
-        written = await pieces.append(store, row.store_upload_id, offset, chunks, row.length - offset, digest)
+        async with pieces.writing(store, row.store_upload_id) as fd:
+            received = await _write(engine, fd, tenant_id, upload_id, offset, chunks)
+            async with tenant_session(engine, tenant_id) as session:
+                row = await session.get(ResumableUpload, upload_id)
+                if row is None:
+                    raise NotFound("upload", upload_id)
+                row.received, row.expires_at = received, _expiry(expiry)
+                session.add(row)
     except pieces.Busy as e:
         raise Conflict("upload_busy", "another request is writing this upload; retry after it ends") from e
     except ObjectNotFound as e:
         raise NotFound("upload", upload_id) from e
-    received = offset + written
-    DIGESTS.keep(upload_id, received, digest)
-    async with tenant_session(engine, tenant_id) as session:
-        row = await session.get(ResumableUpload, upload_id)
-        if row is None:
-            raise NotFound("upload", upload_id)
-        row.received, row.expires_at = received, _expiry(expiry)
-        session.add(row)
     if received < row.length:
         return Progress(upload_id, received, row.length, row.expires_at)
     return await _finish(engine, store, row)
+
+
+async def _write(
+    engine: AsyncEngine, fd: int, tenant_id: uuid.UUID, upload_id: uuid.UUID, offset: int, chunks: AsyncIterator[bytes]
+) -> int:
+    """Append a piece to the partial file held (fd), checking the offset under that hold."""
+    async with tenant_session(engine, tenant_id) as session:
+        row = await _live(session, upload_id)
+    if row is None:
+        raise NotFound("upload", upload_id)
+    if offset != row.received:
+        raise Conflict("offset_mismatch", f"Upload-Offset is {offset}, but the upload holds {row.received} bytes")
+    digest = DIGESTS.at(upload_id, offset)
+    written = await pieces.append(fd, offset, chunks, row.length - offset, digest)
+    DIGESTS.keep(upload_id, offset + written, digest)
+    return offset + written
 
 
 async def _finish(engine: AsyncEngine, store: FilesystemStore, row: ResumableUpload) -> Progress:

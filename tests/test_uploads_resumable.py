@@ -3,6 +3,7 @@ cut mid-PATCH and resumed, offsets checked, tenant-scoped, size-limited, swept w
 abandoned, carried across an API restart; and S3's pre-signed part URLs against moto."""
 
 import asyncio
+import fcntl
 import hashlib
 import os
 import socket
@@ -129,6 +130,40 @@ async def test_wrong_offset_is_409_and_keeps_nothing(tenant_a):
     assert (await tenant_a.api.delete(location, headers=TUS)).status_code == 204
 
 
+def held(path) -> bool:  # type: ignore[no-untyped-def]
+    """Whether a writer holds the partial file's lock."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+async def test_a_second_writer_is_409_busy(tenant_a, settings, engine):
+    location = await create(tenant_a.api, 1_000_000)
+    partial = await partial_of(engine, tenant_a.id, location, settings)
+    token = tenant_a.api.headers["authorization"]
+    with socket.create_connection((settings.api_host, settings.api_port), timeout=10) as sock:
+        sock.sendall(
+            (
+                f"PATCH {location} HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\r\nTus-Resumable: 1.0.0\r\n"
+                "Content-Type: application/offset+octet-stream\r\nUpload-Offset: 0\r\nContent-Length: 1000000\r\n\r\n"
+            ).encode()
+            + b"w" * 100_000
+        )  # and the connection stays open: this PATCH holds the upload
+
+        async def first_writes() -> bool:
+            return held(partial)
+
+        await wait_for(first_writes)
+        resp = await patch(tenant_a.api, location, 0, b"x" * 10)
+        assert resp.status_code == 409 and resp.json()["code"] == "upload_busy"
+    assert (await tenant_a.api.delete(location, headers=TUS)).status_code == 204
+
+
 async def test_another_tenants_upload_is_404(tenant_a, tenant_b):
     location = await create(tenant_a.api, 1000)
     assert (await patch(tenant_a.api, location, 0, b"a" * 10)).status_code == 204
@@ -248,7 +283,9 @@ async def test_store_keeps_order_of_copied_and_gathered_chunks(tmp_path):
 
     handle = await store.begin_parts("t/pieces", "application/octet-stream")
     digest = hashlib.sha256()
-    first = await pieces.append(store, handle, 0, stream(chunks[:4]), len(data), digest)
-    rest = await pieces.append(store, handle, first, stream(chunks[4:]), len(data) - first, digest)
+    async with pieces.writing(store, handle) as fd:
+        first = await pieces.append(fd, 0, stream(chunks[:4]), len(data), digest)
+    async with pieces.writing(store, handle) as fd:
+        rest = await pieces.append(fd, first, stream(chunks[4:]), len(data) - first, digest)
     assert first + rest == len(data) and digest.hexdigest() == hashlib.sha256(data).hexdigest()
     assert (tmp_path / ".partial" / handle).read_bytes() == data

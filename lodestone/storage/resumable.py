@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import os
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -30,38 +31,58 @@ class Busy(Exception):
     """Another request is writing this upload's bytes now."""
 
 
-def _open_at(store: FilesystemStore, upload_id: str, offset: int) -> int:
-    """The partial file open for writing at offset, locked; bytes past offset (a piece cut
-    before it was made durable) are dropped."""
+def _lock(store: FilesystemStore, upload_id: str) -> int:
+    """The partial file, open for writing and locked, while it is still the partial (not
+    published by a writer that held it before)."""
     try:
         fd = store._open_upload(upload_id, wait=False)
     except BlockingIOError as e:
         raise Busy(upload_id) from e
     try:
-        size = os.fstat(fd).st_size
-        if size < offset:  # it lost bytes it had reported
+        if os.stat(store._partial(upload_id)).st_ino != os.fstat(fd).st_ino:
             raise ObjectNotFound(f"upload {upload_id}")
-        if size > offset:
-            os.ftruncate(fd, offset)
-        os.lseek(fd, offset, os.SEEK_SET)
     except BaseException:
         os.close(fd)
         raise
     return fd
 
 
+@asynccontextmanager
+async def writing(store: FilesystemStore, upload_id: str) -> AsyncIterator[int]:
+    """Hold the upload's partial file for writing: Busy while another request holds it,
+    ObjectNotFound once it was reclaimed or published."""
+    try:
+        fd = await asyncio.to_thread(_lock, store, upload_id)
+    except FileNotFoundError as e:
+        raise ObjectNotFound(f"upload {upload_id}") from e
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _position(fd: int, offset: int) -> None:
+    """Write next at offset; bytes past it (a piece cut before it was made durable) go."""
+    size = os.fstat(fd).st_size
+    if size < offset:  # it lost bytes it had reported
+        raise ObjectNotFound("the partial file is shorter than its offset")
+    if size > offset:
+        os.ftruncate(fd, offset)
+    os.lseek(fd, offset, os.SEEK_SET)
+
+
 async def append(
-    store: FilesystemStore,
-    upload_id: str,
+    fd: int,
     offset: int,
     chunks: AsyncIterator[bytes],
     most: int,
     digest: "hashlib._Hash | None" = None,
 ) -> int:
-    """Write chunks at offset, at most `most` bytes (more: ObjectTooLarge), and return how
-    many were written. The stream ending early (a client cut off) keeps what arrived; any
-    error drops this piece's bytes. `digest`, when given, is updated with the bytes kept."""
-    fd = await asyncio.to_thread(_open_at, store, upload_id, offset)
+    """Write chunks at offset into a partial file held by `writing`, at most `most` bytes
+    (more: ObjectTooLarge), and return how many were written. The stream ending early (a
+    client cut off) keeps what arrived; any error drops this piece's bytes. `digest`, when
+    given, is updated with the bytes kept."""
+    await asyncio.to_thread(_position, fd, offset)
     received = 0
     batcher = Batcher()
     steps = [_writer(fd, offset)] if digest is None else [_writer(fd, offset), hashing(digest)]
@@ -84,8 +105,6 @@ async def append(
         with contextlib.suppress(OSError):
             os.ftruncate(fd, offset)
         raise
-    finally:
-        os.close(fd)
     return received
 
 
