@@ -12,7 +12,9 @@ import contextlib
 import hashlib
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+
+from lodestone.storage.base import ObjectTooLarge
 
 
 class Gathered(list[bytes]):
@@ -201,6 +203,21 @@ class Pipeline:
     def _end(self) -> None:
         for inbox in self.inboxes:  # a step stops at the first None; any more are never read
             inbox.put(None)
+
+
+async def pump(chunks: AsyncIterator[Chunk], batcher: Batcher, pipeline: Pipeline, limit: int | None) -> int:
+    """Feed a stream through batcher into pipeline, to its end (ObjectTooLarge past
+    `limit` bytes), and wait for the steps to finish; how many bytes it held."""
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise ObjectTooLarge(limit)
+        for batch in batcher.add(chunk):
+            await pipeline.put(batch)
+    await pipeline.put(batcher.rest())
+    await pipeline.close()
+    return size
 
 
 def _resolve(waiter: "asyncio.Future[None]") -> None:

@@ -20,12 +20,11 @@ from lodestone.storage.base import (
     CHUNK,
     ObjectNotFound,
     ObjectStore,
-    ObjectTooLarge,
     PartRef,
     StoredObject,
     check_key,
 )
-from lodestone.storage.batches import Batcher, Buffer, Pipeline, hashing, nbytes, views
+from lodestone.storage.batches import Batcher, Buffer, Pipeline, hashing, nbytes, pump, views
 from lodestone.storage.partials import lock_for_writing, reclaim_dir
 from lodestone.storage.spool import writev_all
 
@@ -127,14 +126,7 @@ class FilesystemStore(ObjectStore):
         batcher, pipeline = Batcher(), None
         try:
             pipeline = Pipeline("fs-upload", [hashing(digest), _writer(fd)], batcher.recycle)
-            async for chunk in chunks:
-                size += len(chunk)
-                if limit is not None and size > limit:
-                    raise ObjectTooLarge(limit)
-                for batch in batcher.add(chunk):
-                    await pipeline.put(batch)
-            await pipeline.put(batcher.rest())
-            await pipeline.close()
+            size = await pump(chunks, batcher, pipeline, limit)
             await asyncio.to_thread(os.fsync, fd)
             os.close(fd)
             fd = -1

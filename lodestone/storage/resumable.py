@@ -19,8 +19,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
-from lodestone.storage.base import ObjectNotFound, ObjectStore, ObjectTooLarge, PartRef
-from lodestone.storage.batches import Batcher, Pipeline, hashing
+from lodestone.storage.base import ObjectNotFound, ObjectStore, PartRef
+from lodestone.storage.batches import Batcher, Pipeline, hashing, pump
 from lodestone.storage.fs import FilesystemStore, _writer
 from lodestone.storage.s3 import S3Store
 
@@ -83,19 +83,11 @@ async def append(
     client cut off) keeps what arrived; any error drops this piece's bytes. `digest`, when
     given, is updated with the bytes kept."""
     await asyncio.to_thread(_position, fd, offset)
-    received = 0
     batcher = Batcher()
     steps = [_writer(fd, offset)] if digest is None else [_writer(fd, offset), hashing(digest)]
     pipeline = Pipeline("fs-append", steps, batcher.recycle)
     try:
-        async for chunk in chunks:
-            received += len(chunk)
-            if received > most:
-                raise ObjectTooLarge(most)
-            for batch in batcher.add(chunk):
-                await pipeline.put(batch)
-        await pipeline.put(batcher.rest())
-        await pipeline.close()
+        received = await pump(chunks, batcher, pipeline, most)
         await asyncio.to_thread(os.fsync, fd)
     except BaseException:
         try:
