@@ -83,18 +83,21 @@ class Batcher:
             full: list[Buffer] = [self.gathered]
             self.gathered = Gathered()
             return full
+        # A small chunk after gathered ones: those are copied too, so every batch but the
+        # last holds at least WRITE_BATCH bytes, and a body that trickles in is written a
+        # full batch at a time.
         done: list[Buffer] = []
-        if self.gathered:
-            done, self.gathered = [self.gathered], Gathered()
-        view = memoryview(chunk)
-        while view:
-            n = min(len(view), WRITE_BATCH - self.filled)
-            self.target[self.filled : self.filled + n] = view[:n]
-            self.filled += n
-            view = view[n:]
-            if self.filled == WRITE_BATCH:
-                done.append(self.buffer)
-                self._fill(self.free.pop() if self.free else bytearray(WRITE_BATCH))
+        pending, self.gathered = [*self.gathered, chunk], Gathered()
+        for piece in pending:
+            view = memoryview(piece)
+            while view:
+                n = min(len(view), WRITE_BATCH - self.filled)
+                self.target[self.filled : self.filled + n] = view[:n]
+                self.filled += n
+                view = view[n:]
+                if self.filled == WRITE_BATCH:
+                    done.append(self.buffer)
+                    self._fill(self.free.pop() if self.free else bytearray(WRITE_BATCH))
         return done
 
     def _fill(self, buffer: bytearray) -> None:
