@@ -56,6 +56,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/uploads.py
 
 clean:
 	rm -rf "$(or $(DATA_DIR),var)" .pytest_cache
