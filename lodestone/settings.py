@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     whatsapp_access_token: str | None = None
     whatsapp_graph_url: str = "https://graph.facebook.com/v21.0"
     whatsapp_typing_indicator: bool = True
+    twilio_api_url: str = "https://api.twilio.com"  # where sms delivery targets send (a stand-in in tests)
+    message_rate_per_minute: float = 60.0  # sms/whatsapp sends per tenant, channel and country calling code
+    message_rate_burst: int = 10  # sends a quiet bucket allows at once
     reply_batch_debounce: float = 5.0
     reply_batch_max_wait: float = 30.0
     summary_interval_days: int = 15
