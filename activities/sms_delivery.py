@@ -99,5 +99,6 @@ class SmsDelivery:
                     return f"credentials.{name}: the tenant has no secret named {given['secret']!r}"
                 given = found
             values[name] = given
-        return SmsAccount(values["account_sid"], values["auth_token"], creds.get("from"),
-                          creds.get("messaging_service_sid"))
+        return SmsAccount(
+            values["account_sid"], values["auth_token"], creds.get("from"), creds.get("messaging_service_sid")
+        )

@@ -6,7 +6,7 @@ import uuid
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from activities import errors
 from activities.conversation import whatsapp_token
@@ -27,7 +27,7 @@ async def sending_number(engine: AsyncEngine, tenant_id: str, asked: str | None)
         query = select(ChannelRoute.phone_number_id).where(ChannelRoute.tenant_id == uuid.UUID(tenant_id))
         if asked:
             query = query.where(ChannelRoute.phone_number_id == asked)
-        return (await session.exec(query.order_by(ChannelRoute.created_at))).first()
+        return (await session.exec(query.order_by(col(ChannelRoute.created_at)))).first()
 
 
 class WhatsAppDelivery:

@@ -30,9 +30,7 @@ _LEVEL = text(
 )
 
 
-async def take(
-    engine: AsyncEngine, tenant_id: str, channel: str, prefix: str, per_minute: float, burst: int
-) -> float:
+async def take(engine: AsyncEngine, tenant_id: str, channel: str, prefix: str, per_minute: float, burst: int) -> float:
     """Take one send from the bucket: 0.0 when taken, else the seconds until one is there."""
     args = {
         "tenant": uuid.UUID(tenant_id),

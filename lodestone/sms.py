@@ -37,7 +37,7 @@ class SmsAccount:
     messaging_service_sid: str | None = None  # a Messaging Service that picks one
 
 
-class GuardedTwilioHttp(AsyncHttpClient):
+class GuardedTwilioHttp(AsyncHttpClient):  # type: ignore[misc]  # twilio ships no type hints
     """twilio's async HTTP client interface over an httpx client, sending to `base_url`."""
 
     def __init__(self, http: httpx.AsyncClient, base_url: str, timeout: float = TIMEOUT_SECONDS) -> None:
@@ -64,7 +64,7 @@ class GuardedTwilioHttp(AsyncHttpClient):
                 method,
                 url,
                 params=params,  # type: ignore[arg-type]  # twilio passes str values
-                data=data,  # type: ignore[arg-type]
+                data=data,
                 headers=headers,
                 auth=auth,
                 timeout=limit,
@@ -85,13 +85,15 @@ async def send_sms(http: httpx.AsyncClient, base_url: str, account: SmsAccount, 
         message = await client.messages.create_async(**kwargs)
     except TwilioRestException as e:
         retryable = e.status == 429 or e.status >= 500
-        raise SmsError(f"Twilio answered {e.status} (code {e.code}): {e.msg}", status=e.status, code=e.code,
-                       retryable=retryable) from e
+        raise SmsError(
+            f"Twilio answered {e.status} (code {e.code}): {e.msg}", status=e.status, code=e.code, retryable=retryable
+        ) from e
     except OutboundRefused as e:
         raise SmsError(f"refused: {e}", status=None, code=None, retryable=False) from e
     except TimeoutError as e:
-        raise SmsError(f"no answer from Twilio within {TIMEOUT_SECONDS:g} s", status=None, code=None,
-                       retryable=True) from e
+        raise SmsError(
+            f"no answer from Twilio within {TIMEOUT_SECONDS:g} s", status=None, code=None, retryable=True
+        ) from e
     except httpx.HTTPError as e:
         raise SmsError(f"Twilio unreachable: {type(e).__name__}: {e}", status=None, code=None, retryable=True) from e
     return str(message.sid)

@@ -88,9 +88,7 @@ async def run_job(api: httpx.AsyncClient, body: dict[str, Any], inp: dict[str, A
 async def attempts(engine, tenant_id, job_id: str) -> list[tuple[str, list[int | None]]]:  # type: ignore[no-untyped-def]
     async with tenant_session(engine, tenant_id) as s:
         rows = (
-            await s.exec(
-                select(Delivery).where(Delivery.job_id == uuid.UUID(job_id)).order_by(Delivery.target_index)
-            )
+            await s.exec(select(Delivery).where(Delivery.job_id == uuid.UUID(job_id)).order_by(Delivery.target_index))
         ).all()
         out = []
         for row in rows:
@@ -107,8 +105,9 @@ async def attempts(engine, tenant_id, job_id: str) -> list[tuple[str, list[int |
 
 async def test_a_job_is_delivered_by_sms_with_a_link_that_downloads(api, twilio, tenant, engine):
     to = f"+4477009{uuid.uuid4().int % 10**5:05d}"
-    body = texting(sms("{{ input.phone }}", "Report for {{ input.company }} ({{ job.workflow_key }}):"),
-                   outputs=["html", "pdf"])
+    body = texting(
+        sms("{{ input.phone }}", "Report for {{ input.company }} ({{ job.workflow_key }}):"), outputs=["html", "pdf"]
+    )
     job = await run_job(api, body, {"company": "Acme", "phone": to})
     assert job["status"] == "delivered", job
     [got] = twilio.to(to)

@@ -74,15 +74,28 @@ class TwilioStandIn:
                 return status, {"code": 20429 if status == 429 else 20500, "message": "stand-in", "status": status}
             if to in self.invalid:
                 self.answers.append((to, 400))
-                return 400, {"code": 21211, "message": f"The 'To' number {to} is not a valid phone number.",
-                             "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400}
+                return 400, {
+                    "code": 21211,
+                    "message": f"The 'To' number {to} is not a valid phone number.",
+                    "more_info": "https://www.twilio.com/docs/errors/21211",
+                    "status": 400,
+                }
             sender = form.get("From") or form.get("MessagingServiceSid", "")
             self.messages.append(Sms(self.account_sid, to, sender, form.get("Body", ""), time.monotonic()))
             self.answers.append((to, 201))
         sid = "SM" + uuid.uuid4().hex
-        return 201, {"sid": sid, "account_sid": self.account_sid, "to": to, "from": form.get("From"),
-                     "body": form.get("Body"), "status": "queued", "num_segments": "1", "direction": "outbound-api",
-                     "api_version": "2010-04-01", "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json"}
+        return 201, {
+            "sid": sid,
+            "account_sid": self.account_sid,
+            "to": to,
+            "from": form.get("From"),
+            "body": form.get("Body"),
+            "status": "queued",
+            "num_segments": "1",
+            "direction": "outbound-api",
+            "api_version": "2010-04-01",
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
+        }
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         standin = self
