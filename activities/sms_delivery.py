@@ -62,13 +62,18 @@ async def hold_for_rate(engine: AsyncEngine, settings: Settings, tenant_id: str,
         )
 
 
-class SmsDelivery:
-    """Mixed into DeliveryActivities, which brings the engine, the guarded client, settings and secrets."""
+class MessageDelivery:
+    """What the sms and whatsapp mixins use of DeliveryActivities: the engine, the guarded
+    client, settings and secrets."""
 
     engine: AsyncEngine
     http: httpx.AsyncClient
     settings: Settings
     secrets: SecretsProvider
+
+
+class SmsDelivery(MessageDelivery):
+    """Mixed into DeliveryActivities."""
 
     async def _send_sms(self, inp: DeliveryInput, opened: OpenDelivery) -> SendOutcome:
         """One message; its outcome. Nothing here writes to the database but the rate bucket."""

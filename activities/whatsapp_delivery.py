@@ -4,18 +4,15 @@ channel with the tenant's token (else the platform's), at the tenant's send rate
 
 import uuid
 
-import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 
 from activities import errors
 from activities.conversation import whatsapp_token
 from activities.delivery_log import DeliveryInput, OpenDelivery, SendOutcome
-from activities.sms_delivery import compose, hold_for_rate
+from activities.sms_delivery import MessageDelivery, compose, hold_for_rate
 from lodestone.db import tenant_session
 from lodestone.message_text import TextInvalid
-from lodestone.secrets import SecretsProvider
-from lodestone.settings import Settings
 from lodestone.whatsapp import GraphError, WhatsAppClient
 from schema.conversations import ChannelRoute
 
@@ -30,13 +27,8 @@ async def sending_number(engine: AsyncEngine, tenant_id: str, asked: str | None)
         return (await session.exec(query.order_by(col(ChannelRoute.created_at)))).first()
 
 
-class WhatsAppDelivery:
-    """Mixed into DeliveryActivities, which brings the engine, the guarded client, settings and secrets."""
-
-    engine: AsyncEngine
-    http: httpx.AsyncClient
-    settings: Settings
-    secrets: SecretsProvider
+class WhatsAppDelivery(MessageDelivery):
+    """Mixed into DeliveryActivities."""
 
     async def _send_whatsapp(self, inp: DeliveryInput, opened: OpenDelivery) -> SendOutcome:
         try:

@@ -10,14 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlmodel import select
 
-from lodestone.db import tenant_session
 from lodestone.settings import Settings
-from schema.tables import Delivery, DeliveryAttempt
 from services.tenants import set_secret_refs
 from tests.conftest import TenantCtx, _tenant
-from tests.helpers import create_workflow, definition, submit, wait_job, worker_api
+from tests.helpers import create_workflow, definition, delivery_attempts, submit, wait_job, worker_api
 from tests.standins.twilio_server import INVALID_NUMBER, TwilioStandIn
 
 ACCOUNT = "AC" + "1f" * 16
@@ -86,21 +83,7 @@ async def run_job(api: httpx.AsyncClient, body: dict[str, Any], inp: dict[str, A
 
 
 async def attempts(engine, tenant_id, job_id: str) -> list[tuple[str, list[int | None]]]:  # type: ignore[no-untyped-def]
-    async with tenant_session(engine, tenant_id) as s:
-        rows = (
-            await s.exec(select(Delivery).where(Delivery.job_id == uuid.UUID(job_id)).order_by(Delivery.target_index))
-        ).all()
-        out = []
-        for row in rows:
-            tries = (
-                await s.exec(
-                    select(DeliveryAttempt)
-                    .where(DeliveryAttempt.delivery_id == row.id)
-                    .order_by(DeliveryAttempt.attempt)
-                )
-            ).all()
-            out.append((row.status, [t.status_code for t in tries]))
-    return out
+    return [(row.status, codes) for row, codes in await delivery_attempts(engine, tenant_id, job_id)]
 
 
 async def test_a_job_is_delivered_by_sms_with_a_link_that_downloads(api, twilio, tenant, engine):
