@@ -161,3 +161,22 @@ async def test_store_refuses_numbers_that_are_not_e164(tenant, target, pointer, 
     assert resp.status_code == 422, resp.text
     problems = resp.json()["errors"]
     assert any(p["pointer"] == pointer and p["code"] == code for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("country", "answers", "outcome"),
+    [("+33", [429, 503], ("delivered", [429, 503, 200])), ("+39", [400], ("failed", [400]))],
+    ids=["rate-limited-then-unavailable", "rejected"],
+)
+async def test_graphs_error_answers_to_a_whatsapp_target(api, graph_standin, tenant, engine, country, answers, outcome):
+    """Graph's 429 and 5xx are retried until it answers; any other 4xx (an invalid number) fails at once."""
+    resp = await api.post("/v1/channels/whatsapp", json={"phone_number_id": PHONE_ID})
+    assert resp.status_code in (200, 201, 409), resp.text
+    to = f"{country}3{uuid.uuid4().int % 10**8:08d}"
+    graph_standin.fail_next = list(answers)
+    job = await run_job(api, texting({"type": "whatsapp", "to": to, "text": "Hello {{ input.company }}"}))
+    assert graph_standin.fail_next == []
+    assert job["status"] == ("delivered" if outcome[0] == "delivered" else "failed"), job
+    assert await attempts(engine, tenant.id, job["id"]) == [outcome]
+    sent = [c for c in graph_standin.texts() if c.body["to"] == to.removeprefix("+")]
+    assert len(sent) == len(answers) + (outcome[0] == "delivered")  # one request per attempt, none after
