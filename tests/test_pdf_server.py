@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psutil
 import pytest
 
+from activities.summary import summary_html
 from devstack.receiver import WebhookReceiver
 from lodestone.pdf import PdfRenderer, PdfRendererUnavailable, PdfRenderFailed, default_renderer
 from tests.helpers import create_workflow, definition, submit, wait_job, worker_api
@@ -193,3 +194,21 @@ async def test_a_job_whose_renderer_was_killed_gets_its_pdf_on_the_retry(setting
         if e.HasField("activity_task_started_event_attributes") and e.activity_task_started_event_attributes.attempt > 1
     ]
     assert retried == [2], retried  # the render, once
+
+
+async def test_the_summary_table_in_fixed_layout_shows_the_text_automatic_layout_showed(renderer):
+    lines = [
+        {
+            "when": f"2026-11-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}",
+            "who": "customer" if i % 3 else "us",
+            "text": f"Message {i}: could we move order {1000 + i} to Friday?" + " Thanks, and sorry." * (i % 7),
+        }
+        for i in range(90)
+    ]
+    fixed = summary_html("Dana", lines, "2026-11-01", "2026-11-16", "Moved deliveries.", "Delivery changes.")
+    assert b"table-layout: fixed" in fixed
+    auto = fixed.replace(b"table-layout: fixed", b"table-layout: auto").replace(b"overflow-wrap: anywhere", b"")
+    pdfs = [await renderer.render(html, timeout=120, memory_mb=1024) for html in (fixed, auto)]
+    texts = [pdftotext(pdf) for pdf in pdfs]
+    assert "Message 89: could we move order 1089" in texts[0]
+    assert texts[0] == texts[1]
