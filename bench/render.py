@@ -1,29 +1,56 @@
-"""Render time of a summary PDF from the real template, in the capped child process.
+"""PDF render times: a one-page document in a Python process started for the render (how
+Lodestone rendered before the fork server) against a child of the warm fork server (now);
+the summary PDF from the real template at 1, 5, 10 and 20 pages through the fork server,
+and the 20-page one with automatic table layout for comparison.
 
-usage: python bench/summary_pdf.py [--pages 20] [--runs 3]
-It grows the transcript until the PDF has the asked number of pages, then times renders
-of that document. The last line is one JSON object with every figure.
+usage: .venv/bin/python bench/render.py [--runs 20] [--summary-runs 5] [--pages 1,5,10,20]
+
+Targets (issue 22, P5): the 20-page summary's p50 <= 2 s; linear in pages within 1.3x: the
+time each page adds, (p50(n) - p50(1)) / (n - 1) for every n > 1, varies by at most 1.3x
+(the 1-page render's fixed cost, font subsetting and the fork, left out). A table and the
+load average go to stdout, the last line is one JSON object with every figure.
 """
 
 import argparse
 import asyncio
 import io
 import json
+import math
+import os
+import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pypdf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from activities.summary import TEMPLATE  # noqa: E402
-from lodestone.pdf import render_pdf  # noqa: E402
-from lodestone.templating import render  # noqa: E402
+from activities.summary import summary_html  # noqa: E402
+from lodestone.pdf import default_renderer, render_pdf  # noqa: E402
+
+ONE_PAGE = b"<html><body><h1>Quarterly report</h1><p>" + b"A paragraph of the report. " * 40 + b"</p></body></html>"
+# What lodestone.pdf ran per render before the fork server: a fresh interpreter importing WeasyPrint.
+COLD = (
+    "import sys\n"
+    "from weasyprint import HTML\n"
+    "from weasyprint.urls import URLFetcher\n"
+    "html = sys.stdin.buffer.read().decode()\n"
+    "sys.stdout.buffer.write(HTML(string=html, url_fetcher=URLFetcher(allowed_protocols={'data'})).write_pdf())\n"
+)
+TARGET_P50_S = 2.0
+TARGET_LINEARITY = 1.3
+TIMEOUT, MEMORY_MB = 120.0, 2048
 
 
-def html_for(messages: int) -> bytes:
-    rows = [
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def transcript(messages: int) -> list[dict[str, str]]:
+    return [
         {
             "when": f"2026-11-{1 + i % 28:02d} {i % 24:02d}:{i % 60:02d}",
             "who": "customer" if i % 3 else "us",
@@ -31,58 +58,122 @@ def html_for(messages: int) -> bytes:
         }
         for i in range(messages)
     ]
-    context = {
-        "contact": "Dana Tester",
-        "messages": rows,
-        "message_count": messages,
-        "window_start": "2026-11-01",
-        "window_end": "2026-11-16",
-        "summary": "Dana asked to move several deliveries.\n\nAll were confirmed.",
-        "themes": "Delivery changes.\n\nOrder follow-ups.",
-    }
-    return render(TEMPLATE, context, html=True).encode()
 
 
-async def pages_of(messages: int) -> tuple[int, bytes]:
-    pdf = await render_pdf(html_for(messages), timeout=120, memory_mb=2048)
-    return len(pypdf.PdfReader(io.BytesIO(pdf)).pages), pdf
+def html_for(messages: int, layout: str = "fixed") -> bytes:
+    """The summary of a transcript of `messages` lines; layout "auto" is the table as it was
+    laid out before (automatic column sizing, long words not broken)."""
+    summary = "Dana asked to move several deliveries.\n\nAll were confirmed."
+    html = summary_html("Dana Tester", transcript(messages), "2026-11-01", "2026-11-16", summary, "Delivery changes.")
+    if layout == "auto":
+        html = html.replace(b"table-layout: fixed", b"table-layout: auto").replace(b"overflow-wrap: anywhere", b"")
+    return html
 
 
-async def main(pages: int, runs: int) -> None:
-    messages = 40
-    count, _ = await pages_of(messages)
-    while count < pages:
-        messages = int(messages * pages / max(count, 1)) + 5
-        count, _ = await pages_of(messages)
-    while count > pages and messages > 1:
-        messages -= 10
-        count, _ = await pages_of(messages)
-    times = []
+def page_count(pdf: bytes) -> int:
+    return len(pypdf.PdfReader(io.BytesIO(pdf)).pages)
+
+
+async def rows_per_page() -> float:
+    """Transcript lines per page of the summary, from one 300-line render."""
+    return 300 / page_count(await render_pdf(html_for(300), timeout=TIMEOUT, memory_mb=MEMORY_MB))
+
+
+async def cold(html: bytes) -> bytes:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", COLD, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    out, _ = await proc.communicate(html)
+    assert out.startswith(b"%PDF"), "the cold renderer failed"
+    return out
+
+
+async def warm(html: bytes) -> bytes:
+    return await render_pdf(html, timeout=TIMEOUT, memory_mb=MEMORY_MB)
+
+
+async def times(runs: int, call: Callable[[], Awaitable[bytes]]) -> list[float]:
+    spent = []
     for _ in range(runs):
         started = time.perf_counter()
-        count, pdf = await pages_of(messages)
-        times.append(time.perf_counter() - started)
-    print(
-        f"{count} pages ({messages} messages, {len(pdf) / 1024:.0f} KiB): "
-        f"best {min(times):.2f} s, median {sorted(times)[len(times) // 2]:.2f} s over {runs} renders"
+        await call()
+        spent.append(time.perf_counter() - started)
+    return spent
+
+
+def figures(spent: list[float]) -> dict[str, float]:
+    return {"p50_s": round(percentile(spent, 50), 4), "p99_s": round(percentile(spent, 99), 4), "runs": len(spent)}
+
+
+async def main(args: argparse.Namespace) -> dict:
+    await default_renderer().start()
+    result: dict = {"load_average_before": [round(x, 2) for x in os.getloadavg()]}
+    await warm(ONE_PAGE)  # the first child's own page faults, out of the figures
+    result["one_page"] = {
+        "cold": figures(await times(args.runs, lambda: cold(ONE_PAGE))),
+        "warm": figures(await times(args.runs, lambda: warm(ONE_PAGE))),
+    }
+    result["one_page"]["speedup_p50"] = round(
+        result["one_page"]["cold"]["p50_s"] / result["one_page"]["warm"]["p50_s"], 2
     )
-    print(
-        json.dumps(
-            {
-                "pages": count,
-                "messages": messages,
-                "pdf_bytes": len(pdf),
-                "runs": runs,
-                "best_s": round(min(times), 3),
-                "median_s": round(sorted(times)[len(times) // 2], 3),
-            }
-        )
-    )
+    summary: dict[int, dict] = {}
+    per_page = await rows_per_page()
+    for pages in args.pages:
+        messages = max(1, int(per_page * (pages - 0.5)))  # the actual page count is measured
+        html = html_for(messages)
+        got = page_count(await warm(html))
+        spent = await times(args.summary_runs, lambda html=html: warm(html))  # type: ignore[misc]
+        summary[pages] = {"pages": got, "messages": messages, **figures(spent)}
+    result["summary"] = summary
+    largest = max(args.pages)
+    auto = html_for(summary[largest]["messages"], layout="auto")
+    result["summary_auto_layout"] = {"pages": largest, **figures(await times(args.summary_runs, lambda: warm(auto)))}
+    base = summary[min(args.pages)]
+    added = {
+        n: (s["p50_s"] - base["p50_s"]) / (s["pages"] - base["pages"])
+        for n, s in summary.items()
+        if s["pages"] > base["pages"]
+    }
+    result["seconds_per_added_page"] = {n: round(v, 4) for n, v in added.items()}
+    linearity = max(added.values()) / min(added.values()) if added and min(added.values()) > 0 else None
+    p50 = summary[largest]["p50_s"]
+    result["targets"] = {
+        "P5_summary_p50_s": {"value": p50, "target": TARGET_P50_S, "pages": largest, "met": p50 <= TARGET_P50_S},
+        "P5_linearity": {
+            "value": round(linearity, 3) if linearity is not None else None,
+            "target": TARGET_LINEARITY,
+            "met": linearity is not None and linearity <= TARGET_LINEARITY,
+        },
+    }
+    result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    await default_renderer().close()
+    return result
+
+
+def report(r: dict) -> None:
+    one = r["one_page"]
+    print(f"load average before {r['load_average_before']}, after {r['load_average_after']}")
+    for name in ("cold", "warm"):
+        f = one[name]
+        p50, p99 = f["p50_s"] * 1000, f["p99_s"] * 1000
+        print(f"one page, {name:4}: p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  ({f['runs']} runs)")
+    print(f"one page: warm is {one['speedup_p50']}x faster at p50")
+    for s in r["summary"].values():
+        size = f"{s['pages']:2} pages ({s['messages']:4} messages)"
+        print(f"summary {size}: p50 {s['p50_s']:.3f} s  p99 {s['p99_s']:.3f} s")
+    a = r["summary_auto_layout"]
+    print(f"summary {a['pages']:2} pages, automatic table layout: p50 {a['p50_s']:.3f} s")
+    print("seconds each page adds:", r["seconds_per_added_page"])
+    for name, t in r["targets"].items():
+        print(f"{name}: {t['value']} (target {t['target']}): {'met' if t['met'] else 'NOT met'}")
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--pages", type=int, default=20)
-    parser.add_argument("--runs", type=int, default=3)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=20, help="one-page renders, cold and warm each")
+    parser.add_argument("--summary-runs", type=int, default=5, help="renders of each summary size")
+    parser.add_argument("--pages", type=lambda s: [int(p) for p in s.split(",")], default=[1, 5, 10, 20])
     args = parser.parse_args()
-    asyncio.run(main(args.pages, args.runs))
+    r = asyncio.run(main(args))
+    report(r)
+    print(json.dumps(r))
