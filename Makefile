@@ -57,9 +57,10 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(STAMP) .deb-packages
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/uploads.py
+	$(BIN)/python bench/render.py
 
 clean:
 	rm -rf "$(or $(DATA_DIR),var)" .pytest_cache
