@@ -61,6 +61,20 @@ def wait_gone(procs: list[psutil.Process], timeout: float = 20) -> list[psutil.P
     return alive
 
 
+def pdf_server_started(proc: subprocess.Popen, timeout: float = 60) -> list[psutil.Process]:
+    """Every descendant of `proc`, once one of them is the worker's PDF fork server."""
+    deadline = time.monotonic() + timeout
+    while True:
+        children = psutil.Process(proc.pid).children(recursive=True)
+        try:
+            if any("lodestone.pdf_server" in " ".join(c.cmdline()) for c in children):
+                return children
+        except psutil.NoSuchProcess:
+            pass
+        assert time.monotonic() < deadline, "the worker never started its PDF fork server"
+        time.sleep(0.2)
+
+
 def descendants_when_serving(proc: subprocess.Popen, timeout: float = 120) -> tuple[list[psutil.Process], str]:
     out = []
     deadline = time.monotonic() + timeout
@@ -164,6 +178,7 @@ def test_dev_stops_every_child(tmp_path, how):
     assert {"postgres", "temporal"} <= names, names
     assert len([c for c in children if "cli.main" in " ".join(c.cmdline())]) == 2  # api and worker
     assert len([c for c in children if "devstack.local_model" in " ".join(c.cmdline())]) == 1
+    children = pdf_server_started(proc)  # the worker starts its PDF fork server once it runs
     sig = {"sigterm": signal.SIGTERM, "sigint": signal.SIGINT, "sigkill": signal.SIGKILL}[how]
     proc.send_signal(sig)
     proc.wait(timeout=60)
