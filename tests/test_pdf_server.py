@@ -7,10 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import uuid
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psutil
 import pytest
@@ -19,6 +16,7 @@ from activities.summary import summary_html
 from devstack.receiver import WebhookReceiver
 from lodestone.pdf import PdfRenderer, PdfRendererUnavailable, PdfRenderFailed, default_renderer
 from tests.helpers import create_workflow, definition, submit, wait_job, worker_api
+from tests.standins.file_source import FileSource
 from tests.test_cancel import until
 
 MB = 1024 * 1024
@@ -125,44 +123,19 @@ async def test_closing_ends_the_server_and_its_children():
         await render
 
 
-class _Counting(ThreadingHTTPServer):
-    hits = 0
-
-
-@pytest.fixture
-def http_css() -> Iterator[tuple[str, _Counting]]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            self.server.hits += 1  # type: ignore[attr-defined]
-            body = b"body::before { content: 'FROM-HTTP'; }"
-            self.send_response(200)
-            self.send_header("content-type", "text/css")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = _Counting(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/leak.css", server
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-async def test_the_fetcher_refuses_http_and_files(renderer, http_css, tmp_path):
-    url, server = http_css
+async def test_the_fetcher_refuses_http_and_files(renderer, tmp_path):
+    source = FileSource(b"body::before { content: 'FROM-HTTP'; }")
     (tmp_path / "leak.css").write_text("body::before { content: 'FROM-FILE'; }")
     html = (
-        f"<html><head><link rel=stylesheet href='{url}'><link rel=stylesheet href='file://{tmp_path}/leak.css'>"
-        "</head><body>x</body></html>"
+        f"<html><head><link rel=stylesheet href='{source.url('/leak.css')}'>"
+        f"<link rel=stylesheet href='file://{tmp_path}/leak.css'></head><body>x</body></html>"
     )
-    text = pdftotext(await renderer.render(html.encode(), timeout=60, memory_mb=1024))
+    try:
+        text = pdftotext(await renderer.render(html.encode(), timeout=60, memory_mb=1024))
+    finally:
+        source.close()
     assert "FROM-HTTP" not in text and "FROM-FILE" not in text
-    assert server.hits == 0
+    assert source.ranges == []  # not one request reached it
 
 
 async def test_a_job_whose_renderer_was_killed_gets_its_pdf_on_the_retry(settings, temporal, engine, tenant_a):
