@@ -57,7 +57,7 @@ class _Server:
             control.settimeout(START_TIMEOUT)
             if control.recv(1) != READY:
                 raise PdfRendererUnavailable("the PDF renderer exited while starting")
-            control.settimeout(None)
+            control.setblocking(False)  # a send never stalls the event loop; a full queue fails it
         except (OSError, PdfRendererUnavailable) as e:
             self.close()
             raise PdfRendererUnavailable(f"the PDF renderer did not start: {e or type(e).__name__}") from None
@@ -77,7 +77,8 @@ class _Server:
         return True
 
     def fork(self, conn: socket.socket) -> None:
-        """Hand the server `conn`'s socket: it forks a child that renders on it."""
+        """Hand the server `conn`'s socket: it forks a child that renders on it. OSError when
+        the server is gone, or so far behind that its queue is full."""
         socket.send_fds(self.control, [b"f"], [conn.fileno()])
 
     def close(self) -> None:
