@@ -1,9 +1,11 @@
 """PDF render times: a one-page document in a Python process started for the render (how
 Lodestone rendered before the fork server) against a child of the warm fork server (now);
 the summary PDF from the real template at 1, 5, 10 and 20 pages through the fork server,
-and the 20-page one with automatic table layout for comparison.
+and the 20-page one with automatic table layout for comparison. Beside each summary's wall
+time, the CPU time of the same render in a child forked from the bench itself, which other
+load on the machine does not inflate.
 
-usage: .venv/bin/python bench/render.py [--runs 20] [--summary-runs 5] [--pages 1,5,10,20]
+usage: .venv/bin/python bench/render.py [--runs 20] [--summary-runs 7] [--pages 1,5,10,20]
 
 Targets (issue 22, P5): the 20-page summary's p50 <= 2 s; linear in pages within 1.3x: the
 time per page, p50(n) / n, of the largest and the smallest differ by at most 1.3x over the
@@ -13,10 +15,12 @@ with every figure.
 
 import argparse
 import asyncio
+import gc
 import io
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -28,6 +32,7 @@ import pypdf
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from activities.summary import summary_html  # noqa: E402
+from lodestone import pdf_server  # noqa: E402
 from lodestone.pdf import default_renderer, render_pdf  # noqa: E402
 
 ONE_PAGE = b"<html><body><h1>Quarterly report</h1><p>" + b"A paragraph of the report. " * 40 + b"</p></body></html>"
@@ -74,9 +79,37 @@ def page_count(pdf: bytes) -> int:
     return len(pypdf.PdfReader(io.BytesIO(pdf)).pages)
 
 
-async def rows_per_page() -> float:
-    """Transcript lines per page of the summary, from one 300-line render."""
-    return 300 / page_count(await render_pdf(html_for(300), timeout=TIMEOUT, memory_mb=MEMORY_MB))
+def rows_per_page() -> float:
+    """Transcript lines per page of the summary, from one 300-line render in this process."""
+    return 300 / page_count(pdf_server.render(html_for(300).decode()))
+
+
+def child_cpu_seconds(html: bytes, runs: int) -> float:
+    """The median CPU time of a render in a child forked from this process, as the fork
+    server forks them: what a render costs whatever else the machine runs at the time."""
+    spent = []
+    for _ in range(runs):
+        pid = os.fork()
+        if pid == 0:
+            pdf_server.render(html.decode())
+            os._exit(0)
+        _, _, usage = os.wait4(pid, 0)
+        spent.append(usage.ru_utime + usage.ru_stime)
+    return round(statistics.median(spent), 4)
+
+
+def cpu_phase(args: argparse.Namespace) -> dict:
+    """Before any thread exists (the fork is safe): each summary size's transcript length,
+    and its CPU time per render."""
+    pdf_server.render(pdf_server.WARM_UP)
+    gc.collect()
+    gc.freeze()
+    rows = rows_per_page()
+    sizes = {}
+    for pages in args.pages:
+        messages = max(1, int(rows * (pages - 0.5)))  # the actual page count is measured
+        sizes[pages] = {"messages": messages, "cpu_s": child_cpu_seconds(html_for(messages), args.summary_runs)}
+    return sizes
 
 
 async def cold(html: bytes) -> bytes:
@@ -105,7 +138,7 @@ def figures(spent: list[float]) -> dict[str, float]:
     return {"p50_s": round(percentile(spent, 50), 4), "p99_s": round(percentile(spent, 99), 4), "runs": len(spent)}
 
 
-async def main(args: argparse.Namespace) -> dict:
+async def main(args: argparse.Namespace, sizes: dict) -> dict:
     await default_renderer().start()
     result: dict = {"load_average_before": [round(x, 2) for x in os.getloadavg()]}
     await warm(ONE_PAGE)  # the first child's own page faults, out of the figures
@@ -117,13 +150,11 @@ async def main(args: argparse.Namespace) -> dict:
         result["one_page"]["cold"]["p50_s"] / result["one_page"]["warm"]["p50_s"], 2
     )
     summary: dict[int, dict] = {}
-    rows = await rows_per_page()
-    for pages in args.pages:
-        messages = max(1, int(rows * (pages - 0.5)))  # the actual page count is measured
-        html = html_for(messages)
+    for pages, size in sizes.items():
+        html = html_for(size["messages"])
         got = page_count(await warm(html))
         spent = await times(args.summary_runs, lambda html=html: warm(html))  # type: ignore[misc]
-        summary[pages] = {"pages": got, "messages": messages, **figures(spent)}
+        summary[pages] = {"pages": got, **size, **figures(spent)}
     result["summary"] = summary
     largest = max(args.pages)
     auto = html_for(summary[largest]["messages"], layout="auto")
@@ -138,6 +169,9 @@ async def main(args: argparse.Namespace) -> dict:
         for n, s in summary.items()
         if s["pages"] > small["pages"]
     }
+    cpu_per_page = {n: s["cpu_s"] / s["pages"] for n, s in summary.items()}
+    result["cpu_seconds_per_page"] = {n: round(v, 4) for n, v in cpu_per_page.items()}
+    result["cpu_linearity"] = round(max(cpu_per_page.values()) / min(cpu_per_page.values()), 3)
     p50 = summary[largest]["p50_s"]
     result["targets"] = {
         "P5_summary_p50_s": {"value": p50, "target": TARGET_P50_S, "pages": largest, "met": p50 <= TARGET_P50_S},
@@ -162,11 +196,12 @@ def report(r: dict) -> None:
     print(f"one page: warm is {one['speedup_p50']}x faster at p50")
     for s in r["summary"].values():
         size = f"{s['pages']:2} pages ({s['messages']:4} messages)"
-        print(f"summary {size}: p50 {s['p50_s']:.3f} s  p99 {s['p99_s']:.3f} s")
+        print(f"summary {size}: p50 {s['p50_s']:.3f} s  p99 {s['p99_s']:.3f} s  CPU {s['cpu_s']:.3f} s")
     a = r["summary_auto_layout"]
     print(f"summary {a['pages']:2} pages, automatic table layout: p50 {a['p50_s']:.3f} s")
     print("seconds per page:", r["seconds_per_page"])
     print("seconds each page past the smallest adds:", r["seconds_per_added_page"])
+    print("CPU seconds per page:", r["cpu_seconds_per_page"], f"(largest/smallest {r['cpu_linearity']})")
     for name, t in r["targets"].items():
         print(f"{name}: {t['value']} (target {t['target']}): {'met' if t['met'] else 'NOT met'}")
 
@@ -177,6 +212,6 @@ if __name__ == "__main__":
     parser.add_argument("--summary-runs", type=int, default=7, help="renders of each summary size")
     parser.add_argument("--pages", type=lambda s: [int(p) for p in s.split(",")], default=[1, 5, 10, 20])
     args = parser.parse_args()
-    r = asyncio.run(main(args))
+    r = asyncio.run(main(args, cpu_phase(args)))
     report(r)
     print(json.dumps(r))
