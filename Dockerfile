@@ -1,7 +1,8 @@
 # One image, two commands: `lodestone api` and `lodestone worker` (and `lodestone migrate`).
 FROM python:3.11-slim-bookworm
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core curl \
+ && apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
+    fonts-dejavu-core curl \
  && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 lodestone
 WORKDIR /app

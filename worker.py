@@ -33,6 +33,7 @@ from lodestone.llm import LLMClient, RoutingLLM
 from lodestone.logs import setup_logging
 from lodestone.metrics import SdkMetrics
 from lodestone.netguard import guarded_client
+from lodestone.pdf import PdfRendererUnavailable, default_renderer
 from lodestone.secrets import SecretsProvider, make_secrets
 from lodestone.settings import Settings, get_settings, secret_env
 from lodestone.storage import ObjectStore, make_store
@@ -182,6 +183,12 @@ async def run_worker(settings: Settings | None = None) -> None:
         templates = TemplatePool.from_settings(settings)
         closers.append(templates.close)
         await templates.start()
+        pdf = default_renderer()  # activities render PDFs through it; its fork server ends with us
+        closers.append(pdf.close)
+        try:
+            await pdf.start()
+        except PdfRendererUnavailable as e:
+            log.warning("%s; the first PDF render tries again", e)
         deps = WorkerDeps(
             settings, make_store(settings), RoutingLLM(settings), http, make_secrets(settings, secret_env()), templates
         )

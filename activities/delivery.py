@@ -1,6 +1,8 @@
 """Webhook delivery: signed per Standard Webhooks, every attempt persisted, and a
-delivered target is never sent again. Email delivery comes from EmailDelivery, the
-bookkeeping both share from DeliveryLog.
+delivered target is never sent again. Email delivery comes from EmailDelivery, SMS and
+WhatsApp from SmsDelivery and WhatsAppDelivery (send_webhook sends them by the target's
+type, so the workflow drives them as it drives webhooks), the bookkeeping all share from
+DeliveryLog.
 
 send_webhook sends and returns what happened; it writes nothing after the send, so a
 database error can never make it send again (the workflow records the outcome with
@@ -32,6 +34,8 @@ from activities.delivery_log import (
     record_attempt,
 )
 from activities.email_delivery import EmailDelivery
+from activities.sms_delivery import SmsDelivery
+from activities.whatsapp_delivery import WhatsAppDelivery
 from lodestone import links
 from lodestone.netguard import OutboundRefused, check_url
 from lodestone.secrets import SecretsProvider
@@ -117,7 +121,7 @@ async def post_webhook(
     )
 
 
-class DeliveryActivities(EmailDelivery, DeliveryLog):
+class DeliveryActivities(EmailDelivery, SmsDelivery, WhatsAppDelivery, DeliveryLog):
     def __init__(
         self, engine: AsyncEngine, http: httpx.AsyncClient, settings: Settings, secrets: SecretsProvider
     ) -> None:
@@ -128,6 +132,11 @@ class DeliveryActivities(EmailDelivery, DeliveryLog):
         opened = await open_delivery(self.engine, inp)
         if opened.delivered:
             return opened.outcome(sent=False, status_code=200)
+        kind = opened.target["type"]
+        if kind == "sms":
+            return await self._send_sms(inp, opened)
+        if kind == "whatsapp":
+            return await self._send_whatsapp(inp, opened)
         return await self._post(inp, opened)
 
     @activity.defn

@@ -34,6 +34,9 @@ WEBHOOK_REDIRECTED = "WebhookRedirected"
 WEBHOOK_URL_REFUSED = "WebhookURLRefused"
 EMAIL_REJECTED = "EmailRejected"
 EMAIL_NOT_CONFIGURED = "EmailNotConfigured"
+SMS_REJECTED = "SmsRejected"  # Twilio refused the message (an invalid number: code 21211)
+MESSAGE_NOT_CONFIGURED = "MessageNotConfigured"  # an sms/whatsapp target lacks credentials or a channel
+RECIPIENT_INVALID = "RecipientInvalid"  # a target's `to`, filled from the input, is no E.164 number
 SCHEDULED_WORKFLOW_NOT_FOUND = "ScheduledWorkflowNotFound"  # a schedule's workflow key has no definition now
 SCHEDULED_INPUT_INVALID = "ScheduledInputInvalid"  # a schedule's input no longer meets the current input_schema
 # A state machine Task's failures carry ASL error names (its Retry and Catch decide, never
@@ -53,6 +56,9 @@ STEP_NOT_READY = "StepNotReady"
 GRAPH_UNAVAILABLE = "GraphUnavailable"
 WEBHOOK_UNAVAILABLE = "WebhookUnavailable"
 EMAIL_UNAVAILABLE = "EmailUnavailable"
+SMS_UNAVAILABLE = "SmsUnavailable"
+# Over the tenant's send rate for a country: the send activity is tried again when a token is due.
+SEND_RATE_LIMITED = "SendRateLimited"
 # A busy template pool: the workflow schedules the activity again after the delay it asked
 # (runs recorded before that let the policy retry it as an attempt).
 TEMPLATE_POOL_BUSY = "TemplatePoolBusy"
@@ -82,6 +88,9 @@ NON_RETRYABLE = frozenset(
         WEBHOOK_URL_REFUSED,
         EMAIL_REJECTED,
         EMAIL_NOT_CONFIGURED,
+        SMS_REJECTED,
+        MESSAGE_NOT_CONFIGURED,
+        RECIPIENT_INVALID,
         SCHEDULED_WORKFLOW_NOT_FOUND,
         SCHEDULED_INPUT_INVALID,
         STATES_TASK_FAILED,
@@ -100,6 +109,8 @@ RETRYABLE = frozenset(
         GRAPH_UNAVAILABLE,
         WEBHOOK_UNAVAILABLE,
         EMAIL_UNAVAILABLE,
+        SMS_UNAVAILABLE,
+        SEND_RATE_LIMITED,
         TEMPLATE_POOL_BUSY,
     }
 )

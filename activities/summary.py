@@ -97,6 +97,24 @@ class RecordSummaryInput:
 
 
 TEMPLATE = (Path(__file__).parent.parent / "lodestone" / "templates" / "summary.html.j2").read_text()
+
+
+def summary_html(
+    contact: str, messages: list[dict[str, str]], window_start: str, window_end: str, summary: str, themes: str
+) -> bytes:
+    """The summary PDF's HTML: `messages` are the transcript's lines ({"when", "who", "text"})."""
+    context = {
+        "contact": contact,
+        "messages": messages,
+        "message_count": len(messages),
+        "window_start": window_start[:10],
+        "window_end": window_end[:10],
+        "summary": summary,
+        "themes": themes,
+    }
+    return render(TEMPLATE, context, html=True).encode()
+
+
 PROMPT_CHARS = 48_000  # the most transcript a stage prompt carries
 STAGE_PROMPTS = {
     "extract": "List the facts, requests and decisions in this WhatsApp conversation, one per line:\n\n{text}",
@@ -182,16 +200,14 @@ class SummaryActivities:
     @activity.defn
     async def render_summary_pdf(self, inp: SummaryPdfInput) -> str:
         transcript = json.loads(await self.store.get_bytes(inp.transcript_key))
-        context = {
-            "contact": transcript["contact"],
-            "messages": transcript["messages"],
-            "message_count": len(transcript["messages"]),
-            "window_start": inp.window_start[:10],
-            "window_end": inp.window_end[:10],
-            "summary": await self._text(inp.summary_key),
-            "themes": await self._text(inp.themes_key),
-        }
-        html = render(TEMPLATE, context, html=True).encode()
+        html = summary_html(
+            transcript["contact"],
+            transcript["messages"],
+            inp.window_start,
+            inp.window_end,
+            await self._text(inp.summary_key),
+            await self._text(inp.themes_key),
+        )
         try:
             async with heartbeating():
                 pdf = await render_pdf(

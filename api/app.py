@@ -29,6 +29,7 @@ from api.routers import (
     task_tokens,
     tenant,
     uploads,
+    uploads_resumable,
     usage,
     whatsapp,
     workflows,
@@ -41,6 +42,7 @@ from lodestone.storage import make_store
 from lodestone.storage.partials import reclaim_once
 from lodestone.temporal_client import connect
 from lodestone.tracing import setup_tracing
+from services.uploads_resumable import sweep_forever
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -63,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = make_store(settings)
         # What an earlier run left when it died mid-upload; the worker sweeps periodically.
         sweep = asyncio.create_task(reclaim_once(store, settings.partial_max_age_seconds))
+        expired = asyncio.create_task(sweep_forever(engine, store, settings.partial_sweep_interval_seconds))
         app.state.lodestone = AppState(
             settings,
             engine,
@@ -75,12 +78,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             UploadSlots(settings.uploads_in_flight, settings.tenant_uploads_in_flight),
         )
         app.state.lodestone.events.start()
+        app.state.lodestone.recorder.start()
         try:
             yield
         finally:
             await app.state.lodestone.events.stop()
+            await app.state.lodestone.recorder.stop()
             sweep.cancel()
-            await asyncio.gather(sweep, return_exceptions=True)
+            expired.cancel()
+            await asyncio.gather(sweep, expired, return_exceptions=True)
             await http.aclose()
             await engine.dispose()
 
@@ -111,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         job_events.router,
         artifacts.router,
         uploads.router,
+        uploads_resumable.router,
         channels.router,
         whatsapp.router,
         schedules.router,

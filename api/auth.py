@@ -1,10 +1,17 @@
 """Bearer tokens from a Keycloak realm (or the dev issuer at Keycloak's path), checked
-against the realm's JWKS: RS256 only, with iss, aud, exp and nbf."""
+against the realm's JWKS: RS256 only, with iss, aud, exp and nbf.
+
+A token that passed is remembered (keyed by its SHA-256, at most TOKEN_CACHE_SIZE, least
+recently used dropped first) until its exp, and only while the key set it was checked
+against is the current one: a re-fetched JWKS that drops a key refuses that key's tokens
+from then on, as an uncached check would."""
 
 import asyncio
+import hashlib
 import json
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import httpx
@@ -17,6 +24,7 @@ from lodestone.settings import Settings
 
 REFETCH_MIN_INTERVAL = 30.0
 LEEWAY = 30
+TOKEN_CACHE_SIZE = 10_000
 ROLE_RANK = {"viewer": 0, "editor": 1, "admin": 2}
 
 
@@ -46,6 +54,8 @@ class TokenVerifier:
         self._keys: jwk.JWKSet | None = None
         self._forced_at = float("-inf")
         self._lock = asyncio.Lock()
+        # sha256(token) -> (principal, exp as wall-clock seconds, the key set that verified it)
+        self._verified: OrderedDict[bytes, tuple[Principal, float, jwk.JWKSet]] = OrderedDict()
 
     async def _refresh(self, force: bool) -> None:
         """Fetch the JWKS once; on an unknown kid (force) again, but at most once per
@@ -72,6 +82,23 @@ class TokenVerifier:
         )
 
     async def verify(self, token: str) -> Principal:
+        digest = hashlib.sha256(token.encode()).digest()
+        hit = self._verified.get(digest)
+        if hit is not None:
+            principal, exp, keys = hit
+            if keys is self._keys and time.time() < exp:
+                self._verified.move_to_end(digest)
+                return principal
+            del self._verified[digest]
+        principal, exp = await self._verify(token)
+        if self._keys is not None and time.time() < exp:
+            self._verified[digest] = (principal, exp, self._keys)
+            if len(self._verified) > TOKEN_CACHE_SIZE:
+                self._verified.popitem(last=False)
+        return principal
+
+    async def _verify(self, token: str) -> tuple[Principal, float]:
+        """The caller, and the token's exp."""
         try:
             await self._refresh(force=False)
         except httpx.HTTPError as e:
@@ -88,7 +115,8 @@ class TokenVerifier:
                 raise unauthorized(f"invalid token: {e2}") from e2
         except (ValueError, json.JSONDecodeError) as e:
             raise unauthorized("malformed token") from e
-        return principal_of(claims)
+        principal = principal_of(claims)
+        return principal, float(claims["exp"])  # check_claims made exp required and an integer
 
 
 def principal_of(claims: object) -> Principal:

@@ -40,7 +40,10 @@ class BodyIdleTimeout:
                 # streamed response does for as long as it streams. That wait is not bounded.
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), self.seconds)
+                # asyncio.timeout re-arms one timer per wait; wait_for would make a task per
+                # piece of body, which cost more CPU than the upload's own event loop work.
+                async with asyncio.timeout(self.seconds):
+                    message = await receive()
                 body_done = message["type"] != "http.request" or not message.get("more_body", False)
                 return message
             except TimeoutError:

@@ -2,7 +2,7 @@
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -23,6 +23,7 @@ from lodestone.pg_listen import Listener
 from lodestone.settings import Settings
 from lodestone.storage import ObjectStore
 from schema.tables import Tenant
+from services.start_recorder import StartRecorder
 
 
 class KnownTenants:
@@ -64,15 +65,18 @@ class AppState:
     upload_slots: UploadSlots
     known_tenants: KnownTenants = field(init=False)
     events: Listener = field(init=False)  # wakes job event streams (started in the lifespan)
+    recorder: StartRecorder = field(init=False)  # records submitted jobs' starts (started in the lifespan)
 
     def __post_init__(self) -> None:
         self.known_tenants = KnownTenants(self.engine, self.settings.tenant_cache_seconds)
+        self.recorder = StartRecorder(self.engine)
         self.events = Listener(
             self.settings.app_database_url, CHANNEL, connect_timeout=self.settings.db_connect_timeout_seconds
         )
 
 
-def get_state(request: Request) -> AppState:
+# Every dependency is async: FastAPI runs a sync one in a worker thread, a hop per request.
+async def get_state(request: Request) -> AppState:
     return request.app.state.lodestone
 
 
@@ -95,8 +99,8 @@ async def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require(role: str) -> Callable[[Principal], Principal]:
-    def check(principal: PrincipalDep) -> Principal:
+def require(role: str) -> Callable[[Principal], Awaitable[Principal]]:
+    async def check(principal: PrincipalDep) -> Principal:
         if not principal.allows(role):
             raise Problem(403, "forbidden", f"this action needs the {role} role")
         return principal

@@ -1,8 +1,10 @@
-"""Lodestone against raw Temporal, on one embedded stack and one dev server: (1) client.start_workflow
-vs POST /v1/submissions, (2) a 3-step offline pipeline from POST to its webhook, (3) the pipeline's
-activities/s vs a one-activity hello-world workflow on an in-process worker.
+"""Lodestone against raw Temporal, on one embedded stack and one dev server: (1) P1, with
+the API up and no worker yet: client.start_workflow vs POST /v1/submissions (and the
+in-process floor), then POSTs paced at half the raw rate (bench/submit_rate.py); (2) with the
+worker started and those jobs drained: a 3-step offline pipeline from POST to its webhook;
+(3) the pipeline's activities/s vs a one-activity hello-world workflow on an in-process worker.
 
-Progress goes to stderr; a table and then one JSON line (the last) go to stdout."""
+Progress goes to stderr; a table, the P1 lines and then one JSON line (the last) go to stdout."""
 
 import argparse
 import asyncio
@@ -25,18 +27,20 @@ with workflow.unsafe.imports_passed_through():
     from hello import HelloWorkflow, say_hello
     from rich.console import Console
     from rich.table import Table
+    from submit_rate import measure, post, targets
     from temporalio.api.enums.v1 import EventType
     from temporalio.client import Client
     from temporalio.worker import Worker
 
     from devstack.keys import mint_token
-    from devstack.processes import free_port
+    from devstack.processes import free_port, wait_for_port
     from devstack.receiver import Received, WebhookReceiver
     from devstack.stack import Stack
     from lodestone.db import make_engine
     from lodestone.settings import Settings
     from services.tenants import create_tenant
 
+APP = [sys.executable, "-m", "cli.main"]
 PORTS = ("postgres", "temporal", "temporal_http", "temporal_metrics", "temporal_ui", "api", "worker_metrics")
 STEPS = [("research", "input.company"), ("outline", "steps.research"), ("write", "steps.outline")]
 err = Console(stderr=True)
@@ -104,37 +108,14 @@ async def wait_arrivals(arrivals: Arrivals, job_ids: list[str], timeout: float) 
         err.print(f"[red]{len(missing)} of {len(job_ids)} jobs not delivered after {timeout:.0f}s[/red]")
 
 
-async def submit(api: httpx.AsyncClient, key: str, i: int) -> str:
-    resp = await api.post(
-        "/v1/submissions",
-        json={"workflow_key": key, "input": {"company": f"Acme {i}"}},
-        headers={"Idempotency-Key": uuid.uuid4().hex},
-    )
-    resp.raise_for_status()
-    return resp.json()["job_id"]
+def start_api(stack: Stack) -> None:
+    """The API alone (Stack.start_app starts the worker with it): no worker polls yet."""
+    api = stack.group.start("api", [*APP, "api"], log_path=stack.logs / "api.log", env=stack.env())
+    wait_for_port(stack.settings.api_host, stack.settings.api_port, 60, api)
 
 
-async def bench_starts(
-    client: Client, api: httpx.AsyncClient, key: str, args: argparse.Namespace, run: str
-) -> tuple[dict[str, Any], list[str]]:
-    unpolled = f"bench-unpolled-{run}"  # nobody polls it: this measures the start alone
-
-    async def raw(i: int) -> None:
-        await client.start_workflow(HelloWorkflow.run, "raw", id=f"raw-{run}-{i}", task_queue=unpolled)
-
-    job_ids: list[str] = []
-
-    async def post(i: int) -> None:
-        job_ids.append(await submit(api, key, i))
-
-    warm = args.concurrency
-    await timed(warm, warm, lambda i: raw(args.n + i))
-    err.print(f"raw client.start_workflow x{args.n}")
-    raw_lat, raw_wall = await timed(args.n, args.concurrency, raw)
-    await timed(warm, warm, post)
-    err.print(f"POST /v1/submissions x{args.n} (the stack's worker runs those jobs meanwhile)")
-    post_lat, post_wall = await timed(args.n, args.concurrency, post)
-    return {"raw_start": stats(raw_lat, raw_wall), "post_submission": stats(post_lat, post_wall)}, job_ids
+def start_worker(stack: Stack) -> None:
+    stack.group.start("worker", [*APP, "worker"], log_path=stack.logs / "worker.log", env=stack.env())
 
 
 async def bench_pipelines(
@@ -142,12 +123,12 @@ async def bench_pipelines(
 ) -> tuple[dict[str, Any], list[str]]:
     posted: dict[str, float] = {}
 
-    async def post(i: int) -> None:
+    async def one(i: int) -> None:
         t0 = time.monotonic()
-        posted[await submit(api, key, i)] = t0
+        posted[await post(api, key, i)] = t0
 
     err.print(f"{args.pipelines} pipelines, POST to signed webhook received")
-    await timed(args.pipelines, args.concurrency, post)
+    await timed(args.pipelines, args.concurrency, one)
     await wait_arrivals(arrivals, list(posted), args.timeout)
     if len(done := [j for j in posted if j in arrivals.at]) < 2:
         raise RuntimeError("fewer than 2 pipelines delivered: see the worker log under the data dir (--keep)")
@@ -178,7 +159,8 @@ async def bench_hello(client: Client, args: argparse.Namespace, run: str) -> dic
     return stats(latencies, max(ends) - start)
 
 
-async def bench(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+async def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    settings = stack.settings
     run, out = uuid.uuid4().hex[:8], {"config": {k: v for k, v in vars(args).items() if k != "keep"}}
     engine = make_engine(settings.app_database_url, 2)
     tenant = await create_tenant(engine, "Bench")
@@ -201,17 +183,17 @@ async def bench(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
             resp = await api.post("/v1/workflows", json=definition(receiver.url))
             resp.raise_for_status()
             key = resp.json()["key"]
-            starts, phase1_jobs = await bench_starts(client, api, key, args, run)
-            out |= starts
-            out["delivered_during_post_phase"] = sum(j in arrivals.at for j in phase1_jobs)
-            err.print(f"draining the {len(phase1_jobs)} jobs the POST phase submitted")
+            out["p1"], phase1_jobs = await measure(
+                settings, client, api, key, tenant.id, args.n, args.concurrency, timed, stats, err.print
+            )
+            err.print(f"starting the worker; draining the {len(phase1_jobs)} jobs P1 submitted")
+            start_worker(stack)
             await wait_arrivals(arrivals, phase1_jobs, args.timeout)
             out["pipelines"], done = await bench_pipelines(api, key, arrivals, args)
     events = [e async for e in client.get_workflow_handle(done[0]).fetch_history_events()]
     out["activities_per_pipeline"] = sum(e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED for e in events)
     out["pipeline_activities_per_s"] = round(out["pipelines"]["per_s"] * out["activities_per_pipeline"], 2)
     out["hello"] = await bench_hello(client, args, run)
-    out["post_vs_raw_start_rate"] = round(out["post_submission"]["per_s"] / out["raw_start"]["per_s"], 3)
     out["pipeline_vs_hello_activity_rate"] = round(out["pipeline_activities_per_s"] / out["hello"]["per_s"], 3)
     return out
 
@@ -224,16 +206,17 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> None:
     def row(name: str, s: dict[str, float], unit: str) -> None:
         table.add_row(name, str(s["count"]), f"{s['per_s']:.1f} {unit}", f"{s['p50_ms']:.1f}", f"{s['p99_ms']:.1f}")
 
-    row("raw client.start_workflow", r["raw_start"], "starts")
-    row("POST /v1/submissions", r["post_submission"], "starts")
+    p1 = r["p1"]
+    row("raw client.start_workflow, no worker", p1["raw_start"], "starts")
+    row("POST /v1/submissions, no worker", p1["post_submission"], "starts")
+    row("submit in-process (floor), no worker", p1["floor_in_process"], "starts")
+    row("POST /v1/submissions at half the raw rate", p1["post_at_half_raw_rate"], "starts")
     row("pipeline, POST to webhook", r["pipelines"], "pipelines")
     row("hello-world, start to result", r["hello"], "wf")
     # Piped to a file, rich would squeeze the table into 80 columns.
     Console(width=None if sys.stdout.isatty() else 200).print(table)
-    print(
-        f"POST/raw start rate: {r['post_vs_raw_start_rate']:.3f} "
-        f"({r['delivered_during_post_phase']}/{r['post_submission']['count']} jobs delivered during POSTs)"
-    )
+    for line in targets(p1):
+        print(line)
     print(
         f"activities per pipeline (from history): {r['activities_per_pipeline']}; "
         f"pipeline {r['pipeline_activities_per_s']:.1f} act/s vs hello {r['hello']['per_s']:.1f} act/s "
@@ -270,8 +253,8 @@ def main() -> None:
         err.print(f"data dir {data_dir}")
         try:
             stack.start_infra(err.print)
-            stack.start_app(err.print)
-            result = asyncio.run(bench(settings, args))
+            start_api(stack)
+            result = asyncio.run(bench(stack, args))
         finally:
             err.print("stopping the stack")
             stack.stop()

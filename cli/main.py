@@ -99,6 +99,7 @@ def _serve_stack(one_shot: bool, demo: bool = True) -> int:
                     webhook_port=webhook_port,
                     machine_port=machine_port,
                     model=stack.demo_model,
+                    keep=None if one_shot else standins,  # dev: the samples stay runnable
                 )
                 for line in result.lines():
                     console.print(line, markup=False, soft_wrap=True)

@@ -84,9 +84,10 @@ async def replay(
         outcome.error = f"workflow type {kind!r} is not registered in this build"
         return outcome
     converter = {"data_converter": data_converter} if data_converter is not None else {}
-    result = await Replayer(workflows=workflows, runtime=runtime, **converter).replay_workflow(
-        history, raise_on_replay_failure=False
-    )
+    # debug_mode lifts the 2 s deadlock limit (the sandbox stays): a replay checks determinism,
+    # and a run that carried megabytes of state may take longer than that on a loaded machine.
+    replayer = Replayer(workflows=workflows, runtime=runtime, debug_mode=True, **converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     if result.replay_failure is not None:
         found = _CORE_MESSAGE.search(str(result.replay_failure))
         outcome.error = f"{type(result.replay_failure).__name__}: {found.group(1) if found else result.replay_failure}"

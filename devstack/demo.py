@@ -5,6 +5,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,11 +162,13 @@ def run_demo(
     webhook_port: int = 0,
     machine_port: int | None = None,
     model: str = LOCAL_MODEL,
+    keep: ExitStack | None = None,
 ) -> DemoResult:
     """`alive` raises when a process the demo needs has died, so waiting stops there. The
     webhook receiver listens on webhook_port and the state machine's service on machine_port
     (no state machine without it), the loopback ports the stack lets them reach. The sample
-    job's steps run on `model`."""
+    job's steps run on `model`. With `keep` the receiver and the service stay up until that
+    stack closes, so the stored samples can be submitted again (`lodestone dev`)."""
     secret = asyncio.run(ensure_demo_tenant(settings))
     token = mint_token(
         settings.data_path,
@@ -176,9 +179,10 @@ def run_demo(
         subject="demo",
     )
     with (
-        WebhookReceiver(secret, port=webhook_port) as receiver,
+        ExitStack() as own,
         httpx.Client(base_url=settings.api_url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as api,
     ):
+        receiver = (keep or own).enter_context(WebhookReceiver(secret, port=webhook_port))
         _ok(api.post("/v1/workflows", json=demo_definition(receiver.url, model)))
         body = {
             "workflow_key": "lead-magnet",
@@ -187,7 +191,7 @@ def run_demo(
         job_id = _ok(api.post("/v1/submissions", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}))["job_id"]
         job = _follow(api, job_id, console, timeout, alive)
         hook = receiver.wait_for_success(timeout=10) if job["status"] == "delivered" else None
-        machine = None if machine_port is None else run_machine(api, secret, machine_port, console, alive)
+        machine = None if machine_port is None else run_machine(api, secret, machine_port, console, alive, keep=keep)
     objects = settings.data_path / "objects"
     paths = [str(objects / f"{DEMO_TENANT}/jobs/{job_id}/report.{a['kind']}") for a in job["artifacts"]]
     if settings.s3_endpoint:

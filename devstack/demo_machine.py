@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,10 +178,18 @@ class MachineResult:
 
 
 def run_machine(
-    api: httpx.Client, secret: str, port: int, console: Console, alive: Callable[[], None], timeout: float = 120
+    api: httpx.Client,
+    secret: str,
+    port: int,
+    console: Console,
+    alive: Callable[[], None],
+    timeout: float = 120,
+    keep: ExitStack | None = None,
 ) -> MachineResult:
-    """Stores the definition, submits the sample, follows the job to its end."""
-    with service(secret, port=port) as svc:
+    """Stores the definition, submits the sample, follows the job to its end. With `keep`, the
+    service stays up until that stack closes (`lodestone dev`: the definition stays runnable)."""
+    with ExitStack() as own:
+        svc = (keep or own).enter_context(service(secret, port=port))
         resp = api.post("/v1/workflows", json=machine_definition(svc.url))
         if resp.is_error:
             raise RuntimeError(f"storing the state machine answered {resp.status_code}: {resp.text[:500]}")

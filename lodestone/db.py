@@ -5,10 +5,19 @@ A database that cannot be reached (refused, reset, timed out, shutting down) rai
 DatabaseUnavailable (or a DBAPIError that `unavailable` recognises), so the API can answer
 it as an outage (503) rather than as its own fault. A connect that fails for a reason an
 operator must fix (a host name that does not resolve, a TLS error, a bad password) stays
-an error (500, logged as one). A pooled connection is pinged, within the connect timeout,
-before each use: one that went half-open is replaced, not waited on; and every statement
-ends within DB_COMMAND_TIMEOUT_SECONDS."""
+an error (500, logged as one).
 
+A pooled connection is not pinged before use (a round trip per checkout). Instead each
+transaction's first statement, the one that sets the tenant, must answer within the
+connect timeout: a connection that went half-open, or that a PostgreSQL restart closed, is
+discarded, and the transaction begun once more on a fresh one (nothing was done on the
+first yet); if that fails too, the database is unavailable. Every later statement ends
+within DB_COMMAND_TIMEOUT_SECONDS.
+
+tenant_session is an ORM session; tenant_transaction is the driver's (asyncpg) connection
+for the hot routes, where BEGIN and the tenant go in one round trip."""
+
+import asyncio
 import errno
 import socket
 import ssl
@@ -17,16 +26,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event, text
-from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from sqlalchemy.util import await_
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 # SQLSTATEs that say the server is gone, going, or not taking connections: connection
 # exceptions (class 08), admin/crash shutdown, "cannot connect now", too many connections.
 UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+CONNECT_TIMEOUT = "lodestone_connect_timeout"  # the engine's execution option: the first statement's bound
+SET_TENANT = "SELECT set_config('app.tenant_id', :t, true)"
 # A socket error that says the server is down or out of reach, not misconfigured.
 UNREACHABLE_ERRNOS = {
     errno.ECONNREFUSED,
@@ -86,6 +97,7 @@ def make_engine(
         max_overflow=pool_size,
         pool_timeout=pool_timeout,
         connect_args={"timeout": connect_timeout, "command_timeout": command_timeout},
+        execution_options={CONNECT_TIMEOUT: connect_timeout},
     )
 
     @event.listens_for(engine.sync_engine, "do_connect")
@@ -101,23 +113,112 @@ def make_engine(
                 raise DatabaseUnavailable(f"PostgreSQL is not taking connections: {type(e).__name__}") from e
             raise
 
-    # pool_pre_ping's ping waits as long as the connection lets it, for ever on a half-open
-    # one. This one is bounded; a connection that fails it is dropped and the pool connects
-    # anew (that connect is bounded, and raises DatabaseUnavailable if it fails).
-    @event.listens_for(engine.sync_engine, "checkout")
-    def _ping(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        try:
-            await_(dbapi_connection.driver_connection.fetchrow(";", timeout=connect_timeout))
-        except Exception as e:
-            raise DisconnectionError(f"a pooled connection did not answer: {type(e).__name__}") from e
-
     return engine
+
+
+def first_statement_timeout(engine: AsyncEngine) -> float:
+    return float(engine.get_execution_options()[CONNECT_TIMEOUT])
+
+
+async def _set_tenant(session: AsyncSession, engine: AsyncEngine, tenant_id: str) -> None:
+    """Begin the session's transaction with the tenant set, on a connection that answers."""
+    for last in (False, True):
+        await session.connection()  # a checkout waits for the pool, not for the statement's bound
+        try:
+            async with asyncio.timeout(first_statement_timeout(engine)):
+                await session.execute(text(SET_TENANT), {"t": tenant_id})
+            return
+        except TimeoutError as e:  # half-open: the cancelled statement invalidated the connection
+            await session.rollback()
+            if last:
+                raise DatabaseUnavailable("PostgreSQL did not answer on a fresh connection") from e
+        except DBAPIError as e:  # closed under us (a restart): the pool drops it and its peers
+            await session.rollback()
+            if last or not e.connection_invalidated:
+                raise
 
 
 @asynccontextmanager
 async def tenant_session(engine: AsyncEngine, tenant_id: uuid.UUID | str) -> AsyncIterator[AsyncSession]:
     """A session inside one transaction that sees only this tenant's rows."""
     async with AsyncSession(engine, expire_on_commit=False) as session:
-        async with session.begin():
-            await session.execute(text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(tenant_id)})
+        await _set_tenant(session, engine, str(tenant_id))
+        try:
             yield session
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
+
+
+async def _driver(conn: AsyncConnection) -> asyncpg.Connection:
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert isinstance(driver, asyncpg.Connection)
+    return driver
+
+
+async def _begin_raw(engine: AsyncEngine, tenant_id: uuid.UUID) -> tuple[AsyncConnection, asyncpg.Connection]:
+    begin = f"BEGIN; SELECT set_config('app.tenant_id', '{tenant_id}', true)"  # a UUID's text: nothing to escape
+    for last in (False, True):
+        conn = await engine.connect()
+        driver = await _driver(conn)
+        try:
+            await driver.execute(begin, timeout=first_statement_timeout(engine))
+            return conn, driver
+        except Exception as e:
+            try:
+                await _lost(conn, driver, e)
+            except DatabaseUnavailable:
+                if last:
+                    raise
+                continue  # a pooled connection a restart closed: once more, on a fresh one
+            finally:
+                await conn.close()
+            raise
+    raise AssertionError("unreachable")
+
+
+@asynccontextmanager
+async def tenant_transaction(engine: AsyncEngine, tenant_id: uuid.UUID) -> AsyncIterator[asyncpg.Connection]:
+    """One transaction on a pooled connection's asyncpg connection, seeing only this tenant's
+    rows: BEGIN and the tenant in one round trip, then the caller's statements, then COMMIT.
+    json parameters are passed as text (the engine's codec). An error rolls it back; a lost
+    connection is discarded and raised as DatabaseUnavailable."""
+    conn, driver = await _begin_raw(engine, uuid.UUID(str(tenant_id)))
+    try:
+        try:
+            yield driver
+            await driver.execute("COMMIT")
+        except Exception as e:
+            await _lost(conn, driver, e)
+            try:
+                await driver.execute("ROLLBACK")
+            except Exception:  # noqa: BLE001 - the caller's error is the one to raise
+                await conn.invalidate()
+            raise
+        except BaseException:  # cancelled mid-statement: the connection's state is unknown
+            await conn.invalidate()
+            raise
+    finally:
+        await conn.close()
+
+
+async def run_in_tenant(engine: AsyncEngine, tenant_id: uuid.UUID, sql: str) -> None:
+    """`sql` (no parameters; ids inlined as UUID text) in one implicit transaction with the
+    tenant set: one round trip."""
+    async with engine.connect() as conn:
+        driver = await _driver(conn)
+        tenant = uuid.UUID(str(tenant_id))
+        try:
+            await driver.execute(f"SELECT set_config('app.tenant_id', '{tenant}', true); {sql}")
+        except Exception as e:
+            await _lost(conn, driver, e)
+            raise
+
+
+async def _lost(conn: AsyncConnection, driver: asyncpg.Connection, e: Exception) -> None:
+    """If `e` says the connection is gone: drop it, and every pooled connection as old (as
+    SQLAlchemy does on a disconnect it sees itself), and raise DatabaseUnavailable."""
+    if unavailable(e) or unreachable_socket(e) or driver.is_closed():
+        await conn.run_sync(lambda sync: sync.engine.pool._invalidate(sync.connection, e))
+        raise DatabaseUnavailable(f"PostgreSQL connection lost: {type(e).__name__}") from e

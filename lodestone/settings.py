@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     ingest_max_redirects: int = 5
     outbound_allow_cidrs: list[str] = Field(default_factory=list)
     partial_max_age_seconds: float = 6 * 3600
+    # A resumable upload untouched this long is swept; never longer than PARTIAL_MAX_AGE_SECONDS,
+    # after which the store's own sweep would take its bytes.
+    upload_expiry_seconds: float = 6 * 3600
     partial_sweep_interval_seconds: float = 600.0
 
     whatsapp_app_secret: str | None = None
@@ -75,6 +78,9 @@ class Settings(BaseSettings):
     whatsapp_access_token: str | None = None
     whatsapp_graph_url: str = "https://graph.facebook.com/v21.0"
     whatsapp_typing_indicator: bool = True
+    twilio_api_url: str = "https://api.twilio.com"  # where sms delivery targets send (a stand-in in tests)
+    message_rate_per_minute: float = 60.0  # sms/whatsapp sends per tenant, channel and country calling code
+    message_rate_burst: int = 10  # sends a quiet bucket allows at once
     reply_batch_debounce: float = 5.0
     reply_batch_max_wait: float = 30.0
     summary_interval_days: int = 15
@@ -158,6 +164,10 @@ class Settings(BaseSettings):
     link_default_ttl_seconds: int = 900
     link_max_ttl_seconds: int = 604800
 
+    @property
+    def upload_expiry(self) -> float:
+        return min(self.upload_expiry_seconds, self.partial_max_age_seconds)
+
     @model_validator(mode="after")
     def _fail_fast(self) -> "Settings":
         if self.s3_endpoint and not (self.s3_access_key and self.s3_secret_key):
@@ -176,6 +186,8 @@ class Settings(BaseSettings):
             raise ValueError("UPLOAD_PART_SIZE must be at least 5 MiB (the S3 minimum part size)")
         if self.reply_batch_debounce <= 0 or self.reply_batch_max_wait < self.reply_batch_debounce:
             raise ValueError("REPLY_BATCH_MAX_WAIT must be at least REPLY_BATCH_DEBOUNCE, both positive")
+        if self.upload_expiry_seconds <= 0:
+            raise ValueError("UPLOAD_EXPIRY_SECONDS must be positive")
         if self.uploads_in_flight < 1 or self.tenant_uploads_in_flight < 1:
             raise ValueError("UPLOADS_IN_FLIGHT and TENANT_UPLOADS_IN_FLIGHT must be at least 1")
         if (

@@ -10,9 +10,9 @@ from lodestone.settings import Settings
 class GraphError(Exception):
     """The Graph API failed; `retryable` says whether trying again can help."""
 
-    def __init__(self, message: str, retryable: bool) -> None:
+    def __init__(self, message: str, retryable: bool, status: int | None = None) -> None:
         super().__init__(message)
-        self.retryable = retryable
+        self.retryable, self.status = retryable, status
 
 
 class WhatsAppClient:
@@ -34,7 +34,7 @@ class WhatsAppClient:
             raise GraphError(f"Graph API unreachable: {e}", retryable=True) from e
         if resp.status_code >= 400:
             retryable = resp.status_code >= 500 or resp.status_code == 429
-            raise GraphError(f"Graph API answered {resp.status_code}: {resp.text[:300]}", retryable)
+            raise GraphError(f"Graph API answered {resp.status_code}: {resp.text[:300]}", retryable, resp.status_code)
         data: dict[str, Any] = resp.json()
         return data
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from lodestone.llm import OFFLINE_MODEL
 from lodestone.llm_providers import model_configured
+from lodestone.message_text import E164, PLACEHOLDER, placeholder_problems
 from lodestone.netguard import Allowed, parse_allow, refused_before_sending
 from lodestone.settings import Settings
 from lodestone.template_scope import out_of_scope
@@ -27,6 +28,7 @@ UNDEFINED_VARIABLE = "undefined_variable"
 BAD_TEMPLATE = "bad_template"  # as schema/definitions.py names a template that does not compile
 MODEL_UNAVAILABLE = "model_unavailable"
 URL_REFUSED = "url_refused"
+INVALID_PHONE_NUMBER = "invalid_phone_number"
 INPUT_FILE_KEYS = frozenset({"excerpt", "size", "truncated"})
 JOB_KEYS = frozenset({"id", "workflow_key", "created_at"})
 
@@ -93,4 +95,27 @@ def pipeline_problems(definition: dict[str, Any], facts: RunTimeFacts) -> list[F
     for i, target in enumerate(definition.get("delivery", [])):
         if target["type"] == "webhook" and (p := facts.url_problem(target["url"], f"/delivery/{i}/url")):
             problems.append(p)
+        if target["type"] in ("sms", "whatsapp"):
+            problems += message_problems(target, f"/delivery/{i}", input_keys)
+    return problems
+
+
+def message_problems(target: dict[str, Any], pointer: str, input_keys: frozenset[str] | None) -> list[FieldProblem]:
+    """An sms or whatsapp target's `to` is an E.164 number or placeholders that fill one at run
+    time; `to` and `text` hold no template syntax but placeholders, naming fields that exist."""
+    problems = [
+        FieldProblem(f"{pointer}/{name}", why, BAD_TEMPLATE)
+        for name in ("to", "text")
+        if name in target
+        for why in placeholder_problems(target[name], input_keys)
+    ]
+    to = target["to"]
+    if not PLACEHOLDER.search(to) and not E164.fullmatch(to):
+        problems.append(
+            FieldProblem(
+                f"{pointer}/to",
+                f"{to[:40]!r} is not an E.164 phone number: + and a country calling code, 7 to 15 digits in all",
+                INVALID_PHONE_NUMBER,
+            )
+        )
     return problems

@@ -13,6 +13,7 @@ from schema.checkpoints import JobCheckpoint
 from schema.columns import _json, _json_as_written, _json_as_written_or_null, _tenant, _ts, utcnow
 from schema.conversations import ChannelRoute, Contact, FormRoute, Message, Summary
 from schema.job_events import JobEvent, JobStateEvent
+from schema.resumable_uploads import ResumableUpload
 from schema.statuses import JobStatus
 from schema.task_tokens import TaskToken
 
@@ -216,6 +217,7 @@ TENANT_TABLES = [
         JobEvent,
         TaskToken,
         JobCheckpoint,
+        ResumableUpload,
     )
 ]
 
@@ -235,6 +237,7 @@ __all__ = [
     "JobStateEvent",
     "JobStep",
     "Message",
+    "ResumableUpload",
     "Submission",
     "Summary",
     "TaskToken",

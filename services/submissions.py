@@ -3,6 +3,10 @@ then the job's workflow started (SubmissionWorkflow, or StateMachineWorkflow for
 machine's job) (or, if that fails, left to the outbox). The API's
 submissions and public forms both submit through here.
 
+The transaction is the hot path's: on the driver's connection, four round trips (BEGIN
+with the tenant; the definition, upload and key read together; the rows inserted in one
+statement; COMMIT); the start is recorded after the answer (services.start_recorder).
+
 Idempotency: every request with the same key and body gets the job of the one request
 that committed the key; a job, once committed, is never taken back."""
 
@@ -12,20 +16,21 @@ import logging
 import uuid
 from typing import Any
 
-from sqlalchemy.dialects.postgresql import insert
+import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
-from lodestone.db import tenant_session
+from lodestone.db import tenant_transaction
 from lodestone.metrics import SUBMISSIONS
 from lodestone.settings import Settings
 from schema.definitions import InputInvalid, validate_input
 from schema.json_schemas import UNEVALUABLE
-from schema.tables import IdempotencyKey, Job, Submission, Upload, WorkflowDefinition, utcnow
+from schema.tables import Job, Submission, WorkflowDefinition
 from services.errors import Conflict, Invalid, NotFound
-from services.outbox import record_started, start_job, workflow_type
+from services.outbox import start_job, workflow_type
+from services.start_recorder import StartRecorder, record_started
 
 log = logging.getLogger("lodestone.api")
 
@@ -34,22 +39,6 @@ def request_hash(request: dict[str, Any]) -> str:
     """The digest an Idempotency-Key is bound to: the request as JSON, keys sorted."""
     canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-async def replayed(engine: AsyncEngine, tenant_id: uuid.UUID, key: str, digest: str) -> Job | None:
-    """The job an earlier request with this key made, if any. It is only read, never
-    started from here: the request that made it starts it, or else the outbox does."""
-    async with tenant_session(engine, tenant_id) as session:
-        row = await session.get(IdempotencyKey, (tenant_id, key))
-        if row is None:
-            return None
-        if row.request_hash != digest:
-            raise Conflict(
-                "idempotency_conflict", "this Idempotency-Key was already used with a different request body"
-            )
-        job = await session.get(Job, row.job_id)
-        assert job is not None  # a foreign key; keys and jobs are never deleted
-    return job
 
 
 async def runnable_definition(session: AsyncSession, workflow_key: str, data: Any) -> WorkflowDefinition:
@@ -63,64 +52,116 @@ async def runnable_definition(session: AsyncSession, workflow_key: str, data: An
     ).first()
     if definition is None:
         raise NotFound("workflow", workflow_key)
+    check_input(definition.definition, data)
+    return definition
+
+
+def check_input(definition: dict[str, Any], data: Any) -> None:
+    """That `data` meets the definition's input_schema."""
     try:
-        validate_input(definition.definition, data)
+        validate_input(definition, data)
     except InputInvalid as e:
         raise Invalid("invalid_input", e.message, pointer=e.path) from e
     except UNEVALUABLE as e:
         raise Invalid(
             "unusable_schema", "the workflow's input_schema cannot be evaluated: a $ref loops or does not resolve"
         ) from e
-    return definition
 
 
-async def create_job(
-    engine: AsyncEngine, tenant_id: uuid.UUID, request: dict[str, Any], idempotency_key: str | None, digest: str
-) -> tuple[Job, str] | None:
-    """The submission, job and key rows, committed together, and the workflow type the job
-    runs; None if a concurrent request with the same key committed its own first."""
+# The current definition of a key, the upload the input names ($2, maybe NULL) and the
+# Idempotency-Key's row ($3, maybe NULL): one round trip. Row-level security scopes each.
+READ = """
+SELECT d.id, d.key, d.definition, u.key AS upload_key, k.request_hash, k.job_id
+FROM (SELECT 1) AS one
+LEFT JOIN workflow_definitions d ON d.key = $1 AND d.superseded_at IS NULL
+LEFT JOIN uploads u ON u.id = $2
+LEFT JOIN idempotency_keys k ON k.tenant_id = current_setting('app.tenant_id')::uuid AND k.key = $3
+"""
+ROWS = """
+WITH submission AS (
+  INSERT INTO submissions (id, tenant_id, workflow_definition_id, input, input_upload_id, input_url, created_at)
+  VALUES ($1, $2, $3, $4::json, $5, $6, $7)
+), job AS (
+  INSERT INTO jobs (id, tenant_id, submission_id, workflow_definition_id, workflow_key, status, input_key,
+                    created_at, updated_at)
+  VALUES ($8, $2, $1, $3, $9, $10, $11, $7, $7)
+)
+"""
+# A concurrent twin's key insert waits here for ours to commit or roll back; then exactly
+# one of them has the key, and the other inserts nothing (and rolls back its rows).
+WITH_KEY = (
+    ROWS
+    + """INSERT INTO idempotency_keys (tenant_id, key, request_hash, job_id, created_at)
+VALUES ($2, $12, $13, $8, $7) ON CONFLICT (tenant_id, key) DO NOTHING RETURNING job_id"""
+)
+WITHOUT_KEY = ROWS + "SELECT $8::uuid"
+
+
+class _KeyTaken(Exception):
+    """A concurrent request with the same Idempotency-Key committed first."""
+
+
+JOB = f"SELECT {', '.join(c.name for c in Job.__table__.columns)} FROM jobs WHERE id = $1"  # type: ignore[attr-defined]
+
+
+async def _replayed(db: asyncpg.Connection, job_id: uuid.UUID) -> Job:
+    row = await db.fetchrow(JOB, job_id)
+    assert row is not None  # a foreign key; keys and jobs are never deleted
+    return Job(**dict(row))
+
+
+async def _create(
+    db: asyncpg.Connection, tenant_id: uuid.UUID, request: dict[str, Any], idempotency_key: str | None, digest: str
+) -> tuple[Job, str, bool]:
+    """(the job, its workflow type, whether it was made now rather than replayed)."""
     upload_id = uuid.UUID(request["input_upload_id"]) if request.get("input_upload_id") else None
-    async with tenant_session(engine, tenant_id) as session:
-        definition = await runnable_definition(session, request["workflow_key"], request["input"])
-        input_key = None
-        if upload_id:
-            upload = await session.get(Upload, upload_id)
-            if upload is None:
-                raise NotFound("upload", upload_id)
-            input_key = upload.key
-        submission = Submission(
-            tenant_id=tenant_id,
-            workflow_definition_id=definition.id,
-            input=request["input"],
-            input_upload_id=upload_id,
-            input_url=request.get("input_url"),
-        )
-        job = Job(
-            tenant_id=tenant_id,
-            submission_id=submission.id,
-            workflow_definition_id=definition.id,
-            workflow_key=definition.key,
-            input_key=input_key,
-        )
-        session.add(submission)
-        await session.flush()
-        session.add(job)
-        await session.flush()
-        if idempotency_key:
-            # A concurrent twin's insert waits here for ours to commit or roll back; then
-            # exactly one of them has the key, and the other inserts nothing.
-            claimed = await session.execute(
-                insert(IdempotencyKey)
-                .values(
-                    tenant_id=tenant_id, key=idempotency_key, request_hash=digest, job_id=job.id, created_at=utcnow()
-                )
-                .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
-                .returning(IdempotencyKey.job_id)
+    found = await db.fetchrow(READ, request["workflow_key"], upload_id, idempotency_key)
+    assert found is not None  # one row, always
+    if found["job_id"] is not None:
+        if found["request_hash"] != digest:
+            raise Conflict(
+                "idempotency_conflict", "this Idempotency-Key was already used with a different request body"
             )
-            if claimed.first() is None:
-                await session.rollback()  # our submission and job go with it
-                return None
-    return job, workflow_type(definition.definition)
+        return await _replayed(db, found["job_id"]), "", False
+    if found["id"] is None:
+        raise NotFound("workflow", request["workflow_key"])
+    check_input(found["definition"], request["input"])
+    if upload_id and found["upload_key"] is None:
+        raise NotFound("upload", upload_id)
+    submission = Submission(
+        tenant_id=tenant_id,
+        workflow_definition_id=found["id"],
+        input=request["input"],
+        input_upload_id=upload_id,
+        input_url=request.get("input_url"),
+    )
+    job = Job(
+        tenant_id=tenant_id,
+        submission_id=submission.id,
+        workflow_definition_id=found["id"],
+        workflow_key=found["key"],
+        input_key=found["upload_key"],
+    )
+    job.updated_at = job.created_at = submission.created_at
+    args: list[Any] = [
+        submission.id,
+        tenant_id,
+        found["id"],
+        json.dumps(request["input"]),
+        upload_id,
+        submission.input_url,
+        submission.created_at,
+        job.id,
+        job.workflow_key,
+        job.status,
+        job.input_key,
+    ]
+    if idempotency_key:
+        if await db.fetchval(WITH_KEY, *args, idempotency_key, digest) is None:
+            raise _KeyTaken
+    else:
+        await db.execute(WITHOUT_KEY, *args)
+    return job, workflow_type(found["definition"]), True
 
 
 async def submit(
@@ -131,22 +172,24 @@ async def submit(
     tenant_id: uuid.UUID,
     request: dict[str, Any],
     idempotency_key: str | None,
+    recorder: StartRecorder | None = None,
 ) -> Job:
     """Idempotency, job row, workflow start. `request`: the submission as JSON (workflow_key,
     input, input_upload_id, input_url), the body an Idempotency-Key is bound to."""
     workflow_key = request["workflow_key"]
     digest = request_hash(request)
-    created = None
     for _ in range(3):  # a key is only ever added: a second look finds the winner's
-        if idempotency_key and (done := await replayed(engine, tenant_id, idempotency_key, digest)):
-            SUBMISSIONS.labels(str(tenant_id), workflow_key, "replayed").inc()
-            return done
-        created = await create_job(engine, tenant_id, request, idempotency_key, digest)
-        if created is not None:
+        try:
+            async with tenant_transaction(engine, tenant_id) as db:
+                job, workflow, made = await _create(db, tenant_id, request, idempotency_key, digest)
             break
-    if created is None:
+        except _KeyTaken:
+            continue
+    else:
         raise RuntimeError("an Idempotency-Key was taken but its row could not be read")
-    job, workflow = created
+    if not made:
+        SUBMISSIONS.labels(str(tenant_id), workflow_key, "replayed").inc()
+        return job
     # The row is committed before the start, so the workflow's first activity always finds
     # it; from here on the job exists, whatever the start does. A start that fails (Temporal
     # down or slow) leaves it pending, and the worker's outbox starts it.
@@ -157,8 +200,11 @@ async def submit(
         log.warning("job %s committed, its start deferred to the outbox: %s", job.id, type(e).__name__)
         return job
     SUBMISSIONS.labels(str(tenant_id), workflow_key, "accepted").inc()
+    if recorder is not None:
+        recorder.add(job)
+        return job
     try:
-        await record_started(engine, job)
+        await record_started(engine, tenant_id, [job.id])
     except Exception as e:  # noqa: BLE001 - the outbox finds it started and records it
         log.warning("job %s started, not yet recorded as started: %s", job.id, type(e).__name__)
     return job

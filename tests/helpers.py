@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+from sqlmodel import select
 
 from api.app import create_app
 from lodestone.db import tenant_session
 from schema.statuses import TERMINAL
-from schema.tables import WorkflowDefinition
+from schema.tables import Delivery, DeliveryAttempt, WorkflowDefinition
 
 
 def definition(
@@ -123,3 +124,24 @@ async def worker_api(settings, temporal, engine, tenant) -> AsyncIterator[httpx.
             yield client
     finally:
         await deps.http.aclose()
+
+
+async def delivery_attempts(
+    engine: Any, tenant_id: uuid.UUID | str, job_id: str
+) -> list[tuple[Delivery, list[int | None]]]:
+    """Each of the job's delivery targets, in target order, with its attempts' status codes in order."""
+    async with tenant_session(engine, tenant_id) as s:
+        rows = (
+            await s.exec(select(Delivery).where(Delivery.job_id == uuid.UUID(job_id)).order_by(Delivery.target_index))
+        ).all()
+        out = []
+        for row in rows:
+            tries = (
+                await s.exec(
+                    select(DeliveryAttempt)
+                    .where(DeliveryAttempt.delivery_id == row.id)
+                    .order_by(DeliveryAttempt.attempt)
+                )
+            ).all()
+            out.append((row, [t.status_code for t in tries]))
+    return out

@@ -152,7 +152,9 @@ async def cancel_requested(temporal: Client, job_id: str) -> bool:
 
 
 def pdf_children() -> list[psutil.Process]:
-    return [p for p in psutil.Process(os.getpid()).children() if "lodestone.pdf" in " ".join(p.cmdline())]
+    """The render children of this process's PDF fork servers."""
+    servers = [p for p in psutil.Process(os.getpid()).children() if "lodestone.pdf_server" in " ".join(p.cmdline())]
+    return [child for server in servers for child in server.children()]
 
 
 async def test_a_job_cancelled_mid_pdf_render_kills_the_renderer(api, temporal):

@@ -22,6 +22,7 @@ from api.app import create_app
 from devstack.postgres import APP_ROLE
 from devstack.processes import free_port
 from lodestone.db import DatabaseUnavailable, make_engine, tenant_session
+from tests.relay import Relay
 
 
 @contextlib.asynccontextmanager
@@ -86,30 +87,19 @@ async def test_an_exhausted_pool_is_503_database_busy(settings, tenant_a):
     assert took < 30, f"took {took:.1f}s"  # the pool's default wait is 30s
 
 
-class FreezingProxy:
+class FreezingProxy(Relay):
     """A TCP relay to PostgreSQL that can stop relaying, as a half-open connection does."""
 
     def __init__(self, upstream: int) -> None:
-        self.upstream, self.frozen, self.tasks = upstream, asyncio.Event(), set()
-
-    async def __aenter__(self) -> "FreezingProxy":
-        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        self.server.close()
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        super().__init__(upstream)
+        self.frozen = asyncio.Event()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.frozen.is_set():
             await asyncio.Event().wait()  # accepted, never answered
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream)
         for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pump(src, dst))
-            self.tasks.add(task)
+            self.spawn(self._pump(src, dst))
 
     async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
         while data := await src.read(65536):

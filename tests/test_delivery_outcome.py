@@ -14,15 +14,13 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlmodel import select
 
 from devstack.receiver import WebhookReceiver
-from lodestone.db import make_engine, tenant_session
+from lodestone.db import make_engine
 from lodestone.mail import message_id
 from lodestone.settings import Settings
 from lodestone.webhooks import webhook_id
-from schema.tables import Delivery, DeliveryAttempt
-from tests.helpers import create_workflow, definition, submit, wait_job, worker_api
+from tests.helpers import create_workflow, definition, delivery_attempts, submit, wait_job, worker_api
 from tests.standins.smtp_sink import SMTPSink
 
 FAULT_SECONDS = 8.0  # the old single activity would have sent again after 1, 2 and 4 s
@@ -84,19 +82,7 @@ async def api(worker_settings: Settings, temporal, engine, tenant_a) -> AsyncIte
 
 
 async def attempts(engine, tenant_id, job_id: str) -> dict[str, tuple[str, list[int | None]]]:  # type: ignore[no-untyped-def]
-    async with tenant_session(engine, tenant_id) as s:
-        rows = (await s.exec(select(Delivery).where(Delivery.job_id == uuid.UUID(job_id)))).all()
-        out = {}
-        for row in rows:
-            tries = (
-                await s.exec(
-                    select(DeliveryAttempt)
-                    .where(DeliveryAttempt.delivery_id == row.id)
-                    .order_by(DeliveryAttempt.attempt)
-                )
-            ).all()
-            out[row.kind] = (row.status, [t.status_code for t in tries])
-    return out
+    return {row.kind: (row.status, codes) for row, codes in await delivery_attempts(engine, tenant_id, job_id)}
 
 
 @pytest.fixture(scope="module")

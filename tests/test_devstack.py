@@ -61,6 +61,20 @@ def wait_gone(procs: list[psutil.Process], timeout: float = 20) -> list[psutil.P
     return alive
 
 
+def pdf_server_started(proc: subprocess.Popen, timeout: float = 60) -> list[psutil.Process]:
+    """Every descendant of `proc`, once one of them is the worker's PDF fork server."""
+    deadline = time.monotonic() + timeout
+    while True:
+        children = psutil.Process(proc.pid).children(recursive=True)
+        try:
+            if any("lodestone.pdf_server" in " ".join(c.cmdline()) for c in children):
+                return children
+        except psutil.NoSuchProcess:
+            pass
+        assert time.monotonic() < deadline, "the worker never started its PDF fork server"
+        time.sleep(0.2)
+
+
 def descendants_when_serving(proc: subprocess.Popen, timeout: float = 120) -> tuple[list[psutil.Process], str]:
     out = []
     deadline = time.monotonic() + timeout
@@ -164,6 +178,7 @@ def test_dev_stops_every_child(tmp_path, how):
     assert {"postgres", "temporal"} <= names, names
     assert len([c for c in children if "cli.main" in " ".join(c.cmdline())]) == 2  # api and worker
     assert len([c for c in children if "devstack.local_model" in " ".join(c.cmdline())]) == 1
+    children = pdf_server_started(proc)  # the worker starts its PDF fork server once it runs
     sig = {"sigterm": signal.SIGTERM, "sigint": signal.SIGINT, "sigkill": signal.SIGKILL}[how]
     proc.send_signal(sig)
     proc.wait(timeout=60)
@@ -174,7 +189,7 @@ def test_dev_lets_a_tenant_reach_the_demo_receivers_and_not_the_stack(tmp_path):
     """Under `lodestone dev` outbound calls reach the demo's receivers (the sample job is
     delivered) and no other loopback port: a tenant's webhook at the worker's /drain is refused
     when stored, an input URL at the API's /metrics when its job runs, and the worker keeps
-    polling."""
+    polling. The demo's receiver stays up after the demo: the sample, submitted again, is delivered."""
     env = stack_env(tmp_path)
     proc = lodestone("dev", env=env, start_new_session=True)
     try:
@@ -204,12 +219,19 @@ def test_dev_lets_a_tenant_reach_the_demo_receivers_and_not_the_stack(tmp_path):
             )
             assert sub.status_code == 202, sub.text
             jobs = {sub.json()["job_id"]: "InputURLRefused"}
+            sample = {"company": "Acme", "email": "buyer@example.com", "goal": "more leads"}
+            again = http.post("/v1/submissions", json={"workflow_key": "lead-magnet", "input": sample})
+            assert again.status_code == 202, again.text
+            jobs[again.json()["job_id"]] = None  # delivered
             deadline = time.monotonic() + 90
             while jobs and time.monotonic() < deadline:
                 for job_id, code in list(jobs.items()):
                     job = http.get(f"/v1/jobs/{job_id}").json()
                     if job["status"] in ("delivered", "failed"):
-                        assert job["status"] == "failed" and job["error"]["code"] == code, job
+                        if code is None:
+                            assert job["status"] == "delivered", job
+                        else:
+                            assert job["status"] == "failed" and job["error"]["code"] == code, job
                         del jobs[job_id]
                 time.sleep(0.3)
             assert jobs == {}, f"still running: {jobs}"

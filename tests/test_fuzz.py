@@ -16,6 +16,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.transport.serialization import serialize_binary
 
 from devstack.receiver import WebhookReceiver
 from tests.helpers import create_workflow, definition, submit, wait_job
@@ -56,6 +57,12 @@ def _summary(request):
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schemathesis.serializer("application/offset+octet-stream")
+def _offset_octets(ctx, value):  # type: ignore[no-untyped-def]
+    """A tus PATCH body: raw bytes, as application/octet-stream."""
+    return {"data": serialize_binary(value)}
 
 
 @pytest.mark.timeout(120 + 6 * EXAMPLES)  # one test runs every operation

@@ -174,3 +174,23 @@ async def test_postgres_down_answers_503_with_retry_after(outage_stack, tenant):
         await asyncio.to_thread(start_postgres, outage_stack.pg, s.data_path, s.postgres_port)
     back = await tenant.api.get("/v1/jobs")
     assert back.status_code == 200, back.text
+
+
+async def test_the_first_requests_after_a_postgres_restart_are_served(outage_stack, tenant):
+    """No connection is pinged before use: the pooled connections a restart closed are found
+    closed by each transaction's first statement, dropped, and the request served on a new one."""
+    wf = await create_workflow(tenant.api, definition("http://127.0.0.1:9/hook"))
+    job_id = (await submit(tenant.api, wf["key"], {"company": "Before"})).json()["job_id"]
+    # Several pooled connections, each used before the restart.
+    warm = await asyncio.gather(*(tenant.api.get(f"/v1/jobs/{job_id}") for _ in range(6)))
+    assert all(r.status_code == 200 for r in warm), [r.text for r in warm]
+    s = outage_stack.settings
+    outage_stack.pg.stop()
+    await asyncio.to_thread(start_postgres, outage_stack.pg, s.data_path, s.postgres_port)
+    first = await submit(tenant.api, wf["key"], {"company": "After"}, "after-the-restart")
+    assert first.status_code == 202, first.text
+    after = await asyncio.gather(
+        *(tenant.api.get(f"/v1/jobs/{job_id}") for _ in range(6)),
+        *(submit(tenant.api, wf["key"], {"company": f"After {i}"}) for i in range(3)),
+    )
+    assert [r.status_code for r in after] == [200] * 6 + [202] * 3, [r.text for r in after]

@@ -40,7 +40,7 @@ async def test_pdf_time_cap_kills_the_child():
 
 async def test_pdf_memory_cap_fails_cleanly():
     with pytest.raises(PdfRenderFailed, match="exited with"):
-        await render_pdf(HTML.format("x").encode(), timeout=60, memory_mb=40)
+        await render_pdf(HTML.format("<p>x</p>" * 4000).encode(), timeout=60, memory_mb=40)
     # The parent is unharmed and renders the next document.
     assert (await render_pdf(HTML.format("after").encode(), timeout=60, memory_mb=1024)).startswith(b"%PDF")
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from jwcrypto import jwk, jwt
 
-from api.auth import TokenVerifier
+from api.auth import LEEWAY, TokenVerifier
 from api.problems import Problem
 from lodestone.settings import Settings
 
@@ -155,3 +155,56 @@ async def test_rejections_are_401(realm, case):
     with pytest.raises(Problem) as err:
         await verifier.verify(token)
     assert err.value.status == 401 and err.value.code == "unauthorized"
+
+
+def count_decodes(verifier: TokenVerifier) -> list[str]:
+    calls: list[str] = []
+    decode = verifier._decode
+
+    def counted(token: str) -> dict:
+        calls.append(token)
+        return decode(token)
+
+    verifier._decode = counted  # type: ignore[method-assign]
+    return calls
+
+
+async def test_a_verified_token_is_checked_once_until_its_exp(realm, monkeypatch):
+    server, verifier = realm
+    calls = count_decodes(verifier)
+    body = claims(server.issuer, exp=int(time.time()) + 60)
+    token = sign(server.keys[0], body)
+    first = await verifier.verify(token)
+    assert await verifier.verify(token) == first
+    assert len(calls) == 1  # the second came from the cache
+    other = sign(server.keys[0], claims(server.issuer))
+    assert (await verifier.verify(other)).tenant_id != first.tenant_id  # keyed by the token, not shared
+    assert len(calls) == 2
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 60 + LEEWAY + 1)  # past exp and the leeway
+    with pytest.raises(Problem) as err:
+        await verifier.verify(token)
+    assert err.value.status == 401 and len(calls) == 3  # dropped at exp: checked again, and refused
+
+
+async def test_a_cached_token_of_a_key_the_realm_dropped_is_refused(realm):
+    server, verifier = realm
+    old = server.keys[0]
+    token = sign(old, claims(server.issuer))
+    await verifier.verify(token)
+    server.keys = [new_key()]  # the realm revokes the old key
+    await verifier.verify(sign(server.keys[0], claims(server.issuer)))  # its new kid re-fetches the keys
+    with pytest.raises(Problem) as err:
+        await verifier.verify(token)
+    assert err.value.status == 401
+
+
+async def test_the_cache_is_bounded(realm, monkeypatch):
+    server, verifier = realm
+    monkeypatch.setattr("api.auth.TOKEN_CACHE_SIZE", 2)
+    calls = count_decodes(verifier)
+    tokens = [sign(server.keys[0], claims(server.issuer)) for _ in range(3)]
+    for token in tokens:
+        await verifier.verify(token)
+    await verifier.verify(tokens[0])  # the least recently used, dropped when the third came
+    assert len(calls) == 4 and len(verifier._verified) == 2

@@ -47,5 +47,6 @@ async def submit(
         tenant_id=principal.tenant_id,
         request=body.model_dump(mode="json"),
         idempotency_key=idempotency_key,
+        recorder=state.recorder,
     )
     return accepted(job, state.settings)

@@ -5,38 +5,18 @@ import uuid
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
 from api.auth import Principal
 from api.deps import AppState, Editor, StateDep
 from api.problems import AUTHENTICATED, Problem, responses
+from api.uploading import UploadPublic, too_large, upload_slot
 from lodestone.memory import release_free_memory
 from lodestone.storage import ObjectTooLarge
 from services import uploads
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"], responses=AUTHENTICATED)
 log = logging.getLogger("lodestone.api.uploads")
-
-
-class UploadPublic(BaseModel):
-    upload_id: str
-    key: str
-    size: int
-    sha256: str
-
-
-# An upload takes minutes, so a refused client is told to come back in a while, not at once.
-BUSY_RETRY_AFTER = "10"
-
-
-def too_large(limit: int) -> Problem:
-    return Problem(
-        413,
-        "payload_too_large",
-        f"uploads are limited to {limit} bytes for this tenant",
-        headers={"Connection": "close"},
-    )
 
 
 @router.post(
@@ -68,26 +48,8 @@ async def create_upload(request: Request, state: StateDep, principal: Editor) ->
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise too_large(limit) if declared.isdigit() else Problem(400, "bad_request", "invalid Content-Length")
-    tenant = str(principal.tenant_id)
-    if full := state.upload_slots.take(tenant):
-        # Connection: close, as for 413: the body was not read, so the connection cannot be reused.
-        if full == "tenant":
-            raise Problem(
-                429,
-                "too_many_uploads",
-                f"this tenant already has {state.upload_slots.per_tenant} uploads in progress; retry when one ends",
-                headers={"Retry-After": BUSY_RETRY_AFTER, "Connection": "close"},
-            )
-        raise Problem(
-            503,
-            "uploads_busy",
-            "the API is taking as many uploads as it can; retry shortly",
-            headers={"Retry-After": BUSY_RETRY_AFTER, "Connection": "close"},
-        )
-    try:
+    async with upload_slot(state, principal):
         return await store_upload(request, state, principal, limit)
-    finally:
-        state.upload_slots.release(tenant)
 
 
 async def store_upload(request: Request, state: AppState, principal: Principal, limit: int) -> UploadPublic:

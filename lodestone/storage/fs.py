@@ -20,12 +20,11 @@ from lodestone.storage.base import (
     CHUNK,
     ObjectNotFound,
     ObjectStore,
-    ObjectTooLarge,
     PartRef,
     StoredObject,
     check_key,
 )
-from lodestone.storage.batches import Batcher, Buffer, Pipeline
+from lodestone.storage.batches import Batcher, Buffer, Pipeline, hashing, nbytes, pump, views
 from lodestone.storage.partials import lock_for_writing, reclaim_dir
 from lodestone.storage.spool import writev_all
 
@@ -39,21 +38,22 @@ Range = tuple[int, int]
 
 
 def _write_all(fd: int, batch: Buffer, start: Range | None = None, finish: Range | None = None) -> None:
-    writev_all(fd, [memoryview(batch)])
+    writev_all(fd, views(batch))
     if start is not None:
         start_writeback(fd, *start)
     if finish is not None:
         finish_writeback(fd, *finish)
 
 
-def _writer(fd: int) -> Callable[[Buffer], None]:
-    """Writes batches in order, with write-behind (WRITEBACK_EVERY)."""
-    written = started = 0
+def _writer(fd: int, base: int = 0) -> Callable[[Buffer], None]:
+    """Writes batches in order from the file's position `base`, with write-behind
+    (WRITEBACK_EVERY)."""
+    written = started = base
     behind: Range | None = None  # writing started, not yet waited for
 
     def write(batch: Buffer) -> None:
         nonlocal written, started, behind
-        written += len(batch)
+        written += nbytes(batch)
         if written - started < WRITEBACK_EVERY:
             _write_all(fd, batch)
             return
@@ -125,15 +125,8 @@ class FilesystemStore(ObjectStore):
         digest, size = hashlib.sha256(), 0
         batcher, pipeline = Batcher(), None
         try:
-            pipeline = Pipeline("fs-upload", [digest.update, _writer(fd)], batcher.recycle)
-            async for chunk in chunks:
-                size += len(chunk)
-                if limit is not None and size > limit:
-                    raise ObjectTooLarge(limit)
-                for batch in batcher.add(chunk):
-                    await pipeline.put(batch)
-            await pipeline.put(batcher.rest())
-            await pipeline.close()
+            pipeline = Pipeline("fs-upload", [hashing(digest), _writer(fd)], batcher.recycle)
+            size = await pump(chunks, batcher, pipeline, limit)
             await asyncio.to_thread(os.fsync, fd)
             os.close(fd)
             fd = -1
@@ -201,15 +194,16 @@ class FilesystemStore(ObjectStore):
         await asyncio.to_thread(path.touch)
         return path.name
 
-    def _open_upload(self, upload_id: str) -> int:
-        """The upload's partial file, open and locked; ObjectNotFound once it was reclaimed."""
+    def _open_upload(self, upload_id: str, wait: bool = True) -> int:
+        """The upload's partial file, open and locked; ObjectNotFound once it was reclaimed.
+        Without wait, BlockingIOError while another writer holds it."""
         path = self._partial(upload_id)
         try:
             fd = os.open(path, os.O_WRONLY)
         except FileNotFoundError as e:
             raise ObjectNotFound(f"upload {upload_id}") from e
         try:
-            lock_for_writing(fd, path)
+            lock_for_writing(fd, path, wait)
         except BaseException:
             os.close(fd)
             raise

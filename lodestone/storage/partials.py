@@ -27,10 +27,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("lodestone.storage")
 
 
-def lock_for_writing(fd: int, path: Path) -> None:
-    """Lock a partial file for its writer. Waits out a sweep looking at it, and raises
-    ObjectNotFound if that sweep reclaimed it."""
-    fcntl.flock(fd, fcntl.LOCK_EX)
+def lock_for_writing(fd: int, path: Path, wait: bool = True) -> None:
+    """Lock a partial file for its writer. Waits out a sweep looking at it (without wait:
+    BlockingIOError while anyone holds it), and raises ObjectNotFound if that sweep
+    reclaimed it."""
+    fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
     if os.fstat(fd).st_nlink == 0:
         raise ObjectNotFound(f"partial {path.name} was reclaimed")
 
