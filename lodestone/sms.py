@@ -3,18 +3,12 @@ and authenticates the request (its async client, `messages.create_async`); the r
 goes out through Lodestone's guarded httpx client, to TWILIO_API_URL in place of
 https://api.twilio.com (a stand-in in tests and `lodestone dev`)."""
 
-import asyncio
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from twilio.base.exceptions import TwilioRestException
-from twilio.http import AsyncHttpClient
-from twilio.http.response import Response
-from twilio.rest import Client
 
-from lodestone.netguard import OutboundRefused, check_url
+from lodestone.netguard import OutboundRefused
 
 TWILIO_API = "https://api.twilio.com"
 INVALID_TO = 21211  # Twilio: the 'To' number is not a valid phone number
@@ -37,44 +31,14 @@ class SmsAccount:
     messaging_service_sid: str | None = None  # a Messaging Service that picks one
 
 
-class GuardedTwilioHttp(AsyncHttpClient):  # type: ignore[misc]  # twilio ships no type hints
-    """twilio's async HTTP client interface over an httpx client, sending to `base_url`."""
-
-    def __init__(self, http: httpx.AsyncClient, base_url: str, timeout: float = TIMEOUT_SECONDS) -> None:
-        super().__init__(logger=logging.getLogger("lodestone.sms"), is_async=True, timeout=timeout)
-        self.http, self.base_url = http, base_url.rstrip("/")
-
-    async def request(
-        self,
-        method: str,
-        uri: str,
-        params: dict[str, object] | None = None,
-        data: dict[str, object] | None = None,
-        headers: dict[str, str] | None = None,
-        auth: tuple[str, str] | None = None,
-        timeout: float | None = None,
-        allow_redirects: bool = False,
-    ) -> Response:
-        if not uri.startswith(TWILIO_API + "/"):
-            raise SmsError(f"unexpected Twilio URL {uri[:80]!r}", status=None, code=None, retryable=False)
-        url = check_url(self.base_url + uri.removeprefix(TWILIO_API))
-        limit = timeout or self.timeout or TIMEOUT_SECONDS
-        async with asyncio.timeout(limit):
-            resp = await self.http.request(
-                method,
-                url,
-                params=params,  # type: ignore[arg-type]  # twilio passes str values
-                data=data,
-                headers=headers,
-                auth=auth,
-                timeout=limit,
-                follow_redirects=allow_redirects,
-            )
-        return Response(resp.status_code, resp.text, resp.headers)
-
-
 async def send_sms(http: httpx.AsyncClient, base_url: str, account: SmsAccount, to: str, body: str) -> str:
     """Send `body` to `to`; the message's SID once Twilio has queued it."""
+    # twilio (and requests under it) load on the first SMS, not with the worker: ~8 MB.
+    from twilio.base.exceptions import TwilioRestException
+    from twilio.rest import Client
+
+    from lodestone.sms_http import GuardedTwilioHttp
+
     client = Client(account.account_sid, account.auth_token, http_client=GuardedTwilioHttp(http, base_url))
     kwargs: dict[str, Any] = {"to": to, "body": body}
     if account.messaging_service_sid:

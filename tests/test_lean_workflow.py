@@ -55,11 +55,11 @@ async def test_bookkeeping_takes_no_round_trip(tenant_a, temporal):
 
 def test_worker_import_leaves_unused_integrations_unloaded():
     # Vault's client (hvac) loads where Vault is configured; uvicorn and starlette
-    # where the worker's listener is; the workflow module passed through is loaded outside
-    # the sandbox, once.
+    # where the worker's listener is; twilio on the first SMS; the workflow module passed
+    # through is loaded outside the sandbox, once.
     code = (
         "import sys; import worker; "
-        "print(sorted(m for m in ('hvac', 'uvicorn', 'starlette') if m in sys.modules)); "
+        "print(sorted(m for m in ('hvac', 'uvicorn', 'starlette', 'twilio') if m in sys.modules)); "
         "print(sorted(set(worker.SANDBOX_PASSTHROUGH) - set(sys.modules)))"
     )
     root = Path(__file__).resolve().parent.parent
