@@ -20,17 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from bench_tenant import bench_tenant
 from rich.console import Console
 from rich.table import Table
 from stamping_model import StampingModel, stamps
 
-from devstack.keys import mint_token
 from devstack.processes import free_port
 from devstack.receiver import WebhookReceiver
 from devstack.stack import Stack
-from lodestone.db import make_engine
 from lodestone.settings import Settings
-from services.tenants import create_tenant
 
 PORTS = ("postgres", "temporal", "temporal_http", "temporal_metrics", "temporal_ui", "api", "worker_metrics")
 err = Console(stderr=True)
@@ -82,13 +80,7 @@ async def stream_job(api: httpx.AsyncClient, job_id: str) -> tuple[list[float], 
 
 
 async def through_lodestone(settings: Settings, model: StampingModel, args: argparse.Namespace) -> dict[str, Any]:
-    engine = make_engine(settings.app_database_url, 2)
-    tenant = await create_tenant(engine, "Bench")
-    await engine.dispose()
-    token = mint_token(
-        settings.data_path, issuer=settings.issuer, audience=settings.auth_audience, tenant_id=str(tenant.id),
-        roles=["admin"], subject="bench",
-    )  # fmt: skip
+    tenant, token = await bench_tenant(settings)
     headers = {"Authorization": f"Bearer {token}"}
     limits = httpx.Limits(max_connections=args.streams + 4)
     with WebhookReceiver(tenant.webhook_secret) as hook:

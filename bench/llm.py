@@ -21,20 +21,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from bench_tenant import bench_tenant
 from job_events import sse_lines
 from openai import AsyncOpenAI
 from rich.console import Console
 from rich.table import Table
 
 from devstack.demo import demo_definition
-from devstack.keys import mint_token
 from devstack.processes import free_port
 from devstack.receiver import WebhookReceiver
 from devstack.stack import Stack
-from lodestone.db import make_engine
 from lodestone.llm import LOCAL_MODEL
 from lodestone.settings import Settings
-from services.tenants import create_tenant
 
 PORTS = (
     "postgres",
@@ -129,13 +127,7 @@ def median(runs: list[dict[str, float]], name: str) -> float:
 
 
 async def run(settings: Settings, url: str, args: argparse.Namespace) -> dict[str, Any]:
-    engine = make_engine(settings.app_database_url, 2)
-    tenant = await create_tenant(engine, "Bench")
-    await engine.dispose()
-    token = mint_token(
-        settings.data_path, issuer=settings.issuer, audience=settings.auth_audience, tenant_id=str(tenant.id),
-        roles=["admin"], subject="bench",
-    )  # fmt: skip
+    tenant, token = await bench_tenant(settings)
     result: dict[str, Any] = {}
     with WebhookReceiver(tenant.webhook_secret) as hook:
         async with httpx.AsyncClient(

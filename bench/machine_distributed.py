@@ -11,16 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from bench_tenant import bench_tenant
 from machine_stack import PORTS, err
 from temporalio.api.enums.v1 import EventType
 
-from devstack.keys import mint_token
 from devstack.processes import free_port
 from devstack.stack import Stack
-from lodestone.db import make_engine
 from lodestone.settings import Settings
 from lodestone.temporal_client import connect
-from services.tenants import create_tenant
 
 KEY = "bench-distributed-map"
 
@@ -80,13 +78,7 @@ async def histories(settings: Settings, job_id: str) -> dict[str, Any]:
 
 
 async def bench(settings: Settings, items: int, worker_pid: int) -> dict[str, Any]:
-    engine = make_engine(settings.app_database_url, 2)
-    tenant = await create_tenant(engine, "Bench")
-    await engine.dispose()
-    token = mint_token(
-        settings.data_path, issuer=settings.issuer, audience=settings.auth_audience, tenant_id=str(tenant.id),
-        roles=["admin"], subject="bench",
-    )  # fmt: skip
+    tenant, token = await bench_tenant(settings)
     async with httpx.AsyncClient(
         base_url=settings.api_url, timeout=120, headers={"Authorization": f"Bearer {token}"}
     ) as api:

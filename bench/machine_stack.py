@@ -12,17 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from bench_tenant import bench_tenant
 from rich.console import Console
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
-from devstack.keys import mint_token
 from devstack.processes import free_port
 from devstack.stack import Stack
 from devstack.task_service import TaskService
-from lodestone.db import make_engine
 from lodestone.settings import Settings
-from services.tenants import create_tenant
 
 PORTS = ("postgres", "temporal", "temporal_http", "temporal_metrics", "temporal_ui", "api", "worker_metrics")
 err = Console(stderr=True)
@@ -118,14 +116,8 @@ async def token_latency(api: httpx.AsyncClient, service: TaskService, n: int) ->
 
 
 async def bench_stack(settings: Settings, n: int, service: TaskService) -> dict[str, Any]:
-    engine = make_engine(settings.app_database_url, 2)
-    tenant = await create_tenant(engine, "Bench")
-    await engine.dispose()
+    tenant, token = await bench_tenant(settings)
     service.secret = tenant.webhook_secret
-    token = mint_token(
-        settings.data_path, issuer=settings.issuer, audience=settings.auth_audience, tenant_id=str(tenant.id),
-        roles=["admin"], subject="bench",
-    )  # fmt: skip
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=settings.api_url, timeout=60, headers=headers) as api:
         (await api.post("/v1/workflows", json=three_tasks(service.url))).raise_for_status()

@@ -24,6 +24,7 @@ from temporalio import workflow
 # Passed through, so the sandbox never re-imports them for the hello workflow (bench/hello.py).
 with workflow.unsafe.imports_passed_through():
     import httpx
+    from bench_tenant import bench_tenant
     from hello import HelloWorkflow, say_hello
     from rich.console import Console
     from rich.table import Table
@@ -32,13 +33,10 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.client import Client
     from temporalio.worker import Worker
 
-    from devstack.keys import mint_token
     from devstack.processes import free_port, wait_for_port
     from devstack.receiver import Received, WebhookReceiver
     from devstack.stack import Stack
-    from lodestone.db import make_engine
     from lodestone.settings import Settings
-    from services.tenants import create_tenant
 
 APP = [sys.executable, "-m", "cli.main"]
 PORTS = ("postgres", "temporal", "temporal_http", "temporal_metrics", "temporal_ui", "api", "worker_metrics")
@@ -162,17 +160,7 @@ async def bench_hello(client: Client, args: argparse.Namespace, run: str) -> dic
 async def bench(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     settings = stack.settings
     run, out = uuid.uuid4().hex[:8], {"config": {k: v for k, v in vars(args).items() if k != "keep"}}
-    engine = make_engine(settings.app_database_url, 2)
-    tenant = await create_tenant(engine, "Bench")
-    await engine.dispose()
-    token = mint_token(
-        settings.data_path,
-        issuer=settings.issuer,
-        audience=settings.auth_audience,
-        tenant_id=str(tenant.id),
-        roles=["admin"],
-        subject="bench",
-    )
+    tenant, token = await bench_tenant(settings)
     client = await Client.connect(settings.temporal_target, namespace=settings.temporal_namespace)
     arrivals = Arrivals()
     with WebhookReceiver(tenant.webhook_secret) as receiver:

@@ -22,6 +22,7 @@ from temporalio import workflow
 # Passed through, so the sandbox never re-imports them for the floor's workflow.
 with workflow.unsafe.imports_passed_through():
     import httpx
+    from bench_tenant import bench_tenant
     from pipeline import PORTS, Arrivals, definition, stats
     from rich.console import Console
     from rich.table import Table
@@ -30,33 +31,13 @@ with workflow.unsafe.imports_passed_through():
     from temporalio.worker import Worker
     from trivial_worker import NoopWorkflow
 
-    from devstack.keys import mint_token
     from devstack.processes import free_port
     from devstack.receiver import WebhookReceiver
     from devstack.stack import Stack
-    from lodestone.db import make_engine
     from lodestone.settings import Settings
-    from schema.tables import Tenant
-    from services.tenants import create_tenant
 
 P50_MS, P99_MS = 150.0, 400.0  # P3, HTML only
 err = Console(stderr=True)
-
-
-async def bench_tenant(settings: Settings, name: str) -> tuple[Tenant, str]:
-    """A new tenant on the stack, and an admin token for it."""
-    engine = make_engine(settings.app_database_url, 2)
-    tenant = await create_tenant(engine, name)
-    await engine.dispose()
-    token = mint_token(
-        settings.data_path,
-        issuer=settings.issuer,
-        audience=settings.auth_audience,
-        tenant_id=str(tenant.id),
-        roles=["admin"],
-        subject="bench",
-    )
-    return tenant, token
 
 
 async def submit(api: httpx.AsyncClient, key: str, i: int) -> str:

@@ -17,14 +17,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from devstack.keys import mint_token  # noqa: E402
+from bench_tenant import bench_tenant
+
 from devstack.postgres import OWNER_ROLE, bootstrap, start_postgres  # noqa: E402
 from devstack.processes import ProcessGroup, free_port, wait_for_port  # noqa: E402
-from lodestone.db import make_engine  # noqa: E402
 from lodestone.settings import Settings  # noqa: E402
 from lodestone.storage import make_store  # noqa: E402
 from schema.migrate import upgrade  # noqa: E402
-from services.tenants import create_tenant  # noqa: E402
 
 MB = 1000 * 1000
 UNITS = {"MB": MB, "GB": 1000 * MB}
@@ -161,24 +160,9 @@ def start_api(name: str, settings: Settings, group: ProcessGroup, **env: str) ->
         env=env,
     )
     wait_for_port("127.0.0.1", settings.api_port, 60, api)
-    tenant = asyncio.run(_tenant(settings))
-    token = mint_token(
-        settings.data_path,
-        issuer=settings.issuer,
-        audience=settings.auth_audience,
-        tenant_id=tenant,
-        roles=["editor"],
-        ttl_seconds=24 * 3600,
-    )
+    _, token = asyncio.run(bench_tenant(settings, f"bench-{uuid.uuid4().hex[:6]}", ("editor",), 24 * 3600))
     upload(settings.api_url, token, 20 * MB)  # warm-up: the first request fetches the JWKS
     return api, token
-
-
-async def _tenant(settings: Settings) -> str:
-    engine = make_engine(settings.app_database_url, 1)
-    tenant = await create_tenant(engine, f"bench-{uuid.uuid4().hex[:6]}")
-    await engine.dispose()
-    return str(tenant.id)
 
 
 def uploads_in_flight(settings: Settings) -> float:

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import pipeline
-from pipeline_latency import bench_tenant
+from bench_tenant import bench_tenant
 from rich.console import Console
 from rich.table import Table
 from sqlmodel import col, func, select
