@@ -14,8 +14,11 @@ import argparse
 import importlib.util
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from devstack.processes import ProcessGroup, wait_for_port
 from lodestone.llm import LOCAL_MODEL
@@ -75,11 +78,24 @@ def server_argv(settings: Settings, path: Path) -> list[str]:
 
 
 def start_local_model(group: ProcessGroup, settings: Settings, path: Path, log_dir: Path) -> LocalModel:
-    """Start the server as the group's `local-llm` child and wait until it listens (it loads
-    the model first, ~0.6 s)."""
+    """Start the server as the group's `local-llm` child and wait until it answers: it listens
+    at once, then answers 503 "Loading model" until the model is loaded (~0.6 s idle, seconds
+    on a loaded machine), so /health must say ok first."""
     proc = group.start("local-llm", server_argv(settings, path), log_path=log_dir / "local-llm.log")
+    deadline = time.monotonic() + LOAD_TIMEOUT
     wait_for_port("127.0.0.1", settings.local_llm_port, LOAD_TIMEOUT, proc)
-    return LocalModel(path, settings.local_llm_port)
+    health = f"http://127.0.0.1:{settings.local_llm_port}/health"
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the local model server exited with {proc.returncode} while loading")
+        try:
+            if httpx.get(health, timeout=2).status_code == 200:
+                return LocalModel(path, settings.local_llm_port)
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the local model did not load in {LOAD_TIMEOUT:.0f}s (see {log_dir / 'local-llm.log'})")
+        time.sleep(0.1)
 
 
 def serve(argv: list[str] | None = None) -> None:
