@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import psutil
 from sqlmodel import select
 
 from api.app import create_app
@@ -145,3 +146,12 @@ async def delivery_attempts(
             ).all()
             out.append((row, [t.status_code for t in tries]))
     return out
+
+
+def cmdline(p: psutil.Process) -> str:
+    """A process's command line; empty for one that ended or is a zombie (a short-lived child
+    such as the `ldconfig` that ctypes' find_library runs)."""
+    try:
+        return " ".join(p.cmdline())
+    except psutil.NoSuchProcess:  # ZombieProcess too
+        return ""

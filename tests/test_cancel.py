@@ -24,7 +24,7 @@ from devstack.task_service import TaskService
 from lodestone.settings import Settings
 from services.outbox import start_job, start_one, sweep
 from tests.callback_support import start_approval
-from tests.helpers import create_workflow, definition, submit, wait_job, worker_api
+from tests.helpers import cmdline, create_workflow, definition, submit, wait_job, worker_api
 from tests.standins.hanging_llm import HangingLLM
 from tests.test_machine_children import _doubler, _key, _parent
 from tests.test_machine_jobs import new_job
@@ -153,7 +153,7 @@ async def cancel_requested(temporal: Client, job_id: str) -> bool:
 
 def pdf_children() -> list[psutil.Process]:
     """The render children of this process's PDF fork servers."""
-    servers = [p for p in psutil.Process(os.getpid()).children() if "lodestone.pdf_server" in " ".join(p.cmdline())]
+    servers = [p for p in psutil.Process(os.getpid()).children() if "lodestone.pdf_server" in cmdline(p)]
     return [child for server in servers for child in server.children()]
 
 

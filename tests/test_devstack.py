@@ -20,7 +20,7 @@ from devstack.keys import mint_token
 from devstack.processes import free_port
 from devstack.stack import Stack
 from lodestone.settings import Settings
-from tests.helpers import definition
+from tests.helpers import cmdline, definition
 
 
 def stack_env(data_dir: Path, local_llm: bool = False) -> dict[str, str]:
@@ -61,13 +61,23 @@ def wait_gone(procs: list[psutil.Process], timeout: float = 20) -> list[psutil.P
     return alive
 
 
+def names(procs: list[psutil.Process]) -> set[str]:
+    out = set()
+    for p in procs:
+        try:
+            out.add(p.name())
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
 def pdf_server_started(proc: subprocess.Popen, timeout: float = 60) -> list[psutil.Process]:
     """Every descendant of `proc`, once one of them is the worker's PDF fork server."""
     deadline = time.monotonic() + timeout
     while True:
         children = psutil.Process(proc.pid).children(recursive=True)
         try:
-            if any("lodestone.pdf_server" in " ".join(c.cmdline()) for c in children):
+            if any("lodestone.pdf_server" in cmdline(c) for c in children):
                 return children
         except psutil.NoSuchProcess:
             pass
@@ -174,10 +184,9 @@ def test_dev_stops_every_child(tmp_path, how):
         preexec_fn=_ignore_sigint if how == "sigint" else None,
     )
     children, out = descendants_when_serving(proc)
-    names = {c.name() for c in children}
-    assert {"postgres", "temporal"} <= names, names
-    assert len([c for c in children if "cli.main" in " ".join(c.cmdline())]) == 2  # api and worker
-    assert len([c for c in children if "devstack.local_model" in " ".join(c.cmdline())]) == 1
+    assert {"postgres", "temporal"} <= names(children), names(children)
+    assert len([c for c in children if "cli.main" in cmdline(c)]) == 2  # api and worker
+    assert len([c for c in children if "devstack.local_model" in cmdline(c)]) == 1
     children = pdf_server_started(proc)  # the worker starts its PDF fork server once it runs
     sig = {"sigterm": signal.SIGTERM, "sigint": signal.SIGINT, "sigkill": signal.SIGKILL}[how]
     proc.send_signal(sig)
