@@ -183,15 +183,23 @@ def test_dev_stops_every_child(tmp_path, how):
         start_new_session=True,
         preexec_fn=_ignore_sigint if how == "sigint" else None,
     )
-    children, out = descendants_when_serving(proc)
-    assert {"postgres", "temporal"} <= names(children), names(children)
-    assert len([c for c in children if "cli.main" in cmdline(c)]) == 2  # api and worker
-    assert len([c for c in children if "devstack.local_model" in cmdline(c)]) == 1
-    children = pdf_server_started(proc)  # the worker starts its PDF fork server once it runs
-    sig = {"sigterm": signal.SIGTERM, "sigint": signal.SIGINT, "sigkill": signal.SIGKILL}[how]
-    proc.send_signal(sig)
-    proc.wait(timeout=60)
-    assert wait_gone(children) == []
+    children: list[psutil.Process] = []
+    try:
+        children, out = descendants_when_serving(proc)
+        assert {"postgres", "temporal"} <= names(children), names(children)
+        assert len([c for c in children if "cli.main" in cmdline(c)]) == 2  # api and worker
+        assert len([c for c in children if "devstack.local_model" in cmdline(c)]) == 1
+        children = pdf_server_started(proc)  # the worker starts its PDF fork server once it runs
+        sig = {"sigterm": signal.SIGTERM, "sigint": signal.SIGINT, "sigkill": signal.SIGKILL}[how]
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        assert wait_gone(children) == []
+    finally:  # a failed assertion above leaves no stack behind
+        for p in [*children, psutil.Process(proc.pid)] if proc.poll() is None else children:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
 
 
 def test_dev_lets_a_tenant_reach_the_demo_receivers_and_not_the_stack(tmp_path):
