@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     request_body_idle_timeout_seconds: float = 60.0
     submissions_per_minute: int = 600
     submissions_burst: int = 60
+    # Per-tenant limits; a tenant's own (PUT /v1/tenant/limits) override these.
+    tenant_max_running_jobs: int = 200  # jobs past it wait `queued` and start in order
+    tenant_max_llm_calls: int = 16  # LLM calls in flight across every worker
+    tenant_max_renders: int = 4  # PDF renders in flight across every worker
     public_form_submissions_per_minute: int = 60
     public_form_submissions_burst: int = 10
 

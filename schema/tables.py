@@ -26,6 +26,7 @@ class Tenant(SQLModel, table=True):
     upload_limit_bytes: int | None = Field(default=None, sa_type=BigInteger)
     secret_refs: dict[str, str] = _json()  # references (lodestone.tenant_secrets), never values
     llm_providers: dict[str, Any] = _json()  # named LLM providers (lodestone.llm_providers)
+    limits: dict[str, Any] = _json()  # overrides of the deployment's limits (lodestone.tenant_limits)
     created_at: datetime = _ts()
 
 

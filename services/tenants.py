@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from lodestone.db import tenant_session
 from lodestone.llm_providers import ProviderConfig, check_providers
 from lodestone.secrets import InvalidSecretRef
+from lodestone.settings import Settings
+from lodestone.tenant_limits import LimitOverrides, TenantLimits, effective
 from lodestone.tenant_secrets import TENANT_SECRET_NAMES, check_tenant_ref
 from schema.tables import Tenant
 from services.errors import Invalid, NotFound
@@ -82,3 +84,26 @@ async def set_llm_providers(
         tenant.llm_providers = {name: c.model_dump(mode="json") for name, c in checked.items()}
         s.add(tenant)
     return checked
+
+
+async def limit_overrides(engine: AsyncEngine, tenant_id: uuid.UUID | str) -> LimitOverrides:
+    """The tenant's own limits as stored (tenants.limits); absent ones are None."""
+    async with tenant_session(engine, tenant_id) as s:
+        tenant = await s.get(Tenant, uuid.UUID(str(tenant_id)))
+    return LimitOverrides.model_validate(tenant.limits if tenant else {})
+
+
+async def tenant_limits(engine: AsyncEngine, settings: Settings, tenant_id: uuid.UUID | str) -> TenantLimits:
+    """The limits in force for the tenant: its overrides, else the deployment's settings."""
+    return effective(settings, await limit_overrides(engine, tenant_id))
+
+
+async def set_limit_overrides(engine: AsyncEngine, tenant_id: uuid.UUID, overrides: LimitOverrides) -> LimitOverrides:
+    """Replace the tenant's overrides (a null or absent one takes the deployment's setting)."""
+    async with tenant_session(engine, tenant_id) as s:
+        tenant = await s.get(Tenant, tenant_id)
+        if tenant is None:
+            raise NotFound("tenant")
+        tenant.limits = overrides.model_dump(exclude_none=True)
+        s.add(tenant)
+    return overrides

@@ -165,17 +165,20 @@ async def test_a_job_cancelled_mid_pdf_render_kills_the_renderer(api, temporal):
         "{% endfor %}</body></html>"
     )
     job_id = await start(api, body)
-    [child] = await until(pdf_children, 120, "the PDF renderer")
+    await until(pdf_children, 120, "the PDF renderer")
 
     resp = await cancel(api, job_id)
     assert resp.status_code == 202 and resp.json()["status"] == "cancelling", resp.text
     job = await wait_job(api, job_id, timeout=60)
-    await until(lambda: not child.is_running(), 60, "the PDF renderer stopping")
+    # The render is cancelled as Temporal's activities are: the job says cancelled once the
+    # cancel is recorded, and the render's child is killed at its next heartbeat. Under load a
+    # missed heartbeat can also have started a second attempt, with a child of its own: every
+    # child must stop, well before this job's render would have ended by itself (minutes).
+    await until(lambda: pdf_children() == [], 60, "every PDF render child stopping")
     assert job["status"] == "cancelled", job
     assert [a["kind"] for a in job["artifacts"]] == ["html"], job["artifacts"]
     assert [(s["id"], s["status"]) for s in job["steps"]] == [("research", "completed")]
     assert await run_status(temporal, job_id) == WorkflowExecutionStatus.CANCELED
-    assert pdf_children() == []
 
 
 def waiting_machine() -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""The caller's own tenant: its secret references (never the values) and its named LLM providers."""
+"""The caller's own tenant: its secret references (never the values), its named LLM providers
+and its limits."""
+
+import uuid
+from dataclasses import asdict
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
@@ -6,6 +10,7 @@ from pydantic import BaseModel, Field
 from api.deps import Admin, StateDep
 from api.problems import AUTHENTICATED, responses
 from lodestone.llm_providers import MAX_PROVIDERS, ProviderConfig
+from lodestone.tenant_limits import LimitOverrides, effective
 from lodestone.tenant_secrets import MAX_SECRET_REFS
 from services import tenants
 
@@ -53,3 +58,32 @@ async def put_providers(body: Providers, state: StateDep, principal: Admin) -> P
     prices, json_mode}}. A step's or llm Task's model goes to the first provider (by name)
     that lists it; other models go to the deployment's default provider."""
     return Providers(providers=await tenants.set_llm_providers(state.engine, principal.tenant_id, body.providers))
+
+
+class Limits(BaseModel):
+    overrides: LimitOverrides  # the tenant's own; null or absent: the deployment's setting
+    effective: dict[str, int]  # the limits in force
+
+
+async def _limits(state: StateDep, tenant_id: uuid.UUID) -> Limits:
+    overrides = await tenants.limit_overrides(state.engine, tenant_id)
+    return Limits(overrides=overrides, effective=asdict(effective(state.settings, overrides)))
+
+
+@router.get("/limits", response_model=Limits)
+async def get_limits(state: StateDep, principal: Admin) -> Limits:
+    return await _limits(state, principal.tenant_id)
+
+
+@router.put(
+    "/limits",
+    response_model=Limits,
+    responses=responses(400, 404, 422, descriptions={422: "an unknown limit, or one out of range"}),
+)
+async def put_limits(body: LimitOverrides, state: StateDep, principal: Admin) -> Limits:
+    """Replace the tenant's limits: {max_running_jobs, max_llm_calls, max_renders,
+    submissions_per_minute, submissions_burst}, each optional; one left out or null takes the
+    deployment's setting (TENANT_MAX_RUNNING_JOBS, TENANT_MAX_LLM_CALLS, TENANT_MAX_RENDERS,
+    SUBMISSIONS_PER_MINUTE, SUBMISSIONS_BURST)."""
+    await tenants.set_limit_overrides(state.engine, principal.tenant_id, body)
+    return await _limits(state, principal.tenant_id)
