@@ -157,51 +157,20 @@ def report(r: dict[str, Any]) -> None:
     for col in ("figure", "fairness on", "fairness off", "target", "met"):
         table.add_column(col, justify="left" if col in ("figure", "target") else "right")
 
-    def with_load(value: Any, load_avg: float) -> str:
-        return f"{value} (load {load_avg})"
-
-    table.add_row(
-        "B p50 POST→webhook, idle stack (ms)",
-        with_load(fair["b_idle_p50_ms"], fair["b_idle_load"]),
-        with_load(fifo["b_idle_p50_ms"], fifo["b_idle_load"]),
-        "",
-        "",
-    )
-    table.add_row(
-        "B p50 POST→webhook, behind A's backlog (ms)",
-        with_load(fair["b_busy_p50_ms"], fair["b_busy_load"]),
-        with_load(fifo["b_busy_p50_ms"], fifo["b_busy_load"]),
-        "",
-        "",
-    )
-    table.add_row(
-        "B p50 behind the backlog / idle",
-        f"{fair['b_busy_vs_idle']}x",
-        f"{fifo['b_busy_vs_idle']}x",
-        "<= 2x with fairness",
-        "met" if r["b_ratio_met"] else "not met",
-    )
-    table.add_row(
-        "A's jobs not yet delivered when B's were",
-        str(fair["a_backlog_left_when_b_done"]),
-        str(fifo["a_backlog_left_when_b_done"]),
-        "",
-        "",
-    )
-    table.add_row(
-        "A throughput (jobs/s)",
-        with_load(fair["a_jobs_per_s"], fair["a_load"]),
-        with_load(fifo["a_jobs_per_s"], fifo["a_load"]),
-        "",
-        "",
-    )
-    table.add_row(
-        "A throughput loss with fairness",
-        f"{r['a_throughput_loss_pct']}%",
-        "",
-        "<= 10%",
-        "met" if r["a_loss_met"] else "not met",
-    )
+    # (figure, the value's key, its load average's key or None, suffix)
+    per_mode = [
+        ("B p50 POST→webhook, idle stack (ms)", "b_idle_p50_ms", "b_idle_load", ""),
+        ("B p50 POST→webhook, behind A's backlog (ms)", "b_busy_p50_ms", "b_busy_load", ""),
+        ("B p50 behind the backlog / idle", "b_busy_vs_idle", None, "x"),
+        ("A's jobs not yet delivered when B's were", "a_backlog_left_when_b_done", None, ""),
+        ("A throughput (jobs/s)", "a_jobs_per_s", "a_load", ""),
+    ]
+    for figure, key, load_key, suffix in per_mode:
+        cells = [f"{m[key]}{suffix}" + (f" (load {m[load_key]})" if load_key else "") for m in (fair, fifo)]
+        target, met = ("<= 2x with fairness", r["b_ratio_met"]) if key == "b_busy_vs_idle" else ("", None)
+        table.add_row(figure, *cells, target, "" if met is None else "met" if met else "not met")
+    loss = f"{r['a_throughput_loss_pct']}%"
+    table.add_row("A throughput loss with fairness", loss, "", "<= 10%", "met" if r["a_loss_met"] else "not met")
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
