@@ -63,6 +63,7 @@ bench: $(STAMP) .deb-packages
 	$(BIN)/python bench/render.py
 	$(BIN)/python bench/pipeline_latency.py
 	$(BIN)/python bench/worker_memory.py
+	$(BIN)/python bench/fairness.py
 
 clean:
 	rm -rf "$(or $(DATA_DIR),var)" .pytest_cache

@@ -21,6 +21,7 @@ from activities.jobs import JobRef
 from activities.machine_jobs import iso_ms
 from lodestone.asl import child_execution as child
 from lodestone.db import tenant_session
+from lodestone.job_priority import DEFAULT as DEFAULT_PRIORITY
 from schema.checkpoints import JobCheckpoint
 from schema.definition_kinds import STATE_MACHINE, kind_of
 from schema.definitions import InputInvalid, validate_input
@@ -78,6 +79,8 @@ class MachineChildActivities:
             except InputInvalid as e:
                 raise fail(child.INVALID_INPUT, f"the input does not meet {inp.key}'s input_schema: {e.message}") from e
             tenant = uuid.UUID(inp.tenant_id)
+            # Its workflow inherits the parent's Temporal priority; its row says so.
+            parent = await session.get(Job, uuid.UUID(inp.parent_job_id))
             submission = Submission(tenant_id=tenant, workflow_definition_id=definition.id, input=inp.input)
             now = utcnow()
             job = Job(
@@ -87,6 +90,7 @@ class MachineChildActivities:
                 workflow_definition_id=definition.id,
                 workflow_key=definition.key,
                 parent_job_id=uuid.UUID(inp.parent_job_id),
+                priority=parent.priority if parent else DEFAULT_PRIORITY,
                 workflow_started_at=now,  # the parent's workflow starts it, not the outbox
                 created_at=now,
                 updated_at=now,

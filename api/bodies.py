@@ -5,6 +5,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
+from lodestone.job_priority import HIGHEST, LOWEST
 from lodestone.netguard import OutboundRefused, check_url
 from lodestone.settings import Settings
 from schema.tables import Job
@@ -33,6 +34,8 @@ class SubmissionCreate(BaseModel):
     input: JsonObject = Field(default_factory=dict)
     input_upload_id: uuid.UUID | None = None
     input_url: str | None = Field(default=None, max_length=2000)
+    # 1 (first) to 5 (last); none means 3. A JSON integer only: "2", 2.0 and true are refused.
+    priority: int | None = Field(default=None, ge=HIGHEST, le=LOWEST, strict=True)
 
     @model_validator(mode="after")
     def _one_input_object(self) -> "SubmissionCreate":
@@ -44,6 +47,14 @@ class SubmissionCreate(BaseModel):
             except OutboundRefused as e:
                 raise ValueError(str(e)) from e
         return self
+
+    def request(self) -> dict[str, Any]:
+        """The submission as JSON, the body an Idempotency-Key is bound to; `priority` only if
+        it names one, so a body without it hashes as it did before priorities."""
+        request = self.model_dump(mode="json")
+        if request["priority"] is None:
+            del request["priority"]
+        return request
 
 
 class SubmissionAccepted(BaseModel):

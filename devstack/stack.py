@@ -143,6 +143,7 @@ class Stack:
                 s.temporal_http_port,
                 s.temporal_metrics_port,
                 log_dir=self.logs,
+                fairness=s.temporal_fairness,
             )
         load_or_create_key(s.data_path)
 

@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     temporal_api_key: str | None = Field(default=None, repr=False)
     temporal_rpc_timeout_seconds: float = 3.0
     temporal_payload_offload_bytes: int = 128 * 1024  # larger payloads travel as object-store references
+    # The embedded dev server dispatches by fairness key (the tenant) within a priority
+    # (--dynamic-config-value matching.enableFairness=true); docs/fairness.md.
+    temporal_fairness: bool = True
 
     postgres_port: int = 5433
     database_url: str | None = None

@@ -5,10 +5,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, SmallInteger, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from lodestone.job_priority import DEFAULT as DEFAULT_PRIORITY
 from schema.checkpoints import JobCheckpoint
 from schema.columns import _json, _json_as_written, _json_as_written_or_null, _tenant, _ts, utcnow
 from schema.conversations import ChannelRoute, Contact, FormRoute, Message, Summary
@@ -99,6 +100,10 @@ class Job(SQLModel, table=True):
     parent_job_id: uuid.UUID | None = Field(default=None, foreign_key="jobs.id")  # a child execution's parent
     # When it took one of its tenant's running slots; held while not terminal (activities/running_slots.py).
     slot_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # 1 (first) to 5: its workflow's Temporal priority key, within its tenant's fair share (0023).
+    priority: int = Field(
+        default=DEFAULT_PRIORITY, sa_type=SmallInteger, sa_column_kwargs={"server_default": str(DEFAULT_PRIORITY)}
+    )
 
 
 class JobStep(SQLModel, table=True):

@@ -32,6 +32,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
 from lodestone.db import tenant_session
+from lodestone.job_priority import job_priority
 from lodestone.settings import Settings
 from services.errors import Invalid, NotFound
 from services.schedule_common import (
@@ -141,6 +142,7 @@ async def create_job_schedule(
             id=schedule_id,  # Temporal appends the scheduled time to each run's id
             task_queue=settings.temporal_task_queue,
             typed_search_attributes=TypedSearchAttributes([SearchAttributePair(TENANT_ID, tenant)]),
+            priority=job_priority(tenant),  # the job (a child) inherits it
         ),
         spec=ScheduleSpec(
             cron_expressions=list(req.cron),

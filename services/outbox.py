@@ -33,6 +33,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from lodestone.db import tenant_session, unavailable
+from lodestone.job_priority import job_priority
 from lodestone.settings import Settings
 from lodestone.temporal_client import unreachable
 from schema.definition_kinds import STATE_MACHINE, kind_of
@@ -66,6 +67,7 @@ async def start_job(temporal: Client, settings: Settings, job: Job, workflow: st
             rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=job_search_attributes(job.tenant_id, job.id, job.workflow_key),
+            priority=job_priority(job.tenant_id, job.priority),
         )
     except WorkflowAlreadyStartedError:
         pass  # another request, the sweeper, or a start that timed out after Temporal took it

@@ -25,6 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities import events
 from lodestone.db import tenant_session
+from lodestone.job_priority import job_priority
 from lodestone.settings import Settings
 from schema.statuses import JobStatus
 from schema.tables import (
@@ -178,6 +179,7 @@ async def redrive(
                 task_queue=settings.temporal_task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                 search_attributes=search_attributes(job),
+                priority=job_priority(job.tenant_id, job.priority),
             )
         except WorkflowAlreadyStartedError as e:
             raise RedriveConflict(

@@ -23,6 +23,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio.client import Client
 
 from lodestone.db import tenant_transaction
+from lodestone.job_priority import DEFAULT as DEFAULT_PRIORITY
 from lodestone.metrics import SUBMISSIONS
 from lodestone.settings import Settings
 from schema.definitions import InputInvalid, validate_input
@@ -83,8 +84,8 @@ WITH submission AS (
   VALUES ($1, $2, $3, $4::json, $5, $6, $7)
 ), job AS (
   INSERT INTO jobs (id, tenant_id, submission_id, workflow_definition_id, workflow_key, status, input_key,
-                    created_at, updated_at)
-  VALUES ($8, $2, $1, $3, $9, $10, $11, $7, $7)
+                    created_at, updated_at, priority)
+  VALUES ($8, $2, $1, $3, $9, $10, $11, $7, $7, $12)
 )
 """
 # A concurrent twin's key insert waits here for ours to commit or roll back; then exactly
@@ -92,7 +93,7 @@ WITH submission AS (
 WITH_KEY = (
     ROWS
     + """INSERT INTO idempotency_keys (tenant_id, key, request_hash, job_id, created_at)
-VALUES ($2, $12, $13, $8, $7) ON CONFLICT (tenant_id, key) DO NOTHING RETURNING job_id"""
+VALUES ($2, $13, $14, $8, $7) ON CONFLICT (tenant_id, key) DO NOTHING RETURNING job_id"""
 )
 WITHOUT_KEY = ROWS + "SELECT $8::uuid"
 
@@ -141,6 +142,7 @@ async def _create(
         workflow_definition_id=found["id"],
         workflow_key=found["key"],
         input_key=found["upload_key"],
+        priority=request.get("priority") or DEFAULT_PRIORITY,
     )
     job.updated_at = job.created_at = submission.created_at
     args: list[Any] = [
@@ -155,6 +157,7 @@ async def _create(
         job.workflow_key,
         job.status,
         job.input_key,
+        job.priority,
     ]
     if idempotency_key:
         if await db.fetchval(WITH_KEY, *args, idempotency_key, digest) is None:

@@ -96,7 +96,7 @@ async def submit_form(
         state.temporal,
         state.settings,
         tenant_id=form.tenant_id,
-        request=request.model_dump(mode="json"),
+        request=request.request(),
         idempotency_key=f"form:{slug}:{idempotency_key}" if idempotency_key else None,
     )
     return PublicAccepted(job_id=str(job.id), status=job.status)

@@ -62,6 +62,7 @@ class JobDetail(JobSummary):
     output: Any = None  # a state machine's output, once it succeeded
     path: list[PathEvent] | None = None  # a state machine's events so far, in order
     redrive_count: int = 0  # how many times the job was redriven
+    priority: int = 3  # 1 (first) to 5: its Temporal priority key, within its tenant's fair share
     parent_job_id: str | None = None  # a child execution: the job whose Task started it
     # LLM tokens and cost in all, and by provider and model: {calls, tokens_in, tokens_out, cost_usd, by_model}
     usage: dict[str, Any] | None = None
@@ -177,6 +178,7 @@ async def get_job(job_id: uuid.UUID, _: Viewer, session: SessionDep, state: Stat
         output=job.output if record.state_machine else None,
         path=[path_event(e) for e in record.path] if record.state_machine else None,
         redrive_count=job.redrive_count,
+        priority=job.priority,
         usage=job_summary(usage.values()),
         parent_job_id=str(job.parent_job_id) if job.parent_job_id else None,
         error=None

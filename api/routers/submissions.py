@@ -45,7 +45,7 @@ async def submit(
         state.temporal,
         state.settings,
         tenant_id=principal.tenant_id,
-        request=body.model_dump(mode="json"),
+        request=body.request(),
         idempotency_key=idempotency_key,
         recorder=state.recorder,
     )
