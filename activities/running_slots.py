@@ -5,7 +5,8 @@ The count derives from the job rows, so no bookkeeping of its own can leak: a jo
 slot from its claim (jobs.slot_at set) until it is terminal, however it ended. A claim takes a
 transaction-scoped advisory lock on the tenant, so two claims at once never both see the last
 free slot. A job is granted a slot when the slots held plus the jobs waiting ahead of it (in
-QUEUE_ORDER) leave one free, so a later job never overtakes an earlier one.
+queue_order: priority, then age) leave one free, so a later job never overtakes an earlier one
+of the same priority.
 
 A child execution (jobs.parent_job_id set) runs inside its parent's slot: it neither claims nor
 holds one, so a parent waiting on its children never waits on its own tenant's limit.
@@ -47,12 +48,12 @@ _LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(CAST(:tenant AS text
 
 
 def queue_order() -> list[Any]:
-    """The order waiting jobs start in: oldest first (the one place a priority would go first)."""
-    return [col(Job.created_at), col(Job.id)]
+    """The order waiting jobs start in: by priority (1 first), then oldest first."""
+    return [col(Job.priority), col(Job.created_at), col(Job.id)]
 
 
 def _ahead_of(job: Job) -> ColumnElement[bool]:
-    return tuple_(*queue_order()) < tuple_(job.created_at, job.id)
+    return tuple_(*queue_order()) < tuple_(job.priority, job.created_at, job.id)
 
 
 def _held(tenant_id: uuid.UUID) -> Any:

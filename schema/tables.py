@@ -100,7 +100,7 @@ class Job(SQLModel, table=True):
     parent_job_id: uuid.UUID | None = Field(default=None, foreign_key="jobs.id")  # a child execution's parent
     # When it took one of its tenant's running slots; held while not terminal (activities/running_slots.py).
     slot_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-    # 1 (first) to 5: its workflow's Temporal priority key, within its tenant's fair share (0023).
+    # 1 (first) to 5: the order of its tenant's jobs waiting for a running slot (0023).
     priority: int = Field(
         default=DEFAULT_PRIORITY, sa_type=SmallInteger, sa_column_kwargs={"server_default": str(DEFAULT_PRIORITY)}
     )

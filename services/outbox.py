@@ -67,7 +67,7 @@ async def start_job(temporal: Client, settings: Settings, job: Job, workflow: st
             rpc_timeout=timedelta(seconds=settings.temporal_rpc_timeout_seconds),
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=job_search_attributes(job.tenant_id, job.id, job.workflow_key),
-            priority=job_priority(job.tenant_id, job.priority),
+            priority=job_priority(job.tenant_id),
         )
     except WorkflowAlreadyStartedError:
         pass  # another request, the sweeper, or a start that timed out after Temporal took it

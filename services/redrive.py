@@ -179,7 +179,7 @@ async def redrive(
                 task_queue=settings.temporal_task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                 search_attributes=search_attributes(job),
-                priority=job_priority(job.tenant_id, job.priority),
+                priority=job_priority(job.tenant_id),
             )
         except WorkflowAlreadyStartedError as e:
             raise RedriveConflict(

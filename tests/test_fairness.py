@@ -1,4 +1,4 @@
-"""Fair dispatch between tenants and priority per job, on the session's Temporal dev server
+"""Fair dispatch between tenants, and the priority a submission names, on the session's Temporal dev server
 (started with matching.enableFairness, devstack/temporal.py): jobs submitted through the API
 onto a task queue of the test's own, with no worker until the backlog is in; then a worker
 whose SubmissionWorkflow stand-in only notes the order its jobs run in."""
@@ -91,19 +91,19 @@ async def test_a_light_tenants_job_is_dispatched_before_a_heavy_tenants_backlog(
     assert set(order) == set(a_jobs) | set(b_jobs)
 
 
-async def test_priority_1_runs_before_priority_5_within_a_tenant(queue_settings, temporal, tenant_a):  # type: ignore[no-untyped-def]
+async def test_a_jobs_workflow_starts_with_its_tenant_as_fairness_key_and_no_priority_key(
+    queue_settings, temporal, tenant_a
+):  # type: ignore[no-untyped-def]
+    # A job's priority orders its tenant's jobs waiting for a running slot
+    # (tests/test_running_limit.py); as Temporal's priority key it would order every tenant's.
     async with in_process_api(queue_settings, tenant_a.token_for(queue_settings, "admin")) as api:
         key = (await create_workflow(api, definition("http://127.0.0.1:9/hook")))["key"]
-        low = await submit_many(api, key, 12, priority=5)
-        high = await submit_many(api, key, 4, priority=1)
-        resp = await api.get(f"/v1/jobs/{high[0]}")
-        assert resp.json()["priority"] == 1
-        assert (await api.get(f"/v1/jobs/{low[0]}")).json()["priority"] == 5
-    order = await run_backlog(temporal, queue_settings.temporal_task_queue, 16)
-    assert sorted(order.index(j) for j in high) == [0, 1, 2, 3], order
-    started = await temporal.get_workflow_handle(high[0]).describe()
+        [high] = await submit_many(api, key, 1, priority=1)
+        assert (await api.get(f"/v1/jobs/{high}")).json()["priority"] == 1
+    started = await temporal.get_workflow_handle(high).describe()
     priority = started.raw_description.workflow_execution_info.priority
-    assert (priority.priority_key, priority.fairness_key) == (1, str(tenant_a.id))
+    assert (priority.priority_key, priority.fairness_key) == (0, str(tenant_a.id))
+    await temporal.get_workflow_handle(high).terminate("test done")
 
 
 @pytest.mark.parametrize("bad", [0, 6, "2", True, 2.5, None])

@@ -2,7 +2,8 @@
 whose model answers each call after a delay. A tenant limited to 2 running jobs submits 6: never
 more than 2 hold a slot at once, the rest say `queued` (in the job and its events), they start in
 submission order and all are delivered; a queued job cancelled ends cancelled, frees nothing,
-and the rest still finish; another tenant's job is not queued behind them."""
+and the rest still finish; another tenant's job is not queued behind them. Waiting jobs start
+by priority first: a priority-1 job submitted after priority-5 ones starts before them."""
 
 import asyncio
 import json
@@ -37,7 +38,11 @@ def slow_llm() -> Iterator[SwitchableOpenAIStandIn]:
 @pytest.fixture(scope="module")
 def worker_settings(settings: Settings, slow_llm: SwitchableOpenAIStandIn) -> Settings:
     return settings.model_copy(
-        update={"temporal_task_queue": f"running-{uuid.uuid4()}", "llm_base_url": slow_llm.base_url}
+        update={
+            "temporal_task_queue": f"running-{uuid.uuid4()}",
+            "llm_base_url": slow_llm.base_url,
+            "llm_timeout_seconds": 30.0,  # well past LATENCY, however loaded the machine
+        }
     )
 
 
@@ -131,8 +136,9 @@ async def test_a_tenant_runs_at_most_its_limit_the_rest_queue_in_order(
             assert b_resp.status_code == 202, b_resp.text
             b_job = await wait_job(b_api, str(b_resp.json()["job_id"]), timeout=60)
         assert b_job["status"] == "delivered", b_job
-        still_waiting = await rows(engine, busy.id, ids[-2:])
-        assert all(j.slot_at is None for j in still_waiting.values()), "tenant B's job ran before A's last two queued"
+        b_id = str(b_resp.json()["job_id"])
+        b_slot = (await rows(engine, tenant_b.id, [b_id]))[b_id].slot_at
+        assert b_slot is not None
 
         cancelled = ids[-1]  # queued last: it holds nothing
         resp = await api.post(f"/v1/jobs/{cancelled}/cancel")
@@ -150,9 +156,40 @@ async def test_a_tenant_runs_at_most_its_limit_the_rest_queue_in_order(
     assert most_at_once(spans) == LIMIT, spans  # type: ignore[arg-type]  # slot_at checked above
     by_start = sorted(ran, key=lambda j: j.slot_at)  # type: ignore[arg-type, return-value]
     assert [str(j.id) for j in by_start] == ids[:-1], "not started in submission order"
+    # B, submitted once 4 of A's waited, took its slot before A's fifth: not queued behind them.
+    assert b_slot < found[ids[4]].slot_at, (b_slot, found[ids[4]].slot_at)  # type: ignore[operator]
     seen = await statuses(api, ids[4])
     assert seen.index("queued") < seen.index("processing") < seen.index("delivered"), seen
     assert (await statuses(api, cancelled))[-1] == "cancelled"
+
+
+async def test_a_waiting_job_of_priority_1_starts_before_earlier_ones_of_priority_5(
+    api: httpx.AsyncClient, engine: Any, busy: TenantCtx
+) -> None:
+    put = await api.put("/v1/tenant/limits", json={"max_running_jobs": 1})
+    assert put.status_code == 200, put.text
+    with WebhookReceiver(busy.webhook_secret) as hook:
+        body = one_step(hook.url)
+        await create_workflow(api, body)
+        ids: list[str] = []
+        for n, priority in enumerate([3, 5, 5, 5, 1]):  # the first takes the slot; the rest wait
+            resp = await api.post(
+                "/v1/submissions",
+                json={"workflow_key": body["key"], "input": {"company": f"P{n}"}, "priority": priority},
+            )
+            assert resp.status_code == 202, resp.text
+            ids.append(str(resp.json()["job_id"]))
+
+            async def arrived(job_id: str = ids[-1]) -> bool:
+                return (await rows(engine, busy.id, [job_id]))[job_id].status != "pending"
+
+            await until(arrived, 30, f"job {n} started")
+        assert (await api.get(f"/v1/jobs/{ids[-1]}")).json()["priority"] == 1
+        done = [await wait_job(api, i, timeout=120) for i in ids]
+        assert [j["status"] for j in done] == ["delivered"] * 5, done
+    found = await rows(engine, busy.id, ids)
+    by_start = [str(j.id) for j in sorted(found.values(), key=lambda j: j.slot_at)]  # type: ignore[arg-type, return-value]
+    assert by_start == [ids[0], ids[4], ids[1], ids[2], ids[3]], by_start
 
 
 def _token(tenant: TenantCtx) -> str:
