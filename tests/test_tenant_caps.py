@@ -9,6 +9,7 @@ from datetime import datetime
 
 import pytest
 from sqlalchemy import text
+from temporalio.testing import ActivityEnvironment
 
 from lodestone.db import tenant_session
 from lodestone.tenant_limits import LimitOverrides
@@ -17,6 +18,7 @@ from lodestone.token_bucket import Rate, take
 from services.tenants import set_limit_overrides
 from tests.conftest import _tenant
 from tests.helpers import create_workflow, definition, in_process_api, submit, wait_job
+from tests.machine_tasks_support import build, close, make_job, task
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -140,3 +142,71 @@ async def test_one_llm_call_at_a_time_across_jobs_and_another_tenant_not_held(se
     assert calls(models[free.id])[-1] < expires.timestamp()  # not held back meanwhile
     for t in (capped, dead, free):
         await t.api.aclose()
+
+
+async def test_a_pdf_render_waits_for_a_render_slot_without_spending_attempts(settings, engine, temporal):
+    """max_renders=1, its slot held by a dead worker's lease: the job's PDF render answers
+    TenantSlotsBusy, is scheduled again as a first attempt each time, and renders once the
+    lease expired."""
+    tenant = await _tenant(settings, engine, "Renders")
+    await set_limit_overrides(engine, tenant.id, LimitOverrides(max_renders=1))
+    wf = await create_workflow(tenant.api, {**one_step("offline"), "outputs": ["html", "pdf"]})
+    expires = await _dead_lease(engine, tenant.id, "render", 5.0)
+    job = (await submit(tenant.api, wf["key"])).json()
+    done = await wait_job(tenant.api, job["job_id"], timeout=75)
+    assert done["status"] == "delivered", done
+    async with tenant_session(engine, tenant.id) as s:
+        rendered = (
+            await s.execute(
+                text("SELECT created_at FROM artifacts WHERE job_id = :j AND kind = 'pdf'"),
+                {"j": uuid.UUID(job["job_id"])},
+            )
+        ).scalar_one()
+    assert rendered >= expires
+    busy, attempts = 0, []
+    async for event in temporal.get_workflow_handle(job["job_id"]).fetch_history_events():
+        if event.HasField("activity_task_failed_event_attributes"):
+            busy += event.activity_task_failed_event_attributes.failure.application_failure_info.type == (
+                "TenantSlotsBusy"
+            )
+        if event.HasField("activity_task_started_event_attributes"):
+            attempts.append(event.activity_task_started_event_attributes.attempt)
+    assert busy >= 1 and set(attempts) == {1}, (busy, attempts)
+    await tenant.api.aclose()
+
+
+async def test_buckets_and_leases_are_each_tenants_own(settings, engine, tenant_a, tenant_b):
+    """Row-level security, enabled and forced, as on every tenant table."""
+    await take(engine, tenant_a.id, Rate("submissions", 60, 5))
+    await _dead_lease(engine, tenant_a.id, "llm", 0.0)
+    async with tenant_session(engine, tenant_b.id) as s:
+        for table in ("token_buckets", "tenant_leases"):
+            seen = (await s.execute(text(f"SELECT DISTINCT tenant_id FROM {table}"))).scalars().all()
+            assert tenant_a.id not in seen, table
+            flags = (
+                await s.execute(
+                    text("SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE relname = :t"),
+                    {"t": table},
+                )
+            ).scalar_one()
+            assert flags is True, table
+
+
+async def test_a_state_machine_llm_task_waits_in_its_activity_for_a_slot(settings, engine, llm_standin):
+    """A Task has no workflow-side rescheduling: the activity waits (heartbeating) and calls
+    the model once the dead holder's lease expired, instead of failing the Task."""
+    tenant = await _tenant(settings, engine, "Machine slots")
+    await set_limit_overrides(engine, tenant.id, LimitOverrides(max_llm_calls=1))
+    model = f"ok-caps-{uuid.uuid4().hex[:6]}"
+    acts = build(settings, engine)
+    try:
+        job_id = await make_job(engine, tenant.id)
+        expires = await _dead_lease(engine, tenant.id, "llm", 3.0)
+        inp = task(tenant.id, job_id, "Ask", "lodestone:llm", {"prompt": "Hi", "model": model}, [])
+        got = await ActivityEnvironment().run(acts.run_task, inp)
+    finally:
+        await close(acts)
+    assert got["model"] == model
+    [sent] = [r for r in llm_standin.requests if r.get("model") == model]
+    assert sent["_at"] >= expires.timestamp()
+    await tenant.api.aclose()
