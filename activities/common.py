@@ -3,19 +3,21 @@
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import errors
+from lodestone.busy import Busy
 from lodestone.llm import LLMTransient
 from lodestone.secrets import SecretsError, SecretsProvider, SecretsUnavailable
-from lodestone.template_turns import TemplatePoolBusy
 from lodestone.tenant_secrets import resolve_tenant_secret
+from lodestone.tenant_slots import SlotsBusy
 from schema.tables import Job, Submission, Tenant, WorkflowDefinition
 
 
@@ -36,10 +38,27 @@ def llm_transient(e: LLMTransient) -> ApplicationError:
     return ApplicationError(str(e), type=errors.code_of(e), next_retry_delay=delay)
 
 
-def pool_busy(e: TemplatePoolBusy) -> ApplicationError:
-    """Retryable, after the delay the pool asked: the activity gives its worker slot back
-    instead of waiting for its tenant's turn (workflows re-schedule it; see SubmissionWorkflow)."""
-    return ApplicationError(str(e), type=errors.TEMPLATE_POOL_BUSY, next_retry_delay=timedelta(seconds=e.retry_after))
+T = TypeVar("T")
+BUSY_WAIT_MAX = 5.0  # seconds between two asks of a busy resource by a Task (heartbeating meanwhile)
+
+
+def busy(e: Busy) -> ApplicationError:
+    """Retryable, after the delay the busy resource asked (a template pool's turn, a tenant's
+    LLM-call or render slot): the activity gives its worker slot back instead of waiting
+    (workflows re-schedule it without spending an attempt; see SubmissionWorkflow)."""
+    code = errors.TENANT_SLOTS_BUSY if isinstance(e, SlotsBusy) else errors.TEMPLATE_POOL_BUSY
+    return ApplicationError(str(e), type=code, next_retry_delay=timedelta(seconds=e.retry_after))
+
+
+async def until_free(call: Callable[[], Awaitable[T]]) -> T:
+    """`call`, asked again after the delay each Busy asks for (at most BUSY_WAIT_MAX): for a
+    state machine Task, which has no workflow-side rescheduling as pipeline steps have. The
+    caller heartbeats meanwhile; the wait counts toward the Task's timeout."""
+    while True:
+        try:
+            return await call()
+        except Busy as e:
+            await asyncio.sleep(min(e.retry_after, BUSY_WAIT_MAX))
 
 
 async def secret_of(

@@ -62,6 +62,11 @@ SEND_RATE_LIMITED = "SendRateLimited"
 # A busy template pool: the workflow schedules the activity again after the delay it asked
 # (runs recorded before that let the policy retry it as an attempt).
 TEMPLATE_POOL_BUSY = "TemplatePoolBusy"
+# Every one of the tenant's LLM-call or render slots is held (lodestone/tenant_slots.py): the
+# same, rescheduled by the workflow without spending an attempt.
+TENANT_SLOTS_BUSY = "TenantSlotsBusy"
+# The busy codes: "come back later", never a failed attempt (workflows/policies.py).
+BUSY_TYPES = (TEMPLATE_POOL_BUSY, TENANT_SLOTS_BUSY)
 
 NON_RETRYABLE = frozenset(
     {
@@ -112,6 +117,7 @@ RETRYABLE = frozenset(
         SMS_UNAVAILABLE,
         SEND_RATE_LIMITED,
         TEMPLATE_POOL_BUSY,
+        TENANT_SLOTS_BUSY,
     }
 )
 

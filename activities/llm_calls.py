@@ -5,6 +5,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from activities.common import secret_of
 from lodestone import metrics
@@ -13,6 +14,7 @@ from lodestone.llm_fallback import Answered, ask
 from lodestone.llm_providers import Route, route_for
 from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
+from lodestone.tenant_slots import tenant_slot
 from schema.tables import Tenant, UsageRecord, utcnow
 
 
@@ -35,7 +37,11 @@ async def ask_models(
     models: list[str],
     request: ChatRequest,
     on_text: TextSink | None = None,
+    *,
+    engine: AsyncEngine,
 ) -> Answered:
+    """The answer, holding one of the tenant's LLM-call slots for the call (SlotsBusy when none
+    is free; lodestone.tenant_slots)."""
     providers = tenant.llm_providers if tenant else {}
     routes = []
     for model in models:
@@ -55,7 +61,8 @@ async def ask_models(
             raise LLMRequestRejected(f"provider {route.provider!r} names secret {name!r}, which the tenant has not set")
         return key
 
-    return await ask(llm, routes, request, key_of, on_text, settings.llm_output_retries, settings.llm_json_mode)
+    async with tenant_slot(engine, settings, tenant_id, "llm"):
+        return await ask(llm, routes, request, key_of, on_text, settings.llm_output_retries, settings.llm_json_mode)
 
 
 async def record_usage(

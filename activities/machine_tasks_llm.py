@@ -12,7 +12,7 @@ from typing import Any
 from temporalio.exceptions import ApplicationError
 
 from activities import errors
-from activities.common import heartbeating
+from activities.common import heartbeating, until_free
 from activities.events import TokenStream
 from activities.llm_calls import ask_models, models_of, record_usage
 from activities.machine_tasks_base import (
@@ -103,8 +103,19 @@ async def run_llm(deps: TaskDeps, inp: MachineTaskInput, resolved: Resolved) -> 
     models = models_of(params, deps.settings)
     try:
         async with heartbeating(heartbeat_every()), tokens:
-            answered = await ask_models(
-                deps.llm, deps.settings, deps.secrets, tenant, inp.tenant_id, models, request, tokens
+            # Every one of the tenant's LLM-call slots held: waited out here (no workflow-side rescheduling).
+            answered = await until_free(
+                lambda: ask_models(
+                    deps.llm,
+                    deps.settings,
+                    deps.secrets,
+                    tenant,
+                    inp.tenant_id,
+                    models,
+                    request,
+                    tokens,
+                    engine=deps.engine,
+                )
             )
     except LLMError as e:
         raise task_failed(f"{errors.code_of(e)}: {e}") from e

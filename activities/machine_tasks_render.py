@@ -4,23 +4,21 @@ stored as one artifact of the job per Task path (kind `<path>.<format>`). Parame
 binding's settings give defaults (a stored template). A rendered path is never rendered again:
 its artifact id may already have been delivered."""
 
-import asyncio
 import hashlib
 from typing import Any
 
 from activities import errors
-from activities.common import heartbeating
+from activities.common import heartbeating, until_free
 from activities.machine_tasks_base import MachineTaskInput, TaskDeps, handler_params, heartbeat_every, task_data
 from activities.machine_tasks_shapes import Answer, task_failed
 from activities.render import FILES, record_artifact, stored_artifact
 from lodestone.asl.bindings import Resolved
 from lodestone.pdf import PdfRenderFailed, render_pdf
 from lodestone.storage import job_key
-from lodestone.template_turns import TemplatePoolBusy
 from lodestone.templating import TemplateLimitExceeded, TemplateRenderError, TemplateSecurityViolation
+from lodestone.tenant_slots import tenant_slot
 
 RENDER_KEYS = ("template", "data", "format")
-BUSY_WAIT_MAX = 5.0  # seconds between two asks of a busy pool (the activity heartbeats meanwhile)
 
 
 def render_params(resolved: Resolved, resource: str, payload: Any) -> dict[str, Any]:
@@ -46,14 +44,10 @@ async def run_render(deps: TaskDeps, inp: MachineTaskInput, resolved: Resolved) 
     context = {**(data if isinstance(data, dict) else {}), "data": data}
     try:
         async with heartbeating(heartbeat_every()):
-            html = (await _render(deps, template, context, inp.tenant_id)).encode()
-            blob = (
-                html
-                if fmt == "html"
-                else await render_pdf(
-                    html, timeout=deps.settings.pdf_timeout_seconds, memory_mb=deps.settings.pdf_memory_mb
-                )
-            )
+            html = (
+                await until_free(lambda: deps.templates.render(template, context, html=True, tenant=inp.tenant_id))
+            ).encode()
+            blob = html if fmt == "html" else await until_free(lambda: _pdf(deps, inp.tenant_id, html))
     except (TemplateRenderError, TemplateSecurityViolation, TemplateLimitExceeded, PdfRenderFailed) as e:
         raise task_failed(f"{errors.code_of(e)}: {e}") from e
     digest = hashlib.sha256(inp.path.encode()).hexdigest()[:32]
@@ -62,11 +56,7 @@ async def run_render(deps: TaskDeps, inp: MachineTaskInput, resolved: Resolved) 
     return artifact_result(artifact_id, kind, stored.size, content_type)
 
 
-async def _render(deps: TaskDeps, template: str, context: dict[str, Any], tenant: str) -> str:
-    """Through the pool; while every evaluator is busy with other tenants' work, wait the
-    delay the pool asks (a Task has no workflow-side rescheduling as pipeline steps have)."""
-    while True:
-        try:
-            return await deps.templates.render(template, context, html=True, tenant=tenant)
-        except TemplatePoolBusy as e:
-            await asyncio.sleep(min(e.retry_after, BUSY_WAIT_MAX))
+async def _pdf(deps: TaskDeps, tenant_id: str, html: bytes) -> bytes:
+    """One of the tenant's render slots held for the PDF (SlotsBusy when none is free)."""
+    async with tenant_slot(deps.engine, deps.settings, tenant_id, "render"):
+        return await render_pdf(html, timeout=deps.settings.pdf_timeout_seconds, memory_mb=deps.settings.pdf_memory_mb)

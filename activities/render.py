@@ -13,7 +13,7 @@ from sqlmodel import col, select
 from temporalio import activity
 
 from activities import errors, events
-from activities.common import fail, heartbeating, load_job, pool_busy
+from activities.common import busy, fail, heartbeating, load_job
 from lodestone.db import tenant_session
 from lodestone.pdf import PdfRenderFailed, render_pdf
 from lodestone.settings import Settings
@@ -21,6 +21,7 @@ from lodestone.storage import ObjectNotFound, ObjectStore, StoredObject, job_key
 from lodestone.template_pool import TemplatePool
 from lodestone.template_turns import TemplatePoolBusy
 from lodestone.templating import TemplateLimitExceeded, TemplateRenderError, TemplateSecurityViolation
+from lodestone.tenant_slots import SlotsBusy, tenant_slot
 from schema.tables import Artifact, JobStep, utcnow
 
 
@@ -130,17 +131,19 @@ class RenderActivities:
         except (TemplateRenderError, TemplateSecurityViolation, TemplateLimitExceeded) as e:
             raise fail(errors.code_of(e), f"template: {e}") from e
         except TemplatePoolBusy as e:
-            raise pool_busy(e) from e
+            raise busy(e) from e
 
     async def _pdf(self, inp: RenderInput) -> bytes:
         html = await self.store.get_bytes(job_key(inp.tenant_id, inp.job_id, FILES["html"][0]))
         try:
-            async with heartbeating():
+            async with tenant_slot(self.engine, self.settings, inp.tenant_id, "render"), heartbeating():
                 return await render_pdf(
                     html, timeout=self.settings.pdf_timeout_seconds, memory_mb=self.settings.pdf_memory_mb
                 )
         except PdfRenderFailed as e:
             raise fail(errors.PDF_RENDER_FAILED, str(e)) from e
+        except SlotsBusy as e:
+            raise busy(e) from e
 
     async def _record(self, inp: RenderInput, stored: StoredObject, content_type: str) -> RenderResult:
         artifact_id = await record_artifact(self.engine, inp.tenant_id, inp.job_id, inp.kind, stored, content_type)

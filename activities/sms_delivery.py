@@ -1,6 +1,6 @@
 """SMS delivery (Twilio), and what sms and whatsapp targets share: the recipient and text
 filled from the job (lodestone/message_text.py), a signed link to the job's report, and the
-tenant's send rate per country (lodestone/send_rate.py). Like email, a send returns its
+tenant's send rate per country (lodestone/token_bucket.py). Like email, a send returns its
 outcome and writes nothing after it; the workflow records it and retries what may succeed."""
 
 import uuid
@@ -15,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 from activities import errors
 from activities.common import secret_of
 from activities.delivery_log import DeliveryInput, OpenDelivery, SendOutcome
-from lodestone import links, send_rate
+from lodestone import links, token_bucket
 from lodestone.message_text import TextInvalid, calling_code, fill, recipient
 from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
@@ -51,9 +51,8 @@ async def hold_for_rate(engine: AsyncEngine, settings: Settings, tenant_id: str,
     """Take a send from the tenant's bucket for the number's country, or fail the activity for
     the send to be tried again when one is due: over the rate a send waits, it is never dropped."""
     code = calling_code(to)
-    wait = await send_rate.take(
-        engine, tenant_id, channel, code, settings.message_rate_per_minute, settings.message_rate_burst
-    )
+    rate = token_bucket.Rate(channel, settings.message_rate_per_minute, settings.message_rate_burst)
+    wait = await token_bucket.take(engine, tenant_id, rate, code)
     if wait:
         raise ApplicationError(
             f"{channel} sends to +{code} are over this tenant's rate; next in {wait:.1f} s",

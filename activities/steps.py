@@ -15,15 +15,15 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import errors, events
-from activities.common import LoadedJob, fail, heartbeating, llm_transient, load_job, pool_busy
+from activities.common import LoadedJob, busy, fail, heartbeating, llm_transient, load_job
 from activities.llm_calls import ask_models, models_of, record_usage
+from lodestone.busy import Busy
 from lodestone.db import tenant_session
 from lodestone.llm import ChatRequest, LLMClient, LLMError, LLMTransient
 from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
 from lodestone.storage import ObjectStore, job_key
 from lodestone.template_pool import TemplatePool
-from lodestone.template_turns import TemplatePoolBusy
 from lodestone.templating import TemplateLimitExceeded, TemplateRenderError, TemplateSecurityViolation
 from schema.tables import JobStep, Tenant, UsageRecord, utcnow
 
@@ -105,7 +105,7 @@ class StepActivities:
         try:
             return await self._attempt(inp, loaded, tenant, outputs)
         except ApplicationError as e:
-            if not e.non_retryable and e.type != errors.TEMPLATE_POOL_BUSY:  # busy: not a failed attempt
+            if not e.non_retryable and e.type not in errors.BUSY_TYPES:  # busy: not a failed attempt
                 await self._retrying(inp, f"{e.type}: {e.message}", e)
             raise
         except Exception as e:  # not the step's own: its text may name server paths (an OSError's)
@@ -161,12 +161,20 @@ class StepActivities:
                 prompt = await self.templates.render(step["instructions"], context, html=False, tenant=inp.tenant_id)
                 request = ChatRequest([{"role": "user", "content": prompt}], json_schema=step.get("output_schema"))
                 answered = await ask_models(
-                    self.llm, self.settings, self.secrets, tenant, inp.tenant_id, models, request, tokens
+                    self.llm,
+                    self.settings,
+                    self.secrets,
+                    tenant,
+                    inp.tenant_id,
+                    models,
+                    request,
+                    tokens,
+                    engine=self.engine,
                 )
         except LLMTransient as e:
             raise llm_transient(e) from e
-        except TemplatePoolBusy as e:
-            raise pool_busy(e) from e
+        except Busy as e:
+            raise busy(e) from e
         except (LLMError, TemplateRenderError, TemplateSecurityViolation, TemplateLimitExceeded) as e:
             await self._mark(inp, "failed", str(e), event=events.step_data(inp.step_id, "failed", attempt, str(e)))
             raise fail(errors.code_of(e), str(e)) from e

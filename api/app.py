@@ -11,7 +11,7 @@ from api import docs, problems
 from api.auth import TokenVerifier
 from api.body_timeout import BodyIdleTimeout
 from api.deps import AppState
-from api.limits import BodyLimit, TenantRateLimiter, UploadSlots
+from api.limits import BodyLimit, UploadSlots
 from api.observe import Observe
 from api.routers import (
     approvals,
@@ -73,8 +73,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store,
             http,
             TokenVerifier(settings, http),
-            TenantRateLimiter(settings.submissions_per_minute, settings.submissions_burst),
-            TenantRateLimiter(settings.public_form_submissions_per_minute, settings.public_form_submissions_burst),
             UploadSlots(settings.uploads_in_flight, settings.tenant_uploads_in_flight),
         )
         app.state.lodestone.events.start()

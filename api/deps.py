@@ -15,7 +15,7 @@ from temporalio.client import Client
 
 from activities.events import CHANNEL
 from api.auth import Principal, TokenVerifier, unauthorized
-from api.limits import TenantRateLimiter, UploadSlots
+from api.limits import SubmissionRates, UploadSlots
 from api.problems import Problem
 from lodestone.db import tenant_session
 from lodestone.logs import bind
@@ -60,15 +60,15 @@ class AppState:
     store: ObjectStore
     http: httpx.AsyncClient
     verifier: TokenVerifier
-    submissions_limiter: TenantRateLimiter
-    forms_limiter: TenantRateLimiter
     upload_slots: UploadSlots
     known_tenants: KnownTenants = field(init=False)
+    rates: SubmissionRates = field(init=False)
     events: Listener = field(init=False)  # wakes job event streams (started in the lifespan)
     recorder: StartRecorder = field(init=False)  # records submitted jobs' starts (started in the lifespan)
 
     def __post_init__(self) -> None:
         self.known_tenants = KnownTenants(self.engine, self.settings.tenant_cache_seconds)
+        self.rates = SubmissionRates(self.engine, self.settings, self.settings.tenant_cache_seconds)
         self.recorder = StartRecorder(self.engine)
         self.events = Listener(
             self.settings.app_database_url, CHANNEL, connect_timeout=self.settings.db_connect_timeout_seconds

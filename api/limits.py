@@ -1,18 +1,20 @@
-"""Request limits: a body-size cap per route (413), a per-tenant submission rate (429), and
-a cap on the uploads streaming into one API process (UploadSlots).
-
-The rate limiter is a token bucket per tenant in this API process: with N API processes a
-tenant can reach N times the rate. A shared store would make it exact; the bound it gives
-is what protects the workers.
+"""Request limits: a body-size cap per route (413), the rate of a tenant's submissions (429,
+its token bucket in PostgreSQL, taken in the submission's transaction by
+services.submissions), and a cap on the uploads streaming into one API process (UploadSlots).
 """
 
-import math
 import time
+import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Literal
 
-from api.problems import Problem, problem_response
-from lodestone.metrics import SUBMISSIONS, UPLOADS_IN_FLIGHT
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.problems import problem_response
+from lodestone.metrics import UPLOADS_IN_FLIGHT
+from lodestone.settings import Settings
+from lodestone.token_bucket import Rate
+from services.tenants import tenant_limits
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -78,36 +80,33 @@ async def _no_body() -> Message:
     return {"type": "http.disconnect"}
 
 
-class TenantRateLimiter:
-    """A token bucket per tenant: `rate` requests per minute, bursts up to `burst`."""
+class SubmissionRates:
+    """The rate each submission takes a token at (lodestone.token_bucket, one bucket per
+    tenant in PostgreSQL, shared by every API process). A tenant's API submissions: its
+    effective submissions_per_minute and submissions_burst, read at most once per `ttl`
+    seconds per tenant in this process (so an override takes effect within that); public
+    form submissions: the deployment's PUBLIC_FORM_SUBMISSIONS_* settings."""
 
-    def __init__(self, per_minute: int, burst: int) -> None:
-        self.rate, self.burst = per_minute / 60.0, float(burst)
-        self._buckets: dict[str, tuple[float, float]] = {}
+    MAX_REMEMBERED = 100_000
 
-    def take(self, tenant: str, now: float | None = None) -> float:
-        """0 when allowed; otherwise the seconds until a token is available."""
-        now = time.monotonic() if now is None else now
-        tokens, last = self._buckets.get(tenant, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        if tokens >= 1:
-            self._buckets[tenant] = (tokens - 1, now)
-            return 0.0
-        self._buckets[tenant] = (tokens, now)
-        return (1 - tokens) / self.rate if self.rate > 0 else math.inf
-
-
-def admit_submission(limiter: TenantRateLimiter, tenant_id: object, workflow_key: str) -> None:
-    """429, with Retry-After, when the tenant's submissions are over their rate."""
-    wait = limiter.take(str(tenant_id))
-    if wait:
-        SUBMISSIONS.labels(str(tenant_id), workflow_key, "rate_limited").inc()
-        raise Problem(
-            429,
-            "rate_limited",
-            "too many submissions for this tenant; slow down",
-            headers={"Retry-After": str(max(1, round(wait + 0.5)))},
+    def __init__(self, engine: AsyncEngine, settings: Settings, ttl: float) -> None:
+        self.engine, self.settings, self.ttl = engine, settings, ttl
+        self.forms = Rate(
+            "form_submissions", settings.public_form_submissions_per_minute, settings.public_form_submissions_burst
         )
+        self._read: dict[uuid.UUID, tuple[float, Rate]] = {}
+
+    async def submissions(self, tenant_id: uuid.UUID) -> Rate:
+        now = time.monotonic()
+        read = self._read.get(tenant_id)
+        if read is not None and now - read[0] < self.ttl:
+            return read[1]
+        limits = await tenant_limits(self.engine, self.settings, tenant_id)
+        rate = Rate("submissions", limits.submissions_per_minute, limits.submissions_burst)
+        if len(self._read) >= self.MAX_REMEMBERED:
+            self._read.clear()
+        self._read[tenant_id] = (now, rate)
+        return rate
 
 
 class UploadSlots:

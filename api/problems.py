@@ -14,7 +14,7 @@ from temporalio.service import RPCError
 from lodestone.db import DatabaseUnavailable, unavailable
 from lodestone.storage.base import StorageFull
 from lodestone.temporal_client import unreachable
-from services.errors import Conflict, Invalid, NotFound
+from services.errors import Conflict, Invalid, NotFound, RateLimited
 
 log = logging.getLogger("lodestone.api")
 
@@ -190,6 +190,12 @@ def install(app: FastAPI) -> None:
         if exc.errors is not None:
             extra["errors"] = exc.errors
         return problem_response(422, exc.code, exc.detail, **extra)
+
+    @app.exception_handler(RateLimited)
+    async def _rate_limited(_: Request, exc: RateLimited) -> JSONResponse:
+        return problem_response(
+            429, "rate_limited", exc.detail, {"Retry-After": str(max(1, round(min(exc.retry_after, 3600) + 0.5)))}
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -20,17 +20,15 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from lodestone.busy import Busy
+
 T = TypeVar("T")
 
 MAX_RETRY_AFTER = 30.0
 
 
-class TemplatePoolBusy(RuntimeError):
+class TemplatePoolBusy(Busy):
     """The tenant's renders fill its share of the pool: retry after `retry_after` seconds."""
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class FairTurns(Generic[T]):

@@ -1,5 +1,5 @@
 """What a service refuses, worded for whoever asked. The API answers each as a problem
-(api/problems.py: NotFound 404, Conflict 409, Invalid 422); the CLI prints OpsError."""
+(api/problems.py: NotFound 404, Conflict 409, Invalid 422, RateLimited 429); the CLI prints OpsError."""
 
 
 class OpsError(Exception):
@@ -32,3 +32,11 @@ class Invalid(ValueError):
     ) -> None:
         super().__init__(detail)
         self.code, self.detail, self.pointer, self.errors = code, detail, pointer, errors
+
+
+class RateLimited(Exception):
+    """Over the tenant's rate: a token is there again in `retry_after` seconds."""
+
+    def __init__(self, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.detail, self.retry_after = detail, retry_after

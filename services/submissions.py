@@ -4,8 +4,10 @@ machine's job) (or, if that fails, left to the outbox). The API's
 submissions and public forms both submit through here.
 
 The transaction is the hot path's: on the driver's connection, four round trips (BEGIN
-with the tenant; the definition, upload and key read together; the rows inserted in one
-statement; COMMIT); the start is recorded after the answer (services.start_recorder).
+with the tenant; the definition, upload and key read together, with a token taken from the
+tenant's rate bucket, lodestone.token_bucket; the rows inserted in one statement; COMMIT);
+the start is recorded after the answer (services.start_recorder). A submission refused
+(404, 409, 422) rolls back, and gives its token back.
 
 Idempotency: every request with the same key and body gets the job of the one request
 that committed the key; a job, once committed, is never taken back."""
@@ -26,10 +28,11 @@ from lodestone.db import tenant_transaction
 from lodestone.job_priority import DEFAULT as DEFAULT_PRIORITY
 from lodestone.metrics import SUBMISSIONS
 from lodestone.settings import Settings
+from lodestone.token_bucket import Rate, take_args, take_sql, wait_for_token
 from schema.definitions import InputInvalid, validate_input
 from schema.json_schemas import UNEVALUABLE
 from schema.tables import Job, Submission, WorkflowDefinition
-from services.errors import Conflict, Invalid, NotFound
+from services.errors import Conflict, Invalid, NotFound, RateLimited
 from services.outbox import start_job, workflow_type
 from services.start_recorder import StartRecorder, record_started
 
@@ -71,13 +74,17 @@ def check_input(definition: dict[str, Any], data: Any) -> None:
 
 # The current definition of a key, the upload the input names ($2, maybe NULL) and the
 # Idempotency-Key's row ($3, maybe NULL): one round trip. Row-level security scopes each.
-READ = """
-SELECT d.id, d.key, d.definition, u.key AS upload_key, k.request_hash, k.job_id
+READ_COLUMNS = "d.id, d.key, d.definition, u.key AS upload_key, k.request_hash, k.job_id"
+READ_FROM = """
 FROM (SELECT 1) AS one
 LEFT JOIN workflow_definitions d ON d.key = $1 AND d.superseded_at IS NULL
 LEFT JOIN uploads u ON u.id = $2
 LEFT JOIN idempotency_keys k ON k.tenant_id = current_setting('app.tenant_id')::uuid AND k.key = $3
 """
+READ = f"SELECT {READ_COLUMNS} {READ_FROM}"
+# The same, taking a token from the tenant's bucket ($4-$8) in the same round trip: `took` is
+# 0 when the bucket had none.
+READ_TAKING = f"WITH took AS ({take_sql(4)}) SELECT {READ_COLUMNS}, (SELECT count(*) FROM took) AS took {READ_FROM}"
 ROWS = """
 WITH submission AS (
   INSERT INTO submissions (id, tenant_id, workflow_definition_id, input, input_upload_id, input_url, created_at)
@@ -112,11 +119,24 @@ async def _replayed(db: asyncpg.Connection, job_id: uuid.UUID) -> Job:
 
 
 async def _create(
-    db: asyncpg.Connection, tenant_id: uuid.UUID, request: dict[str, Any], idempotency_key: str | None, digest: str
+    db: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    request: dict[str, Any],
+    idempotency_key: str | None,
+    digest: str,
+    rate: Rate | None,
 ) -> tuple[Job, str, bool]:
     """(the job, its workflow type, whether it was made now rather than replayed)."""
     upload_id = uuid.UUID(request["input_upload_id"]) if request.get("input_upload_id") else None
-    found = await db.fetchrow(READ, request["workflow_key"], upload_id, idempotency_key)
+    read = (request["workflow_key"], upload_id, idempotency_key)
+    if rate is None:
+        found = await db.fetchrow(READ, *read)
+    else:
+        found = await db.fetchrow(READ_TAKING, *read, *take_args(tenant_id, rate))
+        if found is not None and not found["took"]:
+            SUBMISSIONS.labels(str(tenant_id), request["workflow_key"], "rate_limited").inc()
+            wait = await wait_for_token(db, tenant_id, rate)
+            raise RateLimited("too many submissions for this tenant; slow down", wait)
     assert found is not None  # one row, always
     if found["job_id"] is not None:
         if found["request_hash"] != digest:
@@ -176,15 +196,17 @@ async def submit(
     request: dict[str, Any],
     idempotency_key: str | None,
     recorder: StartRecorder | None = None,
+    rate: Rate | None = None,
 ) -> Job:
-    """Idempotency, job row, workflow start. `request`: the submission as JSON (workflow_key,
-    input, input_upload_id, input_url), the body an Idempotency-Key is bound to."""
+    """Rate, idempotency, job row, workflow start. `request`: the submission as JSON (workflow_key,
+    input, input_upload_id, input_url), the body an Idempotency-Key is bound to. `rate`: the
+    tenant's bucket this submission takes a token from (RateLimited when it has none)."""
     workflow_key = request["workflow_key"]
     digest = request_hash(request)
     for _ in range(3):  # a key is only ever added: a second look finds the winner's
         try:
             async with tenant_transaction(engine, tenant_id) as db:
-                job, workflow, made = await _create(db, tenant_id, request, idempotency_key, digest)
+                job, workflow, made = await _create(db, tenant_id, request, idempotency_key, digest, rate)
             break
         except _KeyTaken:
             continue

@@ -6,6 +6,7 @@ import uuid
 import httpx
 
 from devstack.receiver import WebhookReceiver
+from tests.conftest import _tenant
 from tests.helpers import create_workflow, definition, in_process_api, wait_job
 
 FIELDS = {
@@ -59,7 +60,8 @@ async def test_bad_fields_unknown_slug_and_taken_slug(settings, tenant_a, tenant
     assert form["slug"] not in {f["slug"] for f in (await tenant_b.api.get("/v1/forms")).json()}
 
 
-async def test_public_form_rate_is_per_tenant(settings, tenant_a):
+async def test_public_form_rate_is_per_tenant(settings, engine):
+    tenant_a = await _tenant(settings, engine, "Form rate")  # its own bucket (in PostgreSQL, shared by every API)
     wf = await create_workflow(tenant_a.api, definition("http://127.0.0.1:9/hook"))
     form = await _form(tenant_a.api, wf["key"])
     async with in_process_api(

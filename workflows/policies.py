@@ -1,5 +1,5 @@
-"""The job workflows' activity timeouts and retry policies, what a busy template pool asks
-of them, and the status write both make."""
+"""The job workflows' activity timeouts and retry policies, what a busy resource (the
+template pool, a tenant's LLM-call or render slots) asks of them, and the status write both make."""
 
 from datetime import timedelta
 
@@ -10,7 +10,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from activities import errors
 from activities.jobs import JobActivities, JobStatusInput
 
-BUSY = errors.TEMPLATE_POOL_BUSY
+BUSY = errors.TEMPLATE_POOL_BUSY  # the busy code of runs recorded before SLOTS_BUSY_PATCH
+BUSY_TYPES = errors.BUSY_TYPES
 
 DB_TIMEOUT = timedelta(seconds=30)
 DB_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=30), non_retryable_error_types=[errors.JOB_NOT_FOUND])
@@ -66,10 +67,10 @@ RENDER_RETRY = RetryPolicy(
 )
 
 
-def busy_delay(err: BaseException) -> timedelta | None:
-    """The wait a TemplatePoolBusy failure asks for, or None for any other failure."""
+def busy_delay(err: BaseException, types: tuple[str, ...] = BUSY_TYPES) -> timedelta | None:
+    """The wait a busy failure (one of `types`) asks for, or None for any other failure."""
     cause = err.cause if isinstance(err, ActivityError) else None
-    if isinstance(cause, ApplicationError) and cause.type == BUSY:
+    if isinstance(cause, ApplicationError) and cause.type in types:
         return cause.next_retry_delay or timedelta(seconds=5)
     return None
 

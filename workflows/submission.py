@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.names import SUBMISSION
     from workflows.policies import (
         BUSY,
+        BUSY_TYPES,
         DB_RETRY,
         DB_TIMEOUT,
         INGEST_HEARTBEAT,
@@ -49,6 +50,7 @@ STATUS_PATCH = "status-search-attribute"
 STEP_FAILURE_PATCH = "step-failure-recorded"
 STEPS_CANCELLED_PATCH = "step-siblings-cancelled-recorded"
 BUSY_PATCH = "template-pool-busy"
+SLOTS_BUSY_PATCH = "tenant-slots-busy"
 LOCAL_BOOKKEEPING_PATCH = "bookkeeping-local-activities"
 T = TypeVar("T")
 
@@ -60,6 +62,7 @@ class SubmissionWorkflow:
         self._steps: dict[str, str] = {}
         self._stage: str | None = None
         self._requeue_busy = False
+        self._busy_types: tuple[str, ...] = (BUSY,)
         self._running: dict[str, asyncio.Future[StepResult]] = {}  # the steps running now
         self._local = False  # bookkeeping as local activities (LOCAL_BOOKKEEPING_PATCH)
         self._slot = SlotWait()  # the wait for one of the tenant's running slots
@@ -88,6 +91,9 @@ class SubmissionWorkflow:
                 await self._ingest(inp, plan.input_url)
             # Runs recorded before it retried a busy template pool as attempts (see _unless_busy).
             self._requeue_busy = workflow.patched(BUSY_PATCH)
+            # Runs recorded before it knew only the template pool's busy code.
+            if workflow.patched(SLOTS_BUSY_PATCH):
+                self._busy_types = BUSY_TYPES
             await self._run_steps(inp, plan)
             artifact_ids = [await self._render(inp, kind) for kind in plan.outputs]
             webhook_ids = await self._deliver(inp, plan)
@@ -240,18 +246,18 @@ class SubmissionWorkflow:
     def _busy_policy(self, policy: RetryPolicy) -> RetryPolicy:
         if not self._requeue_busy:
             return policy
-        return replace(policy, non_retryable_error_types=[*(policy.non_retryable_error_types or ()), BUSY])
+        return replace(policy, non_retryable_error_types=[*(policy.non_retryable_error_types or ()), *self._busy_types])
 
     async def _unless_busy(self, start: Callable[[], Awaitable[T]]) -> T:
-        """A busy template pool (the tenant's templates fill its share) is not a failed
-        attempt: the policy hands TemplatePoolBusy back at once, and the activity is scheduled
-        again after the delay it asked for, with all its attempts. Runs recorded before this
-        let Temporal retry it as an attempt."""
+        """A busy resource (the tenant's templates fill its share of the pool; every one of its
+        LLM-call or render slots is held) is not a failed attempt: the policy hands the busy
+        error back at once, and the activity is scheduled again after the delay it asked for,
+        with all its attempts. Runs recorded before this let Temporal retry it as an attempt."""
         while True:
             try:
                 return await start()
             except ActivityError as err:
-                delay = busy_delay(err) if self._requeue_busy else None
+                delay = busy_delay(err, self._busy_types) if self._requeue_busy else None
                 if delay is None:
                     raise
                 await workflow.sleep(delay)

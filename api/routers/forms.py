@@ -8,7 +8,6 @@ from pydantic import BaseModel, Field
 
 from api.bodies import JsonObject, SubmissionCreate
 from api.deps import Editor, SessionDep, StateDep, Viewer
-from api.limits import admit_submission
 from api.problems import AUTHENTICATED, responses
 from schema.tables import Form
 from services import forms, submissions
@@ -90,7 +89,6 @@ async def submit_form(
     form = await forms.find(state.engine, slug)
     forms.check_fields(form, fields)
     request = SubmissionCreate(workflow_key=form.workflow_key, input=fields)
-    admit_submission(state.forms_limiter, form.tenant_id, form.workflow_key)
     job = await submissions.submit(
         state.engine,
         state.temporal,
@@ -98,5 +96,6 @@ async def submit_form(
         tenant_id=form.tenant_id,
         request=request.request(),
         idempotency_key=f"form:{slug}:{idempotency_key}" if idempotency_key else None,
+        rate=state.rates.forms,
     )
     return PublicAccepted(job_id=str(job.id), status=job.status)

@@ -7,7 +7,6 @@ from fastapi import APIRouter, Header
 
 from api.bodies import SubmissionAccepted, SubmissionCreate, accepted
 from api.deps import Editor, StateDep
-from api.limits import admit_submission
 from api.problems import AUTHENTICATED, responses
 from services import submissions
 
@@ -39,7 +38,6 @@ async def submit(
     principal: Editor,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> SubmissionAccepted:
-    admit_submission(state.submissions_limiter, principal.tenant_id, body.workflow_key)
     job = await submissions.submit(
         state.engine,
         state.temporal,
@@ -48,5 +46,6 @@ async def submit(
         request=body.request(),
         idempotency_key=idempotency_key,
         recorder=state.recorder,
+        rate=await state.rates.submissions(principal.tenant_id),
     )
     return accepted(job, state.settings)

@@ -10,6 +10,8 @@ Behaviour is picked by the request's model name, so one server covers every case
   slow            sleeps past any sane client timeout before answering
   trickle-*       as ok-*, streamed (when asked to stream) with a pause of trickle_seconds per piece
   cutoff-N-*      streamed: the first N requests send three pieces of the answer and hang up
+  hold-N-*        as ok-*, after holding the request N milliseconds (max_in_flight tells how
+                  many requests of one model were held at once)
   json-N-*        JSON: the first N requests (per server) answer {"off_schema": true}, later
                   ones the JSON object the messages give after `JSON:` (up to the line's end)
 A request with `"stream": true` is answered as OpenAI streams: SSE chunks of the answer, a word
@@ -31,6 +33,8 @@ class OpenAIStandIn:
         self.slow_seconds, self.trickle_seconds = slow_seconds, trickle_seconds
         self.requests: list[dict[str, Any]] = []
         self.broken: set[str] = set()
+        self.in_flight: dict[str, int] = {}
+        self.max_in_flight: dict[str, int] = {}  # per model: the most of its requests answered at once
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -66,6 +70,18 @@ class OpenAIStandIn:
             def do_POST(self) -> None:  # noqa: N802
                 req = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
                 req["_authorization"] = self.headers.get("authorization")
+                req["_at"] = time.time()
+                model = str(req.get("model", ""))
+                with standin._lock:
+                    standin.in_flight[model] = now = standin.in_flight.get(model, 0) + 1
+                    standin.max_in_flight[model] = max(now, standin.max_in_flight.get(model, 0))
+                try:
+                    self._answer(req)
+                finally:
+                    with standin._lock:
+                        standin.in_flight[model] -= 1
+
+            def _answer(self, req: dict[str, Any]) -> None:
                 with standin._lock:
                     standin.requests.append(req)
                     seen = sum(1 for r in standin.requests if r.get("model") == req.get("model"))
@@ -82,6 +98,8 @@ class OpenAIStandIn:
                     return self._send(500, err)
                 if model == "slow":
                     time.sleep(standin.slow_seconds)
+                if model.startswith("hold-"):
+                    time.sleep(int(model.split("-")[1]) / 1000)
                 content: str | None = f"stand-in answer to: {' '.join(prompt.split()[:12])}"
                 refusal = None
                 if model == "empty" or model in standin.broken:
