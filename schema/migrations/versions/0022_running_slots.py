@@ -4,14 +4,14 @@ the tenant's waiting jobs last looked for runs that ended without their cleanup 
 timed out). Partial indexes keep the two counts a claim makes small (activities/running_slots.py).
 
 Revision ID: 0022
-Revises: 0020
+Revises: 0021
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0022"
-down_revision = "0020"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
