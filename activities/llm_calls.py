@@ -6,6 +6,8 @@ from typing import Any
 
 from sqlalchemy.dialects.postgresql import insert
 
+from activities.budget_ledger import BudgetExhausted
+from activities.budget_meter import Meter, MeteredLLM, paused
 from activities.common import secret_of
 from lodestone import metrics
 from lodestone.llm import ChatRequest, Completion, LLMClient, LLMRequestRejected, TextSink
@@ -35,7 +37,10 @@ async def ask_models(
     models: list[str],
     request: ChatRequest,
     on_text: TextSink | None = None,
+    meter: Meter | None = None,
 ) -> Answered:
+    """`meter`: each call reserves against the tenant's budgets, and one that does not fit
+    ends the attempt with BudgetExhausted, unsent (docs/budgets.md)."""
     providers = tenant.llm_providers if tenant else {}
     routes = []
     for model in models:
@@ -55,7 +60,12 @@ async def ask_models(
             raise LLMRequestRejected(f"provider {route.provider!r} names secret {name!r}, which the tenant has not set")
         return key
 
-    return await ask(llm, routes, request, key_of, on_text, settings.llm_output_retries, settings.llm_json_mode)
+    if meter is not None:
+        llm = MeteredLLM(llm, meter)
+    try:
+        return await ask(llm, routes, request, key_of, on_text, settings.llm_output_retries, settings.llm_json_mode)
+    except BudgetExhausted as e:
+        raise paused(e) from e
 
 
 async def record_usage(

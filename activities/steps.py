@@ -15,6 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import errors, events
+from activities.budget_meter import Meter
 from activities.common import LoadedJob, fail, heartbeating, llm_transient, load_job, pool_busy
 from activities.llm_calls import ask_models, models_of, record_usage
 from lodestone.db import tenant_session
@@ -160,8 +161,9 @@ class StepActivities:
             async with heartbeating(), tokens:
                 prompt = await self.templates.render(step["instructions"], context, html=False, tenant=inp.tenant_id)
                 request = ChatRequest([{"role": "user", "content": prompt}], json_schema=step.get("output_schema"))
+                meter = Meter(self.engine, self.settings, inp.tenant_id, inp.job_id, inp.step_id, self.secrets)
                 answered = await ask_models(
-                    self.llm, self.settings, self.secrets, tenant, inp.tenant_id, models, request, tokens
+                    self.llm, self.settings, self.secrets, tenant, inp.tenant_id, models, request, tokens, meter
                 )
         except LLMTransient as e:
             raise llm_transient(e) from e

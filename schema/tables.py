@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, Column, DateTime, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
+from schema.budgets import LlmBudget, LlmBudgetNotice, LlmLedgerEntry
 from schema.checkpoints import JobCheckpoint
 from schema.columns import _json, _json_as_written, _json_as_written_or_null, _tenant, _ts, utcnow
 from schema.conversations import ChannelRoute, Contact, FormRoute, Message, Summary
@@ -219,6 +220,9 @@ TENANT_TABLES = [
         TaskToken,
         JobCheckpoint,
         ResumableUpload,
+        LlmBudget,
+        LlmLedgerEntry,
+        LlmBudgetNotice,
     )
 ]
 
@@ -237,6 +241,9 @@ __all__ = [
     "JobFailure",
     "JobStateEvent",
     "JobStep",
+    "LlmBudget",
+    "LlmBudgetNotice",
+    "LlmLedgerEntry",
     "Message",
     "ResumableUpload",
     "Submission",
