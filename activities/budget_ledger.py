@@ -96,7 +96,7 @@ async def reserve(
             used = await spend(session, budget, now, exclude=(job, call_key))
             metrics.budget_spend(tenant_id, budget.scope, budget.unit, used.settled, used.reserved)
             if used.settled + used.reserved + charge.amount(budget.unit) > budget.amount:
-                refused = _refusal(settings, budget, used, charge, now)
+                refused = refusal(settings, budget, used, charge, now)
                 break
         if refused is None:
             values = {
@@ -126,7 +126,7 @@ async def reserve(
     return bool(budgets)
 
 
-def _refusal(settings: Any, budget: LlmBudget, used: Spend, charge: Charge, now: datetime) -> BudgetExhausted:
+def refusal(settings: Any, budget: LlmBudget, used: Spend, charge: Charge, now: datetime) -> BudgetExhausted:
     _, end = period_bounds(budget.period, budget.starts_at, now)
     wait = settings.budget_recheck_seconds
     if end is not None:

@@ -3,7 +3,7 @@
 import uuid
 from datetime import datetime
 
-from sqlalchemy import DateTime, Index, UniqueConstraint
+from sqlalchemy import DateTime, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from schema.columns import _tenant, _ts
@@ -32,6 +32,7 @@ class LlmLedgerEntry(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("job_id", "call_key"),
         Index("ix_llm_ledger_tenant_created", "tenant_id", "created_at"),
+        Index("ix_llm_ledger_reserved", "tenant_id", "expires_at", postgresql_where=text("state = 'reserved'")),
     )
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     tenant_id: uuid.UUID = _tenant()

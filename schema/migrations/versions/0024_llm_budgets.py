@@ -59,6 +59,13 @@ def upgrade() -> None:
     )
     op.create_index("ix_llm_ledger_tenant_id", "llm_ledger", ["tenant_id"])
     op.create_index("ix_llm_ledger_tenant_created", "llm_ledger", ["tenant_id", "created_at"])
+    # The live reservations, which every reservation sweeps for expired ones.
+    op.create_index(
+        "ix_llm_ledger_reserved",
+        "llm_ledger",
+        ["tenant_id", "expires_at"],
+        postgresql_where=sa.text("state = 'reserved'"),
+    )
     op.create_table(
         "llm_budget_notices",
         sa.Column("tenant_id", sa.Uuid(), nullable=False),
