@@ -22,6 +22,7 @@ from sqlmodel import col, select
 from lodestone import metrics
 from lodestone.budget import Charge, period_bounds
 from lodestone.db import tenant_session
+from lodestone.settings import Settings
 from schema.budgets import LlmBudget, LlmLedgerEntry
 from schema.tables import Job, utcnow
 
@@ -71,7 +72,7 @@ async def budgets_of(session: Any, workflow_key: str, *, lock: bool = False) -> 
 
 async def reserve(
     engine: AsyncEngine,
-    settings: Any,
+    settings: Settings,
     tenant_id: str,
     job_id: str,
     call_key: str,
@@ -126,7 +127,7 @@ async def reserve(
     return bool(budgets)
 
 
-def refusal(settings: Any, budget: LlmBudget, used: Spend, charge: Charge, now: datetime) -> BudgetExhausted:
+def refusal(settings: Settings, budget: LlmBudget, used: Spend, charge: Charge, now: datetime) -> BudgetExhausted:
     _, end = period_bounds(budget.period, budget.starts_at, now)
     wait = settings.budget_recheck_seconds
     if end is not None:

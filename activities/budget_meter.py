@@ -14,7 +14,16 @@ from temporalio.exceptions import ApplicationError
 
 from activities import budget_ledger, budget_notices, errors
 from lodestone.budget import worst_case
-from lodestone.llm import OFFLINE_MODEL, ChatRequest, Completion, Endpoint, LLMClient, TextSink
+from lodestone.llm import (
+    DEFAULT_PROVIDER,
+    LOCAL_MODEL,
+    OFFLINE_MODEL,
+    ChatRequest,
+    Completion,
+    Endpoint,
+    LLMClient,
+    TextSink,
+)
 from lodestone.secrets import SecretsProvider
 from lodestone.settings import Settings
 
@@ -50,13 +59,14 @@ class MeteredLLM(LLMClient):
     ) -> Completion:
         m, settings = self.meter, self.meter.settings
         key = m.next_key(endpoint, model)
-        charge = worst_case(
-            model, request, endpoint.prices, settings.budget_prompt_bytes_per_token, settings.budget_max_output_tokens
-        )
+        # The local model's server answers at most LOCAL_LLM_MAX_TOKENS when the request names none.
+        local = model == LOCAL_MODEL and endpoint.provider == DEFAULT_PROVIDER
+        most = settings.local_llm_max_tokens if local else settings.budget_max_output_tokens
+        charge = worst_case(model, request, endpoint.prices, settings.budget_prompt_bytes_per_token, most)
         budgeted = await budget_ledger.reserve(
             m.engine, settings, m.tenant_id, m.job_id, key, endpoint.provider, model, charge
         )
-        if budgeted and request.max_tokens is None and model != OFFLINE_MODEL:
+        if budgeted and request.max_tokens is None and model != OFFLINE_MODEL and not local:
             request = replace(request, max_tokens=settings.budget_max_output_tokens)  # what was reserved
         try:
             done = await self.inner.chat_at(endpoint, model, request, on_text)

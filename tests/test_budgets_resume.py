@@ -2,7 +2,7 @@
 pauses (`paused_budget`) instead of failing, and succeeds once PUT /v1/budgets raises the
 budget; a pipeline job whose budget was raised with no signal (an API that died before
 sending it) goes on at its next re-check; the wait is the re-check or the month's roll-over,
-whichever is first."""
+whichever is first; and a paused job can be cancelled."""
 
 import asyncio
 import time
@@ -83,3 +83,17 @@ def test_the_wait_is_the_recheck_or_the_roll_over_whichever_is_first(settings):
     assert refusal(settings, budget, Spend(1, 0), Charge(5, 0.0), early).wait_seconds == recheck
     fixed = LlmBudget(tenant_id=uuid.uuid4(), unit="usd", amount=1, period="fixed", starts_at=early)
     assert refusal(settings, fixed, Spend(1, 0), Charge(5, 0.0), late).wait_seconds == recheck
+
+
+async def test_a_paused_job_can_be_cancelled(settings, engine, temporal):
+    tenant = await _tenant(settings, engine, f"Cancel paused {uuid.uuid4().hex[:6]}")
+    s = settings.model_copy(update={"temporal_task_queue": f"budget-cancel-{uuid.uuid4()}"})
+    async with worker_api(s, temporal, engine, tenant) as api:
+        wf = await create_workflow(api, definition("http://127.0.0.1:9/"))
+        put = await api.put("/v1/budgets", json={"budgets": [{"unit": "tokens", "amount": 0}]})
+        assert put.status_code == 200, put.text
+        job_id = (await submit(api, wf["key"])).json()["job_id"]
+        await status_becomes(api, job_id, "paused_budget")
+        assert (await api.post(f"/v1/jobs/{job_id}/cancel")).status_code == 202
+        assert (await wait_job(api, job_id, timeout=60))["status"] == "cancelled"
+    await tenant.api.aclose()
