@@ -163,26 +163,35 @@ async def test_ten_jobs_three_fit_the_rest_pause_and_resume_across_a_worker_kill
         await tenant.api.aclose()
 
 
-async def pending_job(settings, engine) -> tuple[Any, str]:  # type: ignore[no-untyped-def]
-    """A tenant with one job that no worker runs (its queue has none): a row for ledger entries."""
+async def pending_jobs(settings, engine, workflows: int = 1) -> tuple[Any, list[tuple[str, str]]]:  # type: ignore[no-untyped-def]
+    """A tenant with one job of each of `workflows` workflows, (key, job id) each, that no
+    worker runs (their queue has none): rows for ledger entries."""
     tenant = await _tenant(settings, engine, f"Ledger {uuid.uuid4().hex[:6]}")
     s = settings.model_copy(update={"temporal_task_queue": f"nobody-{uuid.uuid4()}"})
     token = tenant.api.headers["authorization"].removeprefix("Bearer ")
+    jobs = []
     async with in_process_api(s, token) as api:
-        key = (await create_workflow(api, one_step(f"ledger-{uuid.uuid4().hex[:8]}", "http://127.0.0.1:9/")))["key"]
-        job_id = (await submit(api, key)).json()["job_id"]
+        for _ in range(workflows):
+            body = one_step(f"ledger-{uuid.uuid4().hex[:8]}", "http://127.0.0.1:9/")
+            key = (await create_workflow(api, body))["key"]
+            jobs.append((key, (await submit(api, key)).json()["job_id"]))
     await tenant.api.aclose()
+    return tenant, jobs
+
+
+async def pending_job(settings, engine) -> tuple[Any, str]:  # type: ignore[no-untyped-def]
+    tenant, [(_, job_id)] = await pending_jobs(settings, engine)
     return tenant, job_id
 
 
-async def set_budget(engine: Any, tenant_id: uuid.UUID, amount: float) -> None:
+async def set_budget(engine: Any, tenant_id: uuid.UUID, amount: float, scope: str = "") -> None:
     async with tenant_session(engine, tenant_id) as s:
         await s.execute(
             text(
                 "INSERT INTO llm_budgets (tenant_id, scope, unit, amount, period, starts_at, updated_at) "
-                "VALUES (:t, '', 'tokens', :a, 'monthly', now(), now())"
+                "VALUES (:t, :s, 'tokens', :a, 'monthly', now(), now())"
             ),
-            {"t": tenant_id, "a": amount},
+            {"t": tenant_id, "s": scope, "a": amount},
         )
 
 
@@ -251,3 +260,14 @@ async def test_budgets_api(settings, engine):
         assert (await v.get("/v1/budgets")).status_code == 200
         assert (await v.put("/v1/budgets", json={"budgets": []})).status_code == 403
     await api.aclose()
+
+
+async def test_a_workflows_budget_counts_only_its_own_jobs(settings, engine):
+    tenant, [(key, capped), (_, free)] = await pending_jobs(settings, engine, workflows=2)
+    await set_budget(engine, tenant.id, 100, scope=key)
+    tid = str(tenant.id)
+    await budget_ledger.reserve(engine, settings, tid, capped, "a#1:default/m", "default", "m", Charge(80, 0.0))
+    with pytest.raises(budget_ledger.BudgetExhausted, match="'" + key + "' workflow's monthly LLM budget"):
+        await budget_ledger.reserve(engine, settings, tid, capped, "b#1:default/m", "default", "m", Charge(30, 0.0))
+    # The other workflow's job has no budget of its own, and the tenant none.
+    await budget_ledger.reserve(engine, settings, tid, free, "a#1:default/m", "default", "m", Charge(500, 0.0))
