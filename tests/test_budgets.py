@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, text
 from sqlmodel import select
 
@@ -225,6 +226,9 @@ async def test_a_crashed_workers_reservation_is_released(settings, engine):
     await budget_ledger.reserve(engine, short, tid, job_id, "lost#1:default/m", "default", "m", Charge(80, 0.0))
     with pytest.raises(budget_ledger.BudgetExhausted):
         await budget_ledger.reserve(engine, short, tid, job_id, "other#1:default/m", "default", "m", Charge(30, 0.0))
+    labels = {"tenant_id": tid, "scope": "", "unit": "tokens"}
+    assert REGISTRY.get_sample_value("lodestone_budget_reserved", labels) == 80
+    assert REGISTRY.get_sample_value("lodestone_budget_refusals_total", {"tenant_id": tid}) == 1
     # ...the lost call's own retry takes it over at once...
     await budget_ledger.reserve(engine, short, tid, job_id, "lost#1:default/m", "default", "m", Charge(80, 0.0))
     await asyncio.sleep(1.2)  # past expires_at (what is asserted is the state after it, not the sleep)
