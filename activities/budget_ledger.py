@@ -6,8 +6,8 @@ Reserving locks the tenant's budget rows (FOR UPDATE), so concurrent reservation
 tenant, on any worker, are counted one after another. An entry is keyed by (job, call key):
 an attempt that makes the same call again replaces the entry (counted once, with the latest
 usage). A reservation whose worker died counts until expires_at
-(BUDGET_RESERVATION_SECONDS), then nothing; the next reservation of the tenant marks it
-released, and the same call's retry takes it over at once."""
+(BUDGET_RESERVATION_SECONDS), then nothing; the next reservation of the tenant (when it has
+a budget) marks it released, and the same call's retry takes it over at once."""
 
 import uuid
 from dataclasses import dataclass
