@@ -5,6 +5,7 @@ sending it) goes on at its next re-check; the wait is the re-check or the month'
 whichever is first; and a paused job can be cancelled."""
 
 import asyncio
+import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from schema.budgets import LlmBudget, LlmLedgerEntry
 from schema.tables import UsageRecord
 from tests.conftest import _tenant
 from tests.helpers import create_workflow, definition, submit, wait_job, worker_api
+from tests.test_distributed_map import PROCESSOR, reader
 from tests.test_job_events_durable import llm_machine
 
 pytestmark = pytest.mark.timeout(120)
@@ -96,4 +98,30 @@ async def test_a_paused_job_can_be_cancelled(settings, engine, temporal):
         await status_becomes(api, job_id, "paused_budget")
         assert (await api.post(f"/v1/jobs/{job_id}/cancel")).status_code == 202
         assert (await wait_job(api, job_id, timeout=60))["status"] == "cancelled"
+    await tenant.api.aclose()
+
+
+async def test_a_distributed_maps_llm_items_pause_and_go_on_at_the_recheck(settings, engine, temporal):
+    tenant = await _tenant(settings, engine, f"Map budget {uuid.uuid4().hex[:6]}")
+    s = settings.model_copy(update={"temporal_task_queue": f"budget-map-{uuid.uuid4()}", "budget_recheck_seconds": 2.0})
+    ask = {"Type": "Task", "Resource": "lodestone:llm", "End": True, "ResultSelector": {"text.$": "$.text"},
+           "Parameters": {"prompt.$": "States.Format('Tell me about {}', $.company)", "model": "offline"}}  # fmt: skip
+    each = {"Type": "Map", "ItemReader": reader("JSON", "$.items"), "End": True,
+            "ItemProcessor": {**PROCESSOR, "StartAt": "Ask", "States": {"Ask": ask}}}  # fmt: skip
+    body = {"key": f"map-budget-{uuid.uuid4().hex[:8]}", "kind": "state_machine",
+            "state_machine": {"StartAt": "Each", "States": {"Each": each}}}  # fmt: skip
+    async with worker_api(s, temporal, engine, tenant) as api:
+        await create_workflow(api, body)
+        items = await api.post("/v1/uploads", content=json.dumps([{"company": "A"}, {"company": "B"}]).encode())
+        assert (await api.put("/v1/budgets", json={"budgets": [{"unit": "tokens", "amount": 0}]})).status_code == 200
+        inp = {"items": items.json()["upload_id"]}
+        job_id = (await api.post("/v1/submissions", json={"workflow_key": body["key"], "input": inp})).json()["job_id"]
+        await status_becomes(api, job_id, "paused_budget")
+        async with tenant_session(engine, tenant.id) as sess:  # raised with no signal: the items re-check
+            budget = (await sess.exec(select(LlmBudget))).one()
+            budget.amount = 100_000
+            sess.add(budget)
+        done = await wait_job(api, job_id, timeout=60)
+        assert done["status"] == "succeeded", done
+        assert [r["text"][:15] for r in done["output"]] == ["[offline output"] * 2, done
     await tenant.api.aclose()

@@ -25,6 +25,19 @@ T = TypeVar("T")
 StatusWriter = Callable[[str], Awaitable[None]]
 
 
+def activity_ids(path: str) -> Callable[[], str]:
+    """The names of a Task's runs: its path, then `<path>~budget<n>` for each run after a pause
+    (each is an activity of its own)."""
+    runs = 0
+
+    def next_id() -> str:
+        nonlocal runs
+        runs += 1
+        return path if runs == 1 else f"{path}~budget{runs - 1}"
+
+    return next_id
+
+
 def budget_wait(err: BaseException) -> timedelta | None:
     """How long at most a BudgetExhausted failure asks to wait; None for any other failure."""
     cause = err.cause if isinstance(err, ActivityError) else None

@@ -41,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from lodestone.asl.sync_mode import CALLBACK, mode
     from schema.statuses import JobStatus
     from workflows import cancellation, machine_children
-    from workflows.budget_pause import BUDGET_SIGNAL, BudgetPause
+    from workflows.budget_pause import BUDGET_SIGNAL, BudgetPause, activity_ids
     from workflows.machine_callbacks import TASK_TOKEN_SIGNAL, CallbackWaits, TaskTokenSignal
     from workflows.machine_map_run import run_distributed_map
     from workflows.names import STATE_MACHINE
@@ -128,12 +128,9 @@ class _Runtime:
         path = call.path
         timeout = timedelta(seconds=call.timeout_seconds) if call.timeout_seconds else None
         heartbeat = call.heartbeat_seconds
-        tries = 0
+        ids = activity_ids(path)
 
-        def attempt() -> Any:  # each run after a budget pause is an activity of its own
-            nonlocal tries
-            tries += 1
-            ident = _activity_id(path if tries == 1 else f"{path}~budget{tries - 1}", call.attempt)
+        def attempt() -> Any:
             return workflow.execute_activity_method(
                 MachineTaskActivities.run_task,
                 MachineTaskInput(
@@ -147,7 +144,7 @@ class _Runtime:
                     call.timeout_seconds,
                     call.token,
                 ),
-                activity_id=ident,
+                activity_id=_activity_id(ids(), call.attempt),
                 summary=f"{call.state} (attempt {call.attempt})" if call.attempt > 1 else call.state,
                 start_to_close_timeout=timeout or MACHINE_TASK_TIMEOUT,
                 schedule_to_close_timeout=timeout,
