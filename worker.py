@@ -24,6 +24,7 @@ from activities.machine_items import MachineItemActivities
 from activities.machine_jobs import MachineJobActivities
 from activities.machine_tasks import MachineTaskActivities
 from activities.render import RenderActivities
+from activities.running_slots import SlotActivities
 from activities.scheduled_jobs import ScheduledJobActivities
 from activities.steps import StepActivities
 from activities.summary import SummaryActivities
@@ -94,7 +95,9 @@ def activities(engine, deps: WorkerDeps) -> list:  # type: ignore[no-untyped-def
     items = MachineItemActivities(engine, deps.store)
     children = MachineChildActivities(engine)
     scheduled = ScheduledJobActivities(engine)
+    slots = SlotActivities(engine, deps.settings)
     return [
+        slots.claim_running_slot,
         jobs.load_plan,
         jobs.set_status,
         jobs.record_failure,

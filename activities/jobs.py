@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import col
 from temporalio import activity
 
-from activities import errors, events
+from activities import errors, events, running_slots
 from activities.common import fail, job_row, load_job
 from activities.delivery import webhook_timeout
 from lodestone.db import tenant_session
@@ -113,6 +113,7 @@ class JobActivities:
                 await events.status_changed(session, inp.tenant_id, inp.job_id, inp.status, None)
         if inp.status in TERMINAL:  # once: a retry finds the job terminal and returns above
             JOB_DURATION.labels(inp.status).observe((job.updated_at - job.created_at).total_seconds())
+            await running_slots.job_ended(self.engine, self.settings, inp.tenant_id)
 
     @activity.defn
     async def record_failure(self, inp: FailureInput) -> None:
@@ -138,6 +139,7 @@ class JobActivities:
             )
         if first:
             JOB_DURATION.labels(JobStatus.failed).observe((job.updated_at - job.created_at).total_seconds())
+            await running_slots.job_ended(self.engine, self.settings, inp.tenant_id)
         activity.logger.info("job %s failed: %s", inp.job_id, inp.error_code)
 
     @activity.defn
@@ -164,4 +166,5 @@ class JobActivities:
             )
         if first:
             JOB_DURATION.labels(JobStatus.cancelled).observe((job.updated_at - job.created_at).total_seconds())
+            await running_slots.job_ended(self.engine, self.settings, inp.tenant_id)
         activity.logger.info("job %s cancelled", inp.job_id)

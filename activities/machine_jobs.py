@@ -20,7 +20,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from temporalio import activity
 
-from activities import errors, events
+from activities import errors, events, running_slots
 from activities.common import fail, load_job
 from activities.jobs import JobRef
 from activities.machine_values import clip, clip_text, storable
@@ -182,6 +182,7 @@ class MachineJobActivities:
             session.add(job)
             await events.status_changed(session, inp.tenant_id, inp.job_id, job.status, job.error)
         JOB_DURATION.labels(job.status).observe((job.updated_at - job.created_at).total_seconds())
+        await running_slots.job_ended(self.engine, self.settings, inp.tenant_id)
         activity.logger.info("job %s %s", inp.job_id, job.status if succeeded else f"failed: {inp.error}")
 
     @staticmethod

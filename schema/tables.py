@@ -28,6 +28,8 @@ class Tenant(SQLModel, table=True):
     secret_refs: dict[str, str] = _json()  # references (lodestone.tenant_secrets), never values
     llm_providers: dict[str, Any] = _json()  # named LLM providers (lodestone.llm_providers)
     limits: dict[str, Any] = _json()  # overrides of the deployment's limits (lodestone.tenant_limits)
+    # When its waiting jobs last looked for runs that ended without cleanup (activities/running_slots.py).
+    slots_checked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     created_at: datetime = _ts()
 
 
@@ -96,6 +98,8 @@ class Job(SQLModel, table=True):
     output: Any = _json_as_written_or_null()  # a state-machine job's output once it succeeded
     redrive_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # redrives so far
     parent_job_id: uuid.UUID | None = Field(default=None, foreign_key="jobs.id")  # a child execution's parent
+    # When it took one of its tenant's running slots; held while not terminal (activities/running_slots.py).
+    slot_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class JobStep(SQLModel, table=True):

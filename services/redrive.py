@@ -151,6 +151,7 @@ async def redrive(
             return plan
         # set_status leaves a failed job failed; the new run moves it on from pending.
         job.status, job.error, job.output, job.updated_at = JobStatus.pending, None, None, utcnow()
+        job.slot_at = None  # the new run claims a running slot of its own
         job.redrive_count += 1
         plan.redrive_count = job.redrive_count
         # Its event stream goes on past the failed run's `end`: a stream opened now waits for the new run.

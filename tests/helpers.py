@@ -10,11 +10,19 @@ from typing import Any
 import httpx
 import psutil
 from sqlmodel import select
+from temporalio import activity
 
+from activities.running_slots import SlotAnswer, SlotRef
 from api.app import create_app
 from lodestone.db import tenant_session
 from schema.statuses import TERMINAL
 from schema.tables import Delivery, DeliveryAttempt, WorkflowDefinition
+
+
+@activity.defn(name="claim_running_slot")
+async def slot_granted(ref: SlotRef) -> SlotAnswer:
+    """The running-slot claim for a worker of fake activities: always granted."""
+    return SlotAnswer(True)
 
 
 def definition(

@@ -16,6 +16,7 @@ from activities.delivery_log import AttemptInput, DeliveryInput, SendOutcome
 from activities.jobs import FailureInput, JobPlan, JobRef, JobStatusInput
 from activities.render import RenderInput, RenderResult
 from activities.steps import StepInput, StepResult
+from tests.helpers import slot_granted
 from workflows.delivery import WEBHOOK_RETRY
 from workflows.submission import SubmissionWorkflow
 from workflows.types import SubmissionInput
@@ -73,6 +74,7 @@ class FakeActivities:
         return [
             self.load_plan,
             self.set_status,
+            slot_granted,
             self.record_failure,
             self.run_step,
             self.render,

@@ -45,11 +45,12 @@ async def test_bookkeeping_takes_no_round_trip(tenant_a, temporal):
     )
     assert scheduled == {"run_step": 3, "render": 1, "send_webhook": 1}
     assert not BOOKKEEPING & set(scheduled)
-    # queued, load_plan, processing, the attempt's record, delivered: each a local activity's marker.
+    # queued, the running slot's claim, load_plan, processing, the attempt's record, delivered:
+    # each a local activity's marker.
     markers = Counter(
         e.marker_recorded_event_attributes.marker_name for e in events if e.marker_recorded_event_attributes
     )
-    assert markers["core_local_activity"] == 5, markers
+    assert markers["core_local_activity"] == 6, markers
     assert kinds[EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED] <= WORKFLOW_TASKS, kinds
 
 

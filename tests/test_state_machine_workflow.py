@@ -19,6 +19,7 @@ from temporalio.worker import Replayer, Worker
 from activities.jobs import JobRef, JobStatusInput
 from activities.machine_jobs import MachineEventsInput, MachineFinishInput, MachinePlan
 from activities.machine_tasks import MachineTaskInput
+from tests.helpers import slot_granted
 from workflows.state_machine import StateMachineWorkflow
 from workflows.types import SubmissionInput
 
@@ -80,6 +81,7 @@ class StandIns:
         return [
             self.load_machine,
             self.set_status,
+            slot_granted,
             self.record_machine_events,
             self.finish_machine,
             self.run_task,

@@ -17,6 +17,7 @@ from activities.delivery_log import DeliveryInput, DeliveryResult
 from activities.jobs import FailureInput, JobPlan, JobRef, JobStatusInput
 from activities.render import RenderInput, RenderResult
 from activities.steps import StepFailureInput, StepInput, StepResult
+from tests.helpers import slot_granted
 from workflows.submission import RENDER_RETRY, STEP_RETRY, SubmissionWorkflow
 from workflows.types import SubmissionInput
 
@@ -75,6 +76,7 @@ class Busy:
         return [
             self.load_plan,
             self.set_status,
+            slot_granted,
             self.record_failure,
             self.record_step_failure,
             self.run_step,
@@ -145,6 +147,7 @@ class BusyAndBroken(Busy):
         return [
             self.load_plan,
             self.set_status,
+            slot_granted,
             self.record_failure,
             self.record_step_failure,
             self.run_step,

@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         MACHINE_TASK_TIMEOUT,
         set_job_status,
     )
+    from workflows.running_slot import SLOT_SIGNAL, SlotWait
     from workflows.types import STATUS, MachineResult, SubmissionInput
 
 FLUSH_EVERY = timedelta(seconds=1)  # the least time between two writes of the path before a Task
@@ -189,11 +190,16 @@ class StateMachineWorkflow:
         self._flushed = 0
         self._last_flush: datetime | None = None
         self.callbacks = CallbackWaits()
+        self._slot = SlotWait()  # the wait for one of the tenant's running slots
         self.budget = BudgetPause()
 
     @workflow.signal(name=BUDGET_SIGNAL)
     def budget_changed(self) -> None:
         self.budget.changed()
+
+    @workflow.signal(name=SLOT_SIGNAL)
+    def running_slot_free(self) -> None:
+        self._slot.wake()
 
     @workflow.signal(name=TASK_TOKEN_SIGNAL)
     def task_token(self, sig: TaskTokenSignal) -> None:
@@ -220,6 +226,7 @@ class StateMachineWorkflow:
     async def _run(self, inp: SubmissionInput) -> MachineResult:
         job = JobRef(inp.tenant_id, inp.job_id)
         await self._set_status(inp, JobStatus.queued)
+        await self._slot.take(inp.tenant_id, inp.job_id, local=False)
         plan = await workflow.execute_activity_method(
             MachineJobActivities.load_machine, job, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
         )

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         busy_delay,
         set_job_status,
     )
+    from workflows.running_slot import SLOT_SIGNAL, SlotWait
     from workflows.types import STATUS, SubmissionInput, SubmissionResult
 
 STATUS_PATCH = "status-search-attribute"
@@ -62,11 +63,16 @@ class SubmissionWorkflow:
         self._requeue_busy = False
         self._running: dict[str, asyncio.Future[StepResult]] = {}  # the steps running now
         self._local = False  # bookkeeping as local activities (LOCAL_BOOKKEEPING_PATCH)
+        self._slot = SlotWait()  # the wait for one of the tenant's running slots
         self._budget = BudgetPause()
 
     @workflow.signal(name=BUDGET_SIGNAL)
     def budget_changed(self) -> None:
         self._budget.changed()
+
+    @workflow.signal(name=SLOT_SIGNAL)
+    def running_slot_free(self) -> None:
+        self._slot.wake()
 
     @workflow.query
     def progress(self) -> dict[str, object]:
@@ -78,6 +84,7 @@ class SubmissionWorkflow:
         try:
             self._local = workflow.patched(LOCAL_BOOKKEEPING_PATCH)
             await self._set_status(inp, JobStatus.queued)
+            await self._slot.take(inp.tenant_id, inp.job_id, local=self._local)
             load_plan = workflow.execute_local_activity_method if self._local else workflow.execute_activity_method
             plan = await load_plan(
                 JobActivities.load_plan, job, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY

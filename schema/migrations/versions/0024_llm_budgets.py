@@ -4,14 +4,14 @@ tables like the others (row-level security ENABLEd and FORCEd, one tenant_isolat
 tenant_id, the app role's grants).
 
 Revision ID: 0024
-Revises: 0020
+Revises: 0022
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0024"
-down_revision = "0020"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
