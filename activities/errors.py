@@ -47,6 +47,9 @@ STATES_TIMEOUT = asl.TIMEOUT
 STATES_HTTP_SOCKET = asl.HTTP_SOCKET
 STATES_DATA_LIMIT_EXCEEDED = asl.DATA_LIMIT_EXCEEDED
 LAMBDA_SERVICE_EXCEPTION = "Lambda.ServiceException"
+# An LLM call's reservation does not fit the tenant's budget: the attempt ends at once, unsent,
+# and the job's workflow pauses (paused_budget) instead of failing (workflows/budget_pause.py).
+BUDGET_EXHAUSTED = "BudgetExhausted"
 
 # Failures worth another attempt, on the policy's schedule.
 LLM_TRANSIENT = "LLMTransient"
@@ -103,6 +106,7 @@ NON_RETRYABLE = frozenset(
         STATES_HTTP_SOCKET,
         STATES_DATA_LIMIT_EXCEEDED,
         LAMBDA_SERVICE_EXCEPTION,
+        BUDGET_EXHAUSTED,
     }
 )
 RETRYABLE = frozenset(

@@ -7,6 +7,8 @@ from typing import Any
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from activities.budget_ledger import BudgetExhausted
+from activities.budget_meter import Meter, MeteredLLM, paused
 from activities.common import secret_of
 from lodestone import metrics
 from lodestone.llm import ChatRequest, Completion, LLMClient, LLMRequestRejected, TextSink
@@ -37,11 +39,13 @@ async def ask_models(
     models: list[str],
     request: ChatRequest,
     on_text: TextSink | None = None,
+    meter: Meter | None = None,
     *,
     engine: AsyncEngine,
 ) -> Answered:
     """The answer, holding one of the tenant's LLM-call slots for the call (SlotsBusy when none
-    is free; lodestone.tenant_slots)."""
+    is free; lodestone.tenant_slots). `meter`: each call reserves against the tenant's budgets,
+    and one that does not fit ends the attempt with BudgetExhausted, unsent (docs/budgets.md)."""
     providers = tenant.llm_providers if tenant else {}
     routes = []
     for model in models:
@@ -61,8 +65,13 @@ async def ask_models(
             raise LLMRequestRejected(f"provider {route.provider!r} names secret {name!r}, which the tenant has not set")
         return key
 
+    if meter is not None:
+        llm = MeteredLLM(llm, meter)
     async with tenant_slot(engine, settings, tenant_id, "llm"):
-        return await ask(llm, routes, request, key_of, on_text, settings.llm_output_retries, settings.llm_json_mode)
+        try:
+            return await ask(llm, routes, request, key_of, on_text, settings.llm_output_retries, settings.llm_json_mode)
+        except BudgetExhausted as e:
+            raise paused(e) from e
 
 
 async def record_usage(

@@ -12,6 +12,7 @@ from typing import Any
 from temporalio.exceptions import ApplicationError
 
 from activities import errors
+from activities.budget_meter import Meter
 from activities.common import heartbeating, until_free
 from activities.events import TokenStream
 from activities.llm_calls import ask_models, models_of, record_usage
@@ -103,6 +104,8 @@ async def run_llm(deps: TaskDeps, inp: MachineTaskInput, resolved: Resolved) -> 
     models = models_of(params, deps.settings)
     try:
         async with heartbeating(heartbeat_every()), tokens:
+            scope = f"{inp.path}@{inp.attempt}"  # each of the machine's Retry attempts is a call of its own
+            meter = Meter(deps.engine, deps.settings, inp.tenant_id, inp.job_id, scope, deps.secrets)
             # Every one of the tenant's LLM-call slots held: waited out here (no workflow-side rescheduling).
             answered = await until_free(
                 lambda: ask_models(
@@ -114,12 +117,15 @@ async def run_llm(deps: TaskDeps, inp: MachineTaskInput, resolved: Resolved) -> 
                     models,
                     request,
                     tokens,
+                    meter,
                     engine=deps.engine,
                 )
             )
     except LLMError as e:
         raise task_failed(f"{errors.code_of(e)}: {e}") from e
     except ApplicationError as e:  # the tenant's key could not be read
+        if e.type == errors.BUDGET_EXHAUSTED:  # the workflow pauses the job (workflows/budget_pause.py)
+            raise
         raise task_failed(f"{e.type}: {e.message}") from e
     completion = answered.completion
     async with tenant_session(deps.engine, inp.tenant_id) as session:

@@ -15,6 +15,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import errors, events
+from activities.budget_meter import Meter
 from activities.common import LoadedJob, busy, fail, heartbeating, llm_transient, load_job
 from activities.llm_calls import ask_models, models_of, record_usage
 from lodestone.busy import Busy
@@ -160,6 +161,7 @@ class StepActivities:
             async with heartbeating(), tokens:
                 prompt = await self.templates.render(step["instructions"], context, html=False, tenant=inp.tenant_id)
                 request = ChatRequest([{"role": "user", "content": prompt}], json_schema=step.get("output_schema"))
+                meter = Meter(self.engine, self.settings, inp.tenant_id, inp.job_id, inp.step_id, self.secrets)
                 answered = await ask_models(
                     self.llm,
                     self.settings,
@@ -169,6 +171,7 @@ class StepActivities:
                     models,
                     request,
                     tokens,
+                    meter,
                     engine=self.engine,
                 )
         except LLMTransient as e:

@@ -16,6 +16,7 @@ from api.observe import Observe
 from api.routers import (
     approvals,
     artifacts,
+    budgets,
     channels,
     dev_issuer,
     forms,
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         task_tokens.router,
         approvals.router,
         usage.router,
+        budgets.router,
     ):
         app.include_router(router)
     if settings.auth_dev_issuer:

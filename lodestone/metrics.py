@@ -44,6 +44,19 @@ LLM_FALLBACKS = Counter(
 )
 DELIVERY_ATTEMPTS = Counter("lodestone_delivery_attempts", "Delivery attempts by outcome", ["kind", "outcome"])
 DELIVERY_FAILURES = Counter("lodestone_delivery_failures", "Deliveries given up on, by reason", ["kind", "reason"])
+BUDGET_SPENT = Gauge(
+    "lodestone_budget_spent",
+    "An LLM budget's settled spend in its period, as of its last reservation",
+    ["tenant_id", "scope", "unit"],
+)
+BUDGET_RESERVED = Gauge(
+    "lodestone_budget_reserved",
+    "An LLM budget's live reservations (calls in flight), as of its last reservation",
+    ["tenant_id", "scope", "unit"],
+)
+BUDGET_REFUSALS = Counter(
+    "lodestone_budget_refusals", "LLM calls not sent: their reservation did not fit a budget", ["tenant_id"]
+)
 UPLOADS_IN_FLIGHT = Gauge("lodestone_uploads_in_flight", "Uploads streaming into this API process")
 ACTIVITIES_IN_FLIGHT = Gauge("lodestone_activities_in_flight", "Activities running in this worker")
 TASK_QUEUE_BACKLOG = Gauge(
@@ -71,6 +84,11 @@ def count_llm_usage(tenant_id: str, usage: Usage, fallbacks: Sequence[dict[str, 
     LLM_COST.labels(tenant_id, usage.provider, usage.model).inc(usage.cost_usd)
     for skipped in fallbacks:
         LLM_FALLBACKS.labels(skipped["provider"], skipped["model"]).inc()
+
+
+def budget_spend(tenant_id: str, scope: str, unit: str, settled: float, reserved: float) -> None:
+    BUDGET_SPENT.labels(tenant_id, scope, unit).set(settled)
+    BUDGET_RESERVED.labels(tenant_id, scope, unit).set(reserved)
 
 
 def in_flight() -> int:

@@ -124,6 +124,11 @@ class Settings(BaseSettings):
     tenant_max_running_jobs: int = 200  # jobs past it wait `queued` and start in order
     tenant_max_llm_calls: int = 16  # LLM calls in flight across every worker
     tenant_max_renders: int = 4  # PDF renders in flight across every worker
+    # LLM budgets (docs/budgets.md): a call's reservation, and how a paused job re-checks.
+    budget_prompt_bytes_per_token: float = Field(default=3.0, gt=0)  # a prompt's tokens, estimated
+    budget_max_output_tokens: int = Field(default=2048, ge=1)  # reserved (and sent) when a call names none
+    budget_reservation_seconds: float = Field(default=600.0, gt=0)  # an unsettled reservation counts this long
+    budget_recheck_seconds: float = Field(default=300.0, gt=0)  # a paused job tries again at least this often
     public_form_submissions_per_minute: int = 60
     public_form_submissions_burst: int = 10
 

@@ -13,6 +13,7 @@ class JobStatus(StrEnum):
     pending = "pending"
     queued = "queued"
     processing = "processing"
+    paused_budget = "paused_budget"  # waiting for its LLM budget (raised, or the next period): not terminal
     delivered = "delivered"
     succeeded = "succeeded"
     failed = "failed"

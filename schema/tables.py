@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
 from lodestone.job_priority import DEFAULT as DEFAULT_PRIORITY
+from schema.budgets import LlmBudget, LlmBudgetNotice, LlmLedgerEntry
 from schema.checkpoints import JobCheckpoint
 from schema.columns import _json, _json_as_written, _json_as_written_or_null, _tenant, _ts, utcnow
 from schema.conversations import ChannelRoute, Contact, FormRoute, Message, Summary
@@ -228,6 +229,9 @@ TENANT_TABLES = [
         TaskToken,
         JobCheckpoint,
         ResumableUpload,
+        LlmBudget,
+        LlmLedgerEntry,
+        LlmBudgetNotice,
     )
 ]
 
@@ -246,6 +250,9 @@ __all__ = [
     "JobFailure",
     "JobStateEvent",
     "JobStep",
+    "LlmBudget",
+    "LlmBudgetNotice",
+    "LlmLedgerEntry",
     "Message",
     "ResumableUpload",
     "Submission",

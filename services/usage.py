@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from schema.tables import Job, UsageRecord
 from services.errors import Invalid
 
-GROUPS = ("provider", "model", "workflow", "day")
+GROUPS = ("provider", "model", "workflow", "day", "month")
 
 
 def _totals(calls: int, tokens_in: int, tokens_out: int, cost: float) -> dict[str, Any]:
@@ -50,6 +50,7 @@ async def report(
         "model": col(UsageRecord.model),
         "workflow": col(Job.workflow_key),
         "day": cast(func.timezone("UTC", created), Date),
+        "month": func.to_char(func.timezone("UTC", created), "YYYY-MM"),
     }[group_by]
     query = select(
         key,

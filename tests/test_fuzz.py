@@ -56,6 +56,18 @@ def _summary(request):
             reporter.write_line(f"fuzz: {STATUSES.total()} cases passed all checks ({seen})")
 
 
+@pytest.fixture(scope="module", autouse=True)
+async def _no_budget_or_limit_left(tenant_a):
+    """The fuzzed PUT /v1/budgets and PUT /v1/tenant/limits leave tenant A random LLM budgets
+    (a 0 would pause its jobs) and limits (a submission rate of 1 a minute, one running job):
+    the modules after this one run tenant A's jobs with no budget and the deployment's limits."""
+    yield
+    resp = await tenant_a.api.put("/v1/budgets", json={"budgets": []})
+    assert resp.status_code == 200, resp.text
+    resp = await tenant_a.api.put("/v1/tenant/limits", json={})
+    assert resp.status_code == 200, resp.text
+
+
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 

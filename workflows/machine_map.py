@@ -8,6 +8,7 @@ carrying only its counts, so a child over many items stays far under Temporal's 
 import asyncio
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from temporalio import workflow
@@ -26,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.machine_tasks import MachineTaskActivities, MachineTaskInput
     from lodestone.asl.functions import Sources
     from lodestone.asl.machine import Event, TaskCall, run
+    from workflows.budget_pause import BUDGET_SIGNAL, BudgetPause, activity_ids
     from workflows.machine_map_run import MAP_BATCH, MapBatchInput, MapBatchResult
     from workflows.policies import (
         DB_RETRY,
@@ -33,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         MACHINE_TASK_HEARTBEAT,
         MACHINE_TASK_RETRY,
         MACHINE_TASK_TIMEOUT,
+        set_job_status,
     )
     from workflows.state_machine import _activity_id, _as_asl_error
 
@@ -41,8 +44,8 @@ class _ItemRuntime:
     """The interpreter's runtime in a child: Tasks as activities, waits as timers; the path of a
     child execution's states is not recorded (the Map's own entry and exit are, in the job's)."""
 
-    def __init__(self, inp: MapBatchInput, unit: int) -> None:
-        self.inp, self.unit = inp, unit
+    def __init__(self, inp: MapBatchInput, unit: int, budget: BudgetPause) -> None:
+        self.inp, self.unit, self.budget = inp, unit, budget
         rng = workflow.random()
         self.sources = Sources(
             random=rng.random,
@@ -65,8 +68,10 @@ class _ItemRuntime:
         path = f"{inp.path}{self.unit}/{call.path}"
         timeout = timedelta(seconds=call.timeout_seconds) if call.timeout_seconds else None
         heartbeat = call.heartbeat_seconds
-        try:
-            return await workflow.execute_activity_method(
+        ids = activity_ids(path)
+
+        def attempt() -> Any:
+            return workflow.execute_activity_method(
                 MachineTaskActivities.run_task,
                 MachineTaskInput(
                     inp.run.tenant_id,
@@ -79,19 +84,30 @@ class _ItemRuntime:
                     call.timeout_seconds,
                     None,
                 ),
-                activity_id=_activity_id(path, call.attempt),
+                activity_id=_activity_id(ids(), call.attempt),
                 summary=call.state,
                 start_to_close_timeout=timeout or MACHINE_TASK_TIMEOUT,
                 schedule_to_close_timeout=timeout,
                 heartbeat_timeout=timedelta(seconds=heartbeat) if heartbeat else MACHINE_TASK_HEARTBEAT,
                 retry_policy=MACHINE_TASK_RETRY if not heartbeat else replace(MACHINE_TASK_RETRY, maximum_attempts=1),
             )
+
+        # A spent budget pauses the item (the job row says paused_budget; it re-checks on its timer).
+        try:
+            return await self.budget.run(attempt, partial(set_job_status, inp.run.tenant_id, inp.run.job_id))
         except ActivityError as err:
             raise _as_asl_error(err, asked_heartbeat=heartbeat is not None) from err
 
 
 @workflow.defn(name=MAP_BATCH)
 class MapBatchWorkflow:
+    def __init__(self) -> None:
+        self._budget = BudgetPause()
+
+    @workflow.signal(name=BUDGET_SIGNAL)
+    def budget_changed(self) -> None:
+        self._budget.changed()
+
     @workflow.run
     async def run(self, inp: MapBatchInput) -> MapBatchResult:
         page = inp.first_page
@@ -129,7 +145,8 @@ class MapBatchWorkflow:
 
         async def one(i: int, value: Any) -> dict[str, Any]:
             async with gate:
-                outcome = await run(inp.processor, value, _ItemRuntime(inp, page * inp.page_units + i), inp.context)
+                runtime = _ItemRuntime(inp, page * inp.page_units + i, self._budget)
+                outcome = await run(inp.processor, value, runtime, inp.context)
             if outcome.status == "SUCCEEDED":
                 return {"Status": "SUCCEEDED", "Output": outcome.output}
             return {"Status": "FAILED", "Error": outcome.error, "Cause": outcome.cause}

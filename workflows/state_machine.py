@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 from dataclasses import fields, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from temporalio import workflow
@@ -40,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from lodestone.asl.sync_mode import CALLBACK, mode
     from schema.statuses import JobStatus
     from workflows import cancellation, machine_children
+    from workflows.budget_pause import BUDGET_SIGNAL, BudgetPause, activity_ids
     from workflows.machine_callbacks import TASK_TOKEN_SIGNAL, CallbackWaits, TaskTokenSignal
     from workflows.machine_map_run import run_distributed_map
     from workflows.names import STATE_MACHINE
@@ -127,8 +129,10 @@ class _Runtime:
         path = call.path
         timeout = timedelta(seconds=call.timeout_seconds) if call.timeout_seconds else None
         heartbeat = call.heartbeat_seconds
-        try:
-            return await workflow.execute_activity_method(
+        ids = activity_ids(path)
+
+        def attempt() -> Any:
+            return workflow.execute_activity_method(
                 MachineTaskActivities.run_task,
                 MachineTaskInput(
                     self.inp.tenant_id,
@@ -141,7 +145,7 @@ class _Runtime:
                     call.timeout_seconds,
                     call.token,
                 ),
-                activity_id=_activity_id(path, call.attempt),
+                activity_id=_activity_id(ids(), call.attempt),
                 summary=f"{call.state} (attempt {call.attempt})" if call.attempt > 1 else call.state,
                 start_to_close_timeout=timeout or MACHINE_TASK_TIMEOUT,
                 schedule_to_close_timeout=timeout,
@@ -149,6 +153,9 @@ class _Runtime:
                 # A heartbeat the machine asked for is its own to miss: no attempt of ours hides it.
                 retry_policy=MACHINE_TASK_RETRY if not heartbeat else replace(MACHINE_TASK_RETRY, maximum_attempts=1),
             )
+
+        try:
+            return await self.wf.budget.run(attempt, partial(self.wf._set_status, self.inp))
         except ActivityError as err:
             raise _as_asl_error(err, asked_heartbeat=call.heartbeat_seconds is not None) from err
 
@@ -184,6 +191,11 @@ class StateMachineWorkflow:
         self._last_flush: datetime | None = None
         self.callbacks = CallbackWaits()
         self._slot = SlotWait()  # the wait for one of the tenant's running slots
+        self.budget = BudgetPause()
+
+    @workflow.signal(name=BUDGET_SIGNAL)
+    def budget_changed(self) -> None:
+        self.budget.changed()
 
     @workflow.signal(name=SLOT_SIGNAL)
     def running_slot_free(self) -> None:

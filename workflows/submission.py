@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.steps import StepActivities, StepFailureInput, StepInput, StepResult
     from schema.statuses import JobStatus
     from workflows import cancellation
+    from workflows.budget_pause import BUDGET_SIGNAL, BudgetPause
     from workflows.delivery import SEND_PATCH, deliver_all, error_code, start_delivery
     from workflows.names import SUBMISSION
     from workflows.policies import (
@@ -66,6 +67,11 @@ class SubmissionWorkflow:
         self._running: dict[str, asyncio.Future[StepResult]] = {}  # the steps running now
         self._local = False  # bookkeeping as local activities (LOCAL_BOOKKEEPING_PATCH)
         self._slot = SlotWait()  # the wait for one of the tenant's running slots
+        self._budget = BudgetPause()
+
+    @workflow.signal(name=BUDGET_SIGNAL)
+    def budget_changed(self) -> None:
+        self._budget.changed()
 
     @workflow.signal(name=SLOT_SIGNAL)
     def running_slot_free(self) -> None:
@@ -158,8 +164,10 @@ class SubmissionWorkflow:
                         heartbeat_timeout=STEP_HEARTBEAT,
                         retry_policy=retry,
                     )
+                    # A spent budget pauses the step (workflows/budget_pause.py).
+                    paused = partial(self._budget.run, start, partial(self._set_status, inp))
                     running[step_id] = (
-                        asyncio.ensure_future(self._unless_busy(start)) if self._requeue_busy else start()
+                        asyncio.ensure_future(self._unless_busy(paused)) if self._requeue_busy else start()
                     )
             finished, _ = await workflow.wait(running.values(), return_when="FIRST_COMPLETED")
             for step_id, handle in list(running.items()):

@@ -14,7 +14,8 @@ router = APIRouter(prefix="/v1/usage", tags=["usage"], responses=AUTHENTICATED)
 
 
 class UsageGroup(BaseModel):
-    key: str  # the provider, model, workflow key or day (YYYY-MM-DD, UTC)
+    # the provider, model, workflow key, day (YYYY-MM-DD, UTC) or month (YYYY-MM, UTC: a monthly budget's period)
+    key: str
     calls: int  # answers recorded (one per step or llm Task)
     tokens_in: int
     tokens_out: int
@@ -37,7 +38,7 @@ async def get_usage(
     session: SessionDep,
     start: Annotated[datetime | None, Query(alias="from", description="from this time on (UTC if naive)")] = None,
     end: Annotated[datetime | None, Query(alias="to", description="before this time")] = None,
-    group_by: Literal["provider", "model", "workflow", "day"] = "provider",
+    group_by: Literal["provider", "model", "workflow", "day", "month"] = "provider",
 ) -> UsageReport:
     """Tokens and cost of the tenant's recorded LLM answers, from the price tables of its
     providers and LLM_PRICES, summed per group."""
