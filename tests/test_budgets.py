@@ -204,7 +204,7 @@ async def test_a_retried_call_whose_first_attempt_settled_is_counted_once(settin
     for _attempt in range(2):  # the same step's call, by two attempts of its activity
         meter = Meter(engine, settings, str(tenant.id), job_id, "research")
         answered = await ask_models(
-            OfflineLLM(), settings, None, None, str(tenant.id), ["offline"], request, None, meter
+            OfflineLLM(), settings, None, None, str(tenant.id), ["offline"], request, None, meter, engine=engine
         )  # type: ignore[arg-type]
         assert answered.completion.tokens_in + answered.completion.tokens_out == cost
     async with tenant_session(engine, tenant.id) as s:
@@ -213,7 +213,9 @@ async def test_a_retried_call_whose_first_attempt_settled_is_counted_once(settin
     # Another call does not fit beside it: the attempt ends unsent, as BudgetExhausted.
     other = Meter(engine, settings, str(tenant.id), job_id, "write")
     with pytest.raises(Exception) as refused:
-        await ask_models(OfflineLLM(), settings, None, None, str(tenant.id), ["offline"], request, None, other)  # type: ignore[arg-type]
+        await ask_models(
+            OfflineLLM(), settings, None, None, str(tenant.id), ["offline"], request, None, other, engine=engine
+        )  # type: ignore[arg-type]
     assert getattr(refused.value, "type", None) == "BudgetExhausted", refused.value
 
 
