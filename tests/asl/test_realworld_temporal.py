@@ -32,6 +32,7 @@ from activities.machine_tasks import MachineTaskInput
 from lodestone.asl.errors import ASLError
 from tests.asl.realworld.cases import at, check_run, endpoint, entered, load, runs
 from tests.asl.realworld.scripted_runtime import context, perform, uuid_n
+from tests.helpers import slot_granted
 from workflows.state_machine import StateMachineWorkflow
 from workflows.types import SubmissionInput
 
@@ -97,6 +98,7 @@ class StandIns:
         return [
             self.load_machine,
             self.set_status,
+            slot_granted,
             self.record_machine_events,
             self.finish_machine,
             self.run_machine_task_stand_in,
