@@ -12,6 +12,7 @@ path and output are cleared, the new run records its own, and the job's redrive_
 ``version`` chooses the definition version the new run runs (services/redrive_version.py).
 The API's route and `lodestone ops redrive` both call redrive() here."""
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field, replace
 
@@ -44,6 +45,7 @@ from services.redrive_version import Chosen, RedriveConflict, RedriveNotFound, V
 from workflows.types import SubmissionInput, job_search_attributes
 
 REDRIVABLE = {WorkflowExecutionStatus.FAILED, WorkflowExecutionStatus.TERMINATED, WorkflowExecutionStatus.TIMED_OUT}
+CLOSING_WAIT_SECONDS = 10.0  # how long a redrive waits for the run of a job that says failed to close
 
 
 @dataclass
@@ -80,6 +82,8 @@ async def last_run(client: Client, job: Job, workflow: str) -> WorkflowExecution
         return None
     if run.workflow_type != workflow:
         raise RedriveConflict("redrive_refused", f"workflow {job.id} is a {run.workflow_type}, not a {workflow}")
+    if run.status == WorkflowExecutionStatus.RUNNING and job.status == JobStatus.failed:
+        run = await _closing(client, job, run)
     status = run.status.name.lower() if run.status else "unknown"
     if run.status == WorkflowExecutionStatus.RUNNING:
         raise RedriveConflict(
@@ -94,6 +98,17 @@ async def last_run(client: Client, job: Job, workflow: str) -> WorkflowExecution
             "redrive_refused",
             f"job {job.id}'s last run was {status}; only failed, terminated or timed-out runs are redriven",
         )
+    return run
+
+
+async def _closing(client: Client, job: Job, run: WorkflowExecutionDescription) -> WorkflowExecutionDescription:
+    """A run whose job already says failed is closing: it writes the job's end, wakes the
+    tenant's waiting jobs, then fails. Wait up to CLOSING_WAIT_SECONDS for it to close, so a
+    redrive asked as soon as the job says failed is not refused as still running."""
+    deadline = asyncio.get_running_loop().time() + CLOSING_WAIT_SECONDS
+    while run.status == WorkflowExecutionStatus.RUNNING and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+        run = await client.get_workflow_handle(str(job.id)).describe()
     return run
 
 
