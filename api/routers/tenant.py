@@ -1,7 +1,6 @@
 """The caller's own tenant: its secret references (never the values), its named LLM providers
 and its limits."""
 
-import uuid
 from dataclasses import asdict
 
 from fastapi import APIRouter
@@ -65,14 +64,13 @@ class Limits(BaseModel):
     effective: dict[str, int]  # the limits in force
 
 
-async def _limits(state: StateDep, tenant_id: uuid.UUID) -> Limits:
-    overrides = await tenants.limit_overrides(state.engine, tenant_id)
+def _limits(state: StateDep, overrides: LimitOverrides) -> Limits:
     return Limits(overrides=overrides, effective=asdict(effective(state.settings, overrides)))
 
 
 @router.get("/limits", response_model=Limits)
 async def get_limits(state: StateDep, principal: Admin) -> Limits:
-    return await _limits(state, principal.tenant_id)
+    return _limits(state, await tenants.limit_overrides(state.engine, principal.tenant_id))
 
 
 @router.put(
@@ -85,5 +83,4 @@ async def put_limits(body: LimitOverrides, state: StateDep, principal: Admin) ->
     submissions_per_minute, submissions_burst}, each optional; one left out or null takes the
     deployment's setting (TENANT_MAX_RUNNING_JOBS, TENANT_MAX_LLM_CALLS, TENANT_MAX_RENDERS,
     SUBMISSIONS_PER_MINUTE, SUBMISSIONS_BURST)."""
-    await tenants.set_limit_overrides(state.engine, principal.tenant_id, body)
-    return await _limits(state, principal.tenant_id)
+    return _limits(state, await tenants.set_limit_overrides(state.engine, principal.tenant_id, body))
