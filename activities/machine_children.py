@@ -79,7 +79,7 @@ class MachineChildActivities:
             except InputInvalid as e:
                 raise fail(child.INVALID_INPUT, f"the input does not meet {inp.key}'s input_schema: {e.message}") from e
             tenant = uuid.UUID(inp.tenant_id)
-            # Its workflow inherits the parent's Temporal priority; its row says so.
+            # Its row shows the parent's priority (a child runs in its parent's slot, so never waits by it).
             parent = await session.get(Job, uuid.UUID(inp.parent_job_id))
             submission = Submission(tenant_id=tenant, workflow_definition_id=definition.id, input=inp.input)
             now = utcnow()

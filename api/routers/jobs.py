@@ -62,7 +62,7 @@ class JobDetail(JobSummary):
     output: Any = None  # a state machine's output, once it succeeded
     path: list[PathEvent] | None = None  # a state machine's events so far, in order
     redrive_count: int = 0  # how many times the job was redriven
-    priority: int = 3  # 1 (first) to 5: its Temporal priority key, within its tenant's fair share
+    priority: int = 3  # 1 (first) to 5: its order among its tenant's jobs waiting for a running slot
     parent_job_id: str | None = None  # a child execution: the job whose Task started it
     # LLM tokens and cost in all, and by provider and model: {calls, tokens_in, tokens_out, cost_usd, by_model}
     usage: dict[str, Any] | None = None
